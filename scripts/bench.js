@@ -1,0 +1,897 @@
+#!/usr/bin/env node
+// Benchmark orchestrator: tandem vs. nginx vs. HAProxy vs. a minimal undici proxy vs. direct.
+//
+// Usage: npm run bench [-- --quick] [-- --only tandem,nginx] [-- --no-build] [-- --keep-tmp]
+//   env: BENCH_DURATION (seconds, default 10; 3 with --quick)
+//        BENCH_CONNECTIONS (default 50), BENCH_THREADS (wrk threads, default 1)
+//        BENCH_WARMUP (seconds, default 2; 1 with --quick)
+//
+// For every target: start it, wait until a request through it answers 200, warm up with wrk,
+// then run `wrk -t1 -c50 -d10s --latency` and record req/s, p50/p99, errors, the proxy's CPU time
+// per request (utime+stime summed over the proxy's process tree, from /proc/PID/stat, before and
+// after the measured wrk run, divided by the requests wrk completed) and its peak RSS during the
+// measured run (VmHWM summed over the process tree, reset via /proc/PID/clear_refs just before).
+// Results: markdown table + ratios on stdout, and bench/results/bench-<stamp>.{md,json} (+ latest.*).
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync,
+} from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const ALL_TARGETS = ['direct', 'tandem', 'nginx', 'haproxy', 'minimal'];
+const LABELS = {
+  direct: 'direct (1 backend)',
+  tandem: 'tandem',
+  nginx: 'nginx (1 worker)',
+  haproxy: 'HAProxy (1 thread)',
+  minimal: 'minimal undici proxy',
+};
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function parseArgs(argv) {
+  const opts = { quick: false, only: null, build: true, keepTmp: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') opts.quick = true;
+    else if (a === '--no-build') opts.build = false;
+    else if (a === '--keep-tmp') opts.keepTmp = true;
+    else if (a === '--only' || a.startsWith('--only=')) {
+      const v = a === '--only' ? argv[++i] : a.slice('--only='.length);
+      opts.only = String(v ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+      const bad = opts.only.filter((n) => !ALL_TARGETS.includes(n));
+      if (bad.length) die(`unknown target(s) in --only: ${bad.join(', ')} (known: ${ALL_TARGETS.join(', ')})`);
+    } else if (a === '--help' || a === '-h') {
+      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 15).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      process.exit(0);
+    } else die(`unknown argument: ${a}`);
+  }
+  return opts;
+}
+
+function envSeconds(name, dflt) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(String(raw).replace(/s$/, ''));
+  if (!Number.isFinite(n) || n <= 0) die(`${name} must be a positive number of seconds, got ${raw}`);
+  return n;
+}
+
+function envInt(name, dflt) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) die(`${name} must be a positive integer, got ${raw}`);
+  return n;
+}
+
+function die(msg) {
+  console.error(`bench: ${msg}`);
+  process.exit(2);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const selected = opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t)) : ALL_TARGETS;
+const DURATION = envSeconds('BENCH_DURATION', opts.quick ? 3 : 10);
+const WARMUP = envSeconds('BENCH_WARMUP', opts.quick ? 1 : 2);
+const CONNECTIONS = envInt('BENCH_CONNECTIONS', 50);
+const THREADS = envInt('BENCH_THREADS', 1);
+
+// ---------------------------------------------------------------------------------------------
+// Child process bookkeeping: every child is its own process group (detached) so that stopping it
+// also stops its workers (nginx). Everything is killed on exit, error and SIGINT/SIGTERM.
+
+const children = new Set();
+let tmpRoot = null;
+
+function alive(proc) {
+  return proc.child.exitCode === null && proc.child.signalCode === null && !proc.spawnError;
+}
+
+function signalProc(proc, sig) {
+  if (!proc.child.pid) return;
+  try {
+    process.kill(-proc.child.pid, sig);
+  } catch {
+    try { process.kill(proc.child.pid, sig); } catch { /* already gone */ }
+  }
+}
+
+function killAllSync(sig) {
+  for (const p of children) if (alive(p)) signalProc(p, sig);
+}
+
+let cleaningUp = false;
+function emergencyExit(code, why) {
+  if (cleaningUp) return;
+  cleaningUp = true;
+  if (why) console.error(`\nbench: ${why}; stopping all children`);
+  killAllSync('SIGTERM');
+  setTimeout(() => {
+    killAllSync('SIGKILL');
+    if (tmpRoot && !opts.keepTmp) try { rmSync(tmpRoot, { recursive: true, force: true }); } catch { /* ignore */ }
+    process.exit(code);
+  }, 500);
+}
+
+process.on('SIGINT', () => emergencyExit(130, 'interrupted'));
+process.on('SIGTERM', () => emergencyExit(143, 'terminated'));
+process.on('SIGHUP', () => emergencyExit(129, 'hangup'));
+process.on('uncaughtException', (e) => { console.error(e); emergencyExit(1, 'uncaught exception'); });
+process.on('unhandledRejection', (e) => { console.error(e); emergencyExit(1, 'unhandled rejection'); });
+process.on('exit', () => killAllSync('SIGKILL'));
+
+/** Spawn a long-running child with stdout/stderr going to files in the temp dir. */
+function startProc(name, cmd, args, { cwd = root, env = process.env } = {}) {
+  if (cleaningUp) throw new Error('shutting down');
+  const outFile = join(tmpRoot, `${name}.stdout.log`);
+  const errFile = join(tmpRoot, `${name}.stderr.log`);
+  const outFd = openSync(outFile, 'a');
+  const errFd = openSync(errFile, 'a');
+  const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', outFd, errFd], detached: true });
+  closeSync(outFd);
+  closeSync(errFd);
+  const proc = { name, cmd, args, child, outFile, errFile, spawnError: null };
+  proc.exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (err) => { proc.spawnError = err; resolve({ code: null, signal: null, error: err }); });
+  });
+  children.add(proc);
+  return proc;
+}
+
+async function stopProc(proc, { graceMs = 3000, sig = 'SIGTERM' } = {}) {
+  if (!proc) return;
+  if (alive(proc)) {
+    signalProc(proc, sig);
+    const res = await Promise.race([proc.exited, sleep(graceMs).then(() => 'timeout')]);
+    if (res === 'timeout') {
+      signalProc(proc, 'SIGKILL');
+      await Promise.race([proc.exited, sleep(1000)]);
+    }
+  }
+  // Workers of a process group may outlive the leader for a moment.
+  try { process.kill(-proc.child.pid, 'SIGKILL'); } catch { /* group gone */ }
+  children.delete(proc);
+}
+
+function tail(file, lines = 25) {
+  try {
+    const text = readFileSync(file, 'utf8').trimEnd();
+    if (!text) return '';
+    return text.split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+function describeExit(proc) {
+  if (proc.spawnError) return `could not spawn ${proc.cmd}: ${proc.spawnError.message}`;
+  const { exitCode, signalCode } = proc.child;
+  if (exitCode !== null) return `exited with code ${exitCode}`;
+  if (signalCode !== null) return `killed by ${signalCode}`;
+  return 'running';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      await new Promise((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', resolve);
+      });
+      servers.push(s);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+function httpGet(port, path = '/', timeoutMs = 1000) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+      res.on('error', () => resolve(0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(0));
+  });
+}
+
+/** Poll until every check answers 200 (all on 127.0.0.1), failing early if the process died. */
+async function waitReady(proc, checks, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (proc && !alive(proc)) throw new Error(describeExit(proc));
+    let ok = true;
+    for (const [port, path] of checks) {
+      const status = await httpGet(port, path);
+      if (status !== 200) {
+        ok = false;
+        last = `GET http://127.0.0.1:${port}${path} -> ${status || 'connection failed'}`;
+        break;
+      }
+    }
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`not ready after ${timeoutMs / 1000}s (${last})`);
+}
+
+function which(bin) {
+  const r = spawnSync('which', [bin], { encoding: 'utf8' });
+  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin']) {
+    if (existsSync(join(dir, bin))) return join(dir, bin);
+  }
+  return null;
+}
+
+function ensureTools(tools) {
+  const missing = tools.filter((t) => !which(t));
+  if (missing.length === 0) return;
+  console.log(`bench: installing missing tools: ${missing.join(' ')}`);
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    die(`missing ${missing.join(', ')}; install them (apt-get install -y ${missing.join(' ')}) or run as root`);
+  }
+  const r = spawnSync('sh', ['-c', `apt-get update && apt-get install -y ${missing.join(' ')}`], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  const still = tools.filter((t) => !which(t));
+  if (r.status !== 0 || still.length) die(`could not install ${still.join(', ') || missing.join(', ')}`);
+}
+
+function versionOf(cmd, args, re) {
+  try {
+    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
+    const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
+    const m = re.exec(text);
+    return m ? m[1] : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc accounting
+
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout);
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+function readStat(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": index 0 = field 3 (state), so field N is at index N - 3.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return {
+      ppid: Number(f[1]),
+      ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]), // utime stime cutime cstime
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** pids of rootPid and all its descendants. */
+function processTree(rootPid) {
+  const byParent = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    const st = readStat(d);
+    if (!st) continue;
+    if (!byParent.has(st.ppid)) byParent.set(st.ppid, []);
+    byParent.get(st.ppid).push(Number(d));
+  }
+  const out = [rootPid];
+  for (let i = 0; i < out.length; i++) out.push(...(byParent.get(out[i]) ?? []));
+  return out;
+}
+
+/** CPU ticks (utime+stime, plus reaped children) summed over the trees of the given roots. */
+function cpuTicks(rootPids) {
+  let ticks = 0;
+  const pids = [];
+  for (const rp of rootPids) {
+    for (const pid of processTree(rp)) {
+      const st = readStat(pid);
+      if (st) { ticks += st.ticks; pids.push(pid); }
+    }
+  }
+  return { ticks, pids };
+}
+
+function statusKb(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Reset the peak-RSS watermark (VmHWM) of the given pids; returns true if all resets worked. */
+function resetHwm(pids) {
+  let ok = true;
+  for (const pid of pids) {
+    try { writeFileSync(`/proc/${pid}/clear_refs`, '5'); } catch { ok = false; }
+  }
+  return ok;
+}
+
+function machineTicks() {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = line[3] + (line[4] ?? 0);
+  const total = line.reduce((a, b) => a + b, 0);
+  return { idle, total };
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk
+
+function runWrk(port, seconds, { latency = true } = {}) {
+  const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`];
+  if (latency) args.push('--latency');
+  args.push(`http://127.0.0.1:${port}/`);
+  if (cleaningUp) return Promise.resolve({ code: null, stdout: '', stderr: '', error: new Error('shutting down') });
+  return new Promise((resolve) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const proc = { name: 'wrk', cmd: 'wrk', child, spawnError: null };
+    children.add(proc);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const killer = setTimeout(() => signalProc(proc, 'SIGKILL'), (seconds + 30) * 1000);
+    const done = (code, error) => {
+      clearTimeout(killer);
+      children.delete(proc);
+      resolve({ code, stdout, stderr, error, command: `wrk ${args.join(' ')}` });
+    };
+    child.once('error', (e) => { proc.spawnError = e; done(null, e); });
+    child.once('close', (code) => done(code));
+  });
+}
+
+function toMs(s) {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(s ?? '');
+  if (!m) return null;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2]];
+}
+
+function parseWrk(out) {
+  const num = (re) => { const m = re.exec(out); return m ? Number(m[1]) : null; };
+  const lat = (p) => { const m = new RegExp(`^\\s*${p}%\\s+(\\S+)`, 'm').exec(out); return m ? toMs(m[1]) : null; };
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const avg = /Latency\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out);
+  const socketErrors = sock
+    ? { connect: Number(sock[1]), read: Number(sock[2]), write: Number(sock[3]), timeout: Number(sock[4]) }
+    : { connect: 0, read: 0, write: 0, timeout: 0 };
+  const non2xx = num(/Non-2xx or 3xx responses: (\d+)/) ?? 0;
+  const totalSocketErrors = Object.values(socketErrors).reduce((a, b) => a + b, 0);
+  return {
+    requestsPerSec: num(/Requests\/sec:\s+([\d.]+)/),
+    requests: num(/(\d+) requests in /),
+    latencyMs: {
+      avg: avg ? toMs(avg[1]) : null,
+      stdev: avg ? toMs(avg[2]) : null,
+      max: avg ? toMs(avg[3]) : null,
+      p50: lat(50), p75: lat(75), p90: lat(90), p99: lat(99),
+    },
+    socketErrors,
+    non2xx,
+    errors: totalSocketErrors + non2xx,
+  };
+}
+
+function describeErrors(w) {
+  const parts = [];
+  for (const [k, v] of Object.entries(w.socketErrors)) if (v) parts.push(`${k} ${v}`);
+  if (w.non2xx) parts.push(`non-2xx ${w.non2xx}`);
+  return parts.join(', ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+function writeNginxConfig(dir, port, backends) {
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755); // workers run as an unprivileged user when the master is root
+  const conf = `# generated by scripts/bench.js
+daemon off;
+master_process on;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+
+events {
+  worker_connections 4096;
+}
+
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+
+  # Client side keep-alive without a per-connection request cap (node and HAProxy have none).
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+
+  upstream backends {
+${backends.map((b) => `    server ${b};`).join('\n')}
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
+
+  server {
+    listen ${port};
+    location / {
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+  const file = join(dir, 'nginx.conf');
+  writeFileSync(file, conf);
+  return file;
+}
+
+function writeHaproxyConfig(dir, port, backends) {
+  mkdirSync(dir, { recursive: true });
+  const conf = `# generated by scripts/bench.js
+global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 65s
+  timeout server 65s
+  timeout http-request 10s
+  timeout http-keep-alive 65s
+
+frontend fe
+  bind ${port}
+  default_backend be
+
+backend be
+  balance roundrobin
+${backends.map((b, i) => `  server b${i + 1} ${b}`).join('\n')}
+`;
+  const file = join(dir, 'haproxy.cfg');
+  writeFileSync(file, conf);
+  return file;
+}
+
+function writeTandemConfig(dir, port, adminPort, backendPorts) {
+  mkdirSync(dir, { recursive: true });
+  const conf = `listen: 127.0.0.1:${port}
+admin: 127.0.0.1:${adminPort}
+services:
+  shop:
+    endpoints: [${backendPorts.map((p) => `127.0.0.1:${p}`).join(', ')}]
+    balancer: round-robin
+routes:
+  - prefix: /
+    service: shop
+`;
+  const file = join(dir, 'tandem.yaml');
+  writeFileSync(file, conf);
+  return file;
+}
+
+function nginxSupportsE(version) {
+  const [a, b, c] = String(version ?? '0.0.0').split('.').map(Number);
+  return a > 1 || (a === 1 && (b > 19 || (b === 19 && c >= 5)));
+}
+
+/** Build the target descriptions: each has start() -> {proc, port, readyChecks, readyTimeoutMs}. */
+function makeTargets(ports, backendPorts, versions) {
+  const backends = backendPorts.map((p) => `127.0.0.1:${p}`);
+  return {
+    direct: {
+      start: () => ({ proc: null, port: backendPorts[0], readyChecks: [[backendPorts[0], '/']], readyTimeoutMs: 5000 }),
+    },
+    tandem: {
+      start: () => {
+        const dir = join(tmpRoot, 'tandem');
+        const file = writeTandemConfig(dir, ports.tandem, ports.tandemAdmin, backendPorts);
+        const bin = join(root, 'bin', 'tandem.js');
+        const proc = startProc('tandem', process.execPath, [bin, 'gateway', '--config', file], { cwd: root });
+        return {
+          proc,
+          port: ports.tandem,
+          readyChecks: [[ports.tandemAdmin, '/readyz'], [ports.tandem, '/']],
+          readyTimeoutMs: 20_000,
+        };
+      },
+    },
+    nginx: {
+      start: () => {
+        const dir = join(tmpRoot, 'nginx');
+        const file = writeNginxConfig(dir, `127.0.0.1:${ports.nginx}`, backends);
+        const args = ['-c', file, '-p', dir];
+        if (nginxSupportsE(versions.nginx)) args.push('-e', join(dir, 'error.log'));
+        const proc = startProc('nginx', which('nginx'), args);
+        proc.extraLog = join(dir, 'error.log');
+        return { proc, port: ports.nginx, readyChecks: [[ports.nginx, '/']], readyTimeoutMs: 10_000 };
+      },
+    },
+    haproxy: {
+      start: () => {
+        const dir = join(tmpRoot, 'haproxy');
+        const file = writeHaproxyConfig(dir, `127.0.0.1:${ports.haproxy}`, backends);
+        const proc = startProc('haproxy', which('haproxy'), ['-db', '-f', file]);
+        return { proc, port: ports.haproxy, readyChecks: [[ports.haproxy, '/']], readyTimeoutMs: 10_000 };
+      },
+    },
+    minimal: {
+      start: () => {
+        const proc = startProc('minimal', process.execPath, [join(root, 'bench', 'minimal-proxy.js'), String(ports.minimal), ...backends]);
+        return { proc, port: ports.minimal, readyChecks: [[ports.minimal, '/']], readyTimeoutMs: 10_000 };
+      },
+    },
+  };
+}
+
+function procLogs(proc) {
+  if (!proc) return '';
+  const parts = [];
+  const err = tail(proc.errFile);
+  const out = tail(proc.outFile, 15);
+  const extra = proc.extraLog ? tail(proc.extraLog, 15) : '';
+  if (err) parts.push(`--- stderr (tail) ---\n${err}`);
+  if (out) parts.push(`--- stdout (tail) ---\n${out}`);
+  if (extra) parts.push(`--- ${proc.extraLog.split('/').pop()} (tail) ---\n${extra}`);
+  return parts.join('\n') || '(no output)';
+}
+
+async function benchTarget(name, target, backendProcs) {
+  const result = { target: name, label: LABELS[name], status: 'ok' };
+  let started;
+  const t0 = Date.now();
+  try {
+    started = target.start();
+    result.command = started.proc ? [started.proc.cmd, ...started.proc.args].join(' ') : null;
+    await waitReady(started.proc, started.readyChecks, started.readyTimeoutMs);
+    result.startupMs = Date.now() - t0;
+  } catch (e) {
+    result.status = 'failed to start';
+    result.error = e.message;
+    if (started?.proc) {
+      await sleep(200); // let a crashing process flush its output
+      result.logTail = procLogs(started.proc);
+      await stopProc(started.proc);
+    }
+    return result;
+  }
+
+  const proc = started.proc;
+  try {
+    // Warm-up (results discarded).
+    const warm = await runWrk(started.port, WARMUP, { latency: false });
+    if (warm.code !== 0) throw new Error(`warm-up wrk failed (exit ${warm.code}): ${warm.error?.message ?? warm.stderr.trim()}`);
+    const warmParsed = parseWrk(warm.stdout);
+    result.warmup = { seconds: WARMUP, requests: warmParsed.requests, errors: warmParsed.errors };
+    if (proc && !alive(proc)) throw new Error(`died during warm-up: ${describeExit(proc)}`);
+    await sleep(300);
+
+    // Measured run.
+    const proxyRoots = proc ? [proc.child.pid] : [];
+    const backendRoots = backendProcs.map((p) => p.child.pid);
+    const before = proc ? cpuTicks(proxyRoots) : null;
+    const hwmReset = proc ? resetHwm(before.pids) : null;
+    const beBefore = cpuTicks(backendRoots);
+    const mBefore = machineTicks();
+    const run = await runWrk(started.port, DURATION);
+    const mAfter = machineTicks();
+    const beAfter = cpuTicks(backendRoots);
+    const after = proc ? cpuTicks(proxyRoots) : null;
+    if (run.code !== 0) throw new Error(`wrk failed (exit ${run.code}): ${run.error?.message ?? run.stderr.trim()}`);
+    const w = parseWrk(run.stdout);
+    if (!w.requests || w.requestsPerSec === null) throw new Error(`could not parse wrk output:\n${run.stdout}\n${run.stderr}`);
+    Object.assign(result, {
+      wrkCommand: run.command,
+      durationS: DURATION,
+      connections: CONNECTIONS,
+      requestsPerSec: w.requestsPerSec,
+      requests: w.requests,
+      latencyMs: w.latencyMs,
+      socketErrors: w.socketErrors,
+      non2xx: w.non2xx,
+      errors: w.errors,
+      errorSummary: describeErrors(w),
+      wrkOutput: run.stdout,
+      machineCpuBusyPct: round(100 * (1 - (mAfter.idle - mBefore.idle) / Math.max(1, mAfter.total - mBefore.total)), 1),
+      backendsCpuUsPerReq: round(((beAfter.ticks - beBefore.ticks) / CLK_TCK) * 1e6 / w.requests, 2),
+    });
+    if (proc) {
+      const ticks = after.ticks - before.ticks;
+      const perPid = after.pids.map((pid) => ({ pid, vmHwmKb: statusKb(pid, 'VmHWM'), vmRssKb: statusKb(pid, 'VmRSS') }));
+      const hwmKb = perPid.reduce((a, p) => a + (p.vmHwmKb ?? 0), 0);
+      Object.assign(result, {
+        proxyPids: after.pids,
+        proxyCpuSeconds: round(ticks / CLK_TCK, 3),
+        proxyCpuUsPerReq: round((ticks / CLK_TCK) * 1e6 / w.requests, 2),
+        proxyCpuCoresUsed: round(ticks / CLK_TCK / DURATION, 2),
+        peakRssKb: hwmKb,
+        peakRssMethod: hwmReset ? 'VmHWM summed over process tree, reset (clear_refs=5) after warm-up' : 'VmHWM summed over process tree since process start (reset failed)',
+        perProcessMemory: perPid,
+      });
+      if (!alive(proc)) {
+        result.status = 'crashed';
+        result.error = `died during the run: ${describeExit(proc)}`;
+        result.logTail = procLogs(proc);
+      }
+    }
+    const deadBackends = backendProcs.filter((p) => !alive(p));
+    if (deadBackends.length) {
+      result.status = 'failed';
+      result.error = `backend(s) died: ${deadBackends.map((p) => p.name).join(', ')}`;
+    }
+  } catch (e) {
+    result.status = 'failed';
+    result.error = e.message;
+    if (proc) result.logTail = procLogs(proc);
+  } finally {
+    await stopProc(proc);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+
+function round(n, d) {
+  if (n === null || n === undefined || !Number.isFinite(n)) return null;
+  const f = 10 ** d;
+  return Math.round(n * f) / f;
+}
+
+const fmtInt = (n) => (n === null || n === undefined ? '—' : Math.round(n).toLocaleString('en-US'));
+const fmtMs = (n) => (n === null || n === undefined ? '—' : n < 10 ? n.toFixed(2) : n.toFixed(1));
+const fmtUs = (n) => (n === null || n === undefined ? '—' : n.toFixed(1));
+const fmtMb = (kb) => (kb === null || kb === undefined ? '—' : (kb / 1024).toFixed(1));
+
+function markdownTable(results) {
+  const lines = [
+    '| Target | Req/s | p50 (ms) | p99 (ms) | Proxy CPU (µs/req) | Proxy peak RSS (MB) | Requests | Errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const r of results) {
+    if (r.status === 'failed to start' || (r.status === 'failed' && r.requestsPerSec === undefined)) {
+      lines.push(`| ${r.label} | **${r.status}** | — | — | — | — | — | ${oneLine(r.error)} |`);
+      continue;
+    }
+    let flag = r.errors ? `⚠ ${r.errorSummary}` : '0';
+    if (r.status !== 'ok') flag = `**${r.status}**: ${oneLine(r.error)}${r.errors ? `; ⚠ ${r.errorSummary}` : ''}`;
+    const name = r.errors || r.status !== 'ok' ? `${r.label} ⚠` : r.label;
+    lines.push(`| ${name} | ${fmtInt(r.requestsPerSec)} | ${fmtMs(r.latencyMs.p50)} | ${fmtMs(r.latencyMs.p99)} | `
+      + `${r.target === 'direct' ? '—' : fmtUs(r.proxyCpuUsPerReq)} | ${r.target === 'direct' ? '—' : fmtMb(r.peakRssKb)} | `
+      + `${fmtInt(r.requests)} | ${flag} |`);
+  }
+  return lines.join('\n');
+}
+
+function oneLine(s) {
+  return String(s ?? '').replace(/\s+/g, ' ').replace(/\|/g, '\\|').slice(0, 160);
+}
+
+function computeRatios(results) {
+  const by = Object.fromEntries(results.filter((r) => r.requestsPerSec !== undefined).map((r) => [r.target, r]));
+  const pairs = [['tandem', 'minimal', 'tandem / minimal-undici'], ['tandem', 'nginx', 'tandem / nginx'], ['minimal', 'nginx', 'minimal / nginx']];
+  return pairs.map(([a, b, label]) => {
+    const ra = by[a];
+    const rb = by[b];
+    const q = (f) => (ra && rb && f(ra) && f(rb) ? round(f(ra) / f(rb), 2) : null);
+    return {
+      label, a, b,
+      flagged: Boolean((ra && (ra.errors || ra.status !== 'ok')) || (rb && (rb.errors || rb.status !== 'ok'))),
+      requestsPerSec: q((r) => r.requestsPerSec),
+      p50: q((r) => r.latencyMs?.p50),
+      p99: q((r) => r.latencyMs?.p99),
+      cpuPerReq: q((r) => r.proxyCpuUsPerReq),
+      peakRss: q((r) => r.peakRssKb),
+    };
+  });
+}
+
+function markdownRatios(ratios) {
+  const f = (n) => (n === null ? 'n/a' : `${n.toFixed(2)}×`);
+  const lines = [
+    '| Ratio | Req/s | p50 | p99 | CPU/req | Peak RSS |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of ratios) {
+    lines.push(`| ${r.label}${r.flagged ? ' ⚠' : ''} | ${f(r.requestsPerSec)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.cpuPerReq)} | ${f(r.peakRss)} |`);
+  }
+  return lines.join('\n');
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  let gitCommit = null;
+  const g = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' });
+  if (g.status === 0) gitCommit = g.stdout.trim();
+  return {
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGb: round(os.totalmem() / 2 ** 30, 1),
+    kernel: os.release(),
+    node: process.version,
+    gitCommit,
+    clkTck: CLK_TCK,
+  };
+}
+
+function buildMarkdown(meta, results, ratios) {
+  const v = meta.versions;
+  const out = [];
+  out.push(`# tandem benchmark — ${meta.date}`);
+  out.push('');
+  out.push(`Machine: ${meta.machine.cpuModel}, ${meta.machine.cores} cores, ${meta.machine.memoryGb} GB, Linux ${meta.machine.kernel}; `
+    + `Node ${meta.machine.node}; wrk ${v.wrk ?? '?'}; nginx ${v.nginx ?? '?'}; HAProxy ${v.haproxy ?? '?'}; undici ${v.undici ?? '?'}`
+    + `${meta.machine.gitCommit ? `; tandem @ ${meta.machine.gitCommit}` : ''}.`);
+  out.push('');
+  out.push(`Load: \`wrk -t${meta.params.threads} -c${meta.params.connections} -d${meta.params.durationS}s --latency\` after a ${meta.params.warmupS}s warm-up; `
+    + `3 Node backends (\`bench/backend.js\`, 12-byte body), proxies balance round robin over keep-alive connections. `
+    + 'Everything (wrk, proxy, backends) shares the same machine.');
+  out.push('');
+  out.push(markdownTable(results));
+  out.push('');
+  out.push(markdownRatios(ratios));
+  out.push('');
+  out.push('Proxy CPU = utime+stime of the proxy\'s whole process tree (nginx master+worker) from `/proc/PID/stat`, '
+    + 'delta over the measured run ÷ requests completed. Peak RSS = `VmHWM` summed over the tree, reset after warm-up. '
+    + 'Ratios are A ÷ B (for req/s higher is better; for latency, CPU and RSS lower is better). ⚠ = errors or failure in the run.');
+  const extra = results.filter((r) => r.status === 'ok' && r.requestsPerSec !== undefined);
+  if (extra.length) {
+    out.push('');
+    out.push('Context per run: ' + extra.map((r) => `${r.target}: machine CPU ${r.machineCpuBusyPct}% busy, backends ${fmtUs(r.backendsCpuUsPerReq)} µs/req`
+      + `${r.proxyCpuCoresUsed !== undefined ? `, proxy ${r.proxyCpuCoresUsed} cores` : ''}`).join('; ') + '.');
+  }
+  const failed = results.filter((r) => r.status !== 'ok' && (r.logTail || r.error));
+  for (const r of failed) {
+    out.push('');
+    out.push(`### ${r.label}: ${r.status}`);
+    out.push('');
+    out.push(`${r.error ?? ''}`);
+    if (r.logTail) {
+      out.push('');
+      out.push('```');
+      out.push(r.logTail);
+      out.push('```');
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const startedAt = Date.now();
+  const tools = ['wrk'];
+  if (selected.includes('nginx')) tools.push('nginx');
+  if (selected.includes('haproxy')) tools.push('haproxy');
+  ensureTools(tools);
+
+  const versions = {
+    wrk: versionOf('wrk', ['-v'], /wrk (\S+)/),
+    nginx: which('nginx') ? versionOf(which('nginx'), ['-v'], /nginx\/(\S+)/) : null,
+    haproxy: which('haproxy') ? versionOf(which('haproxy'), ['-v'], /HA-?Proxy version (\S+)/) : null,
+    undici: (() => { try { return JSON.parse(readFileSync(join(root, 'node_modules', 'undici', 'package.json'), 'utf8')).version; } catch { return null; } })(),
+  };
+
+  let build = null;
+  if (selected.includes('tandem') && opts.build) {
+    console.log('bench: npm run build ...');
+    const t = Date.now();
+    const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, encoding: 'utf8', timeout: 180_000 });
+    build = { status: r.status, ms: Date.now() - t, outputTail: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n') };
+    if (r.status !== 0) {
+      console.log(`bench: build exited with ${r.status ?? r.error?.message} after ${build.ms} ms (tsc still emits on type errors); trying tandem anyway:\n${build.outputTail}`);
+    } else {
+      console.log(`bench: build ok (${build.ms} ms)`);
+    }
+  }
+
+  tmpRoot = mkdtempSync(join(os.tmpdir(), 'tandem-bench-'));
+  chmodSync(tmpRoot, 0o755);
+  const [b1, b2, b3, tandem, tandemAdmin, nginx, haproxy, minimal] = await freePorts(8);
+  const backendPorts = [b1, b2, b3];
+  const ports = { tandem, tandemAdmin, nginx, haproxy, minimal };
+
+  console.log(`bench: targets ${selected.join(', ')}; wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s (warm-up ${WARMUP}s); temp dir ${tmpRoot}`);
+  const backendProcs = backendPorts.map((p, i) => startProc(`backend${i + 1}`, process.execPath, [join(root, 'bench', 'backend.js'), String(p)]));
+  try {
+    await Promise.all(backendProcs.map((p, i) => waitReady(p, [[backendPorts[i], '/']], 10_000)));
+  } catch (e) {
+    console.error(`bench: backends did not start: ${e.message}`);
+    for (const p of backendProcs) console.error(procLogs(p));
+    throw e;
+  }
+  console.log(`bench: backends up on ${backendPorts.join(', ')}`);
+
+  const targets = makeTargets(ports, backendPorts, versions);
+  const results = [];
+  for (const name of selected) {
+    process.stdout.write(`bench: ${LABELS[name]} ... `);
+    const r = await benchTarget(name, targets[name], backendProcs);
+    results.push(r);
+    if (r.requestsPerSec !== undefined) {
+      console.log(`${fmtInt(r.requestsPerSec)} req/s, p50 ${fmtMs(r.latencyMs.p50)} ms, p99 ${fmtMs(r.latencyMs.p99)} ms`
+        + (r.proxyCpuUsPerReq !== undefined ? `, ${fmtUs(r.proxyCpuUsPerReq)} µs CPU/req, ${fmtMb(r.peakRssKb)} MB peak RSS` : '')
+        + (r.errors ? `, ⚠ ${r.errorSummary}` : '')
+        + (r.status !== 'ok' ? ` [${r.status}: ${r.error}]` : ''));
+    } else {
+      console.log(`${r.status}: ${r.error}`);
+      if (r.logTail) console.log(r.logTail.split('\n').map((l) => `    ${l}`).join('\n'));
+    }
+    await sleep(500);
+  }
+
+  await Promise.all(backendProcs.map((p) => stopProc(p)));
+
+  const ratios = computeRatios(results);
+  const now = new Date();
+  const meta = {
+    date: now.toISOString(),
+    machine: machineInfo(),
+    versions,
+    params: { threads: THREADS, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP, quick: opts.quick, targets: selected },
+    build,
+    totalSeconds: round((Date.now() - startedAt) / 1000, 1),
+  };
+  const md = buildMarkdown(meta, results, ratios);
+  console.log('\n' + md);
+
+  const outDir = join(root, 'bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+  const json = JSON.stringify({ meta, results, ratios, markdown: md }, null, 2) + '\n';
+  for (const base of [`bench-${stamp}`, 'latest']) {
+    writeFileSync(join(outDir, `${base}.md`), md);
+    writeFileSync(join(outDir, `${base}.json`), json);
+  }
+  console.log(`bench: wrote bench/results/bench-${stamp}.{md,json} and bench/results/latest.{md,json} (${meta.totalSeconds}s total)`);
+}
+
+main()
+  .then(() => {
+    killAllSync('SIGKILL');
+    if (tmpRoot && !opts.keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
+    else if (tmpRoot) console.log(`bench: kept ${tmpRoot}`);
+  })
+  .catch((e) => {
+    console.error(e);
+    emergencyExit(1, 'failed');
+  });

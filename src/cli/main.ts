@@ -1,0 +1,57 @@
+import { parseArgs } from 'node:util';
+import { CONFIG_SCHEMA } from '../config/schema.js';
+import { VERSION } from '../version.js';
+import { runGateway } from './gateway-command.js';
+import { runDemo } from './demo-command.js';
+
+const USAGE = `tandem ${VERSION} — high availability for Node.js services
+
+Usage:
+  tandem gateway --config FILE     run the gateway (YAML or JSON config)
+  tandem gateway --check FILE      validate a config and exit (0 valid, 2 invalid)
+  tandem demo                      the quick start: example backends behind a gateway
+  tandem schema                    print the config file's JSON Schema
+  tandem --version
+
+Signals (gateway): SIGHUP reloads the config, SIGTERM/SIGINT drain and stop.
+`;
+
+/** Returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'gateway': {
+      let values;
+      try {
+        ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, check: { type: 'string' } }, strict: true }));
+      } catch (err) {
+        process.stderr.write(`tandem gateway: ${(err as Error).message}\n\n${USAGE}`);
+        return 2;
+      }
+      const file = values.check ?? values.config;
+      if (!file) {
+        process.stderr.write(`tandem gateway: --config FILE is required\n\n${USAGE}`);
+        return 2;
+      }
+      return runGateway({ config: file, check: values.check !== undefined });
+    }
+    case 'demo':
+      return runDemo();
+    case 'schema':
+      process.stdout.write(`${JSON.stringify(CONFIG_SCHEMA, null, 2)}\n`);
+      return 0;
+    case '--version':
+    case '-v':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`tandem: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}

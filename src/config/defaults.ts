@@ -1,0 +1,39 @@
+/**
+ * Every default in one place. docs/configuration.md documents these values and a test keeps
+ * the two in step. Durations are milliseconds, sizes bytes.
+ */
+export const DEFAULTS = Object.freeze({
+  admin: '127.0.0.1:9901',
+  trustedProxies: [] as readonly string[],
+  drainTimeout: 30_000,
+  limits: Object.freeze({
+    /** Total size of a request's header section; larger gets 431. */
+    maxHeaderSize: 16 * 1024,
+    /** Request body; larger gets 413. nginx defaults to 1 MiB, which breaks uploads; we pick 100 MiB. */
+    maxBodySize: 100 * 1024 * 1024,
+    /** Time a client has to send the whole header section (slowloris guard); 408 after. */
+    headersTimeout: 10_000,
+    /** Time a client has to send the whole request, body included; 408 after. */
+    requestTimeout: 300_000,
+    /** How long an idle client keep-alive connection stays open. */
+    keepAliveTimeout: 60_000,
+  }),
+  log: Object.freeze({ level: 'info' as const, access: 'errors' as const }),
+  service: Object.freeze({
+    balancer: 'peak-ewma' as const,
+    /** TCP connect to an endpoint. Loopback and LAN connects take well under 1 ms; Linkerd uses 1 s. */
+    connectTimeout: 1_000,
+    /** From sending the request until the response headers arrive (Envoy's route timeout is 15 s). */
+    timeout: 15_000,
+    /** Longest gap between two chunks of a response body. */
+    idleTimeout: 60_000,
+    /** Connections per endpoint; requests past it wait for a free connection. */
+    maxConnections: 256,
+    /** Idle pooled connection lifetime. Below Node's server default (5 s) so we close first. */
+    keepAliveTimeout: 4_000,
+    weight: 1,
+    /** Largest response header section accepted from an endpoint. */
+    maxResponseHeaderSize: 64 * 1024,
+  }),
+  route: Object.freeze({ stripPrefix: false }),
+});

@@ -1,0 +1,122 @@
+import { BALANCER_KINDS } from '../upstream/balancer/balancer.js';
+
+/**
+ * The JSON Schema of the gateway config file, as users write it (durations and sizes as
+ * strings or numbers). Structure and types are checked here; addresses, units and cross
+ * references are checked in validate.ts, where the messages can say more.
+ * `tandem schema` prints it for editors.
+ */
+const duration = {
+  type: ['string', 'number'],
+  format: 'duration',
+  minimum: 0,
+  description: 'A duration: "250ms", "2s", "1m", "1h", or a number of milliseconds.',
+} as const;
+
+const size = {
+  type: ['string', 'integer'],
+  format: 'size',
+  minimum: 0,
+  description: 'A size: "64KiB", "10MiB", "1GiB", "500KB", or a number of bytes.',
+} as const;
+
+const address = { type: 'string', description: '"host:port", or "[ipv6]:port".' } as const;
+
+const endpoint = {
+  if: { type: 'string' },
+  then: address,
+  else: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['address'],
+    properties: {
+      address,
+      weight: { type: 'integer', minimum: 1, maximum: 1000, description: 'Relative share of traffic. Default 1.' },
+    },
+  },
+} as const;
+
+const hash = {
+  if: { type: 'string' },
+  then: { type: 'string', enum: ['client-ip'] },
+  else: {
+    type: 'object',
+    additionalProperties: false,
+    minProperties: 1,
+    maxProperties: 1,
+    properties: {
+      header: { type: 'string', minLength: 1, description: 'Hash on this request header.' },
+      cookie: { type: 'string', minLength: 1, description: 'Hash on this cookie.' },
+    },
+  },
+  description: 'consistent-hash key: { header: NAME }, { cookie: NAME } or "client-ip".',
+} as const;
+
+const service = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['endpoints'],
+  properties: {
+    endpoints: { type: 'array', minItems: 1, items: endpoint, description: 'The instances of the service.' },
+    balancer: { type: 'string', enum: [...BALANCER_KINDS] },
+    hash,
+    connectTimeout: duration,
+    timeout: duration,
+    idleTimeout: duration,
+    maxConnections: { type: 'integer', minimum: 1, maximum: 100_000 },
+    keepAliveTimeout: duration,
+    maxResponseHeaderSize: size,
+  },
+} as const;
+
+const route = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['prefix', 'service'],
+  properties: {
+    prefix: { type: 'string', minLength: 1 },
+    host: { type: 'string', minLength: 1 },
+    service: { type: 'string', minLength: 1 },
+    stripPrefix: { type: 'boolean' },
+  },
+} as const;
+
+export const CONFIG_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  title: 'tandem gateway configuration',
+  type: 'object',
+  additionalProperties: false,
+  required: ['listen', 'services', 'routes'],
+  properties: {
+    listen: address,
+    admin: address,
+    trustedProxies: { type: 'array', items: { type: 'string' } },
+    drainTimeout: duration,
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxHeaderSize: size,
+        maxBodySize: size,
+        headersTimeout: duration,
+        requestTimeout: duration,
+        keepAliveTimeout: duration,
+      },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+        access: { type: 'string', enum: ['off', 'errors', 'all'] },
+      },
+    },
+    services: {
+      type: 'object',
+      minProperties: 1,
+      propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
+      additionalProperties: service,
+    },
+    routes: { type: 'array', minItems: 1, items: route },
+  },
+} as const;

@@ -1,0 +1,53 @@
+import type { BalancerKind } from '../upstream/balancer/balancer.js';
+import type { HostPort } from '../core/address.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type AccessLogMode = 'off' | 'errors' | 'all';
+
+/** Where a consistent-hash service takes its key from. */
+export type HashOn = { kind: 'header'; name: string } | { kind: 'cookie'; name: string } | { kind: 'client-ip' };
+
+export interface EndpointConfig extends HostPort {
+  weight: number;
+}
+
+export interface ServiceConfig {
+  name: string;
+  endpoints: EndpointConfig[];
+  balancer: BalancerKind;
+  hash: HashOn | undefined;
+  connectTimeout: number;
+  timeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+  keepAliveTimeout: number;
+  maxResponseHeaderSize: number;
+}
+
+export interface RouteConfig {
+  prefix: string;
+  /** Lower-cased host without port; undefined matches any host. */
+  host: string | undefined;
+  service: string;
+  stripPrefix: boolean;
+}
+
+export interface LimitsConfig {
+  maxHeaderSize: number;
+  maxBodySize: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+}
+
+/** The validated, normalized gateway configuration: every default applied, units resolved. */
+export interface GatewayConfig {
+  listen: HostPort;
+  admin: HostPort;
+  trustedProxies: string[];
+  drainTimeout: number;
+  limits: LimitsConfig;
+  log: { level: LogLevel; access: AccessLogMode };
+  services: Map<string, ServiceConfig>;
+  routes: RouteConfig[];
+}

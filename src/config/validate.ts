@@ -1,0 +1,275 @@
+import { Ajv, type ErrorObject } from 'ajv';
+import { BlockList, isIP } from 'node:net';
+import { parseHostPort, type HostPort } from '../core/address.js';
+import { parseDuration, parseSize } from '../core/units.js';
+import { closest } from '../core/suggest.js';
+import type { BalancerKind } from '../upstream/balancer/balancer.js';
+import { CONFIG_SCHEMA } from './schema.js';
+import { DEFAULTS } from './defaults.js';
+import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
+import type {
+  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, LogLevel, RouteConfig, ServiceConfig,
+} from './types.js';
+
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
+ajv.addFormat('duration', { type: 'string', validate: (s: string) => parseDuration(s) !== undefined });
+ajv.addFormat('size', { type: 'string', validate: (s: string) => parseSize(s) !== undefined });
+const checkShape = ajv.compile(CONFIG_SCHEMA);
+
+type Raw = Record<string, unknown>;
+
+/**
+ * Validates a parsed config document and returns it normalized (defaults applied, units
+ * resolved). Throws ConfigError listing every problem with its path and, where one exists,
+ * a hint.
+ */
+export function validateConfig(raw: unknown, file?: string): GatewayConfig {
+  const problems: ConfigProblem[] = [];
+  if (!checkShape(raw)) problems.push(...shapeProblems(checkShape.errors ?? []));
+  // Semantic checks run even when the shape is off, so one run reports everything;
+  // each guards its own types and skips what the shape check already reported.
+  const config = normalize(isObject(raw) ? raw : {}, problems);
+  if (problems.length > 0) throw new ConfigError(dedupe(problems), file);
+  return config;
+}
+
+function shapeProblems(errors: ErrorObject[]): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  for (const e of errors) {
+    // if/then/else reports the branch's own errors too; the summary line adds nothing.
+    if (e.keyword === 'if') continue;
+    const path = pointerToPath(e.instancePath);
+    out.push(describe(e, path));
+  }
+  return out;
+}
+
+function describe(e: ErrorObject, path: string): ConfigProblem {
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const key = String(p.additionalProperty);
+      const known = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      const hint = closest(key, known);
+      return { path: joinPath(path, key), message: `unknown key${hint ? ` — did you mean ${hint}?` : known.length ? ` (known keys: ${known.join(', ')})` : ''}` };
+    }
+    case 'required':
+      return { path: joinPath(path, String(p.missingProperty)), message: 'required' };
+    case 'type':
+      return { path, message: `expected ${String(p.type).replace(',', ' or ')}, got ${kindOf(e.data)}` };
+    case 'enum': {
+      const allowed = (p.allowedValues as unknown[]).map(String);
+      const hint = typeof e.data === 'string' ? closest(e.data, allowed) : undefined;
+      return { path, message: `${JSON.stringify(e.data)} is not one of ${allowed.join(', ')}${hint ? ` — did you mean ${hint}?` : ''}` };
+    }
+    case 'format':
+      return p.format === 'duration'
+        ? { path, message: `${JSON.stringify(e.data)} is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds` }
+        : { path, message: `${JSON.stringify(e.data)} is not a size — write e.g. 64KiB, 10MiB, 1GiB or a number of bytes` };
+    case 'minItems':
+      return { path, message: `needs at least ${String(p.limit)} item${p.limit === 1 ? '' : 's'}` };
+    case 'minProperties':
+      return { path, message: `needs at least ${String(p.limit)} entr${p.limit === 1 ? 'y' : 'ies'}` };
+    case 'maxProperties':
+      return { path, message: `takes exactly one of ${Object.keys((e.parentSchema as { properties?: object }).properties ?? {}).join(', ')}` };
+    case 'pattern':
+      return { path, message: `${JSON.stringify(e.data)} is not a valid name (letters, digits, "_", "." and "-")` };
+    case 'propertyNames':
+      return { path: joinPath(path, String(p.propertyName)), message: 'not a valid service name (letters, digits, "_", "." and "-")' };
+    default:
+      return { path, message: e.message ?? 'invalid' };
+  }
+}
+
+function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
+  const listen = address(raw.listen, 'listen', true, problems) ?? { host: '127.0.0.1', port: 0 };
+  const admin = address(raw.admin ?? DEFAULTS.admin, 'admin', true, problems) ?? { host: '127.0.0.1', port: 0 };
+  if (listen.port !== 0 && listen.port === admin.port && hostsOverlap(listen.host, admin.host)) {
+    problems.push({ path: 'admin', message: `port ${admin.port} is also the listen port — two listeners cannot share a port` });
+  }
+  const limits = isObject(raw.limits) ? raw.limits : {};
+  const log = isObject(raw.log) ? raw.log : {};
+  const services = new Map<string, ServiceConfig>();
+  if (isObject(raw.services)) {
+    for (const [name, value] of Object.entries(raw.services)) {
+      if (isObject(value)) services.set(name, service(name, value, problems));
+    }
+  }
+  return {
+    listen,
+    admin,
+    trustedProxies: trustedProxies(raw.trustedProxies, problems),
+    drainTimeout: durationOr(raw.drainTimeout, DEFAULTS.drainTimeout),
+    limits: {
+      maxHeaderSize: sizeOr(limits.maxHeaderSize, DEFAULTS.limits.maxHeaderSize),
+      maxBodySize: sizeOr(limits.maxBodySize, DEFAULTS.limits.maxBodySize),
+      headersTimeout: durationOr(limits.headersTimeout, DEFAULTS.limits.headersTimeout),
+      requestTimeout: durationOr(limits.requestTimeout, DEFAULTS.limits.requestTimeout),
+      keepAliveTimeout: durationOr(limits.keepAliveTimeout, DEFAULTS.limits.keepAliveTimeout),
+    },
+    log: {
+      level: (typeof log.level === 'string' ? log.level : DEFAULTS.log.level) as LogLevel,
+      access: (typeof log.access === 'string' ? log.access : DEFAULTS.log.access) as AccessLogMode,
+    },
+    services,
+    routes: routes(raw.routes, services, problems),
+  };
+}
+
+function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConfig {
+  const base = joinPath('services', name);
+  const d = DEFAULTS.service;
+  const balancer = (typeof raw.balancer === 'string' ? raw.balancer : d.balancer) as BalancerKind;
+  const endpoints: EndpointConfig[] = [];
+  const seen = new Set<string>();
+  if (Array.isArray(raw.endpoints)) {
+    raw.endpoints.forEach((item: unknown, i) => {
+      const path = joinPath(joinPath(base, 'endpoints'), i);
+      const text = typeof item === 'string' ? item : isObject(item) ? item.address : undefined;
+      if (typeof text !== 'string') return; // reported by the shape check
+      const hp = address(text, isObject(item) ? joinPath(path, 'address') : path, false, problems);
+      if (!hp) return;
+      const key = `${hp.host}:${hp.port}`;
+      if (seen.has(key)) problems.push({ path, message: `${text} is listed twice` });
+      seen.add(key);
+      const weight = isObject(item) && typeof item.weight === 'number' ? item.weight : d.weight;
+      endpoints.push({ ...hp, weight });
+    });
+  }
+  const hash = hashOn(raw.hash);
+  if (balancer === 'consistent-hash' && !hash && raw.hash === undefined) {
+    problems.push({ path: joinPath(base, 'hash'), message: 'required with balancer: consistent-hash — e.g. hash: { header: x-user-id }, { cookie: session } or client-ip' });
+  }
+  if (balancer !== 'consistent-hash' && raw.hash !== undefined) {
+    problems.push({ path: joinPath(base, 'hash'), message: `only used with balancer: consistent-hash (this service uses ${balancer})` });
+  }
+  return {
+    name,
+    endpoints,
+    balancer,
+    hash,
+    connectTimeout: durationOr(raw.connectTimeout, d.connectTimeout),
+    timeout: durationOr(raw.timeout, d.timeout),
+    idleTimeout: durationOr(raw.idleTimeout, d.idleTimeout),
+    maxConnections: typeof raw.maxConnections === 'number' ? raw.maxConnections : d.maxConnections,
+    keepAliveTimeout: durationOr(raw.keepAliveTimeout, d.keepAliveTimeout),
+    maxResponseHeaderSize: sizeOr(raw.maxResponseHeaderSize, d.maxResponseHeaderSize),
+  };
+}
+
+function hashOn(raw: unknown): HashOn | undefined {
+  if (raw === 'client-ip') return { kind: 'client-ip' };
+  if (!isObject(raw)) return undefined;
+  if (typeof raw.header === 'string') return { kind: 'header', name: raw.header.toLowerCase() };
+  if (typeof raw.cookie === 'string') return { kind: 'cookie', name: raw.cookie };
+  return undefined;
+}
+
+function routes(raw: unknown, services: Map<string, ServiceConfig>, problems: ConfigProblem[]): RouteConfig[] {
+  if (!Array.isArray(raw)) return [];
+  const out: RouteConfig[] = [];
+  const seen = new Map<string, number>();
+  raw.forEach((item: unknown, i) => {
+    if (!isObject(item)) return;
+    const path = joinPath('routes', i);
+    const { prefix, service, host } = item;
+    if (typeof prefix !== 'string' || typeof service !== 'string') return;
+    if (!prefix.startsWith('/')) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" must start with "/"` });
+    if (!services.has(service)) {
+      const hint = closest(service, services.keys());
+      const known = [...services.keys()].join(', ') || 'none';
+      problems.push({ path: joinPath(path, 'service'), message: `unknown service "${service}"${hint ? ` — did you mean ${hint}?` : ` (services: ${known})`}` });
+    }
+    let normHost: string | undefined;
+    if (typeof host === 'string') {
+      normHost = host.toLowerCase();
+      if (!/^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(normHost) && isIP(normHost) === 0) {
+        problems.push({ path: joinPath(path, 'host'), message: `"${host}" is not a host name (no port; "*.example.com" matches subdomains)` });
+      }
+    }
+    const key = `${normHost ?? '*'} ${prefix}`;
+    const dup = seen.get(key);
+    if (dup !== undefined) problems.push({ path, message: `same host and prefix as routes[${dup}] — it could never match` });
+    seen.set(key, i);
+    out.push({ prefix, host: normHost, service, stripPrefix: item.stripPrefix === true });
+  });
+  return out;
+}
+
+function trustedProxies(raw: unknown, problems: ConfigProblem[]): string[] {
+  if (!Array.isArray(raw)) return [...DEFAULTS.trustedProxies];
+  const out: string[] = [];
+  raw.forEach((entry: unknown, i) => {
+    if (typeof entry !== 'string') return;
+    if (parseCidr(entry) === undefined) {
+      problems.push({ path: joinPath('trustedProxies', i), message: `"${entry}" is not an IP address or CIDR range (e.g. 10.0.0.0/8)` });
+    } else out.push(entry);
+  });
+  return out;
+}
+
+/** `10.0.0.0/8` or a bare address; undefined when malformed. */
+export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [addr, bits, extra] = text.split('/');
+  if (extra !== undefined || addr === undefined) return undefined;
+  const v = isIP(addr);
+  if (v === 0) return undefined;
+  const max = v === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return undefined;
+  return { address: addr, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** A BlockList (node:net) holding the trusted proxy ranges, for fast membership checks. */
+export function trustedProxyList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const c = parseCidr(entry);
+    if (c) list.addSubnet(c.address, c.prefix, c.family);
+  }
+  return list;
+}
+
+function address(raw: unknown, path: string, allowZero: boolean, problems: ConfigProblem[]): HostPort | undefined {
+  if (typeof raw !== 'string') return undefined; // missing or wrong type: the shape check said so
+  const hp = parseHostPort(raw, allowZero);
+  if (typeof hp === 'string') {
+    problems.push({ path, message: `"${raw}" is not a valid address: ${hp}` });
+    return undefined;
+  }
+  return hp;
+}
+
+function hostsOverlap(a: string, b: string): boolean {
+  const any = (h: string) => h === '0.0.0.0' || h === '::';
+  return a === b || any(a) || any(b);
+}
+
+function durationOr(raw: unknown, fallback: number): number {
+  return parseDuration(raw) ?? fallback;
+}
+
+function sizeOr(raw: unknown, fallback: number): number {
+  return parseSize(raw) ?? fallback;
+}
+
+function isObject(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

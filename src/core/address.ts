@@ -1,0 +1,40 @@
+import { isIP } from 'node:net';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+const HOSTNAME_RE = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/**
+ * Parses `host:port` (`[v6]:port` for IPv6). Returns a reason string when malformed.
+ * `allowZero` accepts port 0 (listeners: the OS picks a free port).
+ */
+export function parseHostPort(value: unknown, allowZero = false): HostPort | string {
+  if (typeof value !== 'string') return 'expected "host:port"';
+  let host: string;
+  let portText: string;
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']');
+    if (end < 0 || value[end + 1] !== ':') return 'expected "[ipv6]:port"';
+    host = value.slice(1, end);
+    portText = value.slice(end + 2);
+    if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+  } else {
+    const colon = value.lastIndexOf(':');
+    if (colon <= 0) return 'expected "host:port", e.g. 127.0.0.1:8080';
+    host = value.slice(0, colon);
+    portText = value.slice(colon + 1);
+    if (host.includes(':')) return 'IPv6 addresses go in brackets: "[::1]:8080"';
+    if (isIP(host) === 0 && !HOSTNAME_RE.test(host)) return `"${host}" is not a valid host name or IP address`;
+  }
+  if (!/^\d{1,5}$/.test(portText)) return `"${portText}" is not a port number`;
+  const port = Number(portText);
+  if (port > 65535 || (port === 0 && !allowZero)) return `port ${port} is out of range (${allowZero ? 0 : 1}-65535)`;
+  return { host, port };
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

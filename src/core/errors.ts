@@ -1,0 +1,45 @@
+/**
+ * Every error tandem raises carries a stable `code`. Users match on the code, never on the
+ * message. The catalog below is the single list; docs/errors.md is kept in step by a test.
+ */
+export const ERROR_CATALOG = {
+  TANDEM_ERR_CONFIG: 'The configuration is invalid; `problems` lists every path with a hint.',
+  TANDEM_ERR_NO_ROUTE: 'No route matches the request host and path (HTTP 404).',
+  TANDEM_ERR_NO_HEALTHY_ENDPOINT: 'The service has no endpoint that can take the request (HTTP 503).',
+  TANDEM_ERR_UPSTREAM_CONNECT: 'Connecting to the upstream endpoint failed (HTTP 502).',
+  TANDEM_ERR_UPSTREAM_RESET: 'The upstream connection closed or reset before the response completed (HTTP 502).',
+  TANDEM_ERR_UPSTREAM_PROTOCOL: 'The upstream answered something that is not valid HTTP/1.1 (HTTP 502).',
+  TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
+  TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
+  TANDEM_ERR_CLIENT_ABORTED: 'The client went away before the response was complete.',
+  TANDEM_ERR_SHUTTING_DOWN: 'The gateway is draining and takes no new requests (HTTP 503).',
+  TANDEM_ERR_INTERNAL: 'An unexpected internal failure (HTTP 500); please report it.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+export interface TandemErrorOptions {
+  cause?: unknown;
+  /** True when repeating the same operation elsewhere may succeed. */
+  retryable?: boolean;
+  /** HTTP status to answer with when this error ends a proxied request. */
+  status?: number;
+}
+
+export class TandemError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options: TandemErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TandemError';
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.status = options.status ?? 500;
+  }
+}
+
+export function isTandemError(value: unknown): value is TandemError {
+  return value instanceof TandemError;
+}

@@ -1,0 +1,199 @@
+import { createServer, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config/types.js';
+import { ConfigError, type ConfigProblem } from '../config/problems.js';
+import { trustedProxyList } from '../config/validate.js';
+import { formatHostPort } from '../core/address.js';
+import { Upstream } from '../upstream/upstream.js';
+import { createGatewayRegistry } from '../observe/metrics.js';
+import { Router } from './router.js';
+import { handleRequest, type ProxyContext } from './proxy.js';
+import { handleUpgrade } from './websocket.js';
+import { createAdminServer } from './admin.js';
+import { VERSION } from '../version.js';
+
+/**
+ * The gateway process: a client listener that routes and proxies, an admin listener, and one
+ * Upstream per service. Config is swapped whole on reload; requests already running keep the
+ * routing table they started with.
+ */
+export class Gateway {
+  private config: GatewayConfig;
+  private readonly upstreams = new Map<string, Upstream>();
+  private ctx: ProxyContext;
+  private readonly server: Server;
+  private readonly admin: Server;
+  private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
+  private readonly startedAt = Date.now();
+  private drained: Promise<void> | undefined;
+  readonly logger: Logger;
+
+  private constructor(config: GatewayConfig, logger: Logger) {
+    this.config = config;
+    this.logger = logger;
+    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(svc));
+    this.ctx = this.buildContext(config);
+    const limits = config.limits;
+    this.server = createServer({
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeout,
+      requestTimeout: limits.requestTimeout,
+      // How often Node checks the two timeouts above; its default (30 s) would let a slow
+      // client hold a connection far past its limit.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeout / 4)),
+      requireHostHeader: true,
+      noDelay: true,
+    }, (req, res) => handleRequest(this.ctx, req, res));
+    this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    this.server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+      this.live.tunnels.add(socket);
+      socket.once('close', () => this.live.tunnels.delete(socket));
+      handleUpgrade(this.ctx, req, socket, head);
+    });
+    const registry = createGatewayRegistry({
+      services: () => [...this.upstreams.values()].map((u) => ({ name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency })),
+      unrouted: this.live.unrouted,
+      inflight: () => this.live.inflight,
+    });
+    this.admin = createAdminServer({ ready: () => !this.live.draining, cluster: () => this.cluster(), registry });
+  }
+
+  /** Binds both listeners. On failure nothing stays bound. */
+  static async start(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+    const gw = new Gateway(config, logger);
+    try {
+      await listen(gw.admin, config.admin.host, config.admin.port, 'admin');
+      await listen(gw.server, config.listen.host, config.listen.port, 'listen');
+    } catch (err) {
+      gw.admin.close();
+      gw.server.close();
+      await Promise.all([...gw.upstreams.values()].map((u) => u.close()));
+      throw err;
+    }
+    logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION });
+    return gw;
+  }
+
+  get listenAddress(): string {
+    const a = this.server.address() as AddressInfo;
+    return formatHostPort(a.address, a.port);
+  }
+
+  get adminAddress(): string {
+    const a = this.admin.address() as AddressInfo;
+    return formatHostPort(a.address, a.port);
+  }
+
+  /**
+   * Applies a new config without dropping in-flight requests. Listener addresses and the
+   * header size limit are fixed for the process's life; changing them is refused with the
+   * reason, and the old config keeps serving.
+   */
+  reload(next: GatewayConfig): void {
+    const problems: ConfigProblem[] = [];
+    const same = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port;
+    if (!same(next.listen, this.config.listen)) problems.push({ path: 'listen', message: 'cannot change on reload — restart the gateway to move the listener' });
+    if (!same(next.admin, this.config.admin)) problems.push({ path: 'admin', message: 'cannot change on reload — restart the gateway to move the admin listener' });
+    if (next.limits.maxHeaderSize !== this.config.limits.maxHeaderSize) problems.push({ path: 'limits.maxHeaderSize', message: 'cannot change on reload — restart the gateway' });
+    if (problems.length > 0) throw new ConfigError(problems);
+
+    for (const [name, svc] of next.services) {
+      const existing = this.upstreams.get(name);
+      if (existing) existing.update(svc);
+      else this.upstreams.set(name, new Upstream(svc));
+    }
+    for (const [name, upstream] of this.upstreams) {
+      if (!next.services.has(name)) {
+        this.upstreams.delete(name);
+        void upstream.close(); // waits for its in-flight requests
+      }
+    }
+    this.config = next;
+    this.ctx = this.buildContext(next);
+    this.server.headersTimeout = next.limits.headersTimeout;
+    this.server.requestTimeout = next.limits.requestTimeout;
+    this.server.keepAliveTimeout = next.limits.keepAliveTimeout;
+    this.logger.level = next.log.level;
+    this.logger.info({ msg: 'reloaded', services: [...next.services.keys()], routes: next.routes.length });
+  }
+
+  /**
+   * Graceful stop: refuse new connections, tell keep-alive clients to close, wait for
+   * in-flight requests up to drainTimeout, then close everything.
+   */
+  shutdown(): Promise<void> {
+    this.drained ??= this.drain();
+    return this.drained;
+  }
+
+  private async drain(): Promise<void> {
+    const deadline = Date.now() + this.config.drainTimeout;
+    this.live.draining = true;
+    this.logger.info({ msg: 'draining', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    while ((this.live.inflight > 0 || this.live.tunnels.size > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      this.server.closeIdleConnections();
+    }
+    const abandoned = this.live.inflight;
+    this.server.closeAllConnections();
+    for (const t of this.live.tunnels) t.destroy();
+    await closed;
+    await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    await new Promise<void>((resolve) => {
+      this.admin.close(() => resolve());
+      this.admin.closeAllConnections();
+    });
+    this.logger.info({ msg: 'stopped', abandoned });
+  }
+
+  private buildContext(config: GatewayConfig): ProxyContext {
+    return {
+      router: new Router(config.routes, this.upstreams),
+      trusted: trustedProxyList(config.trustedProxies),
+      trustAny: config.trustedProxies.length > 0,
+      maxBodySize: config.limits.maxBodySize,
+      accessLog: config.log.access,
+      logger: this.logger,
+      live: this.live,
+    };
+  }
+
+  /** The JSON behind /admin/cluster. */
+  cluster(): unknown {
+    return {
+      gateway: {
+        version: VERSION,
+        uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+        draining: this.live.draining,
+        inflight: this.live.inflight,
+        listen: this.listenAddress,
+      },
+      services: [...this.upstreams.values()].map((u) => ({
+        name: u.name,
+        balancer: u.settings.balancer,
+        endpoints: u.snapshot(),
+      })),
+      routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
+    };
+  }
+}
+
+function listen(server: Server, host: string, port: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      reject(new Error(`${what}: cannot bind ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}

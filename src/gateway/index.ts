@@ -1,0 +1,3 @@
+export { Gateway } from './gateway.js';
+export { Router, prefixMatches, stripPrefix } from './router.js';
+export type { Route } from './router.js';

@@ -1,0 +1,202 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { BlockList } from 'node:net';
+import type { Logger } from 'pino';
+import { TandemError } from '../core/errors.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
+import type { HashOn, AccessLogMode } from '../config/types.js';
+import { clientIp, cookieValue, rewriteRequestHeaders, rewriteResponseHeaders } from './headers.js';
+import { type Route, type Router, stripPrefix } from './router.js';
+import { sendError } from './respond.js';
+
+/** What the proxy step needs from the running gateway; swapped whole on reload. */
+export interface ProxyContext {
+  router: Router;
+  trusted: BlockList;
+  trustAny: boolean;
+  maxBodySize: number;
+  accessLog: AccessLogMode;
+  logger: Logger;
+  /** Counts client requests in progress and whether the gateway is draining. */
+  live: { inflight: number; draining: boolean; unrouted: number[] };
+}
+
+const kPeer = Symbol('tandem.peer');
+interface PeerInfo { ip: string; trusted: boolean }
+type PeerSocket = Socket & { [kPeer]?: PeerInfo };
+
+/** The peer address and trust are computed once per connection, not per request. */
+export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
+  const s = socket as PeerSocket;
+  let peer = s[kPeer];
+  if (peer === undefined) {
+    const ip = clientIp(socket.remoteAddress);
+    const trusted = ctx.trustAny && ctx.trusted.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
+    peer = { ip, trusted };
+    s[kPeer] = peer;
+  }
+  return peer;
+}
+
+/** Entry point for every client request on the listener. */
+export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
+  const started = performance.now();
+  const peer = peerOf(req.socket, ctx);
+  const facts = rewriteRequestHeaders(req.rawHeaders, peer.ip, peer.trusted, 'http');
+  let url = req.url ?? '/';
+  let host = facts.host;
+  if (url.charCodeAt(0) !== 47 /* / */) {
+    // absolute-form (RFC 9112 §3.2.2): take path and authority from the URL itself
+    const abs = parseAbsolute(url);
+    if (abs === undefined) {
+      ctx.live.unrouted[3]!++;
+      sendError(res, 400, 'TANDEM_ERR_NO_ROUTE', 'request target is not a path', facts.requestId, true);
+      return;
+    }
+    url = abs.path;
+    host = abs.host;
+  }
+  const route = ctx.router.match(host, url);
+  if (route === undefined) {
+    ctx.live.unrouted[3]!++;
+    sendError(res, 404, 'TANDEM_ERR_NO_ROUTE', `no route for ${host ?? ''}${url}`, facts.requestId, false);
+    logAccess(ctx, req, undefined, undefined, 404, started, facts.requestId, 'TANDEM_ERR_NO_ROUTE');
+    return;
+  }
+  const upstream = route.upstream;
+  if (facts.contentLength !== undefined && Number(facts.contentLength) > ctx.maxBodySize) {
+    upstream.stats.local[3]!++;
+    sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${facts.contentLength} bytes exceeds ${ctx.maxBodySize}`, facts.requestId, true);
+    logAccess(ctx, req, route, undefined, 413, started, facts.requestId, 'TANDEM_ERR_BODY_TOO_LARGE');
+    return;
+  }
+  const hasBody = facts.contentLength !== undefined ? facts.contentLength !== '0' : facts.chunked;
+  const request: UpstreamRequest = {
+    method: req.method!,
+    path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,
+    headers: facts.headers,
+    body: hasBody ? req : null,
+    hashKey: route.upstream.settings.hash === undefined ? undefined : hashKeyOf(route.upstream.settings.hash, req, peer.ip, facts.cookie),
+    bodyLimit: ctx.maxBodySize,
+  };
+  ctx.live.inflight++;
+  upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started));
+}
+
+/**
+ * Streams one upstream response to the client. Backpressure is end to end: when the client
+ * socket is full, undici stops reading the upstream until it drains.
+ */
+class ProxyExchange implements ResponseHandler {
+  private endpoint: Endpoint | undefined;
+  private abort: ((reason?: Error) => void) | undefined;
+  private resume: (() => void) | undefined;
+  private status = 0;
+  private finished = false;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly route: Route,
+    private readonly requestId: string,
+    private readonly started: number,
+  ) {
+    res.once('close', () => this.onClientClose());
+  }
+
+  onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
+    this.endpoint = endpoint;
+    this.abort = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.status = statusCode;
+    this.resume = resume;
+    const headers = rewriteResponseHeaders(rawHeaders);
+    if (this.ctx.live.draining) headers.push('connection', 'close');
+    this.res.writeHead(statusCode, headers);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const ok = this.res.write(chunk);
+    if (!ok) this.res.once('drain', () => this.resume?.());
+    return ok;
+  }
+
+  onComplete(): void {
+    this.res.end();
+    this.finish(undefined);
+  }
+
+  onError(error: TandemError): void {
+    if (error.code === 'TANDEM_ERR_CLIENT_ABORTED' || this.res.destroyed) {
+      this.finish(error);
+      return;
+    }
+    if (this.res.headersSent) {
+      // Mid-body failure: the only honest signal left is to cut the client connection.
+      this.res.destroy(error);
+    } else {
+      this.status = error.status;
+      sendError(this.res, error.status, error.code, error.message, this.requestId, error.code === 'TANDEM_ERR_BODY_TOO_LARGE');
+    }
+    this.finish(error);
+  }
+
+  private onClientClose(): void {
+    if (!this.res.writableFinished && !this.finished) {
+      this.abort?.(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
+    }
+  }
+
+  private finish(error: TandemError | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.ctx.live.inflight--;
+    const seconds = (performance.now() - this.started) / 1000;
+    this.route.upstream.stats.latency.observe(seconds);
+    if (this.ctx.accessLog === 'all' || (this.ctx.accessLog === 'errors' && (error !== undefined || this.status >= 500))) {
+      logAccess(this.ctx, this.req, this.route, this.endpoint, error?.code === 'TANDEM_ERR_CLIENT_ABORTED' ? 499 : this.status, this.started, this.requestId, error?.code);
+    }
+  }
+}
+
+function logAccess(ctx: ProxyContext, req: IncomingMessage, route: Route | undefined, endpoint: Endpoint | undefined, status: number, started: number, requestId: string, code: string | undefined): void {
+  if (ctx.accessLog === 'off') return;
+  if (ctx.accessLog === 'errors' && status < 500 && code === undefined) return;
+  ctx.logger.info({
+    msg: 'request',
+    requestId,
+    method: req.method,
+    path: req.url,
+    service: route?.service,
+    endpoint: endpoint?.id,
+    status,
+    durationMs: Math.round((performance.now() - started) * 100) / 100,
+    error: code,
+  });
+}
+
+function hashKeyOf(on: HashOn, req: IncomingMessage, ip: string, cookie: string | undefined): string | undefined {
+  switch (on.kind) {
+    case 'client-ip': return ip;
+    case 'cookie': return cookieValue(cookie, on.name);
+    case 'header': {
+      const v = req.headers[on.name];
+      return Array.isArray(v) ? v.join(',') : v;
+    }
+  }
+}
+
+function parseAbsolute(url: string): { path: string; host: string } | undefined {
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
+    return { path: `${u.pathname}${u.search}`, host: u.host };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,89 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import type { TandemError } from '../core/errors.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
+import { rewriteRequestHeaders, rewriteResponseHeaders } from './headers.js';
+import { peerOf, type ProxyContext } from './proxy.js';
+import { stripPrefix } from './router.js';
+
+/**
+ * Upgrade requests (WebSocket): routed and balanced like any request; once the endpoint
+ * answers 101 the two sockets are spliced and bytes flow both ways untouched.
+ */
+export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  const peer = peerOf(req.socket, ctx);
+  const facts = rewriteRequestHeaders(req.rawHeaders, peer.ip, peer.trusted, 'http');
+  const url = req.url ?? '/';
+  const route = ctx.router.match(facts.host, url);
+  const upgrade = req.headers.upgrade;
+  if (route === undefined || upgrade === undefined || ctx.live.draining) {
+    writeRaw(socket, route === undefined ? 404 : 503, []);
+    socket.destroy();
+    return;
+  }
+  const request: UpstreamRequest = {
+    method: req.method ?? 'GET',
+    path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,
+    headers: facts.headers,
+    body: null,
+    hashKey: undefined,
+    bodyLimit: 0,
+    upgrade,
+  };
+  route.upstream.dispatch(request, new UpgradeExchange(socket, head));
+}
+
+class UpgradeExchange implements ResponseHandler {
+  constructor(private readonly client: Duplex, private readonly head: Buffer) {}
+
+  onStart(_endpoint: Endpoint, abort: (reason?: Error) => void): void {
+    this.client.once('close', () => abort());
+  }
+
+  /** The endpoint refused to switch protocols: pass its answer on, then close. */
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    writeRaw(this.client, statusCode, rewriteResponseHeaders(rawHeaders));
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.client.write(chunk);
+  }
+
+  onComplete(): void {
+    this.client.end();
+  }
+
+  onError(error: TandemError): void {
+    if (!this.client.destroyed) {
+      writeRaw(this.client, error.status, ['content-length', '0']);
+      this.client.destroy();
+    }
+  }
+
+  onUpgrade(statusCode: number, rawHeaders: Buffer[], upstream: Duplex): void {
+    const client = this.client;
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    writeRaw(client, statusCode, rewriteResponseHeaders(rawHeaders, true), false);
+    if (this.head.length > 0) upstream.write(this.head);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.pipe(client);
+    client.pipe(upstream);
+  }
+}
+
+function writeRaw(socket: Duplex, status: number, headers: string[], close = true): void {
+  let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  if (close && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'connection')) text += 'connection: close\r\n';
+  socket.write(`${text}\r\n`);
+}

@@ -1,0 +1,93 @@
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { LatencyHistogram } from './histogram.js';
+import { STATUS_CLASSES } from '../upstream/endpoint.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+
+/**
+ * Every gateway metric is declared here. The request path only bumps plain numbers on
+ * endpoints and services; these definitions read them when Prometheus scrapes, so a request
+ * pays nothing for label lookups.
+ */
+
+type Labels = Record<string, string | number>;
+interface Sample { labels: Labels; value: number; metricName?: string }
+type MetricType = 'counter' | 'gauge' | 'histogram';
+
+/** A metric whose samples are computed at scrape time, registered into a prom-client Registry. */
+class PulledMetric {
+  readonly aggregator = 'sum';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: MetricType,
+    private readonly collect: () => Sample[],
+  ) {}
+
+  get(): { name: string; help: string; type: MetricType; values: Sample[]; aggregator: string } {
+    return { name: this.name, help: this.help, type: this.type, values: this.collect(), aggregator: this.aggregator };
+  }
+}
+
+/** What the metrics read from the gateway: one entry per service. */
+export interface ServiceStats {
+  name: string;
+  endpoints: readonly Endpoint[];
+  /** Requests answered by the gateway itself (no endpoint reached), by status class index. */
+  localResponses: readonly number[];
+  latency: LatencyHistogram;
+}
+
+export interface GatewayStats {
+  services(): Iterable<ServiceStats>;
+  /** Requests that matched no route, by status class index. */
+  unrouted: readonly number[];
+  inflight(): number;
+}
+
+export function createGatewayRegistry(stats: GatewayStats): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const metrics = [
+    new PulledMetric('tandem_requests_total', 'Requests answered, by service, endpoint and status class ("error" = no response from the endpoint; endpoint "none" = answered by the gateway).', 'counter', () => {
+      const out: Sample[] = [];
+      for (const s of stats.services()) {
+        for (const e of s.endpoints) pushClasses(out, { service: s.name, endpoint: e.id }, e.responses);
+        pushClasses(out, { service: s.name, endpoint: 'none' }, s.localResponses);
+      }
+      pushClasses(out, { service: 'none', endpoint: 'none' }, stats.unrouted);
+      return out;
+    }),
+    new PulledMetric('tandem_request_duration_seconds', 'Time from receiving a request to the end of its response, by service.', 'histogram', () => {
+      const out: Sample[] = [];
+      for (const s of stats.services()) {
+        for (const b of s.latency.cumulative()) out.push({ metricName: 'tandem_request_duration_seconds_bucket', labels: { service: s.name, le: b.le }, value: b.value });
+        out.push({ metricName: 'tandem_request_duration_seconds_sum', labels: { service: s.name }, value: s.latency.sum });
+        out.push({ metricName: 'tandem_request_duration_seconds_count', labels: { service: s.name }, value: s.latency.count });
+      }
+      return out;
+    }),
+    new PulledMetric('tandem_requests_in_flight', 'Requests sent to an endpoint and not finished, by service and endpoint.', 'gauge', () =>
+      perEndpoint(stats, (e) => e.inflight)),
+    new PulledMetric('tandem_gateway_requests_in_flight', 'Client requests the gateway is handling.', 'gauge', () =>
+      [{ labels: {}, value: stats.inflight() }]),
+    new PulledMetric('tandem_upstream_connections', 'Open connections to an endpoint, by service and endpoint.', 'gauge', () =>
+      perEndpoint(stats, (e) => e.connections)),
+    new PulledMetric('tandem_endpoint_latency_estimate_seconds', 'Peak-EWMA latency estimate the balancer uses, by service and endpoint.', 'gauge', () =>
+      perEndpoint(stats, (e) => e.ewmaMs / 1000)),
+  ];
+  for (const m of metrics) registry.registerMetric(m as never);
+  return registry;
+}
+
+function pushClasses(out: Sample[], labels: Labels, counts: readonly number[]): void {
+  for (let i = 0; i < STATUS_CLASSES.length; i++) {
+    const value = counts[i] ?? 0;
+    if (value > 0) out.push({ labels: { ...labels, code_class: STATUS_CLASSES[i]! }, value });
+  }
+}
+
+function perEndpoint(stats: GatewayStats, read: (e: Endpoint) => number): Sample[] {
+  const out: Sample[] = [];
+  for (const s of stats.services()) for (const e of s.endpoints) out.push({ labels: { service: s.name, endpoint: e.id }, value: read(e) });
+  return out;
+}

@@ -1,0 +1,81 @@
+import { Pool } from 'undici';
+import { formatHostPort } from '../core/address.js';
+
+/** Per-endpoint connection settings, already resolved from config. */
+export interface PoolSettings {
+  maxConnections: number;
+  connectTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  maxResponseHeaderSize: number;
+}
+
+/** Peak-EWMA decay time constant (Finagle and Linkerd use 10 s). */
+export const EWMA_DECAY_MS = 10_000;
+/** Latency assumed for an endpoint with no samples yet (Linkerd's default RTT estimate). */
+export const EWMA_INITIAL_MS = 30;
+
+/** Status classes counted per endpoint: index 0 = 1xx … 4 = 5xx, 5 = no response (gateway error). */
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
+
+export interface EndpointInit {
+  host: string;
+  port: number;
+  weight: number;
+}
+
+/**
+ * One instance of a service as the upstream sees it: where it is, its connection pool and the
+ * live numbers the balancers read. The hot path mutates plain fields; nothing here allocates
+ * per request.
+ */
+export class Endpoint {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  weight: number;
+  readonly pool: Pool;
+
+  /** Requests dispatched to this endpoint and not finished yet. */
+  inflight = 0;
+  /** Peak-EWMA latency estimate in milliseconds. */
+  ewmaMs = EWMA_INITIAL_MS;
+  /** When ewmaMs was last updated (ms, performance.now()). */
+  ewmaStamp = 0;
+  /** Completed requests by status class, see STATUS_CLASSES. */
+  readonly responses = [0, 0, 0, 0, 0, 0];
+
+  constructor(init: EndpointInit, settings: PoolSettings) {
+    this.host = init.host;
+    this.port = init.port;
+    this.weight = init.weight;
+    this.id = formatHostPort(init.host, init.port);
+    this.pool = new Pool(`http://${this.id}`, {
+      connections: settings.maxConnections,
+      pipelining: 1,
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
+      connect: { timeout: settings.connectTimeoutMs },
+      maxHeaderSize: settings.maxResponseHeaderSize,
+      strictContentLength: true,
+    });
+  }
+
+  /**
+   * Folds one latency sample into the peak-EWMA estimate: a slower sample is taken at once
+   * (peak), a faster one decays in with weight depending on the time since the last sample.
+   */
+  observeLatency(ms: number, now: number): void {
+    if (ms > this.ewmaMs) {
+      this.ewmaMs = ms;
+    } else {
+      const elapsed = Math.max(0, now - this.ewmaStamp);
+      const w = Math.exp(-elapsed / EWMA_DECAY_MS);
+      this.ewmaMs = this.ewmaMs * w + ms * (1 - w);
+    }
+    this.ewmaStamp = now;
+  }
+
+  /** Connections currently open to this endpoint. */
+  get connections(): number {
+    return this.pool.stats.connected;
+  }
+}

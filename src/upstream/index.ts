@@ -1,0 +1,7 @@
+export { Upstream, compose } from './upstream.js';
+export type { Dispatch, Step, EndpointSnapshot } from './upstream.js';
+export { Endpoint, STATUS_CLASSES, EWMA_DECAY_MS, EWMA_INITIAL_MS } from './endpoint.js';
+export type { PoolSettings, EndpointInit } from './endpoint.js';
+export type { UpstreamRequest, ResponseHandler } from './types.js';
+export { classifyUpstreamError } from './classify.js';
+export * from './balancer/index.js';

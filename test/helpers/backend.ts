@@ -1,0 +1,73 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+
+export interface Backend {
+  server: Server;
+  address: string;
+  port: number;
+  /** Requests seen, in order. */
+  seen: Array<{ method: string; url: string; headers: IncomingMessage['headers']; rawHeaders: string[] }>;
+  close(): Promise<void>;
+}
+
+/** A real HTTP server on 127.0.0.1, port 0. Default handler: 200 with JSON naming the backend. */
+export async function startBackend(
+  name: string,
+  handler?: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<Backend> {
+  const seen: Backend['seen'] = [];
+  const server = createServer((req, res) => {
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders });
+    if (handler) return handler(req, res);
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name });
+      res.end(JSON.stringify({ backend: name, url: req.url }));
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    address: `127.0.0.1:${port}`,
+    seen,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** A raw TCP server: the test decides every byte (garbage, resets, silence). */
+export async function startRawBackend(onSocket: (socket: Socket) => void): Promise<{ server: NetServer; address: string; port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createNetServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    onSocket(s);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    address: `127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** Minimal config for one service named "shop" routed at "/". */
+export function shopConfig(endpoints: string[], service: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    services: { shop: { endpoints, ...service } },
+    routes: [{ prefix: '/', service: 'shop' }],
+    ...extra,
+  };
+}

@@ -1,0 +1,126 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+/** Repo root (tests run from dist/test/…). */
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const BIN = join(ROOT, 'bin', 'tandem.js');
+
+export function tempDir(prefix = 'tandem-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Writes a config (object → JSON, string → YAML as is) to a temp file and returns its path. */
+export function writeConfig(config: object | string, dir = tempDir()): string {
+  const file = join(dir, typeof config === 'string' ? 'gateway.yaml' : 'gateway.json');
+  writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
+  return file;
+}
+
+export interface RunningGateway {
+  proc: ChildProcess;
+  /** http://host:port of the client listener */
+  url: string;
+  host: string;
+  port: number;
+  adminUrl: string;
+  configFile: string;
+  /** Every JSON log line so far. */
+  logs: Array<Record<string, unknown>>;
+  stderr: () => string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+  /** Waits until a log line satisfies the predicate. */
+  waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM (default) and wait for exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+/**
+ * Starts `tandem gateway` as a real child process. Unless the config says otherwise, both
+ * listeners bind port 0 and the test reads the real ports from the "listening" log line.
+ */
+export async function startGateway(config: Record<string, unknown>, opts: { file?: string } = {}): Promise<RunningGateway> {
+  const full = { listen: '127.0.0.1:0', admin: '127.0.0.1:0', ...config };
+  const configFile = opts.file ?? writeConfig(full);
+  if (opts.file) writeFileSync(opts.file, JSON.stringify(full, null, 2));
+  const proc = spawn(process.execPath, [BIN, 'gateway', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  let stderr = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      logs.push({ raw: line });
+    }
+    for (const w of waiters) w();
+  });
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const waitForLog = (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const check = () => {
+        const hit = logs.find(pred);
+        if (hit) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(hit);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`timed out waiting for a log line; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
+      }, timeoutMs);
+      waiters.add(check);
+      void exited.then(() => {
+        if (waiters.has(check)) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`gateway exited; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
+        }
+      });
+      check();
+    });
+  const listening = await waitForLog((l) => l.msg === 'listening');
+  const listen = String(listening.listen);
+  const colon = listen.lastIndexOf(':');
+  return {
+    proc,
+    url: `http://${listen}`,
+    host: listen.slice(0, colon),
+    port: Number(listen.slice(colon + 1)),
+    adminUrl: `http://${String(listening.admin)}`,
+    configFile,
+    logs,
+    stderr: () => stderr,
+    exited,
+    waitForLog,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs the CLI to completion. */
+export function runCli(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`tandem ${args.join(' ')} did not exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
