@@ -12,7 +12,6 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
   TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
   TANDEM_ERR_CLIENT_ABORTED: 'The client went away before the response was complete.',
-  TANDEM_ERR_SHUTTING_DOWN: 'The gateway is draining and takes no new requests (HTTP 503).',
   TANDEM_ERR_INTERNAL: 'An unexpected internal failure (HTTP 500); please report it.',
 } as const;
 

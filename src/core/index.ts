@@ -1,5 +1,5 @@
 export { ERROR_CATALOG, TandemError, isTandemError } from './errors.js';
 export type { ErrorCode, TandemErrorOptions } from './errors.js';
-export { parseDuration, parseSize, formatDuration } from './units.js';
+export { parseDuration, parseSize, formatDuration, formatSize } from './units.js';
 export { parseHostPort, formatHostPort } from './address.js';
 export type { HostPort } from './address.js';
