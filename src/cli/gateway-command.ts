@@ -25,34 +25,47 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
     return 0;
   }
   const logger = createLogger(config.log.level);
-  let gateway: Gateway;
-  try {
-    gateway = await Gateway.start(config, logger);
-  } catch (err) {
-    process.stderr.write(`tandem: ${(err as Error).message}\n`);
-    return 1;
-  }
-  return new Promise<number>((resolve) => {
-    let reloading = Promise.resolve();
-    process.on('SIGHUP', () => {
-      reloading = reloading.then(async () => {
-        try {
-          gateway.reload(await loadConfigFile(args.config));
-        } catch (err) {
-          const problems = err instanceof ConfigError ? err.problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)) : [(err as Error).message];
-          logger.error({ msg: 'reload rejected; the previous config keeps serving', problems });
-          process.stderr.write(`tandem: reload rejected, previous config kept: ${(err as Error).message}\n`);
-        }
-      });
+  let gateway: Gateway | undefined;
+  let finish!: (code: number) => void;
+  const exitCode = new Promise<number>((resolve) => { finish = resolve; });
+  // The signal handlers go in before anything binds: the "listening" line can reach a
+  // supervisor before Gateway.start returns, and a SIGHUP with no handler kills the process.
+  // Signals that arrive during startup wait for it (queue), as do signals during a reload.
+  let queue: Promise<unknown> = Promise.resolve();
+  process.on('SIGHUP', () => {
+    queue = queue.then(async () => {
+      if (!gateway) return;
+      try {
+        gateway.reload(await loadConfigFile(args.config));
+      } catch (err) {
+        const problems = err instanceof ConfigError ? err.problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)) : [(err as Error).message];
+        logger.error({ msg: 'reload rejected; the previous config keeps serving', problems });
+        process.stderr.write(`tandem: reload rejected, previous config kept: ${(err as Error).message}\n`);
+      }
     });
-    const stop = (signal: string) => {
-      logger.info({ msg: 'signal', signal });
-      gateway.shutdown().then(() => resolve(0), (err: unknown) => {
-        logger.error({ msg: 'shutdown failed', err });
-        resolve(1);
-      });
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
   });
+  const stop = (signal: string) => {
+    queue = queue.then(async () => {
+      if (!gateway) return;
+      logger.info({ msg: 'signal', signal });
+      try {
+        await gateway.shutdown();
+        finish(0);
+      } catch (err) {
+        logger.error({ msg: 'shutdown failed', err });
+        finish(1);
+      }
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  queue = Gateway.start(config, logger).then((started) => { gateway = started; }, (err: unknown) => {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    const hint = code === 'EADDRINUSE' ? ' (address already in use: another process listens there)'
+      : code === 'EACCES' ? ' (permission denied: ports below 1024 need privileges)'
+        : code === 'EADDRNOTAVAIL' ? ' (no such address on this machine)' : '';
+    process.stderr.write(`tandem: ${(err as Error).message}${hint}\n`);
+    finish(1);
+  });
+  return exitCode;
 }

@@ -1,7 +1,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { BlockList, isIP } from 'node:net';
 import { parseHostPort, type HostPort } from '../core/address.js';
-import { parseDuration, parseSize } from '../core/units.js';
+import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
 import type { BalancerKind } from '../upstream/balancer/balancer.js';
 import { CONFIG_SCHEMA } from './schema.js';
@@ -38,6 +38,8 @@ function shapeProblems(errors: ErrorObject[]): ConfigProblem[] {
   for (const e of errors) {
     // if/then/else reports the branch's own errors too; the summary line adds nothing.
     if (e.keyword === 'if') continue;
+    // A bad service name is reported once, by its propertyNames error, not again by the pattern inside it.
+    if (e.schemaPath.includes('/propertyNames/')) continue;
     const path = pointerToPath(e.instancePath);
     out.push(describe(e, path));
   }
@@ -75,7 +77,7 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
     case 'pattern':
       return { path, message: `${JSON.stringify(e.data)} is not a valid name (letters, digits, "_", "." and "-")` };
     case 'propertyNames':
-      return { path: joinPath(path, String(p.propertyName)), message: 'not a valid service name (letters, digits, "_", "." and "-")' };
+      return { path: pointerToPath(`${e.instancePath}/${String(p.propertyName).replace(/~/g, '~0').replace(/\//g, '~1')}`), message: 'not a valid service name (letters, digits, "_", "." and "-")' };
     default:
       return { path, message: e.message ?? 'invalid' };
   }
@@ -89,6 +91,23 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
   }
   const limits = isObject(raw.limits) ? raw.limits : {};
   const log = isObject(raw.log) ? raw.log : {};
+  const limitsConfig = {
+    maxHeaderSize: sizeOr(limits.maxHeaderSize, DEFAULTS.limits.maxHeaderSize),
+    maxBodySize: sizeOr(limits.maxBodySize, DEFAULTS.limits.maxBodySize),
+    headersTimeout: durationOr(limits.headersTimeout, DEFAULTS.limits.headersTimeout),
+    requestTimeout: durationOr(limits.requestTimeout, DEFAULTS.limits.requestTimeout),
+    keepAliveTimeout: durationOr(limits.keepAliveTimeout, DEFAULTS.limits.keepAliveTimeout),
+  };
+  // Node's http server throws when headersTimeout exceeds a non-zero requestTimeout. Only
+  // compared when both are valid (or defaulted): a malformed one is reported already.
+  const { headersTimeout, requestTimeout } = limitsConfig;
+  if (durationOk(limits.headersTimeout) && durationOk(limits.requestTimeout) && requestTimeout > 0 && headersTimeout > requestTimeout) {
+    const dflt = limits.headersTimeout === undefined ? ' (the default)' : '';
+    problems.push({
+      path: 'limits.headersTimeout',
+      message: `${formatDuration(headersTimeout)}${dflt} is longer than limits.requestTimeout (${formatDuration(requestTimeout)}) — the headers are part of the request; set headersTimeout at most ${formatDuration(requestTimeout)}`,
+    });
+  }
   const services = new Map<string, ServiceConfig>();
   if (isObject(raw.services)) {
     for (const [name, value] of Object.entries(raw.services)) {
@@ -100,13 +119,7 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
     admin,
     trustedProxies: trustedProxies(raw.trustedProxies, problems),
     drainTimeout: durationOr(raw.drainTimeout, DEFAULTS.drainTimeout),
-    limits: {
-      maxHeaderSize: sizeOr(limits.maxHeaderSize, DEFAULTS.limits.maxHeaderSize),
-      maxBodySize: sizeOr(limits.maxBodySize, DEFAULTS.limits.maxBodySize),
-      headersTimeout: durationOr(limits.headersTimeout, DEFAULTS.limits.headersTimeout),
-      requestTimeout: durationOr(limits.requestTimeout, DEFAULTS.limits.requestTimeout),
-      keepAliveTimeout: durationOr(limits.keepAliveTimeout, DEFAULTS.limits.keepAliveTimeout),
-    },
+    limits: limitsConfig,
     log: {
       level: (typeof log.level === 'string' ? log.level : DEFAULTS.log.level) as LogLevel,
       access: (typeof log.access === 'string' ? log.access : DEFAULTS.log.access) as AccessLogMode,
@@ -247,6 +260,11 @@ function hostsOverlap(a: string, b: string): boolean {
 
 function durationOr(raw: unknown, fallback: number): number {
   return parseDuration(raw) ?? fallback;
+}
+
+/** Absent, or a valid duration. */
+function durationOk(raw: unknown): boolean {
+  return raw === undefined || parseDuration(raw) !== undefined;
 }
 
 function sizeOr(raw: unknown, fallback: number): number {

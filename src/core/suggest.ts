@@ -1,5 +1,6 @@
 /** "did you mean …?" for a misspelt key or value: the closest candidate within a small edit distance. */
-export function closest(input: string, candidates: Iterable<string>): string | undefined {
+export function closest(input: string, candidatesIn: Iterable<string>): string | undefined {
+  const candidates = [...candidatesIn];
   let best: string | undefined;
   let bestDistance = Infinity;
   const needle = input.toLowerCase();
@@ -11,7 +12,13 @@ export function closest(input: string, candidates: Iterable<string>): string | u
     }
   }
   const allowed = Math.max(1, Math.min(3, Math.floor(input.length / 3)));
-  return bestDistance <= allowed ? best : undefined;
+  if (bestDistance <= allowed) return best;
+  // "warning" → warn, "round" → round-robin: one is a prefix of the other
+  for (const candidate of candidates) {
+    const c = candidate.toLowerCase();
+    if (Math.min(c.length, needle.length) >= 3 && (c.startsWith(needle) || needle.startsWith(c))) return candidate;
+  }
+  return undefined;
 }
 
 /** Damerau–Levenshtein (optimal string alignment) distance: a swap of two letters counts once. */
