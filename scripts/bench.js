@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Benchmark orchestrator: tandem vs. nginx vs. HAProxy vs. a minimal undici proxy vs. direct.
 //
-// Usage: npm run bench [-- --quick] [-- --only tandem,nginx] [-- --no-build] [-- --keep-tmp]
+// Usage: npm run bench [-- [--quick] [--only tandem,nginx] [--no-build] [--keep-tmp]]
 //   env: BENCH_DURATION (seconds, default 10; 3 with --quick)
 //        BENCH_CONNECTIONS (default 50), BENCH_THREADS (wrk threads, default 1)
 //        BENCH_WARMUP (seconds, default 2; 1 with --quick)
@@ -82,6 +82,7 @@ const DURATION = envSeconds('BENCH_DURATION', opts.quick ? 3 : 10);
 const WARMUP = envSeconds('BENCH_WARMUP', opts.quick ? 1 : 2);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 50);
 const THREADS = envInt('BENCH_THREADS', 1);
+const OTHER_LOAD_WARN_PCT = 5;
 
 // ---------------------------------------------------------------------------------------------
 // Child process bookkeeping: every child is its own process group (detached) so that stopping it
@@ -339,10 +340,16 @@ function resetHwm(pids) {
 }
 
 function machineTicks() {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const idle = line[3] + (line[4] ?? 0);
-  const total = line.reduce((a, b) => a + b, 0);
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest* are already in user/nice)
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = f[3] + (f[4] ?? 0);
+  const total = f.slice(0, 8).reduce((a, b) => a + (b || 0), 0);
   return { idle, total };
+}
+
+/** Ticks of this process plus its reaped children (wrk once it has exited). */
+function selfTicks() {
+  return readStat(process.pid)?.ticks ?? 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,13 +618,18 @@ async function benchTarget(name, target, backendProcs) {
     const hwmReset = proc ? resetHwm(before.pids) : null;
     const beBefore = cpuTicks(backendRoots);
     const mBefore = machineTicks();
+    const selfBefore = selfTicks();
     const run = await runWrk(started.port, DURATION);
+    const selfAfter = selfTicks(); // includes the reaped wrk
     const mAfter = machineTicks();
     const beAfter = cpuTicks(backendRoots);
     const after = proc ? cpuTicks(proxyRoots) : null;
     if (run.code !== 0) throw new Error(`wrk failed (exit ${run.code}): ${run.error?.message ?? run.stderr.trim()}`);
     const w = parseWrk(run.stdout);
     if (!w.requests || w.requestsPerSec === null) throw new Error(`could not parse wrk output:\n${run.stdout}\n${run.stderr}`);
+    const machineTotal = Math.max(1, mAfter.total - mBefore.total);
+    const machineBusy = machineTotal - (mAfter.idle - mBefore.idle);
+    const ours = (after ? after.ticks - before.ticks : 0) + (beAfter.ticks - beBefore.ticks) + (selfAfter - selfBefore);
     Object.assign(result, {
       wrkCommand: run.command,
       durationS: DURATION,
@@ -630,7 +642,10 @@ async function benchTarget(name, target, backendProcs) {
       errors: w.errors,
       errorSummary: describeErrors(w),
       wrkOutput: run.stdout,
-      machineCpuBusyPct: round(100 * (1 - (mAfter.idle - mBefore.idle) / Math.max(1, mAfter.total - mBefore.total)), 1),
+      machineCpuBusyPct: round((100 * machineBusy) / machineTotal, 1),
+      // CPU used by anything outside the benchmark (proxy, backends, wrk, this script): other load
+      // on the machine skews the results; flagged in the report when above 5 % of all cores.
+      otherCpuPct: round(Math.max(0, (100 * (machineBusy - ours)) / machineTotal), 1),
       backendsCpuUsPerReq: round(((beAfter.ticks - beBefore.ticks) / CLK_TCK) * 1e6 / w.requests, 2),
     });
     if (proc) {
@@ -693,7 +708,9 @@ function markdownTable(results) {
     }
     let flag = r.errors ? `⚠ ${r.errorSummary}` : '0';
     if (r.status !== 'ok') flag = `**${r.status}**: ${oneLine(r.error)}${r.errors ? `; ⚠ ${r.errorSummary}` : ''}`;
-    const name = r.errors || r.status !== 'ok' ? `${r.label} ⚠` : r.label;
+    const noisy = r.otherCpuPct > OTHER_LOAD_WARN_PCT;
+    if (noisy) flag += `; ⚠ other load ${r.otherCpuPct}% CPU`;
+    const name = r.errors || r.status !== 'ok' || noisy ? `${r.label} ⚠` : r.label;
     lines.push(`| ${name} | ${fmtInt(r.requestsPerSec)} | ${fmtMs(r.latencyMs.p50)} | ${fmtMs(r.latencyMs.p99)} | `
       + `${r.target === 'direct' ? '—' : fmtUs(r.proxyCpuUsPerReq)} | ${r.target === 'direct' ? '—' : fmtMb(r.peakRssKb)} | `
       + `${fmtInt(r.requests)} | ${flag} |`);
@@ -714,7 +731,7 @@ function computeRatios(results) {
     const q = (f) => (ra && rb && f(ra) && f(rb) ? round(f(ra) / f(rb), 2) : null);
     return {
       label, a, b,
-      flagged: Boolean((ra && (ra.errors || ra.status !== 'ok')) || (rb && (rb.errors || rb.status !== 'ok'))),
+      flagged: [ra, rb].some((r) => r && (r.errors || r.status !== 'ok' || r.otherCpuPct > OTHER_LOAD_WARN_PCT)),
       requestsPerSec: q((r) => r.requestsPerSec),
       p50: q((r) => r.latencyMs?.p50),
       p99: q((r) => r.latencyMs?.p99),
@@ -771,12 +788,24 @@ function buildMarkdown(meta, results, ratios) {
   out.push('');
   out.push('Proxy CPU = utime+stime of the proxy\'s whole process tree (nginx master+worker) from `/proc/PID/stat`, '
     + 'delta over the measured run ÷ requests completed. Peak RSS = `VmHWM` summed over the tree, reset after warm-up. '
-    + 'Ratios are A ÷ B (for req/s higher is better; for latency, CPU and RSS lower is better). ⚠ = errors or failure in the run.');
+    + 'Ratios are A ÷ B (for req/s higher is better; for latency, CPU and RSS lower is better). '
+    + `⚠ = errors, a failure, or more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU used by other processes during the run.`);
   const extra = results.filter((r) => r.status === 'ok' && r.requestsPerSec !== undefined);
   if (extra.length) {
     out.push('');
-    out.push('Context per run: ' + extra.map((r) => `${r.target}: machine CPU ${r.machineCpuBusyPct}% busy, backends ${fmtUs(r.backendsCpuUsPerReq)} µs/req`
+    out.push('Context per run (machine CPU busy over all cores; share used by processes outside the benchmark; backends\' CPU per request): '
+      + extra.map((r) => `${r.target}: ${r.machineCpuBusyPct}% busy, other ${r.otherCpuPct}%, backends ${fmtUs(r.backendsCpuUsPerReq)} µs/req`
       + `${r.proxyCpuCoresUsed !== undefined ? `, proxy ${r.proxyCpuCoresUsed} cores` : ''}`).join('; ') + '.');
+    const noisy = extra.filter((r) => r.otherCpuPct > OTHER_LOAD_WARN_PCT);
+    if (noisy.length) {
+      out.push('');
+      out.push(`**Warning:** other processes used more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU during ${noisy.map((r) => r.target).join(', ')}; `
+        + 'those numbers are skewed. Re-run on a quiet machine.');
+    }
+  }
+  if (meta.idleBefore && meta.idleBefore.busyPct > OTHER_LOAD_WARN_PCT) {
+    out.push('');
+    out.push(`**Warning:** the machine was already ${meta.idleBefore.busyPct}% busy before the benchmark started.`);
   }
   const failed = results.filter((r) => r.status !== 'ok' && (r.logTail || r.error));
   for (const r of failed) {
@@ -824,6 +853,15 @@ async function main() {
     }
   }
 
+  // How busy is the machine before we start? (Other load makes the numbers meaningless.)
+  const m0 = machineTicks();
+  await sleep(1000);
+  const m1 = machineTicks();
+  const idleBefore = { busyPct: round(100 * (1 - (m1.idle - m0.idle) / Math.max(1, m1.total - m0.total)), 1) };
+  if (idleBefore.busyPct > OTHER_LOAD_WARN_PCT) {
+    console.log(`bench: warning: machine is ${idleBefore.busyPct}% busy before starting; results will be skewed`);
+  }
+
   tmpRoot = mkdtempSync(join(os.tmpdir(), 'tandem-bench-'));
   chmodSync(tmpRoot, 0o755);
   const [b1, b2, b3, tandem, tandemAdmin, nginx, haproxy, minimal] = await freePorts(8);
@@ -846,11 +884,13 @@ async function main() {
   for (const name of selected) {
     process.stdout.write(`bench: ${LABELS[name]} ... `);
     const r = await benchTarget(name, targets[name], backendProcs);
+    if (cleaningUp) return new Promise(() => {}); // interrupted: emergencyExit() ends the process
     results.push(r);
     if (r.requestsPerSec !== undefined) {
       console.log(`${fmtInt(r.requestsPerSec)} req/s, p50 ${fmtMs(r.latencyMs.p50)} ms, p99 ${fmtMs(r.latencyMs.p99)} ms`
         + (r.proxyCpuUsPerReq !== undefined ? `, ${fmtUs(r.proxyCpuUsPerReq)} µs CPU/req, ${fmtMb(r.peakRssKb)} MB peak RSS` : '')
         + (r.errors ? `, ⚠ ${r.errorSummary}` : '')
+        + (r.otherCpuPct > OTHER_LOAD_WARN_PCT ? ` (⚠ other load ${r.otherCpuPct}% of CPU)` : '')
         + (r.status !== 'ok' ? ` [${r.status}: ${r.error}]` : ''));
     } else {
       console.log(`${r.status}: ${r.error}`);
@@ -869,6 +909,7 @@ async function main() {
     versions,
     params: { threads: THREADS, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP, quick: opts.quick, targets: selected },
     build,
+    idleBefore,
     totalSeconds: round((Date.now() - startedAt) / 1000, 1),
   };
   const md = buildMarkdown(meta, results, ratios);
