@@ -23,20 +23,35 @@ export interface ProxyContext {
 }
 
 const kPeer = Symbol('tandem.peer');
-interface PeerInfo { ip: string; trusted: boolean }
+interface PeerInfo {
+  ip: string;
+  trusted: boolean;
+  /** The trusted list `trusted` was decided with. */
+  list: BlockList;
+}
 type PeerSocket = Socket & { [kPeer]?: PeerInfo };
 
-/** The peer address and trust are computed once per connection, not per request. */
+/**
+ * The peer address and trust are computed once per connection, not per request — and again
+ * after a reload replaced the trusted list, or a keep-alive connection would keep the trust
+ * decision of the config it was opened under.
+ */
 export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
   const s = socket as PeerSocket;
   let peer = s[kPeer];
   if (peer === undefined) {
     const ip = clientIp(socket.remoteAddress);
-    const trusted = ctx.trustAny && ctx.trusted.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
-    peer = { ip, trusted };
+    peer = { ip, trusted: isTrusted(ip, ctx), list: ctx.trusted };
     s[kPeer] = peer;
+  } else if (peer.list !== ctx.trusted) {
+    peer.trusted = isTrusted(peer.ip, ctx);
+    peer.list = ctx.trusted;
   }
   return peer;
+}
+
+function isTrusted(ip: string, ctx: ProxyContext): boolean {
+  return ctx.trustAny && ctx.trusted.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
 }
 
 /** Entry point for every client request on the listener. */
@@ -44,6 +59,13 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
   const started = performance.now();
   const peer = peerOf(req.socket, ctx);
   const facts = rewriteRequestHeaders(req.rawHeaders, peer.ip, peer.trusted, 'http');
+  if (req.httpVersionMajor !== 1) {
+    // llhttp hands over "GET /x" (HTTP/0.9, headers and all) and "GET /x HTTP/2.0" as if they
+    // were HTTP/1.x requests. Neither is a request line this proxy may re-frame as HTTP/1.1.
+    ctx.live.unrouted[3]!++;
+    sendError(res, 400, 'TANDEM_ERR_NO_ROUTE', `HTTP/${req.httpVersion} request lines are not accepted`, facts.requestId, true);
+    return;
+  }
   let url = req.url ?? '/';
   let host = facts.host;
   if (url.charCodeAt(0) !== 47 /* / */) {
@@ -94,6 +116,7 @@ class ProxyExchange implements ResponseHandler {
   private resume: (() => void) | undefined;
   private status = 0;
   private finished = false;
+  private awaitingDrain = false;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -122,7 +145,15 @@ class ProxyExchange implements ResponseHandler {
 
   onData(chunk: Buffer): boolean {
     const ok = this.res.write(chunk);
-    if (!ok) this.res.once('drain', () => this.resume?.());
+    // One 'drain' listener at a time: the upstream is not always paused when asked (see
+    // Attempt.onData), so writes can keep returning false until the client catches up.
+    if (!ok && !this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.res.once('drain', () => {
+        this.awaitingDrain = false;
+        this.resume?.();
+      });
+    }
     return ok;
   }
 

@@ -67,7 +67,11 @@ export function stripPrefix(prefix: string, path: string): string {
 function normalizeHost(header: string | undefined): string {
   if (!header) return '';
   let h = header.toLowerCase();
-  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  // "[::1]:8080" → "::1": routes name IPv6 hosts bare (config rejects the bracketed form).
+  if (h.charCodeAt(0) === 91 /* [ */) {
+    const close = h.indexOf(']');
+    return close > 0 ? h.slice(1, close) : h;
+  }
   const colon = h.lastIndexOf(':');
   if (colon >= 0) h = h.slice(0, colon);
   return h.endsWith('.') ? h.slice(0, -1) : h;

@@ -19,8 +19,8 @@ export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: D
   const url = req.url ?? '/';
   const route = ctx.router.match(facts.host, url);
   const upgrade = req.headers.upgrade;
-  if (route === undefined || upgrade === undefined || ctx.live.draining) {
-    writeRaw(socket, route === undefined ? 404 : 503, []);
+  if (route === undefined || upgrade === undefined || ctx.live.draining || req.httpVersionMajor !== 1) {
+    writeRaw(socket, req.httpVersionMajor !== 1 ? 400 : route === undefined ? 404 : 503, []);
     socket.destroy();
     return;
   }
@@ -37,6 +37,9 @@ export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: D
 }
 
 class UpgradeExchange implements ResponseHandler {
+  private resume: (() => void) | undefined;
+  private awaitingDrain = false;
+
   constructor(private readonly client: Duplex, private readonly head: Buffer) {}
 
   onStart(_endpoint: Endpoint, abort: (reason?: Error) => void): void {
@@ -44,13 +47,24 @@ class UpgradeExchange implements ResponseHandler {
   }
 
   /** The endpoint refused to switch protocols: pass its answer on, then close. */
-  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.resume = resume;
     writeRaw(this.client, statusCode, rewriteResponseHeaders(rawHeaders));
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    return this.client.write(chunk);
+    const ok = this.client.write(chunk);
+    // Returning false pauses undici until `resume`: without the drain hook a refusal body
+    // larger than the socket buffer stalled until the idle timeout. One listener at a time.
+    if (!ok && !this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.client.once('drain', () => {
+        this.awaitingDrain = false;
+        this.resume?.();
+      });
+    }
+    return ok;
   }
 
   onComplete(): void {

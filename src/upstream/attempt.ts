@@ -16,6 +16,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private responded = false;
   private bodyBytes = 0;
   private bodyLimit = Infinity;
+  /** Response body bytes still to come when the response has a Content-Length; -1 otherwise. */
+  private responseLeft = -1;
+  /** The response ends with the connection: undici must not be paused (see onData). */
+  private unpausable = false;
   private abort: ((err?: Error) => void) | undefined;
 
   constructor(
@@ -66,11 +70,26 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const cls = (statusCode / 100) | 0;
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
     this.responded = true;
+    this.readFraming(rawHeaders);
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
   }
 
+  /**
+   * Where pausing undici is unsafe, it is not paused, whatever the handler says. undici 7
+   * mishandles a parser paused exactly at the end of the bytes received when the endpoint's FIN
+   * is already in: the socket's 'end' handler either fails the exchange ("other side closed",
+   * keep-alive responses — even a complete one) or throws an AssertionError no one can catch,
+   * which kills the process (responses that end with the connection) — nodejs/undici#5360,
+   * fixed only in undici 8, which needs Node 22. So:
+   * - the chunk that completes a Content-Length body never pauses (costs one chunk of buffer);
+   * - a response that ends by closing the connection (Connection: close, or no length and not
+   *   chunked: the FIN is its end) is never paused: a slow client makes the handler buffer it.
+   * A pause the handler asked for and did not get is harmless: its later `resume` is a no-op.
+   */
   onData(chunk: Buffer): boolean {
-    return this.handler.onData(chunk);
+    const more = this.handler.onData(chunk);
+    if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
+    return more || this.unpausable || this.responseLeft === 0;
   }
 
   onComplete(): void {
@@ -97,6 +116,28 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.handler.onUpgrade?.(statusCode, (rawHeaders ?? []) as Buffer[], socket);
   }
 
+  /** Reads how the response body is framed from its raw headers, without allocating. */
+  private readFraming(raw: readonly Buffer[]): void {
+    let length = -1;
+    let chunked = false;
+    let close = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      const value = raw[i + 1]!;
+      if (name.length === CONTENT_LENGTH.length && matchesAt(name, 0, CONTENT_LENGTH)) {
+        length = parseLength(value);
+      } else if (name.length === TRANSFER_ENCODING.length && matchesAt(name, 0, TRANSFER_ENCODING)) {
+        let end = value.length;
+        while (end > 0 && (value[end - 1] === 0x20 || value[end - 1] === 0x09)) end--;
+        chunked = matchesAt(value, end - CHUNKED.length, CHUNKED);
+      } else if (name.length === CONNECTION.length && matchesAt(name, 0, CONNECTION)) {
+        for (let k = 0; k + CLOSE.length <= value.length && !close; k++) close = matchesAt(value, k, CLOSE);
+      }
+    }
+    this.responseLeft = chunked ? -1 : length;
+    this.unpausable = close || (length < 0 && !chunked);
+  }
+
   /** Returns true the first time: the endpoint's in-flight count drops exactly once. */
   private finish(): boolean {
     if (this.done) return false;
@@ -105,3 +146,33 @@ export class Attempt implements Dispatcher.DispatchHandler {
     return true;
   }
 }
+
+/** ASCII case-insensitive comparison of `buf[at…]` with a lower-case `word`. */
+function matchesAt(buf: Buffer, at: number, word: Buffer): boolean {
+  if (at < 0 || at + word.length > buf.length) return false;
+  // OR 0x20 lower-cases letters and leaves '-' (0x2d) alone: exact for these words.
+  for (let k = 0; k < word.length; k++) if ((buf[at + k]! | 0x20) !== word[k]) return false;
+  return true;
+}
+
+/** The value as a non-negative integer (surrounding blanks allowed), or -1. */
+function parseLength(value: Buffer): number {
+  let n = 0;
+  let digits = 0;
+  for (let k = 0; k < value.length; k++) {
+    const c = value[k]!;
+    if (c >= 0x30 && c <= 0x39) {
+      n = n * 10 + (c - 0x30);
+      digits++;
+    } else if (c !== 0x20 && c !== 0x09) {
+      return -1;
+    }
+  }
+  return digits > 0 ? n : -1;
+}
+
+const CONTENT_LENGTH = Buffer.from('content-length', 'latin1');
+const TRANSFER_ENCODING = Buffer.from('transfer-encoding', 'latin1');
+const CONNECTION = Buffer.from('connection', 'latin1');
+const CHUNKED = Buffer.from('chunked', 'latin1');
+const CLOSE = Buffer.from('close', 'latin1');

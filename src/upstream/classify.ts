@@ -34,7 +34,9 @@ export function classifyUpstreamError(err: unknown, endpointId: string): TandemE
     case 'ERR_STREAM_PREMATURE_CLOSE':
       return new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { cause, status: 499 });
     default:
-      if (code.startsWith('HPE_') || code.startsWith('UND_ERR_RES') || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_INFO') {
+      // undici 7's HTTPParserError carries no code: it looks the llhttp error number up in a
+      // name → number table, so `code` comes out undefined. Its name is what identifies it.
+      if (code.startsWith('HPE_') || e.name === 'HTTPParserError' || code.startsWith('UND_ERR_RES') || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_INFO') {
         return new TandemError('TANDEM_ERR_UPSTREAM_PROTOCOL', `${endpointId} answered invalid HTTP: ${e.message ?? code}`, { cause, status: 502 });
       }
       return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `exchange with ${endpointId} failed: ${e.message ?? code}`, { cause, status: 502 });
