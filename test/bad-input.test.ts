@@ -207,6 +207,14 @@ test('a Content-Length over limits.maxBodySize gets 413 at once, before any body
   assert.match(ok.data, new RegExp(`got ${MAX_BODY}\\r\\n`));
 });
 
+test('Expect: 100-continue with a body over the limit gets 413 and no 100 Continue; within it, 100 then the answer', async () => {
+  const out = await assertRejected([`POST /x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: ${MAX_BODY + 1}\r\n\r\n`], 413, 'expect, too large');
+  assert.doesNotMatch(out.data, /100 Continue/);
+  const ok = await exchange([`POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n`, 200, 'hello']);
+  assert.match(ok.data, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+  assert.match(ok.data, /got 5\r\n/);
+});
+
 test('a chunked body that grows past limits.maxBodySize is refused: 413 (or a cut connection), never a success', async (t) => {
   // What happens: the gateway streams the body to the endpoint as it arrives and counts it;
   // the chunk that crosses the limit aborts the upstream exchange, so the endpoint sees the

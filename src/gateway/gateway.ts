@@ -9,7 +9,7 @@ import { formatHostPort } from '../core/address.js';
 import { Upstream } from '../upstream/upstream.js';
 import { createGatewayRegistry } from '../observe/metrics.js';
 import { Router } from './router.js';
-import { handleRequest, type ProxyContext } from './proxy.js';
+import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
 import { handleUpgrade } from './websocket.js';
 import { createAdminServer } from './admin.js';
 import { VERSION } from '../version.js';
@@ -47,6 +47,7 @@ export class Gateway {
       noDelay: true,
     }, (req, res) => handleRequest(this.ctx, req, res));
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    this.server.on('checkContinue', (req, res) => handleCheckContinue(this.ctx, req, res));
     this.server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.live.tunnels.add(socket);
       socket.once('close', () => this.live.tunnels.delete(socket));

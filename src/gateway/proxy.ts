@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
@@ -54,6 +55,22 @@ function isTrusted(ip: string, ctx: ProxyContext): boolean {
   return ctx.trustAny && ctx.trusted.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
 }
 
+/**
+ * `Expect: 100-continue`: the client waits before sending its body. A body declared too large
+ * is refused (413) before the client sends a byte of it; otherwise the client is told to go on.
+ */
+export function handleCheckContinue(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > ctx.maxBodySize) {
+    const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
+    ctx.live.unrouted[3]!++;
+    sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${declared} bytes exceeds ${ctx.maxBodySize}`, requestId, true);
+    return;
+  }
+  res.writeContinue();
+  handleRequest(ctx, req, res);
+}
+
 /** Entry point for every client request on the listener. */
 export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
   const started = performance.now();
@@ -63,7 +80,7 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
     // llhttp hands over "GET /x" (HTTP/0.9, headers and all) and "GET /x HTTP/2.0" as if they
     // were HTTP/1.x requests. Neither is a request line this proxy may re-frame as HTTP/1.1.
     ctx.live.unrouted[3]!++;
-    sendError(res, 400, 'TANDEM_ERR_NO_ROUTE', `HTTP/${req.httpVersion} request lines are not accepted`, facts.requestId, true);
+    sendError(res, 400, 'TANDEM_ERR_BAD_REQUEST', `HTTP/${req.httpVersion} request lines are not accepted`, facts.requestId, true);
     return;
   }
   let url = req.url ?? '/';
@@ -73,7 +90,7 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
     const abs = parseAbsolute(url);
     if (abs === undefined) {
       ctx.live.unrouted[3]!++;
-      sendError(res, 400, 'TANDEM_ERR_NO_ROUTE', 'request target is not a path', facts.requestId, true);
+      sendError(res, 400, 'TANDEM_ERR_BAD_REQUEST', 'request target is not a path', facts.requestId, true);
       return;
     }
     url = abs.path;
