@@ -72,7 +72,6 @@ describe('the minimal config', () => {
       hash: undefined,
       connectTimeout: d.connectTimeout,
       timeout: d.timeout,
-      idleTimeout: d.idleTimeout,
       maxConnections: d.maxConnections,
       keepAliveTimeout: d.keepAliveTimeout,
       maxResponseHeaderSize: d.maxResponseHeaderSize,
@@ -107,13 +106,12 @@ describe('the minimal config', () => {
 describe('units', () => {
   test('durations: ms, s, m, h, fractions, plain numbers of milliseconds', () => {
     const c = validateConfig(config({
-      service: { connectTimeout: '250ms', timeout: '2s', idleTimeout: '1m', keepAliveTimeout: 1500 },
+      service: { connectTimeout: '250ms', timeout: '2s', keepAliveTimeout: 1500 },
       top: { drainTimeout: '1.5s', limits: { headersTimeout: '0.5s', requestTimeout: '1h', keepAliveTimeout: 0 } },
     }));
     const shop = c.services.get('shop')!;
     assert.equal(shop.connectTimeout, 250);
     assert.equal(shop.timeout, 2_000);
-    assert.equal(shop.idleTimeout, 60_000);
     assert.equal(shop.keepAliveTimeout, 1_500);
     assert.equal(c.drainTimeout, 1_500);
     assert.equal(c.limits.headersTimeout, 500);

@@ -23,10 +23,12 @@ export const DEFAULTS = Object.freeze({
     balancer: 'peak-ewma' as const,
     /** TCP connect to an endpoint. Loopback and LAN connects take well under 1 ms; Linkerd uses 1 s. */
     connectTimeout: 1_000,
-    /** From sending the request until the response headers arrive (Envoy's route timeout is 15 s). */
+    /**
+     * Longest wait for an endpoint: from sending the request until the response headers
+     * arrive, and between two chunks of the response body (nginx's proxy_read_timeout is one
+     * value for both too). Envoy's route timeout is 15 s.
+     */
     timeout: 15_000,
-    /** Longest gap between two chunks of a response body. */
-    idleTimeout: 60_000,
     /** Connections per endpoint; requests past it wait for a free connection. */
     maxConnections: 256,
     /** Idle pooled connection lifetime. Below Node's server default (5 s) so we close first. */

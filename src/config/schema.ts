@@ -62,7 +62,6 @@ const service = {
     hash,
     connectTimeout: duration,
     timeout: duration,
-    idleTimeout: duration,
     maxConnections: { type: 'integer', minimum: 1, maximum: 100_000 },
     keepAliveTimeout: duration,
     maxResponseHeaderSize: size,

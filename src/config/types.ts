@@ -18,7 +18,6 @@ export interface ServiceConfig {
   hash: HashOn | undefined;
   connectTimeout: number;
   timeout: number;
-  idleTimeout: number;
   maxConnections: number;
   keepAliveTimeout: number;
   maxResponseHeaderSize: number;

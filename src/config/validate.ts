@@ -163,7 +163,6 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
     hash,
     connectTimeout: durationOr(raw.connectTimeout, d.connectTimeout),
     timeout: durationOr(raw.timeout, d.timeout),
-    idleTimeout: durationOr(raw.idleTimeout, d.idleTimeout),
     maxConnections: typeof raw.maxConnections === 'number' ? raw.maxConnections : d.maxConnections,
     keepAliveTimeout: durationOr(raw.keepAliveTimeout, d.keepAliveTimeout),
     maxResponseHeaderSize: sizeOr(raw.maxResponseHeaderSize, d.maxResponseHeaderSize),

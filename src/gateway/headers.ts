@@ -1,24 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { H, connectionNamesNoHeader, headerKind } from './header-names.js';
 
 /**
  * Header hygiene for the proxy step. Runs before anything else sees the request: hop-by-hop
  * headers (RFC 9110 §7.6.1, plus those named in Connection) never cross the gateway, and
  * X-Forwarded-* / Forwarded from an untrusted peer are replaced, not believed.
  */
-
-/** Hop-by-hop request headers, and `expect` (the gateway answers 100-continue itself). */
-const REQUEST_DROP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer',
-  'proxy-authorization', 'proxy-authenticate', 'expect', 'http2-settings',
-]);
-
-/** Hop-by-hop response headers. */
-const RESPONSE_DROP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authenticate',
-]);
-
-/** Forwarding headers that only a trusted proxy may set. */
-const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
 
 /** What the proxy learned while rewriting the request headers. */
 export interface RequestFacts {
@@ -49,31 +36,27 @@ export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, tr
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
-    const lower = name.toLowerCase();
-    if (REQUEST_DROP.has(lower)) {
-      if (lower === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
-      else if (lower === 'transfer-encoding') chunked = true;
-      else if (lower === 'te' && value.trim().toLowerCase() === 'trailers') out.push(name, value);
-      else if (keepUpgrade && lower === 'upgrade') out.push(name, value);
-      continue;
-    }
-    if (FORWARDING.has(lower)) {
-      if (!trusted) continue;
-      if (lower === 'x-forwarded-for') { xff = xff === undefined ? value : `${xff}, ${value}`; continue; }
-      if (lower === 'x-forwarded-proto') { xfProto ??= value; continue; }
-      if (lower === 'x-forwarded-host') { xfHost ??= value; continue; }
-      out.push(name, value);
-      continue;
-    }
-    switch (lower) {
-      case 'host': host = value; break;
-      case 'x-request-id': requestId = value; break;
-      case 'content-length': contentLength = value; break;
-      case 'cookie': cookie = cookie === undefined ? value : `${cookie}; ${value}`; break;
+    switch (headerKind(name)) {
+      case H.OTHER: out.push(name, value); continue;
+      case H.CONNECTION: connection = connection === undefined ? value : `${connection}, ${value}`; continue;
+      case H.TRANSFER_ENCODING: chunked = true; continue;
+      case H.TE: if (value.trim().toLowerCase() === 'trailers') out.push(name, value); continue;
+      case H.UPGRADE: if (keepUpgrade) out.push(name, value); continue;
+      case H.KEEP_ALIVE: case H.PROXY_CONNECTION: case H.TRAILER: case H.PROXY_AUTHORIZATION:
+      case H.PROXY_AUTHENTICATE: case H.EXPECT: case H.HTTP2_SETTINGS:
+        continue;
+      case H.X_FORWARDED_FOR: if (trusted) xff = xff === undefined ? value : `${xff}, ${value}`; continue;
+      case H.X_FORWARDED_PROTO: if (trusted) xfProto ??= value; continue;
+      case H.X_FORWARDED_HOST: if (trusted) xfHost ??= value; continue;
+      case H.FORWARDED: case H.X_REAL_IP: if (trusted) out.push(name, value); continue;
+      case H.HOST: host = value; break;
+      case H.X_REQUEST_ID: requestId = value; break;
+      case H.CONTENT_LENGTH: contentLength = value; break;
+      case H.COOKIE: cookie = cookie === undefined ? value : `${cookie}; ${value}`; break;
     }
     out.push(name, value);
   }
-  const headers = connection === undefined ? out : dropConnectionTokens(out, connection);
+  const headers = connection === undefined || connectionNamesNoHeader(connection) ? out : dropConnectionTokens(out, connection);
   headers.push('x-forwarded-for', xff === undefined ? peerIp : `${xff}, ${peerIp}`);
   headers.push('x-forwarded-proto', xfProto ?? proto);
   if (xfHost !== undefined || host !== undefined) headers.push('x-forwarded-host', xfHost ?? host!);
@@ -112,15 +95,21 @@ export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = fal
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1');
     const value = raw[i + 1]!.toString('latin1');
-    const lower = name.toLowerCase();
-    if (RESPONSE_DROP.has(lower)) {
-      if (lower === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
-      if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) out.push(name, value);
-      continue;
+    switch (headerKind(name)) {
+      case H.CONNECTION:
+        connection = connection === undefined ? value : `${connection}, ${value}`;
+        if (keepUpgrade) out.push(name, value);
+        continue;
+      case H.UPGRADE:
+        if (keepUpgrade) out.push(name, value);
+        continue;
+      case H.KEEP_ALIVE: case H.PROXY_CONNECTION: case H.TRANSFER_ENCODING: case H.TRAILER: case H.PROXY_AUTHENTICATE:
+        continue;
+      default:
+        out.push(name, value);
     }
-    out.push(name, value);
   }
-  return connection === undefined || keepUpgrade ? out : dropConnectionTokens(out, connection);
+  return connection === undefined || keepUpgrade || connectionNamesNoHeader(connection) ? out : dropConnectionTokens(out, connection);
 }
 
 /** The client's IP without the IPv4-mapped IPv6 prefix. */

@@ -29,7 +29,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     endpoint.inflight++;
   }
 
-  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number, idleTimeoutMs: number): void {
+  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number): void {
     const attempt = new Attempt(endpoint, handler);
     if (request.body !== null && !Buffer.isBuffer(request.body)) attempt.bodyLimit = request.bodyLimit;
     endpoint.pool.dispatch(
@@ -39,7 +39,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
         headers: request.headers,
         body: request.body,
         headersTimeout: timeoutMs,
-        bodyTimeout: idleTimeoutMs,
+        // One value for both waits: undici re-arms the same timer per request when they are
+        // equal, and creates a new timer (twice per request) when they differ.
+        bodyTimeout: timeoutMs,
         upgrade: request.upgrade ?? null,
       },
       attempt,

@@ -108,7 +108,7 @@ export class Upstream {
       return;
     }
     const endpoint = this.balancer.pick(candidates, request.hashKey);
-    Attempt.send(endpoint, request, handler, this.config.timeout, this.config.idleTimeout);
+    Attempt.send(endpoint, request, handler, this.config.timeout);
   }
 
   snapshot(): EndpointSnapshot[] {
