@@ -294,3 +294,37 @@ test('after every failure above the gateway still answers on the echo service', 
   assert.equal(reply.status, 200);
   assert.deepEqual(JSON.parse(reply.body), { id: 'final' });
 });
+
+test('a client that goes away mid-response aborts the upstream exchange (the endpoint sees its connection close)', async () => {
+  const { startBackend } = await import('./helpers/backend.js');
+  let upstreamClosed: (() => void) | undefined;
+  const closed = new Promise<void>((resolve) => { upstreamClosed = resolve; });
+  let started: (() => void) | undefined;
+  const streaming = new Promise<void>((resolve) => { started = resolve; });
+  const slow = await startBackend('slow', (req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const timer = setInterval(() => res.write(Buffer.alloc(1024, 1)), 20);
+    started!();
+    res.on('close', () => {
+      clearInterval(timer);
+      upstreamClosed!();
+    });
+  });
+  const g = await startGateway({ drainTimeout: '1s', services: { slow: { endpoints: [slow.address] } }, routes: [{ prefix: '/', service: 'slow' }] });
+  try {
+    const client = connect(g.port, '127.0.0.1');
+    client.on('error', () => {});
+    client.write('GET /forever HTTP/1.1\r\nHost: t\r\n\r\n');
+    await streaming;
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = performance.now();
+    client.destroy();
+    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the endpoint kept streaming to a client that left')), 5_000))]);
+    assert.ok(performance.now() - t0 < 5_000);
+    const cluster = (await (await fetch(`${g.adminUrl}/admin/cluster`)).json()) as { gateway: { inflight: number } };
+    assert.equal(cluster.gateway.inflight, 0);
+  } finally {
+    await g.stop();
+    await slow.close();
+  }
+});

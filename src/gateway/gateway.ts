@@ -143,7 +143,9 @@ export class Gateway {
     this.server.closeAllConnections();
     for (const t of this.live.tunnels) t.destroy();
     await closed;
-    await Promise.all([...this.upstreams.values()].map((u) => u.close()));
+    // Past the drain timeout nothing is waited for: an endpoint still streaming to a client
+    // that was cut off must not hold the process open.
+    await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
       this.admin.closeAllConnections();

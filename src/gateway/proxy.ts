@@ -123,6 +123,13 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
   upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started));
 }
 
+const kServing = Symbol('tandem.serving');
+type ClientSocket = Socket & { [kServing]?: ProxyExchange | null };
+
+function onClientSocketClose(this: ClientSocket): void {
+  this[kServing]?.onClientClose();
+}
+
 /**
  * Streams one upstream response to the client. Backpressure is end to end: when the client
  * socket is full, undici stops reading the upstream until it drains.
@@ -134,6 +141,7 @@ class ProxyExchange implements ResponseHandler {
   private status = 0;
   private finished = false;
   private awaitingDrain = false;
+  private ended = false;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -143,7 +151,13 @@ class ProxyExchange implements ResponseHandler {
     private readonly requestId: string,
     private readonly started: number,
   ) {
-    res.once('close', () => this.onClientClose());
+    // Client-gone detection, one listener per connection rather than one per request: the
+    // connection remembers the exchange it is serving. A pipelined request that arrives while
+    // another is still being served falls back to its own listener.
+    const socket = req.socket as ClientSocket;
+    if (socket[kServing] === undefined) socket.once('close', onClientSocketClose);
+    if (socket[kServing]) res.once('close', () => this.onClientClose());
+    else socket[kServing] = this;
   }
 
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
@@ -160,7 +174,13 @@ class ProxyExchange implements ResponseHandler {
     return true;
   }
 
-  onData(chunk: Buffer): boolean {
+  onData(chunk: Buffer, last: boolean): boolean {
+    if (last) {
+      // The whole body is known to be here: one end() instead of write() + end().
+      this.res.end(chunk);
+      this.ended = true;
+      return true;
+    }
     const ok = this.res.write(chunk);
     // One 'drain' listener at a time: the upstream is not always paused when asked (see
     // Attempt.onData), so writes can keep returning false until the client catches up.
@@ -175,7 +195,7 @@ class ProxyExchange implements ResponseHandler {
   }
 
   onComplete(): void {
-    this.res.end();
+    if (!this.ended) this.res.end();
     this.finish(undefined);
   }
 
@@ -194,7 +214,7 @@ class ProxyExchange implements ResponseHandler {
     this.finish(error);
   }
 
-  private onClientClose(): void {
+  onClientClose(): void {
     if (!this.res.writableFinished && !this.finished) {
       this.abort?.(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
     }
@@ -203,6 +223,8 @@ class ProxyExchange implements ResponseHandler {
   private finish(error: TandemError | undefined): void {
     if (this.finished) return;
     this.finished = true;
+    const socket = this.req.socket as ClientSocket;
+    if (socket[kServing] === this) socket[kServing] = null;
     this.ctx.live.inflight--;
     const seconds = (performance.now() - this.started) / 1000;
     this.route.upstream.stats.latency.observe(seconds);

@@ -89,9 +89,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
    * A pause the handler asked for and did not get is harmless: its later `resume` is a no-op.
    */
   onData(chunk: Buffer): boolean {
-    const more = this.handler.onData(chunk);
     if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
-    return more || this.unpausable || this.responseLeft === 0;
+    const last = this.responseLeft === 0;
+    const more = this.handler.onData(chunk, last);
+    return more || this.unpausable || last;
   }
 
   onComplete(): void {

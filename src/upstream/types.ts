@@ -27,7 +27,8 @@ export interface ResponseHandler {
   /** The endpoint chosen and an abort for the exchange (e.g. when the client goes away). */
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void;
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean;
-  onData(chunk: Buffer): boolean;
+  /** `last` is true when this chunk completes a body of known length (onComplete follows). */
+  onData(chunk: Buffer, last: boolean): boolean;
   onComplete(): void;
   /** The exchange failed; `error.status` says which HTTP status a proxy should answer with. */
   onError(error: TandemError): void;

@@ -123,11 +123,20 @@ export class Upstream {
     }));
   }
 
+  /** Closes every pool once its in-flight requests finish. */
   async close(): Promise<void> {
     const members = this.members;
     this.members = [];
     this.candidates = [];
     await Promise.all(members.map((e) => e.pool.close()));
+  }
+
+  /** Closes every pool now, failing whatever is still in flight. */
+  async destroy(): Promise<void> {
+    const members = this.members;
+    this.members = [];
+    this.candidates = [];
+    await Promise.all(members.map((e) => e.pool.destroy()));
   }
 }
 
