@@ -1,0 +1,92 @@
+import type { WithHealth } from './state.js';
+
+/**
+ * The panic threshold. When too few members are eligible, health information itself is the
+ * likelier liar (a shared dependency blipped, a bad check, a detector gone wild): sending every
+ * request to the few left would overload them, and failing every request is the one outcome
+ * certain to hurt. So below the threshold traffic is spread over every member that is not
+ * leaving — ejected and unhealthy ones included — as Envoy and Finagle do.
+ */
+export interface PanicOptions {
+  panicThreshold: number;
+}
+
+export const DEFAULT_PANIC: Readonly<PanicOptions> = Object.freeze({
+  /**
+   * Panic when eligible members are fewer than this share of the non-draining members.
+   * Envoy's healthy_panic_threshold (50 %); Finagle panics at 50 % unhealthy. 0 disables panic.
+   */
+  panicThreshold: 0.5,
+});
+
+const NONE: readonly never[] = Object.freeze([]);
+
+/**
+ * Picks the candidates a balancer may choose from. Draining members are never candidates, nor
+ * counted: a rolling deploy that drains half the fleet is not a reason to panic.
+ *
+ * `select` returns the same array as the previous call when the candidates did not change, and
+ * the members array itself when every member qualifies, so recomputing on every transition
+ * allocates only when the answer really changed.
+ */
+export class PanicThreshold<T extends WithHealth = WithHealth> {
+  readonly options: Readonly<PanicOptions>;
+  private last: readonly T[] = NONE;
+  private panicking = false;
+
+  constructor(options: Partial<PanicOptions> = {}) {
+    const panicThreshold = options.panicThreshold ?? DEFAULT_PANIC.panicThreshold;
+    if (!(panicThreshold >= 0 && panicThreshold <= 1)) {
+      throw new RangeError(`panicThreshold must be in [0, 1], got ${panicThreshold}`);
+    }
+    this.options = Object.freeze({ panicThreshold });
+  }
+
+  /** True when the last `select` found the service in panic (for a gauge). */
+  get inPanic(): boolean {
+    return this.panicking;
+  }
+
+  select(members: readonly T[]): readonly T[] {
+    let present = 0;
+    let eligible = 0;
+    for (const member of members) {
+      const health = member.health;
+      if (health.state.kind === 'draining') continue;
+      present++;
+      if (health.eligible) eligible++;
+    }
+    this.panicking = eligible < this.options.panicThreshold * present;
+    const count = this.panicking ? present : eligible;
+    const take = this.panicking ? isPresent : isEligible;
+    return this.remember(members, count, take);
+  }
+
+  private remember(members: readonly T[], count: number, take: (member: T) => boolean): readonly T[] {
+    if (count === 0) return (this.last = NONE);
+    if (count === members.length) return (this.last = members);
+    if (this.last.length === count && sameSelection(members, this.last, take)) return this.last;
+    const chosen: T[] = [];
+    for (const member of members) if (take(member)) chosen.push(member);
+    return (this.last = chosen);
+  }
+}
+
+function isEligible(member: WithHealth): boolean {
+  return member.health.eligible;
+}
+
+function isPresent(member: WithHealth): boolean {
+  return member.health.state.kind !== 'draining';
+}
+
+/** Whether the members that `take` accepts are, in order, exactly `previous` (same length known). */
+function sameSelection<T>(members: readonly T[], previous: readonly T[], take: (member: T) => boolean): boolean {
+  let i = 0;
+  for (const member of members) {
+    if (!take(member)) continue;
+    if (previous[i] !== member) return false;
+    i++;
+  }
+  return true;
+}
