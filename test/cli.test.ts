@@ -5,17 +5,8 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { Ajv } from 'ajv';
-import { ROOT, runCli, startGateway, tempDir } from './helpers/gateway.js';
+import { MINIMAL_YAML, ROOT, runCli, startGateway, tempDir } from './helpers/gateway.js';
 
-const MINIMAL_YAML = `listen: 127.0.0.1:8080
-admin: 127.0.0.1:9901
-services:
-  shop:
-    endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
-routes:
-  - prefix: /
-    service: shop
-`;
 
 const tmp = tempDir('tandem-cli-test-');
 const held: Server[] = [];

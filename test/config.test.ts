@@ -7,20 +7,10 @@ import { join } from 'node:path';
 import {
   ConfigError, DEFAULTS, formatProblem, loadConfigFile, parseConfigText, validateConfig,
 } from '../src/config/index.js';
-import { ROOT, tempDir } from './helpers/gateway.js';
+import { MINIMAL_YAML, ROOT, tempDir } from './helpers/gateway.js';
 
 type Obj = Record<string, unknown>;
 
-/** The issue's minimal file, verbatim. */
-const MINIMAL_YAML = `listen: 127.0.0.1:8080
-admin: 127.0.0.1:9901
-services:
-  shop:
-    endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
-routes:
-  - prefix: /
-    service: shop
-`;
 
 /** A valid config, with parts replaced. `service` is merged into services.shop. */
 function config(opts: { top?: Obj; service?: Obj; route?: Obj; routes?: Obj[] } = {}): Obj {

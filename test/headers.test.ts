@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
-import { startBackend, startRawBackend, type Backend } from './helpers/backend.js';
+import { eachRequest, startBackend, startRawBackend, type Backend } from './helpers/backend.js';
 
 /**
  * Header hygiene through the real gateway process. Requests are written byte for byte on raw
@@ -39,19 +39,7 @@ const RAW_RESPONSE = [
 
 before(async () => {
   backend = await startBackend('hdr');
-  rawBackend = await startRawBackend((socket) => {
-    let buffered = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      buffered += d;
-      // GET requests without bodies: one response per header section received.
-      let end: number;
-      while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
-        buffered = buffered.slice(end + 4);
-        socket.write(RAW_RESPONSE, 'latin1');
-      }
-    });
-  });
+  rawBackend = await startRawBackend((socket) => eachRequest(socket, () => socket.write(RAW_RESPONSE, 'latin1')));
   gw = await startGateway({
     services: { shop: { endpoints: [backend.address] }, raw: { endpoints: [rawBackend.address] } },
     routes: [{ prefix: '/', service: 'shop' }, { prefix: '/raw', service: 'raw' }],

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
-import { startRawBackend } from './helpers/backend.js';
+import { eachRequest, startRawBackend } from './helpers/backend.js';
 
 /**
  * Upstream failures through the real gateway, with raw TCP backends that write every byte:
@@ -16,21 +16,6 @@ const backends: RawBackend[] = [];
 let gw: RunningGateway;
 let deadPort: number;
 const BIG = 8 * 1024 * 1024;
-
-/** Calls `onRequest` with the path of every request head on a keep-alive connection (GET, no body). */
-function eachRequest(socket: Socket, onRequest: (path: string) => void): void {
-  let buffered = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => {
-    buffered += d;
-    let end: number;
-    while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
-      const head = buffered.slice(0, end);
-      buffered = buffered.slice(end + 4);
-      onRequest(head.split(' ')[1] ?? '/');
-    }
-  });
-}
 
 function okResponse(id: string): string {
   const body = JSON.stringify({ id });

@@ -63,6 +63,21 @@ export async function startRawBackend(onSocket: (socket: Socket) => void): Promi
   };
 }
 
+/** Calls `onRequest` with the path of every request head on a keep-alive connection (GET, no body). */
+export function eachRequest(socket: Socket, onRequest: (path: string) => void): void {
+  let buffered = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => {
+    buffered += d;
+    let end: number;
+    while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+      const head = buffered.slice(0, end);
+      buffered = buffered.slice(end + 4);
+      onRequest(head.split(' ')[1] ?? '/');
+    }
+  });
+}
+
 /** Minimal config for one service named "shop" routed at "/". */
 export function shopConfig(endpoints: string[], service: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {

@@ -9,6 +9,17 @@ import { createInterface } from 'node:readline';
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'tandem.js');
 
+/** The issue's minimal gateway file, verbatim (other tools rely on exactly these keys). */
+export const MINIMAL_YAML = `listen: 127.0.0.1:8080
+admin: 127.0.0.1:9901
+services:
+  shop:
+    endpoints: [127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003]
+routes:
+  - prefix: /
+    service: shop
+`;
+
 export function tempDir(prefix = 'tandem-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }

@@ -1,10 +1,8 @@
 import { defaultRandomInt, type Balancer, type Pickable, type RandomInt } from './balancer.js';
+import { powerOfTwoChoices } from './p2c.js';
 
 /**
- * Power of two choices on requests in flight: sample two distinct candidates at random and
- * take the less loaded. Comparing two instead of scanning all avoids the herd a global
- * minimum causes (every gateway sending to the same idle endpoint at once), yet still keeps
- * load near the best (Mitzenmacher). Load is (inflight + 1) / weight, so a weight-2 endpoint
+ * Power of two choices on requests in flight (see p2c.ts). Load is (inflight + 1) / weight, so a weight-2 endpoint
  * carries twice the requests of a weight-1 one at equal cost; the +1 counts the request
  * being placed, which lets weight matter even when both are idle.
  */
@@ -21,19 +19,10 @@ export class LeastRequestBalancer<E extends Pickable = Pickable> implements Bala
   }
 
   pick(candidates: readonly E[], _hashKey: string | undefined): E {
-    const n = candidates.length;
-    if (n === 1) return candidates[0]!;
-    const i = this.random(n);
-    let j = this.random(n - 1);
-    // Draw j from the n - 1 others: shifting past i keeps the pair distinct and uniform.
-    if (j >= i) j++;
-    const first = candidates[i]!;
-    const second = candidates[j]!;
-    // A tie goes to the first; it was drawn at random, so ties still spread evenly.
-    return load(second) < load(first) ? second : first;
+    return powerOfTwoChoices(candidates, this.random, load, 0);
   }
 }
 
-function load(endpoint: Pickable): number {
+function load(endpoint: Pickable, _now: number): number {
   return endpoint.weight > 0 ? (endpoint.inflight + 1) / endpoint.weight : Infinity;
 }

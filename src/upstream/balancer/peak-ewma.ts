@@ -1,5 +1,6 @@
 import { EWMA_DECAY_MS } from '../endpoint.js';
 import { defaultRandomInt, type Balancer, type Pickable, type RandomInt } from './balancer.js';
+import { powerOfTwoChoices } from './p2c.js';
 
 /** Cost of an endpoint whose latency estimate decayed to 0 but that has requests in flight. */
 const PENALTY = 1e9;
@@ -31,17 +32,8 @@ export class PeakEwmaBalancer<E extends Pickable = Pickable> implements Balancer
   }
 
   pick(candidates: readonly E[], _hashKey: string | undefined): E {
-    const n = candidates.length;
-    if (n === 1) return candidates[0]!;
-    const i = this.random(n);
-    let j = this.random(n - 1);
-    // Draw j from the n - 1 others: shifting past i keeps the pair distinct and uniform.
-    if (j >= i) j++;
-    const first = candidates[i]!;
-    const second = candidates[j]!;
-    const now = this.now();
-    // A tie goes to the first; it was drawn at random, so ties still spread evenly.
-    return cost(second, now) < cost(first, now) ? second : first;
+    if (candidates.length === 1) return candidates[0]!;
+    return powerOfTwoChoices(candidates, this.random, cost, this.now());
   }
 }
 
