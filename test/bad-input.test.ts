@@ -49,7 +49,9 @@ before(async () => {
   });
   gw = await startGateway({
     limits: { maxHeaderSize: '4KiB', maxBodySize: MAX_BODY, headersTimeout: '1s', requestTimeout: '2s' },
-    services: { counting: { endpoints: [counting.address] }, echo: { endpoints: [echo.address] } },
+    // No active health checks: both backends count what reaches them (bytes, bodies), and a
+    // probe every 500 ms would be counted as forwarded input.
+    services: { counting: { endpoints: [counting.address], healthCheck: false }, echo: { endpoints: [echo.address], healthCheck: false } },
     routes: [{ prefix: '/', service: 'counting' }, { prefix: '/echo', service: 'echo' }],
   });
 });

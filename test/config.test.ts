@@ -65,6 +65,9 @@ describe('the minimal config', () => {
       maxConnections: d.maxConnections,
       keepAliveTimeout: d.keepAliveTimeout,
       maxResponseHeaderSize: d.maxResponseHeaderSize,
+      healthCheck: { ...d.healthCheck },
+      outlier: { ...d.outlier },
+      panicThreshold: d.panicThreshold,
     });
     assert.deepEqual(c.routes, [{ prefix: '/', host: undefined, service: 'shop', stripPrefix: DEFAULTS.route.stripPrefix }]);
     assert.deepEqual(c.limits, { ...DEFAULTS.limits });
@@ -227,6 +230,29 @@ describe('every problem has its path and a hint', () => {
     assertProblems(config({ service: { balancer: 'round-robin', hash: { header: 'x-user' } } }), [['services.shop.hash', 'only used with balancer: consistent-hash (this service uses round-robin)']]);
     assertProblems(config({ service: { balancer: 'consistent-hash', hash: { header: 'a', cookie: 'b' } } }), [['services.shop.hash', 'takes exactly one of header, cookie']]);
     assertProblems(config({ service: { balancer: 'consistent-hash', hash: 'client_ip' } }), [['services.shop.hash', /did you mean client-ip\?$/]]);
+  });
+
+  test('health checks, outlier detection and panic: one bad value each, at its path', () => {
+    const hc = (v: Record<string, unknown>) => config({ service: { healthCheck: v } });
+    const ol = (v: Record<string, unknown>) => config({ service: { outlier: v } });
+    assertProblems(hc({ path: 'healthz' }), [['services.shop.healthCheck.path', '"healthz" must start with "/"']]);
+    assertProblems(hc({ interval: 'often' }), [['services.shop.healthCheck.interval', /^"often" is not a duration/]]);
+    assertProblems(hc({ interval: 0 }), [['services.shop.healthCheck.interval', /^must be longer than 0 — write healthCheck: false/]]);
+    assertProblems(hc({ timeout: '0s' }), [['services.shop.healthCheck.timeout', /^must be longer than 0/]]);
+    assertProblems(hc({ healthyThreshold: 0 }), [['services.shop.healthCheck.healthyThreshold', /must be >= 1/]]);
+    assertProblems(hc({ unhealthyThreshold: 1.5 }), [['services.shop.healthCheck.unhealthyThreshold', /expected integer/]]);
+    assertProblems(hc({ intervall: '1s' }), [['services.shop.healthCheck.intervall', 'unknown key — did you mean interval?']]);
+    assertProblems(config({ service: { healthCheck: true } }), [['services.shop.healthCheck', /^true is not accepted — write false to turn it off/]]);
+    assertProblems(config({ service: { healthCheck: 'off' } }), [['services.shop.healthCheck', 'expected object, got string "off"']]);
+    assertProblems(ol({ consecutiveFailures: 0 }), [['services.shop.outlier.consecutiveFailures', /must be >= 1/]]);
+    assertProblems(ol({ baseEjectionTime: 'soon' }), [['services.shop.outlier.baseEjectionTime', /is not a duration/]]);
+    assertProblems(ol({ baseEjectionTime: 0 }), [['services.shop.outlier.baseEjectionTime', 'must be longer than 0']]);
+    assertProblems(ol({ maxEjectionTime: '10s' }), [['services.shop.outlier.maxEjectionTime', '10s is shorter than baseEjectionTime (30s)']]);
+    assertProblems(ol({ maxEjectedShare: 1.5 }), [['services.shop.outlier.maxEjectedShare', /must be <= 1/]]);
+    assertProblems(config({ service: { panicThreshold: -0.1 } }), [['services.shop.panicThreshold', /must be >= 0/]]);
+    const off = validateConfig(config({ service: { healthCheck: false, outlier: { consecutiveFailures: 3 } } })).services.get('shop')!;
+    assert.equal(off.healthCheck, false);
+    assert.deepEqual(off.outlier, { ...DEFAULTS.service.outlier, consecutiveFailures: 3 });
   });
 
   test('duplicate endpoint, duplicate route', () => {

@@ -50,7 +50,9 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['Top level', { admin: DEFAULTS.admin, trustedProxies: DEFAULTS.trustedProxies, drainTimeout: DEFAULTS.drainTimeout }, props],
     ['`limits`', DEFAULTS.limits, props.limits.properties],
     ['`log`', DEFAULTS.log, props.log.properties],
-    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => k !== 'weight')), props.services.additionalProperties.properties],
+    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier'].includes(k))), props.services.additionalProperties.properties],
+    ['`services.<name>.healthCheck`', DEFAULTS.service.healthCheck, props.services.additionalProperties.properties.healthCheck.else.properties],
+    ['`services.<name>.outlier`', DEFAULTS.service.outlier, props.services.additionalProperties.properties.outlier.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
   ];
   for (const [heading, defaults, schema] of sections) {

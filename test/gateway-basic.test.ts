@@ -44,11 +44,15 @@ test('admin listener answers healthz, readyz, metrics and cluster state', async 
   assert.match(metrics, /tandem_request_duration_seconds_bucket\{service="shop",le="\+Inf"\} \d+/);
   assert.match(metrics, /tandem_upstream_connections\{service="shop",endpoint=/);
   assert.match(metrics, /tandem_requests_in_flight\{service="shop",endpoint=/);
-  const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; endpoints: Array<{ id: string; state: string; latencyEstimateMs: number; inflight: number }> }> };
+  assert.match(metrics, /tandem_endpoint_state\{service="shop",endpoint="127\.0\.0\.1:\d+",state="unhealthy"\} 0/);
+  assert.match(metrics, /tandem_service_panic\{service="shop"\} 0/);
+  const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; panic: boolean; endpoints: Array<{ id: string; state: string; latencyEstimateMs: number; inflight: number }> }> };
   const shop = cluster.services.find((s) => s.name === 'shop')!;
   assert.equal(shop.endpoints.length, 3);
+  assert.equal(shop.panic, false);
   for (const e of shop.endpoints) {
-    assert.equal(e.state, 'healthy');
+    // New endpoints start on probation and turn healthy after two passed checks or requests.
+    assert.ok(e.state === 'probation' || e.state === 'healthy', e.state);
     assert.equal(typeof e.latencyEstimateMs, 'number');
     assert.equal(e.inflight, 0);
   }

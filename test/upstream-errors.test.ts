@@ -73,14 +73,18 @@ before(async () => {
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   deadPort = (probe.address() as AddressInfo).port;
   await new Promise<void>((resolve) => probe.close(() => resolve()));
+  // No active health checks on the raw backends: they answer every request, a probe's too, with
+  // the bytes under test (garbage, resets, silence, 8 MiB), and each test counts on its request
+  // being the only one on its connection.
+  const raw = { healthCheck: false };
   gw = await startGateway({
     services: {
       // Few connections, so concurrent requests share (and reuse) pooled upstream connections.
-      echo: { endpoints: [echo.address], maxConnections: 4 },
+      echo: { endpoints: [echo.address], maxConnections: 4, ...raw },
       refused: { endpoints: [`127.0.0.1:${deadPort}`] },
-      silent: { endpoints: [silent.address], timeout: '500ms' },
-      cutter: { endpoints: [cutter.address] },
-      closer: { endpoints: [closer.address] },
+      silent: { endpoints: [silent.address], timeout: '500ms', ...raw },
+      cutter: { endpoints: [cutter.address], ...raw },
+      closer: { endpoints: [closer.address], ...raw },
     },
     routes: [
       { prefix: '/echo', service: 'echo' },

@@ -52,6 +52,37 @@ const hash = {
   description: 'consistent-hash key: { header: NAME }, { cookie: NAME } or "client-ip".',
 } as const;
 
+const healthCheck = {
+  if: { type: 'boolean' },
+  then: { const: false, description: 'false turns active health checks off.' },
+  else: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      path: { type: 'string', minLength: 1, description: 'Path to GET. A 5xx, a timeout or a connection error fails.' },
+      interval: duration,
+      timeout: duration,
+      healthyThreshold: { type: 'integer', minimum: 1, maximum: 100 },
+      unhealthyThreshold: { type: 'integer', minimum: 1, maximum: 100 },
+    },
+  },
+  description: 'Active health checks: an object (every key optional) or false.',
+} as const;
+
+const share = { type: 'number', minimum: 0, maximum: 1 } as const;
+
+const outlier = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    consecutiveFailures: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    baseEjectionTime: duration,
+    maxEjectionTime: duration,
+    maxEjectedShare: share,
+  },
+  description: 'Passive outlier detection from real traffic.',
+} as const;
+
 const service = {
   type: 'object',
   additionalProperties: false,
@@ -65,6 +96,9 @@ const service = {
     maxConnections: { type: 'integer', minimum: 1, maximum: 100_000 },
     keepAliveTimeout: duration,
     maxResponseHeaderSize: size,
+    healthCheck,
+    outlier,
+    panicThreshold: share,
   },
 } as const;
 

@@ -21,6 +21,26 @@ export interface ServiceConfig {
   maxConnections: number;
   keepAliveTimeout: number;
   maxResponseHeaderSize: number;
+  /** Active health checks, or false when turned off. */
+  healthCheck: HealthCheckConfig | false;
+  outlier: OutlierConfig;
+  /** Share of eligible endpoints below which traffic is spread over all (0 = never). */
+  panicThreshold: number;
+}
+
+export interface HealthCheckConfig {
+  path: string;
+  interval: number;
+  timeout: number;
+  healthyThreshold: number;
+  unhealthyThreshold: number;
+}
+
+export interface OutlierConfig {
+  consecutiveFailures: number;
+  baseEjectionTime: number;
+  maxEjectionTime: number;
+  maxEjectedShare: number;
 }
 
 export interface RouteConfig {

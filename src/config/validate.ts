@@ -8,7 +8,7 @@ import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
-  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, LogLevel, RouteConfig, ServiceConfig,
+  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, LogLevel, OutlierConfig, RouteConfig, ServiceConfig,
 } from './types.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
@@ -68,6 +68,8 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
       return p.format === 'duration'
         ? { path, message: `${JSON.stringify(e.data)} is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds` }
         : { path, message: `${JSON.stringify(e.data)} is not a size — write e.g. 64KiB, 10MiB, 1GiB or a number of bytes` };
+    case 'const':
+      return { path, message: `${JSON.stringify(e.data)} is not accepted — write false to turn it off, or an object with its settings` };
     case 'minItems':
       return { path, message: `needs at least ${String(p.limit)} item${p.limit === 1 ? '' : 's'}` };
     case 'minProperties':
@@ -166,7 +168,50 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
     maxConnections: typeof raw.maxConnections === 'number' ? raw.maxConnections : d.maxConnections,
     keepAliveTimeout: durationOr(raw.keepAliveTimeout, d.keepAliveTimeout),
     maxResponseHeaderSize: sizeOr(raw.maxResponseHeaderSize, d.maxResponseHeaderSize),
+    healthCheck: healthCheck(raw.healthCheck, joinPath(base, 'healthCheck'), problems),
+    outlier: outlier(raw.outlier, joinPath(base, 'outlier'), problems),
+    panicThreshold: typeof raw.panicThreshold === 'number' ? raw.panicThreshold : d.panicThreshold,
   };
+}
+
+function healthCheck(raw: unknown, base: string, problems: ConfigProblem[]): HealthCheckConfig | false {
+  if (raw === false) return false;
+  const d = DEFAULTS.service.healthCheck;
+  const r = isObject(raw) ? raw : {};
+  const path = typeof r.path === 'string' ? r.path : d.path;
+  if (!path.startsWith('/')) problems.push({ path: joinPath(base, 'path'), message: `"${path}" must start with "/"` });
+  const config: HealthCheckConfig = {
+    path,
+    interval: durationOr(r.interval, d.interval),
+    timeout: durationOr(r.timeout, d.timeout),
+    healthyThreshold: typeof r.healthyThreshold === 'number' ? r.healthyThreshold : d.healthyThreshold,
+    unhealthyThreshold: typeof r.unhealthyThreshold === 'number' ? r.unhealthyThreshold : d.unhealthyThreshold,
+  };
+  for (const key of ['interval', 'timeout'] as const) {
+    if (durationOk(r[key]) && config[key] === 0) problems.push({ path: joinPath(base, key), message: 'must be longer than 0 — write healthCheck: false to turn checks off' });
+  }
+  return config;
+}
+
+function outlier(raw: unknown, base: string, problems: ConfigProblem[]): OutlierConfig {
+  const d = DEFAULTS.service.outlier;
+  const r = isObject(raw) ? raw : {};
+  const config: OutlierConfig = {
+    consecutiveFailures: typeof r.consecutiveFailures === 'number' ? r.consecutiveFailures : d.consecutiveFailures,
+    baseEjectionTime: durationOr(r.baseEjectionTime, d.baseEjectionTime),
+    maxEjectionTime: durationOr(r.maxEjectionTime, d.maxEjectionTime),
+    maxEjectedShare: typeof r.maxEjectedShare === 'number' ? r.maxEjectedShare : d.maxEjectedShare,
+  };
+  if (durationOk(r.baseEjectionTime) && config.baseEjectionTime === 0) {
+    problems.push({ path: joinPath(base, 'baseEjectionTime'), message: 'must be longer than 0' });
+  }
+  if (durationOk(r.baseEjectionTime) && durationOk(r.maxEjectionTime) && config.maxEjectionTime < config.baseEjectionTime) {
+    problems.push({
+      path: joinPath(base, 'maxEjectionTime'),
+      message: `${formatDuration(config.maxEjectionTime)} is shorter than baseEjectionTime (${formatDuration(config.baseEjectionTime)})`,
+    });
+  }
+  return config;
 }
 
 function hashOn(raw: unknown): HashOn | undefined {

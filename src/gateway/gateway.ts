@@ -6,7 +6,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
 import { trustedProxyList } from '../config/validate.js';
 import { formatHostPort } from '../core/address.js';
-import { Upstream } from '../upstream/upstream.js';
+import { Upstream, type UpstreamOptions } from '../upstream/upstream.js';
 import { createGatewayRegistry } from '../observe/metrics.js';
 import { Router } from './router.js';
 import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
@@ -33,7 +33,7 @@ export class Gateway {
   private constructor(config: GatewayConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
-    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(svc));
+    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(svc, [], this.upstreamOptions()));
     this.ctx = this.buildContext(config);
     const limits = config.limits;
     this.server = createServer({
@@ -54,11 +54,26 @@ export class Gateway {
       handleUpgrade(this.ctx, req, socket, head);
     });
     const registry = createGatewayRegistry({
-      services: () => [...this.upstreams.values()].map((u) => ({ name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency })),
+      services: () => [...this.upstreams.values()].map((u) => ({
+        name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
+      })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
     });
     this.admin = createAdminServer({ ready: () => !this.live.draining, cluster: () => this.cluster(), registry });
+  }
+
+  /** Health decisions become log lines; leaving rotation and panic are warnings. */
+  private upstreamOptions(): UpstreamOptions {
+    return {
+      onTransition: (t) => {
+        const out = t.to === 'ejected' || t.to === 'unhealthy';
+        this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
+      },
+      onPanic: (service, panic) => {
+        this.logger[panic ? 'warn' : 'info']({ msg: panic ? 'service panic' : 'service panic over', service });
+      },
+    };
   }
 
   /** Binds both listeners. On failure nothing stays bound. */
@@ -103,7 +118,7 @@ export class Gateway {
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
       if (existing) existing.update(svc);
-      else this.upstreams.set(name, new Upstream(svc));
+      else this.upstreams.set(name, new Upstream(svc, [], this.upstreamOptions()));
     }
     for (const [name, upstream] of this.upstreams) {
       if (!next.services.has(name)) {
@@ -178,6 +193,7 @@ export class Gateway {
       services: [...this.upstreams.values()].map((u) => ({
         name: u.name,
         balancer: u.settings.balancer,
+        panic: u.inPanic,
         endpoints: u.snapshot(),
       })),
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),

@@ -1,6 +1,6 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { LatencyHistogram } from './histogram.js';
-import { STATUS_CLASSES } from '../upstream/endpoint.js';
+import { HEALTH_STATE_KINDS, STATUS_CLASSES } from '../upstream/endpoint.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 
 /**
@@ -35,6 +35,10 @@ export interface ServiceStats {
   /** Requests answered by the gateway itself (no endpoint reached), by status class index. */
   localResponses: readonly number[];
   latency: LatencyHistogram;
+  /** Outlier ejections so far. */
+  ejections: number;
+  /** Traffic is spread over every endpoint because too few are eligible. */
+  panic: boolean;
 }
 
 export interface GatewayStats {
@@ -74,6 +78,32 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       perEndpoint(stats, (e) => e.connections)),
     new PulledMetric('tandem_endpoint_latency_estimate_seconds', 'Peak-EWMA latency estimate the balancer uses, by service and endpoint.', 'gauge', () =>
       perEndpoint(stats, (e) => e.ewmaMs / 1000)),
+    new PulledMetric('tandem_endpoint_state', 'Health state of an endpoint: 1 for its current state, 0 for the others.', 'gauge', () => {
+      const out: Sample[] = [];
+      for (const s of stats.services()) {
+        for (const e of s.endpoints) {
+          const current = e.health.state.kind;
+          for (const state of HEALTH_STATE_KINDS) out.push({ labels: { service: s.name, endpoint: e.id, state }, value: state === current ? 1 : 0 });
+        }
+      }
+      return out;
+    }),
+    new PulledMetric('tandem_endpoint_transitions_total', 'Health state changes of an endpoint, by the state entered.', 'counter', () => {
+      const out: Sample[] = [];
+      for (const s of stats.services()) {
+        for (const e of s.endpoints) {
+          for (let i = 0; i < HEALTH_STATE_KINDS.length; i++) {
+            const value = e.transitions[i]!;
+            if (value > 0) out.push({ labels: { service: s.name, endpoint: e.id, to: HEALTH_STATE_KINDS[i]! }, value });
+          }
+        }
+      }
+      return out;
+    }),
+    new PulledMetric('tandem_outlier_ejections_total', 'Endpoints taken out of rotation by passive outlier detection, by service.', 'counter', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.ejections }))),
+    new PulledMetric('tandem_service_panic', '1 while a service is in panic: too few endpoints eligible, traffic spread over all.', 'gauge', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.panic ? 1 : 0 }))),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;

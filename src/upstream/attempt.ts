@@ -4,6 +4,7 @@ import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { classifyUpstreamError } from './classify.js';
 import { TandemError } from '../core/errors.js';
+import type { OutlierDetector } from './health/outlier.js';
 
 /**
  * One exchange with one endpoint: bridges undici's dispatch callbacks to a ResponseHandler and
@@ -25,12 +26,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
   constructor(
     private readonly endpoint: Endpoint,
     private readonly handler: ResponseHandler,
+    /** Told the outcome: a response < 500 is a success; a 5xx or no response, a failure. */
+    private readonly outlier?: OutlierDetector<Endpoint>,
   ) {
     endpoint.inflight++;
   }
 
-  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number): void {
-    const attempt = new Attempt(endpoint, handler);
+  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number, outlier?: OutlierDetector<Endpoint>): void {
+    const attempt = new Attempt(endpoint, handler, outlier);
     if (request.body !== null && !Buffer.isBuffer(request.body)) attempt.bodyLimit = request.bodyLimit;
     endpoint.pool.dispatch(
       {
@@ -72,6 +75,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
     const cls = (statusCode / 100) | 0;
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
     this.responded = true;
+    if (this.outlier !== undefined) {
+      if (statusCode >= 500) this.outlier.recordFailure(this.endpoint);
+      else this.outlier.recordSuccess(this.endpoint);
+    }
     this.readFraming(rawHeaders);
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
   }
@@ -108,6 +115,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
       const now = performance.now();
       this.endpoint.observeLatency(now - this.started, now);
       this.endpoint.responses[5]!++;
+      // A body over the limit is the client's doing, not the endpoint's.
+      if (error.code !== 'TANDEM_ERR_BODY_TOO_LARGE') this.outlier?.recordFailure(this.endpoint);
     }
     this.finish();
     this.handler.onError(error);
@@ -116,6 +125,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, socket: Duplex): void {
     this.finish();
     this.endpoint.responses[0]!++;
+    this.outlier?.recordSuccess(this.endpoint);
     this.handler.onUpgrade?.(statusCode, (rawHeaders ?? []) as Buffer[], socket);
   }
 

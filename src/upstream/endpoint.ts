@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import { formatHostPort } from '../core/address.js';
+import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
 export interface PoolSettings {
@@ -17,6 +18,9 @@ export const EWMA_INITIAL_MS = 30;
 /** Status classes counted per endpoint: index 0 = 1xx … 4 = 5xx, 5 = no response (gateway error). */
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
 
+/** Health state kinds in a fixed order: the index into Endpoint.transitions. */
+export const HEALTH_STATE_KINDS: readonly HealthStateKind[] = ['probation', 'healthy', 'ejected', 'unhealthy', 'draining'];
+
 export interface EndpointInit {
   host: string;
   port: number;
@@ -28,7 +32,7 @@ export interface EndpointInit {
  * live numbers the balancers read. The hot path mutates plain fields; nothing here allocates
  * per request.
  */
-export class Endpoint {
+export class Endpoint implements WithHealth {
   readonly id: string;
   readonly host: string;
   readonly port: number;
@@ -43,8 +47,13 @@ export class Endpoint {
   ewmaStamp = 0;
   /** Completed requests by status class, see STATUS_CLASSES. */
   readonly responses = [0, 0, 0, 0, 0, 0];
+  /** Transitions into each state, indexed as HEALTH_STATE_KINDS. */
+  readonly transitions = [0, 0, 0, 0, 0];
+  /** Where it stands: only probation and healthy endpoints are candidates (outside panic). */
+  readonly health: EndpointHealth;
 
-  constructor(init: EndpointInit, settings: PoolSettings) {
+  constructor(init: EndpointInit, settings: PoolSettings, health: Partial<HealthOptions> = {}, now = 0) {
+    this.health = new EndpointHealth(health, now);
     this.host = init.host;
     this.port = init.port;
     this.weight = init.weight;

@@ -1,7 +1,12 @@
 import { TandemError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
 import type { ServiceConfig, EndpointConfig } from '../config/types.js';
-import { Endpoint, type PoolSettings } from './endpoint.js';
+import { Endpoint, HEALTH_STATE_KINDS, type PoolSettings } from './endpoint.js';
+import { realClock, type Clock } from '../core/clock.js';
+import { OutlierDetector, type OutlierOptions } from './health/outlier.js';
+import { PanicThreshold } from './health/panic.js';
+import { HealthProber } from './health/prober.js';
+import type { HealthOptions, HealthStateKind, HealthTransition, TransitionReason } from './health/state.js';
 import { Attempt } from './attempt.js';
 import { createBalancer } from './balancer/index.js';
 import type { Balancer } from './balancer/balancer.js';
@@ -20,11 +25,41 @@ export function compose(steps: readonly Step[], terminal: Dispatch): Dispatch {
 export interface EndpointSnapshot {
   id: string;
   weight: number;
-  state: 'healthy';
+  state: HealthStateKind;
+  /** When an ejection ends (ISO time), for an ejected endpoint. */
+  ejectedUntil?: string;
+  /** Ejections counted now (after decay), when any. */
+  timesEjected?: number;
   inflight: number;
   latencyEstimateMs: number;
   connections: number;
   responses: Record<string, number>;
+}
+
+/** A change of an endpoint's state, as reported to the owner of an Upstream (for logs). */
+export interface EndpointTransition {
+  service: string;
+  endpoint: string;
+  from: HealthStateKind;
+  to: HealthStateKind;
+  reason: TransitionReason;
+}
+
+export interface UpstreamOptions {
+  /** Time for health decisions; tests pass a FakeClock. */
+  clock?: Clock;
+  /** Uniform [0, 1) for jitter; tests pin it. */
+  random?: () => number;
+  /** Every endpoint state change. Runs synchronously inside the transition: keep it cheap. */
+  onTransition?: (transition: EndpointTransition) => void;
+  /** The service entered (true) or left (false) panic. */
+  onPanic?: (service: string, panic: boolean) => void;
+}
+
+/** What an Upstream keeps per member besides the Endpoint itself. */
+interface Watch {
+  subscription: { dispose(): void };
+  prober: HealthProber | undefined;
 }
 
 /**
@@ -36,18 +71,38 @@ export class Upstream {
   private config: ServiceConfig;
   private members: Endpoint[] = [];
   /** Members that may take a request now. Rebuilt on change, never per request. */
-  private candidates: Endpoint[] = [];
+  private candidates: readonly Endpoint[] = [];
   private balancer: Balancer<Endpoint>;
+  private outlier: OutlierDetector<Endpoint>;
+  private panic: PanicThreshold<Endpoint>;
+  private readonly watches = new Map<Endpoint, Watch>();
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private readonly hooks: UpstreamOptions;
+  private panicking = false;
   readonly dispatch: Dispatch;
-  /** Whole-request latency and requests answered without reaching an endpoint (by status class). */
-  readonly stats = { latency: new LatencyHistogram(), local: [0, 0, 0, 0, 0, 0] };
+  /**
+   * Whole-request latency, requests answered without reaching an endpoint (by status class),
+   * and outlier ejections so far.
+   */
+  readonly stats = { latency: new LatencyHistogram(), local: [0, 0, 0, 0, 0, 0], ejections: 0 };
 
-  constructor(config: ServiceConfig, steps: readonly Step[] = []) {
+  constructor(config: ServiceConfig, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
     this.name = config.name;
     this.config = config;
+    this.clock = options.clock ?? realClock;
+    this.random = options.random ?? Math.random;
+    this.hooks = options;
     this.balancer = createBalancer<Endpoint>(config.balancer);
+    this.outlier = new OutlierDetector<Endpoint>(outlierOptionsOf(config), this.clock, this.random);
+    this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     this.setMembers(config.endpoints);
     this.dispatch = compose(steps, (request, handler) => this.send(request, handler));
+  }
+
+  /** True while too few endpoints are eligible and traffic is spread over all. */
+  get inPanic(): boolean {
+    return this.panicking;
   }
 
   get settings(): ServiceConfig {
@@ -67,14 +122,25 @@ export class Upstream {
       || config.connectTimeout !== this.config.connectTimeout
       || config.keepAliveTimeout !== this.config.keepAliveTimeout
       || config.maxResponseHeaderSize !== this.config.maxResponseHeaderSize;
+    const probesChanged = JSON.stringify(config.healthCheck) !== JSON.stringify(this.config.healthCheck);
+    const outlierChanged = JSON.stringify(outlierOptionsOf(config)) !== JSON.stringify(outlierOptionsOf(this.config));
     if (config.balancer !== this.config.balancer) this.balancer = createBalancer<Endpoint>(config.balancer);
+    if (config.panicThreshold !== this.config.panicThreshold) this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
+    if (outlierChanged) this.replaceOutlierDetector(config);
     this.config = config;
     if (poolChanged) {
       const old = this.members;
       this.members = [];
+      for (const e of old) this.retire(e, false);
       this.setMembers(config.endpoints);
       void Promise.all(old.map((e) => e.pool.close()));
     } else {
+      if (probesChanged) {
+        for (const [endpoint, watch] of this.watches) {
+          void watch.prober?.stop();
+          watch.prober = this.startProber(endpoint);
+        }
+      }
       this.setMembers(config.endpoints);
     }
   }
@@ -91,13 +157,71 @@ export class Upstream {
         next.push(existing);
         byId.delete(id);
       } else {
-        next.push(new Endpoint(ep, settings));
+        next.push(this.admit(new Endpoint(ep, settings, healthOptionsOf(this.config), this.clock.now())));
       }
     }
-    for (const removed of byId.values()) void removed.pool.close();
+    for (const removed of byId.values()) this.retire(removed, true);
     this.members = next;
-    this.candidates = next;
+    this.outlier.setMembers(next);
     this.balancer.setMembers(next);
+    this.refresh();
+  }
+
+  /** Starts watching a new member: its transitions and, when configured, its prober. */
+  private admit(endpoint: Endpoint): Endpoint {
+    const subscription = endpoint.health.onTransition((t) => this.transitioned(endpoint, t));
+    this.watches.set(endpoint, { subscription, prober: this.startProber(endpoint) });
+    return endpoint;
+  }
+
+  /** Stops watching a member that leaves; its pool closes once idle when `closePool`. */
+  private retire(endpoint: Endpoint, closePool: boolean): void {
+    const watch = this.watches.get(endpoint);
+    this.watches.delete(endpoint);
+    watch?.subscription.dispose();
+    void watch?.prober?.stop();
+    if (closePool) void endpoint.pool.close();
+  }
+
+  private startProber(endpoint: Endpoint): HealthProber | undefined {
+    const hc = this.config.healthCheck;
+    if (hc === false) return undefined;
+    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.interval, timeoutMs: hc.timeout }, this.clock, this.random);
+    prober.start();
+    return prober;
+  }
+
+  /**
+   * A new detector forgets failure counts and ejection timers; an endpoint it had ejected gets
+   * its own timer here so it still comes back when its time is up.
+   */
+  private replaceOutlierDetector(config: ServiceConfig): void {
+    this.outlier.close();
+    this.outlier = new OutlierDetector<Endpoint>(outlierOptionsOf(config), this.clock, this.random);
+    this.outlier.setMembers(this.members);
+    for (const e of this.members) {
+      const state = e.health.state;
+      if (state.kind !== 'ejected') continue;
+      // +1: a real timer may fire a fraction of a millisecond early, and expiry would be refused.
+      this.clock.setTimeout(() => e.health.expireEjection(this.clock.now()), Math.max(0, state.until - this.clock.now()) + 1);
+    }
+  }
+
+  private transitioned(endpoint: Endpoint, t: HealthTransition): void {
+    endpoint.transitions[HEALTH_STATE_KINDS.indexOf(t.to.kind)]!++;
+    if (t.to.kind === 'ejected') this.stats.ejections++;
+    this.refresh();
+    this.hooks.onTransition?.({ service: this.name, endpoint: endpoint.id, from: t.from.kind, to: t.to.kind, reason: t.reason });
+  }
+
+  /** Recomputes the candidates: on membership and health changes only, never per request. */
+  private refresh(): void {
+    this.candidates = this.panic.select(this.members);
+    const panicking = this.panic.inPanic && this.members.length > 0;
+    if (panicking !== this.panicking) {
+      this.panicking = panicking;
+      this.hooks.onPanic?.(this.name, panicking);
+    }
   }
 
   private send(request: UpstreamRequest, handler: ResponseHandler): void {
@@ -108,14 +232,16 @@ export class Upstream {
       return;
     }
     const endpoint = this.balancer.pick(candidates, request.hashKey);
-    Attempt.send(endpoint, request, handler, this.config.timeout);
+    Attempt.send(endpoint, request, handler, this.config.timeout, this.outlier);
   }
 
   snapshot(): EndpointSnapshot[] {
+    const now = this.clock.now();
     return this.members.map((e) => ({
       id: e.id,
       weight: e.weight,
-      state: 'healthy',
+      state: e.health.state.kind,
+      ...ejectionOf(e, now, this.outlier.timesEjected(e)),
       inflight: e.inflight,
       latencyEstimateMs: Math.round(e.ewmaMs * 100) / 100,
       connections: e.connections,
@@ -125,19 +251,45 @@ export class Upstream {
 
   /** Closes every pool once its in-flight requests finish. */
   async close(): Promise<void> {
-    const members = this.members;
-    this.members = [];
-    this.candidates = [];
+    const members = this.stopWatching();
     await Promise.all(members.map((e) => e.pool.close()));
   }
 
   /** Closes every pool now, failing whatever is still in flight. */
   async destroy(): Promise<void> {
+    const members = this.stopWatching();
+    await Promise.all(members.map((e) => e.pool.destroy()));
+  }
+
+  /** Stops probers, timers and listeners; returns the members, now removed. */
+  private stopWatching(): Endpoint[] {
     const members = this.members;
     this.members = [];
     this.candidates = [];
-    await Promise.all(members.map((e) => e.pool.destroy()));
+    for (const e of members) this.retire(e, false);
+    this.outlier.close();
+    return members;
   }
+}
+
+function ejectionOf(e: Endpoint, now: number, times: number): { ejectedUntil?: string; timesEjected?: number } {
+  const state = e.health.state;
+  if (state.kind === 'ejected') return { ejectedUntil: new Date(Date.now() + (state.until - now)).toISOString(), timesEjected: times };
+  return times > 0 ? { timesEjected: times } : {};
+}
+
+function healthOptionsOf(c: ServiceConfig): Partial<HealthOptions> {
+  // Without active checks the thresholds still matter: probation → healthy counts requests.
+  return c.healthCheck === false ? {} : { healthyThreshold: c.healthCheck.healthyThreshold, unhealthyThreshold: c.healthCheck.unhealthyThreshold };
+}
+
+function outlierOptionsOf(c: ServiceConfig): Partial<OutlierOptions> {
+  return {
+    consecutiveFailures: c.outlier.consecutiveFailures,
+    baseEjectionMs: c.outlier.baseEjectionTime,
+    maxEjectionMs: c.outlier.maxEjectionTime,
+    maxEjectedShare: c.outlier.maxEjectedShare,
+  };
 }
 
 function poolSettingsOf(c: ServiceConfig): PoolSettings {
