@@ -1,0 +1,21 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './helpers/gateway.js';
+
+/** Every entry of package.json's exports map resolves (through the package's own name) and exports something. */
+test('the exports map: every subpath loads and has its types file', async () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; exports: Record<string, string | { types: string; default: string }> };
+  for (const [subpath, target] of Object.entries(pkg.exports)) {
+    if (typeof target === 'string') continue; // ./package.json
+    const specifier = subpath === '.' ? pkg.name : `${pkg.name}/${subpath.slice(2)}`;
+    const mod = (await import(specifier)) as Record<string, unknown>;
+    assert.ok(Object.keys(mod).length > 0, `${specifier} exports nothing`);
+    assert.doesNotThrow(() => readFileSync(join(ROOT, target.types)), `${specifier}: ${target.types} is missing`);
+  }
+  const root = (await import(pkg.name)) as Record<string, unknown>;
+  for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION']) {
+    assert.ok(name in root, `tandem does not export ${name}`);
+  }
+});
