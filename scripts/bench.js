@@ -1,17 +1,23 @@
 #!/usr/bin/env node
 // Benchmark orchestrator: tandem vs. nginx vs. HAProxy vs. a minimal undici proxy vs. direct.
 //
-// Usage: npm run bench [-- [--quick] [--only tandem,nginx] [--no-build] [--keep-tmp]]
-//   env: BENCH_DURATION (seconds, default 10; 3 with --quick)
+// Usage: npm run bench [-- [--quick] [--rounds N] [--only tandem,nginx] [--no-build] [--keep-tmp]]
+//   --rounds N: measure every target N times (default 3; 1 with --quick), see below
+//   --quick:    1 round of 3 s runs with a 1 s warm-up (a smoke test, not a measurement)
+//   env: BENCH_DURATION (seconds per measured run, default 5; 3 with --quick)
 //        BENCH_CONNECTIONS (default 50), BENCH_THREADS (wrk threads, default 1)
 //        BENCH_WARMUP (seconds, default 2; 1 with --quick)
 //
-// For every target: start it, wait until a request through it answers 200, warm up with wrk,
-// then run `wrk -t1 -c50 -d10s --latency` and record req/s, p50/p99, errors, the proxy's CPU time
-// per request (utime+stime summed over the proxy's process tree, from /proc/PID/stat, before and
-// after the measured wrk run, divided by the requests wrk completed) and its peak RSS during the
-// measured run (VmHWM summed over the process tree, reset via /proc/PID/clear_refs just before).
-// Results: markdown table + ratios on stdout, and bench/results/bench-<stamp>.{md,json} (+ latest.*).
+// Each round runs every selected target once, in the same order: start it, wait until a request
+// through it answers 200, warm up with wrk, run `wrk -t1 -c50 -d5s --latency`, stop it. Targets are
+// thus interleaved in time, so load from other processes hits all of them alike. Per run: req/s,
+// p50/p99, errors, the proxy's CPU time per request (utime+stime summed over the proxy's process
+// tree, from /proc/PID/stat, before and after the measured wrk run, divided by the requests wrk
+// completed) and its peak RSS (VmHWM summed over the process tree, reset via /proc/PID/clear_refs
+// just before the measured run). Reported per target: the median over rounds of req/s, p50, p99
+// and CPU/req, the max of peak RSS, the min–max of req/s; ratios are computed from the medians.
+// Results: markdown table + ratios on stdout, and bench/results/bench-<stamp>.{md,json} (+ latest.*;
+// the JSON also holds every round's raw data).
 import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync,
@@ -36,19 +42,25 @@ const LABELS = {
 // Options
 
 function parseArgs(argv) {
-  const opts = { quick: false, only: null, build: true, keepTmp: false };
+  const opts = { quick: false, only: null, build: true, keepTmp: false, rounds: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--no-build') opts.build = false;
     else if (a === '--keep-tmp') opts.keepTmp = true;
+    else if (a === '--rounds' || a.startsWith('--rounds=')) {
+      const v = a === '--rounds' ? argv[++i] : a.slice('--rounds='.length);
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0) die(`--rounds must be a positive integer, got ${v ?? '(nothing)'}`);
+      opts.rounds = n;
+    }
     else if (a === '--only' || a.startsWith('--only=')) {
       const v = a === '--only' ? argv[++i] : a.slice('--only='.length);
       opts.only = String(v ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
       const bad = opts.only.filter((n) => !ALL_TARGETS.includes(n));
       if (bad.length) die(`unknown target(s) in --only: ${bad.join(', ')} (known: ${ALL_TARGETS.join(', ')})`);
     } else if (a === '--help' || a === '-h') {
-      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 15).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
+      console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((l, i, a) => a.slice(0, i + 1).every((x) => x.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
       process.exit(0);
     } else die(`unknown argument: ${a}`);
   }
@@ -78,7 +90,8 @@ function die(msg) {
 
 const opts = parseArgs(process.argv.slice(2));
 const selected = opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t)) : ALL_TARGETS;
-const DURATION = envSeconds('BENCH_DURATION', opts.quick ? 3 : 10);
+const ROUNDS = opts.rounds ?? (opts.quick ? 1 : 3);
+const DURATION = envSeconds('BENCH_DURATION', opts.quick ? 3 : 5);
 const WARMUP = envSeconds('BENCH_WARMUP', opts.quick ? 1 : 2);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 50);
 const THREADS = envInt('BENCH_THREADS', 1);
@@ -664,6 +677,8 @@ async function benchTarget(name, target, backendProcs) {
       if (!alive(proc)) {
         result.status = 'crashed';
         result.error = `died during the run: ${describeExit(proc)}`;
+        // The dead process's CPU ticks and memory are gone from /proc: the deltas mean nothing.
+        Object.assign(result, { proxyCpuSeconds: null, proxyCpuUsPerReq: null, proxyCpuCoresUsed: null, peakRssKb: null });
         result.logTail = procLogs(proc);
       }
     }
@@ -696,24 +711,133 @@ const fmtMs = (n) => (n === null || n === undefined ? '—' : n < 10 ? n.toFixed
 const fmtUs = (n) => (n === null || n === undefined ? '—' : n.toFixed(1));
 const fmtMb = (kb) => (kb === null || kb === undefined ? '—' : (kb / 1024).toFixed(1));
 
+function median(values) {
+  const v = values.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+function maxOf(values) {
+  const v = values.filter((x) => x !== null && x !== undefined && Number.isFinite(x));
+  return v.length ? Math.max(...v) : null;
+}
+
+const isNoisy = (run) => run.otherCpuPct > OTHER_LOAD_WARN_PCT;
+
+/**
+ * Fold the per-round runs of one target into one result: medians of req/s, p50, p99 and CPU/req,
+ * max of peak RSS, min–max of req/s. Only runs that completed cleanly (status ok) count; if none
+ * did but some still produced wrk numbers (e.g. the proxy crashed at the end), those are used and
+ * the target is flagged. The raw runs are kept under `runs`.
+ */
+function aggregate(name, runs) {
+  const measured = runs.filter((r) => r.requestsPerSec !== undefined);
+  const ok = measured.filter((r) => r.status === 'ok');
+  const used = ok.length ? ok : measured;
+  const bad = runs.filter((r) => r.status !== 'ok');
+  const badText = bad.map((r) => `round ${r.round}: ${r.status}: ${r.error ?? ''}`.trim()).join('; ');
+  const lastBad = bad[bad.length - 1];
+  const agg = {
+    target: name,
+    label: LABELS[name],
+    rounds: runs.length,
+    roundsUsed: used.map((r) => r.round),
+  };
+  if (used.length === 0) {
+    return {
+      ...agg,
+      status: runs.length > 1 && runs.some((r) => r.status !== lastBad.status) ? 'failed' : lastBad.status,
+      error: runs.length > 1 ? badText : lastBad.error,
+      logTail: lastBad.logTail,
+      flagged: true,
+      runs,
+    };
+  }
+  const rps = used.map((r) => r.requestsPerSec);
+  const noisyRounds = used.filter(isNoisy).map((r) => r.round);
+  const errorRuns = used.filter((r) => r.errors);
+  let status = 'ok';
+  if (bad.length) status = ok.length ? `failed in ${bad.length}/${runs.length} rounds` : lastBad.status;
+  Object.assign(agg, {
+    status,
+    error: bad.length ? (runs.length > 1 ? badText : lastBad.error) : undefined,
+    logTail: lastBad?.logTail,
+    requestsPerSec: median(rps),
+    requestsPerSecMin: Math.min(...rps),
+    requestsPerSecMax: Math.max(...rps),
+    latencyMs: {
+      p50: median(used.map((r) => r.latencyMs.p50)),
+      p99: median(used.map((r) => r.latencyMs.p99)),
+    },
+    requests: used.reduce((a, r) => a + r.requests, 0),
+    errors: used.reduce((a, r) => a + r.errors, 0),
+    errorSummary: errorRuns.map((r) => (used.length > 1 ? `round ${r.round}: ${r.errorSummary}` : r.errorSummary)).join('; '),
+    machineCpuBusyPct: round(median(used.map((r) => r.machineCpuBusyPct)), 1),
+    otherCpuPct: round(median(used.map((r) => r.otherCpuPct)), 1),
+    otherCpuPctMax: maxOf(used.map((r) => r.otherCpuPct)),
+    noisyRounds,
+    backendsCpuUsPerReq: round(median(used.map((r) => r.backendsCpuUsPerReq)), 2),
+  });
+  if (name !== 'direct') {
+    Object.assign(agg, {
+      proxyCpuUsPerReq: round(median(used.map((r) => r.proxyCpuUsPerReq)), 2),
+      proxyCpuCoresUsed: round(median(used.map((r) => r.proxyCpuCoresUsed)), 2),
+      peakRssKb: maxOf(used.map((r) => r.peakRssKb)),
+    });
+  }
+  agg.flagged = Boolean(agg.errors) || status !== 'ok' || noisyRounds.length > 0;
+  agg.runs = runs;
+  return agg;
+}
+
+function noiseText(r) {
+  if (!r.noisyRounds?.length) return '';
+  const n = r.roundsUsed.length;
+  return n > 1
+    ? `⚠ other load >${OTHER_LOAD_WARN_PCT}% CPU in ${r.noisyRounds.length}/${n} rounds (max ${r.otherCpuPctMax}%)`
+    : `⚠ other load ${r.otherCpuPctMax}% CPU`;
+}
+
 function markdownTable(results) {
   const lines = [
-    '| Target | Req/s | p50 (ms) | p99 (ms) | Proxy CPU (µs/req) | Proxy peak RSS (MB) | Requests | Errors |',
-    '|---|---:|---:|---:|---:|---:|---:|---|',
+    '| Target | Req/s | Req/s min–max | p50 (ms) | p99 (ms) | Proxy CPU (µs/req) | Proxy peak RSS (MB) | Requests | Errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of results) {
-    if (r.status === 'failed to start' || (r.status === 'failed' && r.requestsPerSec === undefined)) {
-      lines.push(`| ${r.label} | **${r.status}** | — | — | — | — | — | ${oneLine(r.error)} |`);
+    if (r.requestsPerSec === undefined) {
+      lines.push(`| ${r.label} ⚠ | **${r.status}** | — | — | — | — | — | — | ${oneLine(r.error)} |`);
       continue;
     }
-    let flag = r.errors ? `⚠ ${r.errorSummary}` : '0';
-    if (r.status !== 'ok') flag = `**${r.status}**: ${oneLine(r.error)}${r.errors ? `; ⚠ ${r.errorSummary}` : ''}`;
-    const noisy = r.otherCpuPct > OTHER_LOAD_WARN_PCT;
-    if (noisy) flag += `; ⚠ other load ${r.otherCpuPct}% CPU`;
-    const name = r.errors || r.status !== 'ok' || noisy ? `${r.label} ⚠` : r.label;
-    lines.push(`| ${name} | ${fmtInt(r.requestsPerSec)} | ${fmtMs(r.latencyMs.p50)} | ${fmtMs(r.latencyMs.p99)} | `
+    const parts = [];
+    if (r.status !== 'ok') parts.push(`**${r.status}**: ${oneLine(r.error)}`);
+    if (r.errors) parts.push(`⚠ ${r.errorSummary}`);
+    if (r.noisyRounds.length) parts.push(noiseText(r));
+    const spread = r.requestsPerSecMin === r.requestsPerSecMax && r.roundsUsed.length === 1
+      ? '—'
+      : `${fmtInt(r.requestsPerSecMin)}–${fmtInt(r.requestsPerSecMax)}`;
+    lines.push(`| ${r.flagged ? `${r.label} ⚠` : r.label} | ${fmtInt(r.requestsPerSec)} | ${spread} | `
+      + `${fmtMs(r.latencyMs.p50)} | ${fmtMs(r.latencyMs.p99)} | `
       + `${r.target === 'direct' ? '—' : fmtUs(r.proxyCpuUsPerReq)} | ${r.target === 'direct' ? '—' : fmtMb(r.peakRssKb)} | `
-      + `${fmtInt(r.requests)} | ${flag} |`);
+      + `${fmtInt(r.requests)} | ${parts.length ? parts.join('; ') : '0'} |`);
+  }
+  return lines.join('\n');
+}
+
+/** Req/s of every run, one column per round (shows how much the rounds disagree). */
+function markdownRounds(results, rounds) {
+  const head = Array.from({ length: rounds }, (_, i) => `Round ${i + 1}`);
+  const lines = [`| Req/s per round | ${head.join(' | ')} |`, `|---|${head.map(() => '---:').join('|')}|`];
+  for (const r of results) {
+    const cells = head.map((_, i) => {
+      const run = r.runs.find((x) => x.round === i + 1);
+      if (!run) return '—';
+      if (run.requestsPerSec === undefined) return `**${run.status}**`;
+      const marks = [run.status !== 'ok' ? run.status : '', run.errors ? 'errors' : '', isNoisy(run) ? `other ${run.otherCpuPct}%` : '']
+        .filter(Boolean);
+      return `${fmtInt(run.requestsPerSec)}${marks.length ? ` ⚠ ${marks.join(', ')}` : ''}`;
+    });
+    lines.push(`| ${r.label} | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
 }
@@ -731,7 +855,7 @@ function computeRatios(results) {
     const q = (f) => (ra && rb && f(ra) && f(rb) ? round(f(ra) / f(rb), 2) : null);
     return {
       label, a, b,
-      flagged: [ra, rb].some((r) => r && (r.errors || r.status !== 'ok' || r.otherCpuPct > OTHER_LOAD_WARN_PCT)),
+      flagged: [ra, rb].some((r) => r && r.flagged),
       requestsPerSec: q((r) => r.requestsPerSec),
       p50: q((r) => r.latencyMs?.p50),
       p99: q((r) => r.latencyMs?.p99),
@@ -758,6 +882,9 @@ function machineInfo() {
   let gitCommit = null;
   const g = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' });
   if (g.status === 0) gitCommit = g.stdout.trim();
+  // The benchmark builds and runs the working tree: say so when it differs from the commit.
+  const d = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bin', 'package.json'], { cwd: root, encoding: 'utf8' });
+  const dirty = d.status === 0 && d.stdout.trim() !== '';
   return {
     cpuModel: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
@@ -765,20 +892,23 @@ function machineInfo() {
     kernel: os.release(),
     node: process.version,
     gitCommit,
+    gitDirty: dirty,
     clkTck: CLK_TCK,
   };
 }
 
 function buildMarkdown(meta, results, ratios) {
   const v = meta.versions;
+  const p = meta.params;
   const out = [];
   out.push(`# tandem benchmark — ${meta.date}`);
   out.push('');
   out.push(`Machine: ${meta.machine.cpuModel}, ${meta.machine.cores} cores, ${meta.machine.memoryGb} GB, Linux ${meta.machine.kernel}; `
     + `Node ${meta.machine.node}; wrk ${v.wrk ?? '?'}; nginx ${v.nginx ?? '?'}; HAProxy ${v.haproxy ?? '?'}; undici ${v.undici ?? '?'}`
-    + `${meta.machine.gitCommit ? `; tandem @ ${meta.machine.gitCommit}` : ''}.`);
+    + `${meta.machine.gitCommit ? `; tandem @ ${meta.machine.gitCommit}${meta.machine.gitDirty ? ' + uncommitted changes' : ''}` : ''}.`);
   out.push('');
-  out.push(`Load: \`wrk -t${meta.params.threads} -c${meta.params.connections} -d${meta.params.durationS}s --latency\` after a ${meta.params.warmupS}s warm-up; `
+  out.push(`Load: \`wrk -t${p.threads} -c${p.connections} -d${p.durationS}s --latency\` after a ${p.warmupS}s warm-up, `
+    + `${p.rounds} round${p.rounds === 1 ? '' : 's'} (each round starts, measures and stops every target once, same order every round: ${p.targets.join(', ')}); `
     + `3 Node backends (\`bench/backend.js\`, 12-byte body), proxies balance round robin over keep-alive connections. `
     + 'Everything (wrk, proxy, backends) shares the same machine.');
   out.push('');
@@ -786,26 +916,39 @@ function buildMarkdown(meta, results, ratios) {
   out.push('');
   out.push(markdownRatios(ratios));
   out.push('');
-  out.push('Proxy CPU = utime+stime of the proxy\'s whole process tree (nginx master+worker) from `/proc/PID/stat`, '
+  out.push((p.rounds > 1
+    ? `Req/s, p50, p99 and CPU/req are medians over the ${p.rounds} rounds, peak RSS is the maximum, "min–max" the range of req/s over the rounds, Requests and Errors are totals; ratios are computed from the medians. `
+    : '')
+    + 'Proxy CPU = utime+stime of the proxy\'s whole process tree (nginx master+worker) from `/proc/PID/stat`, '
     + 'delta over the measured run ÷ requests completed. Peak RSS = `VmHWM` summed over the tree, reset after warm-up. '
     + 'Ratios are A ÷ B (for req/s higher is better; for latency, CPU and RSS lower is better). '
-    + `⚠ = errors, a failure, or more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU used by other processes during the run.`);
-  const extra = results.filter((r) => r.status === 'ok' && r.requestsPerSec !== undefined);
+    + `⚠ = errors, a failure, or more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU used by other processes during a run.`);
+  if (p.rounds > 1) {
+    out.push('');
+    out.push(markdownRounds(results, p.rounds));
+  }
+  const extra = results.filter((r) => r.requestsPerSec !== undefined);
   if (extra.length) {
     out.push('');
-    out.push('Context per run (machine CPU busy over all cores; share used by processes outside the benchmark; backends\' CPU per request): '
-      + extra.map((r) => `${r.target}: ${r.machineCpuBusyPct}% busy, other ${r.otherCpuPct}%, backends ${fmtUs(r.backendsCpuUsPerReq)} µs/req`
+    out.push(`Context per target${p.rounds > 1 ? ' (medians over rounds)' : ''} (machine CPU busy over all cores; share used by processes outside the benchmark; backends' CPU per request): `
+      + extra.map((r) => `${r.target}: ${r.machineCpuBusyPct}% busy, other ${r.otherCpuPct}%`
+      + `${p.rounds > 1 ? ` (max ${r.otherCpuPctMax}%)` : ''}, backends ${fmtUs(r.backendsCpuUsPerReq)} µs/req`
       + `${r.proxyCpuCoresUsed !== undefined ? `, proxy ${r.proxyCpuCoresUsed} cores` : ''}`).join('; ') + '.');
-    const noisy = extra.filter((r) => r.otherCpuPct > OTHER_LOAD_WARN_PCT);
+    const noisy = extra.filter((r) => r.noisyRounds.length);
     if (noisy.length) {
       out.push('');
-      out.push(`**Warning:** other processes used more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU during ${noisy.map((r) => r.target).join(', ')}; `
-        + 'those numbers are skewed. Re-run on a quiet machine.');
+      out.push(`**Warning:** other processes used more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU during some runs `
+        + `(${noisy.map((r) => `${r.target}: round${r.noisyRounds.length > 1 ? 's' : ''} ${r.noisyRounds.join(', ')}`).join('; ')}); `
+        + `those runs are skewed${p.rounds > 1 ? ' (the medians damp this, but only if most rounds were quiet)' : ''}. Re-run on a quiet machine.`);
     }
   }
   if (meta.idleBefore && meta.idleBefore.busyPct > OTHER_LOAD_WARN_PCT) {
     out.push('');
     out.push(`**Warning:** the machine was already ${meta.idleBefore.busyPct}% busy before the benchmark started.`);
+  }
+  if (meta.backendRestarts?.length) {
+    out.push('');
+    out.push(`**Note:** backend(s) died and were restarted: ${meta.backendRestarts.map((b) => `${b.name} before round ${b.round} (${b.target})`).join('; ')}.`);
   }
   const failed = results.filter((r) => r.status !== 'ok' && (r.logTail || r.error));
   for (const r of failed) {
@@ -868,7 +1011,7 @@ async function main() {
   const backendPorts = [b1, b2, b3];
   const ports = { tandem, tandemAdmin, nginx, haproxy, minimal };
 
-  console.log(`bench: targets ${selected.join(', ')}; wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s (warm-up ${WARMUP}s); temp dir ${tmpRoot}`);
+  console.log(`bench: targets ${selected.join(', ')}; ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}; wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s (warm-up ${WARMUP}s); temp dir ${tmpRoot}`);
   const backendProcs = backendPorts.map((p, i) => startProc(`backend${i + 1}`, process.execPath, [join(root, 'bench', 'backend.js'), String(p)]));
   try {
     await Promise.all(backendProcs.map((p, i) => waitReady(p, [[backendPorts[i], '/']], 10_000)));
@@ -880,36 +1023,57 @@ async function main() {
   console.log(`bench: backends up on ${backendPorts.join(', ')}`);
 
   const targets = makeTargets(ports, backendPorts, versions);
-  const results = [];
-  for (const name of selected) {
-    process.stdout.write(`bench: ${LABELS[name]} ... `);
-    const r = await benchTarget(name, targets[name], backendProcs);
-    if (cleaningUp) return new Promise(() => {}); // interrupted: emergencyExit() ends the process
-    results.push(r);
-    if (r.requestsPerSec !== undefined) {
-      console.log(`${fmtInt(r.requestsPerSec)} req/s, p50 ${fmtMs(r.latencyMs.p50)} ms, p99 ${fmtMs(r.latencyMs.p99)} ms`
-        + (r.proxyCpuUsPerReq !== undefined ? `, ${fmtUs(r.proxyCpuUsPerReq)} µs CPU/req, ${fmtMb(r.peakRssKb)} MB peak RSS` : '')
-        + (r.errors ? `, ⚠ ${r.errorSummary}` : '')
-        + (r.otherCpuPct > OTHER_LOAD_WARN_PCT ? ` (⚠ other load ${r.otherCpuPct}% of CPU)` : '')
-        + (r.status !== 'ok' ? ` [${r.status}: ${r.error}]` : ''));
-    } else {
-      console.log(`${r.status}: ${r.error}`);
-      if (r.logTail) console.log(r.logTail.split('\n').map((l) => `    ${l}`).join('\n'));
+  const runsByTarget = Object.fromEntries(selected.map((name) => [name, []]));
+  const backendRestarts = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const name of selected) {
+      // A backend that died in an earlier run would fail every later run: bring it back first.
+      for (let i = 0; i < backendProcs.length; i++) {
+        if (alive(backendProcs[i])) continue;
+        console.log(`bench: backend${i + 1} is down (${describeExit(backendProcs[i])}); restarting it`);
+        children.delete(backendProcs[i]);
+        backendProcs[i] = startProc(`backend${i + 1}`, process.execPath, [join(root, 'bench', 'backend.js'), String(backendPorts[i])]);
+        backendRestarts.push({ name: `backend${i + 1}`, round, target: name });
+        try {
+          await waitReady(backendProcs[i], [[backendPorts[i], '/']], 10_000);
+        } catch (e) {
+          console.log(`bench: backend${i + 1} did not come back: ${e.message}`);
+        }
+      }
+      process.stdout.write(`bench: ${ROUNDS > 1 ? `round ${round}/${ROUNDS}: ` : ''}${LABELS[name]} ... `);
+      const r = await benchTarget(name, targets[name], backendProcs);
+      if (cleaningUp) return new Promise(() => {}); // interrupted: emergencyExit() ends the process
+      r.round = round;
+      runsByTarget[name].push(r);
+      if (r.requestsPerSec !== undefined) {
+        console.log(`${fmtInt(r.requestsPerSec)} req/s, p50 ${fmtMs(r.latencyMs.p50)} ms, p99 ${fmtMs(r.latencyMs.p99)} ms`
+          + (r.proxyCpuUsPerReq !== undefined ? `, ${fmtUs(r.proxyCpuUsPerReq)} µs CPU/req, ${fmtMb(r.peakRssKb)} MB peak RSS` : '')
+          + (r.errors ? `, ⚠ ${r.errorSummary}` : '')
+          + (isNoisy(r) ? ` (⚠ other load ${r.otherCpuPct}% of CPU)` : '')
+          + (r.status !== 'ok' ? ` [${r.status}: ${r.error}]` : ''));
+      } else {
+        console.log(`${r.status}: ${r.error}`);
+        if (r.logTail) console.log(r.logTail.split('\n').map((l) => `    ${l}`).join('\n'));
+      }
+      await sleep(500);
     }
-    await sleep(500);
   }
 
   await Promise.all(backendProcs.map((p) => stopProc(p)));
 
+  const results = selected.map((name) => aggregate(name, runsByTarget[name]));
   const ratios = computeRatios(results);
   const now = new Date();
   const meta = {
     date: now.toISOString(),
     machine: machineInfo(),
     versions,
-    params: { threads: THREADS, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP, quick: opts.quick, targets: selected },
+    params: {
+      threads: THREADS, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP, rounds: ROUNDS, quick: opts.quick, targets: selected,
+    },
     build,
     idleBefore,
+    backendRestarts,
     totalSeconds: round((Date.now() - startedAt) / 1000, 1),
   };
   const md = buildMarkdown(meta, results, ratios);
