@@ -734,7 +734,10 @@ const isNoisy = (run) => run.otherCpuPct > OTHER_LOAD_WARN_PCT;
 function aggregate(name, runs) {
   const measured = runs.filter((r) => r.requestsPerSec !== undefined);
   const ok = measured.filter((r) => r.status === 'ok');
-  const used = ok.length ? ok : measured;
+  // Rounds disturbed by other load are left out of the medians when at least one quiet round
+  // exists: a median over mostly disturbed rounds measures the disturbance, not the proxy.
+  const quiet = ok.filter((r) => !isNoisy(r));
+  const used = quiet.length ? quiet : ok.length ? ok : measured;
   const bad = runs.filter((r) => r.status !== 'ok');
   const badText = bad.map((r) => `round ${r.round}: ${r.status}: ${r.error ?? ''}`.trim()).join('; ');
   const lastBad = bad[bad.length - 1];
@@ -756,6 +759,7 @@ function aggregate(name, runs) {
   }
   const rps = used.map((r) => r.requestsPerSec);
   const noisyRounds = used.filter(isNoisy).map((r) => r.round);
+  const leftOut = ok.filter((r) => isNoisy(r) && !used.includes(r)).map((r) => r.round);
   const errorRuns = used.filter((r) => r.errors);
   let status = 'ok';
   if (bad.length) status = ok.length ? `failed in ${bad.length}/${runs.length} rounds` : lastBad.status;
@@ -777,6 +781,7 @@ function aggregate(name, runs) {
     otherCpuPct: round(median(used.map((r) => r.otherCpuPct)), 1),
     otherCpuPctMax: maxOf(used.map((r) => r.otherCpuPct)),
     noisyRounds,
+    leftOutRounds: leftOut,
     backendsCpuUsPerReq: round(median(used.map((r) => r.backendsCpuUsPerReq)), 2),
   });
   if (name !== 'direct') {
@@ -792,7 +797,9 @@ function aggregate(name, runs) {
 }
 
 function noiseText(r) {
-  if (!r.noisyRounds?.length) return '';
+  if (!r.noisyRounds?.length) {
+    return r.leftOutRounds?.length ? `(round${r.leftOutRounds.length > 1 ? 's' : ''} ${r.leftOutRounds.join(', ')} left out: other load)` : '';
+  }
   const n = r.roundsUsed.length;
   return n > 1
     ? `⚠ other load >${OTHER_LOAD_WARN_PCT}% CPU in ${r.noisyRounds.length}/${n} rounds (max ${r.otherCpuPctMax}%)`
@@ -812,7 +819,7 @@ function markdownTable(results) {
     const parts = [];
     if (r.status !== 'ok') parts.push(`**${r.status}**: ${oneLine(r.error)}`);
     if (r.errors) parts.push(`⚠ ${r.errorSummary}`);
-    if (r.noisyRounds.length) parts.push(noiseText(r));
+    if (r.noisyRounds.length || r.leftOutRounds?.length) parts.push(noiseText(r));
     const spread = r.requestsPerSecMin === r.requestsPerSecMax && r.roundsUsed.length === 1
       ? '—'
       : `${fmtInt(r.requestsPerSecMin)}–${fmtInt(r.requestsPerSecMax)}`;
