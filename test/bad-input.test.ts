@@ -267,11 +267,10 @@ test('a client that sends headers then stalls its body is closed within requestT
   assert.ok(out.status === 408 || out.status === undefined, `unexpected answer ${out.data.slice(0, 100)}`);
   assert.ok(out.ms >= 1_500, `closed after ${Math.round(out.ms)} ms, before the timeout`);
   assert.ok(out.ms < 5_000, `closed after ${Math.round(out.ms)} ms`);
-  // The endpoint got the request streamed to it and then lost it: no complete body.
+  // A body within retry.bodyLimit (64 KiB) is read whole before it is forwarded (so a retry
+  // can send it again): the endpoint never sees the request the client did not finish.
   await new Promise((r) => setTimeout(r, 100));
-  const seen = echoBodies.slice(before);
-  assert.equal(seen.length, 1);
-  assert.equal(seen[0]!.complete, false);
+  assert.equal(echoBodies.length, before);
 });
 
 test('the gateway still serves after all of the above', async () => {

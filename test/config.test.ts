@@ -68,6 +68,7 @@ describe('the minimal config', () => {
       healthCheck: { ...d.healthCheck },
       outlier: { ...d.outlier },
       panicThreshold: d.panicThreshold,
+      retry: { ...d.retry, budget: { ...d.retry.budget } },
     });
     assert.deepEqual(c.routes, [{ prefix: '/', host: undefined, service: 'shop', stripPrefix: DEFAULTS.route.stripPrefix }]);
     assert.deepEqual(c.limits, { ...DEFAULTS.limits });
@@ -250,6 +251,15 @@ describe('every problem has its path and a hint', () => {
     assertProblems(ol({ maxEjectionTime: '10s' }), [['services.shop.outlier.maxEjectionTime', '10s is shorter than baseEjectionTime (30s)']]);
     assertProblems(ol({ maxEjectedShare: 1.5 }), [['services.shop.outlier.maxEjectedShare', /must be <= 1/]]);
     assertProblems(config({ service: { panicThreshold: -0.1 } }), [['services.shop.panicThreshold', /must be >= 0/]]);
+    const rt = (retry: unknown) => config({ service: { retry } });
+    assertProblems(rt({ attempts: 0 }), [['services.shop.retry.attempts', /must be >= 1/]]);
+    assertProblems(rt({ perTryTimeout: 0 }), [['services.shop.retry.perTryTimeout', /^must be longer than 0 — leave it out/]]);
+    assertProblems(rt({ bodyLimit: 'big' }), [['services.shop.retry.bodyLimit', /is not a size/]]);
+    assertProblems(rt({ budget: { percnt: 20 } }), [['services.shop.retry.budget.percnt', 'unknown key — did you mean percent?']]);
+    assertProblems(rt(true), [['services.shop.retry', /^true is not accepted — write false to turn it off/]]);
+    const retried = validateConfig(rt({ perTryTimeout: '200ms', budget: { percent: 50 } })).services.get('shop')!;
+    assert.deepEqual(retried.retry, { ...DEFAULTS.service.retry, perTryTimeout: 200, budget: { percent: 50, minPerSecond: 10 } });
+    assert.equal(validateConfig(rt(false)).services.get('shop')!.retry, false);
     const off = validateConfig(config({ service: { healthCheck: false, outlier: { consecutiveFailures: 3 } } })).services.get('shop')!;
     assert.equal(off.healthCheck, false);
     assert.deepEqual(off.outlier, { ...DEFAULTS.service.outlier, consecutiveFailures: 3 });

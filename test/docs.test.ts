@@ -36,6 +36,7 @@ test('docs/errors.md lists exactly the error catalog, with the same descriptions
 test('docs/configuration.md documents every key with the default the code uses', () => {
   const doc = tables(readFileSync(join(ROOT, 'docs/configuration.md'), 'utf8'));
   const show = (v: unknown, kind: 'duration' | 'size' | 'plain') => {
+    if (v === undefined) return 'none';
     if (Array.isArray(v)) return `\`${JSON.stringify(v)}\``;
     if (typeof v === 'number' && kind === 'duration') return `\`${formatDuration(v)}\``;
     if (typeof v === 'number' && kind === 'size') return `\`${formatSize(v)}\``;
@@ -50,9 +51,11 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['Top level', { admin: DEFAULTS.admin, trustedProxies: DEFAULTS.trustedProxies, drainTimeout: DEFAULTS.drainTimeout }, props],
     ['`limits`', DEFAULTS.limits, props.limits.properties],
     ['`log`', DEFAULTS.log, props.log.properties],
-    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier'].includes(k))), props.services.additionalProperties.properties],
+    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier', 'retry'].includes(k))), props.services.additionalProperties.properties],
     ['`services.<name>.healthCheck`', DEFAULTS.service.healthCheck, props.services.additionalProperties.properties.healthCheck.else.properties],
     ['`services.<name>.outlier`', DEFAULTS.service.outlier, props.services.additionalProperties.properties.outlier.properties],
+    ['`services.<name>.retry`', Object.fromEntries(Object.entries(DEFAULTS.service.retry).filter(([k]) => k !== 'budget')), props.services.additionalProperties.properties.retry.else.properties],
+    ['`services.<name>.retry.budget`', DEFAULTS.service.retry.budget, props.services.additionalProperties.properties.retry.else.properties.budget.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
   ];
   for (const [heading, defaults, schema] of sections) {

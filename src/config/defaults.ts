@@ -58,6 +58,17 @@ export const DEFAULTS = Object.freeze({
     }),
     /** Envoy's healthy_panic_threshold: below half eligible, spread over all. */
     panicThreshold: 0.5,
+    /** Retries to another endpoint; see resilience/retry-policy.ts for which failures may go again. */
+    retry: Object.freeze({
+      /** Attempts in total, the first included (Envoy's default policy allows 1 + 1, HAProxy 3). */
+      attempts: 3,
+      /** Wait for one attempt's response headers; unset = whatever is left of `timeout`. */
+      perTryTimeout: undefined as number | undefined,
+      /** Request bodies up to this size (by Content-Length) are kept in memory so a retry can send them again (Linkerd: 64 KiB). */
+      bodyLimit: 64 * 1024,
+      /** Finagle's budget: retries at most 20 % of requests plus 10 per second (over 10 s). */
+      budget: Object.freeze({ percent: 20, minPerSecond: 10 }),
+    }),
   }),
   route: Object.freeze({ stripPrefix: false }),
 });

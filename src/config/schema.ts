@@ -83,6 +83,29 @@ const outlier = {
   description: 'Passive outlier detection from real traffic.',
 } as const;
 
+const retry = {
+  if: { type: 'boolean' },
+  then: { const: false, description: 'false turns retries off.' },
+  else: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      attempts: { type: 'integer', minimum: 1, maximum: 10, description: 'Attempts in total, the first included.' },
+      perTryTimeout: duration,
+      bodyLimit: size,
+      budget: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          percent: { type: 'number', minimum: 0, maximum: 1000, description: 'Retries allowed as a percentage of requests.' },
+          minPerSecond: { type: 'number', minimum: 0, maximum: 1_000_000, description: 'Retries allowed per second on top.' },
+        },
+      },
+    },
+  },
+  description: 'Retries to another endpoint: an object (every key optional) or false.',
+} as const;
+
 const service = {
   type: 'object',
   additionalProperties: false,
@@ -99,6 +122,7 @@ const service = {
     healthCheck,
     outlier,
     panicThreshold: share,
+    retry,
   },
 } as const;
 

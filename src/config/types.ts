@@ -26,6 +26,18 @@ export interface ServiceConfig {
   outlier: OutlierConfig;
   /** Share of eligible endpoints below which traffic is spread over all (0 = never). */
   panicThreshold: number;
+  /** Retries to other endpoints, or false when turned off. */
+  retry: RetryConfig | false;
+}
+
+export interface RetryConfig {
+  /** Attempts in total, the first included. */
+  attempts: number;
+  /** Longest wait for one attempt's response headers (ms); undefined = the time left. */
+  perTryTimeout: number | undefined;
+  /** Largest request body (bytes, by Content-Length) kept in memory for replay. */
+  bodyLimit: number;
+  budget: { percent: number; minPerSecond: number };
 }
 
 export interface HealthCheckConfig {

@@ -8,7 +8,7 @@ import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
-  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, LogLevel, OutlierConfig, RouteConfig, ServiceConfig,
+  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, LogLevel, OutlierConfig, RetryConfig, RouteConfig, ServiceConfig,
 } from './types.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
@@ -171,6 +171,25 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
     healthCheck: healthCheck(raw.healthCheck, joinPath(base, 'healthCheck'), problems),
     outlier: outlier(raw.outlier, joinPath(base, 'outlier'), problems),
     panicThreshold: typeof raw.panicThreshold === 'number' ? raw.panicThreshold : d.panicThreshold,
+    retry: retry(raw.retry, joinPath(base, 'retry'), problems),
+  };
+}
+
+function retry(raw: unknown, base: string, problems: ConfigProblem[]): RetryConfig | false {
+  if (raw === false) return false;
+  const d = DEFAULTS.service.retry;
+  const r = isObject(raw) ? raw : {};
+  const b = isObject(r.budget) ? r.budget : {};
+  const perTryTimeout = r.perTryTimeout === undefined ? d.perTryTimeout : parseDuration(r.perTryTimeout);
+  if (perTryTimeout === 0) problems.push({ path: joinPath(base, 'perTryTimeout'), message: 'must be longer than 0 — leave it out to give each attempt the time left' });
+  return {
+    attempts: typeof r.attempts === 'number' ? r.attempts : d.attempts,
+    perTryTimeout,
+    bodyLimit: sizeOr(r.bodyLimit, d.bodyLimit),
+    budget: {
+      percent: typeof b.percent === 'number' ? b.percent : d.budget.percent,
+      minPerSecond: typeof b.minPerSecond === 'number' ? b.minPerSecond : d.budget.minPerSecond,
+    },
   };
 }
 

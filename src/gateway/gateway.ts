@@ -56,6 +56,7 @@ export class Gateway {
     const registry = createGatewayRegistry({
       services: () => [...this.upstreams.values()].map((u) => ({
         name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
+        retries: u.stats.retries, budgetExhausted: u.stats.budgetExhausted,
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
@@ -194,6 +195,7 @@ export class Gateway {
         name: u.name,
         balancer: u.settings.balancer,
         panic: u.inPanic,
+        ...u.retrySnapshot(),
         endpoints: u.snapshot(),
       })),
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),

@@ -12,6 +12,8 @@ export const H = {
   X_FORWARDED_FOR: 12, X_FORWARDED_PROTO: 13, X_FORWARDED_HOST: 14, FORWARDED: 15, X_REAL_IP: 16,
   // read by the proxy, then passed on
   HOST: 17, X_REQUEST_ID: 18, CONTENT_LENGTH: 19, COOKIE: 20,
+  // set by the gateway itself: a client's value is dropped
+  X_TANDEM_TIMEOUT_MS: 21,
 } as const;
 
 export type HeaderKind = (typeof H)[keyof typeof H];
@@ -40,7 +42,7 @@ export function headerKind(name: string): HeaderKind {
     case 16: return is(name, 'proxy-connection') ? H.PROXY_CONNECTION : is(name, 'x-forwarded-host') ? H.X_FORWARDED_HOST : H.OTHER;
     case 17: return is(name, 'transfer-encoding') ? H.TRANSFER_ENCODING : is(name, 'x-forwarded-proto') ? H.X_FORWARDED_PROTO : H.OTHER;
     case 18: return is(name, 'proxy-authenticate') ? H.PROXY_AUTHENTICATE : H.OTHER;
-    case 19: return is(name, 'proxy-authorization') ? H.PROXY_AUTHORIZATION : H.OTHER;
+    case 19: return is(name, 'proxy-authorization') ? H.PROXY_AUTHORIZATION : is(name, 'x-tandem-timeout-ms') ? H.X_TANDEM_TIMEOUT_MS : H.OTHER;
     default: return H.OTHER;
   }
 }

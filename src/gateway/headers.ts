@@ -43,7 +43,7 @@ export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, tr
       case H.TE: if (value.trim().toLowerCase() === 'trailers') out.push(name, value); continue;
       case H.UPGRADE: if (keepUpgrade) out.push(name, value); continue;
       case H.KEEP_ALIVE: case H.PROXY_CONNECTION: case H.TRAILER: case H.PROXY_AUTHORIZATION:
-      case H.PROXY_AUTHENTICATE: case H.EXPECT: case H.HTTP2_SETTINGS:
+      case H.PROXY_AUTHENTICATE: case H.EXPECT: case H.HTTP2_SETTINGS: case H.X_TANDEM_TIMEOUT_MS:
         continue;
       case H.X_FORWARDED_FOR: if (trusted) xff = xff === undefined ? value : `${xff}, ${value}`; continue;
       case H.X_FORWARDED_PROTO: if (trusted) xfProto ??= value; continue;

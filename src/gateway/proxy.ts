@@ -116,6 +116,7 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
     path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,
     headers: facts.headers,
     body: hasBody ? req : null,
+    bodyLength: hasBody && facts.contentLength !== undefined ? Number(facts.contentLength) : -1,
     hashKey: route.upstream.settings.hash === undefined ? undefined : hashKeyOf(route.upstream.settings.hash, req, peer.ip, facts.cookie),
     bodyLimit: ctx.maxBodySize,
   };
@@ -142,6 +143,11 @@ class ProxyExchange implements ResponseHandler {
   private finished = false;
   private awaitingDrain = false;
   private ended = false;
+  /**
+   * The client connection, kept: `req.socket` turns null once the request is destroyed, which
+   * undici does to a streamed body when the upstream connection fails while it is being sent.
+   */
+  private readonly socket: ClientSocket;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -155,14 +161,18 @@ class ProxyExchange implements ResponseHandler {
     // connection remembers the exchange it is serving. A pipelined request that arrives while
     // another is still being served falls back to its own listener.
     const socket = req.socket as ClientSocket;
+    this.socket = socket;
     if (socket[kServing] === undefined) socket.once('close', onClientSocketClose);
     if (socket[kServing]) res.once('close', () => this.onClientClose());
     else socket[kServing] = this;
   }
 
+  /** Called again for each retry, with that attempt's endpoint and abort. */
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
     this.endpoint = endpoint;
     this.abort = abort;
+    // A retry can start after the client left (during its backoff): nothing would abort it.
+    if (this.socket.destroyed && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -223,8 +233,7 @@ class ProxyExchange implements ResponseHandler {
   private finish(error: TandemError | undefined): void {
     if (this.finished) return;
     this.finished = true;
-    const socket = this.req.socket as ClientSocket;
-    if (socket[kServing] === this) socket[kServing] = null;
+    if (this.socket[kServing] === this) this.socket[kServing] = null;
     this.ctx.live.inflight--;
     const seconds = (performance.now() - this.started) / 1000;
     this.route.upstream.stats.latency.observe(seconds);

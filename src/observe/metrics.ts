@@ -2,6 +2,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { LatencyHistogram } from './histogram.js';
 import { HEALTH_STATE_KINDS, STATUS_CLASSES } from '../upstream/endpoint.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 
 /**
  * Every gateway metric is declared here. The request path only bumps plain numbers on
@@ -39,6 +40,10 @@ export interface ServiceStats {
   ejections: number;
   /** Traffic is spread over every endpoint because too few are eligible. */
   panic: boolean;
+  /** Retries sent, indexed as FAILURE_KINDS. */
+  retries: readonly number[];
+  /** Retries the budget refused. */
+  budgetExhausted: number;
 }
 
 export interface GatewayStats {
@@ -104,6 +109,18 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.ejections }))),
     new PulledMetric('tandem_service_panic', '1 while a service is in panic: too few endpoints eligible, traffic spread over all.', 'gauge', () =>
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.panic ? 1 : 0 }))),
+    new PulledMetric('tandem_retries_total', 'Retries sent to another endpoint, by service and the failure that caused them.', 'counter', () => {
+      const out: Sample[] = [];
+      for (const s of stats.services()) {
+        for (let i = 0; i < FAILURE_KINDS.length; i++) {
+          const value = s.retries[i]!;
+          if (value > 0) out.push({ labels: { service: s.name, reason: FAILURE_KINDS[i]! }, value });
+        }
+      }
+      return out;
+    }),
+    new PulledMetric('tandem_retry_budget_exhausted_total', 'Retries not sent because the retry budget was spent, by service.', 'counter', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.budgetExhausted }))),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;

@@ -25,34 +25,77 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   constructor(
     private readonly endpoint: Endpoint,
-    private readonly handler: ResponseHandler,
+    /** Replaced by a sink when the caller abandons the exchange (see abandon). */
+    private handler: ResponseHandler,
     /** Told the outcome: a response < 500 is a success; a 5xx or no response, a failure. */
     private readonly outlier?: OutlierDetector<Endpoint>,
   ) {
     endpoint.inflight++;
   }
 
-  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number, outlier?: OutlierDetector<Endpoint>): void {
+  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number, outlier?: OutlierDetector<Endpoint>): Attempt {
     const attempt = new Attempt(endpoint, handler, outlier);
-    if (request.body !== null && !Buffer.isBuffer(request.body)) attempt.bodyLimit = request.bodyLimit;
-    endpoint.pool.dispatch(
+    attempt.dispatch(request, timeoutMs, timeoutMs);
+    return attempt;
+  }
+
+  /**
+   * `headersTimeoutMs` bounds the wait for the response headers, `bodyTimeoutMs` the wait
+   * between two body chunks. Keep them equal: undici then re-arms one timer per request, and
+   * creates a new timer (twice per request) when they differ. undici's timers are coarse
+   * (≈ 0.5–1 s): shorter waits are timed by the caller, who calls `fail`.
+   */
+  dispatch(request: UpstreamRequest, headersTimeoutMs: number, bodyTimeoutMs: number): void {
+    if (request.body !== null && !Buffer.isBuffer(request.body)) this.bodyLimit = request.bodyLimit;
+    this.endpoint.pool.dispatch(
       {
         method: request.method,
         path: request.path,
         headers: request.headers,
         body: request.body,
-        headersTimeout: timeoutMs,
-        // One value for both waits: undici re-arms the same timer per request when they are
-        // equal, and creates a new timer (twice per request) when they differ.
-        bodyTimeout: timeoutMs,
+        headersTimeout: headersTimeoutMs,
+        bodyTimeout: bodyTimeoutMs,
         upgrade: request.upgrade ?? null,
       },
-      attempt,
+      this,
     );
+  }
+
+  /**
+   * Ends the exchange now with `error`, as if undici had reported it (a per-try timeout). An
+   * exchange still waiting for a connection is reported at once and cut when it gets one.
+   */
+  fail(error: TandemError): void {
+    if (this.abort !== undefined) this.abort(error);
+    else this.onError(error);
+  }
+
+  /**
+   * True once undici may have written the request: it calls onConnect just before the first
+   * byte goes out. A failure while this is false certainly never reached the endpoint.
+   */
+  get sent(): boolean {
+    return this.abort !== undefined;
+  }
+
+  /**
+   * The caller gives up on this exchange (to try another endpoint): later callbacks go nowhere,
+   * while the books (in-flight, outlier, status classes) are still kept. A response whose
+   * remaining body is known and small is read to its end, so its connection stays in the pool;
+   * anything else is cut.
+   */
+  abandon(): void {
+    this.handler = DISCARD;
+    if (!this.responded || this.responseLeft < 0 || this.responseLeft > DRAIN_LIMIT) this.abort?.(ABANDONED);
   }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
+    if (this.done) {
+      // Failed (or abandoned) while it waited for a connection: it must not go out now.
+      abort(ABANDONED);
+      return;
+    }
     this.handler.onStart(this.endpoint, abort);
   }
 
@@ -108,6 +151,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    if (this.done) return; // already reported by fail()
     const error = classifyUpstreamError(err, this.endpoint.id);
     if (!this.responded && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
       // A failure before any response: counted as "no response", and its wait feeds the
@@ -159,6 +203,19 @@ export class Attempt implements Dispatcher.DispatchHandler {
     return true;
   }
 }
+
+/** Most bytes of an abandoned response read to keep its connection, rather than cutting it. */
+const DRAIN_LIMIT = 64 * 1024;
+const ABANDONED = new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'exchange abandoned for a retry', { status: 502 });
+
+/** Where an abandoned exchange's callbacks go: its body is read and dropped. */
+const DISCARD: ResponseHandler = {
+  onStart() {},
+  onHeaders: () => true,
+  onData: () => true,
+  onComplete() {},
+  onError() {},
+};
 
 /** ASCII case-insensitive comparison of `buf[at…]` with a lower-case `word`. */
 function matchesAt(buf: Buffer, at: number, word: Buffer): boolean {

@@ -13,6 +13,8 @@ export interface UpstreamRequest {
   body: Readable | Buffer | null;
   /** Key for consistent hashing, when the service hashes. */
   hashKey: string | undefined;
+  /** The body's length when declared (Content-Length); -1 or unset when unknown. */
+  bodyLength?: number;
   /** Bytes of a streamed body past which the exchange is aborted with TANDEM_ERR_BODY_TOO_LARGE. */
   bodyLimit: number;
   /** Set for a protocol upgrade (e.g. 'websocket'). */

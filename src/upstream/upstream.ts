@@ -8,6 +8,9 @@ import { PanicThreshold } from './health/panic.js';
 import { HealthProber } from './health/prober.js';
 import type { HealthOptions, HealthStateKind, HealthTransition, TransitionReason } from './health/state.js';
 import { Attempt } from './attempt.js';
+import { RetryingRequest, type RetryHost } from './retrying-request.js';
+import { RetryBudget } from './resilience/budget.js';
+import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
 import { createBalancer } from './balancer/index.js';
 import type { Balancer } from './balancer/balancer.js';
 import { LatencyHistogram } from '../observe/histogram.js';
@@ -66,7 +69,7 @@ interface Watch {
  * One service's endpoints, their balancer and the request path to them. The gateway and the
  * service client both drive an Upstream; it knows nothing about either.
  */
-export class Upstream {
+export class Upstream implements RetryHost {
   readonly name: string;
   private config: ServiceConfig;
   private members: Endpoint[] = [];
@@ -80,12 +83,21 @@ export class Upstream {
   private readonly random: () => number;
   private readonly hooks: UpstreamOptions;
   private panicking = false;
+  /** Shared by every request of the service; undefined when retries are off. */
+  private budget: RetryBudget | undefined;
   readonly dispatch: Dispatch;
   /**
    * Whole-request latency, requests answered without reaching an endpoint (by status class),
-   * and outlier ejections so far.
+   * outlier ejections, retries by reason (indexed as FAILURE_KINDS) and retries the budget
+   * refused, so far.
    */
-  readonly stats = { latency: new LatencyHistogram(), local: [0, 0, 0, 0, 0, 0], ejections: 0 };
+  readonly stats = {
+    latency: new LatencyHistogram(),
+    local: [0, 0, 0, 0, 0, 0],
+    ejections: 0,
+    retries: FAILURE_KINDS.map(() => 0),
+    budgetExhausted: 0,
+  };
 
   constructor(config: ServiceConfig, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
     this.name = config.name;
@@ -96,6 +108,7 @@ export class Upstream {
     this.balancer = createBalancer<Endpoint>(config.balancer);
     this.outlier = new OutlierDetector<Endpoint>(outlierOptionsOf(config), this.clock, this.random);
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
+    this.budget = budgetOf(config, this.clock);
     this.setMembers(config.endpoints);
     this.dispatch = compose(steps, (request, handler) => this.send(request, handler));
   }
@@ -127,6 +140,7 @@ export class Upstream {
     if (config.balancer !== this.config.balancer) this.balancer = createBalancer<Endpoint>(config.balancer);
     if (config.panicThreshold !== this.config.panicThreshold) this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     if (outlierChanged) this.replaceOutlierDetector(config);
+    if (JSON.stringify(budgetOptionsOf(config)) !== JSON.stringify(budgetOptionsOf(this.config))) this.budget = budgetOf(config, this.clock);
     this.config = config;
     if (poolChanged) {
       const old = this.members;
@@ -224,15 +238,57 @@ export class Upstream {
     }
   }
 
+  /**
+   * The terminal step: an attempt loop (RetryingRequest) per request. Upgrades are sent once:
+   * a tunnel is not replayed.
+   */
   private send(request: UpstreamRequest, handler: ResponseHandler): void {
-    const candidates = this.candidates;
-    if (candidates.length === 0) {
-      this.stats.local[4]!++;
-      handler.onError(new TandemError('TANDEM_ERR_NO_HEALTHY_ENDPOINT', `service ${this.name} has no endpoint available`, { status: 503, retryable: true }));
+    if (request.upgrade !== undefined) {
+      const endpoint = this.pickFirst(request.hashKey);
+      if (endpoint === undefined) handler.onError(this.noEndpoint());
+      else Attempt.send(endpoint, request, handler, this.config.timeout, this.outlier);
       return;
     }
-    const endpoint = this.balancer.pick(candidates, request.hashKey);
-    Attempt.send(endpoint, request, handler, this.config.timeout, this.outlier);
+    this.budget?.recordRequest();
+    new RetryingRequest(this, request, handler, this.config.retry, this.config.timeout).start();
+  }
+
+  pickFirst(hashKey: string | undefined): Endpoint | undefined {
+    const candidates = this.candidates;
+    return candidates.length === 0 ? undefined : this.balancer.pick(candidates, hashKey);
+  }
+
+  pickAgain(hashKey: string | undefined, tried: readonly Endpoint[], last: Endpoint): Endpoint | undefined {
+    const candidates = this.candidates;
+    let rest = candidates.filter((e) => !tried.includes(e));
+    if (rest.length === 0) rest = candidates.filter((e) => e !== last);
+    return rest.length === 0 ? undefined : this.balancer.pick(rest, hashKey);
+  }
+
+  createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt {
+    return new Attempt(endpoint, handler, this.outlier);
+  }
+
+  withdrawRetry(failure: FailureKind): boolean {
+    if (this.budget === undefined) return false;
+    if (!this.budget.tryWithdraw()) {
+      this.stats.budgetExhausted++;
+      return false;
+    }
+    this.stats.retries[FAILURE_KINDS.indexOf(failure)]!++;
+    return true;
+  }
+
+  noEndpoint(): TandemError {
+    this.stats.local[4]!++;
+    return new TandemError('TANDEM_ERR_NO_HEALTHY_ENDPOINT', `service ${this.name} has no endpoint available`, { status: 503, retryable: true });
+  }
+
+  /** Retries by reason, refused retries and what the budget allows now, for /admin/cluster. */
+  retrySnapshot(): { retries: Record<string, number>; budgetExhausted: number; budgetAvailable: number | null } {
+    const retries: Record<string, number> = {};
+    FAILURE_KINDS.forEach((kind, i) => { retries[kind] = this.stats.retries[i]!; });
+    return { retries, budgetExhausted: this.stats.budgetExhausted, budgetAvailable: this.budget?.available ?? null };
   }
 
   snapshot(): EndpointSnapshot[] {
@@ -290,6 +346,15 @@ function outlierOptionsOf(c: ServiceConfig): Partial<OutlierOptions> {
     maxEjectionMs: c.outlier.maxEjectionTime,
     maxEjectedShare: c.outlier.maxEjectedShare,
   };
+}
+
+function budgetOptionsOf(c: ServiceConfig): { percent: number; minPerSecond: number } | undefined {
+  return c.retry === false ? undefined : c.retry.budget;
+}
+
+function budgetOf(c: ServiceConfig, clock: Clock): RetryBudget | undefined {
+  const b = budgetOptionsOf(c);
+  return b === undefined ? undefined : new RetryBudget({ percent: b.percent / 100, minPerSecond: b.minPerSecond }, clock);
 }
 
 function poolSettingsOf(c: ServiceConfig): PoolSettings {
