@@ -37,6 +37,7 @@ before(async () => {
       wrr: { endpoints: [{ address: a, weight: 3 }, b], balancer: 'weighted-round-robin' },
       lr: { endpoints: [a, b, c], balancer: 'least-request' },
       ewma: { endpoints: [a, b, c], balancer: 'peak-ewma' },
+      ewmaFresh: { endpoints: [a, b, c] },
       byHeader: { endpoints: [a, b, c], balancer: 'consistent-hash', hash: { header: 'X-User' } },
       byCookie: { endpoints: [a, b, c], balancer: 'consistent-hash', hash: { cookie: 'sid' } },
       byIp: { endpoints: [a, b, c], balancer: 'consistent-hash', hash: 'client-ip' },
@@ -46,6 +47,7 @@ before(async () => {
       { prefix: '/wrr', service: 'wrr' },
       { prefix: '/slow-lr', service: 'lr' },
       { prefix: '/slow-ewma', service: 'ewma' },
+      { prefix: '/fresh-ewma', service: 'ewmaFresh' },
       { prefix: '/hash-header', service: 'byHeader' },
       { prefix: '/hash-cookie', service: 'byCookie' },
       { prefix: '/hash-ip', service: 'byIp' },
@@ -100,6 +102,13 @@ async function load(path: string, workers: number, ms: number): Promise<Record<s
   }));
   return tally(names);
 }
+
+test('peak-ewma (the default) under light load: an endpoint with no latency sample yet is tried, not starved', async () => {
+  // Regression: with a made-up initial estimate (30 ms) an untried endpoint lost every
+  // comparison to endpoints answering in ~1 ms, and sequential traffic never reached it.
+  const counts = await sequential('/fresh-ewma', 30);
+  for (const name of NAMES) assert.ok((counts[name] ?? 0) > 0, `${name} got no request: ${JSON.stringify(counts)}`);
+});
 
 test('round-robin: sequential requests split into exact thirds', async () => {
   assert.deepEqual(await sequential('/rr', 30), { a: 10, b: 10, c: 10 });

@@ -12,8 +12,12 @@ export interface PoolSettings {
 
 /** Peak-EWMA decay time constant (Finagle and Linkerd use 10 s). */
 export const EWMA_DECAY_MS = 10_000;
-/** Latency assumed for an endpoint with no samples yet (Linkerd's default RTT estimate). */
-export const EWMA_INITIAL_MS = 30;
+/**
+ * Latency assumed for an endpoint with no samples yet: none (Finagle). Such an endpoint wins a
+ * comparison while it is idle, so a new instance is tried at once; while its first request is
+ * in flight the balancer charges it a penalty, so a burst does not pile onto it.
+ */
+export const EWMA_INITIAL_MS = 0;
 
 /** Status classes counted per endpoint: index 0 = 1xx … 4 = 5xx, 5 = no response (gateway error). */
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
