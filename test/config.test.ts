@@ -63,6 +63,7 @@ describe('the minimal config', () => {
       connectTimeout: d.connectTimeout,
       timeout: d.timeout,
       maxConnections: d.maxConnections,
+      concurrencyLimit: d.concurrencyLimit,
       keepAliveTimeout: d.keepAliveTimeout,
       maxResponseHeaderSize: d.maxResponseHeaderSize,
       healthCheck: { ...d.healthCheck },

@@ -31,6 +31,11 @@ export const DEFAULTS = Object.freeze({
     timeout: 15_000,
     /** Connections per endpoint; requests past it wait for a free connection. */
     maxConnections: 256,
+    /**
+     * Requests in progress for the service (all endpoints, retries included) past which new
+     * ones get 503 at once instead of waiting (Envoy's max_requests default).
+     */
+    concurrencyLimit: 1024,
     /** Idle pooled connection lifetime. Below Node's server default (5 s) so we close first. */
     keepAliveTimeout: 4_000,
     weight: 1,

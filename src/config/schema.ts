@@ -117,6 +117,7 @@ const service = {
     connectTimeout: duration,
     timeout: duration,
     maxConnections: { type: 'integer', minimum: 1, maximum: 100_000 },
+    concurrencyLimit: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     keepAliveTimeout: duration,
     maxResponseHeaderSize: size,
     healthCheck,

@@ -19,6 +19,7 @@ export interface ServiceConfig {
   connectTimeout: number;
   timeout: number;
   maxConnections: number;
+  concurrencyLimit: number;
   keepAliveTimeout: number;
   maxResponseHeaderSize: number;
   /** Active health checks, or false when turned off. */

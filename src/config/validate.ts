@@ -166,6 +166,7 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
     connectTimeout: durationOr(raw.connectTimeout, d.connectTimeout),
     timeout: durationOr(raw.timeout, d.timeout),
     maxConnections: typeof raw.maxConnections === 'number' ? raw.maxConnections : d.maxConnections,
+    concurrencyLimit: typeof raw.concurrencyLimit === 'number' ? raw.concurrencyLimit : d.concurrencyLimit,
     keepAliveTimeout: durationOr(raw.keepAliveTimeout, d.keepAliveTimeout),
     maxResponseHeaderSize: sizeOr(raw.maxResponseHeaderSize, d.maxResponseHeaderSize),
     healthCheck: healthCheck(raw.healthCheck, joinPath(base, 'healthCheck'), problems),

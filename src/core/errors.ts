@@ -7,6 +7,7 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards: an HTTP/0.9 or HTTP/2 request line, or a target that is not a path (HTTP 400).',
   TANDEM_ERR_NO_ROUTE: 'No route matches the request host and path (HTTP 404).',
   TANDEM_ERR_NO_HEALTHY_ENDPOINT: 'The service has no endpoint that can take the request (HTTP 503).',
+  TANDEM_ERR_OVERLOADED: 'The service has concurrencyLimit requests in progress; this one is refused at once (HTTP 503 with Retry-After).',
   TANDEM_ERR_UPSTREAM_CONNECT: 'Connecting to the upstream endpoint failed (HTTP 502).',
   TANDEM_ERR_UPSTREAM_RESET: 'The upstream connection closed or reset before the response completed (HTTP 502).',
   TANDEM_ERR_UPSTREAM_PROTOCOL: 'The upstream answered something that is not valid HTTP/1.1 (HTTP 502).',

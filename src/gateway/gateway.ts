@@ -56,7 +56,7 @@ export class Gateway {
     const registry = createGatewayRegistry({
       services: () => [...this.upstreams.values()].map((u) => ({
         name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
-        retries: u.stats.retries, budgetExhausted: u.stats.budgetExhausted,
+        retries: u.stats.retries, budgetExhausted: u.stats.budgetExhausted, active: u.stats.active, overloaded: u.stats.overloaded,
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
@@ -195,6 +195,9 @@ export class Gateway {
         name: u.name,
         balancer: u.settings.balancer,
         panic: u.inPanic,
+        active: u.stats.active,
+        concurrencyLimit: u.settings.concurrencyLimit,
+        overloaded: u.stats.overloaded,
         ...u.retrySnapshot(),
         endpoints: u.snapshot(),
       })),

@@ -44,6 +44,9 @@ export interface ServiceStats {
   retries: readonly number[];
   /** Retries the budget refused. */
   budgetExhausted: number;
+  /** Requests in progress now, and requests refused at the concurrency limit so far. */
+  active: number;
+  overloaded: number;
 }
 
 export interface GatewayStats {
@@ -119,6 +122,10 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       }
       return out;
     }),
+    new PulledMetric('tandem_service_requests_active', 'Requests in progress for a service (retries included), the figure concurrencyLimit caps.', 'gauge', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.active }))),
+    new PulledMetric('tandem_requests_rejected_total', 'Requests refused at once with 503, by service and reason.', 'counter', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name, reason: 'concurrency-limit' }, value: s.overloaded }))),
     new PulledMetric('tandem_retry_budget_exhausted_total', 'Retries not sent because the retry budget was spent, by service.', 'counter', () =>
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.budgetExhausted }))),
   ];

@@ -26,6 +26,8 @@ export interface RetryHost {
   withdrawRetry(failure: FailureKind): boolean;
   /** The error for a request no endpoint can take (counted). */
   noEndpoint(): TandemError;
+  /** The request has its one outcome (called exactly once). */
+  settled(): void;
 }
 
 const NO_RETRY: RetryConfig = Object.freeze({ attempts: 1, perTryTimeout: undefined, bodyLimit: 0, budget: Object.freeze({ percent: 0, minPerSecond: 0 }) });
@@ -74,7 +76,7 @@ export class RetryingRequest implements ResponseHandler {
     if (body !== null && !Buffer.isBuffer(body) && length >= 0 && length <= this.policy.bodyLimit && this.policy.attempts > 1) {
       readWhole(body, length, (buffer, err) => {
         if (buffer === undefined) {
-          this.handler.onError(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 }));
+          this.fail(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 }));
           return;
         }
         this.request.body = buffer;
@@ -88,7 +90,7 @@ export class RetryingRequest implements ResponseHandler {
   private first(): void {
     const endpoint = this.host.pickFirst(this.request.hashKey);
     if (endpoint === undefined) {
-      this.handler.onError(this.host.noEndpoint());
+      this.fail(this.host.noEndpoint());
       return;
     }
     // Counted from the first attempt: reading a replayable body is the client's time, bounded
@@ -158,6 +160,7 @@ export class RetryingRequest implements ResponseHandler {
   }
 
   onComplete(): void {
+    this.host.settled();
     this.handler.onComplete();
   }
 
@@ -170,10 +173,16 @@ export class RetryingRequest implements ResponseHandler {
         return;
       }
       if (this.expired) {
-        this.handler.onError(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `no answer from ${this.host.name} within ${this.timeoutMs} ms over ${this.attempts} attempts`, { cause: error, status: 504 }));
+        this.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `no answer from ${this.host.name} within ${this.timeoutMs} ms over ${this.attempts} attempts`, { cause: error, status: 504 }));
         return;
       }
     }
+    this.fail(error);
+  }
+
+  /** The one error outcome. */
+  private fail(error: TandemError): void {
+    this.host.settled();
     this.handler.onError(error);
   }
 

@@ -88,8 +88,9 @@ export class Upstream implements RetryHost {
   readonly dispatch: Dispatch;
   /**
    * Whole-request latency, requests answered without reaching an endpoint (by status class),
-   * outlier ejections, retries by reason (indexed as FAILURE_KINDS) and retries the budget
-   * refused, so far.
+   * outlier ejections, retries by reason (indexed as FAILURE_KINDS), retries the budget
+   * refused, and requests refused at the concurrency limit, so far; `active` = requests in
+   * progress now (upgrades not counted).
    */
   readonly stats = {
     latency: new LatencyHistogram(),
@@ -97,6 +98,8 @@ export class Upstream implements RetryHost {
     ejections: 0,
     retries: FAILURE_KINDS.map(() => 0),
     budgetExhausted: 0,
+    overloaded: 0,
+    active: 0,
   };
 
   constructor(config: ServiceConfig, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
@@ -249,6 +252,15 @@ export class Upstream implements RetryHost {
       else Attempt.send(endpoint, request, handler, this.config.timeout, this.outlier);
       return;
     }
+    if (this.stats.active >= this.config.concurrencyLimit) {
+      // Fail fast rather than queue without bound: the client (or the gateway's caller) can go
+      // elsewhere or come back; a queue would only turn overload into timeouts.
+      this.stats.overloaded++;
+      this.stats.local[4]!++;
+      handler.onError(new TandemError('TANDEM_ERR_OVERLOADED', `service ${this.name} has ${this.stats.active} requests in progress (concurrencyLimit ${this.config.concurrencyLimit})`, { status: 503, retryable: true }));
+      return;
+    }
+    this.stats.active++;
     this.budget?.recordRequest();
     new RetryingRequest(this, request, handler, this.config.retry, this.config.timeout).start();
   }
@@ -277,6 +289,10 @@ export class Upstream implements RetryHost {
     }
     this.stats.retries[FAILURE_KINDS.indexOf(failure)]!++;
     return true;
+  }
+
+  settled(): void {
+    this.stats.active--;
   }
 
   noEndpoint(): TandemError {
