@@ -17,7 +17,8 @@
 // Duplicates: the request id header `x-drill-id` of every non-health request is appended to
 // $DRILL_LOG/<NAME>.log when it arrives (`R <id>`) and when it is PROCESSED (`P <id>`): a GET
 // when it is answered 2xx, a POST when its body has been read and "processed" (a POST then
-// takes POST_WORK_MS more before it is answered, like a real write). Lines are written with
+// takes POST_WORK_MS more before it is answered, like a real write, and `A <id>` is logged when
+// it is answered: R without A = in flight on this instance). Lines are written with
 // appendFileSync, so they survive a SIGKILL. The drill counts ids processed more than once.
 //
 // SIGTERM drains: stop accepting, answer in-flight requests (with `connection: close`), exit 0
@@ -108,7 +109,11 @@ const server = http.createServer((req, res) => {
         // The body is read: process it (the side effect happens now), then answer after some work.
         stats.processed++;
         log('P', id);
-        setTimeout(() => { if (!res.destroyed) send(res, 200, okBody); }, POST_WORK_MS);
+        setTimeout(() => {
+          if (res.destroyed) return;
+          send(res, 200, okBody);
+          log('A', id);
+        }, POST_WORK_MS);
         return;
       }
       stats.processed++;
