@@ -37,6 +37,7 @@ const SCENARIOS = [
   { name: 'hang', what: 'one instance reads requests and never answers' },
   { name: 'rolling', what: 'SIGTERM (drain) + restart of all three in turn' },
   { name: 'kill-two', what: 'SIGKILL two of the three at 25 %, restart them at 62.5 %' },
+  { name: 'post', what: 'POST load, no fault (baseline for post-kill)', method: 'POST' },
   { name: 'post-kill', what: 'POST load; SIGKILL one instance at 25 %, restart at 62.5 %', method: 'POST' },
 ];
 
@@ -445,6 +446,7 @@ const FAULTS = {
   kill: (ctx) => killFault(ctx, [0]),
   'post-kill': (ctx) => killFault(ctx, [0]),
   'kill-two': (ctx) => killFault(ctx, [0, 1]),
+  post: async () => {},
   stop: async (ctx) => {
     await at(ctx, FAULT_AT);
     ctx.backends.signal(0, 'SIGSTOP');
@@ -536,6 +538,7 @@ async function runOne(target, scenario) {
       events: ctx.events,
       // failures over time (per 500 ms) show when a fault starts and stops hurting
       failedTimeline: timeline(failedRs),
+      firstFailures: failedRs.slice(0, 10).map((r) => ({ t: r.t, status: r.status, err: r.err })),
     });
     if (ctx.killed) {
       // In flight on a killed instance = requests it had received but not answered (R without A).
@@ -550,6 +553,10 @@ async function runOne(target, scenario) {
         result.notProcessedAndFailed = [...failedIds].filter((id) => !processed.has(id)).length;
         result.postOk = result.duplicates === 0 && result.failed <= result.instanceInFlightAtKill;
       }
+    } else if (method === 'POST') {
+      const failedIds = new Set(failedRs.map((r) => r.id));
+      result.processedButFailed = [...processed.keys()].filter((id) => failedIds.has(id)).length;
+      result.postOk = result.duplicates === 0 && result.failed === 0;
     }
   } catch (e) {
     result.status = 'error';
@@ -613,7 +620,7 @@ function postTable(results) {
     }
     let verdict = r.postOk ? 'ok' : `**FAIL** (${r.duplicates ? 'duplicates' : 'failed > in flight'})`;
     if (r.proxyAlive === false) verdict += `; **${r.target} crashed (exit ${r.proxyExit})**`;
-    lines.push(`| ${r.scenario} | ${r.target} | ${r.requests} | ${r.failed} | ${r.instanceInFlightAtKill} | ${r.clientInFlightAtKill} | ${r.duplicates} | ${r.processedButFailed} | ${fmt(r.p99)} | ${verdict} |`);
+    lines.push(`| ${r.scenario} | ${r.target} | ${r.requests} | ${r.failed} | ${r.instanceInFlightAtKill ?? '—'} | ${r.clientInFlightAtKill ?? '—'} | ${r.duplicates} | ${r.processedButFailed} | ${fmt(r.p99)} | ${verdict} |`);
   }
   return lines.join('\n');
 }
@@ -699,7 +706,7 @@ async function main() {
       if (r.status !== 'ok') console.log(`ERROR ${r.error}${r.logTail ? `\n${r.logTail}` : ''}`);
       else {
         console.log(`requests ${r.requests}, failed ${r.failed}, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, max ${fmt(r.max)} ms, duplicates ${r.duplicates}`
-          + (r.method === 'POST' ? `, in flight on killed ${r.instanceInFlightAtKill}, failed-but-processed ${r.processedButFailed}` : '')
+          + (r.method === 'POST' ? `, in flight on killed ${r.instanceInFlightAtKill ?? '—'}, failed-but-processed ${r.processedButFailed}` : '')
           + (r.failed || r.proxyAlive === false ? ` [${errorSummary(r.errors, r)}]` : '') + ` (${r.seconds} s)`);
       }
     }
