@@ -618,7 +618,8 @@ function postTable(results) {
       lines.push(`| ${r.scenario} | ${r.target} | **error** | — | — | — | — | — | — | ${oneLine(r.error)} |`);
       continue;
     }
-    let verdict = r.postOk ? 'ok' : `**FAIL** (${r.duplicates ? 'duplicates' : 'failed > in flight'})`;
+    const bound = r.instanceInFlightAtKill === undefined ? 'failed with no fault' : 'failed > in flight';
+    let verdict = r.postOk ? 'ok' : `**FAIL** (${r.duplicates ? 'duplicates' : bound})`;
     if (r.proxyAlive === false) verdict += `; **${r.target} crashed (exit ${r.proxyExit})**`;
     lines.push(`| ${r.scenario} | ${r.target} | ${r.requests} | ${r.failed} | ${r.instanceInFlightAtKill ?? '—'} | ${r.clientInFlightAtKill ?? '—'} | ${r.duplicates} | ${r.processedButFailed} | ${fmt(r.p99)} | ${verdict} |`);
   }
