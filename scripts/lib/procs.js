@@ -1,0 +1,163 @@
+// Child-process and tooling helpers for the drill (same approach as scripts/bench.js: every child
+// is its own process group, output goes to files in a temp dir, everything is killed on exit).
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function createProcs({ tag, root }) {
+  const children = new Set();
+  let cleaningUp = false;
+
+  const alive = (proc) => proc.child.exitCode === null && proc.child.signalCode === null && !proc.spawnError;
+
+  function signalProc(proc, sig) {
+    if (!proc?.child.pid) return;
+    try {
+      process.kill(-proc.child.pid, sig);
+    } catch {
+      try { process.kill(proc.child.pid, sig); } catch { /* already gone */ }
+    }
+  }
+
+  function killAllSync(sig) {
+    for (const p of children) if (alive(p)) signalProc(p, sig);
+  }
+
+  /** Spawn a long-running child with stdout/stderr appended to files in `dir`. */
+  function start(name, cmd, args, { dir, cwd = root, env = process.env } = {}) {
+    if (cleaningUp) throw new Error('shutting down');
+    const outFile = join(dir, `${name}.stdout.log`);
+    const errFile = join(dir, `${name}.stderr.log`);
+    const outFd = openSync(outFile, 'a');
+    const errFd = openSync(errFile, 'a');
+    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', outFd, errFd], detached: true });
+    closeSync(outFd);
+    closeSync(errFd);
+    const proc = { name, cmd, args, child, outFile, errFile, spawnError: null };
+    proc.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (err) => { proc.spawnError = err; resolve({ code: null, signal: null, error: err }); });
+    });
+    children.add(proc);
+    return proc;
+  }
+
+  /** Signal (SIGTERM by default), wait up to graceMs, then SIGKILL the whole group. */
+  async function stop(proc, { graceMs = 3000, sig = 'SIGTERM' } = {}) {
+    if (!proc) return;
+    if (alive(proc)) {
+      if (sig !== 'SIGKILL') signalProc(proc, 'SIGCONT'); // a stopped process cannot act on SIGTERM
+      signalProc(proc, sig);
+      const res = await Promise.race([proc.exited, sleep(graceMs).then(() => 'timeout')]);
+      if (res === 'timeout') {
+        signalProc(proc, 'SIGKILL');
+        await Promise.race([proc.exited, sleep(1000)]);
+      }
+    }
+    try { process.kill(-proc.child.pid, 'SIGKILL'); } catch { /* group gone */ }
+    children.delete(proc);
+  }
+
+  function onFatal(code, why, cleanup) {
+    if (cleaningUp) return;
+    cleaningUp = true;
+    if (why) console.error(`\n${tag}: ${why}; stopping all children`);
+    killAllSync('SIGCONT');
+    killAllSync('SIGTERM');
+    setTimeout(() => {
+      killAllSync('SIGKILL');
+      try { cleanup?.(); } catch { /* ignore */ }
+      process.exit(code);
+    }, 500);
+  }
+
+  function installHandlers(cleanup) {
+    process.on('SIGINT', () => onFatal(130, 'interrupted', cleanup));
+    process.on('SIGTERM', () => onFatal(143, 'terminated', cleanup));
+    process.on('SIGHUP', () => onFatal(129, 'hangup', cleanup));
+    process.on('uncaughtException', (e) => { console.error(e); onFatal(1, 'uncaught exception', cleanup); });
+    process.on('unhandledRejection', (e) => { console.error(e); onFatal(1, 'unhandled rejection', cleanup); });
+    process.on('exit', () => { killAllSync('SIGCONT'); killAllSync('SIGKILL'); });
+  }
+
+  return { alive, signalProc, killAllSync, start, stop, installHandlers, isCleaningUp: () => cleaningUp, children };
+}
+
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      await new Promise((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', resolve);
+      });
+      servers.push(s);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+/** One request to 127.0.0.1 without keep-alive; resolves {status, body} (status 0 on error). */
+export function httpRequest(port, path = '/', { method = 'GET', headers = {}, timeoutMs = 1000 } = {}) {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+      res.on('error', () => resolve({ status: 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.end();
+  });
+}
+
+export function which(bin) {
+  const r = spawnSync('which', [bin], { encoding: 'utf8' });
+  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin']) {
+    if (existsSync(join(dir, bin))) return join(dir, bin);
+  }
+  return null;
+}
+
+/** Installs missing tools with apt-get when root; returns the ones still missing. */
+export function ensureTools(tools, tag) {
+  const missing = tools.filter((t) => !which(t));
+  if (missing.length === 0) return [];
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) return missing;
+  console.log(`${tag}: installing missing tools: ${missing.join(' ')}`);
+  spawnSync('sh', ['-c', `apt-get update && apt-get install -y ${missing.join(' ')}`], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    timeout: 300_000,
+  });
+  return tools.filter((t) => !which(t));
+}
+
+export function versionOf(cmd, args, re) {
+  try {
+    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
+    const m = re.exec(`${r.stdout ?? ''}\n${r.stderr ?? ''}`);
+    return m ? m[1] : null;
+  } catch {
+    return null;
+  }
+}
+
+export function tail(file, lines = 25) {
+  try {
+    const text = readFileSync(file, 'utf8').trimEnd();
+    return text ? text.split('\n').slice(-lines).join('\n') : '';
+  } catch {
+    return '';
+  }
+}
