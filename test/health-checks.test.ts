@@ -155,20 +155,30 @@ test('passive ejection: an endpoint whose /healthz is fine but whose traffic fai
   assert.equal((await endpointState(gw, liar.address)).state, 'ejected', 'passing checks do not end an ejection');
 });
 
-test('panic: with 2 of 3 endpoints failing checks (panicThreshold 0.9), traffic is spread over all three', async () => {
+test('panic: with 2 of 3 endpoints failing checks, the service is in panic but traffic stays on the one that passes', async () => {
   const sick = [await backendWithHealth('s1', 503), await backendWithHealth('s2', 503)];
   const well = await backendWithHealth('w', 200);
   cleanup.push(...sick.map((b) => () => b.close()), () => well.close());
-  const gw = await startWithCleanup(shopConfig([...sick.map((b) => b.address), well.address], { balancer: 'round-robin', panicThreshold: 0.9 }));
+  const gw = await startWithCleanup(shopConfig([...sick.map((b) => b.address), well.address], { balancer: 'round-robin' }));
   for (const b of sick) await waitForState(gw, b.address, 'unhealthy', 2_500);
   assert.equal((await cluster(gw)).panic, true);
   assert.match(await metrics(gw), /tandem_service_panic\{service="shop"\} 1/);
   await gw.waitForLog((l) => l.msg === 'service panic' && l.service === 'shop');
   for (const b of [...sick, well]) b.seen.length = 0;
   for (let i = 0; i < 30; i++) assert.equal((await fetch(`${gw.url}/x`)).status, 200);
-  for (const b of [...sick, well]) {
-    assert.ok(b.seen.filter((s) => s.url !== '/healthz').length >= 5, 'every endpoint gets traffic in panic');
-  }
+  for (const b of sick) assert.equal(b.seen.length, 0, 'an endpoint failing its checks got traffic');
+  assert.equal(well.seen.length, 30);
+});
+
+test('panic: when every endpoint fails its checks, traffic is spread over all of them rather than refused', async () => {
+  const sick = [await backendWithHealth('s1', 503), await backendWithHealth('s2', 503), await backendWithHealth('s3', 503)];
+  cleanup.push(...sick.map((b) => () => b.close()));
+  const gw = await startWithCleanup(shopConfig(sick.map((b) => b.address), { balancer: 'round-robin' }));
+  for (const b of sick) await waitForState(gw, b.address, 'unhealthy', 2_500);
+  assert.equal((await cluster(gw)).panic, true);
+  for (const b of sick) b.seen.length = 0;
+  for (let i = 0; i < 30; i++) assert.equal((await fetch(`${gw.url}/x`)).status, 200);
+  for (const b of sick) assert.ok(b.seen.length >= 5, 'every endpoint gets traffic when all fail their checks');
 });
 
 test('Upstream wiring (FakeClock): transitions are reported and counted, panic follows eligibility', () => {

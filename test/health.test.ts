@@ -351,18 +351,25 @@ describe('PanicThreshold', () => {
     assert.equal(panic.inPanic, false);
   });
 
-  test('below the threshold: eligible, ejected and unhealthy alike — never draining', () => {
+  test('below the threshold: eligible and ejected members — not those failing their checks, never draining', () => {
     const members = fleet('ejected', 'healthy', 'draining', 'unhealthy', 'ejected');
     const panic = new PanicThreshold<Member>();
-    assert.deepEqual(ids(panic.select(members)), ['m0', 'm1', 'm3', 'm4']);
+    assert.deepEqual(ids(panic.select(members)), ['m0', 'm1', 'm4']);
     assert.equal(panic.inPanic, true);
   });
 
-  test('no eligible member at all: panic spreads over every non-draining member', () => {
-    const members = fleet('ejected', 'unhealthy', 'draining');
+  test('two of three failing their checks: panic, but traffic stays on the one that passes', () => {
     const panic = new PanicThreshold<Member>();
-    assert.deepEqual(ids(panic.select(members)), ['m0', 'm1']);
+    assert.deepEqual(ids(panic.select(fleet('unhealthy', 'healthy', 'unhealthy'))), ['m1']);
     assert.equal(panic.inPanic, true);
+  });
+
+  test('no member eligible or merely ejected: panic spreads over every non-draining member', () => {
+    const panic = new PanicThreshold<Member>();
+    assert.deepEqual(ids(panic.select(fleet('unhealthy', 'unhealthy', 'draining'))), ['m0', 'm1']);
+    assert.equal(panic.inPanic, true);
+    // with an ejected member left, the ejected one is tried, not the failing ones
+    assert.deepEqual(ids(panic.select(fleet('ejected', 'unhealthy', 'draining'))), ['m0']);
   });
 
   test('draining members are not counted: a half-drained fleet is not in panic', () => {
@@ -418,7 +425,7 @@ describe('PanicThreshold', () => {
     assert.deepEqual(ids(panic.select(members)), ['m0', 'm3']);
     assert.equal(panic.inPanic, false);
     members[3]!.health.drain(0);
-    assert.deepEqual(ids(panic.select(members)), ['m0', 'm1', 'm2'], '1 of 3 eligible: panic');
+    assert.deepEqual(ids(panic.select(members)), ['m0', 'm1'], '1 of 3 eligible: panic, the ejected one back, the failing one not');
     assert.equal(panic.inPanic, true);
     members[1]!.health.expireEjection(30_000);
     assert.deepEqual(ids(panic.select(members)), ['m0', 'm1']);

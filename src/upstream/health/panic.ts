@@ -1,11 +1,16 @@
 import type { WithHealth } from './state.js';
 
 /**
- * The panic threshold. When too few members are eligible, health information itself is the
- * likelier liar (a shared dependency blipped, a bad check, a detector gone wild): sending every
- * request to the few left would overload them, and failing every request is the one outcome
- * certain to hurt. So below the threshold traffic is spread over every member that is not
- * leaving — ejected and unhealthy ones included — as Envoy and Finagle do.
+ * The panic threshold. When too few members are eligible, the passive detector is the likelier
+ * liar (a shared dependency blipped, a burst of errors ejected healthy instances): sending every
+ * request to the few left would overload them. So below the threshold the members ejected on
+ * suspicion come back into rotation with the eligible ones.
+ *
+ * Unlike Envoy, members whose own health checks fail (refused, timed out or 5xx: `unhealthy`)
+ * stay out even in panic: traffic sent there fails for certain, and with two of three instances
+ * killed, spreading over all three would fail two requests in three. Only when no member is
+ * eligible or merely ejected — every check failing, which suggests the checks rather than the
+ * fleet are broken — is traffic spread over every member that is not leaving.
  */
 export interface PanicOptions {
   panicThreshold: number;
@@ -50,16 +55,19 @@ export class PanicThreshold<T extends WithHealth = WithHealth> {
   select(members: readonly T[]): readonly T[] {
     let present = 0;
     let eligible = 0;
+    let ejected = 0;
     for (const member of members) {
       const health = member.health;
-      if (health.state.kind === 'draining') continue;
+      const kind = health.state.kind;
+      if (kind === 'draining') continue;
       present++;
       if (health.eligible) eligible++;
+      else if (kind === 'ejected') ejected++;
     }
     this.panicking = eligible < this.options.panicThreshold * present;
-    const count = this.panicking ? present : eligible;
-    const take = this.panicking ? isPresent : isEligible;
-    return this.remember(members, count, take);
+    if (!this.panicking) return this.remember(members, eligible, isEligible);
+    if (eligible + ejected > 0) return this.remember(members, eligible + ejected, isEligibleOrEjected);
+    return this.remember(members, present, isPresent);
   }
 
   private remember(members: readonly T[], count: number, take: (member: T) => boolean): readonly T[] {
@@ -74,6 +82,10 @@ export class PanicThreshold<T extends WithHealth = WithHealth> {
 
 function isEligible(member: WithHealth): boolean {
   return member.health.eligible;
+}
+
+function isEligibleOrEjected(member: WithHealth): boolean {
+  return member.health.eligible || member.health.state.kind === 'ejected';
 }
 
 function isPresent(member: WithHealth): boolean {
