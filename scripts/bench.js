@@ -20,13 +20,13 @@
 // the JSON also holds every round's raw data).
 import { spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync,
+  chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync,
 } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureTools as ensureToolsShared, freePorts, tail, versionOf, which } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ALL_TARGETS = ['direct', 'tandem', 'nginx', 'haproxy', 'minimal'];
@@ -175,16 +175,6 @@ async function stopProc(proc, { graceMs = 3000, sig = 'SIGTERM' } = {}) {
   children.delete(proc);
 }
 
-function tail(file, lines = 25) {
-  try {
-    const text = readFileSync(file, 'utf8').trimEnd();
-    if (!text) return '';
-    return text.split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
-
 function describeExit(proc) {
   if (proc.spawnError) return `could not spawn ${proc.cmd}: ${proc.spawnError.message}`;
   const { exitCode, signalCode } = proc.child;
@@ -197,23 +187,6 @@ function describeExit(proc) {
 // Small helpers
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = net.createServer();
-      await new Promise((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', resolve);
-      });
-      servers.push(s);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
-}
 
 function httpGet(port, path = '/', timeoutMs = 1000) {
   return new Promise((resolve) => {
@@ -248,39 +221,9 @@ async function waitReady(proc, checks, timeoutMs) {
   throw new Error(`not ready after ${timeoutMs / 1000}s (${last})`);
 }
 
-function which(bin) {
-  const r = spawnSync('which', [bin], { encoding: 'utf8' });
-  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
-  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin', '/sbin']) {
-    if (existsSync(join(dir, bin))) return join(dir, bin);
-  }
-  return null;
-}
-
 function ensureTools(tools) {
-  const missing = tools.filter((t) => !which(t));
-  if (missing.length === 0) return;
-  console.log(`bench: installing missing tools: ${missing.join(' ')}`);
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    die(`missing ${missing.join(', ')}; install them (apt-get install -y ${missing.join(' ')}) or run as root`);
-  }
-  const r = spawnSync('sh', ['-c', `apt-get update && apt-get install -y ${missing.join(' ')}`], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  const still = tools.filter((t) => !which(t));
-  if (r.status !== 0 || still.length) die(`could not install ${still.join(', ') || missing.join(', ')}`);
-}
-
-function versionOf(cmd, args, re) {
-  try {
-    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 5000 });
-    const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
-    const m = re.exec(text);
-    return m ? m[1] : null;
-  } catch {
-    return null;
-  }
+  const still = ensureToolsShared(tools, 'bench');
+  if (still.length) die(`missing ${still.join(', ')}; install them (apt-get install -y ${still.join(' ')}) or run as root`);
 }
 
 // ---------------------------------------------------------------------------------------------
