@@ -1,12 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { ROOT, startGateway, type RunningGateway } from './helpers/gateway.js';
-import { startBackend, shopConfig, type Backend } from './helpers/backend.js';
+import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
 
 /**
  * Retries through the real gateway, against real processes and sockets: a failed attempt goes
@@ -20,30 +16,6 @@ const cleanup: Array<() => Promise<unknown>> = [];
 after(async () => {
   for (const fn of cleanup.reverse()) await fn();
 });
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-async function spawnBackend(port: number): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'backend.js'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).once('line', () => resolve());
-    proc.once('exit', (code) => reject(new Error(`backend on ${port} exited with ${code}`)));
-  });
-  return proc;
-}
-
-async function kill(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  proc.kill('SIGKILL');
-  await exited;
-}
 
 async function gateway(config: Record<string, unknown>): Promise<RunningGateway> {
   const gw = await startGateway(config);

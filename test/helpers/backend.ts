@@ -1,6 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { ROOT } from './gateway.js';
 
 export interface Backend {
   server: Server;
@@ -86,4 +90,31 @@ export function shopConfig(endpoints: string[], service: Record<string, unknown>
     routes: [{ prefix: '/', service: 'shop' }],
     ...extra,
   };
+}
+
+/** A port that was free a moment ago (for a process that must restart on the same port). */
+export async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** `node bench/backend.js PORT` as a real child process, resolved once it listens. */
+export async function spawnBackend(port: number): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'backend.js'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: proc.stdout! }).once('line', () => resolve());
+    proc.once('exit', (code) => reject(new Error(`backend on ${port} exited with ${code}`)));
+  });
+  return proc;
+}
+
+/** SIGKILL, and wait until the process is gone. */
+export async function kill(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGKILL');
+  await exited;
 }
