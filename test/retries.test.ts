@@ -184,6 +184,31 @@ test('the budget: with every instance failing, retries stop at 20 % of requests 
   t.diagnostic(`30 requests: ${retries} retries, ${exhausted} refused by the budget`);
 });
 
+test('retries after a refused connection are not charged to the budget: with the budget empty they still save every GET; 503s are not retried', async () => {
+  const dead = await freePort();
+  const good = await backend('a', ok('a'));
+  const gw = await gateway(shopConfig([`127.0.0.1:${dead}`, good.address], {
+    healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1_000_000 },
+    retry: { budget: { percent: 0, minPerSecond: 0 } },
+  }));
+  for (let i = 0; i < 20; i++) assert.equal((await fetch(`${gw.url}/x?id=${i}`)).status, 200);
+  assert.ok(await metric(gw, /^tandem_retries_total\{service="shop",reason="connect"\}/) >= 10);
+  assert.equal(await metric(gw, /^tandem_retry_budget_exhausted_total\{service="shop"\}/), 0);
+  // The same empty budget refuses a retry that would add load: a 503 reaches the client.
+  const flaky = await backend('b', (req, res) => {
+    req.resume();
+    res.writeHead(503).end('down');
+  });
+  const gw2 = await gateway(shopConfig([flaky.address, good.address], {
+    healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1_000_000 },
+    retry: { budget: { percent: 0, minPerSecond: 0 } },
+  }));
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await fetch(`${gw2.url}/y?id=${i}`)).status);
+  assert.ok(statuses.includes(503), `statuses: ${statuses.join(',')}`);
+  assert.ok(await metric(gw2, /^tandem_retry_budget_exhausted_total\{service="shop"\}/) > 0);
+});
+
 test('x-tandem-timeout-ms tells the endpoint the time left (a client value is dropped); a per-try timeout moves a GET off a hanging endpoint', async (t) => {
   const hang = await backend('hang', () => { /* never answers */ });
   const good = [await backend('a', ok('a')), await backend('b', ok('b'))];

@@ -283,7 +283,11 @@ export class Upstream implements RetryHost {
 
   withdrawRetry(failure: FailureKind): boolean {
     if (this.budget === undefined) return false;
-    if (!this.budget.tryWithdraw()) {
+    // A refused connection cost the endpoint nothing, so sending the request elsewhere adds no
+    // load anywhere; the budget guards against retry storms on a struggling service, and
+    // charging it here would fail requests that an instant retry saves (two of three instances
+    // killed). Such retries are still bounded by `attempts`, and counted.
+    if (failure !== 'connect' && !this.budget.tryWithdraw()) {
       this.stats.budgetExhausted++;
       return false;
     }
