@@ -22,11 +22,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync,
 } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureTools as ensureToolsShared, freePorts, tail, versionOf, which } from './lib/procs.js';
+import { ensureTools as ensureToolsShared, freePorts, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ALL_TARGETS = ['direct', 'tandem', 'nginx', 'haproxy', 'minimal'];
@@ -188,37 +187,9 @@ function describeExit(proc) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function httpGet(port, path = '/', timeoutMs = 1000) {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-      res.on('error', () => resolve(0));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(0));
-  });
-}
-
 /** Poll until every check answers 200 (all on 127.0.0.1), failing early if the process died. */
 async function waitReady(proc, checks, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    if (proc && !alive(proc)) throw new Error(describeExit(proc));
-    let ok = true;
-    for (const [port, path] of checks) {
-      const status = await httpGet(port, path);
-      if (status !== 200) {
-        ok = false;
-        last = `GET http://127.0.0.1:${port}${path} -> ${status || 'connection failed'}`;
-        break;
-      }
-    }
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`not ready after ${timeoutMs / 1000}s (${last})`);
+  await waitUntilAnswering(checks, timeoutMs, () => (proc && !alive(proc) ? describeExit(proc) : undefined));
 }
 
 function ensureTools(tools) {

@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 /* global AbortSignal */
 import { Pool } from 'undici';
-import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, which } from './lib/procs.js';
+import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill';
@@ -220,23 +220,7 @@ function startTarget(name, dir, ports, backendPorts) {
 }
 
 async function waitReady(proc, checks, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    if (proc && !procs.alive(proc)) throw new Error(`exited (${proc.child.exitCode ?? proc.child.signalCode})`);
-    let ok = true;
-    for (const [port, path] of checks) {
-      const { status } = await httpRequest(port, path);
-      if (status !== 200) {
-        ok = false;
-        last = `GET http://127.0.0.1:${port}${path} -> ${status || 'connection failed'}`;
-        break;
-      }
-    }
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`not ready after ${timeoutMs / 1000}s (${last})`);
+  await waitUntilAnswering(checks, timeoutMs, () => (proc && !procs.alive(proc) ? `exited (${proc.child.exitCode ?? proc.child.signalCode})` : undefined));
 }
 
 function procLogs(proc) {

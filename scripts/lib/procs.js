@@ -120,6 +120,31 @@ export function httpRequest(port, path = '/', { method = 'GET', headers = {}, ti
   });
 }
 
+/**
+ * Polls until every [port, path] check on 127.0.0.1 answers 200. `died()` returns why the
+ * process being waited for is gone (then this fails at once), or undefined while it runs.
+ */
+export async function waitUntilAnswering(checks, timeoutMs, died = () => undefined) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const gone = died();
+    if (gone !== undefined) throw new Error(gone);
+    let ok = true;
+    for (const [port, path] of checks) {
+      const { status } = await httpRequest(port, path);
+      if (status !== 200) {
+        ok = false;
+        last = `GET http://127.0.0.1:${port}${path} -> ${status || 'connection failed'}`;
+        break;
+      }
+    }
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`not ready after ${timeoutMs / 1000}s (${last})`);
+}
+
 export function which(bin) {
   const r = spawnSync('which', [bin], { encoding: 'utf8' });
   if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
