@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
@@ -71,7 +71,11 @@ export async function startGateway(config: Record<string, unknown>, opts: { file
     }
     for (const w of waiters) w();
   });
-  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => {
+    // The temp dir this helper made for the config goes with the process.
+    if (!opts.file) rmSync(dirname(configFile), { recursive: true, force: true });
+    resolve(code ?? signal ?? -1);
+  }));
   const waitForLog = (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const check = () => {
