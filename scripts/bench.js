@@ -20,12 +20,12 @@
 // the JSON also holds every round's raw data).
 import { spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync,
+  chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync,
 } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureTools as ensureToolsShared, freePorts, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
+import { createProcs, ensureTools as ensureToolsShared, freePorts, sleep, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ALL_TARGETS = ['direct', 'tandem', 'nginx', 'haproxy', 'minimal'];
@@ -97,82 +97,18 @@ const THREADS = envInt('BENCH_THREADS', 1);
 const OTHER_LOAD_WARN_PCT = 5;
 
 // ---------------------------------------------------------------------------------------------
-// Child process bookkeeping: every child is its own process group (detached) so that stopping it
-// also stops its workers (nginx). Everything is killed on exit, error and SIGINT/SIGTERM.
+// Child process bookkeeping (scripts/lib/procs.js): every child is its own process group
+// (detached) so that stopping it also stops its workers (nginx). Everything is killed on exit,
+// error and SIGINT/SIGTERM/SIGHUP, and the temp dir removed.
 
-const children = new Set();
 let tmpRoot = null;
-
-function alive(proc) {
-  return proc.child.exitCode === null && proc.child.signalCode === null && !proc.spawnError;
-}
-
-function signalProc(proc, sig) {
-  if (!proc.child.pid) return;
-  try {
-    process.kill(-proc.child.pid, sig);
-  } catch {
-    try { process.kill(proc.child.pid, sig); } catch { /* already gone */ }
-  }
-}
-
-function killAllSync(sig) {
-  for (const p of children) if (alive(p)) signalProc(p, sig);
-}
-
-let cleaningUp = false;
-function emergencyExit(code, why) {
-  if (cleaningUp) return;
-  cleaningUp = true;
-  if (why) console.error(`\nbench: ${why}; stopping all children`);
-  killAllSync('SIGTERM');
-  setTimeout(() => {
-    killAllSync('SIGKILL');
-    if (tmpRoot && !opts.keepTmp) try { rmSync(tmpRoot, { recursive: true, force: true }); } catch { /* ignore */ }
-    process.exit(code);
-  }, 500);
-}
-
-process.on('SIGINT', () => emergencyExit(130, 'interrupted'));
-process.on('SIGTERM', () => emergencyExit(143, 'terminated'));
-process.on('SIGHUP', () => emergencyExit(129, 'hangup'));
-process.on('uncaughtException', (e) => { console.error(e); emergencyExit(1, 'uncaught exception'); });
-process.on('unhandledRejection', (e) => { console.error(e); emergencyExit(1, 'unhandled rejection'); });
-process.on('exit', () => killAllSync('SIGKILL'));
-
-/** Spawn a long-running child with stdout/stderr going to files in the temp dir. */
-function startProc(name, cmd, args, { cwd = root, env = process.env } = {}) {
-  if (cleaningUp) throw new Error('shutting down');
-  const outFile = join(tmpRoot, `${name}.stdout.log`);
-  const errFile = join(tmpRoot, `${name}.stderr.log`);
-  const outFd = openSync(outFile, 'a');
-  const errFd = openSync(errFile, 'a');
-  const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', outFd, errFd], detached: true });
-  closeSync(outFd);
-  closeSync(errFd);
-  const proc = { name, cmd, args, child, outFile, errFile, spawnError: null };
-  proc.exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.once('error', (err) => { proc.spawnError = err; resolve({ code: null, signal: null, error: err }); });
-  });
-  children.add(proc);
-  return proc;
-}
-
-async function stopProc(proc, { graceMs = 3000, sig = 'SIGTERM' } = {}) {
-  if (!proc) return;
-  if (alive(proc)) {
-    signalProc(proc, sig);
-    const res = await Promise.race([proc.exited, sleep(graceMs).then(() => 'timeout')]);
-    if (res === 'timeout') {
-      signalProc(proc, 'SIGKILL');
-      await Promise.race([proc.exited, sleep(1000)]);
-    }
-  }
-  // Workers of a process group may outlive the leader for a moment.
-  try { process.kill(-proc.child.pid, 'SIGKILL'); } catch { /* group gone */ }
-  children.delete(proc);
-}
+const procs = createProcs({ tag: 'bench', root });
+const { alive, signalProc, killAllSync, children } = procs;
+const removeTmp = () => { if (tmpRoot && !opts.keepTmp) rmSync(tmpRoot, { recursive: true, force: true }); };
+procs.installHandlers(removeTmp);
+const emergencyExit = (code, why) => procs.fatal(code, why, removeTmp);
+const startProc = (name, cmd, args, options = {}) => procs.start(name, cmd, args, { ...options, dir: tmpRoot });
+const stopProc = (proc, options) => procs.stop(proc, options);
 
 function describeExit(proc) {
   if (proc.spawnError) return `could not spawn ${proc.cmd}: ${proc.spawnError.message}`;
@@ -185,7 +121,6 @@ function describeExit(proc) {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll until every check answers 200 (all on 127.0.0.1), failing early if the process died. */
 async function waitReady(proc, checks, timeoutMs) {
@@ -286,7 +221,7 @@ function runWrk(port, seconds, { latency = true } = {}) {
   const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`];
   if (latency) args.push('--latency');
   args.push(`http://127.0.0.1:${port}/`);
-  if (cleaningUp) return Promise.resolve({ code: null, stdout: '', stderr: '', error: new Error('shutting down') });
+  if (procs.isCleaningUp()) return Promise.resolve({ code: null, stdout: '', stderr: '', error: new Error('shutting down') });
   return new Promise((resolve) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const proc = { name: 'wrk', cmd: 'wrk', child, spawnError: null };
@@ -963,7 +898,7 @@ async function main() {
       }
       process.stdout.write(`bench: ${ROUNDS > 1 ? `round ${round}/${ROUNDS}: ` : ''}${LABELS[name]} ... `);
       const r = await benchTarget(name, targets[name], backendProcs);
-      if (cleaningUp) return new Promise(() => {}); // interrupted: emergencyExit() ends the process
+      if (procs.isCleaningUp()) return new Promise(() => {}); // interrupted: emergencyExit() ends the process
       r.round = round;
       runsByTarget[name].push(r);
       if (r.requestsPerSec !== undefined) {

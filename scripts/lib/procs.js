@@ -84,7 +84,7 @@ export function createProcs({ tag, root }) {
     process.on('exit', () => { killAllSync('SIGCONT'); killAllSync('SIGKILL'); });
   }
 
-  return { alive, signalProc, killAllSync, start, stop, installHandlers, isCleaningUp: () => cleaningUp, children };
+  return { alive, signalProc, killAllSync, start, stop, installHandlers, fatal: onFatal, isCleaningUp: () => cleaningUp, children };
 }
 
 export async function freePorts(n) {
