@@ -70,6 +70,7 @@ describe('the minimal config', () => {
       outlier: { ...d.outlier },
       panicThreshold: d.panicThreshold,
       retry: { ...d.retry, budget: { ...d.retry.budget } },
+      hedge: { ...d.hedge, methods: [...d.hedge.methods] },
     });
     assert.deepEqual(c.routes, [{ prefix: '/', host: undefined, service: 'shop', stripPrefix: DEFAULTS.route.stripPrefix }]);
     assert.deepEqual(c.limits, { ...DEFAULTS.limits });
@@ -261,6 +262,13 @@ describe('every problem has its path and a hint', () => {
     const retried = validateConfig(rt({ perTryTimeout: '200ms', budget: { percent: 50 } })).services.get('shop')!;
     assert.deepEqual(retried.retry, { ...DEFAULTS.service.retry, perTryTimeout: 200, budget: { percent: 50, minPerSecond: 10 } });
     assert.equal(validateConfig(rt(false)).services.get('shop')!.retry, false);
+    const hg = (hedge: unknown) => config({ service: { hedge } });
+    assertProblems(hg({ methods: ['GET', 'POST'] }), [['services.shop.hedge.methods[1]', /^POST is not idempotent and must not be sent twice/]]);
+    assertProblems(hg({ percentile: 100 }), [['services.shop.hedge.percentile', /must be < 100/]]);
+    assertProblems(hg({ minDelay: 'soon' }), [['services.shop.hedge.minDelay', /is not a duration/]]);
+    assertProblems(hg({ after: 'p95' }), [['services.shop.hedge.after', /^unknown key/]]);
+    assert.deepEqual(validateConfig(hg({ percentile: 99, methods: ['GET', 'PUT'] })).services.get('shop')!.hedge, { percentile: 99, minDelay: 10, methods: ['GET', 'PUT'] });
+    assert.equal(validateConfig(hg(false)).services.get('shop')!.hedge, false);
     const off = validateConfig(config({ service: { healthCheck: false, outlier: { consecutiveFailures: 3 } } })).services.get('shop')!;
     assert.equal(off.healthCheck, false);
     assert.deepEqual(off.outlier, { ...DEFAULTS.service.outlier, consecutiveFailures: 3 });

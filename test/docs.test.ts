@@ -51,11 +51,12 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['Top level', { admin: DEFAULTS.admin, trustedProxies: DEFAULTS.trustedProxies, drainTimeout: DEFAULTS.drainTimeout }, props],
     ['`limits`', DEFAULTS.limits, props.limits.properties],
     ['`log`', DEFAULTS.log, props.log.properties],
-    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier', 'retry'].includes(k))), props.services.additionalProperties.properties],
+    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier', 'retry', 'hedge'].includes(k))), props.services.additionalProperties.properties],
     ['`services.<name>.healthCheck`', DEFAULTS.service.healthCheck, props.services.additionalProperties.properties.healthCheck.else.properties],
     ['`services.<name>.outlier`', DEFAULTS.service.outlier, props.services.additionalProperties.properties.outlier.properties],
     ['`services.<name>.retry`', Object.fromEntries(Object.entries(DEFAULTS.service.retry).filter(([k]) => k !== 'budget')), props.services.additionalProperties.properties.retry.else.properties],
     ['`services.<name>.retry.budget`', DEFAULTS.service.retry.budget, props.services.additionalProperties.properties.retry.else.properties.budget.properties],
+    ['`services.<name>.hedge`', DEFAULTS.service.hedge, props.services.additionalProperties.properties.hedge.else.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
   ];
   for (const [heading, defaults, schema] of sections) {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { FakeClock } from '../src/core/clock.js';
 import { DEFAULT_LATENCY_TRACKER, LatencyTracker, type LatencyTrackerOptions } from '../src/upstream/resilience/latency.js';
 import { DEFAULT_HEDGE, HedgePolicy, type HedgeOptions } from '../src/upstream/resilience/hedge.js';
+import { DueQueue } from '../src/upstream/resilience/due-queue.js';
 
 function setup(trackerOptions: Partial<LatencyTrackerOptions> = {}, hedgeOptions: Partial<HedgeOptions> = {}) {
   const clock = new FakeClock();
@@ -178,5 +179,77 @@ describe('HedgePolicy', () => {
     methods.push('DELETE');
     assert.deepEqual(hedge.options.methods, ['GET'], 'the options were copied');
     assert.ok(Object.isFrozen(hedge.options));
+  });
+});
+
+describe('DueQueue', () => {
+  function queue() {
+    const clock = new FakeClock();
+    const fired: string[] = [];
+    const q = new DueQueue<string>(clock, (item) => fired.push(`${item}@${clock.now()}`));
+    return { clock, fired, q };
+  }
+
+  test('fires each entry at its time, in the order added, on one timer', () => {
+    const { clock, fired, q } = queue();
+    q.add('a', 10);
+    q.add('b', 15);
+    q.add('c', 15);
+    assert.equal(clock.pending, 1, 'one timer for the whole queue');
+    clock.advance(9);
+    assert.deepEqual(fired, []);
+    clock.advance(1);
+    assert.deepEqual(fired, ['a@10']);
+    clock.advance(10);
+    assert.deepEqual(fired, ['a@10', 'b@15', 'c@15']);
+    assert.equal(q.size, 0);
+    assert.equal(clock.pending, 0, 'no timer while empty');
+  });
+
+  test('a cancelled entry never fires; spent and unknown tickets are ignored', () => {
+    const { clock, fired, q } = queue();
+    const a = q.add('a', 10);
+    const b = q.add('b', 20);
+    q.cancel(a);
+    clock.advance(30);
+    assert.deepEqual(fired, ['b@20']);
+    q.cancel(b);
+    q.cancel(12345);
+    const c = q.add('c', 40);
+    assert.equal(c, 2, 'tickets keep counting after the queue emptied');
+    clock.advance(10);
+    assert.deepEqual(fired, ['b@20', 'c@40']);
+  });
+
+  test('an entry due earlier than one ahead of it waits for that one (the documented lateness)', () => {
+    const { clock, fired, q } = queue();
+    q.add('late', 50);
+    q.add('early', 20);
+    clock.advance(49);
+    assert.deepEqual(fired, []);
+    clock.advance(1);
+    assert.deepEqual(fired, ['late@50', 'early@50']);
+  });
+
+  test('clear drops every entry and the timer', () => {
+    const { clock, fired, q } = queue();
+    const a = q.add('a', 10);
+    q.clear();
+    assert.equal(clock.pending, 0);
+    q.cancel(a);
+    clock.advance(100);
+    assert.deepEqual(fired, []);
+  });
+
+  test('many entries: the fired prefix is dropped, tickets stay valid', () => {
+    const { clock, fired, q } = queue();
+    const tickets: number[] = [];
+    for (let i = 0; i < 3000; i++) tickets.push(q.add(`e${i}`, i < 2000 ? 1 : 100));
+    clock.advance(1);
+    assert.equal(fired.length, 2000);
+    q.cancel(tickets[2500]!);
+    clock.advance(99);
+    assert.equal(fired.length, 2999);
+    assert.ok(!fired.includes('e2500@100'));
   });
 });

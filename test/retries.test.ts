@@ -1,8 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { startGateway, type RunningGateway } from './helpers/gateway.js';
-import { freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
+import { clusterService, metricSum, startGateway, type RunningGateway } from './helpers/gateway.js';
+import { answerOk, freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
 
 /**
  * Retries through the real gateway, against real processes and sockets: a failed attempt goes
@@ -29,31 +29,13 @@ async function backend(name: string, handler?: (req: IncomingMessage, res: Serve
   return b;
 }
 
-/** Answers 200 naming itself once the request body is read. */
-function ok(name: string) {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(name));
-  };
-}
-
 /** Reads the whole request, then closes the connection without a byte of answer. */
 function cutAfterReading(req: IncomingMessage): void {
   req.resume();
   req.on('end', () => req.socket.destroy());
 }
 
-async function metric(gw: RunningGateway, pattern: RegExp): Promise<number> {
-  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return sum;
-}
-
-async function clusterOf(gw: RunningGateway): Promise<ClusterService> {
-  const body = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: ClusterService[] };
-  return body.services.find((s) => s.name === 'shop')!;
-}
+const clusterOf = (gw: RunningGateway) => clusterService<ClusterService>(gw, 'shop');
 
 /** Request ids (the `id` query parameter) each backend saw. */
 function ids(...backends: Backend[]): string[] {
@@ -77,7 +59,7 @@ test('one of three instances SIGKILLed: 300 sequential GETs all succeed on retri
     statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
   }
   assert.deepEqual([...statuses], [[200, 300]]);
-  const retries = await metric(gw, /^tandem_retries_total\{service="shop",reason="(connect|reset|reset-before-send)"\}/);
+  const retries = await metricSum(gw, /^tandem_retries_total\{service="shop",reason="(connect|reset|reset-before-send)"\}/);
   assert.ok(retries >= 5, `retries counted: ${retries}`);
   const cluster = await clusterOf(gw);
   assert.equal(cluster.retries.connect! + cluster.retries.reset! + cluster.retries['reset-before-send']!, retries);
@@ -91,21 +73,21 @@ test('an instance answering 503 to 30 % of requests: every GET gets 200, the 503
     const fail = n++ % 10 < 3;
     res.writeHead(fail ? 503 : 200, { 'content-type': 'text/plain' }).end(fail ? 'busy' : 'flaky');
   });
-  const good = [await backend('a', ok('a')), await backend('b', ok('b'))];
+  const good = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];
   const gw = await gateway(shopConfig([flaky.address, ...good.map((b) => b.address)], { healthCheck: false, balancer: 'round-robin' }));
   for (let i = 0; i < 150; i++) {
     const res = await fetch(`${gw.url}/x?id=${i}`);
     assert.equal(res.status, 200, await res.text());
   }
   assert.ok(flaky.seen.length >= 40, `flaky saw ${flaky.seen.length}`);
-  const retried = await metric(gw, /^tandem_retries_total\{service="shop",reason="status-503"\}/);
+  const retried = await metricSum(gw, /^tandem_retries_total\{service="shop",reason="status-503"\}/);
   assert.ok(retried >= 10, `retries for 503: ${retried}`);
   assert.equal((await clusterOf(gw)).retries['status-503'], retried);
 });
 
 test('POST and PUT: never re-sent once they may have been processed; re-sent when they cannot have been', async () => {
   const cutter = await backend('cutter', cutAfterReading);
-  const good = [await backend('a', ok('a')), await backend('b', ok('b'))];
+  const good = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];
   const gw = await gateway(shopConfig([cutter.address, ...good.map((b) => b.address)], {
     healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 },
   }));
@@ -144,7 +126,7 @@ test('POST and PUT: never re-sent once they may have been processed; re-sent whe
 
 test('POST when the picked endpoint refuses connections: retried (it never left), 200, processed once', async () => {
   const dead = await freePort();
-  const good = [await backend('a', ok('a')), await backend('b', ok('b'))];
+  const good = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];
   const gw = await gateway(shopConfig([`127.0.0.1:${dead}`, ...good.map((b) => b.address)], { healthCheck: false, balancer: 'round-robin' }));
   for (let i = 0; i < 12; i++) {
     const res = await fetch(`${gw.url}/x?id=p${i}`, { method: 'POST', body: JSON.stringify({ i }) });
@@ -159,7 +141,7 @@ test('POST when the picked endpoint refuses connections: retried (it never left)
   const seen = ids(...good);
   assert.equal(seen.length, 18);
   assert.equal(new Set(seen).size, 18);
-  assert.ok(await metric(gw, /^tandem_retries_total\{service="shop",reason="connect"\}/) >= 3);
+  assert.ok(await metricSum(gw, /^tandem_retries_total\{service="shop",reason="connect"\}/) >= 3);
 });
 
 test('the budget: with every instance failing, retries stop at 20 % of requests + the per-second reserve, and the refusals are counted', async (t) => {
@@ -172,11 +154,11 @@ test('the budget: with every instance failing, retries stop at 20 % of requests 
     retry: { budget: { percent: 20, minPerSecond: 1 } },
   }));
   for (let i = 0; i < 30; i++) assert.equal((await fetch(`${gw.url}/x?id=${i}`)).status, 503);
-  const retries = await metric(gw, /^tandem_retries_total\{service="shop"/);
+  const retries = await metricSum(gw, /^tandem_retries_total\{service="shop"/);
   // Reserve: 1/s × 10 s = 10; deposits: 20 % of 30 requests = 6. Without a budget: 60.
   assert.ok(retries >= 10 && retries <= 16, `retries: ${retries}`);
   assert.equal(failing.reduce((n, b) => n + b.seen.length, 0), 30 + retries);
-  const exhausted = await metric(gw, /^tandem_retry_budget_exhausted_total\{service="shop"\}/);
+  const exhausted = await metricSum(gw, /^tandem_retry_budget_exhausted_total\{service="shop"\}/);
   assert.ok(exhausted > 0);
   const cluster = await clusterOf(gw);
   assert.equal(cluster.budgetExhausted, exhausted);
@@ -186,14 +168,14 @@ test('the budget: with every instance failing, retries stop at 20 % of requests 
 
 test('retries after a refused connection are not charged to the budget: with the budget empty they still save every GET; 503s are not retried', async () => {
   const dead = await freePort();
-  const good = await backend('a', ok('a'));
+  const good = await backend('a', answerOk('a'));
   const gw = await gateway(shopConfig([`127.0.0.1:${dead}`, good.address], {
     healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1_000_000 },
     retry: { budget: { percent: 0, minPerSecond: 0 } },
   }));
   for (let i = 0; i < 20; i++) assert.equal((await fetch(`${gw.url}/x?id=${i}`)).status, 200);
-  assert.ok(await metric(gw, /^tandem_retries_total\{service="shop",reason="connect"\}/) >= 10);
-  assert.equal(await metric(gw, /^tandem_retry_budget_exhausted_total\{service="shop"\}/), 0);
+  assert.ok(await metricSum(gw, /^tandem_retries_total\{service="shop",reason="connect"\}/) >= 10);
+  assert.equal(await metricSum(gw, /^tandem_retry_budget_exhausted_total\{service="shop"\}/), 0);
   // The same empty budget refuses a retry that would add load: a 503 reaches the client.
   const flaky = await backend('b', (req, res) => {
     req.resume();
@@ -206,12 +188,12 @@ test('retries after a refused connection are not charged to the budget: with the
   const statuses = [];
   for (let i = 0; i < 4; i++) statuses.push((await fetch(`${gw2.url}/y?id=${i}`)).status);
   assert.ok(statuses.includes(503), `statuses: ${statuses.join(',')}`);
-  assert.ok(await metric(gw2, /^tandem_retry_budget_exhausted_total\{service="shop"\}/) > 0);
+  assert.ok(await metricSum(gw2, /^tandem_retry_budget_exhausted_total\{service="shop"\}/) > 0);
 });
 
 test('x-tandem-timeout-ms tells the endpoint the time left (a client value is dropped); a per-try timeout moves a GET off a hanging endpoint', async (t) => {
   const hang = await backend('hang', () => { /* never answers */ });
-  const good = [await backend('a', ok('a')), await backend('b', ok('b'))];
+  const good = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];
   const gw = await gateway(shopConfig([hang.address, ...good.map((b) => b.address)], {
     healthCheck: false, balancer: 'round-robin', timeout: '2s', retry: { perTryTimeout: '200ms' },
   }));
@@ -231,7 +213,7 @@ test('x-tandem-timeout-ms tells the endpoint the time left (a client value is dr
       assert.ok(Number(v) > 0 && Number(v) <= 200, `x-tandem-timeout-ms: ${v}`);
     }
   }
-  assert.equal(await metric(gw, /^tandem_retries_total\{service="shop",reason="timeout"\}/), hang.seen.length);
+  assert.equal(await metricSum(gw, /^tandem_retries_total\{service="shop",reason="timeout"\}/), hang.seen.length);
   t.diagnostic(`${slow} of 6 GETs met the hanging endpoint first and were answered by another after ~200 ms`);
 });
 

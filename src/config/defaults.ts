@@ -74,6 +74,17 @@ export const DEFAULTS = Object.freeze({
       /** Finagle's budget: retries at most 20 % of requests plus 10 per second (over 10 s). */
       budget: Object.freeze({ percent: 20, minPerSecond: 10 }),
     }),
+    /**
+     * Hedging: a second copy of a slow GET/HEAD/OPTIONS to another endpoint once the first has
+     * waited longer than 95 % of the service's recent requests (never sooner than 10 ms). At most
+     * ≈ 5 % extra requests, within the retry budget; a frozen or stuck instance then costs a
+     * client the service's p95 instead of the whole timeout (see resilience/hedge.ts).
+     */
+    hedge: Object.freeze({
+      percentile: 95,
+      minDelay: 10,
+      methods: Object.freeze(['GET', 'HEAD', 'OPTIONS']) as readonly string[],
+    }),
   }),
   route: Object.freeze({ stripPrefix: false }),
 });

@@ -106,6 +106,21 @@ const retry = {
   description: 'Retries to another endpoint: an object (every key optional) or false.',
 } as const;
 
+const hedge = {
+  if: { type: 'boolean' },
+  then: { const: false, description: 'false turns hedging off.' },
+  else: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      percentile: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 100, description: 'Hedge once a request has waited longer than this percentile of recent requests.' },
+      minDelay: duration,
+      methods: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, description: 'Methods that hedge; idempotent ones only.' },
+    },
+  },
+  description: 'Hedged requests: an object (every key optional) or false.',
+} as const;
+
 const service = {
   type: 'object',
   additionalProperties: false,
@@ -124,6 +139,7 @@ const service = {
     outlier,
     panicThreshold: share,
     retry,
+    hedge,
   },
 } as const;
 

@@ -29,6 +29,17 @@ export interface ServiceConfig {
   panicThreshold: number;
   /** Retries to other endpoints, or false when turned off. */
   retry: RetryConfig | false;
+  /** Hedged requests, or false when turned off. Needs retries (hedges draw on their budget). */
+  hedge: HedgeConfig | false;
+}
+
+export interface HedgeConfig {
+  /** Percentile (0–100, exclusive) of the service's recent latency after which a hedge goes. */
+  percentile: number;
+  /** Never hedge sooner than this (ms). */
+  minDelay: number;
+  /** Methods that hedge (idempotent ones only). */
+  methods: string[];
 }
 
 export interface RetryConfig {

@@ -4,11 +4,12 @@ import { parseHostPort, type HostPort } from '../core/address.js';
 import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
 import type { BalancerKind } from '../upstream/balancer/balancer.js';
+import { isIdempotent } from '../upstream/resilience/retry-policy.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
-  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, LogLevel, OutlierConfig, RetryConfig, RouteConfig, ServiceConfig,
+  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, LogLevel, OutlierConfig, RetryConfig, RouteConfig, ServiceConfig,
 } from './types.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
@@ -173,6 +174,23 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
     outlier: outlier(raw.outlier, joinPath(base, 'outlier'), problems),
     panicThreshold: typeof raw.panicThreshold === 'number' ? raw.panicThreshold : d.panicThreshold,
     retry: retry(raw.retry, joinPath(base, 'retry'), problems),
+    hedge: hedge(raw.hedge, joinPath(base, 'hedge'), problems),
+  };
+}
+
+function hedge(raw: unknown, base: string, problems: ConfigProblem[]): HedgeConfig | false {
+  if (raw === false) return false;
+  const d = DEFAULTS.service.hedge;
+  const r = isObject(raw) ? raw : {};
+  const methods = Array.isArray(r.methods) ? r.methods.filter((m): m is string => typeof m === 'string') : [...d.methods];
+  methods.forEach((m, i) => {
+    // Both copies of a hedged request may run to completion on two endpoints.
+    if (!isIdempotent(m)) problems.push({ path: joinPath(joinPath(base, 'methods'), i), message: `${m} is not idempotent and must not be sent twice — hedge only GET, HEAD, OPTIONS, PUT, DELETE or TRACE` });
+  });
+  return {
+    percentile: typeof r.percentile === 'number' ? r.percentile : d.percentile,
+    minDelay: durationOr(r.minDelay, d.minDelay),
+    methods,
   };
 }
 

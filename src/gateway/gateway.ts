@@ -56,7 +56,8 @@ export class Gateway {
     const registry = createGatewayRegistry({
       services: () => [...this.upstreams.values()].map((u) => ({
         name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
-        retries: u.stats.retries, budgetExhausted: u.stats.budgetExhausted, active: u.stats.active, overloaded: u.stats.overloaded,
+        retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted,
+        active: u.stats.active, overloaded: u.stats.overloaded,
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,

@@ -42,7 +42,10 @@ export interface ServiceStats {
   panic: boolean;
   /** Retries sent, indexed as FAILURE_KINDS. */
   retries: readonly number[];
-  /** Retries the budget refused. */
+  /** Hedges sent, and hedges that answered before the attempt they doubled. */
+  hedges: number;
+  hedgeWins: number;
+  /** Retries and hedges the budget refused. */
   budgetExhausted: number;
   /** Requests in progress now, and requests refused at the concurrency limit so far. */
   active: number;
@@ -126,8 +129,12 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.active }))),
     new PulledMetric('tandem_requests_rejected_total', 'Requests refused at once with 503, by service and reason.', 'counter', () =>
       [...stats.services()].map((s) => ({ labels: { service: s.name, reason: 'concurrency-limit' }, value: s.overloaded }))),
-    new PulledMetric('tandem_retry_budget_exhausted_total', 'Retries not sent because the retry budget was spent, by service.', 'counter', () =>
+    new PulledMetric('tandem_retry_budget_exhausted_total', 'Retries and hedges not sent because the retry budget was spent, by service.', 'counter', () =>
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.budgetExhausted }))),
+    new PulledMetric('tandem_hedges_total', 'Hedged requests: second attempts sent to another endpoint because the first was slower than the hedge delay, by service.', 'counter', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.hedges }))),
+    new PulledMetric('tandem_hedge_wins_total', 'Hedges that answered before the attempt they doubled, by service.', 'counter', () =>
+      [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.hedgeWins }))),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;

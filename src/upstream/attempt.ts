@@ -5,6 +5,7 @@ import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { classifyUpstreamError } from './classify.js';
 import { TandemError } from '../core/errors.js';
 import type { OutlierDetector } from './health/outlier.js';
+import type { LatencyTracker } from './resilience/latency.js';
 
 /**
  * One exchange with one endpoint: bridges undici's dispatch callbacks to a ResponseHandler and
@@ -29,6 +30,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     private handler: ResponseHandler,
     /** Told the outcome: a response < 500 is a success; a 5xx or no response, a failure. */
     private readonly outlier?: OutlierDetector<Endpoint>,
+    /** The service's recent latency (for hedging), fed with every answer below 500. */
+    private readonly latency?: LatencyTracker,
   ) {
     endpoint.inflight++;
   }
@@ -115,6 +118,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true; // 1xx interim responses are not forwarded
     const now = performance.now();
     this.endpoint.observeLatency(now - this.started, now);
+    if (statusCode < 500) this.latency?.record(now - this.started);
     const cls = (statusCode / 100) | 0;
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
     this.responded = true;

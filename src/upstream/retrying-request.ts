@@ -24,6 +24,15 @@ export interface RetryHost {
   createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt;
   /** Takes a retry from the budget (counted by reason), or counts the refusal and says no. */
   withdrawRetry(failure: FailureKind): boolean;
+  /** Milliseconds after which a request with this method is hedged; undefined = never. */
+  hedgeDelay(method: string): number | undefined;
+  /** Calls `request.hedgeDue()` `delayMs` from now; returns a ticket for `cancelHedge`. */
+  scheduleHedge(request: RetryingRequest, delayMs: number): number;
+  cancelHedge(ticket: number): void;
+  /** Takes a hedge from the retry budget (counted), or counts the refusal and says no. */
+  withdrawHedge(): boolean;
+  /** A hedge answered first (counted). */
+  hedgeWon(): void;
   /** The error for a request no endpoint can take (counted). */
   noEndpoint(): TandemError;
   /** The request has its one outcome (called exactly once). */
@@ -38,13 +47,26 @@ const NO_RETRY: RetryConfig = Object.freeze({ attempts: 1, perTryTimeout: undefi
  * exactly one outcome: a response, or one error. A 502/503/504 that will be retried is held back
  * and its exchange abandoned; once headers went to the client nothing is retried.
  *
+ * Hedging: when the first attempt has waited longer than the service's hedge delay (a recent
+ * latency percentile), a second attempt (the hedge) goes to another endpoint while the first
+ * keeps running. Two legs are then live: the primary, whose callbacks come to this object, and
+ * the hedge, whose callbacks come through a HedgeLeg. The first leg to deliver usable headers
+ * wins and the other is abandoned; a leg that fails while the other is live is simply dropped.
+ *
  * The common case (first attempt answers) costs this one object: the endpoints tried are kept
- * in an array only once there is a second attempt.
+ * in an array only once there is a second attempt, and hedge timing shares one timer per service.
  */
 export class RetryingRequest implements ResponseHandler {
   private readonly policy: RetryConfig;
+  /** The primary leg: its exchange reports to this object. */
   private attempt: Attempt | undefined;
   private endpoint: Endpoint | undefined;
+  /** The primary leg is waiting for its response (false between a failure and the retry). */
+  private live = false;
+  /** The hedge leg, once one was sent (at most one per request). */
+  private hedge: HedgeLeg | undefined;
+  /** The pending hedge timer's ticket; -1 when none. */
+  private hedgeTicket = -1;
   /** Endpoints of the attempts before the current one, once there are any. */
   private tried: Endpoint[] | undefined;
   private attempts = 0;
@@ -54,10 +76,12 @@ export class RetryingRequest implements ResponseHandler {
   private headerAt = -1;
   /** Headers went to the client: from here on, callbacks pass straight through. */
   private forwarded = false;
+  /** The one outcome was delivered. */
+  private done = false;
   /** The retry policy said yes but the deadline had passed. */
   private expired = false;
   private nextEndpoint: Endpoint | undefined;
-  /** Times a wait shorter than `timeout` (undici's own timers are too coarse for it). */
+  /** Times the primary's wait when shorter than `timeout` (undici's own timers are too coarse for it). */
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -97,15 +121,20 @@ export class RetryingRequest implements ResponseHandler {
     // by limits.requestTimeout.
     this.deadline = performance.now() + this.timeoutMs;
     this.send(endpoint);
+    // A hedge is a second copy of the request: only with a body that can be sent twice.
+    const body = this.request.body;
+    if (this.policy.attempts > 1 && (body === null || Buffer.isBuffer(body))) {
+      const delay = this.host.hedgeDelay(this.request.method);
+      if (delay !== undefined) this.hedgeTicket = this.host.scheduleHedge(this, delay);
+    }
   }
 
+  /** Sends the primary leg to `endpoint`. */
   private send(endpoint: Endpoint): void {
     this.attempts++;
     this.endpoint = endpoint;
-    // The first attempt's wait is exactly `timeout` (equal to the body timeout: one undici timer).
-    const left = this.attempts === 1 ? this.timeoutMs : Math.max(1, Math.ceil(this.deadline - performance.now()));
-    const wait = this.policy.perTryTimeout === undefined ? left : Math.min(this.policy.perTryTimeout, left);
-    this.setTimeoutHeader(wait);
+    this.live = true;
+    const wait = this.waitForNext();
     const attempt = this.host.createAttempt(endpoint, this);
     this.attempt = attempt;
     if (wait < this.timeoutMs) this.timer = setTimeout(perTryTimedOut, wait, this, attempt, wait);
@@ -113,11 +142,48 @@ export class RetryingRequest implements ResponseHandler {
     attempt.dispatch(this.request, this.timeoutMs, this.timeoutMs);
   }
 
-  /** The per-try timer fired: fails the attempt it was armed for, if that is still waiting. */
+  /**
+   * The wait for a new attempt's headers, also sent in its timeout header: what is left of the
+   * deadline, capped per try. The first attempt's is exactly `timeout`.
+   */
+  private waitForNext(): number {
+    const left = this.attempts === 1 ? this.timeoutMs : Math.max(1, Math.ceil(this.deadline - performance.now()));
+    const wait = this.policy.perTryTimeout === undefined ? left : Math.min(this.policy.perTryTimeout, left);
+    this.setTimeoutHeader(wait);
+    return wait;
+  }
+
+  /** The hedge timer fired (called by the Upstream's queue). */
+  hedgeDue(): void {
+    this.hedgeTicket = -1;
+    if (this.forwarded || this.done || !this.live || this.hedge !== undefined) return;
+    if (this.attempts >= this.policy.attempts || performance.now() >= this.deadline) return;
+    const last = this.endpoint!;
+    const tried = this.tried ?? (this.tried = []);
+    tried.push(last);
+    const next = this.host.pickAgain(this.request.hashKey, tried, last);
+    if (next === undefined || next === last || !this.host.withdrawHedge()) return;
+    this.attempts++;
+    const wait = this.waitForNext();
+    const leg = new HedgeLeg(this, next);
+    leg.attempt = this.host.createAttempt(next, leg);
+    this.hedge = leg;
+    leg.timer = setTimeout(perTryTimedOut, wait, this, leg.attempt, wait);
+    leg.attempt.dispatch(this.request, this.timeoutMs, this.timeoutMs);
+  }
+
+  /** A per-try timer fired: fails the attempt it was armed for, if that is still waiting. */
   timedOut(attempt: Attempt, wait: number): void {
-    this.timer = undefined;
-    if (attempt !== this.attempt || this.forwarded) return;
-    attempt.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${this.endpoint!.id} sent no response headers within ${wait} ms`, { status: 504 }));
+    const hedge = this.hedge;
+    if (hedge !== undefined && attempt === hedge.attempt) hedge.timer = undefined;
+    else if (attempt === this.attempt) this.timer = undefined;
+    if (this.forwarded || !this.isLive(attempt)) return;
+    const endpoint = attempt === this.attempt ? this.endpoint! : hedge!.endpoint;
+    attempt.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${endpoint.id} sent no response headers within ${wait} ms`, { status: 504 }));
+  }
+
+  private isLive(attempt: Attempt): boolean {
+    return attempt === this.attempt ? this.live : this.hedge !== undefined && attempt === this.hedge.attempt && this.hedge.live;
   }
 
   private clearTimer(): void {
@@ -140,19 +206,84 @@ export class RetryingRequest implements ResponseHandler {
     this.handler.onStart(endpoint, abort);
   }
 
+  /** The hedge leg got its connection: the client's handler learns of it once it is the leg that counts. */
+  hedgeStarted(leg: HedgeLeg): void {
+    if (!this.live && !this.forwarded && !this.done) this.handler.onStart(leg.endpoint, leg.abort!);
+  }
+
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.clearTimer();
-    if (!this.forwarded && (statusCode === 502 || statusCode === 503 || statusCode === 504)) {
-      const failure: FailureKind = statusCode === 502 ? 'status-502' : statusCode === 503 ? 'status-503' : 'status-504';
-      if (this.mayGoAgain(failure)) {
+    if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
+    if (isHeld(statusCode)) {
+      const failure = failureOfStatus(statusCode);
+      if (this.hedge?.live === true) {
+        // The hedge is still out: drop this answer and wait for it.
+        this.live = false;
+        this.attempt!.abandon();
+        this.survivor(this.hedge);
+        return true;
+      }
+      if (this.mayGoAgain(failure, this.endpoint!)) {
         // Held back: the client never sees this answer.
+        this.live = false;
         this.attempt!.abandon();
         this.retry(failure);
         return true;
       }
     }
-    this.forwarded = true;
+    this.win();
+    if (this.hedge?.live === true) {
+      this.hedge.live = false;
+      this.hedge.clearTimer();
+      this.hedge.attempt.abandon();
+    }
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
+  }
+
+  /** Response headers from the hedge leg. */
+  hedgeHeaders(leg: HedgeLeg, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    leg.clearTimer();
+    if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
+    if (isHeld(statusCode)) {
+      const failure = failureOfStatus(statusCode);
+      if (this.live) {
+        leg.live = false;
+        leg.attempt.abandon();
+        return true;
+      }
+      if (this.mayGoAgain(failure, leg.endpoint)) {
+        leg.live = false;
+        leg.attempt.abandon();
+        this.retry(failure);
+        return true;
+      }
+    }
+    this.win();
+    this.host.hedgeWon();
+    if (this.live) {
+      this.live = false;
+      this.clearTimer();
+      this.attempt!.abandon();
+    }
+    this.handler.onStart(leg.endpoint, leg.abort!);
+    return this.handler.onHeaders(statusCode, rawHeaders, resume);
+  }
+
+  /** Headers are going to the client: no other attempt will be made. */
+  private win(): void {
+    this.forwarded = true;
+    this.cancelHedgeTimer();
+  }
+
+  private cancelHedgeTimer(): void {
+    if (this.hedgeTicket < 0) return;
+    this.host.cancelHedge(this.hedgeTicket);
+    this.hedgeTicket = -1;
+  }
+
+  /** `leg` is now the only one live: the client's handler must be able to abort it. */
+  private survivor(leg: HedgeLeg): void {
+    if (leg.abort !== undefined) this.handler.onStart(leg.endpoint, leg.abort);
   }
 
   onData(chunk: Buffer, last: boolean): boolean {
@@ -160,30 +291,69 @@ export class RetryingRequest implements ResponseHandler {
   }
 
   onComplete(): void {
-    this.host.settled();
+    this.settle();
     this.handler.onComplete();
   }
 
   onError(error: TandemError): void {
     this.clearTimer();
-    if (!this.forwarded) {
-      const failure = failureOf(error, this.attempt!.sent);
-      if (failure !== undefined && this.mayGoAgain(failure)) {
-        this.retry(failure);
+    this.live = false;
+    if (!this.forwarded && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
+      if (this.hedge?.live === true) {
+        this.survivor(this.hedge);
         return;
       }
-      if (this.expired) {
-        this.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `no answer from ${this.host.name} within ${this.timeoutMs} ms over ${this.attempts} attempts`, { cause: error, status: 504 }));
-        return;
-      }
+      if (this.recover(error, this.attempt!, this.endpoint!)) return;
     }
     this.fail(error);
   }
 
-  /** The one error outcome. */
+  /** The hedge leg failed. */
+  hedgeError(leg: HedgeLeg, error: TandemError): void {
+    leg.clearTimer();
+    leg.live = false;
+    if (!this.forwarded && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
+      if (this.live) return; // the primary is still out
+      if (this.recover(error, leg.attempt, leg.endpoint)) return;
+    }
+    this.fail(error);
+  }
+
+  /** After the last live leg failed: retries when allowed (true), or reports why not later. */
+  private recover(error: TandemError, attempt: Attempt, endpoint: Endpoint): boolean {
+    const failure = failureOf(error, attempt.sent);
+    if (failure !== undefined && this.mayGoAgain(failure, endpoint)) {
+      this.retry(failure);
+      return true;
+    }
+    if (this.expired) {
+      this.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `no answer from ${this.host.name} within ${this.timeoutMs} ms over ${this.attempts} attempts`, { cause: error, status: 504 }));
+      return true;
+    }
+    return false;
+  }
+
+  /** The one error outcome; any leg still out is abandoned. */
   private fail(error: TandemError): void {
-    this.host.settled();
+    if (this.done) return;
+    if (this.live) {
+      this.live = false;
+      this.clearTimer();
+      this.attempt!.abandon();
+    }
+    if (this.hedge?.live === true) {
+      this.hedge.live = false;
+      this.hedge.clearTimer();
+      this.hedge.attempt.abandon();
+    }
+    this.settle();
     this.handler.onError(error);
+  }
+
+  private settle(): void {
+    this.done = true;
+    this.cancelHedgeTimer();
+    this.host.settled();
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[], socket: Duplex): void {
@@ -191,14 +361,13 @@ export class RetryingRequest implements ResponseHandler {
   }
 
   /** Policy, attempts, deadline, another endpoint, budget — in that order (the budget last: it is spent). */
-  private mayGoAgain(failure: FailureKind): boolean {
+  private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
     if (this.attempts >= this.policy.attempts) return false;
     if (!mayRetry({ method: this.request.method, failure, bodyReplayable: this.replayable(failure) })) return false;
     if (performance.now() >= this.deadline) {
       this.expired = true;
       return false;
     }
-    const last = this.endpoint!;
     const tried = this.tried ?? (this.tried = []);
     tried.push(last);
     const next = this.host.pickAgain(this.request.hashKey, tried, last);
@@ -226,8 +395,61 @@ export class RetryingRequest implements ResponseHandler {
       this.send(next);
       return;
     }
-    setTimeout(() => this.send(next), Math.random() * BACKOFF_MS);
+    setTimeout(() => {
+      if (!this.done) this.send(next);
+    }, Math.random() * BACKOFF_MS);
   }
+}
+
+/**
+ * The hedge's relay: its exchange reports here, and this tells the request which leg spoke.
+ * Once the hedge has won, its body and end pass straight to the client's handler.
+ */
+class HedgeLeg implements ResponseHandler {
+  attempt!: Attempt;
+  live = true;
+  abort: ((reason?: Error) => void) | undefined;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly request: RetryingRequest,
+    readonly endpoint: Endpoint,
+  ) {}
+
+  clearTimer(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  onStart(_endpoint: Endpoint, abort: (reason?: Error) => void): void {
+    this.abort = abort;
+    this.request.hedgeStarted(this);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    return this.request.hedgeHeaders(this, statusCode, rawHeaders, resume);
+  }
+
+  onData(chunk: Buffer, last: boolean): boolean {
+    return this.request.onData(chunk, last);
+  }
+
+  onComplete(): void {
+    this.request.onComplete();
+  }
+
+  onError(error: TandemError): void {
+    this.request.hedgeError(this, error);
+  }
+}
+
+function isHeld(statusCode: number): boolean {
+  return statusCode === 502 || statusCode === 503 || statusCode === 504;
+}
+
+function failureOfStatus(statusCode: number): FailureKind {
+  return statusCode === 502 ? 'status-502' : statusCode === 503 ? 'status-503' : 'status-504';
 }
 
 function perTryTimedOut(request: RetryingRequest, attempt: Attempt, wait: number): void {

@@ -10,6 +10,9 @@ import type { HealthOptions, HealthStateKind, HealthTransition, TransitionReason
 import { Attempt } from './attempt.js';
 import { RetryingRequest, type RetryHost } from './retrying-request.js';
 import { RetryBudget } from './resilience/budget.js';
+import { DueQueue } from './resilience/due-queue.js';
+import { HedgePolicy } from './resilience/hedge.js';
+import { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
 import { createBalancer } from './balancer/index.js';
 import type { Balancer } from './balancer/balancer.js';
@@ -85,12 +88,17 @@ export class Upstream implements RetryHost {
   private panicking = false;
   /** Shared by every request of the service; undefined when retries are off. */
   private budget: RetryBudget | undefined;
+  /** When to hedge, from recent latency; undefined when hedging (or retrying) is off. */
+  private hedging: { policy: HedgePolicy; latency: LatencyTracker } | undefined;
+  /** One timer for every pending hedge of the service. */
+  private readonly hedgeQueue: DueQueue<RetryingRequest>;
   readonly dispatch: Dispatch;
   /**
    * Whole-request latency, requests answered without reaching an endpoint (by status class),
    * outlier ejections, retries by reason (indexed as FAILURE_KINDS), retries the budget
-   * refused, and requests refused at the concurrency limit, so far; `active` = requests in
-   * progress now (upgrades not counted).
+   * refused (retries and hedges), hedges sent and hedges that answered first, and requests
+   * refused at the concurrency limit, so far; `active` = requests in progress now (upgrades
+   * not counted).
    */
   readonly stats = {
     latency: new LatencyHistogram(),
@@ -98,6 +106,8 @@ export class Upstream implements RetryHost {
     ejections: 0,
     retries: FAILURE_KINDS.map(() => 0),
     budgetExhausted: 0,
+    hedges: 0,
+    hedgeWins: 0,
     overloaded: 0,
     active: 0,
   };
@@ -112,6 +122,8 @@ export class Upstream implements RetryHost {
     this.outlier = new OutlierDetector<Endpoint>(outlierOptionsOf(config), this.clock, this.random);
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     this.budget = budgetOf(config, this.clock);
+    this.hedging = hedgingOf(config, this.clock);
+    this.hedgeQueue = new DueQueue<RetryingRequest>(this.clock, hedgeDue);
     this.setMembers(config.endpoints);
     this.dispatch = compose(steps, (request, handler) => this.send(request, handler));
   }
@@ -144,6 +156,10 @@ export class Upstream implements RetryHost {
     if (config.panicThreshold !== this.config.panicThreshold) this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     if (outlierChanged) this.replaceOutlierDetector(config);
     if (JSON.stringify(budgetOptionsOf(config)) !== JSON.stringify(budgetOptionsOf(this.config))) this.budget = budgetOf(config, this.clock);
+    if (JSON.stringify(config.hedge) !== JSON.stringify(this.config.hedge) || (config.retry === false) !== (this.config.retry === false)) {
+      // Recent latency is kept: it describes the endpoints, not the settings.
+      this.hedging = hedgingOf(config, this.clock, this.hedging?.latency);
+    }
     this.config = config;
     if (poolChanged) {
       const old = this.members;
@@ -278,7 +294,32 @@ export class Upstream implements RetryHost {
   }
 
   createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt {
-    return new Attempt(endpoint, handler, this.outlier);
+    return new Attempt(endpoint, handler, this.outlier, this.hedging?.latency);
+  }
+
+  hedgeDelay(method: string): number | undefined {
+    return this.hedging?.policy.delayFor(method);
+  }
+
+  scheduleHedge(request: RetryingRequest, delayMs: number): number {
+    return this.hedgeQueue.add(request, this.clock.now() + delayMs);
+  }
+
+  cancelHedge(ticket: number): void {
+    this.hedgeQueue.cancel(ticket);
+  }
+
+  withdrawHedge(): boolean {
+    if (this.budget === undefined || !this.budget.tryWithdraw()) {
+      this.stats.budgetExhausted++;
+      return false;
+    }
+    this.stats.hedges++;
+    return true;
+  }
+
+  hedgeWon(): void {
+    this.stats.hedgeWins++;
   }
 
   withdrawRetry(failure: FailureKind): boolean {
@@ -304,11 +345,22 @@ export class Upstream implements RetryHost {
     return new TandemError('TANDEM_ERR_NO_HEALTHY_ENDPOINT', `service ${this.name} has no endpoint available`, { status: 503, retryable: true });
   }
 
-  /** Retries by reason, refused retries and what the budget allows now, for /admin/cluster. */
-  retrySnapshot(): { retries: Record<string, number>; budgetExhausted: number; budgetAvailable: number | null } {
+  /**
+   * Retries by reason, hedges sent and won, refused retries and hedges, what the budget allows
+   * now and the current hedge delay (null while unknown or off), for /admin/cluster.
+   */
+  retrySnapshot(): { retries: Record<string, number>; hedges: number; hedgeWins: number; hedgeDelayMs: number | null; budgetExhausted: number; budgetAvailable: number | null } {
     const retries: Record<string, number> = {};
     FAILURE_KINDS.forEach((kind, i) => { retries[kind] = this.stats.retries[i]!; });
-    return { retries, budgetExhausted: this.stats.budgetExhausted, budgetAvailable: this.budget?.available ?? null };
+    const delay = this.hedging?.policy.delayFor(this.hedging.policy.options.methods[0] ?? 'GET');
+    return {
+      retries,
+      hedges: this.stats.hedges,
+      hedgeWins: this.stats.hedgeWins,
+      hedgeDelayMs: delay === undefined ? null : Math.round(delay * 100) / 100,
+      budgetExhausted: this.stats.budgetExhausted,
+      budgetAvailable: this.budget?.available ?? null,
+    };
   }
 
   snapshot(): EndpointSnapshot[] {
@@ -344,6 +396,7 @@ export class Upstream implements RetryHost {
     this.candidates = [];
     for (const e of members) this.retire(e, false);
     this.outlier.close();
+    this.hedgeQueue.clear();
     return members;
   }
 }
@@ -375,6 +428,18 @@ function budgetOptionsOf(c: ServiceConfig): { percent: number; minPerSecond: num
 function budgetOf(c: ServiceConfig, clock: Clock): RetryBudget | undefined {
   const b = budgetOptionsOf(c);
   return b === undefined ? undefined : new RetryBudget({ percent: b.percent / 100, minPerSecond: b.minPerSecond }, clock);
+}
+
+function hedgeDue(request: RetryingRequest): void {
+  request.hedgeDue();
+}
+
+/** Hedges draw on the retry budget and count as attempts: no hedging without retries. */
+function hedgingOf(c: ServiceConfig, clock: Clock, latency?: LatencyTracker): { policy: HedgePolicy; latency: LatencyTracker } | undefined {
+  if (c.hedge === false || c.retry === false) return undefined;
+  const tracker = latency ?? new LatencyTracker({}, clock);
+  const policy = new HedgePolicy(tracker, { percentile: c.hedge.percentile / 100, minDelayMs: c.hedge.minDelay, methods: c.hedge.methods });
+  return { policy, latency: tracker };
 }
 
 function poolSettingsOf(c: ServiceConfig): PoolSettings {

@@ -118,3 +118,11 @@ export async function kill(proc: ChildProcess): Promise<void> {
   proc.kill('SIGKILL');
   await exited;
 }
+
+/** A handler that answers 200 with `name` as the body once the request body is read. */
+export function answerOk(name: string): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'text/plain' }).end(name));
+  };
+}

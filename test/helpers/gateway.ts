@@ -139,3 +139,17 @@ export function runCli(args: string[], timeoutMs = 15_000): Promise<{ code: numb
     });
   });
 }
+
+/** The sum of the /metrics samples whose line matches `pattern` (0 when none does). */
+export async function metricSum(gw: RunningGateway, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) if (pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+/** One service's entry in /admin/cluster. */
+export async function clusterService<T>(gw: RunningGateway, name: string): Promise<T> {
+  const body = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string }> };
+  return body.services.find((s) => s.name === name) as T;
+}

@@ -1,0 +1,127 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout } from 'node:timers/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { clusterService, metricSum, startGateway, type RunningGateway } from './helpers/gateway.js';
+import { answerOk, startBackend, shopConfig, type Backend } from './helpers/backend.js';
+
+/**
+ * Hedging through the real gateway: a GET stuck on one instance gets a second copy on another
+ * once it is slower than the service's p95, and the client gets the first answer — long before
+ * the timeout. Never for a POST; never past the retry budget.
+ */
+
+interface ClusterService { hedges: number; hedgeWins: number; hedgeDelayMs: number | null; budgetExhausted: number }
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const fn of cleanup.reverse()) await fn();
+});
+
+async function gateway(config: Record<string, unknown>): Promise<RunningGateway> {
+  const gw = await startGateway(config);
+  cleanup.push(() => gw.stop());
+  return gw;
+}
+
+async function backend(name: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Backend> {
+  const b = await startBackend(name, handler);
+  cleanup.push(() => b.close());
+  return b;
+}
+
+/** Answers like answerOk until `stuck.on`; from then on reads requests and never answers. */
+function stuckable(name: string) {
+  const stuck = { on: false };
+  const answer = answerOk(name);
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (stuck.on) req.resume();
+    else answer(req, res);
+  };
+  return { stuck, handler };
+}
+
+/** Three instances, round-robin (so the stuck one is certainly picked), no health checks. */
+async function cluster(service: Record<string, unknown> = {}) {
+  const a = stuckable('a');
+  const backends = [await backend('a', a.handler), await backend('b', answerOk('b')), await backend('c', answerOk('c'))];
+  const gw = await gateway(shopConfig(backends.map((b) => b.address), { healthCheck: false, balancer: 'round-robin', ...service }));
+  // 60 quick answers: enough samples (50) for a p95, so the hedge delay is known.
+  for (let i = 0; i < 60; i++) assert.equal((await fetch(`${gw.url}/warm?i=${i}`)).status, 200);
+  // The percentile is recomputed at most every 100 ms.
+  await setTimeout(150);
+  return { gw, backends, stuck: a.stuck };
+}
+
+/** Exactly the requests the stuck instance got timed out (504), at least one did, the others got 200. */
+function assertStuckOnes(statuses: number[], stuckBackend: Backend, marker: string): void {
+  const held = stuckBackend.seen.filter((s) => s.url.includes(marker)).length;
+  assert.ok(held >= 1, 'round-robin sent the stuck instance at least one of three');
+  assert.equal(statuses.filter((s) => s === 504).length, held);
+  assert.equal(statuses.filter((s) => s === 200).length, statuses.length - held);
+}
+
+async function timed(url: string, init?: RequestInit): Promise<{ status: number; body: string; ms: number }> {
+  const started = performance.now();
+  const res = await fetch(url, init);
+  const body = await res.text();
+  return { status: res.status, body, ms: performance.now() - started };
+}
+
+test('a GET stuck on one instance is hedged to another: every client gets 200, far sooner than the timeout', async (t) => {
+  const { gw, backends, stuck } = await cluster({ timeout: '10s' });
+  const before = await clusterService<ClusterService>(gw, 'shop');
+  assert.equal(before.hedges, 0);
+  assert.equal(typeof before.hedgeDelayMs, 'number', 'a hedge delay once 50 requests were seen');
+  assert.ok(before.hedgeDelayMs! >= 10, `the delay is never under minDelay: ${before.hedgeDelayMs}`);
+  stuck.on = true;
+  const results = [];
+  for (let i = 0; i < 30; i++) results.push(await timed(`${gw.url}/x?id=${i}`));
+  assert.deepEqual(results.map((r) => r.status), results.map(() => 200));
+  assert.ok(results.every((r) => r.body === 'b' || r.body === 'c'), 'answers come from the instances that answer');
+  const slowest = Math.max(...results.map((r) => r.ms));
+  // Without hedging a request to the stuck instance waits the whole 10 s timeout.
+  assert.ok(slowest < 3000, `slowest request took ${slowest.toFixed(0)} ms`);
+  const stuckSaw = backends[0]!.seen.filter((s) => s.url.startsWith('/x')).length;
+  assert.ok(stuckSaw >= 3, `the stuck instance got ${stuckSaw} requests`);
+  const after = await clusterService<ClusterService>(gw, 'shop');
+  // Every request the stuck instance held was saved by a hedge (a slow moment on a busy machine
+  // may add a hedge or two that did not need to win).
+  assert.ok(after.hedgeWins >= 3 && after.hedges >= after.hedgeWins, `hedges ${after.hedges}, won ${after.hedgeWins}, stuck instance got ${stuckSaw}`);
+  assert.equal(await metricSum(gw, /^tandem_hedges_total\{service="shop"\}/), after.hedges);
+  assert.equal(await metricSum(gw, /^tandem_hedge_wins_total\{service="shop"\}/), after.hedgeWins);
+  t.diagnostic(`hedges ${after.hedges}, delay ${after.hedgeDelayMs} ms, slowest ${slowest.toFixed(1)} ms`);
+});
+
+test('a POST is never hedged: the one stuck on an instance waits for it alone', async () => {
+  const { gw, backends, stuck } = await cluster({ timeout: '1s' });
+  stuck.on = true;
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await timed(`${gw.url}/x?id=post${i}`, { method: 'POST', body: 'p' })).status);
+  // Those that went to the stuck instance stayed there until the timeout; the rest were answered.
+  assertStuckOnes(statuses, backends[0]!, 'post');
+  const posts = backends.flatMap((b) => b.seen.filter((s) => s.url.includes('post')).map((s) => s.url));
+  assert.equal(posts.length, 3, `each POST reached one instance once: ${posts.join(' ')}`);
+  assert.equal((await clusterService<ClusterService>(gw, 'shop')).hedges, 0);
+});
+
+test('hedges draw on the retry budget: with none left, no hedge goes and the refusal is counted', async () => {
+  const { gw, backends, stuck } = await cluster({ timeout: '1s', retry: { budget: { percent: 0, minPerSecond: 0 } } });
+  stuck.on = true;
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await timed(`${gw.url}/x?id=${i}`)).status);
+  assertStuckOnes(statuses, backends[0]!, '/x');
+  const c = await clusterService<ClusterService>(gw, 'shop');
+  assert.equal(c.hedges, 0);
+  assert.ok(c.budgetExhausted >= 1, `refusals counted: ${c.budgetExhausted}`);
+});
+
+test('hedge: false turns hedging off', async () => {
+  const { gw, backends, stuck } = await cluster({ timeout: '1s', hedge: false });
+  assert.equal((await clusterService<ClusterService>(gw, 'shop')).hedgeDelayMs, null);
+  stuck.on = true;
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await timed(`${gw.url}/x?id=${i}`)).status);
+  assertStuckOnes(statuses, backends[0]!, '/x');
+  assert.equal((await clusterService<ClusterService>(gw, 'shop')).hedges, 0);
+});
