@@ -238,3 +238,32 @@ test('a SIGHUP sent the moment the "listening" line appears reloads (it does not
     await gw.stop();
   }
 });
+
+test('a reload that changes health checks and hedging: probers restart on the new path, the new hedge settings apply', async () => {
+  // The backend passes /healthz and fails /deep-health.
+  const b = await startBackend('a', (req, res) => {
+    req.resume();
+    res.writeHead(req.url === '/deep-health' ? 503 : 200).end();
+  });
+  backends.push(b);
+  const gw = await gateway(shopConfig([b.address]));
+  const stateOf = async () => {
+    const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; hedgeDelayMs: number | null; endpoints: Array<{ state: string }> }> };
+    return cluster.services.find((s) => s.name === 'shop')!;
+  };
+  await waitFor(async () => (await stateOf()).endpoints[0]!.state === 'healthy', 'healthy on /healthz');
+  await spread(gw, 60);
+  await waitFor(async () => typeof (await stateOf()).hedgeDelayMs === 'number', 'a hedge delay from 60 samples');
+  const outcome = await reload(gw, shopConfig([b.address], { healthCheck: { path: '/deep-health' }, hedge: false }));
+  assert.equal(outcome.msg, 'reloaded');
+  await waitFor(async () => (await stateOf()).endpoints[0]!.state === 'unhealthy', 'unhealthy on /deep-health');
+  assert.equal((await stateOf()).hedgeDelayMs, null, 'hedging is off after the reload');
+});
+
+async function waitFor(check: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
