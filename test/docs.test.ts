@@ -57,6 +57,7 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['`services.<name>.retry`', Object.fromEntries(Object.entries(DEFAULTS.service.retry).filter(([k]) => k !== 'budget')), props.services.additionalProperties.properties.retry.else.properties],
     ['`services.<name>.retry.budget`', DEFAULTS.service.retry.budget, props.services.additionalProperties.properties.retry.else.properties.budget.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
+    ['`registry`', DEFAULTS.registry, props.registry.properties],
   ];
   for (const [heading, defaults, schema] of sections) {
     const rows = doc.get(heading);
