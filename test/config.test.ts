@@ -152,14 +152,15 @@ describe('units', () => {
 describe('every problem has its path and a hint', () => {
   test('unknown key at the top level: did you mean, or the list of known keys', () => {
     assertProblems(config({ top: { adminn: '127.0.0.1:9901' } }), [['adminn', 'unknown key — did you mean admin?']]);
-    assertProblems(config({ top: { colour: 'red' } }), [['colour', /^unknown key \(known keys: listen, admin, .*services, routes\)$/]]);
+    assertProblems(config({ top: { colour: 'red' } }), [['colour', /^unknown key \(known keys: listen, admin, .*services, routes, registry\)$/]]);
   });
 
   test('unknown key in a service: timout → timeout, endpoint → endpoints', () => {
     assertProblems(config({ service: { timout: '5s' } }), [['services.shop.timout', 'unknown key — did you mean timeout?']]);
     assertProblems(
       { listen: '127.0.0.1:8080', services: { shop: { endpoint: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/', service: 'shop' }] },
-      [['services.shop.endpoint', 'unknown key — did you mean endpoints?'], ['services.shop.endpoints', 'required']],
+      // endpoints is optional (the registry may supply the members), so the typo is the one problem
+      [['services.shop.endpoint', 'unknown key — did you mean endpoints?']],
     );
   });
 
@@ -422,7 +423,7 @@ describe('parsing files', () => {
     writeFileSync(file, MINIMAL_YAML.replace('endpoints:', 'endpoint:'));
     const err = await captureLoad(file);
     assert.equal(err.file, file);
-    assert.match(err.message, new RegExp(`^2 config problems in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\n`));
+    assert.match(err.message, new RegExp(`^1 config problem in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\n`));
     assert.ok(err.problems.some((p) => formatProblem(p) === 'services.shop.endpoint: unknown key — did you mean endpoints?'));
   });
 });
@@ -446,3 +447,25 @@ async function captureLoad(file: string): Promise<ConfigError> {
   }
   assert.fail(`expected ${file} to be rejected`);
 }
+
+describe('registry settings', () => {
+  test('a service without endpoints is valid (members from the registry); registry defaults apply', () => {
+    const c = validateConfig({ listen: '127.0.0.1:8080', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] });
+    assert.deepEqual(c.services.get('shop')!.endpoints, []);
+    assert.deepEqual(c.registry, { token: undefined, ttl: 10_000, maxMetadataSize: 4096, maxInstances: 50_000, maxInstancesPerPeer: 1000 });
+  });
+
+  test('registry keys are checked with paths and hints', () => {
+    const base = { listen: '127.0.0.1:8080', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] };
+    assertProblems({ ...base, registry: { token: "short", ttl: "500ms", tll: 1 } }, [
+      ['registry.token', /at least 16 characters/],
+      ['registry.ttl', /out of range — from 1s to 5m/],
+      ['registry.tll', /did you mean ttl\?/],
+    ]);
+    const c = validateConfig({ ...base, registry: { token: 'a-long-enough-token', ttl: '3s', maxMetadataSize: '1KiB', maxInstancesPerPeer: 10 } });
+    assert.equal(c.registry.ttl, 3000);
+    assert.equal(c.registry.maxMetadataSize, 1024);
+    assert.equal(c.registry.maxInstancesPerPeer, 10);
+    assert.equal(c.registry.token, 'a-long-enough-token');
+  });
+});

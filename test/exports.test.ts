@@ -14,6 +14,10 @@ test('the exports map: every subpath loads and has its types file', async () => 
     assert.ok(Object.keys(mod).length > 0, `${specifier} exports nothing`);
     assert.doesNotThrow(() => readFileSync(join(ROOT, target.types)), `${specifier}: ${target.types} is missing`);
   }
+  const node = (await import(`${pkg.name}/node`)) as Record<string, unknown>;
+  assert.equal(typeof node.serve, 'function', 'tandem/node exports serve');
+  const discovery = (await import(`${pkg.name}/discovery`)) as Record<string, unknown>;
+  for (const name of ['EmbeddedRegistry', 'HttpRegistry', 'StaticRegistry']) assert.equal(typeof discovery[name], 'function', `tandem/discovery exports ${name}`);
   const root = (await import(pkg.name)) as Record<string, unknown>;
   for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION']) {
     assert.ok(name in root, `tandem does not export ${name}`);

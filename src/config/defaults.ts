@@ -87,4 +87,21 @@ export const DEFAULTS = Object.freeze({
     }),
   }),
   route: Object.freeze({ stripPrefix: false }),
+  /** The embedded registry on the admin listener (docs/registry.md). */
+  registry: Object.freeze({
+    /** Bearer token for the registry API; unset = only loopback peers may write. */
+    token: undefined as string | undefined,
+    /**
+     * Lease time to live when an instance asks for none. Long enough that an event loop busy
+     * for several seconds does not look like a crash (Moleculer #891); a crashed process is
+     * noticed sooner anyway, when its keep-alive connection closes.
+     */
+    ttl: 10_000,
+    /** JSON size of one instance's metadata. */
+    maxMetadataSize: 4096,
+    /** Instances in all (memory bound: ~1 KiB each). */
+    maxInstances: 50_000,
+    /** Instances registered from one IP address. */
+    maxInstancesPerPeer: 1_000,
+  }),
 });

@@ -124,9 +124,8 @@ const hedge = {
 const service = {
   type: 'object',
   additionalProperties: false,
-  required: ['endpoints'],
   properties: {
-    endpoints: { type: 'array', minItems: 1, items: endpoint, description: 'The instances of the service.' },
+    endpoints: { type: 'array', minItems: 1, items: endpoint, description: 'Instances of the service written here; without them the service takes its members from the registry (both may mix).' },
     balancer: { type: 'string', enum: [...BALANCER_KINDS] },
     hash,
     connectTimeout: duration,
@@ -192,5 +191,17 @@ export const CONFIG_SCHEMA = {
       additionalProperties: service,
     },
     routes: { type: 'array', minItems: 1, items: route },
+    registry: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        token: { type: 'string', minLength: 16, maxLength: 1024, description: 'Bearer token every registry request must carry (at least 16 characters).' },
+        ttl: duration,
+        maxMetadataSize: size,
+        maxInstances: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        maxInstancesPerPeer: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+      },
+      description: 'The embedded registry served on the admin listener.',
+    },
   },
 } as const;

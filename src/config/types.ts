@@ -13,6 +13,7 @@ export interface EndpointConfig extends HostPort {
 
 export interface ServiceConfig {
   name: string;
+  /** The endpoints written in the config (none when the service takes its members from the registry only). */
   endpoints: EndpointConfig[];
   balancer: BalancerKind;
   hash: HashOn | undefined;
@@ -83,6 +84,14 @@ export interface LimitsConfig {
   keepAliveTimeout: number;
 }
 
+export interface RegistryConfig {
+  token: string | undefined;
+  ttl: number;
+  maxMetadataSize: number;
+  maxInstances: number;
+  maxInstancesPerPeer: number;
+}
+
 /** The validated, normalized gateway configuration: every default applied, units resolved. */
 export interface GatewayConfig {
   listen: HostPort;
@@ -93,4 +102,5 @@ export interface GatewayConfig {
   log: { level: LogLevel; access: AccessLogMode };
   services: Map<string, ServiceConfig>;
   routes: RouteConfig[];
+  registry: RegistryConfig;
 }

@@ -9,7 +9,7 @@ import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
-  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, LogLevel, OutlierConfig, RetryConfig, RouteConfig, ServiceConfig,
+  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, LogLevel, OutlierConfig, RegistryConfig, RetryConfig, RouteConfig, ServiceConfig,
 } from './types.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
@@ -71,6 +71,8 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
         : { path, message: `${JSON.stringify(e.data)} is not a size — write e.g. 64KiB, 10MiB, 1GiB or a number of bytes` };
     case 'const':
       return { path, message: `${JSON.stringify(e.data)} is not accepted — write false to turn it off, or an object with its settings` };
+    case 'minLength':
+      return { path, message: `needs at least ${String(p.limit)} character${p.limit === 1 ? '' : 's'}` };
     case 'minItems':
       return { path, message: `needs at least ${String(p.limit)} item${p.limit === 1 ? '' : 's'}` };
     case 'minProperties':
@@ -129,6 +131,24 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
     },
     services,
     routes: routes(raw.routes, services, problems),
+    registry: registry(raw.registry, problems),
+  };
+}
+
+function registry(raw: unknown, problems: ConfigProblem[]): RegistryConfig {
+  const d = DEFAULTS.registry;
+  const r = isObject(raw) ? raw : {};
+  const ttl = durationOr(r.ttl, d.ttl);
+  if (durationOk(r.ttl) && (ttl < 1000 || ttl > 300_000)) {
+    problems.push({ path: 'registry.ttl', message: `${formatDuration(ttl)} is out of range — from 1s to 5m` });
+  }
+  if (typeof r.token === 'string' && /\s/.test(r.token)) problems.push({ path: 'registry.token', message: 'must not contain white space' });
+  return {
+    token: typeof r.token === 'string' ? r.token : d.token,
+    ttl,
+    maxMetadataSize: sizeOr(r.maxMetadataSize, d.maxMetadataSize),
+    maxInstances: typeof r.maxInstances === 'number' ? r.maxInstances : d.maxInstances,
+    maxInstancesPerPeer: typeof r.maxInstancesPerPeer === 'number' ? r.maxInstancesPerPeer : d.maxInstancesPerPeer,
   };
 }
 

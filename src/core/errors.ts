@@ -14,6 +14,12 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
   TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
   TANDEM_ERR_CLIENT_ABORTED: 'The client went away before the response was complete.',
+  TANDEM_ERR_REGISTRY_INVALID: 'A registry request is malformed: a bad address, an unknown field, a value out of range (HTTP 400).',
+  TANDEM_ERR_REGISTRY_UNAUTHORIZED: 'A registry request without the right bearer token (HTTP 401), or, with no token configured, a write from a peer that is not loopback (HTTP 403).',
+  TANDEM_ERR_REGISTRY_LIMIT: 'A registry limit is reached: metadata or request body too large (HTTP 413), too many instances from one peer or in all (HTTP 429).',
+  TANDEM_ERR_LEASE_NOT_FOUND: 'The lease expired or never existed; register again (HTTP 404).',
+  TANDEM_ERR_REGISTRY_UNAVAILABLE: 'The registry cannot be reached, or answered something unexpected.',
+  TANDEM_ERR_REGISTRY_READ_ONLY: 'The registry adapter takes no writes (static: the members come from the config).',
   TANDEM_ERR_INTERNAL: 'An unexpected internal failure (HTTP 500); please report it.',
 } as const;
 

@@ -6,14 +6,18 @@ export interface AdminView {
   ready(): boolean;
   cluster(): unknown;
   registry: Registry;
+  /** The registry API (registry-api.ts): answers and returns true for its own paths. */
+  registryApi?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
 }
 
 /**
  * The admin listener: /healthz (the process is up), /readyz (it should get traffic: listening
- * and not draining), /metrics (Prometheus), /admin/cluster (JSON state).
+ * and not draining), /metrics (Prometheus), /admin/cluster (JSON state), /registry/v1/ (the
+ * embedded registry, docs/registry.md).
  */
 export function createAdminServer(view: AdminView): Server {
-  return createServer((req, res) => {
+  // requestTimeout 0: a registry keep-alive is one request that lasts as long as its lease.
+  return createServer({ requestTimeout: 0, noDelay: true }, (req, res) => {
     handle(view, req, res).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`internal error: ${(err as Error).message}\n`);
@@ -22,7 +26,8 @@ export function createAdminServer(view: AdminView): Server {
 }
 
 async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0];
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  if (view.registryApi?.(req, res, path)) return;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
     return;
@@ -46,6 +51,6 @@ async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse
         .end(`${JSON.stringify(view.cluster(), null, 2)}\n`);
       return;
     default:
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz /readyz /metrics /admin/cluster\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz /readyz /metrics /admin/cluster /registry/v1/services\n');
   }
 }

@@ -12,6 +12,9 @@ import { Router } from './router.js';
 import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
 import { handleUpgrade } from './websocket.js';
 import { createAdminServer } from './admin.js';
+import { handleRegistryApi } from './registry-api.js';
+import { EmbeddedRegistry } from '../discovery/embedded.js';
+import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 
 /**
@@ -29,11 +32,24 @@ export class Gateway {
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
   readonly logger: Logger;
+  /** The embedded registry: instances that registered over the admin listener. */
+  readonly registry: EmbeddedRegistry;
+  private readonly registrySubscription: { dispose(): void };
 
   private constructor(config: GatewayConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
-    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(svc, [], this.upstreamOptions()));
+    const r = config.registry;
+    this.registry = new EmbeddedRegistry({ ttl: r.ttl, maxMetadataSize: r.maxMetadataSize, maxInstances: r.maxInstances, maxInstancesPerPeer: r.maxInstancesPerPeer });
+    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
+    // Synchronous: when the registry answers a state change, the upstreams have applied it, so
+    // an instance told "draining" is acknowledged gets no new request from this gateway.
+    this.registrySubscription = this.registry.subscribe((change) => {
+      const upstream = this.upstreams.get(change.service);
+      const svc = this.config.services.get(change.service);
+      if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
+      this.logger.info({ msg: 'registry', change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
+    });
     this.ctx = this.buildContext(config);
     const limits = config.limits;
     this.server = createServer({
@@ -62,7 +78,30 @@ export class Gateway {
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
     });
-    this.admin = createAdminServer({ ready: () => !this.live.draining, cluster: () => this.cluster(), registry });
+    this.admin = createAdminServer({
+      ready: () => !this.live.draining,
+      cluster: () => this.cluster(),
+      registry,
+      registryApi: (req, res, path) => handleRegistryApi(this.registry, { token: this.config.registry.token }, req, res, path),
+    });
+  }
+
+  /**
+   * The service's config with its members: the endpoints written in the config, then every
+   * registered instance that is ready (a draining one gets no new request; its pool finishes
+   * what it has and closes). An address listed both ways counts once, with the config's weight.
+   */
+  private withMembers(svc: ServiceConfig): ServiceConfig {
+    const registered = this.registry.snapshotNow(svc.name).instances;
+    if (registered.length === 0) return svc;
+    const seen = new Set(svc.endpoints.map((e) => formatHostPort(e.host, e.port)));
+    const endpoints: EndpointConfig[] = [...svc.endpoints];
+    for (const inst of registered) {
+      if (inst.state !== 'ready' || seen.has(inst.address)) continue;
+      seen.add(inst.address);
+      endpoints.push({ host: inst.host, port: inst.port, weight: inst.weight });
+    }
+    return { ...svc, endpoints };
   }
 
   /** Health decisions become log lines; leaving rotation and panic are warnings. */
@@ -115,12 +154,15 @@ export class Gateway {
     if (!same(next.listen, this.config.listen)) problems.push({ path: 'listen', message: 'cannot change on reload — restart the gateway to move the listener' });
     if (!same(next.admin, this.config.admin)) problems.push({ path: 'admin', message: 'cannot change on reload — restart the gateway to move the admin listener' });
     if (next.limits.maxHeaderSize !== this.config.limits.maxHeaderSize) problems.push({ path: 'limits.maxHeaderSize', message: 'cannot change on reload — restart the gateway' });
+    for (const key of ['ttl', 'maxMetadataSize', 'maxInstances', 'maxInstancesPerPeer'] as const) {
+      if (next.registry[key] !== this.config.registry[key]) problems.push({ path: `registry.${key}`, message: 'cannot change on reload — restart the gateway (registry.token can change)' });
+    }
     if (problems.length > 0) throw new ConfigError(problems);
 
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
-      if (existing) existing.update(svc);
-      else this.upstreams.set(name, new Upstream(svc, [], this.upstreamOptions()));
+      if (existing) existing.update(this.withMembers(svc));
+      else this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
     }
     for (const [name, upstream] of this.upstreams) {
       if (!next.services.has(name)) {
@@ -149,6 +191,8 @@ export class Gateway {
   private async drain(): Promise<void> {
     const deadline = Date.now() + this.config.drainTimeout;
     this.live.draining = true;
+    // Membership stays as it is while the gateway drains: the upstreams are closing.
+    this.registrySubscription.dispose();
     this.logger.info({ msg: 'draining', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -163,6 +207,7 @@ export class Gateway {
     // Past the drain timeout nothing is waited for: an endpoint still streaming to a client
     // that was cut off must not hold the process open.
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
+    await this.registry.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
       this.admin.closeAllConnections();
@@ -202,6 +247,7 @@ export class Gateway {
         ...u.retrySnapshot(),
         endpoints: u.snapshot(),
       })),
+      registry: { instances: this.registry.size, revision: this.registry.currentRevision, services: this.registry.serviceNames() },
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
     };
   }

@@ -1,0 +1,206 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { formatHostPort } from '../core/address.js';
+import type { Registration } from '../discovery/types.js';
+import { RegistryLink, type LinkLogger } from './registry-link.js';
+
+/** A check passes when it returns (or resolves to) anything but `false` without throwing. */
+export type Check = () => unknown;
+
+export interface ServeOptions {
+  /** The service this instance belongs to. */
+  service: string;
+  /** The gateway admin listener(s), e.g. `http://127.0.0.1:9901`; the instance registers with each. */
+  registry: string | readonly string[];
+  /** The gateways' `registry.token`. */
+  token?: string;
+  /** Unique within the service. Default `<hostname>-<pid>-<port>`. */
+  id?: string;
+  /** Host to advertise. Default: the address the server listens on; `127.0.0.1` when it listens on all addresses. */
+  host?: string;
+  /** Port to advertise. Default: the one the server listens on. */
+  port?: number;
+  zone?: string;
+  weight?: number;
+  metadata?: Record<string, string>;
+  /**
+   * Time between heartbeats. Default 1 s. A beat is a byte on an open connection, so it is cheap;
+   * what finds a crash is that connection closing (at once), not a missed beat.
+   */
+  heartbeatInterval?: number;
+  /**
+   * Lease TTL asked for. Default 10 s: an event loop blocked for up to ~9 s (a long GC, a
+   * synchronous job) loses no membership — Moleculer #891's false alarm. A crashed process is
+   * removed at once (its kernel closes the keep-alive connection); a frozen one leaves traffic
+   * within ~1.5 s through the gateway's health checks and membership after the TTL.
+   */
+  ttl?: number;
+  /** Checks behind /readyz (besides "started and not draining"); they must pass before the instance registers. */
+  readiness?: Record<string, Check>;
+  /** Checks behind /healthz (liveness). */
+  liveness?: Record<string, Check>;
+  /** Longest wait for in-flight requests when draining. Default 30 s. */
+  drainTimeout?: number;
+  /**
+   * Wait after every gateway acknowledged "draining", before waiting for in-flight requests to
+   * finish and closing idle connections: covers a request already on the wire. Default 250 ms.
+   */
+  drainQuietPeriod?: number;
+  /** Drain and exit 0 on SIGTERM and SIGINT. Default true. */
+  handleSignals?: boolean;
+  /** pino-compatible; default: warnings to stderr as JSON lines. */
+  logger?: LinkLogger;
+}
+
+export type ServedState = 'starting' | 'ready' | 'draining' | 'closed';
+
+export interface ServedInstance {
+  readonly id: string;
+  /** `host:port` as registered. */
+  readonly address: string;
+  readonly state: ServedState;
+  /** Current lease per registry URL (undefined while not registered there). */
+  leases(): Record<string, string | undefined>;
+  /** Adds a check to /readyz or /healthz. */
+  addCheck(kind: 'readiness' | 'liveness', name: string, check: Check): void;
+  /**
+   * Drains: marks the instance draining in every registry (each gateway applies it before it
+   * answers), waits for in-flight requests, closes the server, deregisters. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+const DEFAULTS = Object.freeze({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250 });
+
+const stderrLogger: LinkLogger = {
+  info: () => {},
+  warn: (fields) => process.stderr.write(`${JSON.stringify({ level: 'warn', time: Date.now(), ...fields })}\n`),
+};
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Makes any node:http Server (plain, express, fastify's `server`, koa's `app.listen()`) a
+ * member of a service: answers /healthz and /readyz, registers with every gateway once the
+ * server listens and its readiness checks pass, heartbeats, registers again after a gateway
+ * restart, and drains on SIGTERM/SIGINT (or close()).
+ */
+export async function serve(server: Server, options: ServeOptions): Promise<ServedInstance> {
+  // An option passed as undefined takes its default, like one left out.
+  const opts = {
+    heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
+    ttl: options.ttl ?? DEFAULTS.ttl,
+    drainTimeout: options.drainTimeout ?? DEFAULTS.drainTimeout,
+    drainQuietPeriod: options.drainQuietPeriod ?? DEFAULTS.drainQuietPeriod,
+  };
+  const log = options.logger ?? stderrLogger;
+  const readiness = new Map(Object.entries(options.readiness ?? {}));
+  const liveness = new Map(Object.entries(options.liveness ?? {}));
+  let state: ServedState = 'starting';
+  let inflight = 0;
+
+  const userListeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz' || path === '/readyz') {
+      void answerChecks(path === '/readyz' ? readiness : liveness, path === '/readyz' ? state === 'ready' : state !== 'closed', state, res);
+      req.resume();
+      return;
+    }
+    inflight++;
+    res.once('close', () => { inflight--; });
+    // While draining, every response closes its connection: nothing is left idle to race with.
+    if (state === 'draining') res.setHeader('connection', 'close');
+    for (const l of userListeners) l.call(server, req, res);
+  });
+
+  if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
+  const a = server.address() as AddressInfo;
+  const wildcard = a.address === '0.0.0.0' || a.address === '::';
+  const host = options.host ?? (wildcard ? '127.0.0.1' : a.address);
+  const port = options.port ?? a.port;
+  const address = formatHostPort(host, port);
+  const id = options.id ?? `${hostname()}-${process.pid}-${port}`.replace(/[^A-Za-z0-9_.:@-]/g, '-');
+
+  // Ready = every readiness check passes; until then /readyz says 503 and nothing registers.
+  while (!(await allPass(readiness))) await sleep(100);
+  state = 'ready';
+
+  const registration = (): Registration => ({
+    service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: opts.ttl,
+  });
+  const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
+  const links = urls.map((url) => new RegistryLink(url, options.token, registration, opts.heartbeatInterval, log));
+  await Promise.all(links.map((l) => l.start()));
+
+  let closing: Promise<void> | undefined;
+  const drain = async () => {
+    state = 'draining';
+    log.info({ msg: 'draining', inflight });
+    // Each gateway has stopped sending when its registry answers (or could not be reached).
+    await Promise.all(links.map((l) => l.setState('draining', 3000)));
+    await sleep(opts.drainQuietPeriod);
+    const deadline = Date.now() + opts.drainTimeout;
+    while (inflight > 0 && Date.now() < deadline) await sleep(20);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const hard = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
+    await closed;
+    clearTimeout(hard);
+    await Promise.all(links.map((l) => l.stop(2000)));
+    state = 'closed';
+    log.info({ msg: 'drained' });
+  };
+  const instance: ServedInstance = {
+    id,
+    address,
+    get state() { return state; },
+    leases: () => Object.fromEntries(links.map((l) => [l.url, l.leaseId])),
+    addCheck: (kind, name, check) => (kind === 'readiness' ? readiness : liveness).set(name, check),
+    close: () => {
+      closing ??= drain();
+      return closing;
+    },
+  };
+  if (options.handleSignals !== false) {
+    const onSignal = (signal: NodeJS.Signals) => {
+      log.info({ msg: 'signal', signal });
+      instance.close().then(() => process.exit(0), (err: unknown) => {
+        log.warn({ msg: 'drain failed', error: (err as Error).message });
+        process.exit(1);
+      });
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+  return instance;
+}
+
+async function allPass(checks: ReadonlyMap<string, Check>): Promise<boolean> {
+  for (const check of checks.values()) {
+    if (!(await run(check)).ok) return false;
+  }
+  return true;
+}
+
+async function run(check: Check): Promise<{ ok: boolean; error?: string }> {
+  try {
+    return (await check()) === false ? { ok: false } : { ok: true };
+  } catch (err) {
+    return { ok: false, error: (err as Error).message };
+  }
+}
+
+async function answerChecks(checks: ReadonlyMap<string, Check>, base: boolean, state: ServedState, res: ServerResponse): Promise<void> {
+  const results: Record<string, string> = {};
+  let ok = base;
+  for (const [name, check] of checks) {
+    const r = await run(check);
+    results[name] = r.ok ? 'ok' : `fail${r.error ? `: ${r.error}` : ''}`;
+    ok &&= r.ok;
+  }
+  res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+    .end(`${JSON.stringify({ status: ok ? 'ok' : 'fail', state, checks: results })}\n`);
+}

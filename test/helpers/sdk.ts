@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { request } from 'undici';
+import { ROOT } from './gateway.js';
+
+export interface SdkInstance {
+  proc: ChildProcess;
+  id: string;
+  address: string;
+  lines: Array<Record<string, unknown>>;
+  exited: Promise<number | string>;
+  waitForLine(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+/** test/helpers/sdk-instance.ts as a real child process; resolves once serve() resolved in it. */
+export async function spawnInstance(options: Record<string, unknown>): Promise<SdkInstance> {
+  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'helpers', 'sdk-instance.js'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  let stderr = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  createInterface({ input: proc.stdout! }).on('line', (line) => {
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      lines.push({ raw: line });
+    }
+    for (const w of waiters) w();
+  });
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const waitForLine = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) => new Promise<Record<string, unknown>>((resolve, reject) => {
+    const check = () => {
+      const hit = lines.find(pred);
+      if (hit) {
+        waiters.delete(check);
+        clearTimeout(timer);
+        resolve(hit);
+      }
+    };
+    const timer = setTimeout(() => {
+      waiters.delete(check);
+      reject(new Error(`instance: timed out waiting for a line; stderr: ${stderr}; lines: ${JSON.stringify(lines)}`));
+    }, timeoutMs);
+    waiters.add(check);
+    void exited.then(() => setTimeout(() => {
+      if (waiters.delete(check)) {
+        clearTimeout(timer);
+        reject(new Error(`instance exited; stderr: ${stderr}; lines: ${JSON.stringify(lines)}`));
+      }
+    }, 50));
+    check();
+  });
+  const serving = await waitForLine((l) => l.msg === 'serving');
+  return { proc, id: String(serving.id), address: String(serving.address), lines, exited, waitForLine };
+}
+
+export interface Snapshot {
+  service: string;
+  revision: number;
+  instances: Array<{ id: string; address: string; state: string }>;
+}
+
+export async function registrySnapshot(adminUrl: string, service: string, token?: string): Promise<Snapshot> {
+  const res = await request(`${adminUrl}/registry/v1/services/${service}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const body = await res.body.json() as Snapshot;
+  if (res.statusCode !== 200) throw new Error(`snapshot: ${res.statusCode} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** Polls until `pred` holds or `ms` pass; returns the elapsed milliseconds. */
+export async function until(pred: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await pred()) return performance.now() - t0;
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

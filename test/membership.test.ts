@@ -1,0 +1,169 @@
+// Membership with real processes: `tandem gateway` children and service instances using the
+// node SDK (test/helpers/sdk-instance.ts), joined over the gateway's admin listener.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request, Agent } from 'undici';
+import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { freePort, kill } from './helpers/backend.js';
+import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => {});
+});
+
+function track<T extends { proc: { kill(sig?: NodeJS.Signals): boolean }; exited: Promise<unknown> }>(p: T): T {
+  cleanup.push(async () => {
+    p.proc.kill('SIGKILL');
+    await p.exited;
+  });
+  return p;
+}
+
+async function gatewayFor(service: string, extra: Record<string, unknown> = {}): Promise<RunningGateway> {
+  return track(await startGateway({ services: { [service]: {} }, routes: [{ prefix: '/', service }], ...extra }));
+}
+
+async function get(url: string, dispatcher?: Agent): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await request(url, dispatcher ? { dispatcher } : {});
+  const text = await res.body.text();
+  let body: Record<string, unknown> = {};
+  try { body = JSON.parse(text) as Record<string, unknown>; } catch { body = { text }; }
+  return { status: res.statusCode, body };
+}
+
+test('join and leave (node:http): traffic once registered; SIGTERM drains, deregisters, exits 0', async () => {
+  const gw = await gatewayFor('shop');
+  const inst = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop' }));
+  const snap = await registrySnapshot(gw.adminUrl, 'shop');
+  assert.deepEqual(snap.instances.map((i) => [i.id, i.address, i.state]), [[inst.id, inst.address, 'ready']]);
+  // serve() resolved after the registration: the very next request reaches the instance.
+  const r = await get(`${gw.url}/hello`);
+  assert.equal(r.status, 200);
+  assert.equal(r.body.instance, inst.id);
+  inst.proc.kill('SIGTERM');
+  assert.equal(await inst.exited, 0);
+  await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'state' && l.state === 'draining');
+  await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'deregistered');
+  assert.equal((await registrySnapshot(gw.adminUrl, 'shop')).instances.length, 0);
+  const gone = await get(`${gw.url}/hello`);
+  assert.equal(gone.status, 503);
+  assert.equal((gone.body.error as { code: string }).code, 'TANDEM_ERR_NO_HEALTHY_ENDPOINT');
+});
+
+test('the SDK with express: GET and POST through the gateway, /healthz and /readyz answered by the SDK', async () => {
+  const gw = await gatewayFor('shop');
+  const inst = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', kind: 'express' }));
+  const g = await get(`${gw.url}/items?x=1`);
+  assert.deepEqual([g.status, g.body.instance, g.body.url], [200, inst.id, '/items?x=1']);
+  const p = await request(`${gw.url}/orders`, { method: 'POST', body: 'order-1', headers: { 'content-type': 'text/plain' } });
+  assert.equal(p.statusCode, 200);
+  assert.deepEqual(await p.body.json(), { instance: inst.id, method: 'POST', url: '/orders', body: 'order-1' });
+  const ready = await get(`http://${inst.address}/readyz`);
+  assert.deepEqual([ready.status, ready.body.status, ready.body.state], [200, 'ok', 'ready']);
+  const health = await get(`http://${inst.address}/healthz`);
+  assert.equal(health.status, 200);
+  inst.proc.kill('SIGTERM');
+  assert.equal(await inst.exited, 0);
+});
+
+test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL', async () => {
+  const gw = await gatewayFor('shop');
+  const killed = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 3000 }));
+  const frozen = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 2000 }));
+  assert.equal((await registrySnapshot(gw.adminUrl, 'shop')).instances.length, 2);
+  const t0 = performance.now();
+  killed.proc.kill('SIGKILL');
+  await until(async () => !(await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === killed.id), 5000, 'the killed instance to leave');
+  const killedMs = performance.now() - t0;
+  assert.ok(killedMs < 3000, `SIGKILL noticed after ${Math.round(killedMs)} ms (TTL 3000 ms)`);
+  // A frozen process keeps its connection open: only the TTL finds it.
+  const t1 = performance.now();
+  frozen.proc.kill('SIGSTOP');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.length === 0, 6000, 'the frozen instance to expire');
+  const frozenMs = performance.now() - t1;
+  assert.ok(frozenMs > 900 && frozenMs < 3500, `SIGSTOP noticed after ${Math.round(frozenMs)} ms (TTL 2000 ms, last beat up to 1 s before)`);
+  frozen.proc.kill('SIGKILL');
+  await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'expired' && l.instance === frozen.id);
+});
+
+test('a gateway restart: every instance registers again by itself; traffic through the other gateway never fails', async () => {
+  const [listenA, adminA] = [await freePort(), await freePort()];
+  const cfg = (listen: number, admin: number) => ({ listen: `127.0.0.1:${listen}`, admin: `127.0.0.1:${admin}`, services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] });
+  let gwA = track(await startGateway(cfg(listenA, adminA)));
+  const gwB = await gatewayFor('shop');
+  const instances: SdkInstance[] = [];
+  for (let i = 0; i < 3; i++) instances.push(track(await spawnInstance({ registry: [gwA.adminUrl, gwB.adminUrl], service: 'shop' })));
+  assert.equal((await registrySnapshot(gwA.adminUrl, 'shop')).instances.length, 3);
+  assert.equal((await registrySnapshot(gwB.adminUrl, 'shop')).instances.length, 3);
+
+  const agent = new Agent({ connections: 8 });
+  let stop = false;
+  const results = { ok: 0, failed: [] as string[] };
+  const load = (async () => {
+    while (!stop) {
+      const r = await get(`${gwB.url}/through-b`, agent).catch((e: Error) => ({ status: 0, body: { error: e.message } }));
+      if (r.status === 200) results.ok++;
+      else results.failed.push(`${r.status} ${JSON.stringify(r.body)}`);
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(await gwA.stop('SIGTERM'), 0);
+  gwA = track(await startGateway(cfg(listenA, adminA)));
+  const backMs = await until(async () => (await registrySnapshot(gwA.adminUrl, 'shop')).instances.length === 3, 8000, 'all 3 instances back in the restarted gateway');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  stop = true;
+  await load;
+  await agent.close();
+  assert.deepEqual(results.failed, []);
+  assert.ok(results.ok > 50, `${results.ok} requests through gateway B`);
+  assert.ok(backMs < 4000, `back after ${Math.round(backMs)} ms`);
+  const ids = new Set<unknown>();
+  for (let i = 0; i < 30; i++) ids.add((await get(`${gwA.url}/after`)).body.instance);
+  assert.equal(ids.size, 3, 'the restarted gateway sends to all three');
+  for (const inst of instances) inst.proc.kill('SIGTERM');
+  for (const inst of instances) assert.equal(await inst.exited, 0);
+});
+
+test('SIGTERM of an instance under steady GET + POST load through tandem gateway: zero failed requests', async () => {
+  const gw = await gatewayFor('shop');
+  const instances: SdkInstance[] = [];
+  for (let i = 0; i < 3; i++) instances.push(track(await spawnInstance({ registry: gw.adminUrl, service: 'shop' })));
+  const agent = new Agent({ connections: 16 });
+  let stop = false;
+  let n = 0;
+  const results = { ok: 0, failed: [] as string[], posts: new Map<string, number>() };
+  const worker = async () => {
+    while (!stop) {
+      const k = n++;
+      const post = k % 2 === 1;
+      try {
+        // Some slow requests, so the drain has in-flight work to finish.
+        const res = await request(`${gw.url}/w/${k}?delay=${k % 5 === 0 ? 150 : 2}`, post
+          ? { dispatcher: agent, method: 'POST', body: `p${k}`, headers: { 'content-type': 'text/plain' } }
+          : { dispatcher: agent });
+        const body = await res.body.text();
+        if (res.statusCode === 200) results.ok++;
+        else results.failed.push(`${post ? 'POST' : 'GET'} ${res.statusCode} ${body}`);
+      } catch (err) {
+        results.failed.push(`${post ? 'POST' : 'GET'} ${(err as Error).message}`);
+      }
+    }
+  };
+  const workers = Array.from({ length: 8 }, worker);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const victim = instances[0]!;
+  const servedBefore = results.ok;
+  victim.proc.kill('SIGTERM');
+  const replacement = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop' }));
+  assert.equal(await victim.exited, 0, 'the drained instance exits 0');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  stop = true;
+  await Promise.all(workers);
+  await agent.close();
+  assert.deepEqual(results.failed, []);
+  assert.ok(servedBefore > 50 && results.ok > servedBefore + 50, `${results.ok} requests`);
+  const snap = await registrySnapshot(gw.adminUrl, 'shop');
+  assert.deepEqual(snap.instances.map((i) => i.id).sort(), [instances[1]!.id, instances[2]!.id, replacement.id].sort());
+  await kill(replacement.proc as never);
+});

@@ -1,0 +1,133 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeClock } from '../src/core/clock.js';
+import { EmbeddedRegistry, type RegistryChange } from '../src/discovery/embedded.js';
+import { StaticRegistry } from '../src/discovery/static.js';
+import { isTandemError } from '../src/core/errors.js';
+
+const reg = (id: string, extra: Record<string, unknown> = {}) => ({ service: 'shop', id, address: `127.0.0.1:${7000 + Number(id.replace(/\D/g, '') || 0)}`, ...extra });
+
+test('a lease expires exactly ttl after its last heartbeat, not before (FakeClock)', () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, ttl: 3000 });
+  const lease = r.registerNow(reg('a1'));
+  clock.advance(2000);
+  r.heartbeatNow(lease.id); // now due at 5000
+  clock.advance(2999);
+  assert.equal(r.size, 1, 'renewed: still there at 4999');
+  clock.advance(2);
+  assert.equal(r.size, 0, 'gone just after 5000');
+  assert.throws(() => r.heartbeatNow(lease.id), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_LEASE_NOT_FOUND');
+});
+
+test('heartbeats arm no timer: one sweep timer for any number of leases', () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, ttl: 10_000 });
+  const leases = Array.from({ length: 500 }, (_, i) => r.registerNow(reg(`i${i}`)));
+  assert.equal(clock.pending, 1);
+  for (let s = 0; s < 30; s++) {
+    clock.advance(1000);
+    for (const l of leases) r.heartbeatNow(l.id);
+  }
+  assert.equal(r.size, 500, 'renewed every second: none expired in 30 s');
+  assert.ok(clock.pending <= 1);
+  clock.advance(10_001);
+  assert.equal(r.size, 0);
+  assert.equal(clock.pending, 0, 'nothing left to sweep: no timer');
+});
+
+test('a registration with a shorter TTL re-arms the sweep earlier', () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, ttl: 10_000 });
+  r.registerNow(reg('a1'));
+  r.registerNow(reg('a2', { ttl: 1000 }));
+  clock.advance(1001);
+  assert.deepEqual(r.snapshotNow('shop').instances.map((i) => i.id), ['a1']);
+});
+
+test('subscribers see every change synchronously, before the call returns', () => {
+  const r = new EmbeddedRegistry({ clock: new FakeClock() });
+  const changes: RegistryChange[] = [];
+  r.subscribe((c) => changes.push(c));
+  const lease = r.registerNow(reg('a1'));
+  assert.equal(changes.length, 1);
+  r.setStateNow(lease.id, 'draining');
+  assert.equal(changes.at(-1)!.kind, 'state');
+  assert.equal(changes.at(-1)!.instance.state, 'draining');
+  r.setStateNow(lease.id, 'draining');
+  assert.equal(changes.length, 2, 'no change, no event');
+  r.deregisterNow(lease.id);
+  assert.deepEqual(changes.map((c) => c.kind), ['registered', 'state', 'deregistered']);
+  assert.ok(changes[0]!.revision < changes[1]!.revision && changes[1]!.revision < changes[2]!.revision);
+});
+
+test('limits: instances per peer and in all → 429; a re-registration does not count twice', () => {
+  const r = new EmbeddedRegistry({ clock: new FakeClock(), maxInstancesPerPeer: 3, maxInstances: 5 });
+  for (let i = 0; i < 3; i++) r.registerNow(reg(`p${i}`), { peer: '10.0.0.1' });
+  r.registerNow(reg('p0'), { peer: '10.0.0.1' }); // the same id again: replaces
+  assert.throws(() => r.registerNow(reg('p9'), { peer: '10.0.0.1' }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_REGISTRY_LIMIT' && e.status === 429);
+  r.registerNow(reg('q1'), { peer: '10.0.0.2' });
+  r.registerNow(reg('q2'), { peer: '10.0.0.2' });
+  assert.throws(() => r.registerNow(reg('q3'), { peer: '10.0.0.3' }), (e: unknown) => isTandemError(e) && e.status === 429 && /maxInstances\b/.test(e.message));
+  assert.equal(r.size, 5);
+});
+
+test('the per-peer count goes down when instances leave', () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, maxInstancesPerPeer: 2, ttl: 1000 });
+  const a = r.registerNow(reg('a1'), { peer: 'p' });
+  r.registerNow(reg('a2'), { peer: 'p' });
+  r.deregisterNow(a.id);
+  r.registerNow(reg('a3'), { peer: 'p' });
+  clock.advance(1001);
+  r.registerNow(reg('a4'), { peer: 'p' });
+  r.registerNow(reg('a5'), { peer: 'p' });
+  assert.equal(r.size, 2);
+});
+
+test('metadata larger than maxMetadataSize → 413 naming the limit', () => {
+  const r = new EmbeddedRegistry({ clock: new FakeClock(), maxMetadataSize: 100 });
+  assert.throws(() => r.registerNow(reg('a1', { metadata: { blob: 'x'.repeat(200) } })), (e: unknown) => isTandemError(e) && e.status === 413 && /maxMetadataSize/.test(e.message));
+  assert.throws(() => r.registerNow(reg('a1', { metadata: { n: 1 } })), (e: unknown) => isTandemError(e) && e.status === 400 && /metadata\.n/.test(e.message));
+  assert.equal(r.size, 0);
+});
+
+test('an unknown field is refused with a hint', () => {
+  const r = new EmbeddedRegistry({ clock: new FakeClock() });
+  assert.throws(() => r.registerNow(reg('a1', { wieght: 2 })), (e: unknown) => isTandemError(e) && /wieght: unknown field — did you mean weight\?/.test(e.message));
+});
+
+test('keepAlive (in process) renews on the clock and reports the loss when the lease is removed', async () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, ttl: 1000 });
+  const lease = r.registerNow(reg('a1'));
+  const ka = r.keepAlive(lease.id, { interval: 300 });
+  clock.advance(5000);
+  assert.equal(r.size, 1);
+  r.deregisterNow(lease.id);
+  assert.deepEqual(await ka.lost, { kind: 'expired' });
+  clock.advance(5000);
+  assert.equal(clock.pending, 0, 'the keep-alive stopped its timer');
+});
+
+test('expireNow (a broken keep-alive stream) removes the instance at once', () => {
+  const r = new EmbeddedRegistry({ clock: new FakeClock() });
+  const lease = r.registerNow(reg('a1'));
+  assert.equal(r.expireNow(lease.id), true);
+  assert.equal(r.size, 0);
+  assert.equal(r.expireNow(lease.id), false);
+});
+
+test('static registry: the config endpoints, read-only', async () => {
+  const s = new StaticRegistry({ shop: [{ host: '127.0.0.1', port: 7001, weight: 2 }] });
+  const snap = await s.snapshot('shop');
+  assert.deepEqual(snap.instances.map((i) => [i.address, i.weight, i.state]), [['127.0.0.1:7001', 2, 'ready']]);
+  await assert.rejects(s.register({ service: 'shop', id: 'x', address: '127.0.0.1:1' }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_REGISTRY_READ_ONLY');
+  const ac = new AbortController();
+  const seen: number[] = [];
+  const done = (async () => { for await (const x of s.watch('shop', { signal: ac.signal })) seen.push(x.instances.length); })();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  ac.abort();
+  await done;
+  assert.deepEqual(seen, [1]);
+});
