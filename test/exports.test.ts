@@ -16,6 +16,8 @@ test('the exports map: every subpath loads and has its types file', async () => 
   }
   const node = (await import(`${pkg.name}/node`)) as Record<string, unknown>;
   assert.equal(typeof node.serve, 'function', 'tandem/node exports serve');
+  const client = (await import(`${pkg.name}/client`)) as Record<string, unknown>;
+  assert.equal(typeof client.createClient, 'function', 'tandem/client exports createClient');
   const discovery = (await import(`${pkg.name}/discovery`)) as Record<string, unknown>;
   for (const name of ['EmbeddedRegistry', 'HttpRegistry', 'StaticRegistry']) assert.equal(typeof discovery[name], 'function', `tandem/discovery exports ${name}`);
   const root = (await import(pkg.name)) as Record<string, unknown>;

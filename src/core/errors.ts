@@ -14,6 +14,7 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
   TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
   TANDEM_ERR_CLIENT_ABORTED: 'The client went away before the response was complete.',
+  TANDEM_ERR_CLIENT_CLOSED: 'A service client was used after close().',
   TANDEM_ERR_REGISTRY_INVALID: 'A registry request is malformed: a bad address, an unknown field, a value out of range (HTTP 400).',
   TANDEM_ERR_REGISTRY_UNAUTHORIZED: 'A registry request without the right bearer token (HTTP 401), or, with no token configured, a write from a peer that is not loopback (HTTP 403).',
   TANDEM_ERR_REGISTRY_LIMIT: 'A registry limit is reached: metadata or request body too large (HTTP 413), too many instances from one peer or in all (HTTP 429).',

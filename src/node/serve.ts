@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from '../core/address.js';
+import { deadlineOf, runWithDeadline } from '../core/deadline.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
 
@@ -113,7 +114,11 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     res.once('close', () => { inflight--; });
     // While draining, every response closes its connection: nothing is left idle to race with.
     if (state === 'draining') res.setHeader('connection', 'close');
-    for (const l of userListeners) l.call(server, req, res);
+    // The caller's deadline follows the handling of the request: tandem/client calls made
+    // while handling it get only the time that is left.
+    runWithDeadline(deadlineOf(req.headers), () => {
+      for (const l of userListeners) l.call(server, req, res);
+    });
   });
 
   if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));

@@ -1,14 +1,14 @@
 import type { Readable } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { TandemError } from '../core/errors.js';
+// Sent on every attempt: how long the caller will wait for this attempt's response headers.
+import { TIMEOUT_HEADER } from '../core/deadline.js';
 import type { RetryConfig } from '../config/types.js';
 import type { Attempt } from './attempt.js';
 import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
 
-/** Sent on every attempt: how long the gateway will wait for this attempt's response headers. */
-export const TIMEOUT_HEADER = 'x-tandem-timeout-ms';
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
 const BACKOFF_MS = 25;

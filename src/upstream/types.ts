@@ -19,6 +19,8 @@ export interface UpstreamRequest {
   bodyLimit: number;
   /** Set for a protocol upgrade (e.g. 'websocket'). */
   upgrade?: string;
+  /** Wait for response headers over all attempts (ms); unset = the service's `timeout`. */
+  timeoutMs?: number;
 }
 
 /**

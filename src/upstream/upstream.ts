@@ -278,7 +278,7 @@ export class Upstream implements RetryHost {
     }
     this.stats.active++;
     this.budget?.recordRequest();
-    new RetryingRequest(this, request, handler, this.config.retry, this.config.timeout).start();
+    new RetryingRequest(this, request, handler, this.config.retry, request.timeoutMs ?? this.config.timeout).start();
   }
 
   pickFirst(hashKey: string | undefined): Endpoint | undefined {

@@ -3,7 +3,8 @@
 //   { registry: string | string[], service, token?, kind: 'http' | 'express', port?: number, id?: string,
 //     ttl?, heartbeatInterval?, drainQuietPeriod? }
 // Prints one JSON line {"msg":"serving","id","address"} once serve() resolved. Every request is
-// answered with {"instance": id, "method", "url", "body"}; ?delay=MS delays the answer.
+// answered with {"instance": id, "method", "url", "body", "timeout"} (timeout: the request's
+// x-tandem-timeout-ms); ?delay=MS delays the answer.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import express from 'express';
 import { serve } from '../../src/node/index.js';
@@ -14,10 +15,10 @@ const opts = JSON.parse(process.argv[2] ?? '{}') as {
 };
 let id = opts.id ?? '';
 
-function answer(method: string, url: string, body: string, res: ServerResponse, delay: number): void {
+function answer(method: string, url: string, body: string, res: ServerResponse, delay: number, timeout?: string | string[]): void {
   setTimeout(() => {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ instance: id, method, url, body }));
+    res.end(JSON.stringify({ instance: id, method, url, body, timeout: timeout ?? null }));
   }, delay);
 }
 
@@ -31,7 +32,7 @@ if (opts.kind === 'express') {
   app.use(express.text({ type: '*/*' }));
   app.use((req, res) => {
     const body = typeof req.body === 'string' ? req.body : '';
-    answer(req.method, req.originalUrl, body, res, delayOf(req.originalUrl));
+    answer(req.method, req.originalUrl, body, res, delayOf(req.originalUrl), req.headers['x-tandem-timeout-ms']);
   });
   server = app.listen(opts.port ?? 0, '127.0.0.1');
 } else {
@@ -39,7 +40,7 @@ if (opts.kind === 'express') {
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (d: string) => { body += d; });
-    req.on('end', () => answer(req.method!, req.url!, body, res, delayOf(req.url!)));
+    req.on('end', () => answer(req.method!, req.url!, body, res, delayOf(req.url!), req.headers['x-tandem-timeout-ms']));
   });
   server.listen(opts.port ?? 0, '127.0.0.1');
 }

@@ -13,9 +13,12 @@ export interface SdkInstance {
   waitForLine(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-/** test/helpers/sdk-instance.ts as a real child process; resolves once serve() resolved in it. */
-export async function spawnInstance(options: Record<string, unknown>): Promise<SdkInstance> {
-  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'helpers', 'sdk-instance.js'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * test/helpers/sdk-instance.ts (or another helper `script` that prints the same "serving" line)
+ * as a real child process; resolves once serve() resolved in it.
+ */
+export async function spawnInstance(options: Record<string, unknown>, script = 'sdk-instance'): Promise<SdkInstance> {
+  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'helpers', `${script}.js`), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   let stderr = '';

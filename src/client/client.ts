@@ -1,0 +1,287 @@
+import { TandemError } from '../core/errors.js';
+import { currentDeadline } from '../core/deadline.js';
+import { validateConfig } from '../config/validate.js';
+import type { EndpointConfig, ServiceConfig } from '../config/types.js';
+import { HttpRegistry } from '../discovery/http.js';
+import type { Registry } from '../discovery/types.js';
+import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { ResponseHandler } from '../upstream/types.js';
+import { Members } from './members.js';
+
+export interface ClientOptions {
+  /**
+   * The gateway admin listener(s) whose registry lists the service's instances, e.g.
+   * `http://127.0.0.1:9901`. With several, their members are merged (each gateway knows every
+   * instance; one restarting costs nothing).
+   */
+  registry?: string | readonly string[];
+  /** The gateways' `registry.token` (reading needs none today; sent when set). */
+  token?: string;
+  /** Fixed instances (`host:port`), alone or besides the registered ones. */
+  endpoints?: readonly string[];
+  /**
+   * Settings of the service as in the gateway config (`timeout`, `retry`, `hedge`, `balancer`,
+   * `healthCheck`, …): validated the same way, same defaults.
+   */
+  settings?: Record<string, unknown>;
+  /**
+   * How long an instance that vanished from a registry without draining is still used
+   * (a restarted registry is empty until instances register again). Default 10 s, the SDK's
+   * lease TTL.
+   */
+  holdRemoved?: number;
+  /** Longest wait for the first membership snapshot before a request fails. Default 5 s. */
+  membershipTimeout?: number;
+  /** Registries to use instead of `registry` URLs (tests, other adapters). */
+  registries?: readonly Registry[];
+  /** Every endpoint state change (for logs). */
+  onTransition?: (transition: EndpointTransition) => void;
+}
+
+export interface ClientRequest {
+  method?: string;
+  /** Path and query, starting with `/`. */
+  path: string;
+  headers?: Record<string, string | readonly string[]>;
+  /** A string or bytes are sent as they are; anything else as JSON. */
+  body?: unknown;
+  /**
+   * Longest wait for the response headers (ms), over all attempts. Default: what is left of the
+   * deadline of the request being handled (from the caller's `x-tandem-timeout-ms`, set by
+   * `tandem/node`), capped by the service's `timeout`.
+   */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface ClientResponse {
+  status: number;
+  /** Lower-case names; repeated headers joined with ", " (set-cookie kept as a list). */
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+  /** The endpoint (`host:port`) that answered. */
+  endpoint: string;
+  text(): string;
+  json<T = unknown>(): T;
+}
+
+/** Largest response body a client request buffers. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+const DEFAULT_HOLD_MS = 10_000;
+const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 5_000;
+
+/** Hop-by-hop headers are the connection's business, not the caller's (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length']);
+
+/**
+ * Calls to the instances of one service from inside another: the same upstream engine as the
+ * gateway (balancing, health checks, outlier ejection, retries within a budget, hedging,
+ * deadlines), with members from the gateways' registries.
+ */
+export class ServiceClient {
+  readonly service: string;
+  private readonly upstream: Upstream;
+  private readonly members: Members | undefined;
+  private readonly owned: Registry[];
+  private readonly membershipTimeout: number;
+  private closed = false;
+
+  constructor(service: string, options: ClientOptions = {}) {
+    this.service = service;
+    const settings = settingsOf(service, options);
+    const fixed = settings.endpoints;
+    this.upstream = new Upstream(settings, [], { onTransition: options.onTransition });
+    this.membershipTimeout = options.membershipTimeout ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS;
+    const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
+    this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
+    const registries = [...(options.registries ?? []), ...this.owned];
+    if (registries.length === 0 && fixed.length === 0) {
+      throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
+    }
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
+  }
+
+  /** The endpoints in use now, with their state (as in the gateway's /admin/cluster). */
+  snapshot(): ReturnType<Upstream['snapshot']> {
+    return this.upstream.snapshot();
+  }
+
+  /** Resolves with the response (any status), or rejects with a TandemError when there is none. */
+  async request(req: ClientRequest): Promise<ClientResponse> {
+    if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
+    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TypeError(`request path must start with "/", got ${JSON.stringify(req.path)}`);
+    const timeout = this.timeoutFor(req.timeout);
+    if (this.members !== undefined && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
+    const { headers, body } = encode(req);
+    return await new Promise<ClientResponse>((resolve, reject) => {
+      const collector = new Collector(resolve, reject, req.signal);
+      this.upstream.dispatch({
+        method: (req.method ?? 'GET').toUpperCase(),
+        path: req.path,
+        headers,
+        body,
+        bodyLength: body === null ? -1 : body.length,
+        hashKey: undefined,
+        bodyLimit: Infinity,
+        timeoutMs: timeout,
+      }, collector);
+    });
+  }
+
+  /** What is left of the caller's deadline, capped by the service timeout; fails when none is left. */
+  private timeoutFor(explicit: number | undefined): number {
+    if (explicit !== undefined) {
+      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TypeError(`timeout must be a positive number of ms, got ${explicit}`);
+      return explicit;
+    }
+    const service = this.upstream.settings.timeout;
+    const deadline = currentDeadline();
+    if (deadline === undefined) return service;
+    const left = Math.floor(deadline - performance.now());
+    if (left <= 0) throw new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `the caller's deadline passed before ${this.service} was called`, { status: 504 });
+    return Math.min(left, service);
+  }
+
+  private async awaitMembers(timeout: number): Promise<void> {
+    const wait = Math.min(timeout, this.membershipTimeout);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => { timer = setTimeout(resolve, wait); });
+    await Promise.race([this.members!.known, timedOut]);
+    clearTimeout(timer);
+  }
+
+  /** Stops watching and closes every connection once idle. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.members?.close();
+    await Promise.all(this.owned.map((r) => r.close()));
+    await this.upstream.close();
+  }
+}
+
+/** A client for `service`; see ServiceClient. */
+export function createClient(service: string, options: ClientOptions = {}): ServiceClient {
+  return new ServiceClient(service, options);
+}
+
+/** Validates the settings through the gateway config's schema, so both accept the same keys. */
+function settingsOf(service: string, options: ClientOptions): ServiceConfig {
+  const raw = { ...(options.settings ?? {}), ...(options.endpoints !== undefined ? { endpoints: [...options.endpoints] } : {}) };
+  // A gateway config around the one service: listen and routes are required there, unused here.
+  const config = validateConfig({ listen: '127.0.0.1:0', services: { [service]: raw }, routes: [{ prefix: '/', service }] }, `createClient(${JSON.stringify(service)})`);
+  return config.services.get(service)!;
+}
+
+function merge(fixed: readonly EndpointConfig[], found: readonly EndpointConfig[]): EndpointConfig[] {
+  if (fixed.length === 0) return [...found];
+  const seen = new Set(fixed.map((e) => `${e.host}:${e.port}`));
+  return [...fixed, ...found.filter((e) => !seen.has(`${e.host}:${e.port}`))];
+}
+
+function encode(req: ClientRequest): { headers: string[]; body: Buffer | null } {
+  const headers: string[] = [];
+  let hasType = false;
+  for (const [name, value] of Object.entries(req.headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) continue;
+    if (lower === 'content-type') hasType = true;
+    for (const v of typeof value === 'string' ? [value] : value) headers.push(lower, v);
+  }
+  const b = req.body;
+  if (b === undefined || b === null) return { headers, body: null };
+  if (typeof b === 'string') return { headers, body: Buffer.from(b) };
+  if (b instanceof Uint8Array) return { headers, body: Buffer.from(b.buffer, b.byteOffset, b.byteLength) };
+  if (!hasType) headers.push('content-type', 'application/json');
+  return { headers, body: Buffer.from(JSON.stringify(b)) };
+}
+
+/** Buffers one response for a promise. */
+class Collector implements ResponseHandler {
+  private status = 0;
+  private raw: Buffer[] = [];
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private endpoint = '';
+  private abort: ((reason?: Error) => void) | undefined;
+  private settled = false;
+  private readonly onAbort: (() => void) | undefined;
+
+  constructor(
+    private readonly resolve: (res: ClientResponse) => void,
+    private readonly reject: (err: Error) => void,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    if (signal !== undefined) {
+      this.onAbort = () => {
+        const error = new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the request was aborted by its signal', { cause: signal.reason });
+        this.abort?.(error);
+        this.settle(error);
+      };
+      if (signal.aborted) queueMicrotask(this.onAbort);
+      else signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+  }
+
+  onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
+    this.endpoint = endpoint.id;
+    this.abort = abort;
+    if (this.settled) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the request was aborted by its signal'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    this.status = statusCode;
+    this.raw = rawHeaders;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.size += chunk.length;
+    if (this.size > MAX_RESPONSE_BYTES) {
+      this.abort?.(new TandemError('TANDEM_ERR_UPSTREAM_PROTOCOL', `response body larger than ${MAX_RESPONSE_BYTES} bytes`));
+      return true;
+    }
+    this.chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.settle(undefined, {
+      status: this.status,
+      headers: headersOf(this.raw),
+      body,
+      endpoint: this.endpoint,
+      text: () => body.toString('utf8'),
+      json: <T>() => JSON.parse(body.toString('utf8')) as T,
+    });
+  }
+
+  onError(error: TandemError): void {
+    this.settle(error);
+  }
+
+  private settle(error: Error | undefined, res?: ClientResponse): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
+    // A failure can be known at once (no endpoint at all): it is still reported on a later
+    // turn of the event loop, so a caller retrying in a loop cannot starve timers and I/O.
+    if (error !== undefined) setImmediate(this.reject, error);
+    else this.resolve(res!);
+  }
+}
+
+function headersOf(raw: readonly Buffer[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const prev = out[name];
+    if (name === 'set-cookie') out[name] = [...((prev as string[] | undefined) ?? []), value];
+    else out[name] = prev === undefined ? value : `${prev as string}, ${value}`;
+  }
+  return out;
+}

@@ -1,0 +1,131 @@
+// tandem/client: service-to-service calls through the upstream engine, with members from the
+// gateways' registries — real processes (tandem gateway, SDK instances) and real sockets.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createClient, type ServiceClient } from '../src/client/index.js';
+import { ConfigError } from '../src/config/problems.js';
+import { TandemError } from '../src/core/errors.js';
+import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { answerOk, freePort, startBackend } from './helpers/backend.js';
+import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => {});
+});
+
+function track<T extends { proc: { kill(sig?: NodeJS.Signals): boolean }; exited: Promise<unknown> }>(p: T): T {
+  cleanup.push(async () => {
+    p.proc.kill('SIGKILL');
+    await p.exited;
+  });
+  return p;
+}
+
+function client(service: string, options: Parameters<typeof createClient>[1]): ServiceClient {
+  const c = createClient(service, options);
+  cleanup.push(() => c.close());
+  return c;
+}
+
+test('static endpoints: GET and JSON POST, a dead endpoint costs nothing, bad input is refused clearly', async () => {
+  const a = await startBackend('a', (req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => { body += d; }).on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': 'x=1' }).end(JSON.stringify({ method: req.method, type: req.headers['content-type'] ?? null, body }));
+    });
+  });
+  const b = await startBackend('b', answerOk('b'));
+  cleanup.push(() => a.close(), () => b.close());
+  const dead = `127.0.0.1:${await freePort()}`;
+  const c = client('shop', { endpoints: [a.address, b.address, dead], settings: { healthCheck: false, balancer: 'round-robin' } });
+  const seen = new Set<string>();
+  for (let i = 0; i < 30; i++) {
+    const res = await c.request({ path: `/x?i=${i}` });
+    assert.equal(res.status, 200);
+    seen.add(res.endpoint);
+  }
+  assert.deepEqual([...seen].sort(), [a.address, b.address].sort(), 'the dead endpoint never answered; its requests went elsewhere');
+
+  const only = client('shop', { endpoints: [a.address] });
+  const posted = await only.request({ method: 'post', path: '/orders', body: { item: 42 } });
+  assert.deepEqual(posted.json(), { method: 'POST', type: 'application/json', body: '{"item":42}' });
+  assert.deepEqual(posted.headers['set-cookie'], ['x=1']);
+
+  await assert.rejects(only.request({ path: 'no-slash' }), /request path must start with "\/"/);
+  assert.throws(() => createClient('shop', { endpoints: [a.address], settings: { timout: '2s' } }), (err: unknown) =>
+    err instanceof ConfigError && /services\.shop\.timout: unknown key — did you mean timeout\?/.test(err.message));
+  assert.throws(() => createClient('shop', {}), /give `registry` \(a gateway admin URL\) or `endpoints`/);
+  await only.close();
+  await assert.rejects(only.request({ path: '/' }), (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_CLOSED');
+});
+
+test('members from the registry: spread over every instance; SIGKILL of one and a registry restart fail no call', async () => {
+  const [listen, admin] = [await freePort(), await freePort()];
+  const cfg = { listen: `127.0.0.1:${listen}`, admin: `127.0.0.1:${admin}`, services: { back: {} }, routes: [{ prefix: '/', service: 'back' }] };
+  let gw: RunningGateway = track(await startGateway(cfg));
+  const instances: SdkInstance[] = [];
+  for (let i = 0; i < 3; i++) instances.push(track(await spawnInstance({ registry: gw.adminUrl, service: 'back' })));
+  const c = client('back', { registry: gw.adminUrl });
+  const byInstance = new Map<string, number>();
+  for (let i = 0; i < 30; i++) {
+    const body = (await c.request({ path: '/warm' })).json<{ instance: string }>();
+    byInstance.set(body.instance, (byInstance.get(body.instance) ?? 0) + 1);
+  }
+  assert.equal(byInstance.size, 3, `spread: ${JSON.stringify([...byInstance])}`);
+
+  let stop = false;
+  const results = { ok: 0, failed: [] as string[] };
+  const load = (async () => {
+    while (!stop) {
+      try {
+        const res = await c.request({ path: '/during' });
+        if (res.status === 200) results.ok++;
+        else results.failed.push(`${res.status} ${res.text()}`);
+      } catch (err) {
+        results.failed.push((err as Error).message);
+      }
+    }
+  })();
+  await sleep(200);
+  instances[0]!.proc.kill('SIGKILL');
+  await sleep(500);
+  // The registry restarts: for a moment it is gone, then empty until the instances register again.
+  assert.equal(await gw.stop('SIGTERM'), 0);
+  gw = track(await startGateway(cfg));
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'back')).instances.length === 2, 8000, 'both live instances registered again');
+  await sleep(300);
+  stop = true;
+  await load;
+  assert.deepEqual(results.failed, []);
+  assert.ok(results.ok > 100, `${results.ok} calls`);
+  // The killed instance is gone once its hold ran out (here it is still held, and unhealthy).
+  const members = c.snapshot();
+  const live = [instances[1]!.address, instances[2]!.address];
+  for (const address of live) assert.equal(members.find((e) => e.id === address)?.state, 'healthy', `${address} in ${JSON.stringify(members)}`);
+  const dead = members.find((e) => e.id === instances[0]!.address);
+  assert.ok(dead === undefined || dead.state === 'unhealthy', `the killed instance: ${JSON.stringify(dead)}`);
+});
+
+test("the caller's deadline is propagated: a call gets only the time its caller has left", async () => {
+  const gw = track(await startGateway({ services: { front: { timeout: '3s' }, back: {} }, routes: [{ prefix: '/', service: 'front' }] }));
+  track(await spawnInstance({ registry: gw.adminUrl, service: 'back' }));
+  track(await spawnInstance({ registry: gw.adminUrl, service: 'front', callee: 'back' }, 'caller-instance'));
+  const res = await fetch(`${gw.url}/order`);
+  const body = (await res.json()) as { timeout: string; callee: { timeout: string } };
+  assert.equal(res.status, 200, JSON.stringify(body));
+  assert.equal(body.timeout, '3000', 'the gateway tells front it waits 3 s');
+  const left = Number(body.callee.timeout);
+  assert.ok(left > 0 && left <= 3000, `back was told ${left} ms`);
+  // Without the propagation back would be told its own default timeout, 15 s.
+
+  // front sleeps past its deadline before calling: the call is not made at all.
+  const late = await fetch(`${gw.url}/order?sleep=400`, { headers: {} });
+  assert.equal(late.status, 200);
+  const direct = await fetch(`${gw.adminUrl}/registry/v1/services/front`);
+  const frontAddress = ((await direct.json()) as { instances: Array<{ address: string }> }).instances[0]!.address;
+  const expired = await fetch(`http://${frontAddress}/order?sleep=300`, { headers: { 'x-tandem-timeout-ms': '100' } });
+  assert.equal(expired.status, 502);
+  assert.deepEqual(await expired.json(), { error: 'TANDEM_ERR_UPSTREAM_TIMEOUT' });
+});
