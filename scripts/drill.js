@@ -18,8 +18,6 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-/* global AbortSignal */
-import { Pool } from 'undici';
 import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -316,78 +314,25 @@ class Backends {
 /** A sleep that does not keep the process alive (for bounds that normally never fire). */
 const sleepUnref = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
-function classify(err) {
-  if (!err) return 'error';
-  if (err.name === 'TimeoutError' || err.name === 'AbortError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT') return 'timeout';
-  if (err.code === 'ECONNREFUSED') return 'refused';
-  if (err.code === 'ECONNRESET' || err.code === 'UND_ERR_SOCKET' || err.code === 'EPIPE') return 'reset';
-  return err.code ?? err.name ?? 'error';
-}
+// The load generator and percentile are tandem's own (src/drill/open-loop.ts), loaded from
+// dist/ once main() has built it.
+let openLoopImpl;
+let percentile;
 
-/**
- * Sends rate×durationS requests, request i at t0 + i/rate whatever happens to earlier ones.
- * Returns { results, maxSendLagMs, state } where state.outstanding is live while it runs.
- */
+const POST_BODY = JSON.stringify({ order: 'drill', qty: 1 });
+
+/** GET or POST /items/i to 127.0.0.1:port on the open-loop schedule. */
 function openLoop({ port, rate, durationS, method = 'GET', idPrefix, timeoutMs, state = { outstanding: 0 } }) {
-  const pool = new Pool(`http://127.0.0.1:${port}`, {
-    connections: 8192,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    connect: { timeout: timeoutMs },
-  });
-  const total = Math.round(rate * durationS);
-  const results = new Array(total);
-  let maxSendLagMs = 0;
-  let settled = 0;
-  let resolveAll;
-  const all = new Promise((r) => { resolveAll = r; });
-  const t0 = performance.now();
-  state.t0 = t0;
-  const postBody = JSON.stringify({ order: 'drill', qty: 1 });
-
-  const fire = (i, sched) => {
-    const id = `${idPrefix}-${i}`;
-    const lag = performance.now() - sched;
-    if (lag > maxSendLagMs) maxSendLagMs = lag;
-    state.outstanding++;
-    const headers = { 'x-drill-id': id };
-    if (method === 'POST') headers['content-type'] = 'application/json';
-    const done = (status, err) => {
-      results[i] = { id, t: Math.round(sched - t0), lat: performance.now() - sched, status, err: err ? classify(err) : null };
-      state.outstanding--;
-      if (++settled === total) resolveAll();
-    };
-    pool.request({
-      path: `/items/${i}`,
-      method,
-      headers,
-      body: method === 'POST' ? postBody : undefined,
-      signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs - lag))),
-    }).then(
-      (res) => res.body.text().then(() => done(res.statusCode, null), (e) => done(res.statusCode, e)),
-      (e) => done(0, e),
-    );
-  };
-
-  let i = 0;
-  const tick = () => {
-    const now = performance.now();
-    const due = Math.min(total, Math.floor(((now - t0) * rate) / 1000) + 1);
-    while (i < due) {
-      fire(i, t0 + (i * 1000) / rate);
-      i++;
-    }
-    if (i < total) setTimeout(tick, 1);
-  };
-  tick();
-  // Bounded: every request has its own timeout; the extra margin only guards against a bug.
-  const hardStop = sleepUnref(durationS * 1000 + timeoutMs + 5000).then(() => 'hard-stop');
-  return Promise.race([all, hardStop]).then(async (how) => {
-    await pool.destroy().catch(() => {});
-    for (let k = 0; k < total; k++) if (!results[k]) results[k] = { id: `${idPrefix}-${k}`, t: null, lat: timeoutMs, status: 0, err: 'unsettled' };
-    return { results, maxSendLagMs, hardStopped: how === 'hard-stop' };
+  return openLoopImpl({
+    origin: `http://127.0.0.1:${port}`,
+    rate,
+    durationS,
+    idPrefix,
+    timeoutMs,
+    state,
+    request: (i) => (method === 'POST'
+      ? { method, path: `/items/${i}`, headers: { 'content-type': 'application/json' }, body: POST_BODY }
+      : { method, path: `/items/${i}` }),
   });
 }
 
@@ -463,11 +408,6 @@ const FAULTS = {
 
 // ---------------------------------------------------------------------------------------------
 // One run
-
-function percentile(sorted, p) {
-  if (!sorted.length) return null;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 const round = (n, d = 1) => (n === null || n === undefined || !Number.isFinite(n) ? null : Math.round(n * 10 ** d) / 10 ** d);
 
@@ -668,11 +608,13 @@ async function main() {
     nginx: which('nginx') ? versionOf(which('nginx'), ['-v'], /nginx\/(\S+)/) : null,
     haproxy: which('haproxy') ? versionOf(which('haproxy'), ['-v'], /HA-?Proxy version (\S+)/) : null,
   };
-  if (targets.includes('tandem') && opts.build) {
+  // Built for every target: the load generator is tandem's too.
+  if (opts.build) {
     const t = Date.now();
     const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, encoding: 'utf8', timeout: 180_000 });
     console.log(`${TAG}: npm run build ${r.status === 0 ? 'ok' : `exited ${r.status}`} (${Date.now() - t} ms)`);
   }
+  ({ openLoop: openLoopImpl, percentile } = await import('../dist/src/drill/open-loop.js'));
   tmpRoot = mkdtempSync(join(os.tmpdir(), 'tandem-drill-'));
   chmodSync(tmpRoot, 0o755);
   const machine = machineInfo();
