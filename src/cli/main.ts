@@ -9,7 +9,11 @@ const USAGE = `tandem ${VERSION} — high availability for Node.js services
 Usage:
   tandem gateway --config FILE     run the gateway (YAML or JSON config)
   tandem gateway --check FILE      validate a config and exit (0 valid, 2 invalid)
-  tandem demo                      the quick start: example backends behind a gateway
+  tandem demo                      the quick start: a gateway and two services of three
+                                   instances each (catalog, orders), joined through the registry
+  tandem demo --drill              the same under load, with a rolling deploy and a SIGKILL;
+                                   prints what clients saw [--duration S] [--rate N]
+                                   (also: --listen HOST:PORT --admin HOST:PORT)
   tandem schema                    print the config file's JSON Schema
   tandem --version
 
@@ -35,8 +39,26 @@ export async function main(argv: string[]): Promise<number> {
       }
       return runGateway({ config: file, check: values.check !== undefined });
     }
-    case 'demo':
-      return runDemo();
+    case 'demo': {
+      let values;
+      try {
+        ({ values } = parseArgs({
+          args: rest,
+          options: { drill: { type: 'boolean' }, duration: { type: 'string' }, rate: { type: 'string' }, listen: { type: 'string' }, admin: { type: 'string' } },
+          strict: true,
+        }));
+      } catch (err) {
+        process.stderr.write(`tandem demo: ${(err as Error).message}\n\n${USAGE}`);
+        return 2;
+      }
+      const duration = positive(values.duration, '--duration');
+      const rate = positive(values.rate, '--rate');
+      if (typeof duration === 'string' || typeof rate === 'string') {
+        process.stderr.write(`tandem demo: ${typeof duration === 'string' ? duration : rate as string}\n`);
+        return 2;
+      }
+      return runDemo({ drill: values.drill, duration, rate, listen: values.listen, admin: values.admin });
+    }
     case 'schema':
       process.stdout.write(`${JSON.stringify(CONFIG_SCHEMA, null, 2)}\n`);
       return 0;
@@ -54,4 +76,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`tandem: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
+}
+
+/** A positive number from a flag's text; undefined when absent, a message when not a positive number. */
+function positive(text: string | undefined, flag: string): number | undefined | string {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) && n > 0 ? n : `${flag} must be a positive number, got "${text}"`;
 }
