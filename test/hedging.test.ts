@@ -125,3 +125,34 @@ test('hedge: false turns hedging off', async () => {
   assertStuckOnes(statuses, backends[0]!, '/x');
   assert.equal((await clusterService<ClusterService>(gw, 'shop')).hedges, 0);
 });
+
+test('a hedge that loses the race is cancelled quietly: not an error, not an ejection of its endpoint', async () => {
+  const delays = new Map<string, number>([['a', 0], ['b', 0]]);
+  const slowable = (name: string) => (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    globalThis.setTimeout(() => res.writeHead(200, { 'x-backend': name }).end(name), delays.get(name));
+  };
+  const backends = [await backend('a', slowable('a')), await backend('b', slowable('b'))];
+  const gw = await gateway(shopConfig(backends.map((b) => b.address), { healthCheck: false, balancer: 'consistent-hash', hash: { header: 'x-key' } }));
+  // 200 quick samples: the six slow answers below stay under 5 % of them, so the p95 stays low.
+  for (let i = 0; i < 200; i++) assert.equal((await fetch(`${gw.url}/warm?i=${i}`)).status, 200);
+  await setTimeout(150);
+  // A key whose requests go to a first.
+  let key = '';
+  for (let k = 0; key === ''; k++) {
+    const res = await fetch(`${gw.url}/which`, { headers: { 'x-key': `k${k}` } });
+    if ((await res.text()) === 'a') key = `k${k}`;
+  }
+  delays.set('a', 150);
+  delays.set('b', 600);
+  for (let i = 0; i < 6; i++) {
+    const res = await fetch(`${gw.url}/x?i=${i}`, { headers: { 'x-key': key } });
+    assert.equal(await res.text(), 'a', 'the first attempt wins the race');
+  }
+  const c = await clusterService<ClusterService & { endpoints: Array<{ id: string; state: string; responses: { error: number } }> }>(gw, 'shop');
+  assert.equal(c.hedges, 6, 'every request was hedged (150 ms is far past the p95)');
+  assert.equal(c.hedgeWins, 0);
+  const b = c.endpoints.find((e) => e.id === backends[1]!.address)!;
+  assert.equal(b.responses.error, 0, 'the cancelled hedges are not errors of b');
+  assert.equal(b.state, 'healthy', 'six cancelled hedges did not eject b');
+});

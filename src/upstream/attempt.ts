@@ -23,6 +23,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   /** The response ends with the connection: undici must not be paused (see onData). */
   private unpausable = false;
   private abort: ((err?: Error) => void) | undefined;
+  /** Abandoned after losing a race: its end is not held against the endpoint. */
+  private cancelled = false;
 
   constructor(
     private readonly endpoint: Endpoint,
@@ -83,12 +85,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   /**
    * The caller gives up on this exchange (to try another endpoint): later callbacks go nowhere,
-   * while the books (in-flight, outlier, status classes) are still kept. A response whose
+   * while the books (in-flight, outlier, status classes) are still kept — unless `cancelled`:
+   * the exchange merely lost a race (a hedge the first attempt beat) and says nothing about its
+   * endpoint, so its end is not counted as a failure, an error or a latency sample. A response whose
    * remaining body is known and small is read to its end, so its connection stays in the pool;
    * anything else is cut.
    */
-  abandon(): void {
+  abandon(cancelled = false): void {
     this.handler = DISCARD;
+    this.cancelled = cancelled;
     if (!this.responded || this.responseLeft < 0 || this.responseLeft > DRAIN_LIMIT) this.abort?.(ABANDONED);
   }
 
@@ -157,7 +162,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onError(err: Error): void {
     if (this.done) return; // already reported by fail()
     const error = classifyUpstreamError(err, this.endpoint.id);
-    if (!this.responded && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
+    if (!this.responded && !this.cancelled && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
       // A failure before any response: counted as "no response", and its wait feeds the
       // latency estimate so a hanging endpoint looks as slow as it is.
       const now = performance.now();

@@ -233,9 +233,10 @@ export class RetryingRequest implements ResponseHandler {
     }
     this.win();
     if (this.hedge?.live === true) {
+      // The hedge lost the race: cancelled, not held against its endpoint.
       this.hedge.live = false;
       this.hedge.clearTimer();
-      this.hedge.attempt.abandon();
+      this.hedge.attempt.abandon(true);
     }
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
   }
@@ -261,6 +262,9 @@ export class RetryingRequest implements ResponseHandler {
     this.win();
     this.host.hedgeWon();
     if (this.live) {
+      // The first attempt was slower than its hedge: that is held against its endpoint (a
+      // failure for outlier detection, its wait a latency sample), or a stuck endpoint would
+      // keep getting requests that all need a hedge.
       this.live = false;
       this.clearTimer();
       this.attempt!.abandon();
