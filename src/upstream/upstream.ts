@@ -430,7 +430,17 @@ function budgetOf(c: ServiceConfig, clock: Clock): RetryBudget | undefined {
   return b === undefined ? undefined : new RetryBudget({ percent: b.percent / 100, minPerSecond: b.minPerSecond }, clock);
 }
 
+/**
+ * A hedge falls due in the timers phase of the event loop, which runs before I/O. After a
+ * stall (a GC pause, a busy CPU) answers that have already arrived are still unread then, and
+ * hedging at once would send copies of requests that are in fact answered. The decision waits
+ * for the check phase, after I/O: a request answered meanwhile has settled and is left alone.
+ */
 function hedgeDue(request: RetryingRequest): void {
+  setImmediate(decideHedge, request);
+}
+
+function decideHedge(request: RetryingRequest): void {
   request.hedgeDue();
 }
 
