@@ -58,7 +58,7 @@ test('the SDK with express: GET and POST through the gateway, /healthz and /read
   assert.deepEqual([g.status, g.body.instance, g.body.url], [200, inst.id, '/items?x=1']);
   const p = await request(`${gw.url}/orders`, { method: 'POST', body: 'order-1', headers: { 'content-type': 'text/plain' } });
   assert.equal(p.statusCode, 200);
-  assert.deepEqual(await p.body.json(), { instance: inst.id, method: 'POST', url: '/orders', body: 'order-1' });
+  assert.deepEqual(await p.body.json(), { instance: inst.id, method: 'POST', url: '/orders', body: 'order-1', timeout: '15000' });
   const ready = await get(`http://${inst.address}/readyz`);
   assert.deepEqual([ready.status, ready.body.status, ready.body.state], [200, 'ok', 'ready']);
   const health = await get(`http://${inst.address}/healthz`);
