@@ -193,3 +193,18 @@ test('a registered instance takes traffic at once; draining: no new request, the
   assert.equal((await call(`${gw.adminUrl}/registry/v1/leases/${lease}/state`, 'PUT', { state: 'asleep' })).status, 400);
   assert.equal((await call(`${gw.adminUrl}/registry/v1/leases/nope/state`, 'PUT', { state: 'ready' })).status, 404);
 });
+
+test('after a start, /readyz waits for registry-fed services to get a member (at most 3 s)', async () => {
+  const fed = await gateway(shop());
+  const empty = await gateway(shop());
+  const t0 = performance.now();
+  assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 503);
+  assert.equal((await request(`${empty.adminUrl}/readyz`)).statusCode, 503);
+  const backend = await startBackend('b');
+  cleanup.push(() => backend.close());
+  assert.equal((await call(`${fed.adminUrl}/registry/v1/instances`, 'POST', { service: 'shop', id: 'b', address: backend.address })).status, 201);
+  assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 200, 'ready once the service has a member');
+  const waited = await until(async () => (await request(`${empty.adminUrl}/readyz`)).statusCode === 200, 6000, 'the warm-up to end');
+  const ms = performance.now() - t0;
+  assert.ok(ms > 1500 && ms < 5000, `ready without members after ${Math.round(ms)} ms (${Math.round(waited)} ms of polling)`);
+});

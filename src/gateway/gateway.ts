@@ -17,6 +17,9 @@ import { EmbeddedRegistry } from '../discovery/embedded.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 
+/** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
+export const REGISTRY_WARMUP_MS = 3_000;
+
 /**
  * The gateway process: a client listener that routes and proxies, an admin listener, and one
  * Upstream per service. Config is swapped whole on reload; requests already running keep the
@@ -31,6 +34,7 @@ export class Gateway {
   private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
+  private settled = false;
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
   readonly registry: EmbeddedRegistry;
@@ -78,11 +82,24 @@ export class Gateway {
       inflight: () => this.live.inflight,
     });
     this.admin = createAdminServer({
-      ready: () => !this.live.draining,
+      ready: () => !this.live.draining && this.membersSettled(),
       cluster: () => this.cluster(),
       registry,
       registryApi: (req, res, path) => handleRegistryApi(this.registry, { token: this.config.registry.token }, req, res, path),
     });
+  }
+
+  /**
+   * After a (re)start the registry is empty until instances register again (the SDK does so
+   * within about a second of the gateway answering). Until every service that has no
+   * `endpoints` has a member, or REGISTRY_WARMUP_MS passed, /readyz says 503, so a load
+   * balancer in front does not send traffic that could only get 503.
+   */
+  private membersSettled(): boolean {
+    if (this.settled) return true;
+    const waiting = [...this.config.services.values()].some((svc) => svc.endpoints.length === 0 && (this.upstreams.get(svc.name)?.endpoints.length ?? 0) === 0);
+    this.settled = !waiting || Date.now() - this.startedAt >= REGISTRY_WARMUP_MS;
+    return this.settled;
   }
 
   /**

@@ -187,10 +187,18 @@ function keepAlive(registry: EmbeddedRegistry, req: IncomingMessage, res: Server
   });
 }
 
+/** A watch stream with no change says so this often, so a watcher can tell a quiet registry from a dead connection. */
+export const WATCH_PING_INTERVAL = 15_000;
+
 async function watch(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
   req.resume();
   const abort = new AbortController();
-  res.once('close', () => abort.abort());
+  const ping = setInterval(() => res.write('{"kind":"ping"}\n'), WATCH_PING_INTERVAL);
+  ping.unref();
+  res.once('close', () => {
+    clearInterval(ping);
+    abort.abort();
+  });
   req.socket.setNoDelay(true);
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
   for await (const snapshot of registry.watch(name, { signal: abort.signal })) {
