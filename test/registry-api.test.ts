@@ -172,6 +172,10 @@ test('a registered instance takes traffic at once; draining: no new request, the
   await until(() => registered.seen.some((s) => s.url === '/solo/slow'), 3000, 'the slow request to arrive');
   const state = await call(`${gw.adminUrl}/registry/v1/leases/${soloLease}/state`, 'PUT', { state: 'draining' });
   assert.equal(state.status, 200);
+  const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text();
+  assert.match(metrics, /^tandem_registry_instances\{service="solo",state="draining"\} 1$/m);
+  assert.match(metrics, /^tandem_registry_instances\{service="shop",state="ready"\} 2$/m);
+  assert.match(metrics, /^tandem_registry_changes_total\{kind="state"\} 1$/m);
   assert.equal((state.body.instance as { state: string }).state, 'draining');
   const before = registered.seen.length;
   for (let i = 0; i < 20; i++) {

@@ -35,6 +35,7 @@ export class Gateway {
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
   private settled = false;
+  private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
   readonly registry: EmbeddedRegistry;
@@ -49,6 +50,7 @@ export class Gateway {
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
     this.registrySubscription = this.registry.subscribe((change) => {
+      this.registryChanges[change.kind] = (this.registryChanges[change.kind] ?? 0) + 1;
       const upstream = this.upstreams.get(change.service);
       const svc = this.config.services.get(change.service);
       if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
@@ -80,6 +82,7 @@ export class Gateway {
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
+      registry: () => this.registryStats(),
     });
     this.admin = createAdminServer({
       ready: () => !this.live.draining && this.membersSettled(),
@@ -87,6 +90,17 @@ export class Gateway {
       registry,
       registryApi: (req, res, path) => handleRegistryApi(this.registry, { token: this.config.registry.token }, req, res, path),
     });
+  }
+
+  /** For the metrics: instances per service and state, and changes by kind. */
+  private registryStats(): { instances: Array<{ service: string; state: string; count: number }>; changes: Record<string, number> } {
+    const instances: Array<{ service: string; state: string; count: number }> = [];
+    for (const service of this.registry.serviceNames()) {
+      const all = this.registry.snapshotNow(service).instances;
+      const draining = all.filter((i) => i.state === 'draining').length;
+      instances.push({ service, state: 'ready', count: all.length - draining }, { service, state: 'draining', count: draining });
+    }
+    return { instances, changes: this.registryChanges };
   }
 
   /**
