@@ -38,7 +38,6 @@ const ROUTES: Route[] = [
 export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryApiOptions, req: IncomingMessage, res: ServerResponse, path: string): boolean {
   if (!path.startsWith(REGISTRY_API_PREFIX)) return false;
   const rest = path.slice(REGISTRY_API_PREFIX.length);
-  let match: RegExpExecArray | null = null;
   const candidates = ROUTES.filter((r) => r.pattern.test(rest));
   const route = candidates.find((r) => r.method === req.method || (r.method === 'GET' && req.method === 'HEAD'));
   if (!route) {
@@ -49,7 +48,7 @@ export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryA
     req.resume();
     return true;
   }
-  match = route.pattern.exec(rest);
+  const match = route.pattern.exec(rest);
   const refusal = authorize(options, req, route.write);
   if (refusal) {
     fail(res, refusal, refusal.status === 401 ? { 'www-authenticate': 'Bearer realm="tandem registry"' } : {});
