@@ -67,7 +67,7 @@ test('the SDK with express: GET and POST through the gateway, /healthz and /read
   assert.equal(await inst.exited, 0);
 });
 
-test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL', async (t) => {
+test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL, and back after SIGCONT', async (t) => {
   const gw = await gatewayFor('shop');
   const killed = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 3000 }));
   const frozen = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 2000 }));
@@ -83,9 +83,14 @@ test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection
   await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.length === 0, 6000, 'the frozen instance to expire');
   const frozenMs = performance.now() - t1;
   assert.ok(frozenMs > 900 && frozenMs < 3500, `SIGSTOP noticed after ${Math.round(frozenMs)} ms (TTL 2000 ms, last beat up to 1 s before)`);
-  t.diagnostic(`SIGKILL → removed after ${Math.round(killedMs)} ms; SIGSTOP → removed after ${Math.round(frozenMs)} ms`);
-  frozen.proc.kill('SIGKILL');
   await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'expired' && l.instance === frozen.id);
+  // Thawed, it finds its lease gone (the gateway says so on the keep-alive stream) and registers again.
+  const t2 = performance.now();
+  frozen.proc.kill('SIGCONT');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === frozen.id), 5000, 'the thawed instance to register again');
+  const backMs = performance.now() - t2;
+  await frozen.waitForLine((l) => l.msg === 'lease lost; registering again');
+  t.diagnostic(`SIGKILL → removed after ${Math.round(killedMs)} ms; SIGSTOP → removed after ${Math.round(frozenMs)} ms; SIGCONT → registered again after ${Math.round(backMs)} ms`);
 });
 
 test('a gateway restart: every instance registers again by itself; traffic through the other gateway never fails', async (t) => {
