@@ -51,7 +51,7 @@ test('join and leave (node:http): traffic once registered; SIGTERM drains, dereg
   assert.equal((gone.body.error as { code: string }).code, 'TANDEM_ERR_NO_HEALTHY_ENDPOINT');
 });
 
-test('the SDK with express: GET and POST through the gateway, /healthz and /readyz answered by the SDK', async () => {
+test('the SDK with express: GET and POST through the gateway, /healthz and /readyz answered by the SDK; SIGINT drains too', async () => {
   const gw = await gatewayFor('shop');
   const inst = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', kind: 'express' }));
   const g = await get(`${gw.url}/items?x=1`);
@@ -63,8 +63,10 @@ test('the SDK with express: GET and POST through the gateway, /healthz and /read
   assert.deepEqual([ready.status, ready.body.status, ready.body.state], [200, 'ok', 'ready']);
   const health = await get(`http://${inst.address}/healthz`);
   assert.equal(health.status, 200);
-  inst.proc.kill('SIGTERM');
+  inst.proc.kill('SIGINT'); // Ctrl-C drains as SIGTERM does
   assert.equal(await inst.exited, 0);
+  await inst.waitForLine((l) => l.msg === 'drained');
+  assert.equal((await registrySnapshot(gw.adminUrl, 'shop')).instances.length, 0);
 });
 
 test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL, and back after SIGCONT', async (t) => {
