@@ -2,8 +2,10 @@
 // Registry scale benchmark: can one gateway's embedded registry hold 10 000 instances that
 // heartbeat every second, on < 25% of one core, while a watcher sees a change in < 100 ms?
 //
-// Usage: npm run bench:registry [-- --instances N --workers W --window S --no-build]
+// Usage: npm run bench:registry [-- --instances N --workers W --window S --per-request --no-build]
 //   defaults: 10 000 instances, 2 load-generator processes, a 20 s measured window.
+//   --per-request: heartbeats as one HTTP request each (POST …/heartbeat on the instance's own
+//   keep-alive connection) instead of the keep-alive stream, for comparison.
 //
 // What it does, honestly simulating independent instances:
 // - starts `tandem gateway` (log level warn) and W generator processes (this script with
@@ -36,13 +38,12 @@ const opt = (name, dflt) => {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
 
-if (args[0] === '--worker') await worker(JSON.parse(args[1]));
-else await main();
 
 async function main() {
   const instances = opt('instances', 10_000);
   const workers = opt('workers', 2);
   const windowS = opt('window', 20);
+  const mode = args.includes('--per-request') ? 'request' : 'stream';
   const services = 100;
   if (!args.includes('--no-build')) {
     const b = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
@@ -62,6 +63,9 @@ async function main() {
     rmSync(dir, { recursive: true, force: true });
   };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
+  process.on('SIGTERM', () => { cleanup(); process.exit(143); });
+  process.on('uncaughtException', (e) => { console.error(e); cleanup(); process.exit(1); });
+  process.on('unhandledRejection', (e) => { console.error(e); cleanup(); process.exit(1); });
   const hardStop = setTimeout(() => { console.error('bench-registry: 60 s limit reached; stopping'); cleanup(); process.exit(1); }, 60_000);
 
   // Fixed ports, so the gateway can log at warn: the registration burst is not log lines.
@@ -86,7 +90,7 @@ async function main() {
   const ready = [];
   for (let w = 0; w < workers; w++) {
     const count = Math.min(per, instances - w * per);
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--worker', JSON.stringify({ admin, from: w * per, count, services })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--worker', JSON.stringify({ admin, from: w * per, count, services, mode })], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(child);
     ready.push(new Promise((resolve, reject) => {
       const rl = createInterface({ input: child.stdout });
@@ -142,6 +146,7 @@ async function main() {
   const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
   const gatewayCore = (cpu1 - cpu0) / elapsed;
   const result = {
+    heartbeat: mode === 'stream' ? 'keep-alive stream (a chunk per beat)' : 'one HTTP request per beat',
     instances, services, workers, windowSeconds: Math.round(elapsed * 10) / 10,
     registeredAfterSeconds: registerS,
     stillRegisteredAtEnd: after,
@@ -241,7 +246,7 @@ function watch(admin, service) {
 }
 
 /** A load generator: `count` independent instances, each with its own lease and connection. */
-async function worker({ admin, from, count, services }) {
+async function worker({ admin, from, count, services, mode }) {
   const { host, port } = split(admin);
   const peers = 20;
   const streams = [];
@@ -249,37 +254,44 @@ async function worker({ admin, from, count, services }) {
   process.on('SIGUSR2', () => {
     process.stdout.write(`${JSON.stringify({ msg: 'stats', beats })}\n`);
   });
-  // Register, 64 at a time.
-  const leases = new Array(count);
-  let next = 0;
-  await Promise.all(Array.from({ length: 64 }, async () => {
-    while (next < count) {
-      const i = next++;
-      const n = from + i;
-      const localAddress = `127.0.0.${2 + (n % peers)}`;
-      const r = await postJson(admin, '/registry/v1/instances', {
-        service: `svc-${n % services}`, id: `inst-${n}`, address: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}:8080`, ttl: 3000,
-      }, { localAddress });
-      leases[i] = { id: r.lease.id, localAddress };
+  // Like a real instance: register, open its own keep-alive connection, beat every second
+  // (phase spread over the second). 64 instances start at a time.
+  const startOne = async (i) => {
+    const n = from + i;
+    const localAddress = `127.0.0.${2 + (n % peers)}`;
+    const r = await postJson(admin, '/registry/v1/instances', {
+      service: `svc-${n % services}`, id: `inst-${n}`, address: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}:8080`, ttl: 3000,
+    }, { localAddress });
+    if (mode === 'request') {
+      // The comparison: one HTTP request per heartbeat, each instance on its own keep-alive connection.
+      const own = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const path = `/registry/v1/leases/${r.lease.id}/heartbeat`;
+      setTimeout(() => {
+        setInterval(() => {
+          const hb = http.request({ host, port, method: 'POST', path, agent: own, localAddress }, (res) => res.resume());
+          hb.on('error', (e) => { process.stderr.write(`heartbeat ${n}: ${e.message}\n`); });
+          hb.end();
+          beats++;
+        }, 1000);
+      }, Math.floor(Math.random() * 1000));
+      return;
     }
-  }));
-  // One keep-alive connection per instance, opened in batches.
-  for (let i = 0; i < count; i++) {
-    const { id, localAddress } = leases[i];
-    const req = http.request({ host, port, method: 'POST', path: `/registry/v1/leases/${id}/keepalive`, agent: false, localAddress, headers: { 'transfer-encoding': 'chunked' } });
-    req.on('error', (e) => { process.stderr.write(`keepalive ${i}: ${e.message}\n`); });
+    const req = http.request({ host, port, method: 'POST', path: `/registry/v1/leases/${r.lease.id}/keepalive`, agent: false, localAddress, headers: { 'transfer-encoding': 'chunked' } });
+    req.on('error', (e) => { process.stderr.write(`keepalive ${n}: ${e.message}\n`); });
     req.on('response', (res) => res.resume());
     req.flushHeaders();
     streams.push(req);
-    if (i % 200 === 199) await sleep(5);
-  }
-  // Each instance beats once a second; phases spread evenly over the second.
-  for (let i = 0; i < count; i++) {
-    const req = streams[i];
     setTimeout(() => {
       setInterval(() => { req.write('\n'); beats++; }, 1000);
-    }, Math.floor((i / count) * 1000));
-  }
+    }, Math.floor(Math.random() * 1000));
+  };
+  let next = 0;
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (next < count) await startOne(next++);
+  }));
   await sleep(1100);
   process.stdout.write(`${JSON.stringify({ msg: 'beating', count })}\n`);
 }
+
+if (args[0] === '--worker') await worker(JSON.parse(args[1]));
+else await main();

@@ -1,6 +1,6 @@
 /**
  * tandem's public surface. Subpath entries (`tandem/config`, `tandem/upstream`,
- * `tandem/gateway`) expose each part on its own; everything not exported here is internal.
+ * `tandem/gateway`, `tandem/discovery`, `tandem/node`) expose each part on its own; everything not exported here is internal.
  */
 export { VERSION } from './version.js';
 export { ERROR_CATALOG, TandemError, isTandemError } from './core/errors.js';
@@ -11,3 +11,7 @@ export type { GatewayConfig, ServiceConfig, RouteConfig, ConfigProblem } from '.
 export { Upstream, createBalancer, BALANCER_KINDS } from './upstream/index.js';
 export type { BalancerKind, ResponseHandler, UpstreamRequest } from './upstream/index.js';
 export { createLogger } from './observe/log.js';
+export { EmbeddedRegistry, HttpRegistry, StaticRegistry } from './discovery/index.js';
+export type { Registry, Registration, Instance, InstanceState, Lease, ServiceSnapshot } from './discovery/index.js';
+export { serve } from './node/index.js';
+export type { ServeOptions, ServedInstance } from './node/index.js';

@@ -21,7 +21,7 @@ test('the exports map: every subpath loads and has its types file', async () => 
   const discovery = (await import(`${pkg.name}/discovery`)) as Record<string, unknown>;
   for (const name of ['EmbeddedRegistry', 'HttpRegistry', 'StaticRegistry']) assert.equal(typeof discovery[name], 'function', `tandem/discovery exports ${name}`);
   const root = (await import(pkg.name)) as Record<string, unknown>;
-  for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION']) {
+  for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION', 'HttpRegistry', 'EmbeddedRegistry', 'serve']) {
     assert.ok(name in root, `tandem does not export ${name}`);
   }
 });

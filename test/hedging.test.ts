@@ -70,10 +70,7 @@ async function timed(url: string, init?: RequestInit): Promise<{ status: number;
 
 test('a GET stuck on one instance is hedged to another: every client gets 200, far sooner than the timeout', async (t) => {
   const { gw, backends, stuck } = await cluster({ timeout: '10s' });
-  type WithEndpoints = ClusterService & { endpoints: Array<{ id: string; state: string; responses: { error: number } }> };
-  const before = await clusterService<WithEndpoints>(gw, 'shop');
-  const bErrorsBefore = before.endpoints.find((e) => e.id === backends[1]!.address)!.responses.error;
-  assert.equal(before.hedges, 0);
+  const before = await clusterService<ClusterService>(gw, 'shop');
   assert.equal(typeof before.hedgeDelayMs, 'number', 'a hedge delay once 50 requests were seen');
   assert.ok(before.hedgeDelayMs! >= 10, `the delay is never under minDelay: ${before.hedgeDelayMs}`);
   stuck.on = true;
@@ -97,6 +94,7 @@ test('a GET stuck on one instance is hedged to another: every client gets 200, f
 
 test('a POST is never hedged: the one stuck on an instance waits for it alone', async () => {
   const { gw, backends, stuck } = await cluster({ timeout: '1s' });
+  const before = await clusterService<ClusterService>(gw, 'shop');
   stuck.on = true;
   const statuses: number[] = [];
   for (let i = 0; i < 3; i++) statuses.push((await timed(`${gw.url}/x?id=post${i}`, { method: 'POST', body: 'p' })).status);
@@ -104,7 +102,7 @@ test('a POST is never hedged: the one stuck on an instance waits for it alone', 
   assertStuckOnes(statuses, backends[0]!, 'post');
   const posts = backends.flatMap((b) => b.seen.filter((s) => s.url.includes('post')).map((s) => s.url));
   assert.equal(posts.length, 3, `each POST reached one instance once: ${posts.join(' ')}`);
-  assert.equal((await clusterService<ClusterService>(gw, 'shop')).hedges, 0);
+  assert.equal((await clusterService<ClusterService>(gw, 'shop')).hedges, before.hedges);
 });
 
 test('hedges draw on the retry budget: with none left, no hedge goes and the refusal is counted', async () => {

@@ -51,7 +51,7 @@ test('join and leave (node:http): traffic once registered; SIGTERM drains, dereg
   assert.equal((gone.body.error as { code: string }).code, 'TANDEM_ERR_NO_HEALTHY_ENDPOINT');
 });
 
-test('the SDK with express: GET and POST through the gateway, /healthz and /readyz answered by the SDK', async () => {
+test('the SDK with express: GET and POST through the gateway, /healthz and /readyz answered by the SDK; SIGINT drains too', async () => {
   const gw = await gatewayFor('shop');
   const inst = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', kind: 'express' }));
   const g = await get(`${gw.url}/items?x=1`);
@@ -63,11 +63,13 @@ test('the SDK with express: GET and POST through the gateway, /healthz and /read
   assert.deepEqual([ready.status, ready.body.status, ready.body.state], [200, 'ok', 'ready']);
   const health = await get(`http://${inst.address}/healthz`);
   assert.equal(health.status, 200);
-  inst.proc.kill('SIGTERM');
+  inst.proc.kill('SIGINT'); // Ctrl-C drains as SIGTERM does
   assert.equal(await inst.exited, 0);
+  await inst.waitForLine((l) => l.msg === 'drained');
+  assert.equal((await registrySnapshot(gw.adminUrl, 'shop')).instances.length, 0);
 });
 
-test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL', async () => {
+test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL, and back after SIGCONT', async (t) => {
   const gw = await gatewayFor('shop');
   const killed = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 3000 }));
   const frozen = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 2000 }));
@@ -83,11 +85,17 @@ test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection
   await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.length === 0, 6000, 'the frozen instance to expire');
   const frozenMs = performance.now() - t1;
   assert.ok(frozenMs > 900 && frozenMs < 3500, `SIGSTOP noticed after ${Math.round(frozenMs)} ms (TTL 2000 ms, last beat up to 1 s before)`);
-  frozen.proc.kill('SIGKILL');
   await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'expired' && l.instance === frozen.id);
+  // Thawed, it finds its lease gone (the gateway says so on the keep-alive stream) and registers again.
+  const t2 = performance.now();
+  frozen.proc.kill('SIGCONT');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === frozen.id), 5000, 'the thawed instance to register again');
+  const backMs = performance.now() - t2;
+  await frozen.waitForLine((l) => l.msg === 'lease lost; registering again');
+  t.diagnostic(`SIGKILL → removed after ${Math.round(killedMs)} ms; SIGSTOP → removed after ${Math.round(frozenMs)} ms; SIGCONT → registered again after ${Math.round(backMs)} ms`);
 });
 
-test('a gateway restart: every instance registers again by itself; traffic through the other gateway never fails', async () => {
+test('a gateway restart: every instance registers again by itself; traffic through the other gateway never fails', async (t) => {
   const [listenA, adminA] = [await freePort(), await freePort()];
   const cfg = (listen: number, admin: number) => ({ listen: `127.0.0.1:${listen}`, admin: `127.0.0.1:${admin}`, services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] });
   let gwA = track(await startGateway(cfg(listenA, adminA)));
@@ -117,6 +125,7 @@ test('a gateway restart: every instance registers again by itself; traffic throu
   await agent.close();
   assert.deepEqual(results.failed, []);
   assert.ok(results.ok > 50, `${results.ok} requests through gateway B`);
+  t.diagnostic(`all 3 back ${Math.round(backMs)} ms after the restarted gateway answered; ${results.ok} requests through the other, none failed`);
   assert.ok(backMs < 4000, `back after ${Math.round(backMs)} ms`);
   const ids = new Set<unknown>();
   for (let i = 0; i < 30; i++) ids.add((await get(`${gwA.url}/after`)).body.instance);
@@ -125,7 +134,7 @@ test('a gateway restart: every instance registers again by itself; traffic throu
   for (const inst of instances) assert.equal(await inst.exited, 0);
 });
 
-test('SIGTERM of an instance under steady GET + POST load through tandem gateway: zero failed requests', async () => {
+test('SIGTERM of an instance under steady GET + POST load through tandem gateway: zero failed requests', async (t) => {
   const gw = await gatewayFor('shop');
   const instances: SdkInstance[] = [];
   for (let i = 0; i < 3; i++) instances.push(track(await spawnInstance({ registry: gw.adminUrl, service: 'shop' })));
@@ -150,6 +159,7 @@ test('SIGTERM of an instance under steady GET + POST load through tandem gateway
       }
     }
   };
+  const started = performance.now();
   const workers = Array.from({ length: 8 }, worker);
   await new Promise((resolve) => setTimeout(resolve, 500));
   const victim = instances[0]!;
@@ -160,6 +170,7 @@ test('SIGTERM of an instance under steady GET + POST load through tandem gateway
   await new Promise((resolve) => setTimeout(resolve, 500));
   stop = true;
   await Promise.all(workers);
+  t.diagnostic(`${results.ok} requests (half POST) in ${Math.round(performance.now() - started)} ms, ${results.failed.length} failed`);
   await agent.close();
   assert.deepEqual(results.failed, []);
   assert.ok(servedBefore > 50 && results.ok > servedBefore + 50, `${results.ok} requests`);

@@ -2,11 +2,14 @@
 // how registered instances take (and stop taking) traffic.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { networkInterfaces } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request, Agent } from 'undici';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { startBackend } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until } from './helpers/sdk.js';
+import { EmbeddedRegistry } from '../src/discovery/embedded.js';
+import { handleRegistryApi } from '../src/gateway/registry-api.js';
 
 const TOKEN = 'test-registry-token-0123456789';
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -56,17 +59,34 @@ test('with registry.token: a write without the right bearer token gets 401 and c
 });
 
 test('without a token: only loopback peers may write; others get 403 (reads stay open)', async () => {
-  const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
-  assert.ok(external, 'this test needs a non-loopback IPv4 address on the machine');
-  const gw = await gateway(shop({ admin: '0.0.0.0:0' }));
-  const port = new URL(gw.adminUrl).port;
-  const remote = await call(`http://${external}:${port}/registry/v1/instances`, 'POST', { service: 'shop', id: 'a', address: '127.0.0.1:7001' });
-  assert.equal(remote.status, 403);
-  assert.match(remote.body.error!.message, /only loopback peers may register — set registry\.token/);
-  assert.equal((await call(`http://${external}:${port}/registry/v1/services/shop`, 'GET')).status, 200);
-  const local = await call(`http://127.0.0.1:${port}/registry/v1/instances`, 'POST', { service: 'shop', id: 'a', address: '127.0.0.1:7001' });
-  assert.equal(local.status, 201);
-  assert.equal((await registrySnapshot(`http://127.0.0.1:${port}`, 'shop')).instances.length, 1);
+  // The registry API on a real listener, with the peer address each request claims to come from
+  // put on its socket (a test cannot open a connection from a foreign address).
+  const registry = new EmbeddedRegistry();
+  let peer = '10.1.2.3';
+  const server = createServer((req, res) => {
+    Object.defineProperty(req.socket, 'remoteAddress', { value: peer, configurable: true });
+    if (!handleRegistryApi(registry, { token: undefined }, req, res, (req.url ?? '/').split('?')[0]!)) res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise((resolve) => server.close(resolve)));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/registry/v1`;
+  const reg = { service: 'shop', id: 'a', address: '127.0.0.1:7001' };
+  for (const remote of ['10.1.2.3', '::ffff:192.168.1.9', '2001:db8::1']) {
+    peer = remote;
+    const r = await call(`${base}/instances`, 'POST', reg);
+    assert.equal(r.status, 403, remote);
+    assert.equal(r.body.error?.code, 'TANDEM_ERR_REGISTRY_UNAUTHORIZED');
+    assert.match(r.body.error!.message, /only loopback peers may register — set registry\.token/);
+    assert.equal((await call(`${base}/services/shop`, 'GET')).status, 200, 'reads stay open');
+  }
+  assert.equal(registry.size, 0);
+  for (const local of ['127.0.0.1', '127.8.9.10', '::1', '::ffff:127.0.0.1']) {
+    peer = local;
+    const r = await call(`${base}/instances`, 'POST', { ...reg, id: `local-${registry.size}` });
+    assert.equal(r.status, 201, local);
+  }
+  assert.equal(registry.size, 4);
+  await registry.close();
 });
 
 test('bad registrations get a clear 4xx naming the problem; 10 000 from one peer hit the limit; the registry stays intact', async () => {
@@ -152,6 +172,10 @@ test('a registered instance takes traffic at once; draining: no new request, the
   await until(() => registered.seen.some((s) => s.url === '/solo/slow'), 3000, 'the slow request to arrive');
   const state = await call(`${gw.adminUrl}/registry/v1/leases/${soloLease}/state`, 'PUT', { state: 'draining' });
   assert.equal(state.status, 200);
+  const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text();
+  assert.match(metrics, /^tandem_registry_instances\{service="solo",state="draining"\} 1$/m);
+  assert.match(metrics, /^tandem_registry_instances\{service="shop",state="ready"\} 2$/m);
+  assert.match(metrics, /^tandem_registry_changes_total\{kind="state"\} 1$/m);
   assert.equal((state.body.instance as { state: string }).state, 'draining');
   const before = registered.seen.length;
   for (let i = 0; i < 20; i++) {
@@ -164,15 +188,27 @@ test('a registered instance takes traffic at once; draining: no new request, the
   const slowRes = await slow;
   assert.equal(slowRes.statusCode, 200, 'the in-flight request finished');
   await slowRes.body.dump();
-  // Back to ready: it takes traffic again.
-  assert.equal((await call(`${gw.adminUrl}/registry/v1/leases/${lease}/state`, 'PUT', { state: 'ready' })).status, 200);
-  const back = new Set<string>();
-  for (let i = 0; i < 10; i++) {
-    const r = await request(`${gw.url}/back`);
-    back.add(String(r.headers['x-backend']));
-    await r.body.dump();
-  }
-  assert.ok(back.has('registered'));
+  // Back to ready: it takes traffic again at once.
+  assert.equal((await call(`${gw.adminUrl}/registry/v1/leases/${soloLease}/state`, 'PUT', { state: 'ready' })).status, 200);
+  const back = await request(`${gw.url}/solo/back`);
+  assert.equal(back.statusCode, 200);
+  assert.equal(back.headers['x-backend'], 'registered');
+  await back.body.dump();
   assert.equal((await call(`${gw.adminUrl}/registry/v1/leases/${lease}/state`, 'PUT', { state: 'asleep' })).status, 400);
   assert.equal((await call(`${gw.adminUrl}/registry/v1/leases/nope/state`, 'PUT', { state: 'ready' })).status, 404);
+});
+
+test('after a start, /readyz waits for registry-fed services to get a member (at most 3 s)', async () => {
+  const fed = await gateway(shop());
+  const empty = await gateway(shop());
+  const t0 = performance.now();
+  assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 503);
+  assert.equal((await request(`${empty.adminUrl}/readyz`)).statusCode, 503);
+  const backend = await startBackend('b');
+  cleanup.push(() => backend.close());
+  assert.equal((await call(`${fed.adminUrl}/registry/v1/instances`, 'POST', { service: 'shop', id: 'b', address: backend.address })).status, 201);
+  assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 200, 'ready once the service has a member');
+  const waited = await until(async () => (await request(`${empty.adminUrl}/readyz`)).statusCode === 200, 6000, 'the warm-up to end');
+  const ms = performance.now() - t0;
+  assert.ok(ms > 1500 && ms < 5000, `ready without members after ${Math.round(ms)} ms (${Math.round(waited)} ms of polling)`);
 });

@@ -16,6 +16,8 @@ export interface HttpRegistryOptions {
 }
 
 const PREFIX = '/registry/v1';
+/** A watch stream silent for this long (the gateway pings every 15 s) is taken for dead. */
+const WATCH_IDLE_TIMEOUT = 40_000;
 
 /**
  * The embedded registry of a gateway, used from another process over its admin listener (see
@@ -149,6 +151,9 @@ export class HttpRegistry implements Registry {
         backoff = 100;
         let buffered = '';
         res.setEncoding('utf8');
+        // The gateway pings a quiet stream every 15 s; silence for longer means a dead peer
+        // (a host gone without closing the connection): reconnect.
+        res.setTimeout(WATCH_IDLE_TIMEOUT, () => res.destroy());
         res.on('data', (d: string) => {
           buffered += d;
           let nl: number;

@@ -17,6 +17,9 @@ import { EmbeddedRegistry } from '../discovery/embedded.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 
+/** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
+export const REGISTRY_WARMUP_MS = 3_000;
+
 /**
  * The gateway process: a client listener that routes and proxies, an admin listener, and one
  * Upstream per service. Config is swapped whole on reload; requests already running keep the
@@ -31,6 +34,8 @@ export class Gateway {
   private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
+  private settled = false;
+  private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
   readonly registry: EmbeddedRegistry;
@@ -45,6 +50,7 @@ export class Gateway {
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
     this.registrySubscription = this.registry.subscribe((change) => {
+      this.registryChanges[change.kind] = (this.registryChanges[change.kind] ?? 0) + 1;
       const upstream = this.upstreams.get(change.service);
       const svc = this.config.services.get(change.service);
       if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
@@ -77,13 +83,38 @@ export class Gateway {
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
+      registry: () => this.registryStats(),
     });
     this.admin = createAdminServer({
-      ready: () => !this.live.draining,
+      ready: () => !this.live.draining && this.membersSettled(),
       cluster: () => this.cluster(),
       registry,
       registryApi: (req, res, path) => handleRegistryApi(this.registry, { token: this.config.registry.token }, req, res, path),
     });
+  }
+
+  /** For the metrics: instances per service and state, and changes by kind. */
+  private registryStats(): { instances: Array<{ service: string; state: string; count: number }>; changes: Record<string, number> } {
+    const instances: Array<{ service: string; state: string; count: number }> = [];
+    for (const service of this.registry.serviceNames()) {
+      const all = this.registry.snapshotNow(service).instances;
+      const draining = all.filter((i) => i.state === 'draining').length;
+      instances.push({ service, state: 'ready', count: all.length - draining }, { service, state: 'draining', count: draining });
+    }
+    return { instances, changes: this.registryChanges };
+  }
+
+  /**
+   * After a (re)start the registry is empty until instances register again (the SDK does so
+   * within about a second of the gateway answering). Until every service that has no
+   * `endpoints` has a member, or REGISTRY_WARMUP_MS passed, /readyz says 503, so a load
+   * balancer in front does not send traffic that could only get 503.
+   */
+  private membersSettled(): boolean {
+    if (this.settled) return true;
+    const waiting = [...this.config.services.values()].some((svc) => svc.endpoints.length === 0 && (this.upstreams.get(svc.name)?.endpoints.length ?? 0) === 0);
+    this.settled = !waiting || Date.now() - this.startedAt >= REGISTRY_WARMUP_MS;
+    return this.settled;
   }
 
   /**

@@ -38,7 +38,6 @@ const ROUTES: Route[] = [
 export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryApiOptions, req: IncomingMessage, res: ServerResponse, path: string): boolean {
   if (!path.startsWith(REGISTRY_API_PREFIX)) return false;
   const rest = path.slice(REGISTRY_API_PREFIX.length);
-  let match: RegExpExecArray | null = null;
   const candidates = ROUTES.filter((r) => r.pattern.test(rest));
   const route = candidates.find((r) => r.method === req.method || (r.method === 'GET' && req.method === 'HEAD'));
   if (!route) {
@@ -49,7 +48,7 @@ export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryA
     req.resume();
     return true;
   }
-  match = route.pattern.exec(rest);
+  const match = route.pattern.exec(rest);
   const refusal = authorize(options, req, route.write);
   if (refusal) {
     fail(res, refusal, refusal.status === 401 ? { 'www-authenticate': 'Bearer realm="tandem registry"' } : {});
@@ -187,10 +186,18 @@ function keepAlive(registry: EmbeddedRegistry, req: IncomingMessage, res: Server
   });
 }
 
+/** A watch stream with no change says so this often, so a watcher can tell a quiet registry from a dead connection. */
+export const WATCH_PING_INTERVAL = 15_000;
+
 async function watch(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
   req.resume();
   const abort = new AbortController();
-  res.once('close', () => abort.abort());
+  const ping = setInterval(() => res.write('{"kind":"ping"}\n'), WATCH_PING_INTERVAL);
+  ping.unref();
+  res.once('close', () => {
+    clearInterval(ping);
+    abort.abort();
+  });
   req.socket.setNoDelay(true);
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
   for await (const snapshot of registry.watch(name, { signal: abort.signal })) {

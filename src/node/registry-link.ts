@@ -70,12 +70,17 @@ export class RegistryLink {
       const lease = this.lease;
       const ka = this.registry.keepAlive(lease.id, { interval: this.heartbeatInterval });
       this.keepAlive = ka;
+      const since = Date.now();
       const loss = await ka.lost.then((l) => l, () => undefined);
       if (this.stopped || loss === undefined) break;
+      // A stream that lasted was a working connection: the next outage starts from a short backoff.
+      if (Date.now() - since > 2 * this.heartbeatInterval) backoff = 100;
       if (loss.kind === 'expired') {
         this.log.warn({ msg: 'lease lost; registering again', registry: this.url });
         if (this.lease === lease) this.lease = undefined;
       } else {
+        // Said once per outage: while the gateway stays away, each retry fails the same way.
+        if (backoff === 100) this.log.warn({ msg: 'registry connection lost; reconnecting', registry: this.url, error: loss.error.message });
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 1000);
       }

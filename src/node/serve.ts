@@ -121,25 +121,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     });
   });
 
-  if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
-  const a = server.address() as AddressInfo;
-  const wildcard = a.address === '0.0.0.0' || a.address === '::';
-  const host = options.host ?? (wildcard ? '127.0.0.1' : a.address);
-  const port = options.port ?? a.port;
-  const address = formatHostPort(host, port);
-  const id = options.id ?? `${hostname()}-${process.pid}-${port}`.replace(/[^A-Za-z0-9_.:@-]/g, '-');
-
-  // Ready = every readiness check passes; until then /readyz says 503 and nothing registers.
-  while (!(await allPass(readiness))) await sleep(100);
-  state = 'ready';
-
-  const registration = (): Registration => ({
-    service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: opts.ttl,
-  });
-  const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-  const links = urls.map((url) => new RegistryLink(url, options.token, registration, opts.heartbeatInterval, log));
-  await Promise.all(links.map((l) => l.start()));
-
+  let links: RegistryLink[] = [];
   let closing: Promise<void> | undefined;
   const drain = async () => {
     state = 'draining';
@@ -158,21 +140,15 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     state = 'closed';
     log.info({ msg: 'drained' });
   };
-  const instance: ServedInstance = {
-    id,
-    address,
-    get state() { return state; },
-    leases: () => Object.fromEntries(links.map((l) => [l.url, l.leaseId])),
-    addCheck: (kind, name, check) => (kind === 'readiness' ? readiness : liveness).set(name, check),
-    close: () => {
-      closing ??= drain();
-      return closing;
-    },
+  const close = () => {
+    closing ??= drain();
+    return closing;
   };
   if (options.handleSignals !== false) {
+    // Installed before anything else: a SIGTERM while starting drains too (nothing to deregister yet).
     const onSignal = (signal: NodeJS.Signals) => {
       log.info({ msg: 'signal', signal });
-      instance.close().then(() => process.exit(0), (err: unknown) => {
+      close().then(() => process.exit(0), (err: unknown) => {
         log.warn({ msg: 'drain failed', error: (err as Error).message });
         process.exit(1);
       });
@@ -180,7 +156,34 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   }
-  return instance;
+
+  if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
+  const a = server.address() as AddressInfo;
+  const wildcard = a.address === '0.0.0.0' || a.address === '::';
+  const host = options.host ?? (wildcard ? '127.0.0.1' : a.address);
+  const port = options.port ?? a.port;
+  const address = formatHostPort(host, port);
+  const id = options.id ?? `${hostname()}-${process.pid}-${port}`.replace(/[^A-Za-z0-9_.:@-]/g, '-');
+
+  // Ready = every readiness check passes; until then /readyz says 503 and nothing registers.
+  while (state === 'starting' && !(await allPass(readiness))) await sleep(100);
+  if (state === 'starting') {
+    state = 'ready';
+    const registration = (): Registration => ({
+      service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: opts.ttl,
+    });
+    const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
+    links = urls.map((url) => new RegistryLink(url, options.token, registration, opts.heartbeatInterval, log));
+    await Promise.all(links.map((l) => l.start()));
+  }
+  return {
+    id,
+    address,
+    get state() { return state; },
+    leases: () => Object.fromEntries(links.map((l) => [l.url, l.leaseId])),
+    addCheck: (kind, name, check) => (kind === 'readiness' ? readiness : liveness).set(name, check),
+    close,
+  };
 }
 
 async function allPass(checks: ReadonlyMap<string, Check>): Promise<boolean> {

@@ -57,6 +57,8 @@ export interface GatewayStats {
   /** Requests that matched no route, by status class index. */
   unrouted: readonly number[];
   inflight(): number;
+  /** The embedded registry: instances per service and state, and changes so far by kind. */
+  registry?(): { instances: Array<{ service: string; state: string; count: number }>; changes: Record<string, number> };
 }
 
 export function createGatewayRegistry(stats: GatewayStats): Registry {
@@ -135,6 +137,10 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.hedges }))),
     new PulledMetric('tandem_hedge_wins_total', 'Hedges that answered before the attempt they doubled, by service.', 'counter', () =>
       [...stats.services()].map((s) => ({ labels: { service: s.name }, value: s.hedgeWins }))),
+    new PulledMetric('tandem_registry_instances', 'Instances in the embedded registry, by service and state (ready, draining).', 'gauge', () =>
+      (stats.registry?.().instances ?? []).map((i) => ({ labels: { service: i.service, state: i.state }, value: i.count }))),
+    new PulledMetric('tandem_registry_changes_total', 'Changes the embedded registry made, by kind (registered, state, deregistered, expired).', 'counter', () =>
+      Object.entries(stats.registry?.().changes ?? {}).map(([kind, value]) => ({ labels: { kind }, value }))),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;

@@ -1,0 +1,87 @@
+// The node SDK in process (serve() with handleSignals: false) against in-process gateways:
+// checks, several registries, programmatic drain. The process-level behaviour (signals, kills,
+// restarts) is in membership.test.ts.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import pino from 'pino';
+import { request } from 'undici';
+import { Gateway } from '../src/gateway/gateway.js';
+import { validateConfig } from '../src/config/validate.js';
+import { serve } from '../src/node/index.js';
+import { until } from './helpers/sdk.js';
+
+const quiet = { info: () => {}, warn: () => {} };
+const gateways: Gateway[] = [];
+after(async () => { await Promise.all(gateways.map((g) => g.shutdown())); });
+
+async function gateway(): Promise<Gateway> {
+  const gw = await Gateway.start(validateConfig({
+    listen: '127.0.0.1:0', admin: '127.0.0.1:0', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }],
+  }), pino({ level: 'silent' }));
+  gateways.push(gw);
+  return gw;
+}
+
+function app(): Server {
+  return createServer((req, res) => {
+    const delay = Number(new URL(req.url!, 'http://x').searchParams.get('delay') ?? 0);
+    setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(`app ${req.url}`), delay);
+  }).listen(0, '127.0.0.1');
+}
+
+async function get(url: string): Promise<{ status: number; body: string }> {
+  const res = await request(url);
+  return { status: res.statusCode, body: await res.body.text() };
+}
+
+test('readiness checks gate /readyz and the registration; liveness checks gate /healthz; the app sees everything else', async () => {
+  const gw = await gateway();
+  const server = app();
+  let dbUp = false;
+  let port = 0;
+  server.once('listening', () => { port = (server.address() as { port: number }).port; });
+  const serving = serve(server, { service: 'shop', registry: `http://${gw.adminAddress}`, readiness: { db: () => dbUp }, handleSignals: false, logger: quiet });
+  await until(() => port > 0, 3000, 'listening');
+  const starting = await get(`http://127.0.0.1:${port}/readyz`);
+  assert.equal(starting.status, 503);
+  assert.deepEqual(JSON.parse(starting.body), { status: 'fail', state: 'starting', checks: { db: 'fail' } });
+  assert.equal((await get(`http://127.0.0.1:${port}/healthz`)).status, 200, 'alive while starting');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(gw.registry.size, 0, 'not registered while not ready');
+  dbUp = true;
+  const instance = await serving;
+  assert.equal(instance.state, 'ready');
+  assert.equal(gw.registry.snapshotNow('shop').instances[0]?.address, instance.address);
+  assert.equal((await get(`http://127.0.0.1:${port}/readyz`)).status, 200);
+  assert.equal((await get(`http://127.0.0.1:${port}/other`)).body, 'app /other');
+  instance.addCheck('liveness', 'disk', () => { throw new Error('disk full'); });
+  const sick = await get(`http://127.0.0.1:${port}/healthz`);
+  assert.equal(sick.status, 503);
+  assert.deepEqual(JSON.parse(sick.body).checks, { disk: 'fail: disk full' });
+  await instance.close();
+});
+
+test('several registries: registers with each; close() drains everywhere, lets the in-flight request finish, deregisters', async () => {
+  const [a, b] = [await gateway(), await gateway()];
+  const server = app();
+  const instance = await serve(server, { service: 'shop', registry: [`http://${a.adminAddress}`, `http://${b.adminAddress}`], handleSignals: false, logger: quiet });
+  const leases = instance.leases();
+  assert.equal(Object.values(leases).filter(Boolean).length, 2);
+  assert.equal(a.registry.size, 1);
+  assert.equal(b.registry.size, 1);
+  const slow = get(`http://${a.listenAddress}/slow?delay=400`);
+  await until(() => a.cluster() !== undefined && JSON.stringify(a.cluster()).includes('"inflight":1'), 2000, 'the slow request in flight');
+  const states: string[] = [];
+  a.registry.subscribe((c) => states.push(`${c.kind}:${c.instance.state}`));
+  const t0 = performance.now();
+  await instance.close();
+  const ms = performance.now() - t0;
+  const r = await slow;
+  assert.deepEqual([r.status, r.body], [200, 'app /slow?delay=400'], 'the in-flight request finished');
+  assert.ok(ms >= 300, `close() waited for it (${Math.round(ms)} ms)`);
+  assert.deepEqual(states, ['state:draining', 'deregistered:draining']);
+  assert.equal(a.registry.size + b.registry.size, 0);
+  assert.equal(instance.state, 'closed');
+  assert.equal(server.listening, false);
+});
