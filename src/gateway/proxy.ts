@@ -124,9 +124,6 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
   upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started));
 }
 
-/** Bodies up to this size are sent with their headers in one write (see ProxyExchange.onData). */
-const SMALL_BODY = 2048;
-
 const kServing = Symbol('tandem.serving');
 type ClientSocket = Socket & { [kServing]?: ProxyExchange | null };
 
@@ -189,11 +186,8 @@ class ProxyExchange implements ResponseHandler {
 
   onData(chunk: Buffer, last: boolean): boolean {
     if (last) {
-      // The whole body is known to be here: one end() instead of write() + end(). A small body
-      // goes as a latin1 string (bytes unchanged): when it is the whole body, node:http joins it
-      // to the header block and makes one write of one string instead of a writev of two buffers.
-      if (chunk.length <= SMALL_BODY) this.res.end(chunk.toString('latin1'), 'latin1');
-      else this.res.end(chunk);
+      // The whole body is known to be here: one end() instead of write() + end().
+      this.res.end(chunk);
       this.ended = true;
       return true;
     }
