@@ -1,6 +1,6 @@
 // tandem/client: service-to-service calls through the upstream engine, with members from the
 // gateways' registries — real processes (tandem gateway, SDK instances) and real sockets.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, type ServiceClient } from '../src/client/index.js';
@@ -9,23 +9,14 @@ import { TandemError } from '../src/core/errors.js';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { answerOk, freePort, startBackend } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { defer, track } = cleanupAfterAll();
 
-function track<T extends { proc: { kill(sig?: NodeJS.Signals): boolean }; exited: Promise<unknown> }>(p: T): T {
-  cleanup.push(async () => {
-    p.proc.kill('SIGKILL');
-    await p.exited;
-  });
-  return p;
-}
 
 function client(service: string, options: Parameters<typeof createClient>[1]): ServiceClient {
   const c = createClient(service, options);
-  cleanup.push(() => c.close());
+  defer(() => c.close());
   return c;
 }
 
@@ -37,7 +28,7 @@ test('static endpoints: GET and JSON POST, a dead endpoint costs nothing, bad in
     });
   });
   const b = await startBackend('b', answerOk('b'));
-  cleanup.push(() => a.close(), () => b.close());
+  defer(() => a.close(), () => b.close());
   const dead = `127.0.0.1:${await freePort()}`;
   const c = client('shop', { endpoints: [a.address, b.address, dead], settings: { healthCheck: false, balancer: 'round-robin' } });
   const seen = new Set<string>();

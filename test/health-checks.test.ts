@@ -1,10 +1,11 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
 import { FakeClock } from '../src/core/clock.js';
 import { Upstream, type EndpointTransition } from '../src/upstream/upstream.js';
 import { validateConfig } from '../src/config/validate.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
 /**
  * Endpoint health through the real gateway: active checks against real processes killed with
@@ -15,10 +16,7 @@ import { validateConfig } from '../src/config/validate.js';
 interface ClusterEndpoint { id: string; state: string; ejectedUntil?: string; timesEjected?: number }
 interface Cluster { services: Array<{ name: string; panic: boolean; endpoints: ClusterEndpoint[] }> }
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-});
+const { defer } = cleanupAfterAll();
 
 async function cluster(gw: RunningGateway): Promise<Cluster['services'][number]> {
   const body = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as Cluster;
@@ -47,7 +45,7 @@ async function metrics(gw: RunningGateway): Promise<string> {
 
 async function startWithCleanup(config: Record<string, unknown>): Promise<RunningGateway> {
   const gw = await startGateway(config);
-  cleanup.push(() => gw.stop());
+  defer(() => gw.stop());
   return gw;
 }
 
@@ -62,7 +60,7 @@ function backendWithHealth(name: string, healthStatus: number, otherStatus = 200
 test('a SIGKILLed instance is unhealthy within 2.5 s with no traffic, and healthy again soon after it restarts on the same port', async (t) => {
   const ports = [await freePort(), await freePort(), await freePort()];
   const procs = await Promise.all(ports.map(spawnBackend));
-  cleanup.push(() => Promise.all(procs.map(kill)));
+  defer(() => Promise.all(procs.map(kill)));
   const gw = await startWithCleanup(shopConfig(ports.map((p) => `127.0.0.1:${p}`)));
   const victim = `127.0.0.1:${ports[1]}`;
   await waitForState(gw, victim, 'healthy', 5_000);
@@ -89,7 +87,7 @@ test('a SIGKILLed instance is unhealthy within 2.5 s with no traffic, and health
 test('a /healthz answering 503 takes an endpoint out; one answering 404 stays healthy', async () => {
   const sick = await backendWithHealth('sick', 503);
   const plain = await backendWithHealth('plain', 404);
-  cleanup.push(() => sick.close(), () => plain.close());
+  defer(() => sick.close(), () => plain.close());
   const gw = await startWithCleanup(shopConfig([sick.address, plain.address]));
   await waitForState(gw, sick.address, 'unhealthy', 2_500);
   await waitForState(gw, plain.address, 'healthy', 2_500);
@@ -105,7 +103,7 @@ test('a /healthz answering 503 takes an endpoint out; one answering 404 stays he
 test('passive ejection: an endpoint whose /healthz is fine but whose traffic fails is ejected after 5 failures and then gets none', async () => {
   const liar = await backendWithHealth('liar', 200, 500);
   const good = [await backendWithHealth('a', 200), await backendWithHealth('b', 200)];
-  cleanup.push(() => liar.close(), ...good.map((b) => () => b.close()));
+  defer(() => liar.close(), ...good.map((b) => () => b.close()));
   const gw = await startWithCleanup(shopConfig([liar.address, ...good.map((b) => b.address)], { balancer: 'round-robin' }));
   const traffic = () => liar.seen.filter((s) => s.url !== '/healthz').length;
   let failures = 0;
@@ -129,7 +127,7 @@ test('passive ejection: an endpoint whose /healthz is fine but whose traffic fai
 test('panic: with 2 of 3 endpoints failing checks, the service is in panic but traffic stays on the one that passes', async () => {
   const sick = [await backendWithHealth('s1', 503), await backendWithHealth('s2', 503)];
   const well = await backendWithHealth('w', 200);
-  cleanup.push(...sick.map((b) => () => b.close()), () => well.close());
+  defer(...sick.map((b) => () => b.close()), () => well.close());
   const gw = await startWithCleanup(shopConfig([...sick.map((b) => b.address), well.address], { balancer: 'round-robin' }));
   for (const b of sick) await waitForState(gw, b.address, 'unhealthy', 2_500);
   assert.equal((await cluster(gw)).panic, true);
@@ -143,7 +141,7 @@ test('panic: with 2 of 3 endpoints failing checks, the service is in panic but t
 
 test('panic: when every endpoint fails its checks, traffic is spread over all of them rather than refused', async () => {
   const sick = [await backendWithHealth('s1', 503), await backendWithHealth('s2', 503), await backendWithHealth('s3', 503)];
-  cleanup.push(...sick.map((b) => () => b.close()));
+  defer(...sick.map((b) => () => b.close()));
   const gw = await startWithCleanup(shopConfig(sick.map((b) => b.address), { balancer: 'round-robin' }));
   for (const b of sick) await waitForState(gw, b.address, 'unhealthy', 2_500);
   assert.equal((await cluster(gw)).panic, true);

@@ -1,9 +1,10 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout } from 'node:timers/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { clusterService, metricSum, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { answerOk, startBackend, shopConfig, type Backend } from './helpers/backend.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
 /**
  * Hedging through the real gateway: a GET stuck on one instance gets a second copy on another
@@ -13,20 +14,17 @@ import { answerOk, startBackend, shopConfig, type Backend } from './helpers/back
 
 interface ClusterService { hedges: number; hedgeWins: number; hedgeDelayMs: number | null; budgetExhausted: number }
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-});
+const { defer } = cleanupAfterAll();
 
 async function gateway(config: Record<string, unknown>): Promise<RunningGateway> {
   const gw = await startGateway(config);
-  cleanup.push(() => gw.stop());
+  defer(() => gw.stop());
   return gw;
 }
 
 async function backend(name: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Backend> {
   const b = await startBackend(name, handler);
-  cleanup.push(() => b.close());
+  defer(() => b.close());
   return b;
 }
 

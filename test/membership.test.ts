@@ -1,24 +1,15 @@
 // Membership with real processes: `tandem gateway` children and service instances using the
 // node SDK (test/helpers/sdk-instance.ts), joined over the gateway's admin listener.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request, Agent } from 'undici';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { track } = cleanupAfterAll();
 
-function track<T extends { proc: { kill(sig?: NodeJS.Signals): boolean }; exited: Promise<unknown> }>(p: T): T {
-  cleanup.push(async () => {
-    p.proc.kill('SIGKILL');
-    await p.exited;
-  });
-  return p;
-}
 
 async function gatewayFor(service: string, extra: Record<string, unknown> = {}): Promise<RunningGateway> {
   return track(await startGateway({ services: { [service]: {} }, routes: [{ prefix: '/', service }], ...extra }));

@@ -1,6 +1,6 @@
 // The registry HTTP API on a real `tandem gateway` process: security, limits, bad input, and
 // how registered instances take (and stop taking) traffic.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,16 +10,14 @@ import { startBackend } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until } from './helpers/sdk.js';
 import { EmbeddedRegistry } from '../src/discovery/embedded.js';
 import { handleRegistryApi } from '../src/gateway/registry-api.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
 const TOKEN = 'test-registry-token-0123456789';
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { defer } = cleanupAfterAll();
 
 async function gateway(config: Record<string, unknown>): Promise<RunningGateway> {
   const gw = await startGateway(config);
-  cleanup.push(() => gw.stop('SIGKILL'));
+  defer(() => gw.stop('SIGKILL'));
   return gw;
 }
 
@@ -47,12 +45,12 @@ test('with registry.token: a write without the right bearer token gets 401 and c
   assert.equal((await call(`${gw.adminUrl}/registry/v1/services/shop`, 'GET')).status, 401, 'reads need the token too');
   // An SDK instance with the wrong token is refused and says so; nothing is registered.
   const bad = await spawnInstance({ registry: gw.adminUrl, service: 'shop', token: 'not-the-token-at-all-xx' });
-  cleanup.push(async () => { bad.proc.kill('SIGKILL'); await bad.exited; });
+  defer(async () => { bad.proc.kill('SIGKILL'); await bad.exited; });
   await bad.waitForLine((l) => l.msg === 'registration failed' && /wrong bearer token/.test(String(l.error)));
   assert.deepEqual((await registrySnapshot(gw.adminUrl, 'shop', TOKEN)).instances, []);
   // The right token works, for the API and the SDK.
   const good = await spawnInstance({ registry: gw.adminUrl, service: 'shop', token: TOKEN });
-  cleanup.push(async () => { good.proc.kill('SIGKILL'); await good.exited; });
+  defer(async () => { good.proc.kill('SIGKILL'); await good.exited; });
   assert.deepEqual((await registrySnapshot(gw.adminUrl, 'shop', TOKEN)).instances.map((i) => i.id), [good.id]);
   const ok = await call(`${gw.adminUrl}/registry/v1/instances`, 'POST', reg, { authorization: `Bearer ${TOKEN}` });
   assert.equal(ok.status, 201);
@@ -68,7 +66,7 @@ test('without a token: only loopback peers may write; others get 403 (reads stay
     if (!handleRegistryApi(registry, { token: undefined }, req, res, (req.url ?? '/').split('?')[0]!)) res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanup.push(() => new Promise((resolve) => server.close(resolve)));
+  defer(() => new Promise((resolve) => server.close(resolve)));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/registry/v1`;
   const reg = { service: 'shop', id: 'a', address: '127.0.0.1:7001' };
   for (const remote of ['10.1.2.3', '::ffff:192.168.1.9', '2001:db8::1']) {
@@ -91,7 +89,7 @@ test('without a token: only loopback peers may write; others get 403 (reads stay
 
 test('bad registrations get a clear 4xx naming the problem; 10 000 from one peer hit the limit; the registry stays intact', async () => {
   const backend = await startBackend('real');
-  cleanup.push(() => backend.close());
+  defer(() => backend.close());
   const gw = await gateway(shop());
   const url = `${gw.adminUrl}/registry/v1/instances`;
   assert.equal((await call(url, 'POST', { service: 'shop', id: 'real', address: backend.address })).status, 201);
@@ -145,7 +143,7 @@ test('a registered instance takes traffic at once; draining: no new request, the
     else done();
   });
   const fixed = await startBackend('static');
-  cleanup.push(() => registered.close(), () => fixed.close());
+  defer(() => registered.close(), () => fixed.close());
   const gw = await gateway({ services: { shop: { endpoints: [fixed.address] }, solo: {} }, routes: [{ prefix: '/solo', service: 'solo' }, { prefix: '/', service: 'shop' }] });
   const reg = await call(`${gw.adminUrl}/registry/v1/instances`, 'POST', { service: 'shop', id: 'r1', address: registered.address });
   const lease = (reg.body.lease as { id: string }).id;
@@ -205,7 +203,7 @@ test('after a start, /readyz waits for registry-fed services to get a member (at
   assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 503);
   assert.equal((await request(`${empty.adminUrl}/readyz`)).statusCode, 503);
   const backend = await startBackend('b');
-  cleanup.push(() => backend.close());
+  defer(() => backend.close());
   assert.equal((await call(`${fed.adminUrl}/registry/v1/instances`, 'POST', { service: 'shop', id: 'b', address: backend.address })).status, 201);
   assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 200, 'ready once the service has a member');
   const waited = await until(async () => (await request(`${empty.adminUrl}/readyz`)).statusCode === 200, 6000, 'the warm-up to end');

@@ -1,8 +1,9 @@
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { clusterService, metricSum, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { answerOk, freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
 /**
  * Retries through the real gateway, against real processes and sockets: a failed attempt goes
@@ -12,20 +13,17 @@ import { answerOk, freePort, kill, spawnBackend, startBackend, shopConfig, type 
 
 interface ClusterService { name: string; retries: Record<string, number>; budgetExhausted: number; budgetAvailable: number | null }
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const fn of cleanup.reverse()) await fn();
-});
+const { defer } = cleanupAfterAll();
 
 async function gateway(config: Record<string, unknown>): Promise<RunningGateway> {
   const gw = await startGateway(config);
-  cleanup.push(() => gw.stop());
+  defer(() => gw.stop());
   return gw;
 }
 
 async function backend(name: string, handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Backend> {
   const b = await startBackend(name, handler);
-  cleanup.push(() => b.close());
+  defer(() => b.close());
   return b;
 }
 
@@ -45,7 +43,7 @@ function ids(...backends: Backend[]): string[] {
 test('one of three instances SIGKILLed: 300 sequential GETs all succeed on retries alone (no health checks)', async (t) => {
   const ports = [await freePort(), await freePort(), await freePort()];
   const procs = await Promise.all(ports.map(spawnBackend));
-  cleanup.push(() => Promise.all(procs.map(kill)));
+  defer(() => Promise.all(procs.map(kill)));
   // Round-robin: the dead instance is certainly picked (peak-EWMA may leave it out for the
   // whole test, its estimate decaying over 10 s). Outlier ejection after 5 failures still works.
   const gw = await gateway(shopConfig(ports.map((p) => `127.0.0.1:${p}`), { healthCheck: false, balancer: 'round-robin' }));
