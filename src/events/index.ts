@@ -15,3 +15,5 @@ export { MemoryBus } from './memory.js';
 export type { MemoryBusOptions } from './memory.js';
 export { registerEventMetrics } from './metrics.js';
 export type { EventStats, EventCounts } from './metrics.js';
+export { NatsBus } from './nats.js';
+export type { NatsBusOptions } from './nats.js';
