@@ -17,3 +17,7 @@ export { registerEventMetrics } from './metrics.js';
 export type { EventStats, EventCounts } from './metrics.js';
 export { NatsBus } from './nats.js';
 export type { NatsBusOptions } from './nats.js';
+export { RedisInbox } from './inbox-redis.js';
+export type { RedisInboxOptions, RedisMulti } from './inbox-redis.js';
+export { PostgresInbox } from './inbox-postgres.js';
+export type { PostgresInboxOptions, PgTransaction } from './inbox-postgres.js';
