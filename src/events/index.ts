@@ -21,3 +21,5 @@ export { RedisInbox } from './inbox-redis.js';
 export type { RedisInboxOptions, RedisMulti } from './inbox-redis.js';
 export { PostgresInbox } from './inbox-postgres.js';
 export type { PostgresInboxOptions, PgTransaction } from './inbox-postgres.js';
+export { RabbitMqBus } from './rabbitmq.js';
+export type { RabbitMqBusOptions } from './rabbitmq.js';
