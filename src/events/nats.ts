@@ -37,7 +37,8 @@ export interface NatsBusOptions {
 }
 
 const ms2ns = (ms: number): number => ms * 1_000_000;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+/** Ref'd: a publish that waits for a reconnect keeps the process alive. */
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 interface NatsSubscription extends Subscription {
   runner: HandlerRunner<unknown, unknown>;

@@ -31,7 +31,8 @@ export interface RabbitMqBusOptions {
   onError?: (err: unknown) => void;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+/** Timers stay ref'd: a bus that is publishing or reconnecting keeps the process alive, like an open socket would. */
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Headers we add that must not follow a message back into its queue on replay. */
 const OUR_HEADERS = ['x-tandem-attempts', 'x-tandem-error', 'x-tandem-attempts-made', 'x-tandem-failed-at', 'x-delivery-count', 'x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason'];
 
@@ -59,6 +60,7 @@ export class RabbitMqBus implements Bus {
   private declaredWait = new Set<string>();
   private closed = false;
   private reconnecting = false;
+  private reconnectTimer: { timer: NodeJS.Timeout; wake: () => void } | undefined;
 
   private constructor(private readonly amqp: Amqp, options: RabbitMqBusOptions) {
     this.o = {
@@ -115,7 +117,10 @@ export class RabbitMqBus implements Bus {
     if (this.reconnecting) return;
     this.reconnecting = true;
     for (let attempt = 1; !this.closed; attempt++) {
-      await sleep(this.backoff.delay(attempt));
+      await new Promise<void>((wake) => {
+        this.reconnectTimer = { timer: setTimeout(wake, this.backoff.delay(attempt)), wake };
+      });
+      this.reconnectTimer = undefined;
       if (this.closed) break;
       try {
         await this.open();
@@ -415,6 +420,10 @@ export class RabbitMqBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer.timer);
+      this.reconnectTimer.wake();
+    }
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     for (const w of this.readyWaiters.splice(0)) w();
     await this.conn?.close().catch(() => {});

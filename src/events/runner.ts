@@ -147,8 +147,7 @@ export class HandlerRunner<T, Tx> {
     await Promise.race([
       new Promise<void>((r) => this.idleWaiters.push(r)),
       new Promise<void>((r) => {
-        timer = setTimeout(r, timeout);
-        timer.unref();
+        timer = setTimeout(r, timeout); // ref'd: a closing bus keeps the process alive while handlers finish
       }),
     ]);
     clearTimeout(timer);

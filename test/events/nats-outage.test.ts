@@ -54,7 +54,7 @@ test('NATS down longer than publishTimeout: the publish fails with a retryable T
 
 test('NATS: a consumer that dies mid-handler has its message redelivered to the group (attempt 2, redelivered)', async () => {
   const topic = uniqueTopic('crash');
-  const dying = await NatsBus.connect({ servers: server.url, ackWait: 1_000 });
+  const dying = await NatsBus.connect({ servers: server.url, ackWait: 1_000, drainTimeout: 100 });
   const healthy = await NatsBus.connect({ servers: server.url, ackWait: 1_000 });
   let stuck = 0;
   await dying.subscribe(topic, 'g', () => {
@@ -74,4 +74,5 @@ test('NATS: a consumer that dies mid-handler has its message redelivered to the 
   await sub.close();
   await healthy.deleteTopic(topic);
   await healthy.close();
+  await dying.close();
 });
