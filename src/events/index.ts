@@ -23,3 +23,5 @@ export { PostgresInbox } from './inbox-postgres.js';
 export type { PostgresInboxOptions, PgTransaction } from './inbox-postgres.js';
 export { RabbitMqBus } from './rabbitmq.js';
 export type { RabbitMqBusOptions } from './rabbitmq.js';
+export { PostgresOutbox, OutboxRelay } from './outbox.js';
+export type { PostgresOutboxOptions, RelayOptions, Queryable } from './outbox.js';
