@@ -39,6 +39,12 @@ const AMQP = process.env.TANDEM_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_SERVER = process.env.TANDEM_NATS_SERVER ?? '/usr/sbin/nats-server';
 const RABBITMQCTL = process.env.TANDEM_RABBITMQCTL ?? 'rabbitmqctl';
 
+/** Every process this drill started, killed if the drill itself exits early. */
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 if (args[0] === '--consumer') await consumer(JSON.parse(args[1]));
 else await main();
 
@@ -52,15 +58,18 @@ async function consumer(cfg) {
   const events = await import(join(root, 'dist/src/events/index.js'));
   const bus = await openBus(events, cfg, `${cfg.name}-consumer`);
   const inbox = await events.PostgresInbox.connect({ connectionString: PG, table: `${cfg.table}_inbox` });
+  // The drill's own bookkeeping uses a pool of its own: a handler that waited for a connection
+  // of the inbox's pool while holding one of its transactions could starve the pool.
+  const notes = new (await import('pg')).default.Pool({ connectionString: PG, max: 2 });
   const counting = {
     async once(group, id, effect) {
       const r = await inbox.once(group, id, effect);
-      if (r === 'duplicate') await inbox.pool.query(`INSERT INTO ${cfg.table}_absorbed (id) VALUES ($1)`, [id]);
+      if (r === 'duplicate') await notes.query(`INSERT INTO ${cfg.table}_absorbed (id) VALUES ($1)`, [id]);
       return r;
     },
   };
   await bus.subscribe(cfg.topic, 'drill', async (m, tx) => {
-    if (m.attempt > 1 || m.redelivered) await inbox.pool.query(`INSERT INTO ${cfg.table}_redeliveries (id, attempt) VALUES ($1, $2)`, [m.id, m.attempt]);
+    if (m.attempt > 1 || m.redelivered) await notes.query(`INSERT INTO ${cfg.table}_redeliveries (id, attempt) VALUES ($1, $2)`, [m.id, m.attempt]);
     await tx.query(`INSERT INTO ${cfg.table}_effects (id) VALUES ($1)`, [m.id]);
   }, { inbox: counting, concurrency: 16, maxAttempts: 10, backoff: { initial: 50, max: 1000 } });
   process.stdout.write('ready\n');
@@ -73,12 +82,23 @@ async function consumer(cfg) {
 
 function startConsumer(cfg) {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--consumer', JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
   return new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => {
       if (String(d).includes('ready')) resolve(child);
     });
     child.once('exit', (code) => reject(new Error(`consumer exited early (${code})`)));
   });
+}
+
+/** SIGTERM (a graceful close), SIGKILL if it has not exited within 5 s. */
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 async function killHard(child) {
@@ -90,6 +110,7 @@ async function killHard(child) {
 
 async function startNats(port, dir) {
   const p = spawn(NATS_SERVER, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: 'ignore' });
+  children.add(p);
   for (let i = 0; i < 200; i++) {
     const ok = await new Promise((resolve) => {
       const s = netConnect(port, '127.0.0.1', () => {
@@ -196,8 +217,7 @@ async function drill(adapter, messages, rate, events, pg) {
   const redeliveries = Number((await pg.query(`SELECT count(*) AS n FROM ${cfg.table}_redeliveries`)).rows[0].n);
   const absorbed = Number((await pg.query(`SELECT count(*) AS n FROM ${cfg.table}_absorbed`)).rows[0].n);
   const seconds = (Date.now() - t0) / 1000;
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
+  await stop(child);
   if (adapter === 'nats') await bus.deleteTopic(cfg.topic);
   else await bus.deleteTopic(cfg.topic, ['drill']);
   await bus.close();

@@ -48,10 +48,11 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** A new span under the given trace, or a new trace. */
 function childTraceparent(parent: string | undefined): string {
-  const span = randomBytes(8).toString('hex');
+  const ids = randomBytes(24).toString('hex');
+  const span = ids.slice(32);
   const m = parent === undefined ? null : TRACEPARENT.exec(parent);
   if (m) return `00-${m[1]}-${span}-${m[3]}`;
-  return `00-${randomBytes(16).toString('hex')}-${span}-01`;
+  return `00-${ids.slice(0, 32)}-${span}-01`;
 }
 
 export function createEnvelope<T>(topic: string, payload: T, options: PublishOptions = {}): Envelope<T> {

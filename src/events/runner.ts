@@ -60,6 +60,8 @@ export class HandlerRunner<T, Tx> {
   private closing = false;
   private readonly waiters: Array<() => void> = [];
   private readonly idleWaiters: Array<() => void> = [];
+  private readonly busy = new Set<Delivery>();
+  private ticker: NodeJS.Timeout | undefined;
 
   constructor(
     readonly topic: string,
@@ -78,7 +80,12 @@ export class HandlerRunner<T, Tx> {
   }
 
   /** Resolves when another handler may start (false once closing). */
-  async slot(): Promise<boolean> {
+  slot(): boolean | Promise<boolean> {
+    if (this.hasSlot) return true;
+    return this.waitForSlot();
+  }
+
+  private async waitForSlot(): Promise<boolean> {
     while (!this.closing && this.inFlight >= this.options.concurrency) await new Promise<void>((r) => this.waiters.push(r));
     return !this.closing;
   }
@@ -89,18 +96,36 @@ export class HandlerRunner<T, Tx> {
     const c = this.counts;
     c.delivered++;
     if (d.redelivered) c.redelivered++;
-    const timer = this.workingEvery > 0 && d.working ? setInterval(() => d.working!(), this.workingEvery) : undefined;
-    timer?.unref();
+    if (d.working) this.keepAlive(d);
     try {
       await this.settle(d);
     } catch (err) {
       this.onError(err);
     } finally {
-      if (timer) clearInterval(timer);
+      this.busy.delete(d);
       this.inFlight--;
       this.waiters.shift()?.();
       if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * One timer per subscription, not per message: every `workingEvery` ms it tells the broker
+   * that each delivery still running is being worked on (NATS extends its ack deadline).
+   */
+  private keepAlive(d: Delivery): void {
+    if (this.workingEvery <= 0) return;
+    this.busy.add(d);
+    if (this.ticker) return;
+    this.ticker = setInterval(() => {
+      if (this.busy.size === 0) {
+        clearInterval(this.ticker);
+        this.ticker = undefined;
+        return;
+      }
+      for (const b of this.busy) b.working?.();
+    }, this.workingEvery);
+    this.ticker.unref();
   }
 
   private async settle(d: Delivery): Promise<void> {

@@ -23,11 +23,14 @@ interface DrillResult {
 test('events drill (short): consumer killed twice and broker restarted while publishing; nothing lost, no duplicate effect', { timeout: 120_000 }, async () => {
   const dir = tempDir('tandem-drill-events-');
   const json = join(dir, 'result.json');
-  const child = spawn(process.execPath, [join(ROOT, 'scripts/drill-events.js'), '--no-build', '--messages', '1200', '--rate', '400', '--json', json], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so that a hung drill is killed with its consumer and nats-server.
+  const child = spawn(process.execPath, [join(ROOT, 'scripts/drill-events.js'), '--no-build', '--messages', '1200', '--rate', '400', '--json', json], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
+  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 100_000);
   const code = await new Promise((r) => child.once('exit', r));
+  clearTimeout(timer);
   assert.equal(code, 0, output);
   const { results } = JSON.parse(readFileSync(json, 'utf8')) as { results: DrillResult[] };
   assert.deepEqual(results.map((r) => r.adapter), ['nats', 'rabbitmq']);
