@@ -38,6 +38,8 @@ const NATS = process.env.TANDEM_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 const payload = (i) => ({ i, t: performance.now(), order: 'ord-0000000000', customer: 'cust-00000', total: 1234.5 });
 
+let cpuAtStart;
+
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
@@ -50,6 +52,7 @@ function percentile(sorted, p) {
  */
 async function drive(publish, consumed) {
   const t0 = performance.now();
+  cpuAtStart = process.cpuUsage();
   if (mode === 'latency') {
     const all = [];
     for (let i = 0; i < N; i++) {
@@ -83,7 +86,8 @@ function collector() {
     },
     summary(seconds) {
       const s = lat.slice().sort((a, b) => a - b);
-      return { msgsPerSec: Math.round(N / seconds), p50ms: +percentile(s, 50).toFixed(2), p99ms: +percentile(s, 99).toFixed(2) };
+      const cpu = process.cpuUsage(cpuAtStart);
+      return { msgsPerSec: Math.round(N / seconds), p50ms: +percentile(s, 50).toFixed(2), p99ms: +percentile(s, 99).toFixed(2), cpuUsPerMsg: +((cpu.user + cpu.system) / N).toFixed(1) };
     },
   };
 }
@@ -183,17 +187,17 @@ for (const adapter of ONLY) {
       runs.tandem[m].push(await tandem(events, adapter));
     }
   }
-  const pick = (side) => (runs[side].throughput.length ? { msgsPerSec: best(runs[side].throughput).msgsPerSec, p50ms: bestLatency(runs[side].latency).p50ms, p99ms: bestLatency(runs[side].latency).p99ms } : undefined);
+  const pick = (side) => (runs[side].throughput.length ? { msgsPerSec: best(runs[side].throughput).msgsPerSec, cpuUsPerMsg: Math.min(...runs[side].throughput.map((r) => r.cpuUsPerMsg)), p50ms: bestLatency(runs[side].latency).p50ms, p99ms: bestLatency(runs[side].latency).p99ms } : undefined);
   const row = { adapter, tandem: pick('tandem'), bare: pick('bare'), runs };
   row.ratio = row.bare ? +(row.tandem.msgsPerSec / row.bare.msgsPerSec).toFixed(2) : undefined;
   rows.push(row);
   console.log(`${adapter}: tandem ${JSON.stringify(row.tandem)}${row.bare ? `  bare ${JSON.stringify(row.bare)}  ratio ${row.ratio}` : ''}`);
 }
 console.log(`\nthroughput: ${N_THROUGHPUT} messages, ${WINDOW} publishes in flight, consumer concurrency ${CONC}; latency: ${N_LATENCY} messages at ${RATE}/s; best of ${ROUNDS}, node ${process.version}`);
-console.log('| adapter | tandem msgs/s | bare msgs/s | ratio | tandem p50 / p99 ms | bare p50 / p99 ms |');
-console.log('|---|---|---|---|---|---|');
+console.log('| adapter | tandem msgs/s | bare msgs/s | ratio | tandem / bare CPU µs per msg (this process) | tandem p50 / p99 ms | bare p50 / p99 ms |');
+console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.adapter} | ${r.tandem.msgsPerSec} | ${r.bare?.msgsPerSec ?? '—'} | ${r.ratio ?? '—'} | ${r.tandem.p50ms} / ${r.tandem.p99ms} | ${r.bare ? `${r.bare.p50ms} / ${r.bare.p99ms}` : '—'} |`);
+  console.log(`| ${r.adapter} | ${r.tandem.msgsPerSec} | ${r.bare?.msgsPerSec ?? '—'} | ${r.ratio ?? '—'} | ${r.tandem.cpuUsPerMsg} / ${r.bare?.cpuUsPerMsg ?? '—'} | ${r.tandem.p50ms} / ${r.tandem.p99ms} | ${r.bare ? `${r.bare.p50ms} / ${r.bare.p99ms}` : '—'} |`);
 }
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 writeFileSync(join(root, 'bench/results/bench-events-latest.json'), JSON.stringify({ when: new Date().toISOString(), node: process.version, messages: N_THROUGHPUT, window: WINDOW, concurrency: CONC, rate: RATE, latencyMessages: N_LATENCY, rows }, null, 2));

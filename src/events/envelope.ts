@@ -64,22 +64,29 @@ export function createEnvelope<T>(topic: string, payload: T, options: PublishOpt
   const traceparent = options.traceparent ?? childTraceparent(parent?.trace.traceparent);
   const tracestate = options.tracestate ?? parent?.trace.tracestate;
   const causationId = options.causationId ?? parent?.id;
-  const envelope: Envelope<T> = {
+  // Built field by field (no conditional spreads): this runs once per published message.
+  const envelope: { -readonly [K in keyof Envelope<T>]: Envelope<T>[K] } = {
     id,
     topic,
     time: new Date().toISOString(),
-    ...(options.key === undefined ? {} : { key: options.key }),
     correlationId: options.correlationId ?? parent?.correlationId ?? id,
-    ...(causationId === undefined ? {} : { causationId }),
     trace: tracestate === undefined ? { traceparent } : { traceparent, tracestate },
-    headers: { ...options.headers },
+    headers: options.headers === undefined ? {} : { ...options.headers },
     payload,
   };
+  if (options.key !== undefined) envelope.key = options.key;
+  if (causationId !== undefined) envelope.causationId = causationId;
   return envelope;
 }
 
+/** JSON; a correlation id equal to the id and empty headers are left out (decode restores them). */
 export function encodeEnvelope(envelope: Envelope): Buffer {
-  return Buffer.from(JSON.stringify(envelope));
+  const compact = envelope.correlationId === envelope.id || Object.keys(envelope.headers).length === 0;
+  if (!compact) return Buffer.from(JSON.stringify(envelope));
+  const wire: Partial<{ -readonly [K in keyof Envelope]: Envelope[K] }> = { ...envelope };
+  if (wire.correlationId === wire.id) delete wire.correlationId;
+  if (Object.keys(envelope.headers).length === 0) delete wire.headers;
+  return Buffer.from(JSON.stringify(wire));
 }
 
 /** Parses a wire message; a body that is not an envelope throws (the caller dead-letters it). */
@@ -88,7 +95,10 @@ export function decodeEnvelope(body: Uint8Array): Envelope {
   if (typeof value !== 'object' || value === null || typeof value.id !== 'string' || typeof value.topic !== 'string') {
     throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', 'message body is not a tandem envelope (no id or topic)');
   }
-  return value as Envelope;
+  const v = value as { -readonly [K in keyof Envelope]: Envelope[K] };
+  v.correlationId ??= v.id;
+  v.headers ??= {};
+  return v;
 }
 
 const TOPIC = /^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/;
