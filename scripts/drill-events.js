@@ -241,7 +241,7 @@ async function main() {
   const pg = new (await import('pg')).default.Pool({ connectionString: PG, max: 2 });
   const results = [];
   for (const adapter of only) {
-    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %`);
+    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, ${adapter === 'nats' ? 'broker restart' : 'every connection closed by the broker'} at 75 %`);
     results.push(await drill(adapter, messages, rate, events, pg));
   }
   await pg.end();
