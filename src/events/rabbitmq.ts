@@ -239,25 +239,33 @@ export class RabbitMqBus implements Bus {
     const queue = this.queueName(topic, group);
     let ch: Channel | undefined;
     let tag: string | undefined;
+    let attachedTo: ChannelModel | undefined;
     const subscription: RabbitSubscription = {
       topic,
       group,
       runner,
       attach: async (conn) => {
-        if (runner.isClosing) return;
-        const c = await conn.createChannel();
-        c.on('error', (err: unknown) => this.o.onError(err));
-        await this.declareGroup(c, topic, group);
-        await c.prefetch(resolved.concurrency);
-        ch = c;
-        tag = (await c.consume(queue, (msg) => {
-          if (msg === null) return; // cancelled by the broker (queue deleted); a reconnect re-attaches
-          if (runner.isClosing) {
-            c.nack(msg, false, true);
-            return;
-          }
-          void runner.run(this.delivery(c, msg, queue));
-        }, { noAck: false })).consumerTag;
+        // Once per connection: subscribe() and a reconnect may both try.
+        if (runner.isClosing || attachedTo === conn) return;
+        attachedTo = conn;
+        try {
+          const c = await conn.createChannel();
+          c.on('error', (err: unknown) => this.o.onError(err));
+          await this.declareGroup(c, topic, group);
+          await c.prefetch(resolved.concurrency);
+          ch = c;
+          tag = (await c.consume(queue, (msg) => {
+            if (msg === null) return; // cancelled by the broker (queue deleted); a reconnect re-attaches
+            if (runner.isClosing) {
+              c.nack(msg, false, true);
+              return;
+            }
+            void runner.run(this.delivery(c, msg, queue));
+          }, { noAck: false })).consumerTag;
+        } catch (err) {
+          attachedTo = undefined;
+          throw err;
+        }
       },
       close: async () => {
         const drained = runner.drain(this.o.drainTimeout);
@@ -267,12 +275,18 @@ export class RabbitMqBus implements Bus {
         this.subscriptions.delete(subscription);
       },
     };
-    await this.confirmedSetup(`subscribe to ${topic}`, async () => {
-      const conn = this.conn;
-      if (!conn) throw new Error('not connected');
-      await subscription.attach(conn);
-    });
+    // In the set first, so that a reconnect while we attach re-attaches it too.
     this.subscriptions.add(subscription);
+    try {
+      await this.confirmedSetup(`subscribe to ${topic}`, async () => {
+        const conn = this.conn;
+        if (!conn) throw new Error('not connected');
+        await subscription.attach(conn);
+      });
+    } catch (err) {
+      this.subscriptions.delete(subscription);
+      throw err;
+    }
     return subscription;
   }
 
