@@ -24,4 +24,8 @@ test('the exports map: every subpath loads and has its types file', async () => 
   for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION', 'HttpRegistry', 'EmbeddedRegistry', 'serve']) {
     assert.ok(name in root, `tandem does not export ${name}`);
   }
+  const events = (await import(`${pkg.name}/events`)) as Record<string, unknown>;
+  for (const name of ['MemoryBus', 'NatsBus', 'RabbitMqBus', 'MemoryInbox', 'RedisInbox', 'PostgresInbox', 'PostgresOutbox', 'EVENTS_DEFAULTS', 'registerEventMetrics']) {
+    assert.ok(name in events, `tandem/events does not export ${name}`);
+  }
 });

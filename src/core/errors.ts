@@ -21,6 +21,10 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_LEASE_NOT_FOUND: 'The lease expired or never existed; register again (HTTP 404).',
   TANDEM_ERR_REGISTRY_UNAVAILABLE: 'The registry cannot be reached, or answered something unexpected.',
   TANDEM_ERR_REGISTRY_READ_ONLY: 'The registry adapter takes no writes (static: the members come from the config).',
+  TANDEM_ERR_INVALID_ARGUMENT: 'An events API argument is invalid (a topic or group name, an option value); the message names it and says what is allowed.',
+  TANDEM_ERR_MISSING_DEPENDENCY: 'An optional package the chosen adapter or store needs is not installed; the message names the npm package to install.',
+  TANDEM_ERR_PUBLISH_FAILED: 'The broker did not confirm a publish within publishTimeout (connection down, broker refused or overloaded); retryable, and safe to repeat with the same message id.',
+  TANDEM_ERR_BUS_CLOSED: 'The bus, subscription or relay is closed or closing; it takes no more work.',
   TANDEM_ERR_INTERNAL: 'An unexpected internal failure (HTTP 500); please report it.',
 } as const;
 

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import { TandemError } from '../core/errors.js';
+import { EVENTS_DEFAULTS } from './defaults.js';
+import type { Inbox } from './inbox.js';
+import { loadOptional } from './optional.js';
+
+type Redis = import('ioredis').Redis;
+/** A MULTI the effect queues its Redis writes on; they commit with the inbox record in one EXEC. */
+export type RedisMulti = import('ioredis').ChainableCommander;
+
+export interface RedisInboxOptions {
+  /** Default `redis://127.0.0.1:6379`. Ignored when `client` is given. */
+  url?: string;
+  /** An ioredis client to use (not closed by close()). */
+  client?: Redis;
+  /** Key prefix; keys are `<prefix>:<group>:<id>`. Default `tandem:inbox`. */
+  prefix?: string;
+  retention?: number;
+  /** How long a claim holds while its effect runs; a claim of a dead consumer expires after it. Must exceed the handler's run time. */
+  lease?: number;
+}
+
+const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0";
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/**
+ * Inbox in Redis. A message is claimed with SET NX and a lease; the effect's Redis writes
+ * (queued on the MULTI it receives) commit in the same EXEC that marks the message done, so
+ * for effects in Redis the outcome is exactly once. Effects elsewhere run at least once if the
+ * consumer dies between the effect and the EXEC; a duplicate that arrives while another
+ * consumer holds the claim waits for its outcome.
+ */
+export class RedisInbox implements Inbox<RedisMulti> {
+  private constructor(
+    readonly redis: Redis,
+    private readonly owned: boolean,
+    private readonly prefix: string,
+    private readonly retention: number,
+    private readonly lease: number,
+  ) {}
+
+  static async connect(options: RedisInboxOptions = {}): Promise<RedisInbox> {
+    let client = options.client;
+    if (!client) {
+      const mod = await loadOptional('ioredis', 'the Redis inbox', () => import('ioredis'));
+      client = new mod.Redis(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3, lazyConnect: true });
+      await client.connect();
+    }
+    const retention = options.retention ?? EVENTS_DEFAULTS.inboxRetention;
+    const lease = options.lease ?? EVENTS_DEFAULTS.inboxLease;
+    if (!(retention > 0) || !(lease > 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', 'RedisInbox: retention and lease must be > 0 ms');
+    return new RedisInbox(client, options.client === undefined, options.prefix ?? 'tandem:inbox', Math.round(retention), Math.round(lease));
+  }
+
+  async once(group: string, id: string, effect: (tx: RedisMulti) => Promise<void> | void): Promise<'done' | 'duplicate'> {
+    const key = `${this.prefix}:${group}:${id}`;
+    const claim = `running:${randomUUID()}`;
+    for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
+      if ((await this.redis.set(key, claim, 'PX', this.lease, 'NX')) === 'OK') break;
+      const state = await this.redis.get(key);
+      if (state === 'done') return 'duplicate';
+      if (state !== null) await sleep(wait); // another consumer is on it: wait for its outcome or its lease to end
+    }
+    try {
+      const multi = this.redis.multi();
+      await effect(multi);
+      multi.set(key, 'done', 'PX', this.retention);
+      const results = await multi.exec();
+      const failed = results?.find(([err]) => err !== null);
+      if (results === null || failed) throw failed?.[0] ?? new Error('Redis MULTI aborted');
+      return 'done';
+    } catch (err) {
+      await this.redis.eval(RELEASE, 1, key, claim).catch(() => {});
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.owned) await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

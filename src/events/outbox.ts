@@ -1,0 +1,187 @@
+import { TandemError } from '../core/errors.js';
+import type { Bus } from './bus.js';
+import { EVENTS_DEFAULTS } from './defaults.js';
+import { checkTopic, createEnvelope, type Envelope, type PublishOptions } from './envelope.js';
+import { createPgPool, SQL_NAME } from './inbox-postgres.js';
+
+type Pool = import('pg').Pool;
+type PoolClient = import('pg').PoolClient;
+/** Anything that runs a query: the caller's transaction client. */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<unknown>;
+}
+
+export interface PostgresOutboxOptions {
+  /** Default `postgres://postgres@127.0.0.1:5432/postgres`. Ignored when `pool` is given. */
+  connectionString?: string;
+  pool?: Pool;
+  /** Default `tandem_outbox`; created if missing. */
+  table?: string;
+}
+
+export interface RelayOptions {
+  /** Idle poll interval (a NOTIFY from add() wakes the relay sooner). Default 100 ms. */
+  pollInterval?: number;
+  batchSize?: number;
+  /** Sent rows are deleted after this long. Default 24 h. */
+  retention?: number;
+  onError?: (err: unknown) => void;
+}
+
+
+/**
+ * The transactional outbox in PostgreSQL. `add(tx, …)` writes the event in the caller's
+ * transaction, so it exists if and only if the business change committed. A relay publishes
+ * unsent rows and marks them sent. With the inbox on the consumer side the effect happens
+ * once end to end: a row published twice (the relay died between the broker's confirm and the
+ * mark) carries the same message id both times.
+ */
+export class PostgresOutbox {
+  private constructor(
+    readonly pool: Pool,
+    private readonly owned: boolean,
+    readonly table: string,
+  ) {}
+
+  static async connect(options: PostgresOutboxOptions = {}): Promise<PostgresOutbox> {
+    const table = options.table ?? 'tandem_outbox';
+    if (!SQL_NAME.test(table)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `PostgresOutbox: table ${JSON.stringify(table)} must be a lower-case SQL identifier`);
+    const pool = options.pool ?? (await createPgPool(options.connectionString, 'the PostgreSQL outbox'));
+    await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (seq bigserial PRIMARY KEY, id text NOT NULL, topic text NOT NULL, envelope jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz)`);
+    await pool.query(`CREATE INDEX IF NOT EXISTS ${table}_unsent ON ${table} (seq) WHERE sent_at IS NULL`);
+    return new PostgresOutbox(pool, options.pool === undefined, table);
+  }
+
+  get channel(): string {
+    return `${this.table}_added`;
+  }
+
+  /** Writes an event through `tx` (the caller's open transaction). Returns its envelope. */
+  async add<T>(tx: Queryable, topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
+    checkTopic(topic);
+    const envelope = createEnvelope(topic, payload, options);
+    await tx.query(`WITH ins AS (INSERT INTO ${this.table} (id, topic, envelope) VALUES ($1, $2, $3) RETURNING 1) SELECT pg_notify($4, '') FROM ins`, [envelope.id, topic, JSON.stringify(envelope), this.channel]);
+    return envelope;
+  }
+
+  /** Rows not yet published. */
+  async pending(): Promise<number> {
+    const r = await this.pool.query(`SELECT count(*)::int AS n FROM ${this.table} WHERE sent_at IS NULL`);
+    return (r.rows[0] as { n: number }).n;
+  }
+
+  /** Starts a relay publishing to `bus`. Several may run (one per process); one works at a time. */
+  relay(bus: Pick<Bus, 'publishEnvelope'>, options: RelayOptions = {}): OutboxRelay {
+    return new OutboxRelay(this, bus, options);
+  }
+
+  async close(): Promise<void> {
+    if (this.owned) await this.pool.end();
+  }
+}
+
+/**
+ * Publishes an outbox's rows. Only the holder of the outbox's session advisory lock works; the
+ * others stand by and try for the lock every few poll intervals. The lock lives as long as the
+ * holder's database session, so when the holder dies (process killed, connection cut) the
+ * server releases it and a standby takes over. Every query of the active relay runs on that
+ * locked session: once it is gone the relay cannot mark rows any more and steps down.
+ */
+export class OutboxRelay {
+  state: 'standby' | 'active' | 'closed' = 'standby';
+  /** Rows published (broker-confirmed and marked sent) by this relay. */
+  relayed = 0;
+  private client: PoolClient | undefined;
+  private wake: (() => void) | undefined;
+  private readonly loop: Promise<void>;
+  private readonly o: Required<RelayOptions>;
+
+  constructor(
+    private readonly outbox: PostgresOutbox,
+    private readonly bus: Pick<Bus, 'publishEnvelope'>,
+    options: RelayOptions,
+  ) {
+    this.o = {
+      pollInterval: options.pollInterval ?? EVENTS_DEFAULTS.outboxPollInterval,
+      batchSize: options.batchSize ?? EVENTS_DEFAULTS.outboxBatchSize,
+      retention: options.retention ?? EVENTS_DEFAULTS.outboxRetention,
+      onError: options.onError ?? (() => {}),
+    };
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      let client: PoolClient | undefined;
+      try {
+        client = await this.outbox.pool.connect();
+        client.on('error', (err: Error) => this.o.onError(err));
+        this.client = client;
+        const key = `tandem-outbox:${this.outbox.table}`;
+        while (!this.closed) {
+          const got = await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [key]);
+          if ((got.rows[0] as { ok: boolean }).ok) break;
+          await this.idle(this.o.pollInterval * 5);
+        }
+        if (this.closed) break;
+        this.state = 'active';
+        client.on('notification', () => this.wake?.());
+        await client.query(`LISTEN ${this.outbox.channel}`);
+        await this.work(client);
+      } catch (err) {
+        if (!this.closed) this.o.onError(err);
+        client?.release(err instanceof Error ? err : true);
+        client = undefined;
+        if (!this.closed) this.state = 'standby';
+        await this.idle(this.o.pollInterval * 5);
+      } finally {
+        this.client = undefined;
+        if (client) {
+          await client.query('SELECT pg_advisory_unlock_all()').catch(() => {});
+          client.release();
+        }
+      }
+    }
+  }
+
+  private async work(client: PoolClient): Promise<void> {
+    let purgedAt = 0;
+    while (this.state === 'active') {
+      const rows = (await client.query(`SELECT seq, envelope FROM ${this.outbox.table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1`, [this.o.batchSize])).rows as Array<{ seq: string; envelope: Envelope }>;
+      if (rows.length > 0) {
+        // Confirmed publishes in parallel; a row is marked only after its confirm. A failure leaves the batch for the next round.
+        await Promise.all(rows.map((r) => this.bus.publishEnvelope(r.envelope)));
+        await client.query(`UPDATE ${this.outbox.table} SET sent_at = now() WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]);
+        this.relayed += rows.length;
+      }
+      if (Date.now() - purgedAt > 60_000) {
+        purgedAt = Date.now();
+        await client.query(`DELETE FROM ${this.outbox.table} WHERE sent_at < now() - make_interval(secs => $1)`, [this.o.retention / 1000]);
+      }
+      if (rows.length < this.o.batchSize) await this.idle(this.o.pollInterval);
+    }
+  }
+
+  private get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  private async idle(ms: number): Promise<void> {
+    if (this.closed) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((r) => {
+      this.wake = r;
+      timer = setTimeout(r, ms);
+    });
+    clearTimeout(timer);
+    this.wake = undefined;
+  }
+
+  /** Stops after the current batch and releases the lock. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.wake?.();
+    await this.loop;
+  }
+}

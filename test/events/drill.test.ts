@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, tempDir } from '../helpers/gateway.js';
+
+interface DrillResult {
+  adapter: string;
+  messages: number;
+  confirmed: number;
+  lost: number;
+  duplicateEffects: number;
+  redeliveries: number;
+  inboxAbsorbed: number;
+  faults: Array<{ what: string }>;
+}
+
+/**
+ * The short form of `npm run drill:events`: the same script, the same faults (consumer
+ * SIGKILLed twice, broker restarted / connections cut once), fewer messages.
+ */
+test('events drill (short): consumer killed twice and broker restarted while publishing; nothing lost, no duplicate effect', { timeout: 120_000 }, async () => {
+  const dir = tempDir('tandem-drill-events-');
+  const json = join(dir, 'result.json');
+  // Its own process group, so that a hung drill is killed with its consumer and nats-server.
+  const child = spawn(process.execPath, [join(ROOT, 'scripts/drill-events.js'), '--no-build', '--messages', '1200', '--rate', '400', '--json', json], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 100_000);
+  const code = await new Promise((r) => child.once('exit', r));
+  clearTimeout(timer);
+  assert.equal(code, 0, output);
+  const { results } = JSON.parse(readFileSync(json, 'utf8')) as { results: DrillResult[] };
+  assert.deepEqual(results.map((r) => r.adapter), ['nats', 'rabbitmq']);
+  for (const r of results) {
+    assert.equal(r.confirmed, 1200, `${r.adapter}: every publish confirmed`);
+    assert.equal(r.lost, 0, `${r.adapter}: lost`);
+    assert.equal(r.duplicateEffects, 0, `${r.adapter}: duplicate effects`);
+    assert.equal(r.faults.length, 3, `${r.adapter}: three faults injected`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
