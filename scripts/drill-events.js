@@ -25,8 +25,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { connect as netConnect } from 'node:net';
-import { freePorts, sleep } from './lib/procs.js';
+import { sleep } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -108,22 +107,36 @@ async function killHard(child) {
   await exited;
 }
 
-async function startNats(port, dir) {
-  const p = spawn(NATS_SERVER, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: 'ignore' });
-  children.add(p);
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise((resolve) => {
-      const s = netConnect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
+/**
+ * Starts nats-server; resolves with { proc, port } once it says it is ready, rejects with its
+ * log when it exits first. Port -1: the server picks a free one itself (no race with other
+ * processes for a port found free a moment before); a restart asks for the same port again.
+ */
+function startNats(port, dir) {
+  const proc = spawn(NATS_SERVER, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  return new Promise((resolve, reject) => {
+    let log = '';
+    let listening = port;
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`nats-server did not get ready in 10 s: ${log.slice(-500)}`));
+    }, 10_000);
+    proc.stderr.setEncoding('utf8').on('data', (d) => {
+      log += d;
+      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
+      if (m) listening = Number(m[1]);
+      if (log.includes('Server is ready')) {
+        clearTimeout(timer);
+        proc.stderr.removeAllListeners('data').resume();
+        resolve({ proc, port: listening });
+      }
     });
-    if (ok) break;
-    await sleep(50);
-  }
-  await sleep(300);
-  return p;
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`nats-server exited (${code}) before it was ready: ${log.slice(-500)}`));
+    });
+  });
 }
 
 async function closeRabbitConnections(namePart) {
@@ -139,9 +152,9 @@ async function drill(adapter, messages, rate, events, pg) {
   const cfg = { adapter, name: `tandem-drill-${id}`, topic: `drill.${adapter}.${id}`, table: `tandem_drill_${id}` };
   let natsProc, natsDir;
   if (adapter === 'nats') {
-    const [port] = await freePorts(1);
     natsDir = mkdtempSync(join(os.tmpdir(), 'tandem-drill-nats-'));
-    natsProc = await startNats(port, natsDir);
+    let port;
+    ({ proc: natsProc, port } = await startNats(-1, natsDir));
     cfg.natsUrl = `nats://127.0.0.1:${port}`;
   }
   for (const t of ['effects', 'redeliveries', 'absorbed']) await pg.query(`CREATE TABLE ${cfg.table}_${t} (id text NOT NULL, attempt int)`);
@@ -181,7 +194,7 @@ async function drill(adapter, messages, rate, events, pg) {
         natsProc.kill('SIGTERM');
         await exited;
         await sleep(1500);
-        natsProc = await startNats(Number(cfg.natsUrl.split(':').pop()), natsDir);
+        ({ proc: natsProc } = await startNats(Number(cfg.natsUrl.split(':').pop()), natsDir));
       } else {
         const n = await closeRabbitConnections(cfg.name);
         if (n < 2) throw new Error(`expected to close the producer's and the consumer's connections, closed ${n}`);

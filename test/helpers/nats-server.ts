@@ -1,9 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './backend.js';
 
 export const NATS_SERVER = process.env.TANDEM_NATS_SERVER ?? '/usr/sbin/nats-server';
 
@@ -18,33 +16,48 @@ export interface OwnNatsServer {
   destroy(): Promise<void>;
 }
 
-async function answering(port: number, timeout = 10_000): Promise<void> {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
+/**
+ * Starts nats-server and resolves with the port it listens on once it says it is ready; rejects
+ * with its log when it exits first (a port taken meanwhile, a bad store). `port` -1 lets the
+ * server pick a free port itself — no window in which another process could take it.
+ */
+function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(NATS_SERVER, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let log = '';
+    let listening = port;
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`nats-server did not get ready in 10 s: ${log.slice(-500)}`));
+    }, 10_000);
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      log += d;
+      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
+      if (m) listening = Number(m[1]);
+      if (log.includes('Server is ready')) {
+        clearTimeout(timer);
+        proc.stderr!.removeAllListeners('data').resume();
+        resolve({ proc, port: listening });
+      }
     });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`nats-server on ${port} did not start`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`nats-server exited (${code}) before it was ready: ${log.slice(-500)}`));
+    });
+  });
 }
 
 export async function startNatsServer(): Promise<OwnNatsServer> {
-  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tandem-nats-'));
-  let proc: ChildProcess | undefined;
+  // The first start picks its own port; restarts take the same one again.
+  const first = await launch(dir, -1);
+  let proc: ChildProcess | undefined = first.proc;
+  const port = first.port;
   const server: OwnNatsServer = {
     url: `nats://127.0.0.1:${port}`,
     port,
     async start() {
-      proc = spawn(NATS_SERVER, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: 'ignore' });
-      await answering(port);
-      await new Promise((r) => setTimeout(r, 200)); // JetStream recovers its store after the port opens
+      ({ proc } = await launch(dir, port));
     },
     async stop(signal = 'SIGTERM') {
       const p = proc;
@@ -58,6 +71,5 @@ export async function startNatsServer(): Promise<OwnNatsServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  await server.start();
   return server;
 }
