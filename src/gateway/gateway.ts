@@ -16,6 +16,7 @@ import { handleRegistryApi } from './registry-api.js';
 import { EmbeddedRegistry } from '../discovery/embedded.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
+import { tracingReady } from '../observe/trace.js';
 
 /**
  * The gateway process: a client listener that routes and proxies, an admin listener, and one
@@ -77,6 +78,8 @@ export class Gateway {
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
+      registered: () => this.registeredCounts(),
+      version: VERSION,
     });
     this.admin = createAdminServer({
       ready: () => !this.live.draining,
@@ -119,6 +122,7 @@ export class Gateway {
 
   /** Binds both listeners. On failure nothing stays bound. */
   static async start(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+    await tracingReady;
     const gw = new Gateway(config, logger);
     try {
       await listen(gw.admin, config.admin.host, config.admin.port, 'admin');
@@ -225,6 +229,17 @@ export class Gateway {
       logger: this.logger,
       live: this.live,
     };
+  }
+
+  /** Registered instances by service and state, for tandem_registry_instances. */
+  private registeredCounts(): Array<{ service: string; state: string; count: number }> {
+    const out: Array<{ service: string; state: string; count: number }> = [];
+    for (const service of this.registry.serviceNames()) {
+      const counts = new Map<string, number>();
+      for (const inst of this.registry.snapshotNow(service).instances) counts.set(inst.state, (counts.get(inst.state) ?? 0) + 1);
+      for (const [state, count] of counts) out.push({ service, state, count });
+    }
+    return out;
   }
 
   /** The JSON behind /admin/cluster. */
