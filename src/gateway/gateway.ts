@@ -17,6 +17,7 @@ import { EmbeddedRegistry } from '../discovery/embedded.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 import { tracingReady } from '../observe/trace.js';
+import { ClusterFeed } from './dashboard-feed.js';
 
 /**
  * The gateway process: a client listener that routes and proxies, an admin listener, and one
@@ -36,12 +37,18 @@ export class Gateway {
   /** The embedded registry: instances that registered over the admin listener. */
   readonly registry: EmbeddedRegistry;
   private readonly registrySubscription: { dispose(): void };
+  /** Samples and the timeline behind the dashboard, /admin/dashboard and `tandem status`. */
+  readonly feed: ClusterFeed;
 
   private constructor(config: GatewayConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
     const r = config.registry;
     this.registry = new EmbeddedRegistry({ ttl: r.ttl, maxMetadataSize: r.maxMetadataSize, maxInstances: r.maxInstances, maxInstancesPerPeer: r.maxInstancesPerPeer });
+    this.feed = new ClusterFeed({
+      upstreams: () => this.upstreams.values(),
+      gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
+    }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
@@ -49,7 +56,10 @@ export class Gateway {
       const upstream = this.upstreams.get(change.service);
       const svc = this.config.services.get(change.service);
       if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
-      this.logger.info({ msg: 'registry', change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
+      const event = change.kind === 'registered' ? 'join' : change.kind === 'state' ? 'instance-state' : 'leave';
+      this.logger.info({ msg: 'registry', event, change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
+      const what = change.kind === 'registered' ? 'joined' : change.kind === 'deregistered' ? 'left' : change.kind === 'expired' ? 'left (lease expired)' : `is ${change.instance.state}`;
+      this.feed.record(event === 'instance-state' ? (change.instance.state === 'draining' ? 'drain' : 'state') : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
     });
     this.ctx = this.buildContext(config);
     const limits = config.limits;
@@ -82,6 +92,7 @@ export class Gateway {
       version: VERSION,
     });
     this.admin = createAdminServer({
+      feed: this.feed,
       ready: () => !this.live.draining,
       cluster: () => this.cluster(),
       registry,
@@ -112,10 +123,12 @@ export class Gateway {
     return {
       onTransition: (t) => {
         const out = t.to === 'ejected' || t.to === 'unhealthy';
-        this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
+        this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', event: t.to === 'ejected' ? 'ejection' : 'endpoint-state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
+        this.feed.record(t.to === 'ejected' ? 'ejection' : 'state', `${t.from} → ${t.to} (${t.reason})`, t.service, t.endpoint);
       },
       onPanic: (service, panic) => {
-        this.logger[panic ? 'warn' : 'info']({ msg: panic ? 'service panic' : 'service panic over', service });
+        this.logger[panic ? 'warn' : 'info']({ msg: panic ? 'service panic' : 'service panic over', event: 'panic', service, panic });
+        this.feed.record('panic', panic ? 'panic: too few endpoints eligible, traffic spread over all' : 'panic over', service);
       },
     };
   }
@@ -128,12 +141,14 @@ export class Gateway {
       await listen(gw.admin, config.admin.host, config.admin.port, 'admin');
       await listen(gw.server, config.listen.host, config.listen.port, 'listen');
     } catch (err) {
+      gw.feed.close();
       gw.admin.close();
       gw.server.close();
       await Promise.all([...gw.upstreams.values()].map((u) => u.close()));
       throw err;
     }
     logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION });
+    gw.feed.record('start', `gateway ${VERSION} started: listening on ${gw.listenAddress}, dashboard at http://${gw.adminAddress}/`);
     return gw;
   }
 
@@ -180,7 +195,8 @@ export class Gateway {
     this.server.requestTimeout = next.limits.requestTimeout;
     this.server.keepAliveTimeout = next.limits.keepAliveTimeout;
     this.logger.level = next.log.level;
-    this.logger.info({ msg: 'reloaded', services: [...next.services.keys()], routes: next.routes.length });
+    this.logger.info({ msg: 'reloaded', event: 'reload', services: [...next.services.keys()], routes: next.routes.length });
+    this.feed.record('reload', `config reloaded: ${next.services.size} services, ${next.routes.length} routes`);
   }
 
   /**
@@ -197,7 +213,8 @@ export class Gateway {
     this.live.draining = true;
     // Membership stays as it is while the gateway drains: the upstreams are closing.
     this.registrySubscription.dispose();
-    this.logger.info({ msg: 'draining', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
+    this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
+    this.feed.record('drain', `gateway draining (${this.live.inflight} requests in flight)`);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     while ((this.live.inflight > 0 || this.live.tunnels.size > 0) && Date.now() < deadline) {
@@ -212,6 +229,7 @@ export class Gateway {
     // that was cut off must not hold the process open.
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
+    this.feed.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
       this.admin.closeAllConnections();
