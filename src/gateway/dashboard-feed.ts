@@ -73,8 +73,9 @@ class EndpointTrack {
   /** Ring of cumulative histogram counts, one per sample. */
   private readonly ring: Float64Array[] = [];
   private at = 0;
+  /** Counts start at zero with the endpoint: the first sample sees everything since it was created. */
   constructor(e: Endpoint) {
-    this.responses = [...e.responses];
+    this.responses = e.responses.map(() => 0);
   }
 
   /** Pushes the current histogram; returns the counts per bucket over the window. */
@@ -110,7 +111,8 @@ interface ServiceTrack { retries: number[]; budgetExhausted: number; local: numb
 
 export class ClusterFeed {
   private readonly endpoints = new WeakMap<Endpoint, EndpointTrack>();
-  private readonly services = new Map<string, ServiceTrack>();
+  /** By upstream, not name: a service removed and added again by reloads starts from zero. */
+  private readonly services = new WeakMap<Upstream, ServiceTrack>();
   private readonly timeline: TimelineEvent[] = [];
   private seq = 0;
   private last: DashboardSnapshot | undefined;
@@ -233,10 +235,11 @@ export class ClusterFeed {
   }
 
   private serviceTrack(u: Upstream): ServiceTrack {
-    let st = this.services.get(u.name);
+    let st = this.services.get(u);
     if (st === undefined) {
-      st = { retries: [...u.stats.retries], budgetExhausted: u.stats.budgetExhausted, local: [...u.stats.local] };
-      this.services.set(u.name, st);
+      // From zero, like the upstream's own counts: nothing before the first sample is missed.
+      st = { retries: u.stats.retries.map(() => 0), budgetExhausted: 0, local: u.stats.local.map(() => 0) };
+      this.services.set(u, st);
     }
     return st;
   }

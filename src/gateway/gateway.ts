@@ -56,10 +56,10 @@ export class Gateway {
       const upstream = this.upstreams.get(change.service);
       const svc = this.config.services.get(change.service);
       if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
-      const event = change.kind === 'registered' ? 'join' : change.kind === 'state' ? 'instance-state' : 'leave';
+      const event = change.kind === 'registered' ? 'join' : change.kind !== 'state' ? 'leave' : change.instance.state === 'draining' ? 'drain' : 'instance-state';
       this.logger.info({ msg: 'registry', event, change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
       const what = change.kind === 'registered' ? 'joined' : change.kind === 'deregistered' ? 'left' : change.kind === 'expired' ? 'left (lease expired)' : `is ${change.instance.state}`;
-      this.feed.record(event === 'instance-state' ? (change.instance.state === 'draining' ? 'drain' : 'state') : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
+      this.feed.record(event === 'instance-state' ? 'state' : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
     });
     this.ctx = this.buildContext(config);
     const limits = config.limits;

@@ -147,8 +147,9 @@ class ProxyExchange implements ResponseHandler {
   private finished = false;
   private awaitingDrain = false;
   private ended = false;
-  /** Attempts started (retries and hedges included), for the access log. */
+  /** Attempts sent (retries and hedges included) and the last endpoint tried, for the access log. */
   private attempts = 0;
+  private tried: Endpoint | undefined;
   /**
    * The client connection, kept: `req.socket` turns null once the request is destroyed, which
    * undici does to a streamed body when the upstream connection fails while it is being sent.
@@ -174,11 +175,15 @@ class ProxyExchange implements ResponseHandler {
     else socket[kServing] = this;
   }
 
+  onAttempt(endpoint: Endpoint): void {
+    this.attempts++;
+    this.tried = endpoint;
+  }
+
   /** Called again for each retry, with that attempt's endpoint and abort. */
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
     this.endpoint = endpoint;
     this.abort = abort;
-    this.attempts++;
     // A retry can start after the client left (during its backoff): nothing would abort it.
     if (this.socket.destroyed && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
   }
@@ -248,7 +253,7 @@ class ProxyExchange implements ResponseHandler {
     const status = error?.code === 'TANDEM_ERR_CLIENT_ABORTED' ? 499 : this.status;
     this.hop.end(status, error?.code);
     if (this.ctx.accessLog === 'all' || (this.ctx.accessLog === 'errors' && (error !== undefined || this.status >= 500))) {
-      logAccess(this.ctx, this.req, this.route, this.endpoint, status, this.started, this.requestId, error?.code, this.attempts, this.hop.context.traceId);
+      logAccess(this.ctx, this.req, this.route, this.endpoint ?? this.tried, status, this.started, this.requestId, error?.code, this.attempts, this.hop.context.traceId);
     }
   }
 }
