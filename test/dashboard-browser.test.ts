@@ -70,17 +70,22 @@ const stateOf = (page: Page, endpoint: string) => page.getAttribute(`tr[data-end
 
 test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then healthy again when it is back', async () => {
   const ports = [await freePort(), await freePort(), await freePort()];
+  const catalogPorts = [await freePort(), await freePort()];
   const procs: ChildProcess[] = [];
-  for (const p of ports) procs.push(await spawnBackend(p));
+  for (const p of [...ports, ...catalogPorts]) procs.push(await spawnBackend(p));
   cleanup.push(() => Promise.all(procs.map((p) => kill(p))));
   const endpoints = ports.map((p) => `127.0.0.1:${p}`);
-  const gw = track(await startGateway({ services: { shop: { endpoints } }, routes: [{ prefix: '/', service: 'shop' }] }));
+  const gw = track(await startGateway({
+    services: { shop: { endpoints }, catalog: { endpoints: catalogPorts.map((p) => `127.0.0.1:${p}`) } },
+    routes: [{ prefix: '/catalog', service: 'catalog' }, { prefix: '/', service: 'shop' }],
+  }));
   const page = await openDashboard(gw);
   for (const e of endpoints) await page.waitForSelector(`tr[data-endpoint="${e}"][data-state="healthy"]`, { timeout: 10_000 });
   assert.match(await page.textContent('#gw-version') ?? '', /^tandem \d+\.\d+\.\d+/);
   assert.equal(await page.textContent('#gw-health'), 'ok');
 
   const traffic = load(`${gw.url}/item`, 40);
+  const catalogTraffic = load(`${gw.url}/catalog/items`, 15);
   // Rates show up once traffic flows.
   await page.waitForFunction((e) => Number(document.querySelector(`tr[data-endpoint="${e}"] .c-rate`)?.textContent) > 0, endpoints[1], { timeout: 5_000 });
 
@@ -91,6 +96,8 @@ test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then 
   const seenDown = performance.now() - t0;
   await page.waitForSelector(`#timeline li:is([data-kind="state"], [data-kind="ejection"]) >> text=${victim}`, { timeout: 5_000 });
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drill-down.png') });
+  // The service's error rate is what clients saw: retries hid the kill.
+  assert.match(await page.textContent('section[data-service="shop"] .summary') ?? '', /errors 0 ·/);
 
   procs[1] = await spawnBackend(ports[1]!);
   const t1 = performance.now();
@@ -98,6 +105,7 @@ test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then 
   const seenBack = performance.now() - t1;
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drill-back.png') });
   const outcome = await traffic.stop();
+  await catalogTraffic.stop();
   assert.ok(outcome.ok > 50, `traffic flowed: ${JSON.stringify(outcome)}`);
   assert.equal(outcome.failed, 0, 'retries hid the kill from clients');
   for (const e of endpoints) assert.equal(await stateOf(page, e), 'healthy');

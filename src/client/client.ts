@@ -136,7 +136,7 @@ export class ServiceClient {
       if (parent?.tracestate !== undefined) headers.push(TRACESTATE, parent.tracestate);
     }
     return await new Promise<ClientResponse>((resolve, reject) => {
-      const collector = new Collector(resolve, reject, req.signal, this.upstream.stats.latency, hop);
+      const collector = new Collector(resolve, reject, req.signal, this.upstream.stats, hop);
       this.upstream.dispatch({
         method,
         path: req.path,
@@ -237,7 +237,7 @@ class Collector implements ResponseHandler {
     private readonly resolve: (res: ClientResponse) => void,
     private readonly reject: (err: Error) => void,
     private readonly signal: AbortSignal | undefined,
-    private readonly latency: LatencyHistogram,
+    private readonly stats: { latency: LatencyHistogram; answered: number[] },
     private readonly hop: Hop,
   ) {
     if (signal !== undefined) {
@@ -292,7 +292,8 @@ class Collector implements ResponseHandler {
   private settle(error: Error | undefined, res?: ClientResponse): void {
     if (this.settled) return;
     this.settled = true;
-    this.latency.observe((performance.now() - this.started) / 1000);
+    this.stats.latency.observe((performance.now() - this.started) / 1000);
+    this.stats.answered[res === undefined ? 5 : Math.min(5, Math.max(0, ((res.status / 100) | 0) - 1))]!++;
     this.hop.end(res?.status ?? 0, error === undefined ? undefined : (error as { code?: string }).code ?? error.message);
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     // A failure can be known at once (no endpoint at all): it is still reported on a later

@@ -107,7 +107,7 @@ export function quantileMs(counts: Float64Array, q: number): number | null {
   return null;
 }
 
-interface ServiceTrack { retries: number[]; budgetExhausted: number; local: number[] }
+interface ServiceTrack { retries: number[]; budgetExhausted: number; answered: number[] }
 
 export class ClusterFeed {
   private readonly endpoints = new WeakMap<Endpoint, EndpointTrack>();
@@ -162,8 +162,6 @@ export class ClusterFeed {
     for (const u of this.source.upstreams()) {
       const endpoints: EndpointView[] = [];
       const snap = u.snapshot();
-      let sCount = 0;
-      let sErrors = 0;
       const merged = new Float64Array(LATENCY_BUCKETS_SECONDS.length + 1);
       u.endpoints.forEach((e, i) => {
         let track = this.endpoints.get(e);
@@ -182,8 +180,6 @@ export class ClusterFeed {
         const window = track.window(e);
         for (let b = 0; b < window.length; b++) merged[b]! += window[b]!;
         const p99 = quantileMs(window, 0.99);
-        sCount += count;
-        sErrors += errors;
         const s = snap[i];
         const view: EndpointView = {
           id: e.id,
@@ -201,11 +197,15 @@ export class ClusterFeed {
       const st = this.serviceTrack(u);
       const retries = u.stats.retries.reduce((a, b) => a + b, 0) - st.retries.reduce((a, b) => a + b, 0);
       this.retryEvents(u, st);
-      const localCount = u.stats.local.reduce((a, b) => a + b, 0) - st.local.reduce((a, b) => a + b, 0);
-      const localErrors = u.stats.local[4]! + u.stats.local[5]! - st.local[4]! - st.local[5]!;
-      st.local = [...u.stats.local];
-      sCount += localCount;
-      sErrors += localErrors;
+      // The service's numbers are the callers' view: a request retried to success is one success.
+      let sCount = 0;
+      let sErrors = 0;
+      for (let c = 0; c < 6; c++) {
+        const d = u.stats.answered[c]! - st.answered[c]!;
+        sCount += d;
+        if (c >= 4) sErrors += d;
+      }
+      st.answered = [...u.stats.answered];
       gwCount += sCount;
       gwErrors += sErrors;
       services.push({
@@ -238,7 +238,7 @@ export class ClusterFeed {
     let st = this.services.get(u);
     if (st === undefined) {
       // From zero, like the upstream's own counts: nothing before the first sample is missed.
-      st = { retries: u.stats.retries.map(() => 0), budgetExhausted: 0, local: u.stats.local.map(() => 0) };
+      st = { retries: u.stats.retries.map(() => 0), budgetExhausted: 0, answered: u.stats.answered.map(() => 0) };
       this.services.set(u, st);
     }
     return st;

@@ -124,7 +124,7 @@ export class Gateway {
       onTransition: (t) => {
         const out = t.to === 'ejected' || t.to === 'unhealthy';
         this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', event: t.to === 'ejected' ? 'ejection' : 'endpoint-state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
-        this.feed.record(t.to === 'ejected' ? 'ejection' : 'state', `${t.from} → ${t.to} (${t.reason})`, t.service, t.endpoint);
+        this.feed.record(t.to === 'ejected' ? 'ejection' : 'state', `${t.from} → ${t.to}${t.reason === t.to ? '' : ` (${t.reason})`}`, t.service, t.endpoint);
       },
       onPanic: (service, panic) => {
         this.logger[panic ? 'warn' : 'info']({ msg: panic ? 'service panic' : 'service panic over', event: 'panic', service, panic });

@@ -251,6 +251,9 @@ class ProxyExchange implements ResponseHandler {
     const seconds = (performance.now() - this.started) / 1000;
     this.route.upstream.stats.latency.observe(seconds);
     const status = error?.code === 'TANDEM_ERR_CLIENT_ABORTED' ? 499 : this.status;
+    // As the client saw it: a failure after the headers went out is a cut connection ("error").
+    const cut = error !== undefined && this.res.headersSent && error.code !== 'TANDEM_ERR_CLIENT_ABORTED';
+    this.route.upstream.stats.answered[cut ? 5 : Math.min(5, Math.max(0, ((status / 100) | 0) - 1))]!++;
     this.hop.end(status, error?.code);
     if (this.ctx.accessLog === 'all' || (this.ctx.accessLog === 'errors' && (error !== undefined || this.status >= 500))) {
       logAccess(this.ctx, this.req, this.route, this.endpoint ?? this.tried, status, this.started, this.requestId, error?.code, this.attempts, this.hop.context.traceId);
