@@ -25,23 +25,38 @@ export interface TraceContext {
   readonly tracestate?: string;
 }
 
-const HEX = /^[0-9a-f]+$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
+
+/** 0 when v[from..to) is hex digits (lower case), 1 when some are upper case, -1 when not hex. */
+function hexRun(v: string, from: number, to: number): number {
+  let upper = 0;
+  for (let i = from; i < to; i++) {
+    const c = v.charCodeAt(i);
+    if ((c >= 48 && c <= 57) || (c >= 97 && c <= 102)) continue;
+    if (c >= 65 && c <= 70) { upper = 1; continue; }
+    return -1;
+  }
+  return upper;
+}
 
 /** Parses a traceparent header; undefined when absent or invalid (then a new trace starts). */
 export function parseTraceparent(value: string | undefined, tracestate?: string): TraceContext | undefined {
   if (value === undefined || value.length < 55) return undefined;
-  const v = value.trim().toLowerCase();
+  let v = value.length === 55 ? value : value.trim();
+  if (v.length < 55) return undefined;
   // version 00 is exactly 55 characters; a later version may append fields after a '-'.
-  if (v[2] !== '-' || v[35] !== '-' || v[52] !== '-' || (v.length > 55 && (v.startsWith('00') || v[55] !== '-'))) return undefined;
+  if (v[2] !== '-' || v[35] !== '-' || v[52] !== '-') return undefined;
+  const h = hexRun(v, 0, 2) | hexRun(v, 3, 35) | hexRun(v, 36, 52) | hexRun(v, 53, 55);
+  if (h < 0) return undefined;
+  if (h > 0) v = v.toLowerCase();
   const version = v.slice(0, 2);
+  if (version === 'ff' || (v.length > 55 && (version === '00' || v[55] !== '-'))) return undefined;
   const traceId = v.slice(3, 35);
   const spanId = v.slice(36, 52);
-  const flags = v.slice(53, 55);
-  if (version === 'ff' || !HEX.test(version) || !HEX.test(traceId) || !HEX.test(spanId) || !HEX.test(flags)) return undefined;
   if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
-  return tracestate === undefined || tracestate === '' ? { traceId, spanId, flags: parseInt(flags, 16) } : { traceId, spanId, flags: parseInt(flags, 16), tracestate };
+  const flags = parseInt(v.slice(53, 55), 16);
+  return tracestate === undefined || tracestate === '' ? { traceId, spanId, flags } : { traceId, spanId, flags, tracestate };
 }
 
 export function formatTraceparent(ctx: TraceContext): string {
@@ -128,6 +143,7 @@ interface OtelApi {
     getTracer(name: string, version?: string): { startSpan(name: string, options: unknown, context: unknown): OtelSpan };
     setSpanContext(context: unknown, spanContext: unknown): unknown;
     setSpan(context: unknown, span: OtelSpan): unknown;
+    getTracerProvider?(): unknown;
   };
   context: { with<T>(context: unknown, fn: () => T): T; active(): unknown };
   ROOT_CONTEXT: unknown;
@@ -136,6 +152,8 @@ interface OtelApi {
 }
 
 let otel: OtelApi | null | undefined;
+/** The API's tracer: a proxy that follows whichever provider the application registers, so it can be kept. */
+let tracer: ReturnType<OtelApi['trace']['getTracer']> | undefined;
 
 /**
  * Resolves once tandem knows whether `@opentelemetry/api` is installed. Loaded lazily, once, by
@@ -187,7 +205,7 @@ class SpanHop implements Hop {
  */
 export function startHop(name: string, kind: 'server' | 'client', parent: TraceContext | undefined, attributes?: Record<string, string | number>, keepSpan = false): Hop {
   const api = otel;
-  if (api) {
+  if (api && sdkRegistered(api)) {
     try {
       const hop = spanHop(api, name, kind, parent, attributes);
       if (hop !== undefined) return hop;
@@ -198,12 +216,30 @@ export function startHop(name: string, kind: 'server' | 'client', parent: TraceC
   return new PlainHop(keepSpan && parent !== undefined ? parent : childContext(parent));
 }
 
+let sdkCheckedAt = -Infinity;
+let sdkPresent = true;
+
+/**
+ * Whether a tracer provider is registered, looked at once a second: without one every span
+ * would be a no-op, and making it costs about half a microsecond a request.
+ */
+function sdkRegistered(api: OtelApi): boolean {
+  const now = performance.now();
+  if (now - sdkCheckedAt > 1000) {
+    sdkCheckedAt = now;
+    const delegate = (api.trace.getTracerProvider?.() as { getDelegate?: () => object } | undefined)?.getDelegate?.();
+    sdkPresent = delegate === undefined || delegate.constructor?.name !== 'NoopTracerProvider';
+  }
+  return sdkPresent;
+}
+
 function spanHop(api: OtelApi, name: string, kind: 'server' | 'client', parent: TraceContext | undefined, attributes: Record<string, string | number> | undefined): Hop | undefined {
   {
     const parentContext = parent === undefined
       ? api.ROOT_CONTEXT
       : api.trace.setSpanContext(api.ROOT_CONTEXT, { traceId: parent.traceId, spanId: parent.spanId, traceFlags: parent.flags, isRemote: true });
-    const span = api.trace.getTracer('tandem').startSpan(name, { kind: kind === 'server' ? api.SpanKind.SERVER : api.SpanKind.CLIENT, attributes }, parentContext);
+    tracer ??= api.trace.getTracer('tandem');
+    const span = tracer.startSpan(name, { kind: kind === 'server' ? api.SpanKind.SERVER : api.SpanKind.CLIENT, attributes }, parentContext);
     if (span.isRecording()) {
       const sc = span.spanContext();
       const ctx = parent?.tracestate === undefined
