@@ -81,17 +81,17 @@ test('a tandem/node instance exports the node SDK, client and events metrics at 
   // Events emit through eventCounters(); this process's registry exports them.
   const pub = eventCounters('orders');
   pub.published += 3;
-  pub.outboxPending = 2;
   const sub = eventCounters('orders', 'billing');
   assert.equal(eventCounters('orders', 'billing'), sub, 'the same counters for the same topic and group');
   sub.delivered += 4;
   sub.acked += 3;
   sub.deadLettered += 1;
-  sub.handlerLatency.observe(0.003);
+  sub.lag = 7;
   const text = await metricsRegistry().metrics();
   checkExported(parseExposition(text), ['events'], METRIC_SPECS.filter((s) => s.emitter === 'events').map((s) => s.name));
   assert.match(text, /tandem_events_published_total\{topic="orders"\} 3/);
-  assert.match(text, /tandem_events_handled_total\{topic="orders",group="billing",outcome="dead-letter"\} 1/);
+  assert.match(text, /tandem_events_dead_lettered_total\{topic="orders",group="billing"\} 1/);
+  assert.match(text, /tandem_events_consumer_lag\{topic="orders",group="billing"\} 7/);
 });
 
 test('docs/metrics.md documents exactly the catalog; the Grafana dashboard queries only declared metrics', () => {

@@ -65,14 +65,15 @@ export const METRICS = Object.freeze({
   clientState: spec('client', 'gauge', 'tandem_client_endpoint_state', ['service', 'endpoint', 'state'], 'Health state of an endpoint as a client sees it: 1 for its current state, 0 for the others.'),
   clientRetries: spec('client', 'counter', 'tandem_client_retries_total', ['service', 'reason'], 'Retries a client sent to another endpoint, by called service and failure.'),
   clientBudgetExhausted: spec('client', 'counter', 'tandem_client_retry_budget_exhausted_total', ['service'], 'Retries and hedges a client did not send because the retry budget was spent.'),
-  // events (tandem/events emits through eventCounters(); same /metrics as the node SDK)
+  // events (the names tandem/events uses; emitted through eventCounters(), same /metrics as the node SDK)
   eventsPublished: spec('events', 'counter', 'tandem_events_published_total', ['topic'], 'Events published and confirmed by the broker, by topic.'),
-  eventsPublishFailures: spec('events', 'counter', 'tandem_events_publish_failures_total', ['topic'], 'Publishes the broker did not confirm, by topic.'),
-  eventsDelivered: spec('events', 'counter', 'tandem_events_delivered_total', ['topic', 'group'], 'Deliveries received by a consumer group, redeliveries included.'),
-  eventsHandled: spec('events', 'counter', 'tandem_events_handled_total', ['topic', 'group', 'outcome'], 'Deliveries handled, by outcome: ack, retry (handler failed, delivered again later) or dead-letter.'),
-  eventsDuplicates: spec('events', 'counter', 'tandem_events_duplicates_total', ['topic', 'group'], 'Deliveries dropped by the inbox because the event was already handled.'),
-  eventsHandlerDuration: spec('events', 'histogram', 'tandem_events_handler_duration_seconds', ['topic', 'group'], 'Time a handler took per delivery.'),
-  eventsOutboxPending: spec('events', 'gauge', 'tandem_events_outbox_pending', ['topic'], 'Events written to the outbox and not yet published.'),
+  eventsDelivered: spec('events', 'counter', 'tandem_events_delivered_total', ['topic', 'group'], 'Deliveries handed to a handler of a consumer group (retries and redeliveries included).'),
+  eventsAcked: spec('events', 'counter', 'tandem_events_acked_total', ['topic', 'group'], 'Events acknowledged after their handler succeeded (or the inbox found them already handled).'),
+  eventsRetried: spec('events', 'counter', 'tandem_events_retried_total', ['topic', 'group'], 'Failed handler attempts scheduled for a retry with backoff.'),
+  eventsDeadLettered: spec('events', 'counter', 'tandem_events_dead_lettered_total', ['topic', 'group'], 'Events moved to the dead-letter topic.'),
+  eventsRedelivered: spec('events', 'counter', 'tandem_events_redelivered_total', ['topic', 'group'], 'Deliveries the broker marked as redelivered (a consumer died or did not ack in time).'),
+  eventsLag: spec('events', 'gauge', 'tandem_events_consumer_lag', ['topic', 'group'], 'Events waiting for the consumer group, as the broker reports it.'),
+  eventsInflight: spec('events', 'gauge', 'tandem_events_in_flight', ['topic', 'group'], 'Handlers of the consumer group running now.'),
 });
 
 /** Every declared metric, in catalog order. */
@@ -205,14 +206,14 @@ export interface EventCounters {
   /** '' for a publisher's counters. */
   readonly group: string;
   published: number;
-  publishFailures: number;
   delivered: number;
   acked: number;
   retried: number;
   deadLettered: number;
-  duplicates: number;
-  outboxPending: number;
-  readonly handlerLatency: LatencyHistogram;
+  redelivered: number;
+  /** Gauges, set by the events code (lag as the broker last reported it). */
+  lag: number;
+  inFlight: number;
 }
 
 /**
@@ -234,7 +235,7 @@ export function eventCounters(topic: string, group = ''): EventCounters {
   const key = `${topic}\u0000${group}`;
   let c = processStats.events.get(key);
   if (c === undefined) {
-    c = { topic, group, published: 0, publishFailures: 0, delivered: 0, acked: 0, retried: 0, deadLettered: 0, duplicates: 0, outboxPending: 0, handlerLatency: new LatencyHistogram() };
+    c = { topic, group, published: 0, delivered: 0, acked: 0, retried: 0, deadLettered: 0, redelivered: 0, lag: 0, inFlight: 0 };
     processStats.events.set(key, c);
   }
   return c;
@@ -292,28 +293,21 @@ export function metricsRegistry(): Registry {
     new PulledMetric(M.clientRetries, () => retriesOf(clients())),
     new PulledMetric(M.clientBudgetExhausted, () => perService(clients(), (s) => s.budgetExhausted)),
     new PulledMetric(M.eventsPublished, () => publishers().map((c) => ({ labels: { topic: c.topic }, value: c.published }))),
-    new PulledMetric(M.eventsPublishFailures, () => publishers().map((c) => ({ labels: { topic: c.topic }, value: c.publishFailures }))),
-    new PulledMetric(M.eventsDelivered, () => consumers().map((c) => ({ labels: { topic: c.topic, group: c.group }, value: c.delivered }))),
-    new PulledMetric(M.eventsHandled, () => {
-      const out: Sample[] = [];
-      for (const c of consumers()) {
-        out.push({ labels: { topic: c.topic, group: c.group, outcome: 'ack' }, value: c.acked });
-        out.push({ labels: { topic: c.topic, group: c.group, outcome: 'retry' }, value: c.retried });
-        out.push({ labels: { topic: c.topic, group: c.group, outcome: 'dead-letter' }, value: c.deadLettered });
-      }
-      return out;
-    }),
-    new PulledMetric(M.eventsDuplicates, () => consumers().map((c) => ({ labels: { topic: c.topic, group: c.group }, value: c.duplicates }))),
-    new PulledMetric(M.eventsHandlerDuration, () => {
-      const out: Sample[] = [];
-      for (const c of consumers()) pushHistogram(out, M.eventsHandlerDuration.name, { topic: c.topic, group: c.group }, c.handlerLatency);
-      return out;
-    }),
-    new PulledMetric(M.eventsOutboxPending, () => publishers().map((c) => ({ labels: { topic: c.topic }, value: c.outboxPending }))),
+    new PulledMetric(M.eventsDelivered, () => perGroup(consumers(), (c) => c.delivered)),
+    new PulledMetric(M.eventsAcked, () => perGroup(consumers(), (c) => c.acked)),
+    new PulledMetric(M.eventsRetried, () => perGroup(consumers(), (c) => c.retried)),
+    new PulledMetric(M.eventsDeadLettered, () => perGroup(consumers(), (c) => c.deadLettered)),
+    new PulledMetric(M.eventsRedelivered, () => perGroup(consumers(), (c) => c.redelivered)),
+    new PulledMetric(M.eventsLag, () => perGroup(consumers(), (c) => c.lag)),
+    new PulledMetric(M.eventsInflight, () => perGroup(consumers(), (c) => c.inFlight)),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   processRegistry = registry;
   return registry;
+}
+
+function perGroup(counters: readonly EventCounters[], read: (c: EventCounters) => number): Sample[] {
+  return counters.map((c) => ({ labels: { topic: c.topic, group: c.group }, value: read(c) }));
 }
 
 function pushHistogram(out: Sample[], name: string, labels: Labels, h: LatencyHistogram): void {
