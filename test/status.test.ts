@@ -2,6 +2,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { spawnInstance } from './helpers/sdk.js';
 import { startGateway, runCli, BIN } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend } from './helpers/backend.js';
 import { render } from '../src/cli/status-command.js';
@@ -49,6 +50,29 @@ test('tandem status --once: gateway health and version, each instance with its s
   for (let waited = 0; frames() < 3 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
   live.kill('SIGTERM');
   assert.ok(frames() >= 3, `refreshed pictures: ${out}`);
+});
+
+test('a draining instance stays on the dashboard, as draining, until it leaves', async () => {
+  const gw = await startGateway({ services: { reg: {} }, routes: [{ prefix: '/', service: 'reg' }] });
+  cleanup.push(() => gw.stop('SIGKILL'));
+  const inst = await spawnInstance({ registry: gw.adminUrl, service: 'reg', drainQuietPeriod: 3000 });
+  cleanup.push(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
+  const stateOf = async () => {
+    const snap = (await (await fetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
+    return snap.services.find((s) => s.name === 'reg')?.endpoints.find((e) => e.id === inst.address)?.state;
+  };
+  for (let i = 0; i < 100 && (await stateOf()) === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(['probation', 'healthy'].includes(String(await stateOf())));
+  inst.proc.kill('SIGTERM');
+  let seen: string | undefined;
+  for (let i = 0; i < 100 && seen !== 'draining'; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    seen = await stateOf();
+  }
+  assert.equal(seen, 'draining');
+  await inst.exited;
+  for (let i = 0; i < 100 && (await stateOf()) !== undefined; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await stateOf(), undefined, 'gone once it left');
 });
 
 test('tandem status in a small terminal: unhealthy instances first, the healthy rest summarized', () => {

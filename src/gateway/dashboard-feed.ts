@@ -59,6 +59,8 @@ export interface DashboardSnapshot {
 
 export interface FeedSource {
   upstreams(): Iterable<Upstream>;
+  /** Registered instances of a service that are draining (no longer members: shown with that state). */
+  draining?(service: string): ReadonlyArray<{ address: string; weight: number }>;
   gateway(): { version: string; uptimeSeconds: number; draining: boolean; inflight: number; listen: string };
 }
 
@@ -197,6 +199,9 @@ export class ClusterFeed {
       const st = this.serviceTrack(u);
       const retries = u.stats.retries.reduce((a, b) => a + b, 0) - st.retries.reduce((a, b) => a + b, 0);
       this.retryEvents(u, st);
+      for (const d of this.source.draining?.(u.name) ?? []) {
+        if (!endpoints.some((e) => e.id === d.address)) endpoints.push({ id: d.address, state: 'draining', rate: 0, errorRate: 0, p99Ms: null, latencyEstimateMs: 0, inflight: 0, weight: d.weight });
+      }
       // The service's numbers are the callers' view: a request retried to success is one success.
       let sCount = 0;
       let sErrors = 0;

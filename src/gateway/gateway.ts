@@ -47,6 +47,7 @@ export class Gateway {
     this.registry = new EmbeddedRegistry({ ttl: r.ttl, maxMetadataSize: r.maxMetadataSize, maxInstances: r.maxInstances, maxInstancesPerPeer: r.maxInstancesPerPeer });
     this.feed = new ClusterFeed({
       upstreams: () => this.upstreams.values(),
+      draining: (service) => this.registry.snapshotNow(service).instances.filter((i) => i.state === 'draining'),
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
