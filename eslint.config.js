@@ -18,4 +18,11 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
   },
+  {
+    // The dashboard runs in the browser (dashboard/tsconfig.json).
+    files: ['dashboard/**/*.ts'],
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', EventSource: 'readonly', requestAnimationFrame: 'readonly', HTMLElement: 'readonly', MessageEvent: 'readonly' },
+    },
+  },
 );

@@ -3,6 +3,7 @@ import { CONFIG_SCHEMA } from '../config/schema.js';
 import { VERSION } from '../version.js';
 import { runGateway } from './gateway-command.js';
 import { runDemo } from './demo-command.js';
+import { runStatus } from './status-command.js';
 
 const USAGE = `tandem ${VERSION} — high availability for Node.js services
 
@@ -14,6 +15,9 @@ Usage:
   tandem demo --drill              the same under load, with a rolling deploy and a SIGKILL;
                                    prints what clients saw [--duration S] [--rate N]
                                    (also: --listen HOST:PORT --admin HOST:PORT)
+  tandem status [--admin URL]      the cluster as the dashboard shows it, refreshed every
+                                   second (default admin http://127.0.0.1:9901; --once prints
+                                   one picture and exits; --interval S)
   tandem schema                    print the config file's JSON Schema
   tandem --version
 
@@ -58,6 +62,21 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
       }
       return runDemo({ drill: values.drill, duration, rate, listen: values.listen, admin: values.admin });
+    }
+    case 'status': {
+      let values;
+      try {
+        ({ values } = parseArgs({ args: rest, options: { admin: { type: 'string', short: 'a' }, once: { type: 'boolean' }, interval: { type: 'string' } }, strict: true }));
+      } catch (err) {
+        process.stderr.write(`tandem status: ${(err as Error).message}\n\n${USAGE}`);
+        return 2;
+      }
+      const interval = positive(values.interval, '--interval');
+      if (typeof interval === 'string') {
+        process.stderr.write(`tandem status: ${interval}\n`);
+        return 2;
+      }
+      return runStatus({ admin: values.admin ?? 'http://127.0.0.1:9901', once: values.once === true, intervalMs: (interval ?? 1) * 1000 });
     }
     case 'schema':
       process.stdout.write(`${JSON.stringify(CONFIG_SCHEMA, null, 2)}\n`);

@@ -7,7 +7,10 @@ import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler } from '../upstream/types.js';
+import type { LatencyHistogram } from '../observe/histogram.js';
+import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 import { Members } from './members.js';
+import { processStats, type ServiceStats } from '../observe/metrics.js';
 
 export interface ClientOptions {
   /**
@@ -87,6 +90,8 @@ export class ServiceClient {
   private readonly owned: Registry[];
   private readonly membershipTimeout: number;
   private closed = false;
+  /** What tandem_client_* metrics read (registered in the process's metrics while open). */
+  private readonly stats: () => ServiceStats;
 
   constructor(service: string, options: ClientOptions = {}) {
     this.service = service;
@@ -101,6 +106,12 @@ export class ServiceClient {
       throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
     }
     this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
+    const u = this.upstream;
+    this.stats = () => ({
+      name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
+      retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted, active: u.stats.active, overloaded: u.stats.overloaded,
+    });
+    processStats.clients.add(this.stats);
   }
 
   /** The endpoints in use now, with their state (as in the gateway's /admin/cluster). */
@@ -114,11 +125,20 @@ export class ServiceClient {
     if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TypeError(`request path must start with "/", got ${JSON.stringify(req.path)}`);
     const timeout = this.timeoutFor(req.timeout);
     if (this.members !== undefined && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
-    const { headers, body } = encode(req);
+    const { headers, body, traced } = encode(req);
+    const method = (req.method ?? 'GET').toUpperCase();
+    // The trace of the request being handled (tandem/node) goes on; a call made outside any
+    // starts a trace. A traceparent the caller set itself is sent as it is.
+    const parent = currentTrace();
+    const hop = startHop(`${method} ${this.service}`, 'client', parent, { 'http.request.method': method, 'tandem.service': this.service });
+    if (!traced) {
+      headers.push(TRACEPARENT, formatTraceparent(hop.context));
+      if (parent?.tracestate !== undefined) headers.push(TRACESTATE, parent.tracestate);
+    }
     return await new Promise<ClientResponse>((resolve, reject) => {
-      const collector = new Collector(resolve, reject, req.signal);
+      const collector = new Collector(resolve, reject, req.signal, this.upstream.stats, hop);
       this.upstream.dispatch({
-        method: (req.method ?? 'GET').toUpperCase(),
+        method,
         path: req.path,
         headers,
         body,
@@ -156,6 +176,7 @@ export class ServiceClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    processStats.clients.delete(this.stats);
     this.members?.close();
     await Promise.all(this.owned.map((r) => r.close()));
     await this.upstream.close();
@@ -181,21 +202,23 @@ function merge(fixed: readonly EndpointConfig[], found: readonly EndpointConfig[
   return [...fixed, ...found.filter((e) => !seen.has(`${e.host}:${e.port}`))];
 }
 
-function encode(req: ClientRequest): { headers: string[]; body: Buffer | null } {
+function encode(req: ClientRequest): { headers: string[]; body: Buffer | null; traced: boolean } {
   const headers: string[] = [];
   let hasType = false;
+  let traced = false;
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) continue;
     if (lower === 'content-type') hasType = true;
+    if (lower === TRACEPARENT) traced = true;
     for (const v of typeof value === 'string' ? [value] : value) headers.push(lower, v);
   }
   const b = req.body;
-  if (b === undefined || b === null) return { headers, body: null };
-  if (typeof b === 'string') return { headers, body: Buffer.from(b) };
-  if (b instanceof Uint8Array) return { headers, body: Buffer.from(b.buffer, b.byteOffset, b.byteLength) };
+  if (b === undefined || b === null) return { headers, body: null, traced };
+  if (typeof b === 'string') return { headers, body: Buffer.from(b), traced };
+  if (b instanceof Uint8Array) return { headers, body: Buffer.from(b.buffer, b.byteOffset, b.byteLength), traced };
   if (!hasType) headers.push('content-type', 'application/json');
-  return { headers, body: Buffer.from(JSON.stringify(b)) };
+  return { headers, body: Buffer.from(JSON.stringify(b)), traced };
 }
 
 /** Buffers one response for a promise. */
@@ -208,11 +231,14 @@ class Collector implements ResponseHandler {
   private abort: ((reason?: Error) => void) | undefined;
   private settled = false;
   private readonly onAbort: (() => void) | undefined;
+  private readonly started = performance.now();
 
   constructor(
     private readonly resolve: (res: ClientResponse) => void,
     private readonly reject: (err: Error) => void,
     private readonly signal: AbortSignal | undefined,
+    private readonly stats: { latency: LatencyHistogram; answered: number[] },
+    private readonly hop: Hop,
   ) {
     if (signal !== undefined) {
       this.onAbort = () => {
@@ -266,6 +292,9 @@ class Collector implements ResponseHandler {
   private settle(error: Error | undefined, res?: ClientResponse): void {
     if (this.settled) return;
     this.settled = true;
+    this.stats.latency.observe((performance.now() - this.started) / 1000);
+    this.stats.answered[res === undefined ? 5 : Math.min(5, Math.max(0, ((res.status / 100) | 0) - 1))]!++;
+    this.hop.end(res?.status ?? 0, error === undefined ? undefined : (error as { code?: string }).code ?? error.message);
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     // A failure can be known at once (no endpoint at all): it is still reported on a later
     // turn of the event loop, so a caller retrying in a loop cannot starve timers and I/O.

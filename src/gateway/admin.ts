@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
+import type { ClusterFeed } from './dashboard-feed.js';
+import { DASHBOARD_HTML, dashboardScript } from './dashboard-page.js';
 
 /** What the admin listener shows; the gateway implements it. */
 export interface AdminView {
@@ -8,12 +10,16 @@ export interface AdminView {
   registry: Registry;
   /** The registry API (registry-api.ts): answers and returns true for its own paths. */
   registryApi?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
+  /** The dashboard's data: `/` (the page), /admin/dashboard (JSON), /admin/stream (server-sent events). */
+  feed?: ClusterFeed;
 }
 
 /**
  * The admin listener: /healthz (the process is up), /readyz (it should get traffic: listening
  * and not draining), /metrics (Prometheus), /admin/cluster (JSON state), /registry/v1/ (the
- * embedded registry, docs/registry.md).
+ * embedded registry, docs/registry.md), and the dashboard: / (the page), /dashboard.js,
+ * /admin/dashboard (its data as JSON, also read by `tandem status`), /admin/stream (the same,
+ * live, as server-sent events).
  */
 export function createAdminServer(view: AdminView): Server {
   // requestTimeout 0: a registry keep-alive is one request that lasts as long as its lease.
@@ -46,11 +52,52 @@ async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse
       res.writeHead(200, { 'content-type': view.registry.contentType }).end(text);
       return;
     }
+    case '/':
+      if (!view.feed) break;
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(DASHBOARD_HTML);
+      return;
+    case '/dashboard.js':
+      if (!view.feed) break;
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }).end(dashboardScript());
+      return;
+    case '/admin/dashboard':
+      if (!view.feed) break;
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(view.feed.snapshot())}\n`);
+      return;
+    case '/admin/stream':
+      if (!view.feed) break;
+      stream(view.feed, req, res);
+      return;
     case '/admin/cluster':
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
         .end(`${JSON.stringify(view.cluster(), null, 2)}\n`);
       return;
-    default:
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz /readyz /metrics /admin/cluster /registry/v1/services\n');
   }
+  res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try / /healthz /readyz /metrics /admin/cluster /registry/v1/services\n');
+}
+
+/** Largest backlog a stream may have before snapshots are skipped for it (a slow viewer). */
+const STREAM_BACKLOG = 1024 * 1024;
+/** Each message is serialized once, however many viewers. */
+const serialized = new WeakMap<object, string>();
+
+/** Server-sent events: the current snapshot, then a snapshot each second and each timeline event as it happens. */
+function stream(feed: ClusterFeed, req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+  res.socket?.setNoDelay(true);
+  const send = (type: string, data: object) => {
+    let text = serialized.get(data);
+    if (text === undefined) {
+      text = `event: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+      serialized.set(data, text);
+    }
+    res.write(text);
+  };
+  res.write('retry: 2000\n\n');
+  send('snapshot', feed.snapshot());
+  const subscription = feed.subscribe((m) => {
+    if (m.type === 'snapshot' && res.writableLength > STREAM_BACKLOG) return;
+    send(m.type, m.data);
+  });
+  res.once('close', () => subscription.dispose());
 }

@@ -16,6 +16,8 @@ import { handleRegistryApi } from './registry-api.js';
 import { EmbeddedRegistry } from '../discovery/embedded.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
+import { tracingReady } from '../observe/trace.js';
+import { ClusterFeed } from './dashboard-feed.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -40,12 +42,19 @@ export class Gateway {
   /** The embedded registry: instances that registered over the admin listener. */
   readonly registry: EmbeddedRegistry;
   private readonly registrySubscription: { dispose(): void };
+  /** Samples and the timeline behind the dashboard, /admin/dashboard and `tandem status`. */
+  readonly feed: ClusterFeed;
 
   private constructor(config: GatewayConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
     const r = config.registry;
     this.registry = new EmbeddedRegistry({ ttl: r.ttl, maxMetadataSize: r.maxMetadataSize, maxInstances: r.maxInstances, maxInstancesPerPeer: r.maxInstancesPerPeer });
+    this.feed = new ClusterFeed({
+      upstreams: () => this.upstreams.values(),
+      draining: (service) => this.registry.snapshotNow(service).instances.filter((i) => i.state === 'draining'),
+      gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
+    }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
@@ -54,7 +63,10 @@ export class Gateway {
       const upstream = this.upstreams.get(change.service);
       const svc = this.config.services.get(change.service);
       if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
-      this.logger.info({ msg: 'registry', change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
+      const event = change.kind === 'registered' ? 'join' : change.kind !== 'state' ? 'leave' : change.instance.state === 'draining' ? 'drain' : 'instance-state';
+      this.logger.info({ msg: 'registry', event, change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
+      const what = change.kind === 'registered' ? 'joined' : change.kind === 'deregistered' ? 'left' : change.kind === 'expired' ? 'left (lease expired)' : `is ${change.instance.state}`;
+      this.feed.record(event === 'instance-state' ? 'state' : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
     });
     this.ctx = this.buildContext(config);
     const limits = config.limits;
@@ -83,25 +95,17 @@ export class Gateway {
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,
-      registry: () => this.registryStats(),
+      registered: () => this.registeredCounts(),
+      registryChanges: () => this.registryChanges,
+      version: VERSION,
     });
     this.admin = createAdminServer({
+      feed: this.feed,
       ready: () => !this.live.draining && this.membersSettled(),
       cluster: () => this.cluster(),
       registry,
       registryApi: (req, res, path) => handleRegistryApi(this.registry, { token: this.config.registry.token }, req, res, path),
     });
-  }
-
-  /** For the metrics: instances per service and state, and changes by kind. */
-  private registryStats(): { instances: Array<{ service: string; state: string; count: number }>; changes: Record<string, number> } {
-    const instances: Array<{ service: string; state: string; count: number }> = [];
-    for (const service of this.registry.serviceNames()) {
-      const all = this.registry.snapshotNow(service).instances;
-      const draining = all.filter((i) => i.state === 'draining').length;
-      instances.push({ service, state: 'ready', count: all.length - draining }, { service, state: 'draining', count: draining });
-    }
-    return { instances, changes: this.registryChanges };
   }
 
   /**
@@ -140,27 +144,32 @@ export class Gateway {
     return {
       onTransition: (t) => {
         const out = t.to === 'ejected' || t.to === 'unhealthy';
-        this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
+        this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', event: t.to === 'ejected' ? 'ejection' : 'endpoint-state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
+        this.feed.record(t.to === 'ejected' ? 'ejection' : 'state', `${t.from} → ${t.to}${t.reason === t.to ? '' : ` (${t.reason})`}`, t.service, t.endpoint);
       },
       onPanic: (service, panic) => {
-        this.logger[panic ? 'warn' : 'info']({ msg: panic ? 'service panic' : 'service panic over', service });
+        this.logger[panic ? 'warn' : 'info']({ msg: panic ? 'service panic' : 'service panic over', event: 'panic', service, panic });
+        this.feed.record('panic', panic ? 'panic: too few endpoints eligible, traffic spread over all' : 'panic over', service);
       },
     };
   }
 
   /** Binds both listeners. On failure nothing stays bound. */
   static async start(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+    await tracingReady;
     const gw = new Gateway(config, logger);
     try {
       await listen(gw.admin, config.admin.host, config.admin.port, 'admin');
       await listen(gw.server, config.listen.host, config.listen.port, 'listen');
     } catch (err) {
+      gw.feed.close();
       gw.admin.close();
       gw.server.close();
       await Promise.all([...gw.upstreams.values()].map((u) => u.close()));
       throw err;
     }
     logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION });
+    gw.feed.record('start', `gateway ${VERSION} started: listening on ${gw.listenAddress}, dashboard at http://${gw.adminAddress}/`);
     return gw;
   }
 
@@ -207,7 +216,8 @@ export class Gateway {
     this.server.requestTimeout = next.limits.requestTimeout;
     this.server.keepAliveTimeout = next.limits.keepAliveTimeout;
     this.logger.level = next.log.level;
-    this.logger.info({ msg: 'reloaded', services: [...next.services.keys()], routes: next.routes.length });
+    this.logger.info({ msg: 'reloaded', event: 'reload', services: [...next.services.keys()], routes: next.routes.length });
+    this.feed.record('reload', `config reloaded: ${next.services.size} services, ${next.routes.length} routes`);
   }
 
   /**
@@ -224,7 +234,8 @@ export class Gateway {
     this.live.draining = true;
     // Membership stays as it is while the gateway drains: the upstreams are closing.
     this.registrySubscription.dispose();
-    this.logger.info({ msg: 'draining', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
+    this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
+    this.feed.record('drain', `gateway draining (${this.live.inflight} requests in flight)`);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     while ((this.live.inflight > 0 || this.live.tunnels.size > 0) && Date.now() < deadline) {
@@ -239,6 +250,7 @@ export class Gateway {
     // that was cut off must not hold the process open.
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
+    this.feed.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
       this.admin.closeAllConnections();
@@ -256,6 +268,17 @@ export class Gateway {
       logger: this.logger,
       live: this.live,
     };
+  }
+
+  /** Registered instances by service and state, for tandem_registry_instances. */
+  private registeredCounts(): Array<{ service: string; state: string; count: number }> {
+    const out: Array<{ service: string; state: string; count: number }> = [];
+    for (const service of this.registry.serviceNames()) {
+      const counts = new Map<string, number>();
+      for (const inst of this.registry.snapshotNow(service).instances) counts.set(inst.state, (counts.get(inst.state) ?? 0) + 1);
+      for (const [state, count] of counts) out.push({ service, state, count });
+    }
+    return out;
   }
 
   /** The JSON behind /admin/cluster. */

@@ -14,6 +14,8 @@ export const H = {
   HOST: 17, X_REQUEST_ID: 18, CONTENT_LENGTH: 19, COOKIE: 20,
   // set by the gateway itself: a client's value is dropped
   X_TANDEM_TIMEOUT_MS: 21,
+  // W3C trace context: the gateway sends its own span as the parent
+  TRACEPARENT: 22,
 } as const;
 
 export type HeaderKind = (typeof H)[keyof typeof H];
@@ -36,6 +38,7 @@ export function headerKind(name: string): HeaderKind {
     case 7: return is(name, 'upgrade') ? H.UPGRADE : is(name, 'trailer') ? H.TRAILER : H.OTHER;
     case 9: return is(name, 'forwarded') ? H.FORWARDED : is(name, 'x-real-ip') ? H.X_REAL_IP : H.OTHER;
     case 10: return is(name, 'connection') ? H.CONNECTION : is(name, 'keep-alive') ? H.KEEP_ALIVE : H.OTHER;
+    case 11: return is(name, 'traceparent') ? H.TRACEPARENT : H.OTHER;
     case 12: return is(name, 'x-request-id') ? H.X_REQUEST_ID : H.OTHER;
     case 14: return is(name, 'content-length') ? H.CONTENT_LENGTH : is(name, 'http2-settings') ? H.HTTP2_SETTINGS : H.OTHER;
     case 15: return is(name, 'x-forwarded-for') ? H.X_FORWARDED_FOR : H.OTHER;

@@ -16,6 +16,8 @@ export interface RequestFacts {
   chunked: boolean;
   /** Cookie header values, for cookie hashing. */
   cookie: string | undefined;
+  /** The client's traceparent (dropped from `headers`: the caller adds the gateway's own). */
+  traceparent: string | undefined;
 }
 
 /**
@@ -29,6 +31,7 @@ export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, tr
   let contentLength: string | undefined;
   let chunked = false;
   let cookie: string | undefined;
+  let traceparent: string | undefined;
   let connection: string | undefined;
   let xff: string | undefined;
   let xfProto: string | undefined;
@@ -49,6 +52,7 @@ export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, tr
       case H.X_FORWARDED_PROTO: if (trusted) xfProto ??= value; continue;
       case H.X_FORWARDED_HOST: if (trusted) xfHost ??= value; continue;
       case H.FORWARDED: case H.X_REAL_IP: if (trusted) out.push(name, value); continue;
+      case H.TRACEPARENT: traceparent ??= value; continue;
       case H.HOST: host = value; break;
       case H.X_REQUEST_ID: requestId = value; break;
       case H.CONTENT_LENGTH: contentLength = value; break;
@@ -64,7 +68,7 @@ export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, tr
     requestId = randomUUID();
     headers.push('x-request-id', requestId);
   }
-  return { headers, host, requestId, contentLength, chunked, cookie };
+  return { headers, host, requestId, contentLength, chunked, cookie, traceparent };
 }
 
 /** Removes the headers a Connection header names (they are hop-by-hop for this hop). */

@@ -10,6 +10,7 @@ import type { HashOn, AccessLogMode } from '../config/types.js';
 import { clientIp, cookieValue, rewriteRequestHeaders, rewriteResponseHeaders } from './headers.js';
 import { type Route, type Router, stripPrefix } from './router.js';
 import { sendError } from './respond.js';
+import { parseTraceparent, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 
 /** What the proxy step needs from the running gateway; swapped whole on reload. */
 export interface ProxyContext {
@@ -100,17 +101,20 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
   if (route === undefined) {
     ctx.live.unrouted[3]!++;
     sendError(res, 404, 'TANDEM_ERR_NO_ROUTE', `no route for ${host ?? ''}${url}`, facts.requestId, false);
-    logAccess(ctx, req, undefined, undefined, 404, started, facts.requestId, 'TANDEM_ERR_NO_ROUTE');
+    logAccess(ctx, req, undefined, undefined, 404, started, facts.requestId, 'TANDEM_ERR_NO_ROUTE', 0, parseTraceparent(facts.traceparent)?.traceId);
     return;
   }
   const upstream = route.upstream;
   if (facts.contentLength !== undefined && Number(facts.contentLength) > ctx.maxBodySize) {
     upstream.stats.local[3]!++;
     sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${facts.contentLength} bytes exceeds ${ctx.maxBodySize}`, facts.requestId, true);
-    logAccess(ctx, req, route, undefined, 413, started, facts.requestId, 'TANDEM_ERR_BODY_TOO_LARGE');
+    logAccess(ctx, req, route, undefined, 413, started, facts.requestId, 'TANDEM_ERR_BODY_TOO_LARGE', 0, parseTraceparent(facts.traceparent)?.traceId);
     return;
   }
   const hasBody = facts.contentLength !== undefined ? facts.contentLength !== '0' : facts.chunked;
+  // The gateway's hop of the trace: the endpoint sees it as its parent span.
+  const hop = startHop(`${req.method!} ${route.prefix}`, 'server', parseTraceparent(facts.traceparent), { 'http.request.method': req.method!, 'tandem.service': route.service });
+  facts.headers.push('traceparent', formatTraceparent(hop.context));
   const request: UpstreamRequest = {
     method: req.method!,
     path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,
@@ -121,7 +125,7 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
     bodyLimit: ctx.maxBodySize,
   };
   ctx.live.inflight++;
-  upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started));
+  upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop));
 }
 
 const kServing = Symbol('tandem.serving');
@@ -143,6 +147,9 @@ class ProxyExchange implements ResponseHandler {
   private finished = false;
   private awaitingDrain = false;
   private ended = false;
+  /** Attempts sent (retries and hedges included) and the last endpoint tried, for the access log. */
+  private attempts = 0;
+  private tried: Endpoint | undefined;
   /**
    * The client connection, kept: `req.socket` turns null once the request is destroyed, which
    * undici does to a streamed body when the upstream connection fails while it is being sent.
@@ -156,6 +163,7 @@ class ProxyExchange implements ResponseHandler {
     private readonly route: Route,
     private readonly requestId: string,
     private readonly started: number,
+    private readonly hop: Hop,
   ) {
     // Client-gone detection, one listener per connection rather than one per request: the
     // connection remembers the exchange it is serving. A pipelined request that arrives while
@@ -165,6 +173,11 @@ class ProxyExchange implements ResponseHandler {
     if (socket[kServing] === undefined) socket.once('close', onClientSocketClose);
     if (socket[kServing]) res.once('close', () => this.onClientClose());
     else socket[kServing] = this;
+  }
+
+  onAttempt(endpoint: Endpoint): void {
+    this.attempts++;
+    this.tried = endpoint;
   }
 
   /** Called again for each retry, with that attempt's endpoint and abort. */
@@ -237,24 +250,33 @@ class ProxyExchange implements ResponseHandler {
     this.ctx.live.inflight--;
     const seconds = (performance.now() - this.started) / 1000;
     this.route.upstream.stats.latency.observe(seconds);
+    const status = error?.code === 'TANDEM_ERR_CLIENT_ABORTED' ? 499 : this.status;
+    // As the client saw it: a failure after the headers went out is a cut connection ("error").
+    const cut = error !== undefined && this.res.headersSent && error.code !== 'TANDEM_ERR_CLIENT_ABORTED';
+    this.route.upstream.stats.answered[cut ? 5 : Math.min(5, Math.max(0, ((status / 100) | 0) - 1))]!++;
+    this.hop.end(status, error?.code);
     if (this.ctx.accessLog === 'all' || (this.ctx.accessLog === 'errors' && (error !== undefined || this.status >= 500))) {
-      logAccess(this.ctx, this.req, this.route, this.endpoint, error?.code === 'TANDEM_ERR_CLIENT_ABORTED' ? 499 : this.status, this.started, this.requestId, error?.code);
+      logAccess(this.ctx, this.req, this.route, this.endpoint ?? this.tried, status, this.started, this.requestId, error?.code, this.attempts, this.hop.context.traceId);
     }
   }
 }
 
-function logAccess(ctx: ProxyContext, req: IncomingMessage, route: Route | undefined, endpoint: Endpoint | undefined, status: number, started: number, requestId: string, code: string | undefined): void {
+/** One access log line; docs/logging.md lists the fields. */
+function logAccess(ctx: ProxyContext, req: IncomingMessage, route: Route | undefined, endpoint: Endpoint | undefined, status: number, started: number, requestId: string, code: string | undefined, attempts: number, traceId: string | undefined): void {
   if (ctx.accessLog === 'off') return;
   if (ctx.accessLog === 'errors' && status < 500 && code === undefined) return;
   ctx.logger.info({
     msg: 'request',
     requestId,
+    traceId,
     method: req.method,
     path: req.url,
+    route: route?.prefix,
     service: route?.service,
     endpoint: endpoint?.id,
     status,
     durationMs: Math.round((performance.now() - started) * 100) / 100,
+    attempts,
     error: code,
   });
 }

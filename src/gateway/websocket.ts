@@ -7,6 +7,7 @@ import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
 import { rewriteRequestHeaders, rewriteResponseHeaders } from './headers.js';
 import { peerOf, type ProxyContext } from './proxy.js';
 import { stripPrefix } from './router.js';
+import { childContext, formatTraceparent, parseTraceparent } from '../observe/trace.js';
 
 /**
  * Upgrade requests (WebSocket): routed and balanced like any request; once the endpoint
@@ -24,6 +25,7 @@ export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: D
     socket.destroy();
     return;
   }
+  facts.headers.push('traceparent', formatTraceparent(childContext(parseTraceparent(facts.traceparent))));
   const request: UpstreamRequest = {
     method: req.method ?? 'GET',
     path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,

@@ -5,6 +5,9 @@ import { formatHostPort } from '../core/address.js';
 import { deadlineOf, runWithDeadline } from '../core/deadline.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
+import { LatencyHistogram } from '../observe/histogram.js';
+import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
+import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
 
 /** A check passes when it returns (or resolves to) anything but `false` without throwing. */
 export type Check = () => unknown;
@@ -52,6 +55,12 @@ export interface ServeOptions {
   handleSignals?: boolean;
   /** pino-compatible; default: warnings to stderr as JSON lines. */
   logger?: LinkLogger;
+  /**
+   * Answer `GET /metrics` with the process's tandem metrics (docs/metrics.md: this instance,
+   * its tandem/client clients, events) and the default process metrics. Default true; false
+   * leaves /metrics to the application (which can still use `metricsRegistry()` from tandem/observe).
+   */
+  metrics?: boolean;
 }
 
 export type ServedState = 'starting' | 'ready' | 'draining' | 'closed';
@@ -98,8 +107,16 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
   const log = options.logger ?? stderrLogger;
   const readiness = new Map(Object.entries(options.readiness ?? {}));
   const liveness = new Map(Object.entries(options.liveness ?? {}));
+  const stats: NodeStats = { service: options.service, responses: [0, 0, 0, 0, 0, 0], latency: new LatencyHistogram(), inflight: 0, state: 'starting' };
   let state: ServedState = 'starting';
+  const setState = (next: ServedState) => {
+    state = next;
+    stats.state = next;
+    if (next === 'closed') processStats.nodes.delete(stats);
+  };
+  processStats.nodes.add(stats);
   let inflight = 0;
+  const serveMetrics = options.metrics !== false;
 
   const userListeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
   server.removeAllListeners('request');
@@ -110,21 +127,39 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
       req.resume();
       return;
     }
+    if (serveMetrics && path === '/metrics' && req.method === 'GET') {
+      req.resume();
+      const registry = metricsRegistry();
+      void registry.metrics().then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text));
+      return;
+    }
     inflight++;
-    res.once('close', () => { inflight--; });
+    stats.inflight++;
+    const started = performance.now();
+    // The caller's trace continues here: currentTrace() (and OpenTelemetry's active span, when
+    // an SDK is registered) inside the handler, so tandem/client calls carry it on.
+    const hop = startHop(req.method ?? 'GET', 'server', parseTraceparent(one(req.headers[TRACEPARENT]), one(req.headers[TRACESTATE])), { 'http.request.method': req.method ?? 'GET', 'tandem.service': options.service }, true);
+    res.once('close', () => {
+      hop.end(res.writableFinished ? res.statusCode : 0);
+      inflight--;
+      stats.inflight--;
+      const cls = res.writableFinished ? ((res.statusCode / 100) | 0) - 1 : 5;
+      stats.responses[cls >= 0 && cls <= 4 ? cls : 5]!++;
+      stats.latency.observe((performance.now() - started) / 1000);
+    });
     // While draining, every response closes its connection: nothing is left idle to race with.
     if (state === 'draining') res.setHeader('connection', 'close');
     // The caller's deadline follows the handling of the request: tandem/client calls made
     // while handling it get only the time that is left.
-    runWithDeadline(deadlineOf(req.headers), () => {
+    runWithDeadline(deadlineOf(req.headers), () => hop.run(() => {
       for (const l of userListeners) l.call(server, req, res);
-    });
+    }));
   });
 
   let links: RegistryLink[] = [];
   let closing: Promise<void> | undefined;
   const drain = async () => {
-    state = 'draining';
+    setState('draining');
     log.info({ msg: 'draining', inflight });
     // Each gateway has stopped sending when its registry answers (or could not be reached).
     await Promise.all(links.map((l) => l.setState('draining', 3000)));
@@ -137,7 +172,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     await closed;
     clearTimeout(hard);
     await Promise.all(links.map((l) => l.stop(2000)));
-    state = 'closed';
+    setState('closed');
     log.info({ msg: 'drained' });
   };
   const close = () => {
@@ -157,6 +192,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     process.once('SIGINT', onSignal);
   }
 
+  await tracingReady;
   if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
   const a = server.address() as AddressInfo;
   const wildcard = a.address === '0.0.0.0' || a.address === '::';
@@ -168,7 +204,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
   // Ready = every readiness check passes; until then /readyz says 503 and nothing registers.
   while (state === 'starting' && !(await allPass(readiness))) await sleep(100);
   if (state === 'starting') {
-    state = 'ready';
+    setState('ready');
     const registration = (): Registration => ({
       service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: opts.ttl,
     });
@@ -184,6 +220,10 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     addCheck: (kind, name, check) => (kind === 'readiness' ? readiness : liveness).set(name, check),
     close,
   };
+}
+
+function one(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 async function allPass(checks: ReadonlyMap<string, Check>): Promise<boolean> {

@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import { formatHostPort } from '../core/address.js';
+import { LatencyHistogram } from '../observe/histogram.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
@@ -51,6 +52,8 @@ export class Endpoint implements WithHealth {
   ewmaStamp = 0;
   /** Completed requests by status class, see STATUS_CLASSES. */
   readonly responses = [0, 0, 0, 0, 0, 0];
+  /** Time to response headers, every sample (tandem_endpoint_response_seconds, the dashboard's p99). */
+  readonly latency = new LatencyHistogram();
   /** Transitions into each state, indexed as HEALTH_STATE_KINDS. */
   readonly transitions = [0, 0, 0, 0, 0];
   /** Where it stands: only probation and healthy endpoints are candidates (outside panic). */
@@ -77,6 +80,7 @@ export class Endpoint implements WithHealth {
    * (peak), a faster one decays in with weight depending on the time since the last sample.
    */
   observeLatency(ms: number, now: number): void {
+    this.latency.observe(ms / 1000);
     if (ms > this.ewmaMs) {
       this.ewmaMs = ms;
     } else {

@@ -132,6 +132,7 @@ export class RetryingRequest implements ResponseHandler {
   /** Sends the primary leg to `endpoint`. */
   private send(endpoint: Endpoint): void {
     this.attempts++;
+    this.handler.onAttempt?.(endpoint);
     this.endpoint = endpoint;
     this.live = true;
     const wait = this.waitForNext();
@@ -164,6 +165,7 @@ export class RetryingRequest implements ResponseHandler {
     const next = this.host.pickAgain(this.request.hashKey, tried, last);
     if (next === undefined || next === last || !this.host.withdrawHedge()) return;
     this.attempts++;
+    this.handler.onAttempt?.(next);
     const wait = this.waitForNext();
     const leg = new HedgeLeg(this, next);
     leg.attempt = this.host.createAttempt(next, leg);

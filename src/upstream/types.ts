@@ -30,6 +30,8 @@ export interface UpstreamRequest {
 export interface ResponseHandler {
   /** The endpoint chosen and an abort for the exchange (e.g. when the client goes away). */
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void;
+  /** An attempt (first, retry or hedge) goes to `endpoint`, before it has a connection (for logs). */
+  onAttempt?(endpoint: Endpoint): void;
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean;
   /** `last` is true when this chunk completes a body of known length (onComplete follows). */
   onData(chunk: Buffer, last: boolean): boolean;

@@ -103,6 +103,8 @@ export class Upstream implements RetryHost {
   readonly stats = {
     latency: new LatencyHistogram(),
     local: [0, 0, 0, 0, 0, 0],
+    /** Requests finished as the caller saw them, by status class (STATUS_CLASSES); bumped by the gateway and the client. */
+    answered: [0, 0, 0, 0, 0, 0],
     ejections: 0,
     retries: FAILURE_KINDS.map(() => 0),
     budgetExhausted: 0,

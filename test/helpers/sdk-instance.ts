@@ -4,7 +4,7 @@
 //     ttl?, heartbeatInterval?, drainQuietPeriod? }
 // Prints one JSON line {"msg":"serving","id","address"} once serve() resolved. Every request is
 // answered with {"instance": id, "method", "url", "body", "timeout"} (timeout: the request's
-// x-tandem-timeout-ms); ?delay=MS delays the answer.
+// x-tandem-timeout-ms; traceparent: the request's traceparent); ?delay=MS delays the answer.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import express from 'express';
 import { serve } from '../../src/node/index.js';
@@ -16,9 +16,10 @@ const opts = JSON.parse(process.argv[2] ?? '{}') as {
 let id = opts.id ?? '';
 
 function answer(method: string, url: string, body: string, res: ServerResponse, delay: number, timeout?: string | string[]): void {
+  const traceparent = res.req.headers.traceparent ?? null;
   setTimeout(() => {
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ instance: id, method, url, body, timeout: timeout ?? null }));
+    res.end(JSON.stringify({ instance: id, method, url, body, timeout: timeout ?? null, traceparent }));
   }, delay);
 }
 

@@ -1,0 +1,84 @@
+import type { DashboardSnapshot, EndpointView, ServiceView, TimelineEvent } from '../gateway/dashboard-feed.js';
+
+/**
+ * `tandem status`: the dashboard's picture in the terminal — the gateway's health and version,
+ * each service with its instances (state, req/s, errors, p99, latency estimate, in flight) and
+ * the recent events — read from the admin listener's /admin/dashboard once a second.
+ */
+export interface StatusOptions {
+  admin: string;
+  once: boolean;
+  intervalMs: number;
+  out?: NodeJS.WriteStream | NodeJS.WritableStream;
+}
+
+export async function runStatus(options: StatusOptions): Promise<number> {
+  const out = options.out ?? process.stdout;
+  const tty = 'isTTY' in out && out.isTTY === true;
+  const base = options.admin.replace(/\/+$/, '');
+  const url = `${/^https?:\/\//.test(base) ? base : `http://${base}`}/admin/dashboard`;
+  for (;;) {
+    let text: string;
+    let ok = true;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      if (res.status !== 200) throw new Error(`${url} answered ${res.status}`);
+      const snap = (await res.json()) as DashboardSnapshot;
+      const rows = tty && !options.once ? (process.stdout.rows ?? 40) : Infinity;
+      text = render(snap, { color: tty, maxRows: rows });
+    } catch (err) {
+      ok = false;
+      text = `tandem status: cannot read ${url}: ${(err as Error).message}\n`;
+    }
+    if (options.once) {
+      (ok ? out : process.stderr).write(text);
+      return ok ? 0 : 1;
+    }
+    out.write(tty ? `\x1b[H\x1b[2J${text}` : `${text}\n`);
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
+  }
+}
+
+const STATE_COLOR: Record<string, string> = { healthy: '32', probation: '36', ejected: '31', unhealthy: '31', draining: '33' };
+
+interface RenderOptions { color: boolean; maxRows: number }
+
+/** The whole picture as text. With a row budget (a terminal), healthy instances are summarized first. */
+export function render(snap: DashboardSnapshot, opts: RenderOptions = { color: false, maxRows: Infinity }): string {
+  const c = (code: string, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
+  const g = snap.gateway;
+  const lines: string[] = [];
+  lines.push(`${c('1', `tandem ${g.version}`)}  ${g.health === 'ok' ? c('32', 'ok') : c('33', g.health)}  listen ${g.listen}  up ${g.uptimeSeconds} s  ${fmtRate(g.rate)} req/s  errors ${fmtPct(g.errorRate)}  in flight ${g.inflight}  sampled ${snap.sampledAt.slice(11, 19)}`);
+  const events = snap.timeline.slice(-8).reverse();
+  const instances = snap.services.reduce((n, s) => n + s.endpoints.length, 0);
+  // Rows for the instance tables: what is left after headers, service lines and events.
+  const budget = opts.maxRows - 2 - snap.services.length * 3 - (events.length + 2);
+  for (const s of snap.services) {
+    lines.push('');
+    lines.push(`${c('1', s.name)}${s.panic ? ` ${c('31', 'PANIC')}` : ''}  ${fmtRate(s.rate)} req/s  errors ${fmtPct(s.errorRate)}  p99 ${fmtMs(s.p99Ms)}  active ${s.active}  retries ${fmtRate(s.retriesPerSecond)}/s  ${counts(s)}`);
+    lines.push(`  ${pad('STATE', 12)} ${pad('INSTANCE', 24)} ${lpad('REQ/S', 8)} ${lpad('ERRORS', 7)} ${lpad('P99', 8)} ${lpad('ESTIMATE', 9)} ${lpad('IN FLIGHT', 9)}`);
+    const ordered = [...s.endpoints].sort((a, b) => Number(a.state === 'healthy') - Number(b.state === 'healthy'));
+    const room = Math.max(1, Math.floor(budget * (s.endpoints.length / Math.max(1, instances))));
+    const shown = Number.isFinite(opts.maxRows) ? ordered.slice(0, room) : ordered;
+    for (const e of shown) lines.push(`  ${c(STATE_COLOR[e.state] ?? '0', pad(e.state, 12))} ${pad(e.id, 24)} ${lpad(fmtRate(e.rate), 8)} ${lpad(fmtPct(e.errorRate), 7)} ${lpad(fmtMs(e.p99Ms), 8)} ${lpad(fmtMs(e.latencyEstimateMs), 9)} ${lpad(String(e.inflight), 9)}${ejected(e)}`);
+    if (shown.length < ordered.length) lines.push(c('2', `  … ${ordered.length - shown.length} more (${ordered.slice(shown.length).every((e) => e.state === 'healthy') ? 'all healthy' : 'see the dashboard'})`));
+  }
+  lines.push('');
+  lines.push(c('1', 'recent events'));
+  for (const ev of events) lines.push(`  ${ev.time.slice(11, 19)}  ${pad(ev.kind, 8)} ${where(ev)}${ev.text}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function counts(s: ServiceView): string {
+  const m = new Map<string, number>();
+  for (const e of s.endpoints) m.set(e.state, (m.get(e.state) ?? 0) + 1);
+  return [...m].sort().map(([k, v]) => `${v} ${k}`).join(', ') || 'no instances';
+}
+
+const where = (ev: TimelineEvent) => (ev.service === undefined ? '' : `${ev.service}${ev.endpoint === undefined ? '' : ` ${ev.endpoint}`}: `);
+const ejected = (e: EndpointView) => (e.ejectedUntil === undefined ? '' : `  until ${e.ejectedUntil.slice(11, 19)}`);
+const pad = (s: string, n: number) => s.padEnd(n);
+const lpad = (s: string, n: number) => s.padStart(n);
+const fmtRate = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
+const fmtPct = (n: number) => (n === 0 ? '0' : `${(n * 100).toFixed(1)}%`);
+const fmtMs = (n: number | null) => (n === null ? '-' : n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${n >= 10 ? n.toFixed(0) : n.toFixed(1)} ms`);

@@ -1,0 +1,170 @@
+// The dashboard in a real browser (playwright-core driving Debian's chromium): it follows a
+// drill live — an instance SIGKILLed under load turns unhealthy and comes back — and it stays
+// responsive with 500 instances. Screenshots are kept under test-artifacts/.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import type { Browser, Page } from 'playwright-core';
+import { startGateway, ROOT, type RunningGateway } from './helpers/gateway.js';
+import { freePort, kill, spawnBackend } from './helpers/backend.js';
+import { launchBrowser } from './helpers/browser.js';
+
+// Page-side code (the functions passed to page.evaluate run in the browser) sees these; the
+// project's tsconfig has no DOM types.
+interface PageElement { dataset: Record<string, string | undefined>; textContent: string | null }
+declare const document: { querySelectorAll(selector: string): ArrayLike<PageElement> & Iterable<PageElement>; querySelector(selector: string): PageElement | null };
+declare const window: unknown;
+declare const requestAnimationFrame: (callback: () => void) => void;
+
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+const cleanup: Array<() => Promise<unknown>> = [];
+let browser: Browser;
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await launchBrowser();
+  cleanup.push(() => browser.close());
+});
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => {});
+});
+
+function track(gw: RunningGateway): RunningGateway {
+  cleanup.push(() => gw.stop('SIGKILL'));
+  return gw;
+}
+
+/** Steady load until stopped: `rate` GETs a second, outcomes counted. */
+function load(url: string, rate: number): { stop(): Promise<{ ok: number; failed: number }> } {
+  let ok = 0;
+  let failed = 0;
+  const inflight = new Set<Promise<void>>();
+  const timer = setInterval(() => {
+    const p = fetch(url).then(async (r) => { await r.arrayBuffer(); if (r.status === 200) ok++; else failed++; }, () => { failed++; })
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+  }, 1000 / rate);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(inflight);
+      return { ok, failed };
+    },
+  };
+}
+
+async function openDashboard(gw: RunningGateway): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  cleanup.push(() => page.close());
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  cleanup.push(async () => assert.deepEqual(errors, [], 'no script errors on the page'));
+  await page.goto(`${gw.adminUrl}/`);
+  await page.waitForSelector('#conn.ok', { timeout: 10_000 });
+  return page;
+}
+
+const stateOf = (page: Page, endpoint: string) => page.getAttribute(`tr[data-endpoint="${endpoint}"]`, 'data-state', { timeout: 5_000 });
+
+test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then healthy again when it is back', async () => {
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const catalogPorts = [await freePort(), await freePort()];
+  const procs: ChildProcess[] = [];
+  for (const p of [...ports, ...catalogPorts]) procs.push(await spawnBackend(p));
+  cleanup.push(() => Promise.all(procs.map((p) => kill(p))));
+  const endpoints = ports.map((p) => `127.0.0.1:${p}`);
+  const gw = track(await startGateway({
+    services: { shop: { endpoints }, catalog: { endpoints: catalogPorts.map((p) => `127.0.0.1:${p}`) } },
+    routes: [{ prefix: '/catalog', service: 'catalog' }, { prefix: '/', service: 'shop' }],
+  }));
+  const page = await openDashboard(gw);
+  for (const e of endpoints) await page.waitForSelector(`tr[data-endpoint="${e}"][data-state="healthy"]`, { timeout: 10_000 });
+  assert.match(await page.textContent('#gw-version') ?? '', /^tandem \d+\.\d+\.\d+/);
+  assert.equal(await page.textContent('#gw-health'), 'ok');
+
+  const traffic = load(`${gw.url}/item`, 40);
+  const catalogTraffic = load(`${gw.url}/catalog/items`, 15);
+  // Rates show up once traffic flows.
+  await page.waitForFunction((e) => Number(document.querySelector(`tr[data-endpoint="${e}"] .c-rate`)?.textContent) > 0, endpoints[1], { timeout: 5_000 });
+
+  const victim = endpoints[1]!;
+  await kill(procs[1]!);
+  const t0 = performance.now();
+  await page.waitForSelector(`tr[data-endpoint="${victim}"]:is([data-state="unhealthy"], [data-state="ejected"])`, { timeout: 10_000 });
+  const seenDown = performance.now() - t0;
+  await page.waitForSelector(`#timeline li:is([data-kind="state"], [data-kind="ejection"]) >> text=${victim}`, { timeout: 5_000 });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drill-down.png') });
+  // The service's error rate is what clients saw: retries hid the kill.
+  assert.match(await page.textContent('section[data-service="shop"] .summary') ?? '', /errors 0 ·/);
+
+  procs[1] = await spawnBackend(ports[1]!);
+  const t1 = performance.now();
+  await page.waitForSelector(`tr[data-endpoint="${victim}"][data-state="healthy"]`, { timeout: 15_000 });
+  const seenBack = performance.now() - t1;
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drill-back.png') });
+  const outcome = await traffic.stop();
+  await catalogTraffic.stop();
+  assert.ok(outcome.ok > 50, `traffic flowed: ${JSON.stringify(outcome)}`);
+  assert.equal(outcome.failed, 0, 'retries hid the kill from clients');
+  for (const e of endpoints) assert.equal(await stateOf(page, e), 'healthy');
+  process.stdout.write(`# dashboard showed the kill after ${seenDown.toFixed(0)} ms and the return after ${seenBack.toFixed(0)} ms\n`);
+});
+
+test('500 instances: every row rendered, live updates stay cheap and the page keeps answering', async () => {
+  const live = await freePort();
+  const proc = await spawnBackend(live);
+  cleanup.push(() => kill(proc));
+  // 5 services × 100 instances: one real instance per service and 99 dead ports each, no
+  // health checks — traffic finds the dead ones, so states change while the page is open.
+  const dead: number[] = [];
+  for (let i = 0; i < 495; i++) dead.push(20000 + ((process.pid * 7 + i * 13) % 40000));
+  const services: Record<string, unknown> = {};
+  const routes: Array<Record<string, unknown>> = [];
+  for (let s = 0; s < 5; s++) {
+    const endpoints = [`127.0.0.1:${live}`, ...[...new Set(dead.slice(s * 99, s * 99 + 99))].filter((p) => p !== live).map((p) => `127.0.0.${2 + s}:${p}`)];
+    services[`svc${s}`] = { endpoints, healthCheck: false, outlier: { consecutiveFailures: 1, maxEjectedShare: 1 } };
+    routes.push({ prefix: `/svc${s}`, service: `svc${s}` });
+  }
+  const gw = track(await startGateway({ services, routes }));
+  const page = await openDashboard(gw);
+  const t0 = performance.now();
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-endpoint]').length === 500, undefined, { timeout: 10_000 });
+  const firstPaint = performance.now() - t0;
+
+  // Watch the main thread for 4 s of live updates under traffic: long tasks, render times.
+  await page.evaluate(() => {
+    const w = window as unknown as { __long: number[] };
+    w.__long = [];
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) w.__long.push(e.duration); }).observe({ type: 'longtask' } as never);
+  });
+  const before = await page.evaluate(() => (window as unknown as { __tandemDashboard: { renders: number } }).__tandemDashboard.renders);
+  const traffic = load(`${gw.url}/svc${0}/x`, 30);
+  const traffic2 = load(`${gw.url}/svc${3}/x`, 30);
+  // The page answers while updating: typing in the filter narrows the table at once.
+  const lags: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const t = performance.now();
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r(null))));
+    lags.push(performance.now() - t);
+  }
+  await page.fill('#search', '127.0.0.3:');
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-endpoint]:not([hidden])').length <= 100 && document.querySelectorAll('section.service:not([hidden])').length === 1, undefined, { timeout: 2_000 });
+  await page.fill('#search', '');
+  await traffic.stop();
+  await traffic2.stop();
+  const result = await page.evaluate(() => {
+    const w = window as unknown as { __long: number[]; __tandemDashboard: { renders: number; maxRenderMs: number; lastRenderMs: number } };
+    return { long: w.__long, ...w.__tandemDashboard };
+  });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-500.png') });
+  const worstLong = Math.max(0, ...result.long);
+  process.stdout.write(`# 500 instances: first full render ${firstPaint.toFixed(0)} ms after connect; ${result.renders - before} renders in ~4 s, max render ${result.maxRenderMs.toFixed(1)} ms; longest main-thread task ${worstLong.toFixed(0)} ms; frame lag max ${Math.max(...lags).toFixed(0)} ms\n`);
+  assert.ok(result.renders - before >= 3, `the page kept updating (${result.renders - before} renders)`);
+  assert.ok(worstLong < 500, `no main-thread task over 500 ms (longest ${worstLong.toFixed(0)} ms)`);
+  assert.ok(Math.max(...lags) < 1000, `a frame within 1 s whenever asked (${lags.map((l) => l.toFixed(0)).join(', ')} ms)`);
+  const states = await page.evaluate(() => [...new Set([...document.querySelectorAll('tr[data-endpoint]')].map((r) => r.dataset.state))]);
+  assert.ok(states.includes('ejected') || states.includes('healthy'), `states shown: ${states.join(', ')}`);
+});

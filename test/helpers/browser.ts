@@ -1,0 +1,30 @@
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chromium, type Browser } from 'playwright-core';
+
+/** Debian's chromium, driven by playwright-core (no browser download from elsewhere). */
+export const CHROMIUM = process.env.TANDEM_CHROMIUM ?? '/usr/bin/chromium';
+
+/**
+ * Installs Debian's chromium when it is missing (as .ci/run does): apt-get as root, or through
+ * sudo when it needs no password. Throws with the command to run otherwise.
+ */
+export function ensureChromium(): void {
+  if (existsSync(CHROMIUM)) return;
+  const root = process.getuid?.() === 0;
+  const sudo = root ? [] : ['sudo', '-n'];
+  const run = (args: string[]) => spawnSync(sudo[0] ?? args[0]!, [...sudo.slice(1), ...(root ? args.slice(1) : args)], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 600_000 });
+  run(['apt-get', 'update']);
+  run(['apt-get', 'install', '-y', '--no-install-recommends', 'chromium']);
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing and could not be installed: run \`apt-get update && apt-get install -y chromium\` as root`);
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  ensureChromium();
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+    timeout: 30_000,
+  });
+}

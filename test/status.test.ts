@@ -1,0 +1,92 @@
+// `tandem status`: the dashboard's picture in the terminal, from a real gateway.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { spawnInstance } from './helpers/sdk.js';
+import { startGateway, runCli, BIN } from './helpers/gateway.js';
+import { freePort, kill, spawnBackend } from './helpers/backend.js';
+import { render } from '../src/cli/status-command.js';
+import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
+
+const cleanup: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanup.reverse()) await c().catch(() => {});
+});
+
+test('tandem status --once: gateway health and version, each instance with its state and numbers, recent events', async () => {
+  const ports = [await freePort(), await freePort()];
+  const procs = [await spawnBackend(ports[0]!), await spawnBackend(ports[1]!)];
+  cleanup.push(() => Promise.all(procs.map((p) => kill(p))));
+  const gw = await startGateway({ services: { shop: { endpoints: ports.map((p) => `127.0.0.1:${p}`) } }, routes: [{ prefix: '/', service: 'shop' }] });
+  cleanup.push(() => gw.stop('SIGKILL'));
+  await gw.waitForLog((l) => l.to === 'healthy' && l.endpoint === `127.0.0.1:${ports[1]}`);
+  await kill(procs[1]!);
+  await gw.waitForLog((l) => l.to === 'unhealthy' || l.to === 'ejected');
+  for (let i = 0; i < 10; i++) await (await fetch(`${gw.url}/x`)).arrayBuffer();
+  await new Promise((r) => setTimeout(r, 1100)); // one sample later
+
+  const { code, stdout, stderr } = await runCli(['status', '--admin', gw.adminUrl, '--once']);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^tandem \d+\.\d+\.\d+ {2}ok {2}listen 127\.0\.0\.1:\d+/);
+  assert.match(stdout, new RegExp(`healthy +127\\.0\\.0\\.1:${ports[0]} +\\d+\\.\\d`), 'the live instance, with its request rate');
+  assert.match(stdout, new RegExp(`(unhealthy|ejected) +127\\.0\\.0\\.1:${ports[1]}`), 'the killed instance');
+  assert.match(stdout, /^shop {2}[\d.]+ req\/s {2}errors/m);
+  assert.match(stdout, /recent events\n(.*\n)*.*start +gateway .* started/);
+  assert.match(stdout, new RegExp(`shop 127\\.0\\.0\\.1:${ports[1]}: healthy → (unhealthy|ejected)`));
+  assert.ok(!stdout.includes('\u001b['), 'no colours when not a terminal');
+
+  const down = await runCli(['status', '--admin', `127.0.0.1:${await freePort()}`, '--once']);
+  assert.equal(down.code, 1);
+  assert.match(down.stderr, /tandem status: cannot read http:\/\/127\.0\.0\.1:\d+\/admin\/dashboard/);
+  const bad = await runCli(['status', '--interval', 'x']);
+  assert.equal(bad.code, 2);
+
+  // Without --once it refreshes: a new picture every interval.
+  const live = spawn(process.execPath, [BIN, 'status', '--admin', gw.adminUrl, '--interval', '0.3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  cleanup.push(async () => { live.kill('SIGKILL'); });
+  let out = '';
+  live.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  const frames = () => (out.match(/^tandem \d/gm) ?? []).length;
+  for (let waited = 0; frames() < 3 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+  live.kill('SIGTERM');
+  assert.ok(frames() >= 3, `refreshed pictures: ${out}`);
+});
+
+test('a draining instance stays on the dashboard, as draining, until it leaves', async () => {
+  const gw = await startGateway({ services: { reg: {} }, routes: [{ prefix: '/', service: 'reg' }] });
+  cleanup.push(() => gw.stop('SIGKILL'));
+  const inst = await spawnInstance({ registry: gw.adminUrl, service: 'reg', drainQuietPeriod: 3000 });
+  cleanup.push(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
+  const stateOf = async () => {
+    const snap = (await (await fetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
+    return snap.services.find((s) => s.name === 'reg')?.endpoints.find((e) => e.id === inst.address)?.state;
+  };
+  for (let i = 0; i < 100 && (await stateOf()) === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(['probation', 'healthy'].includes(String(await stateOf())));
+  inst.proc.kill('SIGTERM');
+  let seen: string | undefined;
+  for (let i = 0; i < 100 && seen !== 'draining'; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    seen = await stateOf();
+  }
+  assert.equal(seen, 'draining');
+  await inst.exited;
+  for (let i = 0; i < 100 && (await stateOf()) !== undefined; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(await stateOf(), undefined, 'gone once it left');
+});
+
+test('tandem status in a small terminal: unhealthy instances first, the healthy rest summarized', () => {
+  const endpoints = Array.from({ length: 500 }, (_, i) => ({ id: `10.0.${i >> 8}.${i & 255}:8080`, state: i % 100 === 7 ? 'ejected' : 'healthy', rate: 1, errorRate: 0, p99Ms: 5, latencyEstimateMs: 3, inflight: 0, weight: 1 }));
+  const snap: DashboardSnapshot = {
+    gateway: { version: '1.2.3', pid: 1, uptimeSeconds: 5, health: 'ok', inflight: 0, listen: '127.0.0.1:8080', rssBytes: 1, rate: 500, errorRate: 0 },
+    services: [{ name: 'big', panic: false, rate: 500, errorRate: 0, p99Ms: 5, active: 0, retriesPerSecond: 0, budgetExhausted: 0, endpoints }],
+    timeline: [],
+    sampledAt: new Date().toISOString(),
+  };
+  const text = render(snap, { color: false, maxRows: 40 });
+  const lines = text.trimEnd().split('\n');
+  assert.ok(lines.length <= 40, `fits 40 rows: ${lines.length}`);
+  assert.equal(lines.filter((l) => /^ {2}ejected/.test(l)).length, 5, 'all 5 ejected instances are shown');
+  assert.match(text, /… \d+ more \(all healthy\)/);
+  assert.equal(render(snap).split('\n').filter((l) => /^ {2}(healthy|ejected) /.test(l)).length, 500, '--once prints every instance');
+});
