@@ -125,3 +125,20 @@ test('docs/metrics.md documents exactly the catalog; the Grafana dashboard queri
   }
   assert.deepEqual([...declared].filter((n) => !used.has(n)), [], 'every declared metric is on the Grafana dashboard');
 });
+
+test('tandem/events counts into the catalog: a bus publish and a handled message show in the process metrics', async () => {
+  const { MemoryBus } = await import('../src/events/index.js');
+  const bus = new MemoryBus();
+  const topic = `metrics-${process.pid}`;
+  let handled = 0;
+  await bus.subscribe(topic, 'audit', async () => { handled++; });
+  for (let i = 0; i < 3; i++) await bus.publish(topic, { n: i });
+  const until = Date.now() + 5000;
+  while (handled < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await bus.stats();
+  const text = await metricsRegistry().metrics();
+  assert.match(text, new RegExp(`tandem_events_published_total\\{topic="${topic}"\\} 3`));
+  assert.match(text, new RegExp(`tandem_events_acked_total\\{topic="${topic}",group="audit"\\} 3`));
+  assert.match(text, new RegExp(`tandem_events_consumer_lag\\{topic="${topic}",group="audit"\\} 0`));
+  await bus.close();
+});

@@ -143,7 +143,7 @@ export class MemoryBus implements Bus {
     for (const [key, counts] of this.metrics.subscriptions) {
       const [topic, group] = [key.slice(0, key.lastIndexOf('/')), key.slice(key.lastIndexOf('/') + 1)];
       const g = this.groups.get(topic)?.get(group);
-      subscriptions[key] = { ...counts, lag: g?.ready.length ?? 0, inFlight: g?.runners.reduce((n, r) => n + r.inFlight, 0) ?? 0 };
+      subscriptions[key] = this.metrics.snapshot(counts, g?.ready.length ?? 0, g?.runners.reduce((n, r) => n + r.inFlight, 0) ?? 0);
     }
     return { published: Object.fromEntries(this.metrics.published), subscriptions };
   }

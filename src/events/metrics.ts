@@ -1,4 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
+import { METRICS, eventCounters, type EventCounters, type MetricSpec } from '../observe/metrics.js';
 
 /** Counters for one (topic, group) subscription or, for `published`, one topic. */
 export interface EventCounts {
@@ -19,28 +20,44 @@ export interface EventStats {
 
 export type SubscriptionCounter = 'delivered' | 'acked' | 'retried' | 'deadLettered' | 'redelivered';
 
-/** Plain numbers bumped on the delivery path; read when stats() or a scrape asks. */
+/**
+ * Plain numbers bumped on the delivery path; read when stats() or a scrape asks. They are the
+ * metrics catalog's own counters (observe/metrics.ts, `eventCounters`), so the process's
+ * /metrics (served by tandem/node) shows them without a second set of books.
+ */
 export class EventMetrics {
   readonly published = new Map<string, number>();
-  readonly subscriptions = new Map<string, Record<SubscriptionCounter, number>>();
+  readonly subscriptions = new Map<string, EventCounters>();
 
   countPublished(topic: string): void {
     this.published.set(topic, (this.published.get(topic) ?? 0) + 1);
+    eventCounters(topic).published++;
   }
 
-  forSubscription(topic: string, group: string): Record<SubscriptionCounter, number> {
+  forSubscription(topic: string, group: string): EventCounters {
     const key = `${topic}/${group}`;
     let c = this.subscriptions.get(key);
     if (!c) {
-      c = { delivered: 0, acked: 0, retried: 0, deadLettered: 0, redelivered: 0 };
+      c = eventCounters(topic, group);
       this.subscriptions.set(key, c);
     }
     return c;
   }
+
+  /**
+   * One subscription's counts for stats(), with the lag the broker reported and the handlers
+   * running now; both are also kept in the catalog's gauges.
+   */
+  snapshot(counts: EventCounters, lag: number, inFlight: number): EventStats['subscriptions'][string] {
+    counts.lag = lag;
+    counts.inFlight = inFlight;
+    return { delivered: counts.delivered, acked: counts.acked, retried: counts.retried, deadLettered: counts.deadLettered, redelivered: counts.redelivered, lag, inFlight };
+  }
 }
 
 /**
- * Registers `tandem_events_*` gauges/counters in a prom-client registry, read from
+ * Registers the catalog's `tandem_events_*` metrics (names and help from observe/metrics.ts) in
+ * a registry of the application's own, read from
  * `bus.stats()` at scrape time (lag is a broker query, so a scrape costs one round trip per
  * subscription).
  */
@@ -53,8 +70,8 @@ export function registerEventMetrics(registry: Registry, bus: { stats(): Promise
     return pending;
   };
   new Gauge({
-    name: 'tandem_events_published_total',
-    help: 'Messages the broker confirmed, by topic.',
+    name: METRICS.eventsPublished.name,
+    help: METRICS.eventsPublished.help,
     labelNames: ['topic'],
     registers: [registry],
     async collect() {
@@ -63,10 +80,10 @@ export function registerEventMetrics(registry: Registry, bus: { stats(): Promise
       for (const [topic, n] of Object.entries(s.published)) this.set({ topic }, n);
     },
   });
-  const per = (name: string, help: string, pick: (v: EventStats['subscriptions'][string]) => number): void => {
+  const per = (metric: MetricSpec, pick: (v: EventStats['subscriptions'][string]) => number): void => {
     new Gauge({
-      name,
-      help,
+      name: metric.name,
+      help: metric.help,
       labelNames: ['topic', 'group'],
       registers: [registry],
       async collect() {
@@ -79,11 +96,11 @@ export function registerEventMetrics(registry: Registry, bus: { stats(): Promise
       },
     });
   };
-  per('tandem_events_delivered_total', 'Deliveries handed to a handler (retries and redeliveries included).', (v) => v.delivered);
-  per('tandem_events_acked_total', 'Messages acknowledged after their handler succeeded (or found them already done in the inbox).', (v) => v.acked);
-  per('tandem_events_retried_total', 'Failed attempts scheduled for a retry with backoff.', (v) => v.retried);
-  per('tandem_events_dead_lettered_total', 'Messages moved to the dead-letter topic.', (v) => v.deadLettered);
-  per('tandem_events_redelivered_total', 'Deliveries the broker marked as redelivered (a consumer died or did not ack in time).', (v) => v.redelivered);
-  per('tandem_events_consumer_lag', 'Messages waiting for the group, as the broker reports it.', (v) => v.lag);
-  per('tandem_events_in_flight', 'Handlers running now.', (v) => v.inFlight);
+  per(METRICS.eventsDelivered, (v) => v.delivered);
+  per(METRICS.eventsAcked, (v) => v.acked);
+  per(METRICS.eventsRetried, (v) => v.retried);
+  per(METRICS.eventsDeadLettered, (v) => v.deadLettered);
+  per(METRICS.eventsRedelivered, (v) => v.redelivered);
+  per(METRICS.eventsLag, (v) => v.lag);
+  per(METRICS.eventsInflight, (v) => v.inFlight);
 }

@@ -371,7 +371,7 @@ export class NatsBus implements Bus {
       const slash = key.lastIndexOf('/');
       const [topic, group] = [key.slice(0, slash), key.slice(slash + 1)];
       const info = await this.jsm.consumers.info(this.streamName(topic), group).catch(() => undefined);
-      subscriptions[key] = { ...counts, lag: info?.num_pending ?? 0, inFlight: inFlight.get(key) ?? 0 };
+      subscriptions[key] = this.metrics.snapshot(counts, info?.num_pending ?? 0, inFlight.get(key) ?? 0);
     }
     return { published: Object.fromEntries(this.metrics.published), subscriptions };
   }

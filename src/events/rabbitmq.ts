@@ -411,7 +411,7 @@ export class RabbitMqBus implements Bus {
       const slash = key.lastIndexOf('/');
       const queue = this.queueName(key.slice(0, slash), key.slice(slash + 1));
       const lag = await this.withChannel((ch) => ch.checkQueue(queue)).then((q) => q.messageCount, () => 0);
-      subscriptions[key] = { ...counts, lag, inFlight: inFlight.get(key) ?? 0 };
+      subscriptions[key] = this.metrics.snapshot(counts, lag, inFlight.get(key) ?? 0);
     }
     return { published: Object.fromEntries(this.metrics.published), subscriptions };
   }
