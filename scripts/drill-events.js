@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Reliable-events drill with real processes and real brokers, per adapter (NATS JetStream, RabbitMQ).
 //
-// Usage: npm run drill:events [-- [--only nats,rabbitmq] [--messages 10000] [--rate 400] [--rabbit private|shared] [--no-build] [--json file]]
+// Usage: npm run drill:events [-- [--only nats,rabbitmq] [--messages 10000] [--rate 400] [--backlog 2000] [--rabbit private|shared] [--no-build] [--json file]]
 //
 // Per adapter: a producer (this process) publishes N messages (ids drill-0 … drill-N-1) at a
 // steady rate, each awaited until the broker confirms it (a publish that fails with the
@@ -15,6 +15,9 @@
 //     temp dir, no plugins, its own Erlang cookie; it registers with the machine's epmd but never
 //     starts one). Each is stopped with SIGTERM (a graceful shutdown), kept down 1.5 s and started
 //     again on the same port and data directory, so durable streams / quorum queues must survive.
+//     So that the restart has something to keep, the consumer is paused (SIGSTOP) --backlog ms
+//     (default 2000) before the broker stops and resumed (SIGCONT) once it is back: the
+//     messages published meanwhile wait in the broker through its restart.
 //     Only if a private RabbitMQ node cannot start (no rabbitmq-server, or it does not accept
 //     AMQP within 60 s) does the drill fall back — saying why — to the shared broker at
 //     127.0.0.1:5672 (TANDEM_AMQP_URL), which is never restarted: every connection of the
@@ -285,7 +288,7 @@ async function closeRabbitConnections(namePart) {
   return pids.length;
 }
 
-async function drill(adapter, messages, rate, events, pg, rabbitMode) {
+async function drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs) {
   const id = randomBytes(3).toString('hex');
   const cfg = { adapter, name: `tandem-drill-${id}`, topic: `drill.${adapter}.${id}`, table: `tandem_drill_${id}` };
   const log = (s) => console.log(`  [${adapter}] ${s}`);
@@ -316,13 +319,13 @@ async function drill(adapter, messages, rate, events, pg, rabbitMode) {
     broker = `shared RabbitMQ (${AMQP.replace(/\/\/[^@]*@/, '//')}), connections cut instead of a restart`;
   }
   try {
-    return await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit });
+    return await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit }, backlogMs);
   } finally {
     await rabbit?.remove();
   }
 }
 
-async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, brokers) {
+async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, brokers, backlogMs) {
   let { natsProc } = brokers;
   const { natsDir, rabbit } = brokers;
   for (const t of ['effects', 'redeliveries', 'absorbed']) await pg.query(`CREATE TABLE ${cfg.table}_${t} (id text NOT NULL, attempt int)`);
@@ -357,30 +360,45 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
     [Math.floor(messages * 0.25), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
     [Math.floor(messages * 0.5), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
     [Math.floor(messages * 0.75), adapter === 'nats' ? 'nats-server SIGTERM, restart after 1.5 s' : rabbit ? 'RabbitMQ node SIGTERM, restart after 1.5 s (same port and data dir)' : 'all producer and consumer connections closed by the shared broker (rabbitmqctl close_connection; fallback, no restart)', async () => {
-      // Messages the broker must keep through its restart: confirmed to the producer, without
-      // an effect yet (queued, or delivered and not yet acked). A lower bound: an effect may
-      // already exist for a message whose confirm has not reached the producer yet.
-      const done = Number((await pg.query(`SELECT count(DISTINCT id) AS n FROM ${cfg.table}_effects`)).rows[0].n);
-      heldAtStop = Math.max(0, confirmed - done);
-      if (adapter === 'nats') {
-        const exited = new Promise((r) => natsProc.once('exit', r));
-        natsProc.kill('SIGTERM');
-        await exited;
-        await sleep(1500);
-        natsProc = await startNats(Number(cfg.natsUrl.split(':').pop()), natsDir);
-      } else if (rabbit) {
-        const t = Date.now();
-        await rabbit.stop();
-        const down = Date.now() - t;
-        await sleep(1500);
-        const up = await rabbit.start();
-        log(`RabbitMQ node stopped in ${down} ms, accepting AMQP again ${up} ms after its start`);
-      } else {
-        const n = await closeRabbitConnections(cfg.name);
-        if (n < 2) throw new Error(`expected to close the producer's and the consumer's connections, closed ${n}`);
+      // A consumer that keeps up leaves almost nothing in the broker to survive its restart, so
+      // it is paused (SIGSTOP) `backlogMs` before the broker stops and resumed once the broker is
+      // back: the messages published meanwhile must come through the restart from disk.
+      const paused = child;
+      if (backlogMs > 0) {
+        paused.kill('SIGSTOP');
+        await sleep(backlogMs);
+      }
+      try {
+        // Messages the broker must keep through its restart: confirmed to the producer, without
+        // an effect yet (queued, or delivered and not yet acked). A lower bound: an effect may
+        // already exist for a message whose confirm has not reached the producer yet.
+        const done = Number((await pg.query(`SELECT count(DISTINCT id) AS n FROM ${cfg.table}_effects`)).rows[0].n);
+        heldAtStop = Math.max(0, confirmed - done);
+        await brokerFault();
+      } finally {
+        if (backlogMs > 0) paused.kill('SIGCONT');
       }
     }],
   ];
+  async function brokerFault() {
+    if (adapter === 'nats') {
+      const exited = new Promise((r) => natsProc.once('exit', r));
+      natsProc.kill('SIGTERM');
+      await exited;
+      await sleep(1500);
+      natsProc = await startNats(Number(cfg.natsUrl.split(':').pop()), natsDir);
+    } else if (rabbit) {
+      const t = Date.now();
+      await rabbit.stop();
+      const down = Date.now() - t;
+      await sleep(1500);
+      const up = await rabbit.start();
+      log(`RabbitMQ node stopped in ${down} ms, accepting AMQP again ${up} ms after its start`);
+    } else {
+      const n = await closeRabbitConnections(cfg.name);
+      if (n < 2) throw new Error(`expected to close the producer's and the consumer's connections, closed ${n}`);
+    }
+  }
   const faultRuns = [];
   for (let i = 0; i < messages; i++) {
     const due = t0 + i * interval;
@@ -421,7 +439,7 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
     tempDirs.delete(natsDir);
   }
   const restarted = adapter === 'nats' || Boolean(rabbit);
-  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: restarted ? 1 : 0, connectionCuts: restarted ? 0 : 1, heldAtStop, faults, publishSeconds, seconds };
+  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: restarted ? 1 : 0, connectionCuts: restarted ? 0 : 1, backlogMs, heldAtStop, faults, publishSeconds, seconds };
 }
 
 async function main() {
@@ -429,6 +447,7 @@ async function main() {
   const rate = Number(opt('rate', '400'));
   const only = opt('only', 'nats,rabbitmq').split(',');
   const rabbitMode = opt('rabbit', 'private');
+  const backlogMs = Number(opt('backlog', '2000'));
   if (rabbitMode !== 'private' && rabbitMode !== 'shared') throw new Error(`--rabbit must be private or shared, not ${rabbitMode}`);
   if (!args.includes('--no-build')) {
     const b = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
@@ -438,11 +457,11 @@ async function main() {
   const pg = new (await import('pg')).default.Pool({ connectionString: PG, max: 2 });
   const results = [];
   for (const adapter of only) {
-    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %`);
-    results.push(await drill(adapter, messages, rate, events, pg, rabbitMode));
+    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %${backlogMs > 0 ? ` (consumer paused ${backlogMs} ms before it, until the broker is back)` : ''}`);
+    results.push(await drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs));
   }
   await pg.end();
-  console.log('\n| adapter | messages | broker restarts | lost | duplicate effects | redeliveries (total) | … handler ran again (effect not yet committed) | … absorbed by the inbox | publish retries | broker fault (ms) | confirmed, not yet handled at the stop | time (s) |');
+  console.log('\n| adapter | messages | broker restarts | lost | duplicate effects | redeliveries (total) | … handler ran again (effect not yet committed) | … absorbed by the inbox | publish retries | broker fault incl. consumer pause (ms) | confirmed, not yet handled at the stop | time (s) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) console.log(`| ${r.adapter} | ${r.messages} | ${r.brokerRestarts}${r.connectionCuts ? ' (connections cut instead)' : ''} | ${r.lost} | ${r.duplicateEffects} | ${r.redeliveries + r.inboxAbsorbed} | ${r.redeliveries} | ${r.inboxAbsorbed} | ${r.publishRetries} | ${r.faults[2]?.ms ?? '-'} | ${r.heldAtStop ?? '-'} | ${r.seconds.toFixed(1)} |`);
   for (const r of results) console.log(`${r.adapter}: ${r.broker}`);
