@@ -427,6 +427,10 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
   distinct = Number((await pg.query(`SELECT count(DISTINCT id) AS n FROM ${cfg.table}_effects`)).rows[0].n);
   const redeliveries = Number((await pg.query(`SELECT count(*) AS n FROM ${cfg.table}_redeliveries`)).rows[0].n);
   const absorbed = Number((await pg.query(`SELECT count(*) AS n FROM ${cfg.table}_absorbed`)).rows[0].n);
+  // Which fault each redelivery follows: by the message's index (drill-<i>) against the fault points.
+  const phases = async (t) => (await pg.query(`SELECT width_bucket(substr(id, 7)::int, 0, $1::int, 4) AS q, count(*) AS n FROM ${cfg.table}_${t} GROUP BY q`, [messages])).rows
+    .reduce((acc, r) => { acc[Math.min(4, Number(r.q)) - 1] += Number(r.n); return acc; }, [0, 0, 0, 0]);
+  const redeliveriesByQuarter = { handlerRanAgain: await phases('redeliveries'), absorbed: await phases('absorbed') };
   const seconds = (Date.now() - t0) / 1000;
   await stop(child);
   if (adapter === 'nats') await bus.deleteTopic(cfg.topic);
@@ -439,7 +443,7 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
     tempDirs.delete(natsDir);
   }
   const restarted = adapter === 'nats' || Boolean(rabbit);
-  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: restarted ? 1 : 0, connectionCuts: restarted ? 0 : 1, backlogMs, heldAtStop, faults, publishSeconds, seconds };
+  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: restarted ? 1 : 0, connectionCuts: restarted ? 0 : 1, backlogMs, heldAtStop, redeliveriesByQuarter, faults, publishSeconds, seconds };
 }
 
 async function main() {
@@ -464,7 +468,7 @@ async function main() {
   console.log('\n| adapter | messages | broker restarts | lost | duplicate effects | redeliveries (total) | … handler ran again (effect not yet committed) | … absorbed by the inbox | publish retries | broker fault incl. consumer pause (ms) | confirmed, not yet handled at the stop | time (s) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) console.log(`| ${r.adapter} | ${r.messages} | ${r.brokerRestarts}${r.connectionCuts ? ' (connections cut instead)' : ''} | ${r.lost} | ${r.duplicateEffects} | ${r.redeliveries + r.inboxAbsorbed} | ${r.redeliveries} | ${r.inboxAbsorbed} | ${r.publishRetries} | ${r.faults[2]?.ms ?? '-'} | ${r.heldAtStop ?? '-'} | ${r.seconds.toFixed(1)} |`);
-  for (const r of results) console.log(`${r.adapter}: ${r.broker}`);
+  for (const r of results) console.log(`${r.adapter}: ${r.broker}; redeliveries by the quarter of their message ids (0–25 %/25–50 %/50–75 %/75–100 %; the faults come as the producer reaches 25, 50 and 75 %): handler ran again ${r.redeliveriesByQuarter.handlerRanAgain.join('/')}, absorbed by the inbox ${r.redeliveriesByQuarter.absorbed.join('/')}`);
   const out = opt('json', join(root, 'bench/results/drill-events-latest.json'));
   mkdirSync(join(out, '..'), { recursive: true });
   writeFileSync(out, JSON.stringify({ when: new Date().toISOString(), node: process.version, results }, null, 2));
