@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Reliable-events drill with real processes and real brokers, per adapter (NATS JetStream, RabbitMQ).
 //
-// Usage: npm run drill:events [-- [--only nats,rabbitmq] [--messages 10000] [--rate 400] [--no-build] [--json file]]
+// Usage: npm run drill:events [-- [--only nats,rabbitmq] [--messages 10000] [--rate 400] [--backlog 2000] [--rabbit private|shared] [--no-build] [--json file]]
 //
 // Per adapter: a producer (this process) publishes N messages (ids drill-0 … drill-N-1) at a
 // steady rate, each awaited until the broker confirms it (a publish that fails with the
@@ -9,23 +9,35 @@
 // subscribes with a PostgreSQL inbox; its effect is a row in an effects table written in the
 // inbox's transaction. Faults while publishing:
 //   - the consumer process is SIGKILLed at 25 % and at 50 % of the messages and restarted at once;
-//   - the broker "restarts" at 75 %: NATS — our own nats-server (on a free port, file store in
-//     a temp dir) is stopped with SIGTERM and started again 1.5 s later; RabbitMQ — the shared
-//     broker cannot be restarted, so every connection of the producer and the consumer is closed
-//     from the server side (rabbitmqctl close_connection) instead.
+//   - the broker restarts at 75 %. Each adapter gets a broker of its own, never the shared one:
+//     NATS — a nats-server on a free port with its file store in a temp dir; RabbitMQ — a private
+//     RabbitMQ node (its own node name, AMQP and distribution ports, data, log and config in a
+//     temp dir, no plugins, its own Erlang cookie; it registers with the machine's epmd but never
+//     starts one). Each is stopped with SIGTERM (a graceful shutdown), kept down 1.5 s and started
+//     again on the same port and data directory, so durable streams / quorum queues must survive.
+//     So that the restart has something to keep, the consumer is paused (SIGSTOP) --backlog ms
+//     (default 2000) before the broker stops and resumed (SIGCONT) once it is back: the
+//     messages published meanwhile wait in the broker through its restart.
+//     Only if a private RabbitMQ node cannot start (no rabbitmq-server, or it does not accept
+//     AMQP within 60 s) does the drill fall back — saying why — to the shared broker at
+//     127.0.0.1:5672 (TANDEM_AMQP_URL), which is never restarted: every connection of the
+//     producer and the consumer is closed from the server side (rabbitmqctl close_connection)
+//     instead. `--rabbit shared` chooses that fallback on purpose.
+//   Every broker process the drill started is stopped at the end, and killed (by pid: the
+//   processes it spawned and their descendants) on a failure, Ctrl-C or SIGTERM.
 // Verdict: lost = ids without an effect; duplicate effects = ids with more than one effect
 // (must both be 0). Also reported: redeliveries, split into those whose handler ran again (the
 // consumer died before its inbox transaction committed; attempt > 1 or the broker's redelivered
 // flag) and those the inbox absorbed as duplicates (it died after the commit, before the ack);
 // and publish retries. Results: the table on stdout, JSON in bench/results/drill-events-latest.json.
 import { spawn, execFile, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { sleep } from './lib/procs.js';
+import { freePorts, sleep } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -37,19 +49,62 @@ const PG = process.env.TANDEM_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/post
 const AMQP = process.env.TANDEM_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_SERVER = process.env.TANDEM_NATS_SERVER ?? '/usr/sbin/nats-server';
 const RABBITMQCTL = process.env.TANDEM_RABBITMQCTL ?? 'rabbitmqctl';
+// The server script itself, not the /usr/sbin wrapper: that one switches to the rabbitmq user
+// (su), which could read neither our temp dir nor our cookie.
+const RABBITMQ_SERVER = process.env.TANDEM_RABBITMQ_SERVER ?? '/usr/lib/rabbitmq/bin/rabbitmq-server';
 
 /** Every process this drill started, killed if the drill itself exits early. */
 const children = new Set();
-process.on('exit', () => {
+/** Private RabbitMQ nodes: pids of the rabbitmq-server scripts (the node runs as their child). */
+const rabbitScripts = new Set();
+/** Temp dirs of the brokers this drill started, removed when it exits. */
+const tempDirs = new Set();
+function killEverythingSync() {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+  for (const pid of rabbitScripts) killTree(pid, 'SIGKILL');
+  rabbitScripts.clear();
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  tempDirs.clear();
+}
+process.on('exit', killEverythingSync);
+
+/** `pid` and all its descendants (from /proc), signalled together: only ever the tree of a process this drill spawned. */
+function killTree(pid, sig) {
+  const kids = new Map();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!kids.has(ppid)) kids.set(ppid, []);
+      kids.get(ppid).push(Number(e));
+    } catch { /* exited meanwhile */ }
+  }
+  const tree = [];
+  const walk = (p) => {
+    tree.push(p);
+    for (const k of kids.get(p) ?? []) walk(k);
+  };
+  walk(pid);
+  for (const p of tree) {
+    try { process.kill(p, sig); } catch { /* gone */ }
+  }
+}
+if (args[0] !== '--consumer') {
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+    process.on(sig, () => {
+      console.error(`\ndrill:events: ${sig}; killing the consumer and the brokers it started`);
+      process.exit(code); // the exit handler kills them
+    });
+  }
+}
 
 if (args[0] === '--consumer') await consumer(JSON.parse(args[1]));
 else await main();
 
 async function openBus(events, cfg, name) {
   if (cfg.adapter === 'nats') return events.NatsBus.connect({ servers: cfg.natsUrl, name, reconnectInitial: 50, reconnectMax: 500, publishTimeout: 30_000, ackWait: 5_000 });
-  return events.RabbitMqBus.connect({ url: AMQP, name, reconnectInitial: 100, reconnectMax: 1_000, publishTimeout: 30_000 });
+  return events.RabbitMqBus.connect({ url: cfg.amqpUrl, name, reconnectInitial: 100, reconnectMax: 1_000, publishTimeout: 30_000 });
 }
 
 /** The consumer process: subscribe with a PostgreSQL inbox; the effect is a row written in the inbox's transaction. */
@@ -139,6 +194,105 @@ function startNats(port, dir) {
   });
 }
 
+/**
+ * A private RabbitMQ node: its own node name, AMQP and distribution ports on 127.0.0.1, and
+ * data (mnesia, quorum logs), logs, config, plugins file and Erlang cookie (HOME) in a temp dir.
+ * The machine's /etc/rabbitmq/rabbitmq-env.conf (which names the shared node) is replaced by one
+ * of our own. `-start_epmd false`: it registers with the machine's epmd and never starts one, so
+ * nothing outlives it. stop() and start() keep the port, node name and data dir: a restart.
+ */
+async function privateRabbit() {
+  const rand = randomBytes(3).toString('hex');
+  const dir = mkdtempSync(join(os.tmpdir(), 'tandem-drill-rabbit-'));
+  tempDirs.add(dir);
+  const [port, distPort] = await freePorts(2);
+  const node = `tandem-drill-${rand}@localhost`;
+  const home = join(dir, 'home');
+  mkdirSync(home);
+  mkdirSync(join(dir, 'mnesia'));
+  mkdirSync(join(dir, 'log'));
+  const cookie = join(home, '.erlang.cookie');
+  writeFileSync(cookie, randomBytes(16).toString('hex').toUpperCase(), { mode: 0o400 });
+  writeFileSync(join(dir, 'rabbitmq-env.conf'), 'ERL_EPMD_ADDRESS=127.0.0.1\n');
+  writeFileSync(join(dir, 'rabbitmq.conf'), `listeners.tcp.1 = 127.0.0.1:${port}\nloopback_users.guest = true\n`);
+  writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('RABBITMQ_') || k === 'NOTIFY_SOCKET' || k === 'ERL_FLAGS') delete env[k];
+  Object.assign(env, {
+    HOME: home,
+    RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
+    RABBITMQ_NODENAME: node,
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}',
+    ERL_EPMD_ADDRESS: '127.0.0.1',
+  });
+  const url = `amqp://guest:guest@127.0.0.1:${port}`;
+  const outFile = join(dir, 'server.out');
+  let proc = null;
+  const amqplib = (await import('amqplib')).default;
+
+  async function start(timeoutMs = 60_000) {
+    const fd = openSync(outFile, 'a');
+    // Not detached: the node stays in the drill's process group, so a test that kills the
+    // drill's group (it hung) takes the node with it.
+    const child = spawn(RABBITMQ_SERVER, [], { cwd: dir, env, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    let exited = null;
+    const gone = new Promise((resolve) => {
+      child.once('exit', (code, signal) => { exited = `exited (${code ?? signal})`; resolve(); });
+      child.once('error', (err) => { exited = `could not be started (${err.message})`; resolve(); });
+    });
+    if (child.pid) rabbitScripts.add(child.pid);
+    proc = { child, gone };
+    const t = Date.now();
+    for (;;) {
+      if (exited) {
+        let tail = '';
+        try { tail = readFileSync(outFile, 'utf8').trim().split('\n').slice(-5).join(' | '); } catch { /* none */ }
+        throw new Error(`${RABBITMQ_SERVER} ${exited}${tail ? `; its last output: ${tail}` : ''}`);
+      }
+      if (Date.now() - t > timeoutMs) {
+        await stop();
+        throw new Error(`node ${node} did not accept AMQP on 127.0.0.1:${port} within ${timeoutMs / 1000} s`);
+      }
+      try {
+        const c = await amqplib.connect(url, { timeout: 2_000 });
+        await c.close();
+        return Date.now() - t;
+      } catch {
+        await sleep(200);
+      }
+    }
+  }
+
+  /** SIGTERM to the script (it stops the node gracefully and waits for it); SIGKILL to its tree after 30 s. */
+  async function stop() {
+    if (!proc) return;
+    const { child, gone } = proc;
+    proc = null;
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => killTree(child.pid, 'SIGKILL'), 30_000);
+      await gone;
+      clearTimeout(timer);
+    }
+    rabbitScripts.delete(child.pid);
+  }
+
+  async function remove() {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+
+  return { url, port, node, dir, start, stop, remove };
+}
+
 async function closeRabbitConnections(namePart) {
   const run = promisify(execFile);
   const { stdout } = await run(RABBITMQCTL, ['list_connections', 'pid', 'client_properties', '-q']);
@@ -147,24 +301,54 @@ async function closeRabbitConnections(namePart) {
   return pids.length;
 }
 
-async function drill(adapter, messages, rate, events, pg) {
+async function drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs) {
   const id = randomBytes(3).toString('hex');
   const cfg = { adapter, name: `tandem-drill-${id}`, topic: `drill.${adapter}.${id}`, table: `tandem_drill_${id}` };
-  let natsProc, natsDir;
+  const log = (s) => console.log(`  [${adapter}] ${s}`);
+  let natsProc, natsDir, rabbit, broker;
   if (adapter === 'nats') {
     natsDir = mkdtempSync(join(os.tmpdir(), 'tandem-drill-nats-'));
+    tempDirs.add(natsDir);
     let port;
     ({ proc: natsProc, port } = await startNats(-1, natsDir));
     cfg.natsUrl = `nats://127.0.0.1:${port}`;
+    broker = `private nats-server on 127.0.0.1:${port}`;
+  } else if (rabbitMode === 'private') {
+    try {
+      rabbit = await privateRabbit();
+      const ms = await rabbit.start();
+      broker = `private RabbitMQ node ${rabbit.node} on 127.0.0.1:${rabbit.port}`;
+      log(`${broker} accepting AMQP after ${ms} ms (data in ${rabbit.dir})`);
+      cfg.amqpUrl = rabbit.url;
+    } catch (err) {
+      await rabbit?.remove();
+      rabbit = undefined;
+      console.log(`  [${adapter}] WARNING: cannot start a private RabbitMQ node: ${err.message}`);
+      console.log(`  [${adapter}] WARNING: falling back to the shared broker (${AMQP.replace(/\/\/[^@]*@/, '//')}), which is never restarted: its connections to the producer and the consumer are cut server-side instead of a broker restart`);
+    }
   }
+  if (adapter === 'rabbitmq' && !rabbit) {
+    cfg.amqpUrl = AMQP;
+    broker = `shared RabbitMQ (${AMQP.replace(/\/\/[^@]*@/, '//')}), connections cut instead of a restart`;
+  }
+  try {
+    return await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit }, backlogMs);
+  } finally {
+    await rabbit?.remove();
+  }
+}
+
+async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, brokers, backlogMs) {
+  let { natsProc } = brokers;
+  const { natsDir, rabbit } = brokers;
   for (const t of ['effects', 'redeliveries', 'absorbed']) await pg.query(`CREATE TABLE ${cfg.table}_${t} (id text NOT NULL, attempt int)`);
-  const log = (s) => console.log(`  [${adapter}] ${s}`);
   const bus = await openBus(events, cfg, `${cfg.name}-producer`);
   let child = await startConsumer(cfg);
   const faults = [];
   const t0 = Date.now();
   let publishRetries = 0;
   let confirmed = 0;
+  let heldAtStop = null;
   const inflight = new Set();
   const publishOne = async (i) => {
     for (;;) {
@@ -182,25 +366,52 @@ async function drill(adapter, messages, rate, events, pg) {
     const t = Date.now();
     await fn();
     faults.push({ at, what, ms: Date.now() - t });
-    log(`${what} at message ${at} (${Date.now() - t} ms)`);
+    log(`${what} at message ${at} (${Date.now() - t} ms)${heldAtStop !== null && faults.length === 3 ? `; ${heldAtStop} confirmed messages without an effect yet at the fault` : ''}`);
   };
   const interval = 1000 / rate;
   const pendingFaults = [
     [Math.floor(messages * 0.25), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
     [Math.floor(messages * 0.5), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
-    [Math.floor(messages * 0.75), adapter === 'nats' ? 'nats-server SIGTERM, restart after 1.5 s' : 'all producer and consumer connections closed by the broker (rabbitmqctl close_connection)', async () => {
-      if (adapter === 'nats') {
-        const exited = new Promise((r) => natsProc.once('exit', r));
-        natsProc.kill('SIGTERM');
-        await exited;
-        await sleep(1500);
-        ({ proc: natsProc } = await startNats(Number(cfg.natsUrl.split(':').pop()), natsDir));
-      } else {
-        const n = await closeRabbitConnections(cfg.name);
-        if (n < 2) throw new Error(`expected to close the producer's and the consumer's connections, closed ${n}`);
+    [Math.floor(messages * 0.75), adapter === 'nats' ? 'nats-server SIGTERM, restart after 1.5 s' : rabbit ? 'RabbitMQ node SIGTERM, restart after 1.5 s (same port and data dir)' : 'all producer and consumer connections closed by the shared broker (rabbitmqctl close_connection; fallback, no restart)', async () => {
+      // A consumer that keeps up leaves almost nothing in the broker to survive its restart, so
+      // it is paused (SIGSTOP) `backlogMs` before the broker stops and resumed once the broker is
+      // back: the messages published meanwhile must come through the restart from disk.
+      const paused = child;
+      if (backlogMs > 0) {
+        paused.kill('SIGSTOP');
+        await sleep(backlogMs);
+      }
+      try {
+        // Messages the broker must keep through its restart: confirmed to the producer, without
+        // an effect yet (queued, or delivered and not yet acked). A lower bound: an effect may
+        // already exist for a message whose confirm has not reached the producer yet.
+        const done = Number((await pg.query(`SELECT count(DISTINCT id) AS n FROM ${cfg.table}_effects`)).rows[0].n);
+        heldAtStop = Math.max(0, confirmed - done);
+        await brokerFault();
+      } finally {
+        if (backlogMs > 0) paused.kill('SIGCONT');
       }
     }],
   ];
+  async function brokerFault() {
+    if (adapter === 'nats') {
+      const exited = new Promise((r) => natsProc.once('exit', r));
+      natsProc.kill('SIGTERM');
+      await exited;
+      await sleep(1500);
+      ({ proc: natsProc } = await startNats(Number(cfg.natsUrl.split(':').pop()), natsDir));
+    } else if (rabbit) {
+      const t = Date.now();
+      await rabbit.stop();
+      const down = Date.now() - t;
+      await sleep(1500);
+      const up = await rabbit.start();
+      log(`RabbitMQ node stopped in ${down} ms, accepting AMQP again ${up} ms after its start`);
+    } else {
+      const n = await closeRabbitConnections(cfg.name);
+      if (n < 2) throw new Error(`expected to close the producer's and the consumer's connections, closed ${n}`);
+    }
+  }
   const faultRuns = [];
   for (let i = 0; i < messages; i++) {
     const due = t0 + i * interval;
@@ -229,6 +440,10 @@ async function drill(adapter, messages, rate, events, pg) {
   distinct = Number((await pg.query(`SELECT count(DISTINCT id) AS n FROM ${cfg.table}_effects`)).rows[0].n);
   const redeliveries = Number((await pg.query(`SELECT count(*) AS n FROM ${cfg.table}_redeliveries`)).rows[0].n);
   const absorbed = Number((await pg.query(`SELECT count(*) AS n FROM ${cfg.table}_absorbed`)).rows[0].n);
+  // Which fault each redelivery follows: by the message's index (drill-<i>) against the fault points.
+  const phases = async (t) => (await pg.query(`SELECT width_bucket(substr(id, 7)::int, 0, $1::int, 4) AS q, count(*) AS n FROM ${cfg.table}_${t} GROUP BY q`, [messages])).rows
+    .reduce((acc, r) => { acc[Math.min(4, Number(r.q)) - 1] += Number(r.n); return acc; }, [0, 0, 0, 0]);
+  const redeliveriesByQuarter = { handlerRanAgain: await phases('redeliveries'), absorbed: await phases('absorbed') };
   const seconds = (Date.now() - t0) / 1000;
   await stop(child);
   if (adapter === 'nats') await bus.deleteTopic(cfg.topic);
@@ -238,14 +453,19 @@ async function drill(adapter, messages, rate, events, pg) {
   if (natsProc) {
     natsProc.kill('SIGKILL');
     rmSync(natsDir, { recursive: true, force: true });
+    tempDirs.delete(natsDir);
   }
-  return { adapter, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: 1, faults, publishSeconds, seconds };
+  const restarted = adapter === 'nats' || Boolean(rabbit);
+  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: restarted ? 1 : 0, connectionCuts: restarted ? 0 : 1, backlogMs, heldAtStop, redeliveriesByQuarter, faults, publishSeconds, seconds };
 }
 
 async function main() {
   const messages = Number(opt('messages', '10000'));
   const rate = Number(opt('rate', '400'));
   const only = opt('only', 'nats,rabbitmq').split(',');
+  const rabbitMode = opt('rabbit', 'private');
+  const backlogMs = Number(opt('backlog', '2000'));
+  if (rabbitMode !== 'private' && rabbitMode !== 'shared') throw new Error(`--rabbit must be private or shared, not ${rabbitMode}`);
   if (!args.includes('--no-build')) {
     const b = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
     if (b.status !== 0) process.exit(1);
@@ -254,13 +474,14 @@ async function main() {
   const pg = new (await import('pg')).default.Pool({ connectionString: PG, max: 2 });
   const results = [];
   for (const adapter of only) {
-    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, ${adapter === 'nats' ? 'broker restart' : 'every connection closed by the broker'} at 75 %`);
-    results.push(await drill(adapter, messages, rate, events, pg));
+    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %${backlogMs > 0 ? ` (consumer paused ${backlogMs} ms before it, until the broker is back)` : ''}`);
+    results.push(await drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs));
   }
   await pg.end();
-  console.log('\n| adapter | messages | lost | duplicate effects | redeliveries (total) | … handler ran again (effect not yet committed) | … absorbed by the inbox | publish retries | time (s) |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) console.log(`| ${r.adapter} | ${r.messages} | ${r.lost} | ${r.duplicateEffects} | ${r.redeliveries + r.inboxAbsorbed} | ${r.redeliveries} | ${r.inboxAbsorbed} | ${r.publishRetries} | ${r.seconds.toFixed(1)} |`);
+  console.log('\n| adapter | messages | broker restarts | lost | duplicate effects | redeliveries (total) | … handler ran again (effect not yet committed) | … absorbed by the inbox | publish retries | broker fault incl. consumer pause (ms) | confirmed, not yet handled at the stop | time (s) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of results) console.log(`| ${r.adapter} | ${r.messages} | ${r.brokerRestarts}${r.connectionCuts ? ' (connections cut instead)' : ''} | ${r.lost} | ${r.duplicateEffects} | ${r.redeliveries + r.inboxAbsorbed} | ${r.redeliveries} | ${r.inboxAbsorbed} | ${r.publishRetries} | ${r.faults[2]?.ms ?? '-'} | ${r.heldAtStop ?? '-'} | ${r.seconds.toFixed(1)} |`);
+  for (const r of results) console.log(`${r.adapter}: ${r.broker}; redeliveries by the quarter of their message ids (0–25 %/25–50 %/50–75 %/75–100 %; the faults come as the producer reaches 25, 50 and 75 %): handler ran again ${r.redeliveriesByQuarter.handlerRanAgain.join('/')}, absorbed by the inbox ${r.redeliveriesByQuarter.absorbed.join('/')}`);
   const out = opt('json', join(root, 'bench/results/drill-events-latest.json'));
   mkdirSync(join(out, '..'), { recursive: true });
   writeFileSync(out, JSON.stringify({ when: new Date().toISOString(), node: process.version, results }, null, 2));

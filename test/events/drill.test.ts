@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../helpers/gateway.js';
 
@@ -13,12 +13,20 @@ interface DrillResult {
   duplicateEffects: number;
   redeliveries: number;
   inboxAbsorbed: number;
+  brokerRestarts: number;
+  connectionCuts: number;
+  broker: string;
   faults: Array<{ what: string }>;
 }
 
+/** The drill starts a private RabbitMQ node with this script; without it, it falls back to cutting the shared broker's connections. */
+const RABBITMQ_SERVER = process.env.TANDEM_RABBITMQ_SERVER ?? '/usr/lib/rabbitmq/bin/rabbitmq-server';
+
 /**
  * The short form of `npm run drill:events`: the same script, the same faults (consumer
- * SIGKILLed twice, broker restarted / connections cut once), fewer messages.
+ * SIGKILLed twice, each adapter's own broker — a private nats-server, a private RabbitMQ node —
+ * restarted once), fewer messages. The private RabbitMQ node's start, restart and stop add
+ * about 11 s.
  */
 test('events drill (short): consumer killed twice and broker restarted while publishing; nothing lost, no duplicate effect', { timeout: 120_000 }, async () => {
   const dir = tempDir('tandem-drill-events-');
@@ -39,6 +47,13 @@ test('events drill (short): consumer killed twice and broker restarted while pub
     assert.equal(r.lost, 0, `${r.adapter}: lost`);
     assert.equal(r.duplicateEffects, 0, `${r.adapter}: duplicate effects`);
     assert.equal(r.faults.length, 3, `${r.adapter}: three faults injected`);
+  }
+  assert.equal(results[0]!.brokerRestarts, 1, 'nats: its nats-server restarted');
+  if (existsSync(RABBITMQ_SERVER)) {
+    assert.equal(results[1]!.brokerRestarts, 1, `rabbitmq: its private node restarted (${results[1]!.broker})\n${output}`);
+    assert.equal(results[1]!.connectionCuts, 0, 'rabbitmq: no fallback');
+  } else {
+    assert.equal(results[1]!.connectionCuts, 1, 'rabbitmq: without rabbitmq-server, the shared broker cut the connections');
   }
   rmSync(dir, { recursive: true, force: true });
 });
