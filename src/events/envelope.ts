@@ -114,6 +114,14 @@ const TOPIC = /^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$/;
 const GROUP = /^[A-Za-z0-9-]+$/;
 
 /** Topics and groups become subject tokens, stream and queue names: a portable character set. */
+/** `publish()` of every adapter: a new envelope for `payload`, sent through the adapter's `publishEnvelope`. */
+export async function publishPayload<T>(bus: { publishEnvelope(envelope: Envelope): Promise<void> }, topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
+  checkTopic(topic);
+  const envelope = createEnvelope(topic, payload, options);
+  await bus.publishEnvelope(envelope);
+  return envelope;
+}
+
 export function checkTopic(topic: string): void {
   if (typeof topic !== 'string' || !TOPIC.test(topic) || topic.length > 120) {
     throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `topic ${JSON.stringify(topic)}: use letters, digits and '-' in dot-separated words (at most 120 characters), e.g. "orders.created"`);

@@ -2,7 +2,7 @@ import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { EVENTS_DEFAULTS } from './defaults.js';
-import { checkGroup, checkTopic, createEnvelope, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
+import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
 import { HandlerRunner, resolveSubscribeOptions } from './runner.js';
 
@@ -86,11 +86,8 @@ export class MemoryBus implements Bus {
     this.drainTimeout = options.drainTimeout ?? EVENTS_DEFAULTS.drainTimeout;
   }
 
-  async publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
-    checkTopic(topic);
-    const envelope = createEnvelope(topic, payload, options);
-    await this.publishEnvelope(envelope);
-    return envelope;
+  publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
+    return publishPayload(this, topic, payload, options);
   }
 
   async publishEnvelope(envelope: Envelope): Promise<void> {

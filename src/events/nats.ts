@@ -2,7 +2,7 @@ import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { Backoff } from './backoff.js';
 import { EVENTS_DEFAULTS } from './defaults.js';
-import { checkGroup, checkTopic, createEnvelope, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
+import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
 import { loadOptional } from './optional.js';
 import { HandlerRunner, resolveSubscribeOptions, type Delivery } from './runner.js';
@@ -130,11 +130,8 @@ export class NatsBus implements Bus {
     return `${this.o.subjectPrefix}.dlq.${topic}.${group}`;
   }
 
-  async publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
-    checkTopic(topic);
-    const envelope = createEnvelope(topic, payload, options);
-    await this.publishEnvelope(envelope);
-    return envelope;
+  publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
+    return publishPayload(this, topic, payload, options);
   }
 
   /**

@@ -2,7 +2,7 @@ import { TandemError } from '../core/errors.js';
 import { Backoff } from './backoff.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { EVENTS_DEFAULTS } from './defaults.js';
-import { checkGroup, checkTopic, createEnvelope, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
+import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
 import { loadOptional } from './optional.js';
 import { HandlerRunner, resolveSubscribeOptions, type Delivery } from './runner.js';
@@ -197,11 +197,8 @@ export class RabbitMqBus implements Bus {
     throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', `${what}: not confirmed by RabbitMQ within ${this.o.publishTimeout} ms`, { cause: lastError, retryable: true });
   }
 
-  async publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
-    checkTopic(topic);
-    const envelope = createEnvelope(topic, payload, options);
-    await this.publishEnvelope(envelope);
-    return envelope;
+  publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
+    return publishPayload(this, topic, payload, options);
   }
 
   async publishEnvelope(envelope: Envelope): Promise<void> {
