@@ -1,18 +1,16 @@
 // Logs: every line the gateway writes is JSON with the documented fields (docs/logging.md):
 // access lines per request, and one line per state change — join, leave, ejection, drain,
 // reload, retry budget exhausted.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startGateway, tempDir } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend, startBackend } from './helpers/backend.js';
 import { spawnInstance } from './helpers/sdk.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { defer } = cleanupAfterAll();
 
 /** The fields docs/logging.md promises on every line, on access lines and on each state change. */
 const BASE = ['level', 'time', 'pid', 'msg'];
@@ -33,12 +31,12 @@ function hasFields(line: Record<string, unknown>, fields: readonly string[], wha
 test('gateway log lines are JSON with the documented fields: access lines and one line per state change', async () => {
   const port = await freePort();
   const victim = await spawnBackend(port);
-  cleanup.push(() => kill(victim));
+  defer(() => kill(victim));
   const steadyPort = await freePort();
   const steady = await spawnBackend(steadyPort);
-  cleanup.push(() => kill(steady));
+  defer(() => kill(steady));
   const unavailable = [await startBackend('u1', (req, res) => { req.resume(); res.writeHead(503).end('busy'); }), await startBackend('u2', (req, res) => { req.resume(); res.writeHead(503).end('busy'); })];
-  cleanup.push(...unavailable.map((b) => () => b.close()));
+  defer(...unavailable.map((b) => () => b.close()));
   const dir = tempDir('tandem-logs-test-');
   const file = join(dir, 'gateway.json');
   const config = {
@@ -54,7 +52,7 @@ test('gateway log lines are JSON with the documented fields: access lines and on
     routes: [{ prefix: '/busy', service: 'busy' }, { prefix: '/reg', service: 'reg' }, { prefix: '/', service: 'shop' }],
   };
   const gw = await startGateway(config, { file });
-  cleanup.push(() => gw.stop('SIGKILL'));
+  defer(() => gw.stop('SIGKILL'));
 
   // access lines
   const traced = await fetch(`${gw.url}/item?x=1`, { headers: { 'x-request-id': 'req-42' } });
@@ -68,7 +66,7 @@ test('gateway log lines are JSON with the documented fields: access lines and on
 
   // join, then drain and leave of an SDK instance
   const inst = await spawnInstance({ registry: gw.adminUrl, service: 'reg' });
-  cleanup.push(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
+  defer(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
   hasFields(await gw.waitForLog((l) => l.event === 'join' && l.instance === inst.id), [...BASE, ...EVENTS.join!], 'join');
   inst.proc.kill('SIGTERM');
   hasFields(await gw.waitForLog((l) => l.event === 'drain' && l.instance === inst.id), [...BASE, ...EVENTS.drain!], 'drain');
@@ -113,9 +111,9 @@ test('gateway log lines are JSON with the documented fields: access lines and on
 
 test('log.access "errors" (the default) writes failed requests only; "off" none', async () => {
   const ok = await startBackend('ok', (req, res) => { req.resume(); res.writeHead(req.url === '/fail' ? 500 : 200).end(); });
-  cleanup.push(() => ok.close());
+  defer(() => ok.close());
   const gw = await startGateway({ services: { shop: { endpoints: [ok.address], retry: false } }, routes: [{ prefix: '/', service: 'shop' }] });
-  cleanup.push(() => gw.stop('SIGKILL'));
+  defer(() => gw.stop('SIGKILL'));
   await (await fetch(`${gw.url}/fine`, { headers: { 'x-request-id': 'fine-1' } })).arrayBuffer();
   await (await fetch(`${gw.url}/fail`, { headers: { 'x-request-id': 'fail-1' } })).arrayBuffer();
   const line = await gw.waitForLog((l) => l.requestId === 'fail-1');
@@ -123,7 +121,7 @@ test('log.access "errors" (the default) writes failed requests only; "off" none'
   assert.equal(gw.logs.find((l) => l.requestId === 'fine-1'), undefined, 'a 200 is not logged by default');
 
   const quiet = await startGateway({ log: { access: 'off' }, services: { shop: { endpoints: [ok.address], retry: false } }, routes: [{ prefix: '/', service: 'shop' }] });
-  cleanup.push(() => quiet.stop('SIGKILL'));
+  defer(() => quiet.stop('SIGKILL'));
   assert.equal((await fetch(`${quiet.url}/fail`, { headers: { 'x-request-id': 'fail-2' } })).status, 500);
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(quiet.logs.find((l) => l.requestId === 'fail-2'), undefined);

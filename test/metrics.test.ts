@@ -1,7 +1,7 @@
 // The metrics catalog (src/observe/metrics.ts): every declared metric is exported where it
 // belongs (gateway admin /metrics, a tandem/node instance's /metrics), with the declared labels
 // only, documented in docs/metrics.md and known to the Grafana dashboard's queries.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,19 +9,10 @@ import { METRIC_SPECS, eventCounters, metricsRegistry, type MetricEmitter } from
 import { startGateway, ROOT } from './helpers/gateway.js';
 import { answerOk, startBackend } from './helpers/backend.js';
 import { spawnInstance } from './helpers/sdk.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { defer, track } = cleanupAfterAll();
 
-function track<T extends { proc: { kill(sig?: NodeJS.Signals): boolean }; exited: Promise<unknown> }>(p: T): T {
-  cleanup.push(async () => {
-    p.proc.kill('SIGKILL');
-    await p.exited;
-  });
-  return p;
-}
 
 interface Scraped { help: Map<string, string>; types: Map<string, string>; samples: Array<{ name: string; labels: string[] }> }
 
@@ -56,7 +47,7 @@ function checkExported(scraped: Scraped, emitters: readonly MetricEmitter[], mus
 
 test('the gateway exports every gateway metric of the catalog, with the declared labels', async () => {
   const backend = await startBackend('a', answerOk('a'));
-  cleanup.push(() => backend.close());
+  defer(() => backend.close());
   const gw = track(await startGateway({ services: { shop: { endpoints: [backend.address] }, reg: {} }, routes: [{ prefix: '/reg', service: 'reg' }, { prefix: '/', service: 'shop' }] }));
   track(await spawnInstance({ registry: gw.adminUrl, service: 'reg' }));
   for (let i = 0; i < 5; i++) await (await fetch(`${gw.url}/x`)).text();

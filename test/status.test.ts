@@ -1,5 +1,5 @@
 // `tandem status`: the dashboard's picture in the terminal, from a real gateway.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { spawnInstance } from './helpers/sdk.js';
@@ -7,18 +7,16 @@ import { startGateway, runCli, BIN } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend } from './helpers/backend.js';
 import { render } from '../src/cli/status-command.js';
 import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { defer } = cleanupAfterAll();
 
 test('tandem status --once: gateway health and version, each instance with its state and numbers, recent events', async () => {
   const ports = [await freePort(), await freePort()];
   const procs = [await spawnBackend(ports[0]!), await spawnBackend(ports[1]!)];
-  cleanup.push(() => Promise.all(procs.map((p) => kill(p))));
+  defer(() => Promise.all(procs.map((p) => kill(p))));
   const gw = await startGateway({ services: { shop: { endpoints: ports.map((p) => `127.0.0.1:${p}`) } }, routes: [{ prefix: '/', service: 'shop' }] });
-  cleanup.push(() => gw.stop('SIGKILL'));
+  defer(() => gw.stop('SIGKILL'));
   await gw.waitForLog((l) => l.to === 'healthy' && l.endpoint === `127.0.0.1:${ports[1]}`);
   await kill(procs[1]!);
   await gw.waitForLog((l) => l.to === 'unhealthy' || l.to === 'ejected');
@@ -43,7 +41,7 @@ test('tandem status --once: gateway health and version, each instance with its s
 
   // Without --once it refreshes: a new picture every interval.
   const live = spawn(process.execPath, [BIN, 'status', '--admin', gw.adminUrl, '--interval', '0.3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanup.push(async () => { live.kill('SIGKILL'); });
+  defer(async () => { live.kill('SIGKILL'); });
   let out = '';
   live.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   const frames = () => (out.match(/^tandem \d/gm) ?? []).length;
@@ -54,9 +52,9 @@ test('tandem status --once: gateway health and version, each instance with its s
 
 test('a draining instance stays on the dashboard, as draining, until it leaves', async () => {
   const gw = await startGateway({ services: { reg: {} }, routes: [{ prefix: '/', service: 'reg' }] });
-  cleanup.push(() => gw.stop('SIGKILL'));
+  defer(() => gw.stop('SIGKILL'));
   const inst = await spawnInstance({ registry: gw.adminUrl, service: 'reg', drainQuietPeriod: 3000 });
-  cleanup.push(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
+  defer(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
   const stateOf = async () => {
     const snap = (await (await fetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
     return snap.services.find((s) => s.name === 'reg')?.endpoints.find((e) => e.id === inst.address)?.state;

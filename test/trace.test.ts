@@ -1,23 +1,14 @@
 // W3C trace context through every hop: client → gateway → service (tandem/node) → tandem/client
 // → service, with real processes; and the parsing rules of traceparent.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { childContext, continueTrace, currentTrace, formatTraceparent, parseTraceparent, traceHeaders } from '../src/observe/trace.js';
 import { startGateway } from './helpers/gateway.js';
 import { spawnInstance } from './helpers/sdk.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
 
-const cleanup: Array<() => Promise<unknown>> = [];
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { track } = cleanupAfterAll();
 
-function track<T extends { proc: { kill(sig?: NodeJS.Signals): boolean }; exited: Promise<unknown> }>(p: T): T {
-  cleanup.push(async () => {
-    p.proc.kill('SIGKILL');
-    await p.exited;
-  });
-  return p;
-}
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN = '00f067aa0ba902b7';
