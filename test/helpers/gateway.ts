@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
+import { followJsonLines } from './json-lines.js';
 
 /** Repo root (tests run from dist/test/…). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -59,47 +59,12 @@ export async function startGateway(config: Record<string, unknown>, opts: { file
   const configFile = opts.file ?? writeConfig(full);
   if (opts.file) writeFileSync(opts.file, JSON.stringify(full, null, 2));
   const proc = spawn(process.execPath, [BIN, 'gateway', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Array<Record<string, unknown>> = [];
-  const waiters = new Set<() => void>();
-  let stderr = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  createInterface({ input: proc.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      logs.push({ raw: line });
-    }
-    for (const w of waiters) w();
-  });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => {
     // The temp dir this helper made for the config goes with the process.
     if (!opts.file) rmSync(dirname(configFile), { recursive: true, force: true });
     resolve(code ?? signal ?? -1);
   }));
-  const waitForLog = (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const check = () => {
-        const hit = logs.find(pred);
-        if (hit) {
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(hit);
-        }
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`timed out waiting for a log line; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
-      }, timeoutMs);
-      waiters.add(check);
-      void exited.then(() => {
-        if (waiters.has(check)) {
-          waiters.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`gateway exited; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
-        }
-      });
-      check();
-    });
+  const { lines: logs, stderr, waitFor: waitForLog } = followJsonLines(proc, exited, 'gateway');
   const listening = await waitForLog((l) => l.msg === 'listening');
   const listen = String(listening.listen);
   const colon = listen.lastIndexOf(':');
@@ -111,7 +76,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { file
     adminUrl: `http://${String(listening.admin)}`,
     configFile,
     logs,
-    stderr: () => stderr,
+    stderr,
     exited,
     waitForLog,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {

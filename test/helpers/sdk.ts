@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { followJsonLines } from './json-lines.js';
 import { request } from 'undici';
 import { ROOT } from './gateway.js';
 
@@ -19,41 +19,8 @@ export interface SdkInstance {
  */
 export async function spawnInstance(options: Record<string, unknown>, script = 'sdk-instance'): Promise<SdkInstance> {
   const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'helpers', `${script}.js`), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  const waiters = new Set<() => void>();
-  let stderr = '';
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  createInterface({ input: proc.stdout! }).on('line', (line) => {
-    try {
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      lines.push({ raw: line });
-    }
-    for (const w of waiters) w();
-  });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  const waitForLine = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10_000) => new Promise<Record<string, unknown>>((resolve, reject) => {
-    const check = () => {
-      const hit = lines.find(pred);
-      if (hit) {
-        waiters.delete(check);
-        clearTimeout(timer);
-        resolve(hit);
-      }
-    };
-    const timer = setTimeout(() => {
-      waiters.delete(check);
-      reject(new Error(`instance: timed out waiting for a line; stderr: ${stderr}; lines: ${JSON.stringify(lines)}`));
-    }, timeoutMs);
-    waiters.add(check);
-    void exited.then(() => setTimeout(() => {
-      if (waiters.delete(check)) {
-        clearTimeout(timer);
-        reject(new Error(`instance exited; stderr: ${stderr}; lines: ${JSON.stringify(lines)}`));
-      }
-    }, 50));
-    check();
-  });
+  const { lines, waitFor: waitForLine } = followJsonLines(proc, exited, 'instance');
   const serving = await waitForLine((l) => l.msg === 'serving');
   return { proc, id: String(serving.id), address: String(serving.address), lines, exited, waitForLine };
 }
