@@ -25,7 +25,7 @@ import {
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createProcs, ensureTools as ensureToolsShared, freePorts, sleep, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
+import { createProcs, ensureTools as ensureToolsShared, freePorts, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ALL_TARGETS = ['direct', 'tandem', 'nginx', 'haproxy', 'minimal'];
@@ -66,13 +66,6 @@ function parseArgs(argv) {
   return opts;
 }
 
-function envSeconds(name, dflt) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(String(raw).replace(/s$/, ''));
-  if (!Number.isFinite(n) || n <= 0) die(`${name} must be a positive number of seconds, got ${raw}`);
-  return n;
-}
 
 function envInt(name, dflt) {
   const raw = process.env[name];
@@ -90,8 +83,8 @@ function die(msg) {
 const opts = parseArgs(process.argv.slice(2));
 const selected = opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t)) : ALL_TARGETS;
 const ROUNDS = opts.rounds ?? (opts.quick ? 1 : 3);
-const DURATION = envSeconds('BENCH_DURATION', opts.quick ? 3 : 5);
-const WARMUP = envSeconds('BENCH_WARMUP', opts.quick ? 1 : 2);
+const DURATION = positiveEnv('BENCH_DURATION', opts.quick ? 3 : 5, die);
+const WARMUP = positiveEnv('BENCH_WARMUP', opts.quick ? 1 : 2, die);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 50);
 const THREADS = envInt('BENCH_THREADS', 1);
 const OTHER_LOAD_WARN_PCT = 5;

@@ -18,7 +18,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which } from './lib/procs.js';
+import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill';
@@ -78,18 +78,11 @@ function parseArgs(argv) {
   return opts;
 }
 
-function envNum(name, dflt) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number(String(raw).replace(/s$/, ''));
-  if (!Number.isFinite(n) || n <= 0) die(`${name} must be a positive number, got ${raw}`);
-  return n;
-}
 
 const opts = parseArgs(process.argv.slice(2));
-const RATE = envNum('DRILL_RATE', 300);
-const DURATION = envNum('DRILL_DURATION', opts.quick ? 4 : 8);
-const TIMEOUT_MS = envNum('DRILL_TIMEOUT', opts.quick ? 5 : 10) * 1000;
+const RATE = positiveEnv('DRILL_RATE', 300, die);
+const DURATION = positiveEnv('DRILL_DURATION', opts.quick ? 4 : 8, die);
+const TIMEOUT_MS = positiveEnv('DRILL_TIMEOUT', opts.quick ? 5 : 10, die) * 1000;
 const WARMUP_S = 1;
 const FAULT_AT = 0.25;
 const CLEAR_AT = 0.625;

@@ -186,3 +186,15 @@ export function tail(file, lines = 25) {
     return '';
   }
 }
+
+/**
+ * A positive number from environment variable `name` (a trailing "s" allowed: "5s"), or `dflt`
+ * when unset; anything else calls `fail` with a message naming the variable.
+ */
+export function positiveEnv(name, dflt, fail) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(String(raw).replace(/s$/, ''));
+  if (!Number.isFinite(n) || n <= 0) fail(`${name} must be a positive number, got ${raw}`);
+  return n;
+}
