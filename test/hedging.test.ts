@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { setTimeout } from 'node:timers/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { clusterService, metricSum, startGateway, type RunningGateway } from './helpers/gateway.js';
-import { answerOk, startBackend, shopConfig, type Backend } from './helpers/backend.js';
+import { answerOk, freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
+import { validateConfig } from '../src/config/validate.js';
+import { Upstream } from '../src/upstream/upstream.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 
 /**
@@ -157,4 +159,40 @@ test('a hedge that loses the race is cancelled quietly: not an error, not an eje
   const b = c.endpoints.find((e) => e.id === backends[1]!.address)!;
   assert.equal(b.responses.error, bErrorsBefore, 'the cancelled hedges are not errors of b');
   assert.equal(b.state, 'healthy', 'six cancelled hedges did not eject b');
+});
+
+test('a hedge that falls due while the answer is already in (event loop blocked) is not sent: I/O settles the request first', async () => {
+  const ports = [await freePort(), await freePort()];
+  const procs = await Promise.all(ports.map(spawnBackend));
+  defer(() => Promise.all(procs.map(kill)));
+  const config = validateConfig(shopConfig(ports.map((p) => `127.0.0.1:${p}`), { healthCheck: false, balancer: 'round-robin' }, { listen: '127.0.0.1:0' })).services.get('shop')!;
+  const upstream = new Upstream(config);
+  defer(() => upstream.close());
+  const send = (path: string) => new Promise<number>((resolve, reject) => {
+    let status = 0;
+    upstream.dispatch({ method: 'GET', path, headers: [], body: null, hashKey: undefined, bodyLimit: Infinity }, {
+      onStart() {},
+      onHeaders(s) { status = s; return true; },
+      onData: () => true,
+      onComplete: () => resolve(status),
+      onError: reject,
+    });
+  });
+  for (let i = 0; i < 60; i++) assert.equal(await send('/warm'), 200);
+  await setTimeout(150);
+  const delay = upstream.retrySnapshot().hedgeDelayMs;
+  assert.ok(delay !== null && delay < 40, `the hedge delay (${delay} ms) falls due within the 60 ms block`);
+  const before = upstream.stats.hedges;
+  for (let i = 0; i < 5; i++) {
+    const pending = send('/blocked');
+    // Once the request is out, the event loop is blocked for 60 ms: the answer arrives (the backend
+    // is another process) and the 10 ms hedge timer falls due, both before the loop runs again.
+    setImmediate(() => {
+      const until = performance.now() + 60;
+      while (performance.now() < until) { /* a GC pause, a busy CPU */ }
+    });
+    assert.equal(await pending, 200);
+  }
+  await setTimeout(50);
+  assert.equal(upstream.stats.hedges, before, 'no hedge for requests whose answers were already in');
 });
