@@ -21,6 +21,7 @@
 //   second an extra instance is registered or deregistered there: the latency is from sending
 //   that request to the snapshot arriving at the watcher (so it includes the request itself).
 // Bounded: everything is killed 60 s after the build, whatever happens.
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -38,6 +39,10 @@ const opt = (name, dflt) => {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
 
+
+/** The admin listener's secret (docs/security.md): the gateway and the workers inherit it. */
+process.env.TANDEM_TOKEN ||= randomBytes(24).toString('base64url');
+const auth = () => ({ authorization: `Bearer ${process.env.TANDEM_TOKEN}` });
 
 async function main() {
   const instances = opt('instances', 10_000);
@@ -195,7 +200,7 @@ function call(admin, method, path, body, { localAddress } = {}) {
   const { host, port } = split(admin);
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = http.request({ host, port, method, path, agent: localAddress ? false : agent, localAddress, headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {} }, (res) => {
+    const req = http.request({ host, port, method, path, agent: localAddress ? false : agent, localAddress, headers: { ...auth(), ...(method === 'GET' ? {} : { 'content-type': 'application/json', 'content-length': payload?.length ?? 0 }) } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { text += d; });
@@ -214,7 +219,7 @@ function watch(admin, service) {
   const waiters = new Set();
   let resolveFirst;
   const first = new Promise((r) => { resolveFirst = r; });
-  const req = http.request({ host, port, path: `/registry/v1/services/${service}/watch`, agent: false }, (res) => {
+  const req = http.request({ host, port, path: `/registry/v1/services/${service}/watch`, agent: false, headers: auth() }, (res) => {
     let buf = '';
     res.setEncoding('utf8');
     res.on('data', (d) => {
@@ -268,7 +273,7 @@ async function worker({ admin, from, count, services, mode }) {
       const path = `/registry/v1/leases/${r.lease.id}/heartbeat`;
       setTimeout(() => {
         setInterval(() => {
-          const hb = http.request({ host, port, method: 'POST', path, agent: own, localAddress }, (res) => res.resume());
+          const hb = http.request({ host, port, method: 'POST', path, agent: own, localAddress, headers: { ...auth(), 'content-type': 'application/json', 'content-length': 0 } }, (res) => res.resume());
           hb.on('error', (e) => { process.stderr.write(`heartbeat ${n}: ${e.message}\n`); });
           hb.end();
           beats++;
@@ -276,7 +281,7 @@ async function worker({ admin, from, count, services, mode }) {
       }, Math.floor(Math.random() * 1000));
       return;
     }
-    const req = http.request({ host, port, method: 'POST', path: `/registry/v1/leases/${r.lease.id}/keepalive`, agent: false, localAddress, headers: { 'transfer-encoding': 'chunked' } });
+    const req = http.request({ host, port, method: 'POST', path: `/registry/v1/leases/${r.lease.id}/keepalive`, agent: false, localAddress, headers: { ...auth(), 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' } });
     req.on('error', (e) => { process.stderr.write(`keepalive ${n}: ${e.message}\n`); });
     req.on('response', (res) => res.resume());
     req.flushHeaders();

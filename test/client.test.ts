@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, type ServiceClient } from '../src/client/index.js';
 import { ConfigError } from '../src/config/problems.js';
 import { TandemError } from '../src/core/errors.js';
-import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { answerOk, freePort, startBackend } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
@@ -114,7 +114,7 @@ test("the caller's deadline is propagated: a call gets only the time its caller 
   // front sleeps past its deadline before calling: the call is not made at all.
   const late = await fetch(`${gw.url}/order?sleep=400`, { headers: {} });
   assert.equal(late.status, 200);
-  const direct = await fetch(`${gw.adminUrl}/registry/v1/services/front`);
+  const direct = await adminFetch(`${gw.adminUrl}/registry/v1/services/front`);
   const frontAddress = ((await direct.json()) as { instances: Array<{ address: string }> }).instances[0]!.address;
   const expired = await fetch(`http://${frontAddress}/order?sleep=300`, { headers: { 'x-tandem-timeout-ms': '100' } });
   assert.equal(expired.status, 502);

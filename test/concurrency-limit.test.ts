@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway } from './helpers/gateway.js';
 import { startBackend } from './helpers/backend.js';
 
 /** Past concurrencyLimit a service refuses at once (503 + Retry-After) instead of queueing. */
@@ -33,7 +33,7 @@ test('concurrencyLimit: the request past the limit gets 503 at once; the count g
     assert.ok(took < 1_000, `the refusal took ${Math.round(took)} ms: it should not wait`);
     assert.equal(held.length, 3, 'the refused request never reached the endpoint');
 
-    const cluster = async () => ((await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ active: number; overloaded: number }> }).services[0]!;
+    const cluster = async () => ((await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ active: number; overloaded: number }> }).services[0]!;
     assert.deepEqual(await cluster().then((s) => [s.active, s.overloaded]), [3, 1]);
     const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
     assert.match(metrics, /tandem_requests_rejected_total\{service="shop",reason="concurrency-limit"\} 1/);

@@ -208,7 +208,7 @@ describe('every problem has its path and a hint', () => {
 
   test('listen and admin on one port are refused; different hosts may share a port number', () => {
     assertProblems(config({ top: { admin: '127.0.0.1:8080' } }), [['admin', 'port 8080 is also the listen port — two listeners cannot share a port']]);
-    assertProblems(config({ top: { admin: '0.0.0.0:8080' } }), [['admin', /port 8080 is also the listen port/]]);
+    assertProblems(config({ top: { admin: '0.0.0.0:8080', registry: { token: 'a-long-enough-token' } } }), [['admin', /port 8080 is also the listen port/]]);
     // the default admin port counts too
     assertProblems(config({ top: { listen: '127.0.0.1:9901' } }), [['admin', /port 9901 is also the listen port/]]);
     assert.doesNotThrow(() => validateConfig(config({ top: { admin: '127.0.0.2:8080' } })));
@@ -452,7 +452,7 @@ describe('registry settings', () => {
   test('a service without endpoints is valid (members from the registry); registry defaults apply', () => {
     const c = validateConfig({ listen: '127.0.0.1:8080', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] });
     assert.deepEqual(c.services.get('shop')!.endpoints, []);
-    assert.deepEqual(c.registry, { token: undefined, ttl: 10_000, maxMetadataSize: 4096, maxInstances: 50_000, maxInstancesPerPeer: 1000 });
+    assert.deepEqual(c.registry, { token: undefined, tokenFile: undefined, ttl: 10_000, maxMetadataSize: 4096, maxInstances: 50_000, maxInstancesPerPeer: 1000 });
   });
 
   test('registry keys are checked with paths and hints', () => {
@@ -467,5 +467,16 @@ describe('registry settings', () => {
     assert.equal(c.registry.maxMetadataSize, 1024);
     assert.equal(c.registry.maxInstancesPerPeer, 10);
     assert.equal(c.registry.token, 'a-long-enough-token');
+    assertProblems({ ...base, registry: { token: 'a-long-enough-token', tokenFile: '/run/secrets/tandem' } }, [['registry.tokenFile', /not both/]]);
+  });
+
+  test('an admin listener off loopback needs a secret given to it: the generated one never leaves the host', () => {
+    const base = { listen: '127.0.0.1:8080', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] };
+    for (const admin of ['0.0.0.0:9901', '10.1.2.3:9901', '[::]:9901']) {
+      assertProblems({ ...base, admin }, [['registry.token', /required when the admin listener .* is not on a loopback address — set registry\.token or registry\.tokenFile/]]);
+      assert.doesNotThrow(() => validateConfig({ ...base, admin, registry: { token: 'a-long-enough-token' } }));
+      assert.doesNotThrow(() => validateConfig({ ...base, admin, registry: { tokenFile: '/run/secrets/tandem' } }));
+    }
+    for (const admin of ['127.0.0.1:9901', '127.0.0.7:9901', '[::1]:9901', 'localhost:9901']) assert.doesNotThrow(() => validateConfig({ ...base, admin }), admin);
   });
 });

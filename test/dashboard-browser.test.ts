@@ -3,6 +3,7 @@
 // responsive with 500 instances. Screenshots are kept under test-artifacts/.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { tokenFor } from '../src/core/secret.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -61,7 +62,9 @@ async function openDashboard(gw: RunningGateway): Promise<Page> {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   cleanup.push(async () => assert.deepEqual(errors, [], 'no script errors on the page'));
-  await page.goto(`${gw.adminUrl}/`);
+  // As the demo prints it: the token URL sets the dashboard's cookie and leaves the address bar.
+  await page.goto(`${gw.adminUrl}/?token=${encodeURIComponent(tokenFor(new URL(gw.adminUrl))!)}`);
+  assert.equal(page.url(), `${gw.adminUrl}/`);
   await page.waitForSelector('#conn.ok', { timeout: 10_000 });
   return page;
 }

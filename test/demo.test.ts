@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { BIN, runCli } from './helpers/gateway.js';
+import { adminFetch, BIN, runCli } from './helpers/gateway.js';
 
 const EPHEMERAL = ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'];
 
@@ -20,6 +20,10 @@ test('tandem demo: catalog and orders answer through the gateway; Ctrl-C drains 
     }
     const base = /tandem demo: gateway (http:\/\/\S+)\//.exec(out)![1]!;
     const admin = /cluster\s+(http:\/\/\S+)\/admin\/cluster/.exec(out)![1]!;
+    // The banner's dashboard link carries the secret; the catalog and orders children found it without being told.
+    const link = /dashboard\s+(http:\/\/\S+\/\?token=(\S+))/.exec(out)!;
+    assert.equal((await fetch(`${admin}/admin/cluster`)).status, 401, 'the admin listener wants the secret');
+    assert.equal((await fetch(`${admin}/admin/cluster`, { headers: { authorization: `Bearer ${decodeURIComponent(link[2]!)}` } })).status, 200);
     const item = await fetch(`${base}/catalog/items/apple`);
     assert.equal(item.status, 200);
     assert.equal(((await item.json()) as { sku: string }).sku, 'apple');
@@ -29,7 +33,7 @@ test('tandem demo: catalog and orders answer through the gateway; Ctrl-C drains 
     const unknown = await fetch(`${base}/orders`, { method: 'POST', body: '{"sku":"caviar"}' });
     assert.equal(unknown.status, 422);
     for (const service of ['catalog', 'orders']) {
-      const snap = (await (await fetch(`${admin}/registry/v1/services/${service}`)).json()) as { instances: Array<{ state: string }> };
+      const snap = (await (await adminFetch(`${admin}/registry/v1/services/${service}`)).json()) as { instances: Array<{ state: string }> };
       assert.deepEqual(snap.instances.map((i) => i.state), ['ready', 'ready', 'ready'], service);
     }
     proc.kill('SIGINT');

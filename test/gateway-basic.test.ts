@@ -1,6 +1,6 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, shopConfig, type Backend } from './helpers/backend.js';
 
 let backends: Backend[];
@@ -46,7 +46,7 @@ test('admin listener answers healthz, readyz, metrics and cluster state', async 
   assert.match(metrics, /tandem_requests_in_flight\{service="shop",endpoint=/);
   assert.match(metrics, /tandem_endpoint_state\{service="shop",endpoint="127\.0\.0\.1:\d+",state="unhealthy"\} 0/);
   assert.match(metrics, /tandem_service_panic\{service="shop"\} 0/);
-  const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; panic: boolean; endpoints: Array<{ id: string; state: string; latencyEstimateMs: number; inflight: number }> }> };
+  const cluster = (await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; panic: boolean; endpoints: Array<{ id: string; state: string; latencyEstimateMs: number; inflight: number }> }> };
   const shop = cluster.services.find((s) => s.name === 'shop')!;
   assert.equal(shop.endpoints.length, 3);
   assert.equal(shop.panic, false);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
 import { FakeClock } from '../src/core/clock.js';
 import { Upstream, type EndpointTransition } from '../src/upstream/upstream.js';
@@ -19,7 +19,7 @@ interface Cluster { services: Array<{ name: string; panic: boolean; endpoints: C
 const { defer } = cleanupAfterAll();
 
 async function cluster(gw: RunningGateway): Promise<Cluster['services'][number]> {
-  const body = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as Cluster;
+  const body = (await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as Cluster;
   return body.services.find((s) => s.name === 'shop')!;
 }
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../src/core/clock.js';
+import { FakeClock, type TimerHandle } from '../src/core/clock.js';
 import { EmbeddedRegistry, type RegistryChange } from '../src/discovery/embedded.js';
 import { StaticRegistry } from '../src/discovery/static.js';
 import { isTandemError } from '../src/core/errors.js';
@@ -61,15 +61,30 @@ test('subscribers see every change synchronously, before the call returns', () =
   assert.ok(changes[0]!.revision < changes[1]!.revision && changes[1]!.revision < changes[2]!.revision);
 });
 
-test('limits: instances per peer and in all → 429; a re-registration does not count twice', () => {
+test('limits: instances per peer and in all → 429; an id held by a live lease → 409 and counts once', () => {
   const r = new EmbeddedRegistry({ clock: new FakeClock(), maxInstancesPerPeer: 3, maxInstances: 5 });
   for (let i = 0; i < 3; i++) r.registerNow(reg(`p${i}`), { peer: '10.0.0.1' });
-  r.registerNow(reg('p0'), { peer: '10.0.0.1' }); // the same id again: replaces
+  assert.throws(() => r.registerNow(reg('p0'), { peer: '10.0.0.9' }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_REGISTRY_CONFLICT' && e.status === 409);
   assert.throws(() => r.registerNow(reg('p9'), { peer: '10.0.0.1' }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_REGISTRY_LIMIT' && e.status === 429);
   r.registerNow(reg('q1'), { peer: '10.0.0.2' });
   r.registerNow(reg('q2'), { peer: '10.0.0.2' });
   assert.throws(() => r.registerNow(reg('q3'), { peer: '10.0.0.3' }), (e: unknown) => isTandemError(e) && e.status === 429 && /maxInstances\b/.test(e.message));
   assert.equal(r.size, 5);
+});
+
+test('an id whose lease is past its TTL (not yet swept) can be registered again at once', () => {
+  // A clock whose timers never fire: the sweep is late (an event loop busy elsewhere).
+  let now = 0;
+  const clock = { now: () => now, setTimeout: () => ({}) as TimerHandle, clearTimeout: () => {} };
+  const r = new EmbeddedRegistry({ clock, ttl: 1000 });
+  const changes: string[] = [];
+  r.subscribe((c) => changes.push(`${c.kind} ${c.instance.address}`));
+  r.registerNow({ service: 'svc', id: 'same', address: '127.0.0.1:7001' });
+  now += 1000;
+  const fresh = r.registerNow({ service: 'svc', id: 'same', address: '127.0.0.1:7002' });
+  assert.deepEqual(r.snapshotNow('svc').instances.map((i) => i.address), ['127.0.0.1:7002']);
+  assert.deepEqual(changes, ['registered 127.0.0.1:7001', 'expired 127.0.0.1:7001', 'registered 127.0.0.1:7002']);
+  assert.equal(fresh.instance.address, '127.0.0.1:7002');
 });
 
 test('the per-peer count goes down when instances leave', () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { startGateway, tempDir, type RunningGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway, tempDir, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, shopConfig, type Backend } from './helpers/backend.js';
 
 type Obj = Record<string, unknown>;
@@ -198,7 +198,7 @@ test('a reload that removes a service and its route: the route answers 404, the 
   assert.equal(blog.seen.length, seenByBlog);
   assert.deepEqual(await get(gw, '/shop/item'), { status: 200, backend: 'shop' });
 
-  const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string }>; routes: Array<{ prefix: string }> };
+  const cluster = (await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string }>; routes: Array<{ prefix: string }> };
   assert.deepEqual(cluster.services.map((s) => s.name), ['shop']);
   assert.deepEqual(cluster.routes.map((r) => r.prefix), ['/shop']);
 });
@@ -212,7 +212,7 @@ test('a reload that changes the balancer: round-robin spreads, consistent-hash p
 
   const outcome = await reload(gw, shopConfig(addresses, { balancer: 'consistent-hash', hash: { header: 'x-user-id' } }));
   assert.equal(outcome.msg, 'reloaded');
-  const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; balancer: string }> };
+  const cluster = (await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; balancer: string }> };
   assert.equal(cluster.services.find((s) => s.name === 'shop')!.balancer, 'consistent-hash');
 
   assert.equal((await spread(gw, 12, '/', user)).size, 1, 'every request with one key goes to one backend');
@@ -248,7 +248,7 @@ test('a reload that changes health checks and hedging: probers restart on the ne
   backends.push(b);
   const gw = await gateway(shopConfig([b.address]));
   const stateOf = async () => {
-    const cluster = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; hedgeDelayMs: number | null; endpoints: Array<{ state: string }> }> };
+    const cluster = (await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string; hedgeDelayMs: number | null; endpoints: Array<{ state: string }> }> };
     return cluster.services.find((s) => s.name === 'shop')!;
   };
   await waitFor(async () => (await stateOf()).endpoints[0]!.state === 'healthy', 'healthy on /healthz');

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { spawnInstance } from './helpers/sdk.js';
-import { startGateway, runCli, BIN } from './helpers/gateway.js';
+import { adminFetch, startGateway, runCli, BIN } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend } from './helpers/backend.js';
 import { render } from '../src/cli/status-command.js';
 import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
@@ -56,7 +56,7 @@ test('a draining instance stays on the dashboard, as draining, until it leaves',
   const inst = await spawnInstance({ registry: gw.adminUrl, service: 'reg', drainQuietPeriod: 3000 });
   defer(async () => { inst.proc.kill('SIGKILL'); await inst.exited; });
   const stateOf = async () => {
-    const snap = (await (await fetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
+    const snap = (await (await adminFetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
     return snap.services.find((s) => s.name === 'reg')?.endpoints.find((e) => e.id === inst.address)?.state;
   };
   for (let i = 0; i < 100 && (await stateOf()) === undefined; i++) await new Promise((r) => setTimeout(r, 50));

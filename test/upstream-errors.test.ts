@@ -2,7 +2,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { eachRequest, startRawBackend } from './helpers/backend.js';
 
 /**
@@ -310,7 +310,7 @@ test('a client that goes away mid-response aborts the upstream exchange (the end
     client.destroy();
     await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the endpoint kept streaming to a client that left')), 5_000))]);
     assert.ok(performance.now() - t0 < 5_000);
-    const cluster = (await (await fetch(`${g.adminUrl}/admin/cluster`)).json()) as { gateway: { inflight: number } };
+    const cluster = (await (await adminFetch(`${g.adminUrl}/admin/cluster`)).json()) as { gateway: { inflight: number } };
     assert.equal(cluster.gateway.inflight, 0);
   } finally {
     await g.stop();

@@ -115,9 +115,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     `  tandem demo: gateway ${base}/  (catalog ×3, orders ×3 — each a child process using tandem/node)`,
     `  try         curl ${base}/catalog/items/apple`,
     `              curl -X POST ${base}/orders -d '{"sku":"apple","qty":2}'`,
+    `  dashboard   http://${gateway.adminAddress}/?token=${gateway.adminToken}`,
     `  cluster     http://${gateway.adminAddress}/admin/cluster`,
     `  registry    http://${gateway.adminAddress}/registry/v1/services/orders`,
     `  metrics     http://${gateway.adminAddress}/metrics`,
+    `  secret      the admin listener wants it (all but /healthz, /readyz, /metrics): curl -H 'authorization: Bearer ${gateway.adminToken}' …`,
+    `              the dashboard link sets it as a cookie; tandem/node and tandem/client on this host found it by themselves`,
     options.drill ? '' : '  Ctrl-C stops everything (each instance drains first).',
     '',
   ].join('\n') + '\n');

@@ -60,6 +60,11 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   queue = Gateway.start(config, logger).then((started) => { gateway = started; }, (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tandem: ${err.message}\n`);
+      finish(2);
+      return;
+    }
     const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
     const hint = code === 'EADDRINUSE' ? ' (address already in use: another process listens there)'
       : code === 'EACCES' ? ' (permission denied: ports below 1024 need privileges)'

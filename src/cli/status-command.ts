@@ -1,3 +1,4 @@
+import { tokenFor, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
 import type { DashboardSnapshot, EndpointView, ServiceView, TimelineEvent } from '../gateway/dashboard-feed.js';
 
 /**
@@ -21,7 +22,10 @@ export async function runStatus(options: StatusOptions): Promise<number> {
     let text: string;
     let ok = true;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      // Read each time: a gateway started after this command may have made the local secret.
+      const token = tokenFor(new URL(url));
+      const res = await fetch(url, { signal: AbortSignal.timeout(3000), headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+      if (res.status === 401) throw new Error(`the gateway wants its secret: set ${TOKEN_ENV} (or ${TOKEN_FILE_ENV}) to the gateway's registry.token${token === undefined ? '' : ' — the one sent was refused'}`);
       if (res.status !== 200) throw new Error(`${url} answered ${res.status}`);
       const snap = (await res.json()) as DashboardSnapshot;
       const rows = tty && !options.once ? (process.stdout.rows ?? 40) : Infinity;

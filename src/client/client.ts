@@ -19,7 +19,7 @@ export interface ClientOptions {
    * instance; one restarting costs nothing).
    */
   registry?: string | readonly string[];
-  /** The gateways' `registry.token` (reading needs none today; sent when set). */
+  /** The gateways' secret; unset, found as `serve()` finds it (docs/security.md). */
   token?: string;
   /** Fixed instances (`host:port`), alone or besides the registered ones. */
   endpoints?: readonly string[];

@@ -89,8 +89,14 @@ export const DEFAULTS = Object.freeze({
   route: Object.freeze({ stripPrefix: false }),
   /** The embedded registry on the admin listener (docs/registry.md). */
   registry: Object.freeze({
-    /** Bearer token for the registry API; unset = only loopback peers may write. */
+    /**
+     * The admin listener's secret (registry writes and reads, /admin, the dashboard). Unset:
+     * registry.tokenFile, then TANDEM_TOKEN / TANDEM_TOKEN_FILE, then — admin on loopback only —
+     * a generated one in a file only this user can read (docs/security.md).
+     */
     token: undefined as string | undefined,
+    /** A file holding the secret (read at start and on reload). */
+    tokenFile: undefined as string | undefined,
     /**
      * Lease time to live when an instance asks for none. Long enough that an event loop busy
      * for several seconds does not look like a crash (Moleculer #891); a crashed process is

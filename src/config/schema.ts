@@ -195,7 +195,8 @@ export const CONFIG_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        token: { type: 'string', minLength: 16, maxLength: 1024, description: 'Bearer token every registry request must carry (at least 16 characters).' },
+        token: { type: 'string', minLength: 16, maxLength: 1024, description: 'The admin listener\'s secret: a bearer token every registry request, /admin and the dashboard need (at least 16 characters).' },
+        tokenFile: { type: 'string', minLength: 1, description: 'A file holding the secret instead (read at start and on reload).' },
         ttl: duration,
         maxMetadataSize: size,
         maxInstances: { type: 'integer', minimum: 1, maximum: 1_000_000 },

@@ -86,6 +86,7 @@ export interface LimitsConfig {
 
 export interface RegistryConfig {
   token: string | undefined;
+  tokenFile: string | undefined;
   ttl: number;
   maxMetadataSize: number;
   maxInstances: number;

@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { BlockList, isIP } from 'node:net';
-import { parseHostPort, type HostPort } from '../core/address.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
+import { isLoopbackHost, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
 import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
 import type { BalancerKind } from '../upstream/balancer/balancer.js';
@@ -113,6 +114,8 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
       message: `${formatDuration(headersTimeout)}${dflt} is longer than limits.requestTimeout (${formatDuration(requestTimeout)}) — the headers are part of the request; set headersTimeout at most ${formatDuration(requestTimeout)}`,
     });
   }
+  const registryConfig = registry(raw.registry, problems);
+  remoteAdminNeedsToken(admin, registryConfig, problems);
   const services = new Map<string, ServiceConfig>();
   if (isObject(raw.services)) {
     for (const [name, value] of Object.entries(raw.services)) {
@@ -131,8 +134,21 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
     },
     services,
     routes: routes(raw.routes, services, problems),
-    registry: registry(raw.registry, problems),
+    registry: registryConfig,
   };
+}
+
+/**
+ * An admin listener other hosts can reach needs a secret they were given: the generated one
+ * stays in a file on this host (docs/security.md).
+ */
+function remoteAdminNeedsToken(admin: HostPort, registry: RegistryConfig, problems: ConfigProblem[]): void {
+  if (isLoopbackHost(admin.host) || registry.token !== undefined || registry.tokenFile !== undefined) return;
+  if (process.env[TOKEN_ENV] || process.env[TOKEN_FILE_ENV]) return;
+  problems.push({
+    path: 'registry.token',
+    message: `required when the admin listener (${formatHostPort(admin.host, admin.port)}) is not on a loopback address — set registry.token or registry.tokenFile (or ${TOKEN_ENV} / ${TOKEN_FILE_ENV}); instances on other hosts send the same secret`,
+  });
 }
 
 function registry(raw: unknown, problems: ConfigProblem[]): RegistryConfig {
@@ -143,8 +159,10 @@ function registry(raw: unknown, problems: ConfigProblem[]): RegistryConfig {
     problems.push({ path: 'registry.ttl', message: `${formatDuration(ttl)} is out of range — from 1s to 5m` });
   }
   if (typeof r.token === 'string' && /\s/.test(r.token)) problems.push({ path: 'registry.token', message: 'must not contain white space' });
+  if (typeof r.token === 'string' && typeof r.tokenFile === 'string') problems.push({ path: 'registry.tokenFile', message: 'give registry.token or registry.tokenFile, not both' });
   return {
     token: typeof r.token === 'string' ? r.token : d.token,
+    tokenFile: typeof r.tokenFile === 'string' ? r.tokenFile : d.tokenFile,
     ttl,
     maxMetadataSize: sizeOr(r.maxMetadataSize, d.maxMetadataSize),
     maxInstances: typeof r.maxInstances === 'number' ? r.maxInstances : d.maxInstances,

@@ -104,22 +104,28 @@ export class EmbeddedRegistry implements Registry {
     }
   }
 
-  /** register(), synchronously: throws TandemError (400, 413, 429) for a bad or refused registration. */
+  /** register(), synchronously: throws TandemError (400, 409, 413, 429) for a bad or refused registration. */
   registerNow(registration: unknown, context: RegisterContext = {}): Lease {
     const { instance, ttl: asked } = checkRegistration(registration, this.limits);
     const peer = context.peer ?? 'local';
-    const service = this.serviceEntries(instance.service);
-    const previous = service.members.get(instance.id);
-    // A re-registration (same service and id) replaces the old lease and does not count twice.
-    const replacing = previous !== undefined && previous.peer === peer ? 1 : 0;
-    if (this.leases.size - (previous ? 1 : 0) >= this.limits.maxInstances) {
+    const previous = this.services.get(instance.service)?.members.get(instance.id);
+    if (previous !== undefined) {
+      // Another live lease holds the id: taking it over would let one registrant evict
+      // another's instance. A stale holder (a frozen process) lets go within its TTL.
+      if (previous.expiresAt > this.clock.now()) {
+        throw new TandemError('TANDEM_ERR_REGISTRY_CONFLICT', `${instance.service}/${instance.id} is held by another lease (${previous.instance.address}); deregister it or wait for its lease to expire (≤ ${Math.ceil(previous.ttl / 1000)} s)`, { status: 409 });
+      }
+      // Due, but the sweep has not run yet: it is gone as far as anyone can tell.
+      this.drop(previous, 'expired', true);
+    }
+    if (this.leases.size >= this.limits.maxInstances) {
       throw new TandemError('TANDEM_ERR_REGISTRY_LIMIT', `the registry holds ${this.leases.size} instances, its limit (registry.maxInstances)`, { status: 429 });
     }
-    const fromPeer = (this.perPeer.get(peer) ?? 0) - replacing;
+    const fromPeer = this.perPeer.get(peer) ?? 0;
     if (fromPeer >= this.limits.maxInstancesPerPeer) {
       throw new TandemError('TANDEM_ERR_REGISTRY_LIMIT', `${fromPeer} instances are registered from ${peer}, its limit (registry.maxInstancesPerPeer)`, { status: 429 });
     }
-    if (previous) this.drop(previous, 'deregistered', false);
+    const service = this.serviceEntries(instance.service);
     const ttl = asked ?? this.limits.ttl;
     const entry: Entry = { leaseId: newLeaseId(), instance, ttl, expiresAt: this.clock.now() + ttl, peer, lost: undefined };
     this.leases.set(entry.leaseId, entry);

@@ -2,6 +2,7 @@ import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { ERROR_CATALOG, TandemError, type ErrorCode } from '../core/errors.js';
 import { Latest } from './latest.js';
+import { tokenFor } from '../core/secret.js';
 import type {
   InstanceState, KeepAlive, KeepAliveOptions, Lease, LeaseLoss, Registration, Registry, ServiceSnapshot, WatchOptions,
 } from './types.js';
@@ -9,7 +10,10 @@ import type {
 export interface HttpRegistryOptions {
   /** The gateway's admin listener, e.g. `http://127.0.0.1:9901`. */
   url: string;
-  /** The gateway's `registry.token`, sent as a bearer token. */
+  /**
+   * The gateway's secret, sent as a bearer token. Unset: TANDEM_TOKEN, TANDEM_TOKEN_FILE, or
+   * for a gateway on this host the secret it generated (core/secret.ts, docs/security.md).
+   */
   token?: string;
   /** Longest wait for one request's answer (ms). Default 5 s. */
   timeout?: number;
@@ -78,7 +82,7 @@ export class HttpRegistry implements Registry {
       if (loss) settle(loss);
     };
     const req = this.request('POST', `${PREFIX}/leases/${encodeURIComponent(leaseId)}/keepalive`, {
-      agent: false, headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+      agent: false, headers: { 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' },
     });
     const handle = {
       close: () => {
@@ -184,7 +188,8 @@ export class HttpRegistry implements Registry {
 
   private request(method: string, path: string, extra: { agent?: http.Agent | false; headers?: Record<string, string> } = {}): ClientRequest {
     const headers: Record<string, string> = { ...extra.headers };
-    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    const token = this.token ?? tokenFor(this.url);
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const mod = this.url.protocol === 'https:' ? https : http;
     const base = this.url.pathname.replace(/\/$/, '');
     return mod.request({
@@ -197,7 +202,9 @@ export class HttpRegistry implements Registry {
   private call(method: string, path: string, body?: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-      const req = this.request(method, path, payload ? { headers: { 'content-type': 'application/json', 'content-length': String(payload.length) } } : {});
+      // Writes are JSON, even an empty one: the gateway takes no other kind (a browser cannot send it cross-site).
+      const write = method !== 'GET' && method !== 'HEAD';
+      const req = this.request(method, path, write ? { headers: { 'content-type': 'application/json', 'content-length': String(payload?.length ?? 0) } } : {});
       const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeout} ms`)), this.timeout);
       timer.unref();
       req.on('response', (res) => {

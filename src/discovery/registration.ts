@@ -1,6 +1,7 @@
 import { parseHostPort } from '../core/address.js';
 import { TandemError } from '../core/errors.js';
 import { closest } from '../core/suggest.js';
+import { forbiddenAddress } from './address-policy.js';
 import { INSTANCE_STATES, type Instance, type InstanceState } from './types.js';
 
 /** Limits a registry puts on what one registration may carry. */
@@ -35,6 +36,8 @@ export function checkRegistration(raw: unknown, limits: RegistrationLimits): { i
   if (typeof r.address !== 'string') throw invalid('address', 'required: "host:port" where the instance takes requests');
   const hp = parseHostPort(r.address);
   if (typeof hp === 'string') throw invalid('address', `"${r.address.slice(0, 100)}" is not a valid address: ${hp}`);
+  const forbidden = forbiddenAddress(hp.host);
+  if (forbidden !== undefined) throw invalid('address', forbidden);
   const zone = r.zone === undefined ? undefined : text(r.zone, 'zone', ZONE_RE, 'letters, digits, "_", "." and "-", at most 64');
   let weight = 1;
   if (r.weight !== undefined) {

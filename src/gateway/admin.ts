@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import type { ClusterFeed } from './dashboard-feed.js';
 import { DASHBOARD_HTML, dashboardScript } from './dashboard-page.js';
+import { refuseAdmin, type AdminGuardView } from './admin-guard.js';
 
 /** What the admin listener shows; the gateway implements it. */
 export interface AdminView {
@@ -12,6 +13,13 @@ export interface AdminView {
   registryApi?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
   /** The dashboard's data: `/` (the page), /admin/dashboard (JSON), /admin/stream (server-sent events). */
   feed?: ClusterFeed;
+  /** Who may use the listener (admin-guard.ts); every request passes it first. */
+  guard: AdminGuardView;
+}
+
+/** The slow-client limits the admin listener shares with the public one. */
+export interface AdminLimits {
+  headersTimeout: number;
 }
 
 /**
@@ -21,18 +29,33 @@ export interface AdminView {
  * /admin/dashboard (its data as JSON, also read by `tandem status`), /admin/stream (the same,
  * live, as server-sent events).
  */
-export function createAdminServer(view: AdminView): Server {
+export function createAdminServer(view: AdminView, limits: AdminLimits): Server {
   // requestTimeout 0: a registry keep-alive is one request that lasts as long as its lease.
-  return createServer({ requestTimeout: 0, noDelay: true }, (req, res) => {
+  // Its body and every other one are guarded by the registry API's own read timeout.
+  const server = createServer({
+    requestTimeout: 0,
+    headersTimeout: limits.headersTimeout,
+    // Node checks the header timeout this often; its 30 s default would let a slowloris
+    // hold a connection far past the limit.
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeout / 4)),
+    noDelay: true,
+  }, (req, res) => {
     handle(view, req, res).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(`internal error: ${(err as Error).message}\n`);
     });
   });
+  return server;
 }
 
 async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (refuseAdmin(view.guard, req, res, path, q < 0 ? '' : url.slice(q))) {
+    req.resume();
+    return;
+  }
   if (view.registryApi?.(req, res, path)) return;
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');

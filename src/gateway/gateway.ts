@@ -5,13 +5,15 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
 import { trustedProxyList } from '../config/validate.js';
-import { formatHostPort } from '../core/address.js';
+import { formatHostPort, type HostPort } from '../core/address.js';
+import { isOwnAddress } from './own-address.js';
 import { Upstream, type UpstreamOptions } from '../upstream/upstream.js';
 import { createGatewayRegistry } from '../observe/metrics.js';
 import { Router } from './router.js';
 import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
 import { handleUpgrade } from './websocket.js';
 import { createAdminServer } from './admin.js';
+import { adminSecret, type AdminSecret } from './admin-guard.js';
 import { handleRegistryApi } from './registry-api.js';
 import { EmbeddedRegistry } from '../discovery/embedded.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
@@ -44,10 +46,13 @@ export class Gateway {
   private readonly registrySubscription: { dispose(): void };
   /** Samples and the timeline behind the dashboard, /admin/dashboard and `tandem status`. */
   readonly feed: ClusterFeed;
+  /** The admin listener's secret (docs/security.md). */
+  private secret: AdminSecret;
 
   private constructor(config: GatewayConfig, logger: Logger) {
     this.config = config;
     this.logger = logger;
+    this.secret = adminSecret(config.registry, config.admin);
     const r = config.registry;
     this.registry = new EmbeddedRegistry({ ttl: r.ttl, maxMetadataSize: r.maxMetadataSize, maxInstances: r.maxInstances, maxInstancesPerPeer: r.maxInstancesPerPeer });
     this.feed = new ClusterFeed({
@@ -104,8 +109,22 @@ export class Gateway {
       ready: () => !this.live.draining && this.membersSettled(),
       cluster: () => this.cluster(),
       registry,
-      registryApi: (req, res, path) => handleRegistryApi(this.registry, { token: this.config.registry.token }, req, res, path),
-    });
+      registryApi: (req, res, path) => handleRegistryApi(this.registry, {
+        refuseAddress: (ip, port) => this.ownListener(ip, port),
+        bodyTimeout: this.config.limits.headersTimeout,
+      }, req, res, path),
+      guard: { secret: () => this.secret.token, address: () => boundAddress(this.admin) },
+    }, { headersTimeout: limits.headersTimeout });
+  }
+
+  /** Why an instance may not be at ip:port: it is one of this gateway's own listeners. */
+  private ownListener(ip: string, port: number): string | undefined {
+    for (const [name, server] of [['listen', this.server], ['admin', this.admin]] as const) {
+      if (!server.listening) continue;
+      const a = boundAddress(server);
+      if (a.port === port && isOwnAddress(ip, a.host)) return `${formatHostPort(ip, port)} is this gateway's own ${name} listener, never a service instance`;
+    }
+    return undefined;
   }
 
   /**
@@ -168,7 +187,8 @@ export class Gateway {
       await Promise.all([...gw.upstreams.values()].map((u) => u.close()));
       throw err;
     }
-    logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION });
+    // Where the admin secret comes from, never the secret itself: logs travel further than files.
+    logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION, secret: gw.secret.source, secretFile: gw.secret.file });
     gw.feed.record('start', `gateway ${VERSION} started: listening on ${gw.listenAddress}, dashboard at http://${gw.adminAddress}/`);
     return gw;
   }
@@ -176,6 +196,11 @@ export class Gateway {
   get listenAddress(): string {
     const a = this.server.address() as AddressInfo;
     return formatHostPort(a.address, a.port);
+  }
+
+  /** The admin listener's secret, for a caller in this process (the demo prints the dashboard's URL with it). */
+  get adminToken(): string {
+    return this.secret.token;
   }
 
   get adminAddress(): string {
@@ -198,6 +223,8 @@ export class Gateway {
       if (next.registry[key] !== this.config.registry[key]) problems.push({ path: `registry.${key}`, message: 'cannot change on reload — restart the gateway (registry.token can change)' });
     }
     if (problems.length > 0) throw new ConfigError(problems);
+    // A secret that changed (registry.token, or the file's content) takes effect for the next request.
+    const secret = adminSecret(next.registry, next.admin);
 
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
@@ -211,8 +238,10 @@ export class Gateway {
       }
     }
     this.config = next;
+    this.secret = secret;
     this.ctx = this.buildContext(next);
     this.server.headersTimeout = next.limits.headersTimeout;
+    this.admin.headersTimeout = next.limits.headersTimeout;
     this.server.requestTimeout = next.limits.requestTimeout;
     this.server.keepAliveTimeout = next.limits.keepAliveTimeout;
     this.logger.level = next.log.level;
@@ -305,6 +334,11 @@ export class Gateway {
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
     };
   }
+}
+
+function boundAddress(server: Server): HostPort {
+  const a = server.address() as AddressInfo;
+  return { host: a.address, port: a.port };
 }
 
 function listen(server: Server, host: string, port: number, what: string): Promise<void> {

@@ -1,17 +1,26 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isTandemError, TandemError } from '../core/errors.js';
 import type { EmbeddedRegistry } from '../discovery/embedded.js';
+import { forbiddenAddress } from '../discovery/address-policy.js';
+import { checkRegistration } from '../discovery/registration.js';
 
 /** The prefix of every registry route on the admin listener. */
 export const REGISTRY_API_PREFIX = '/registry/v1/';
 
 export interface RegistryApiOptions {
-  /** Bearer token every registry request must carry; undefined = writes from loopback peers only. */
-  token: string | undefined;
+  /**
+   * Why an instance may not have this address (an IP literal), or undefined. The gateway
+   * refuses its own listeners: an instance registered there would make the gateway proxy
+   * public requests to itself — to its admin listener, as a loopback peer.
+   */
+  refuseAddress?: (ip: string, port: number) => string | undefined;
+  /** Longest wait for a JSON request body, from the headers on (a slow body is cut with 408). */
+  bodyTimeout?: number;
 }
 
-type Handler = (registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, param: string) => Promise<void> | void;
+type Handler = (registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, param: string, options: RegistryApiOptions) => Promise<void> | void;
 
 interface Route {
   method: string;
@@ -33,7 +42,8 @@ const ROUTES: Route[] = [
 
 /**
  * Serves the embedded registry over HTTP (JSON) under /registry/v1/ on the admin listener; see
- * docs/registry.md. Returns false when the path is not a registry route.
+ * docs/registry.md. Returns false when the path is not a registry route. Who may call it is
+ * decided before, by the admin listener's guard (admin-guard.ts).
  */
 export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryApiOptions, req: IncomingMessage, res: ServerResponse, path: string): boolean {
   if (!path.startsWith(REGISTRY_API_PREFIX)) return false;
@@ -49,12 +59,6 @@ export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryA
     return true;
   }
   const match = route.pattern.exec(rest);
-  const refusal = authorize(options, req, route.write);
-  if (refusal) {
-    fail(res, refusal, refusal.status === 401 ? { 'www-authenticate': 'Bearer realm="tandem registry"' } : {});
-    req.resume();
-    return true;
-  }
   let param = '';
   try {
     param = decodeURIComponent(match?.[1] ?? '');
@@ -62,39 +66,11 @@ export function handleRegistryApi(registry: EmbeddedRegistry, options: RegistryA
     fail(res, new TandemError('TANDEM_ERR_REGISTRY_INVALID', 'malformed percent-encoding in the path', { status: 400 }));
     return true;
   }
-  new Promise<void>((resolve) => resolve(route.handler(registry, req, res, param))).catch((err: unknown) => {
+  new Promise<void>((resolve) => resolve(route.handler(registry, req, res, param, options))).catch((err: unknown) => {
     req.resume();
     fail(res, err);
   });
   return true;
-}
-
-/** With a token: every request must carry it. Without: writes only from loopback peers. */
-function authorize(options: RegistryApiOptions, req: IncomingMessage, write: boolean): TandemError | undefined {
-  if (options.token !== undefined) {
-    const header = req.headers.authorization ?? '';
-    const given = /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
-    if (given === undefined) return new TandemError('TANDEM_ERR_REGISTRY_UNAUTHORIZED', 'missing bearer token: send Authorization: Bearer <registry.token>', { status: 401 });
-    if (!sameSecret(given, options.token)) return new TandemError('TANDEM_ERR_REGISTRY_UNAUTHORIZED', 'wrong bearer token', { status: 401 });
-    return undefined;
-  }
-  if (write && !isLoopback(req.socket.remoteAddress)) {
-    return new TandemError('TANDEM_ERR_REGISTRY_UNAUTHORIZED', `writes from ${peerOf(req)} are refused: with no registry.token set only loopback peers may register — set registry.token`, { status: 403 });
-  }
-  return undefined;
-}
-
-/** Constant-time comparison (of digests, so the lengths match). */
-function sameSecret(a: string, b: string): boolean {
-  const da = createHash('sha256').update(a).digest();
-  const db = createHash('sha256').update(b).digest();
-  return timingSafeEqual(da, db);
-}
-
-export function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return a === '::1' || /^127\./.test(a);
 }
 
 function peerOf(req: IncomingMessage): string {
@@ -102,8 +78,11 @@ function peerOf(req: IncomingMessage): string {
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
-async function register(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await readJson(req, registry.limits.maxMetadataSize + 4096);
+async function register(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, _param: string, options: RegistryApiOptions): Promise<void> {
+  const body = await readJson(req, res, registry.limits.maxMetadataSize + 4096, options.bodyTimeout);
+  // Field checks first, so a malformed registration gets its precise answer before any lookup.
+  const { instance } = checkRegistration(body, registry.limits);
+  await vetAddress(instance.host, instance.port, options);
   const lease = registry.registerNow(body, { peer: peerOf(req) });
   json(res, 201, { lease: { id: lease.id, ttl: lease.ttl }, instance: lease.instance });
 }
@@ -114,8 +93,8 @@ function heartbeat(registry: EmbeddedRegistry, req: IncomingMessage, res: Server
   json(res, 200, { ttl: entry.ttl });
 }
 
-async function setState(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, lease: string): Promise<void> {
-  const body = await readJson(req, 1024);
+async function setState(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, lease: string, options: RegistryApiOptions): Promise<void> {
+  const body = await readJson(req, res, 1024, options.bodyTimeout);
   const keys = typeof body === 'object' && body !== null && !Array.isArray(body) ? Object.keys(body) : [];
   const unknown = keys.find((k) => k !== 'state');
   if (unknown !== undefined) throw new TandemError('TANDEM_ERR_REGISTRY_INVALID', `${unknown}: unknown field (known: state)`, { status: 400 });
@@ -212,8 +191,46 @@ async function watch(registry: EmbeddedRegistry, req: IncomingMessage, res: Serv
   res.end();
 }
 
-function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
+/**
+ * Refuses an address by every IP it stands for: a name is looked up now, so one that resolves
+ * to a listener of this gateway or to a link-local address is refused like the literal. (What
+ * a name resolves to later is DNS's business; docs/security.md recommends IP addresses.)
+ */
+async function vetAddress(host: string, port: number, options: RegistryApiOptions): Promise<void> {
+  let ips: string[];
+  if (isIP(host) !== 0) ips = [host];
+  else {
+    try {
+      ips = (await lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+    } catch (err) {
+      throw new TandemError('TANDEM_ERR_REGISTRY_INVALID', `address: "${host}" does not resolve (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); register an IP address`, { status: 400 });
+    }
+  }
+  for (const ip of ips) {
+    const why = forbiddenAddress(ip) ?? options.refuseAddress?.(ip, port);
+    if (why !== undefined) throw new TandemError('TANDEM_ERR_REGISTRY_INVALID', `address: ${host === ip ? '' : `${host} is ${ip}: `}${why}`, { status: 400 });
+  }
+}
+
+function readJson(req: IncomingMessage, res: ServerResponse, limit: number, timeoutMs = 10_000): Promise<unknown> {
+  return new Promise((resolveBody, rejectBody) => {
+    // The whole body (a few KiB at most) within the timeout: one byte a second does not hold a
+    // connection. The answer closes it: the rest of the body is not read.
+    const timer = setTimeout(() => {
+      req.removeAllListeners('data');
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      rejectBody(new TandemError('TANDEM_ERR_REGISTRY_INVALID', `the request body did not arrive within ${timeoutMs} ms`, { status: 408 }));
+    }, timeoutMs);
+    timer.unref();
+    const resolve = (value: unknown) => {
+      clearTimeout(timer);
+      resolveBody(value);
+    };
+    const reject = (err: unknown) => {
+      clearTimeout(timer);
+      rejectBody(err);
+    };
+    req.once('close', () => clearTimeout(timer));
     const declared = Number(req.headers['content-length'] ?? -1);
     if (declared > limit) {
       req.resume();

@@ -58,9 +58,11 @@ export class RegistryLink {
         } catch (err) {
           this.settleFirst();
           const refused = isTandemError(err) && err.status >= 400 && err.status < 500;
+          // The id is held by a lease that will expire (this process, frozen or cut off, before): soon free.
+          const held = isTandemError(err) && err.code === 'TANDEM_ERR_REGISTRY_CONFLICT';
           // A refusal (bad token, bad registration) will not fix itself quickly: say so loudly, retry slowly.
           this.log.warn({ msg: 'registration failed', registry: this.url, error: (err as Error).message });
-          await sleep(refused ? 5000 : backoff);
+          await sleep(held ? 1000 : refused ? 5000 : backoff);
           backoff = Math.min(backoff * 2, 1000);
           continue;
         }

@@ -17,7 +17,10 @@ export interface ServeOptions {
   service: string;
   /** The gateway admin listener(s), e.g. `http://127.0.0.1:9901`; the instance registers with each. */
   registry: string | readonly string[];
-  /** The gateways' `registry.token`. */
+  /**
+   * The gateways' secret. Unset: TANDEM_TOKEN, TANDEM_TOKEN_FILE, or — for a gateway on this
+   * host — the one it generated (docs/security.md).
+   */
   token?: string;
   /** Unique within the service. Default `<hostname>-<pid>-<port>`. */
   id?: string;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { followJsonLines } from './json-lines.js';
+import { tokenFor } from '../../src/core/secret.js';
 
 /** Repo root (tests run from dist/test/…). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -115,6 +116,17 @@ export async function metricSum(gw: RunningGateway, pattern: RegExp): Promise<nu
 
 /** One service's entry in /admin/cluster. */
 export async function clusterService<T>(gw: RunningGateway, name: string): Promise<T> {
-  const body = (await (await fetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string }> };
+  const body = (await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json()) as { services: Array<{ name: string }> };
   return body.services.find((s) => s.name === name) as T;
+}
+
+/**
+ * fetch() for the admin listener with the secret a client on this host finds by itself
+ * (TANDEM_TOKEN, or the gateway's generated one): /admin, the registry and the dashboard need it.
+ */
+export function adminFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const token = tokenFor(new URL(url));
+  const headers = new Headers(init.headers);
+  if (token !== undefined && !headers.has('authorization')) headers.set('authorization', `Bearer ${token}`);
+  return fetch(url, { ...init, headers });
 }

@@ -88,14 +88,15 @@ export function registryContract(name: string, make: () => Promise<RegistryUnder
       await iter.return?.();
     });
 
-    test('register the same service and id again → it replaces the old registration and lease', async () => {
+    test('register the same service and id while its lease lives → 409 TANDEM_ERR_REGISTRY_CONFLICT; the holder keeps it; free again once deregistered', async () => {
       const service = freshService();
-      const old = await r.register({ service, id: 'x', address: '127.0.0.1:7003' });
+      const held = await r.register({ service, id: 'x', address: '127.0.0.1:7003' });
+      await assert.rejects(r.register({ service, id: 'x', address: '127.0.0.1:7004' }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_REGISTRY_CONFLICT' && e.status === 409);
+      assert.deepEqual((await r.snapshot(service)).instances.map((i) => i.address), ['127.0.0.1:7003']);
+      await r.heartbeat(held.id);
+      await r.deregister(held.id);
       const fresh = await r.register({ service, id: 'x', address: '127.0.0.1:7004' });
-      const snap = await r.snapshot(service);
-      assert.deepEqual(snap.instances.map((i) => i.address), ['127.0.0.1:7004']);
-      await rejectsWith(r.heartbeat(old.id), 'TANDEM_ERR_LEASE_NOT_FOUND');
-      await r.heartbeat(fresh.id);
+      assert.deepEqual((await r.snapshot(service)).instances.map((i) => i.address), ['127.0.0.1:7004']);
       await r.deregister(fresh.id);
     });
 

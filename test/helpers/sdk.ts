@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { tokenFor } from '../../src/core/secret.js';
 import { join } from 'node:path';
 import { followJsonLines } from './json-lines.js';
 import { request } from 'undici';
@@ -17,8 +18,8 @@ export interface SdkInstance {
  * test/helpers/sdk-instance.ts (or another helper `script` that prints the same "serving" line)
  * as a real child process; resolves once serve() resolved in it.
  */
-export async function spawnInstance(options: Record<string, unknown>, script = 'sdk-instance'): Promise<SdkInstance> {
-  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'helpers', `${script}.js`), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnInstance(options: Record<string, unknown>, script = 'sdk-instance', spawnOptions: SpawnOptions = {}): Promise<SdkInstance> {
+  const proc = spawn(process.execPath, [join(ROOT, 'dist', 'test', 'helpers', `${script}.js`), JSON.stringify(options)], { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const { lines, waitFor: waitForLine } = followJsonLines(proc, exited, 'instance');
   const serving = await waitForLine((l) => l.msg === 'serving');
@@ -31,7 +32,7 @@ export interface Snapshot {
   instances: Array<{ id: string; address: string; state: string }>;
 }
 
-export async function registrySnapshot(adminUrl: string, service: string, token?: string): Promise<Snapshot> {
+export async function registrySnapshot(adminUrl: string, service: string, token = tokenFor(new URL(adminUrl))): Promise<Snapshot> {
   const res = await request(`${adminUrl}/registry/v1/services/${service}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   const body = await res.body.json() as Snapshot;
   if (res.statusCode !== 200) throw new Error(`snapshot: ${res.statusCode} ${JSON.stringify(body)}`);
