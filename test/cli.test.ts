@@ -258,12 +258,51 @@ describe('other commands', () => {
     }
   });
 
-  test('an unknown command: exit 2 with usage on stderr', async () => {
+  test('an unknown command: exit 2 with usage on stderr, and the closest command', async () => {
     const r = await runCli(['gatewya']);
     assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, /^tandem: unknown command "gatewya"\n/);
+    assert.match(r.stderr, /^tandem: unknown command "gatewya" — did you mean "gateway"\?\n/);
     assert.match(r.stderr, /Usage:/);
+    for (const [typo, meant] of [['gatway', 'gateway'], ['staus', 'status'], ['dmeo', 'demo'], ['schmea', 'schema']]) {
+      assert.match((await runCli([typo!])).stderr, new RegExp(`did you mean "${meant}"\\?`), typo);
+    }
+    assert.doesNotMatch((await runCli(['frobnicate'])).stderr, /did you mean/);
+  });
+
+  test('tandem <command> --help: exit 0, every flag with its help, and examples', async () => {
+    const flags: Record<string, string[]> = {
+      gateway: ['--config FILE', '--check FILE'],
+      demo: ['--drill', '--duration S', '--rate N', '--listen HOST:PORT', '--admin HOST:PORT'],
+      status: ['--admin URL', '--once', '--interval S'],
+      schema: [],
+    };
+    for (const [command, expected] of Object.entries(flags)) {
+      for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
+        const r = await runCli(args);
+        assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        assert.equal(r.stderr, '');
+        assert.match(r.stdout, new RegExp(`^tandem ${command} — `), args.join(' '));
+        for (const flag of [...expected, '--help']) assert.ok(r.stdout.includes(flag), `${args.join(' ')} lists ${flag}`);
+        assert.match(r.stdout, /\nExamples:\n {2}tandem /, args.join(' '));
+      }
+    }
+  });
+
+  test('a misspelt flag: exit 2, the closest flag, and the command\'s help', async () => {
+    const cases: Array<[string[], string]> = [
+      [['gateway', '--confg', 'x.yaml'], '--config'],
+      [['gateway', '--chek', 'x.yaml'], '--check'],
+      [['demo', '--dril'], '--drill'],
+      [['status', '--admn', 'x'], '--admin'],
+      [['status', '--onec'], '--once'],
+    ];
+    for (const [args, meant] of cases) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.ok(r.stderr.includes(`did you mean ${meant}?`), `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /Flags:/);
+    }
   });
 
   test('gateway without --config, with a flag missing its value, an unknown flag or a stray argument: exit 2 with usage', async () => {
