@@ -196,6 +196,12 @@ describe('every problem has its path and a hint', () => {
     assertProblems(config({ service: { endpoints: ['127.0.0.1:0'] } }), [['services.shop.endpoints[0]', /port 0 is out of range \(1-65535\)/]]);
     assertProblems(config({ service: { endpoints: ['127.0.0.1:7001', 'my_host!:80'] } }), [['services.shop.endpoints[1]', /"my_host!" is not a valid host name or IP address/]]);
     assertProblems(config({ service: { endpoints: ['::1:7001'] } }), [['services.shop.endpoints[0]', /IPv6 addresses go in brackets: "\[::1\]:8080"/]]);
+    // A URL where an address goes gets the address it meant; a dotted quad must be IPv4.
+    assertProblems(config({ service: { endpoints: ['http://127.0.0.1:7001'] } }), [['services.shop.endpoints[0]', /a URL is not an address: write "127\.0\.0\.1:7001" \(no http:\/\/\)/]]);
+    assertProblems(config({ service: { endpoints: ['https://api.example.com:443/v1'] } }), [['services.shop.endpoints[0]', /write "api\.example\.com:443" \(no https:\/\/, no path\)/]]);
+    for (const bad of ['300.1.1.1:80', '1.2.3:80', '1.2.3.4.5:80', '01.2.3.256:80']) {
+      assertProblems(config({ service: { endpoints: [bad] } }), [['services.shop.endpoints[0]', /is not a valid IPv4 address \(four numbers from 0 to 255\)/]]);
+    }
     assertProblems(config({ top: { admin: 'localhost:http' } }), [['admin', /"http" is not a port number/]]);
     assertProblems(config({ top: { listen: '[::1:8080' } }), [['listen', /expected "\[ipv6\]:port"/]]);
     assertProblems(config({ service: { endpoints: [{ address: '10.0.0.1', weight: 2 }] } }), [['services.shop.endpoints[0].address', /"10\.0\.0\.1" is not a valid address: expected "host:port"/]]);
