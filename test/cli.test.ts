@@ -106,11 +106,11 @@ routes:
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.equal(r.stdout, '');
     const expected = [
-      'listen: "127.0.0.1" is not a valid address: expected "host:port", e.g. 127.0.0.1:8080',
-      'services.shop.endpoints[1]: "127.0.0.1:70000" is not a valid address: port 70000 is out of range (1-65535)',
-      'services.shop.timout: unknown key — did you mean timeout?',
-      'services.shop.balancer: "round-robbin" is not one of peak-ewma, round-robin, weighted-round-robin, least-request, consistent-hash — did you mean round-robin?',
-      'routes[0].service: unknown service "shpo" — did you mean shop?',
+      'listen: "127.0.0.1" is not a valid address: expected "host:port", e.g. 127.0.0.1:8080 (line 1, column 1)',
+      'services.shop.endpoints[1]: "127.0.0.1:70000" is not a valid address: port 70000 is out of range (1-65535) (line 5, column 33)',
+      'services.shop.timout: unknown key — did you mean timeout? (line 6, column 5)',
+      'services.shop.balancer: "round-robbin" is not one of peak-ewma, round-robin, weighted-round-robin, least-request, consistent-hash — did you mean round-robin? (line 7, column 5)',
+      'routes[0].service: unknown service "shpo" — did you mean shop? (line 10, column 5)',
     ];
     const got = lines(r.stderr);
     assert.equal(got[0], `tandem: 5 config problems in ${path}:`);
@@ -154,7 +154,7 @@ routes:
 `);
     const r = await runCli(['gateway', '--config', path]);
     assert.equal(r.code, 2, r.stderr);
-    assert.ok(lines(r.stderr).includes('services.shop.endpoint: unknown key — did you mean endpoints?'), r.stderr);
+    assert.ok(lines(r.stderr).some((l) => /^services\.shop\.endpoint: unknown key — did you mean endpoints\? \(line 5, column 5\)$/.test(l)), r.stderr);
     assert.doesNotMatch(r.stdout, /listening/);
     assert.equal(await connectResult(listen), 'ECONNREFUSED');
     assert.equal(await connectResult(admin), 'ECONNREFUSED');
@@ -172,7 +172,7 @@ routes:
     const r = await runCli(['gateway', '--config', path]);
     assert.equal(r.code, 2, r.stderr);
     assert.doesNotMatch(r.stderr, /cannot bind|EADDRINUSE/);
-    assert.ok(lines(r.stderr).includes('services.shop.timeout: "5 sec" is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds'), r.stderr);
+    assert.ok(lines(r.stderr).some((l) => l.startsWith('services.shop.timeout: "5 sec" is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds (line ')), r.stderr);
   });
 
   test('listen and admin on one port: exit 2', async () => {
@@ -180,7 +180,7 @@ routes:
     const path = file(MINIMAL_YAML.replace('127.0.0.1:8080', `127.0.0.1:${port}`).replace('127.0.0.1:9901', `0.0.0.0:${port}`));
     const r = await runCli(['gateway', '--config', path]);
     assert.equal(r.code, 2, r.stderr);
-    assert.ok(lines(r.stderr).includes(`admin: port ${port} is also the listen port — two listeners cannot share a port`), r.stderr);
+    assert.ok(lines(r.stderr).includes(`admin: port ${port} is also the listen port — two listeners cannot share a port (line 2, column 1)`), r.stderr);
   });
 
   test('headersTimeout longer than requestTimeout: exit 2 with the path, not a crash at bind', async () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ConfigError, DEFAULTS, formatProblem, loadConfigFile, parseConfigText, validateConfig,
+  ConfigError, DEFAULTS, formatProblem, loadConfigFile, locateProblems, parseConfigText, validateConfig, type ConfigProblem,
 } from '../src/config/index.js';
 import { MINIMAL_YAML, ROOT, tempDir } from './helpers/gateway.js';
 
@@ -430,7 +430,7 @@ describe('parsing files', () => {
     const err = await captureLoad(file);
     assert.equal(err.file, file);
     assert.match(err.message, new RegExp(`^1 config problem in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\n`));
-    assert.ok(err.problems.some((p) => formatProblem(p) === 'services.shop.endpoint: unknown key — did you mean endpoints?'));
+    assert.ok(err.problems.some((p) => formatProblem(p) === 'services.shop.endpoint: unknown key — did you mean endpoints? (line 5, column 5)'), err.message);
   });
 });
 
@@ -486,3 +486,42 @@ describe('registry settings', () => {
     for (const admin of ['127.0.0.1:9901', '127.0.0.7:9901', '[::1]:9901', 'localhost:9901']) assert.doesNotThrow(() => validateConfig({ ...base, admin }), admin);
   });
 });
+
+describe('problems point at the line and column of the file', () => {
+  test('YAML and JSON: an unknown key, a bad value, a bad list item, a missing key', () => {
+    const yaml = [
+      'listen: 127.0.0.1:8080',        // 1
+      'services:',                     // 2
+      '  shop:',                       // 3
+      '    endpoints:',                // 4
+      '      - 127.0.0.1:7001',        // 5
+      '      - 300.1.1.1:80',          // 6
+      '    retires: 3',                // 7
+      '    timeout: 5 sec',            // 8
+      'routes:',                       // 9
+      '  - prefix: /',                 // 10
+      '    service: nope',             // 11
+      '',
+    ].join('\n');
+    const problems = locateProblems(yaml, problemsOf(parseConfigText(yaml, 'g.yaml')));
+    const at = (path: string) => problems.find((p) => p.path === path);
+    assert.deepEqual([at('services.shop.endpoints[1]')?.line, at('services.shop.endpoints[1]')?.column], [6, 9]);
+    assert.deepEqual([at('services.shop.retires')?.line, at('services.shop.timeout')?.line, at('services.shop.timeout')?.column], [7, 8, 5]);
+    assert.equal(at('routes[0].service')?.line, 11);
+    assert.match(formatProblem(at('services.shop.timeout')!), /^services\.shop\.timeout: .* \(line 8, column 5\)$/);
+    const json = JSON.stringify({ listen: '127.0.0.1:8080', services: { shop: { endpoints: ['127.0.0.1:7001'], timout: '1s' } }, routes: [{ prefix: '/', service: 'shop' }] }, null, 2);
+    const jp = locateProblems(json, problemsOf(parseConfigText(json, 'g.json')));
+    assert.equal(jp[0]!.path, 'services.shop.timout');
+    assert.equal(jp[0]!.line, 8, 'after the endpoints list (lines 5–7)');
+  });
+});
+
+function problemsOf(raw: unknown): readonly ConfigProblem[] {
+  try {
+    validateConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
