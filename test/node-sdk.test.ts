@@ -9,7 +9,8 @@ import { request } from 'undici';
 import { Gateway } from '../src/gateway/gateway.js';
 import { validateConfig } from '../src/config/validate.js';
 import { serve } from '../src/node/index.js';
-import { until } from './helpers/sdk.js';
+import { spawnInstance, until } from './helpers/sdk.js';
+import { startGateway } from './helpers/gateway.js';
 
 const quiet = { info: () => {}, warn: () => {} };
 const gateways: Gateway[] = [];
@@ -84,4 +85,33 @@ test('several registries: registers with each; close() drains everywhere, lets t
   assert.equal(a.registry.size + b.registry.size, 0);
   assert.equal(instance.state, 'closed');
   assert.equal(server.listening, false);
+});
+
+test('serve() and tandem/events in one process: SIGTERM waits for the running handler, closes the bus, runs the app\'s drain hooks, then exits 0', async () => {
+  const gw = await startGateway({ services: { worker: {} }, routes: [{ prefix: '/', service: 'worker' }] });
+  try {
+    const child = await spawnInstance({ registry: gw.adminUrl, handlerMs: 600, hookMs: 100 }, 'serve-events');
+    await child.waitForLine((l) => l.msg === 'handler-started');
+    child.proc.kill('SIGTERM');
+    assert.equal(await child.exited, 0);
+    const order = child.lines.filter((l) => !l.log || l.msg === 'closing').map((l) => String(l.msg));
+    assert.deepEqual(order.slice(order.indexOf('handler-started')), ['handler-started', 'closing', 'handler-done', 'hook-ran']);
+    assert.equal(child.lines.find((l) => l.msg === 'handler-done')!.poolOpen, true, 'the hook ran after the handler finished');
+    assert.deepEqual(child.lines.find((l) => l.msg === 'closing')!.what, ['memory bus']);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('serve(): a drain hook still running after drainTimeout is reported and the process exits 1', async () => {
+  const gw = await startGateway({ services: { worker: {} }, routes: [{ prefix: '/', service: 'worker' }] });
+  try {
+    const child = await spawnInstance({ registry: gw.adminUrl, handlerMs: 0, hookMs: 60_000, drainTimeout: 300 }, 'serve-events');
+    await child.waitForLine((l) => l.msg === 'handler-done');
+    child.proc.kill('SIGTERM');
+    assert.equal(await child.exited, 1);
+    assert.match(String(child.lines.find((l) => l.msg === 'drain failed')?.error), /still running after 300 ms \(drainTimeout\)/);
+  } finally {
+    await gw.stop();
+  }
 });
