@@ -10,7 +10,10 @@ import { Gateway } from '../src/gateway/gateway.js';
 import { validateConfig } from '../src/config/validate.js';
 import { serve } from '../src/node/index.js';
 import { spawnInstance, until } from './helpers/sdk.js';
-import { startGateway } from './helpers/gateway.js';
+import { ROOT, startGateway } from './helpers/gateway.js';
+import { freePort } from './helpers/backend.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 
 const quiet = { info: () => {}, warn: () => {} };
 const gateways: Gateway[] = [];
@@ -114,4 +117,23 @@ test('serve(): a drain hook still running after drainTimeout is reported and the
   } finally {
     await gw.stop();
   }
+});
+
+test('serve()\'s own log lines are the gateway\'s format: pino JSON with ISO times, warnings on stderr', async () => {
+  const port = await freePort();
+  const script = `import { createServer } from 'node:http';
+import { serve } from ${JSON.stringify(join(ROOT, 'dist/src/node/index.js'))};
+const server = createServer((q, s) => s.end()).listen(0, '127.0.0.1');
+const instance = await serve(server, { service: 'x', registry: 'http://127.0.0.1:${port}', handleSignals: false });
+await instance.close();`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0, stderr);
+  const line = JSON.parse(stderr.split('\n').find((l) => l.includes('registration failed'))!) as Record<string, unknown>;
+  assert.equal(line.level, 'warn');
+  assert.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.equal(line.pid, child.pid);
+  assert.match(String(line.error), /ECONNREFUSED/);
 });

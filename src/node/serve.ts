@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from '../core/address.js';
 import { openDrainables } from '../core/drain.js';
+import { createLogger } from '../observe/log.js';
 import { deadlineOf, runWithDeadline } from '../core/deadline.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
@@ -68,7 +69,7 @@ export interface ServeOptions {
    * The process exits only when they are done, or `drainTimeout` after they started (exit 1).
    */
   onDrain?: DrainHook | readonly DrainHook[];
-  /** pino-compatible; default: warnings to stderr as JSON lines. */
+  /** pino-compatible `{ info, warn }`; default: a pino logger (the gateway's format) writing warnings to stderr. */
   logger?: LinkLogger;
   /**
    * Answer `GET /metrics` with the process's tandem metrics (docs/metrics.md: this instance,
@@ -100,10 +101,9 @@ export interface ServedInstance {
 
 const DEFAULTS = Object.freeze({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250 });
 
-const stderrLogger: LinkLogger = {
-  info: () => {},
-  warn: (fields) => process.stderr.write(`${JSON.stringify({ level: 'warn', time: Date.now(), ...fields })}\n`),
-};
+/** The gateway's line format (pino, ISO times), warnings and up, on stderr: the application owns stdout. */
+let defaultLogger: LinkLogger | undefined;
+const stderrLogger = (): LinkLogger => (defaultLogger ??= createLogger('warn', process.stderr));
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -121,7 +121,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     drainTimeout: options.drainTimeout ?? DEFAULTS.drainTimeout,
     drainQuietPeriod: options.drainQuietPeriod ?? DEFAULTS.drainQuietPeriod,
   };
-  const log = options.logger ?? stderrLogger;
+  const log = options.logger ?? stderrLogger();
   const readiness = new Map(Object.entries(options.readiness ?? {}));
   const liveness = new Map(Object.entries(options.liveness ?? {}));
   const stats: NodeStats = { service: options.service, responses: [0, 0, 0, 0, 0, 0], latency: new LatencyHistogram(), inflight: 0, state: 'starting' };
