@@ -9,6 +9,11 @@ export const DEFAULTS = Object.freeze({
   limits: Object.freeze({
     /** Total size of a request's header section; larger gets 431. */
     maxHeaderSize: 16 * 1024,
+    /**
+     * Header lines in one request; more gets 431. Envoy's max_headers_count, Kestrel's
+     * MaxRequestHeaderCount and Apache's LimitRequestFields are all 100; browsers send 10–20.
+     */
+    maxHeaders: 100,
     /** Request body; larger gets 413. nginx defaults to 1 MiB, which breaks uploads; we pick 100 MiB. */
     maxBodySize: 100 * 1024 * 1024,
     /** Time a client has to send the whole header section (slowloris guard); 408 after. */

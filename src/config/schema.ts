@@ -170,6 +170,7 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       properties: {
         maxHeaderSize: size,
+        maxHeaders: { type: 'integer', minimum: 1, maximum: 10_000, description: 'Header lines allowed in one request.' },
         maxBodySize: size,
         headersTimeout: duration,
         requestTimeout: duration,

@@ -78,6 +78,7 @@ export interface RouteConfig {
 
 export interface LimitsConfig {
   maxHeaderSize: number;
+  maxHeaders: number;
   maxBodySize: number;
   headersTimeout: number;
   requestTimeout: number;

@@ -5,6 +5,7 @@ import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
 import type { BalancerKind } from '../upstream/balancer/balancer.js';
 import { isIdempotent } from '../upstream/resilience/retry-policy.js';
+import { isPathProblem, normalizePath } from '../gateway/path.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
@@ -98,6 +99,7 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
   const log = isObject(raw.log) ? raw.log : {};
   const limitsConfig = {
     maxHeaderSize: sizeOr(limits.maxHeaderSize, DEFAULTS.limits.maxHeaderSize),
+    maxHeaders: typeof limits.maxHeaders === 'number' ? limits.maxHeaders : DEFAULTS.limits.maxHeaders,
     maxBodySize: sizeOr(limits.maxBodySize, DEFAULTS.limits.maxBodySize),
     headersTimeout: durationOr(limits.headersTimeout, DEFAULTS.limits.headersTimeout),
     requestTimeout: durationOr(limits.requestTimeout, DEFAULTS.limits.requestTimeout),
@@ -290,6 +292,12 @@ function routes(raw: unknown, services: Map<string, ServiceConfig>, problems: Co
     const { prefix, service, host } = item;
     if (typeof prefix !== 'string' || typeof service !== 'string') return;
     if (!prefix.startsWith('/')) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" must start with "/"` });
+    else {
+      // Requests are matched by their normalized path: a prefix in any other form never matches.
+      const normal = normalizePath(prefix);
+      if (isPathProblem(normal)) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" is not a valid path: ${normal.problem.replace(/^the (path|request target) /, 'it ')}` });
+      else if (normal !== prefix) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" is not in normal form — requests are matched after normalization; write "${normal}"` });
+    }
     if (!services.has(service)) {
       const hint = closest(service, services.keys());
       const known = [...services.keys()].join(', ') || 'none';

@@ -81,6 +81,10 @@ export class Gateway {
       noDelay: true,
     }, (req, res) => handleRequest(this.ctx, req, res));
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
+    // (Content-Length among them). The proxy counts every line against limits.maxHeaders and
+    // refuses the request, and a reload can change that limit for open connections too.
+    this.server.maxHeadersCount = 0;
     this.server.on('checkContinue', (req, res) => handleCheckContinue(this.ctx, req, res));
     this.server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.live.tunnels.add(socket);
@@ -264,6 +268,7 @@ export class Gateway {
       trusted: trustedProxyList(config.trustedProxies),
       trustAny: config.trustedProxies.length > 0,
       maxBodySize: config.limits.maxBodySize,
+      maxHeaders: config.limits.maxHeaders,
       accessLog: config.log.access,
       logger: this.logger,
       live: this.live,
