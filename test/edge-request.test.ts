@@ -177,3 +177,11 @@ test('HTTP/1.0 with Transfer-Encoding: 400 and close, never forwarded, nor what 
   assert.equal(forwarded(), before);
   await assertRefused('POST /x HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', 400, 'TANDEM_ERR_BAD_REQUEST');
 });
+
+test('what Node\'s parser refuses gets the same JSON error with a code, and the connection closes', async () => {
+  // Before: a bare "HTTP/1.1 400 Bad Request" status line, no code, no request id.
+  await assertRefused('GET /x HTTP/1.1\r\nHost: t\r\nX-Bad: nul \x00 here\r\n\r\n', 400, 'TANDEM_ERR_BAD_REQUEST');
+  await assertRefused('POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'TANDEM_ERR_BAD_REQUEST');
+  const out = await assertRefused(`GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`, 431, 'TANDEM_ERR_HEADERS_TOO_LARGE');
+  assert.match(out.data, /\r\nx-request-id: [0-9a-f-]{36}\r\n/);
+});

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/types.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
@@ -11,6 +11,7 @@ import { createGatewayRegistry } from '../observe/metrics.js';
 import { Router } from './router.js';
 import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
 import { handleUpgrade } from './websocket.js';
+import { answerClientError } from './client-error.js';
 import { createAdminServer } from './admin.js';
 import { handleRegistryApi } from './registry-api.js';
 import { EmbeddedRegistry } from '../discovery/embedded.js';
@@ -86,6 +87,10 @@ export class Gateway {
     // refuses the request, and a reload can change that limit for open connections too.
     this.server.maxHeadersCount = 0;
     this.server.on('checkContinue', (req, res) => handleCheckContinue(this.ctx, req, res));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      const status = answerClientError(err, socket);
+      if (status > 0) this.live.unrouted[((status / 100) | 0) - 1]!++;
+    });
     this.server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.live.tunnels.add(socket);
       socket.once('close', () => this.live.tunnels.delete(socket));
