@@ -108,8 +108,9 @@ function dropConnectionTokens(headers: string[], connection: string): string[] {
 /**
  * Upstream response headers (undici gives raw Buffers) → a flat string list for writeHead,
  * without hop-by-hop headers and those named in the upstream's Connection header.
+ * `noContent` (a 204) drops Content-Length too: RFC 9110 §8.6 forbids it there.
  */
-export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = false): string[] {
+export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = false, noContent = false): string[] {
   const out: string[] = [];
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -124,6 +125,9 @@ export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = fal
         if (keepUpgrade) out.push(name, value);
         continue;
       case H.KEEP_ALIVE: case H.PROXY_CONNECTION: case H.TRANSFER_ENCODING: case H.TRAILER: case H.PROXY_AUTHENTICATE:
+        continue;
+      case H.CONTENT_LENGTH:
+        if (!noContent) out.push(name, value);
         continue;
       default:
         out.push(name, value);

@@ -196,7 +196,7 @@ class ProxyExchange implements ResponseHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.status = statusCode;
     this.resume = resume;
-    const headers = rewriteResponseHeaders(rawHeaders);
+    const headers = rewriteResponseHeaders(rawHeaders, false, statusCode === 204);
     if (this.ctx.live.draining) headers.push('connection', 'close');
     this.res.writeHead(statusCode, headers);
     return true;

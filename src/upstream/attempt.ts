@@ -132,7 +132,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
       else this.outlier.recordSuccess(this.endpoint);
     }
     this.readFraming(rawHeaders);
-    return this.handler.onHeaders(statusCode, rawHeaders, resume);
+    const more = this.handler.onHeaders(statusCode, rawHeaders, resume);
+    if (statusCode === 204 || statusCode === 304) {
+      // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
+      // is complete with its headers. A Content-Length sent along (the representation's length
+      // on a 304, forbidden on a 204) makes undici fail the exchange afterwards and drop the
+      // connection — right, its framing is in doubt — but that must not cost the client an
+      // answer that is already whole.
+      if (this.finish()) this.handler.onComplete();
+    }
+    return more;
   }
 
   /**
@@ -155,8 +164,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
-    this.finish();
-    this.handler.onComplete();
+    if (this.finish()) this.handler.onComplete();
   }
 
   onError(err: Error): void {
