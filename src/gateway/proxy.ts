@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import { TandemError } from '../core/errors.js';
+import { isClientCaused } from '../upstream/classify.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
 import type { HashOn, AccessLogMode } from '../config/types.js';
@@ -53,6 +54,12 @@ export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
     peer.list = ctx.trusted;
   }
   return peer;
+}
+
+/** No further request on this connection is forwarded (its answers would be dropped anyway). */
+function closeAfterThis(socket: Socket): void {
+  const peer = (socket as PeerSocket)[kPeer];
+  if (peer !== undefined) peer.closing = true;
 }
 
 function isTrusted(ip: string, ctx: ProxyContext): boolean {
@@ -237,7 +244,11 @@ class ProxyExchange implements ResponseHandler {
       this.res.destroy(error);
     } else {
       this.status = error.status;
-      sendError(this.res, error.status, error.code, error.message, this.requestId, error.code === 'TANDEM_ERR_BODY_TOO_LARGE');
+      // A failure of the client's making may leave its body half read: the connection cannot
+      // carry another request.
+      const close = isClientCaused(error);
+      if (close) closeAfterThis(this.socket);
+      sendError(this.res, error.status, error.code, error.message, this.requestId, close);
     }
     this.finish(error);
   }

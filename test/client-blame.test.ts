@@ -1,0 +1,113 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
+import type { Socket } from 'node:net';
+import { startGateway, clusterService, metricSum, type RunningGateway } from './helpers/gateway.js';
+import { startBackend, type Backend } from './helpers/backend.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
+import { rawExchange } from './helpers/raw-client.js';
+
+/**
+ * No client can get an endpoint ejected: requests that fail because of what the client did —
+ * it left mid-body or mid-wait, reset the connection, broke its chunked framing, sent too much,
+ * or sent what the gateway refuses — are never counted against an endpoint and never retried.
+ * Outlier detection is set to eject after 2 failures in a row; each hostile kind is sent more
+ * often than that, while a well-behaved client on other connections keeps getting 200.
+ */
+
+const { defer, track } = cleanupAfterAll();
+let gw: RunningGateway;
+const backends: Backend[] = [];
+/** Emits 'request' (path) when a backend starts receiving a request. */
+const arrivals = new EventEmitter();
+/** Requests held unanswered by /hang, answered at the end. */
+const hanging: Array<() => void> = [];
+const MAX_BODY = 64 * 1024;
+
+before(async () => {
+  for (const name of ['a', 'b']) {
+    const backend = await startBackend(name, (req, res) => {
+      req.on('error', () => {});
+      if (req.url === '/hang') hanging.push(() => res.end('late'));
+      else req.on('end', () => res.end('ok'));
+      req.resume();
+      arrivals.emit('request', req.url);
+    });
+    backends.push(backend);
+    defer(() => backend.close());
+  }
+  defer(async () => { for (const answer of hanging) answer(); });
+  gw = track(await startGateway({
+    limits: { maxBodySize: MAX_BODY },
+    services: {
+      shop: {
+        endpoints: backends.map((b) => b.address),
+        healthCheck: false,
+        balancer: 'round-robin',
+        outlier: { consecutiveFailures: 2 },
+      },
+    },
+    routes: [{ prefix: '/', service: 'shop' }],
+  }));
+});
+
+/** A part for rawExchange: resolves once a backend has started receiving the request. */
+const reachedBackend = () => once(arrivals, 'request');
+
+/** A chunk frame of `size` bytes. */
+function chunk(size: number): string {
+  return `${size.toString(16)}\r\n${'x'.repeat(size)}\r\n`;
+}
+
+const HOSTILE: Record<string, Array<string | ((socket: Socket) => Promise<unknown>)>> = {
+  'leaves mid-body (Content-Length, streamed)': [
+    `POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: ${MAX_BODY - 1}\r\n\r\n`, 'x'.repeat(1000), reachedBackend, async (s) => s.destroy(),
+  ],
+  'resets mid-body (chunked)': [
+    'POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', chunk(1000), reachedBackend, async (s) => s.resetAndDestroy(),
+  ],
+  'breaks its chunked framing mid-body': [
+    'POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', chunk(1000), reachedBackend, 'zz\r\nnot a chunk\r\n',
+  ],
+  'sends a chunked body past limits.maxBodySize': [
+    'POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', chunk(1000), reachedBackend, chunk(MAX_BODY), chunk(MAX_BODY), '0\r\n\r\n',
+  ],
+  'leaves while waiting for the answer': [
+    'GET /hang HTTP/1.1\r\nHost: t\r\n\r\n', reachedBackend, async (s) => s.destroy(),
+  ],
+  'sends two Host headers': ['GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+  'sends an absolute-form target with userinfo': ['GET http://u@t/x HTTP/1.1\r\nHost: t\r\n\r\n'],
+};
+
+test('no client can make the gateway eject an instance: client-caused failures are never counted nor retried', async () => {
+  let legit = 0;
+  const failures: string[] = [];
+  let hostileDone = false;
+  // The well-behaved client: its own keep-alive connections, one request after another.
+  const bystander = (async () => {
+    while (!hostileDone || legit < 20) {
+      const res = await fetch(`${gw.url}/ok`);
+      const body = await res.text();
+      if (res.status === 200 && body === 'ok') legit++;
+      else failures.push(`${res.status} ${body}`);
+    }
+  })();
+  for (const [kind, parts] of Object.entries(HOSTILE)) {
+    for (let i = 0; i < 5; i++) {
+      const out = await rawExchange(gw.port, parts);
+      assert.notEqual(out.end, 'timeout', `${kind}: the gateway kept the connection open`);
+      assert.ok(out.status === undefined || out.status >= 400, `${kind}: answered ${out.status}`);
+    }
+  }
+  hostileDone = true;
+  await bystander;
+  assert.deepEqual(failures, [], 'the well-behaved client saw failures');
+  const shop = await clusterService<{ retries: Record<string, number>; endpoints: Array<{ id: string; state: string; timesEjected?: number; responses: Record<string, number> }> }>(gw, 'shop');
+  for (const e of shop.endpoints) {
+    assert.notEqual(e.state, 'ejected', `${e.id} was ejected`);
+    assert.equal(e.timesEjected, undefined, `${e.id} was ejected`);
+    assert.equal(e.responses.error, 0, `${e.id} was charged ${e.responses.error} failures`);
+  }
+  assert.deepEqual(Object.values(shop.retries).filter((n) => n > 0), [], `retries: ${JSON.stringify(shop.retries)}`);
+  assert.equal(await metricSum(gw, /^tandem_outlier_ejections_total/), 0);
+});
