@@ -10,7 +10,7 @@ import { rawExchange } from './helpers/raw-client.js';
 /**
  * No client can get an endpoint ejected: requests that fail because of what the client did —
  * it left mid-body or mid-wait, reset the connection, broke its chunked framing, sent too much,
- * or sent what the gateway refuses — are never counted against an endpoint and never retried.
+ * stalled its body, or sent what the gateway refuses — are never counted against an endpoint and never retried.
  * Outlier detection is set to eject after 2 failures in a row; each hostile kind is sent more
  * often than that, while a well-behaved client on other connections keeps getting 200.
  */
@@ -38,7 +38,7 @@ before(async () => {
   }
   defer(async () => { for (const answer of hanging) answer(); });
   gw = track(await startGateway({
-    limits: { maxBodySize: MAX_BODY },
+    limits: { maxBodySize: MAX_BODY, bodyTimeout: '300ms' },
     services: {
       shop: {
         endpoints: backends.map((b) => b.address),
@@ -71,6 +71,9 @@ const HOSTILE: Record<string, Array<string | ((socket: Socket) => Promise<unknow
   ],
   'sends a chunked body past limits.maxBodySize': [
     'POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', chunk(1000), reachedBackend, chunk(MAX_BODY), chunk(MAX_BODY), '0\r\n\r\n',
+  ],
+  'stalls its body past limits.bodyTimeout': [
+    'POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n', chunk(1000), reachedBackend,
   ],
   'leaves while waiting for the answer': [
     'GET /hang HTTP/1.1\r\nHost: t\r\n\r\n', reachedBackend, async (s) => s.destroy(),

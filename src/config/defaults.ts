@@ -20,6 +20,18 @@ export const DEFAULTS = Object.freeze({
     headersTimeout: 10_000,
     /** Time a client has to send the whole request, body included; 408 after. */
     requestTimeout: 300_000,
+    /**
+     * Longest pause between two request body bytes while the body is read; 408 after. Half of
+     * nginx's client_body_timeout (60 s): the rate check below catches trickles, this catches
+     * a client that stopped.
+     */
+    bodyTimeout: 30_000,
+    /**
+     * Least average rate of a request body (bytes/s) once it has been read for
+     * minBodyRateGrace; 408 below it. Kestrel's MinRequestBodyDataRate: 240 bytes/s after 5 s.
+     */
+    minBodyRate: 240,
+    minBodyRateGrace: 5_000,
     /** How long an idle client keep-alive connection stays open. */
     keepAliveTimeout: 60_000,
   }),

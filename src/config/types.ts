@@ -82,6 +82,11 @@ export interface LimitsConfig {
   maxBodySize: number;
   headersTimeout: number;
   requestTimeout: number;
+  /** 0 = off. */
+  bodyTimeout: number;
+  /** Bytes/s; 0 = off. */
+  minBodyRate: number;
+  minBodyRateGrace: number;
   keepAliveTimeout: number;
 }
 

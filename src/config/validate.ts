@@ -70,8 +70,10 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
       return p.format === 'duration'
         ? { path, message: `${JSON.stringify(e.data)} is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds` }
         : { path, message: `${JSON.stringify(e.data)} is not a size — write e.g. 64KiB, 10MiB, 1GiB or a number of bytes` };
-    case 'const':
-      return { path, message: `${JSON.stringify(e.data)} is not accepted — write false to turn it off, or an object with its settings` };
+    case 'const': {
+      const expected = (e.parentSchema as { 'x-expected'?: string } | undefined)?.['x-expected'] ?? 'an object with its settings';
+      return { path, message: `${JSON.stringify(e.data)} is not accepted — write false to turn it off, or ${expected}` };
+    }
     case 'minLength':
       return { path, message: `needs at least ${String(p.limit)} character${p.limit === 1 ? '' : 's'}` };
     case 'minItems':
@@ -103,6 +105,9 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
     maxBodySize: sizeOr(limits.maxBodySize, DEFAULTS.limits.maxBodySize),
     headersTimeout: durationOr(limits.headersTimeout, DEFAULTS.limits.headersTimeout),
     requestTimeout: durationOr(limits.requestTimeout, DEFAULTS.limits.requestTimeout),
+    bodyTimeout: limits.bodyTimeout === false ? 0 : durationOr(limits.bodyTimeout, DEFAULTS.limits.bodyTimeout),
+    minBodyRate: limits.minBodyRate === false ? 0 : sizeOr(limits.minBodyRate, DEFAULTS.limits.minBodyRate),
+    minBodyRateGrace: durationOr(limits.minBodyRateGrace, DEFAULTS.limits.minBodyRateGrace),
     keepAliveTimeout: durationOr(limits.keepAliveTimeout, DEFAULTS.limits.keepAliveTimeout),
   };
   // Node's http server throws when headersTimeout exceeds a non-zero requestTimeout. Only

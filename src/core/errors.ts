@@ -14,7 +14,7 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
   TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
   TANDEM_ERR_HEADERS_TOO_LARGE: 'The request has more than limits.maxHeaders header lines, or a header section larger than limits.maxHeaderSize (HTTP 431, connection closed).',
-  TANDEM_ERR_REQUEST_TIMEOUT: 'The client was too slow sending its request: the header section took longer than limits.headersTimeout or the whole request longer than limits.requestTimeout (HTTP 408, connection closed).',
+  TANDEM_ERR_REQUEST_TIMEOUT: 'The client was too slow sending its request: the header section took longer than limits.headersTimeout, the whole request longer than limits.requestTimeout, or its body stalled for limits.bodyTimeout or came slower than limits.minBodyRate (HTTP 408, connection closed).',
   TANDEM_ERR_CLIENT_ABORTED: 'The client went away before the response was complete.',
   TANDEM_ERR_CLIENT_CLOSED: 'A service client was used after close().',
   TANDEM_ERR_REGISTRY_INVALID: 'A registry request is malformed: a bad address, an unknown field, a value out of range (HTTP 400).',

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { GatewayConfig } from '../config/types.js';
+import type { GatewayConfig, LimitsConfig } from '../config/types.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
 import { trustedProxyList } from '../config/validate.js';
 import { formatHostPort } from '../core/address.js';
@@ -12,6 +12,7 @@ import { Router } from './router.js';
 import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
 import { handleUpgrade } from './websocket.js';
 import { answerClientError } from './client-error.js';
+import { BodyGuard, type BodyGuardOptions } from './body-guard.js';
 import { createAdminServer } from './admin.js';
 import { handleRegistryApi } from './registry-api.js';
 import { EmbeddedRegistry } from '../discovery/embedded.js';
@@ -35,6 +36,7 @@ export class Gateway {
   private readonly server: Server;
   private readonly admin: Server;
   private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
+  private readonly bodyGuard: BodyGuard;
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
   private settled = false;
@@ -69,6 +71,7 @@ export class Gateway {
       const what = change.kind === 'registered' ? 'joined' : change.kind === 'deregistered' ? 'left' : change.kind === 'expired' ? 'left (lease expired)' : `is ${change.instance.state}`;
       this.feed.record(event === 'instance-state' ? 'state' : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
     });
+    this.bodyGuard = new BodyGuard(bodyGuardOptions(config.limits));
     this.ctx = this.buildContext(config);
     const limits = config.limits;
     this.server = createServer({
@@ -220,6 +223,7 @@ export class Gateway {
       }
     }
     this.config = next;
+    this.bodyGuard.configure(bodyGuardOptions(next.limits));
     this.ctx = this.buildContext(next);
     this.server.headersTimeout = next.limits.headersTimeout;
     this.server.requestTimeout = next.limits.requestTimeout;
@@ -259,6 +263,7 @@ export class Gateway {
     // that was cut off must not hold the process open.
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
+    this.bodyGuard.close();
     this.feed.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
@@ -274,6 +279,7 @@ export class Gateway {
       trustAny: config.trustedProxies.length > 0,
       maxBodySize: config.limits.maxBodySize,
       maxHeaders: config.limits.maxHeaders,
+      bodyGuard: this.bodyGuard,
       accessLog: config.log.access,
       logger: this.logger,
       live: this.live,
@@ -315,6 +321,10 @@ export class Gateway {
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
     };
   }
+}
+
+function bodyGuardOptions(limits: LimitsConfig): BodyGuardOptions {
+  return { idleTimeout: limits.bodyTimeout, minRate: limits.minBodyRate, grace: limits.minBodyRateGrace };
 }
 
 function listen(server: Server, host: string, port: number, what: string): Promise<void> {

@@ -10,6 +10,7 @@ import type { HashOn, AccessLogMode } from '../config/types.js';
 import { clientIp, cookieValue, rewriteResponseHeaders } from './headers.js';
 import { type Route, type Router, stripPrefix } from './router.js';
 import { admit, type Admission, type Refusal } from './admission.js';
+import type { BodyGuard, StallListener } from './body-guard.js';
 import { sendError } from './respond.js';
 import { parseTraceparent, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 
@@ -20,6 +21,8 @@ export interface ProxyContext {
   trustAny: boolean;
   maxBodySize: number;
   maxHeaders: number;
+  /** Watches request bodies for stalls (limits.bodyTimeout, limits.minBodyRate). */
+  bodyGuard: BodyGuard;
   accessLog: AccessLogMode;
   logger: Logger;
   /** Counts client requests in progress and whether the gateway is draining. */
@@ -121,7 +124,9 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
     bodyLimit: ctx.maxBodySize,
   };
   ctx.live.inflight++;
-  upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop));
+  const exchange = new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop);
+  upstream.dispatch(request, exchange);
+  if (hasBody) ctx.bodyGuard.watch(req, exchange);
 }
 
 /**
@@ -151,7 +156,7 @@ function onClientSocketClose(this: ClientSocket): void {
  * Streams one upstream response to the client. Backpressure is end to end: when the client
  * socket is full, undici stops reading the upstream until it drains.
  */
-class ProxyExchange implements ResponseHandler {
+class ProxyExchange implements ResponseHandler, StallListener {
   private endpoint: Endpoint | undefined;
   private abort: ((reason?: Error) => void) | undefined;
   private resume: (() => void) | undefined;
@@ -200,6 +205,28 @@ class ProxyExchange implements ResponseHandler {
     if (this.socket.destroyed && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
   }
 
+  /**
+   * The body guard gave up on the client's body: 408 and close, unless an answer is already
+   * under way (then the connection is cut). The endpoint exchange is aborted only once the 408
+   * is out: aborting destroys the request stream, and Node closes the client connection with it.
+   */
+  bodyStalled(reason: string): void {
+    if (this.finished) return;
+    const error = new TandemError('TANDEM_ERR_REQUEST_TIMEOUT', `the request body stalled: ${reason}`, { status: 408 });
+    closeAfterThis(this.socket);
+    const abort = this.abort;
+    if (this.res.headersSent) {
+      this.res.destroy(error);
+    } else {
+      this.status = 408;
+      sendError(this.res, 408, error.code, error.message, this.requestId, true);
+    }
+    this.finish(error);
+    if (abort === undefined) return; // no endpoint exchange yet: the connection closing ends the rest
+    if (this.res.writableFinished || this.res.destroyed) abort(error);
+    else this.res.once('close', () => abort(error));
+  }
+
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.status = statusCode;
     this.resume = resume;
@@ -235,6 +262,7 @@ class ProxyExchange implements ResponseHandler {
   }
 
   onError(error: TandemError): void {
+    if (this.finished) return; // answered already (the body stalled)
     if (error.code === 'TANDEM_ERR_CLIENT_ABORTED' || this.res.destroyed) {
       this.finish(error);
       return;
