@@ -8,41 +8,25 @@ import { isIPv6 } from 'node:net';
  * (`user@host`), no path, no blanks or control characters, and not empty.
  */
 export function isValidAuthority(value: string): boolean {
-  const length = value.length;
-  if (length === 0) return false;
-  let hostEnd: number;
+  if (!AUTHORITY.test(value)) return false;
+  let portAt: number;
   if (value.charCodeAt(0) === 91 /* [ */) {
     const close = value.indexOf(']');
-    if (close < 0 || !isIPv6(value.slice(1, close))) return false;
-    hostEnd = close + 1;
+    if (!isIPv6(value.slice(1, close))) return false;
+    portAt = close + 1 < value.length ? close + 1 : -1;
   } else {
-    hostEnd = 0;
-    while (hostEnd < length) {
-      const c = value.charCodeAt(hostEnd);
-      if (c === 58 /* : */) break;
-      if (c === 37 /* % */) {
-        if (!isHex(value.charCodeAt(hostEnd + 1)) || !isHex(value.charCodeAt(hostEnd + 2))) return false;
-        hostEnd += 3;
-        continue;
-      }
-      if (c > 127 || REG_NAME[c] !== 1) return false;
-      hostEnd++;
-    }
-    if (hostEnd === 0) return false;
+    portAt = value.indexOf(':');
   }
-  if (hostEnd === length) return true;
-  if (value.charCodeAt(hostEnd) !== 58 /* : */) return false;
-  // port = *DIGIT (RFC 3986 §3.2.3), at most what fits in 16 bits
-  const digits = length - hostEnd - 1;
-  if (digits > 5) return false;
-  let port = 0;
-  for (let i = hostEnd + 1; i < length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-    port = port * 10 + (c - 48);
-  }
-  return port <= 65535;
+  // Five digits may still be more than 16 bits hold.
+  return portAt < 0 || value.length - portAt <= 5 || Number(value.slice(portAt + 1)) <= 65535;
 }
+
+/**
+ * RFC 3986 §3.2.2–3.2.3: a reg-name (unreserved, sub-delims, pct-encoded; IPv4 addresses are
+ * reg-names too) or a bracketed IPv6 address, then an optional port of up to five digits.
+ * A regular expression: irregexp's native code is faster than a charCodeAt loop here.
+ */
+const AUTHORITY = /^(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/;
 
 /** An absolute-form request target (RFC 9112 §3.2.2) split into its authority and the rest. */
 export interface AbsoluteTarget {
@@ -78,16 +62,3 @@ function schemeLength(target: string): number {
   if (lower.startsWith('https://')) return 8;
   return 0;
 }
-
-function isHex(c: number): boolean {
-  return (c >= 48 && c <= 57) || ((c | 0x20) >= 97 && (c | 0x20) <= 102);
-}
-
-/** RFC 3986 reg-name characters: unreserved and sub-delims (pct-encoded handled apart), by byte. */
-const REG_NAME = (() => {
-  const table = new Uint8Array(128);
-  for (let c = 0; c < 128; c++) {
-    if (/[A-Za-z0-9\-._~!$&'()*+,;=]/.test(String.fromCharCode(c))) table[c] = 1;
-  }
-  return table;
-})();

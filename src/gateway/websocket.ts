@@ -20,7 +20,7 @@ export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: D
   const admission = admit(ctx, req, peer.ip, peer.trusted);
   const { facts, route } = admission;
   const upgrade = req.headers.upgrade;
-  if (route === undefined || upgrade === undefined || ctx.live.draining) {
+  if (route === undefined || upgrade === undefined || ctx.live.draining || peer.closing) {
     const refusal = admission.refusal;
     if (refusal !== undefined) writeError(socket, refusal.status, refusal.code, refusal.message, facts.requestId);
     else writeRaw(socket, route === undefined ? 404 : 503, []);
