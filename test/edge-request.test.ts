@@ -1,5 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import { startGateway, clusterService, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, startRawBackend, type Backend } from './helpers/backend.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
@@ -184,4 +186,23 @@ test('what Node\'s parser refuses gets the same JSON error with a code, and the 
   await assertRefused('POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'TANDEM_ERR_BAD_REQUEST');
   const out = await assertRefused(`GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`, 431, 'TANDEM_ERR_HEADERS_TOO_LARGE');
   assert.match(out.data, /\r\nx-request-id: [0-9a-f-]{36}\r\n/);
+});
+
+test('limits.maxHeaders changes on reload, for connections already open too', async () => {
+  const config = (maxHeaders: number) => ({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', limits: { maxHeaders }, services: { root: { endpoints: [backends.root.address], healthCheck: false } }, routes: [{ prefix: '/', service: 'root' }] });
+  const small = track(await startGateway(config(100)));
+  const twenty = `GET /x HTTP/1.1\r\nHost: t\r\n${Array.from({ length: 19 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`;
+  const out = await rawExchange(small.port, [
+    twenty,
+    async (socket) => {
+      await once(socket, 'data');
+      writeFileSync(small.configFile, JSON.stringify(config(10)));
+      const from = small.logs.length;
+      small.proc.kill('SIGHUP');
+      await small.waitForLog((l) => small.logs.indexOf(l) >= from && l.msg === 'reloaded');
+    },
+    twenty,
+  ]);
+  assert.deepEqual(responses(out.data).map((r) => r.status), [200, 431], JSON.stringify(out.data));
+  assert.equal(out.end, 'closed');
 });

@@ -45,7 +45,7 @@ export function rawExchange(port: number, parts: Array<string | Buffer | ((socke
   });
 }
 
-/** The responses in `data`, in order: status and body of each (Content-Length framed, or none). */
+/** The responses in `data`, in order: status and body of each (Content-Length or chunked framing). */
 export function responses(data: string): Array<{ status: number; head: string; body: string }> {
   const out: Array<{ status: number; head: string; body: string }> = [];
   let at = 0;
@@ -54,11 +54,30 @@ export function responses(data: string): Array<{ status: number; head: string; b
     if (split < 0) break;
     const head = data.slice(at, split);
     const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]);
-    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
     const bodiless = status === 204 || status === 304 || (status >= 100 && status < 200);
-    const body = bodiless ? '' : data.slice(split + 4, split + 4 + length);
+    at = split + 4;
+    let body = '';
+    if (bodiless) {
+      // no body, whatever the headers say
+    } else if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+      for (;;) {
+        const eol = data.indexOf('\r\n', at);
+        if (eol < 0) break;
+        const size = parseInt(data.slice(at, eol), 16);
+        at = eol + 2;
+        if (!(size > 0)) {
+          at += 2;
+          break;
+        }
+        body += data.slice(at, at + size);
+        at += size + 2;
+      }
+    } else {
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      body = data.slice(at, at + length);
+      at += length;
+    }
     out.push({ status, head, body });
-    at = split + 4 + body.length;
   }
   return out;
 }
