@@ -206,3 +206,11 @@ test('limits.maxHeaders changes on reload, for connections already open too', as
   assert.deepEqual(responses(out.data).map((r) => r.status), [200, 431], JSON.stringify(out.data));
   assert.equal(out.end, 'closed');
 });
+
+test('an HTTP/1.1 request without Host: 400 with a code, and close; HTTP/1.0 may omit it', async () => {
+  await assertRefused('GET /x HTTP/1.1\r\nAccept: */*\r\n\r\n', 400, 'TANDEM_ERR_BAD_REQUEST');
+  await assertRefused('GET http://other/x HTTP/1.1\r\nAccept: */*\r\n\r\n', 400, 'TANDEM_ERR_BAD_REQUEST');
+  const seen = await forward('GET /x HTTP/1.0', [], backends.root);
+  // Forwarded as HTTP/1.1, which needs one: undici names the endpoint.
+  assert.equal(seen.headers.host, backends.root.address);
+});

@@ -58,7 +58,11 @@ export function admit(ctx: AdmissionContext, req: IncomingMessage, peerIp: strin
     return refused(facts, url, host, { status: 431, code: 'TANDEM_ERR_HEADERS_TOO_LARGE', message: `more than ${ctx.maxHeaders} header lines`, close: true });
   }
   if (absolute === undefined && url.charCodeAt(0) !== 47) return refused(facts, url, host, badRequest('request target is not a path'));
-  if (facts.hostLines > 1) return refused(facts, url, host, badRequest(`${facts.hostLines} Host headers; one is allowed`));
+  if (facts.hostLines !== 1) {
+    // HTTP/1.1 requires exactly one (RFC 9112 §3.2); HTTP/1.0 predates it and may omit it.
+    if (facts.hostLines > 1) return refused(facts, url, host, badRequest(`${facts.hostLines} Host headers; one is allowed`));
+    if (req.httpVersionMinor !== 0) return refused(facts, url, host, badRequest('an HTTP/1.1 request needs a Host header'));
+  }
   if (facts.host !== undefined && !isValidAuthority(facts.host)) return refused(facts, url, host, badRequest('the Host header is not a valid host[:port]'));
   if (facts.chunked && req.httpVersionMinor === 0) {
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty; the body end

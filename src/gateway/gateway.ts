@@ -81,7 +81,8 @@ export class Gateway {
       // How often Node checks the two timeouts above; its default (30 s) would let a slow
       // client hold a connection far past its limit.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeout / 4)),
-      requireHostHeader: true,
+      // Checked by the proxy, whose 400 carries a code like every other refusal.
+      requireHostHeader: false,
       noDelay: true,
     }, (req, res) => handleRequest(this.ctx, req, res));
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
