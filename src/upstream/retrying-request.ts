@@ -349,18 +349,23 @@ export class RetryingRequest implements ResponseHandler {
     return false;
   }
 
-  /** The one error outcome; any leg still out is abandoned. */
+  /**
+   * The one error outcome; any leg still out is abandoned. When the client caused it (it left
+   * while a hedge was out, say), the legs are cancelled: their ends say nothing about their
+   * endpoints.
+   */
   private fail(error: TandemError): void {
     if (this.done) return;
+    const cancelled = isClientCaused(error);
     if (this.live) {
       this.live = false;
       this.clearTimer();
-      this.attempt!.abandon();
+      this.attempt!.abandon(cancelled);
     }
     if (this.hedge?.live === true) {
       this.hedge.live = false;
       this.hedge.clearTimer();
-      this.hedge.attempt.abandon();
+      this.hedge.attempt.abandon(cancelled);
     }
     this.settle();
     this.handler.onError(error);
