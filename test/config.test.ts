@@ -129,6 +129,26 @@ describe('units', () => {
     assert.equal(d.limits.maxBodySize, 10 * 1024 * 1024);
   });
 
+  test('the request edge limits: maxHeaders, bodyTimeout and minBodyRate (false or 0 turn them off), minBodyRateGrace', () => {
+    const c = validateConfig(config({ top: { limits: { maxHeaders: 50, bodyTimeout: '2s', minBodyRate: '1KiB', minBodyRateGrace: 500 } } }));
+    assert.deepEqual([c.limits.maxHeaders, c.limits.bodyTimeout, c.limits.minBodyRate, c.limits.minBodyRateGrace], [50, 2_000, 1024, 500]);
+    for (const off of [false, 0, '0s']) {
+      const d = validateConfig(config({ top: { limits: { bodyTimeout: off, minBodyRate: off === '0s' ? '0B' : off } } }));
+      assert.deepEqual([d.limits.bodyTimeout, d.limits.minBodyRate], [0, 0], String(off));
+    }
+    assertProblems(config({ top: { limits: { bodyTimeout: true, minBodyRate: true, maxHeaders: 0 } } }), [
+      ['limits.bodyTimeout', 'true is not accepted — write false to turn it off, or a duration'],
+      ['limits.minBodyRate', 'true is not accepted — write false to turn it off, or a rate in bytes per second'],
+      ['limits.maxHeaders', 'must be >= 1'],
+    ]);
+  });
+
+  test('route prefixes must be in the normal form requests are matched in', () => {
+    assertProblems(config({ route: { prefix: '/a//b/./c/%7Ed' } }), [['routes[0].prefix', '"/a//b/./c/%7Ed" is not in normal form — requests are matched after normalization; write "/a/b/c/~d"']]);
+    assertProblems(config({ route: { prefix: '/../x' } }), [['routes[0].prefix', /is not a valid path: it climbs above the root/]]);
+    assertProblems(config({ route: { prefix: '/a%zz' } }), [['routes[0].prefix', /is not a valid path: it holds a malformed percent-escape/]]);
+  });
+
   test('other normalizations: weights, IPv6 endpoints, header names, route hosts', () => {
     const c = validateConfig(config({
       service: { endpoints: [{ address: '127.0.0.1:7001', weight: 5 }, '[::1]:7002'], balancer: 'consistent-hash', hash: { header: 'X-User-Id' } },
