@@ -86,6 +86,8 @@ test('gateway log lines are JSON with the documented fields: access lines and on
   const busyAccess = await gw.waitForLog((l) => l.msg === 'request' && l.service === 'busy');
   assert.equal(busyAccess.attempts, 1, 'no retry was sent');
   assert.equal(busyAccess.status, 503);
+  assert.equal(busyAccess.level, 'warn', 'a 5xx is logged as a warning: log.level warn still shows it');
+  assert.equal(access.level, 'info');
   const budget = await gw.waitForLog((l) => l.event === 'budget-exhausted' && l.service === 'busy', 5_000);
   hasFields(budget, [...BASE, ...EVENTS['budget-exhausted']!], 'budget exhausted');
   assert.ok(Number(budget.refused) >= 1);

@@ -309,7 +309,10 @@ class ProxyExchange implements ResponseHandler, StallListener {
 function logAccess(ctx: ProxyContext, req: IncomingMessage, route: Route | undefined, endpoint: Endpoint | undefined, status: number, started: number, requestId: string, code: string | undefined, attempts: number, traceId: string | undefined): void {
   if (ctx.accessLog === 'off') return;
   if (ctx.accessLog === 'errors' && status < 500 && code === undefined) return;
-  ctx.logger.info({
+  // A failure is not news at info: a 5xx is a warning, and an answer cut off mid-body (the
+  // status was sent, then the endpoint failed) an error — `log.level: warn` still shows both.
+  const level = status >= 500 ? 'warn' : code !== undefined && status < 400 ? 'error' : 'info';
+  ctx.logger[level]({
     msg: 'request',
     requestId,
     traceId,
