@@ -69,7 +69,9 @@ export class RedisInbox<M extends RedisMultiLike = RedisMulti> implements Inbox<
     let client = options.client;
     if (!client) {
       const mod = await loadOptional('ioredis', 'the Redis inbox', () => import('ioredis'));
-      const made = new mod.Redis(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3, lazyConnect: true });
+      // ioredis' module.exports is the client class, whose `default` is itself, in every 5.x and
+      // 6.x; the named `Redis` export only came with 5.3.
+      const made = new mod.default.default(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3, lazyConnect: true });
       await made.connect();
       const checked: RedisLike<IoRedisMulti> = made;
       // Its multi() is a ChainableCommander, the type a caller's `M` names (or RedisMultiLike).
