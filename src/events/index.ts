@@ -1,5 +1,5 @@
 /**
- * `tandem/events`: reliable messaging between services. A `Bus` port with adapters for
+ * `tandem-ha/events`: reliable messaging between services. A `Bus` port with adapters for
  * NATS JetStream, RabbitMQ and memory; an inbox for idempotent consumers (memory, Redis,
  * PostgreSQL); a transactional outbox for PostgreSQL. Broker and store clients are optional
  * peer dependencies, loaded only when their adapter is used.
