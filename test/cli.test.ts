@@ -106,11 +106,11 @@ routes:
     assert.equal(r.code, 2, r.stdout + r.stderr);
     assert.equal(r.stdout, '');
     const expected = [
-      'listen: "127.0.0.1" is not a valid address: expected "host:port", e.g. 127.0.0.1:8080',
-      'services.shop.endpoints[1]: "127.0.0.1:70000" is not a valid address: port 70000 is out of range (1-65535)',
-      'services.shop.timout: unknown key — did you mean timeout?',
-      'services.shop.balancer: "round-robbin" is not one of peak-ewma, round-robin, weighted-round-robin, least-request, consistent-hash — did you mean round-robin?',
-      'routes[0].service: unknown service "shpo" — did you mean shop?',
+      'listen: "127.0.0.1" is not a valid address: expected "host:port", e.g. 127.0.0.1:8080 (line 1, column 1)',
+      'services.shop.endpoints[1]: "127.0.0.1:70000" is not a valid address: port 70000 is out of range (1-65535) (line 5, column 33)',
+      'services.shop.timout: unknown key — did you mean timeout? (line 6, column 5)',
+      'services.shop.balancer: "round-robbin" is not one of peak-ewma, round-robin, weighted-round-robin, least-request, consistent-hash — did you mean round-robin? (line 7, column 5)',
+      'routes[0].service: unknown service "shpo" — did you mean shop? (line 10, column 5)',
     ];
     const got = lines(r.stderr);
     assert.equal(got[0], `tandem: 5 config problems in ${path}:`);
@@ -154,7 +154,7 @@ routes:
 `);
     const r = await runCli(['gateway', '--config', path]);
     assert.equal(r.code, 2, r.stderr);
-    assert.ok(lines(r.stderr).includes('services.shop.endpoint: unknown key — did you mean endpoints?'), r.stderr);
+    assert.ok(lines(r.stderr).some((l) => /^services\.shop\.endpoint: unknown key — did you mean endpoints\? \(line 5, column 5\)$/.test(l)), r.stderr);
     assert.doesNotMatch(r.stdout, /listening/);
     assert.equal(await connectResult(listen), 'ECONNREFUSED');
     assert.equal(await connectResult(admin), 'ECONNREFUSED');
@@ -172,7 +172,7 @@ routes:
     const r = await runCli(['gateway', '--config', path]);
     assert.equal(r.code, 2, r.stderr);
     assert.doesNotMatch(r.stderr, /cannot bind|EADDRINUSE/);
-    assert.ok(lines(r.stderr).includes('services.shop.timeout: "5 sec" is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds'), r.stderr);
+    assert.ok(lines(r.stderr).some((l) => l.startsWith('services.shop.timeout: "5 sec" is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds (line ')), r.stderr);
   });
 
   test('listen and admin on one port: exit 2', async () => {
@@ -180,7 +180,7 @@ routes:
     const path = file(MINIMAL_YAML.replace('127.0.0.1:8080', `127.0.0.1:${port}`).replace('127.0.0.1:9901', `0.0.0.0:${port}`));
     const r = await runCli(['gateway', '--config', path]);
     assert.equal(r.code, 2, r.stderr);
-    assert.ok(lines(r.stderr).includes(`admin: port ${port} is also the listen port — two listeners cannot share a port`), r.stderr);
+    assert.ok(lines(r.stderr).includes(`admin: port ${port} is also the listen port — two listeners cannot share a port (line 2, column 1)`), r.stderr);
   });
 
   test('headersTimeout longer than requestTimeout: exit 2 with the path, not a crash at bind', async () => {
@@ -258,12 +258,51 @@ describe('other commands', () => {
     }
   });
 
-  test('an unknown command: exit 2 with usage on stderr', async () => {
+  test('an unknown command: exit 2 with usage on stderr, and the closest command', async () => {
     const r = await runCli(['gatewya']);
     assert.equal(r.code, 2);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr, /^tandem: unknown command "gatewya"\n/);
+    assert.match(r.stderr, /^tandem: unknown command "gatewya" — did you mean "gateway"\?\n/);
     assert.match(r.stderr, /Usage:/);
+    for (const [typo, meant] of [['gatway', 'gateway'], ['staus', 'status'], ['dmeo', 'demo'], ['schmea', 'schema']]) {
+      assert.match((await runCli([typo!])).stderr, new RegExp(`did you mean "${meant}"\\?`), typo);
+    }
+    assert.doesNotMatch((await runCli(['frobnicate'])).stderr, /did you mean/);
+  });
+
+  test('tandem <command> --help: exit 0, every flag with its help, and examples', async () => {
+    const flags: Record<string, string[]> = {
+      gateway: ['--config FILE', '--check FILE'],
+      demo: ['--drill', '--duration S', '--rate N', '--listen HOST:PORT', '--admin HOST:PORT'],
+      status: ['--admin URL', '--once', '--interval S'],
+      schema: [],
+    };
+    for (const [command, expected] of Object.entries(flags)) {
+      for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
+        const r = await runCli(args);
+        assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        assert.equal(r.stderr, '');
+        assert.match(r.stdout, new RegExp(`^tandem ${command} — `), args.join(' '));
+        for (const flag of [...expected, '--help']) assert.ok(r.stdout.includes(flag), `${args.join(' ')} lists ${flag}`);
+        assert.match(r.stdout, /\nExamples:\n {2}tandem /, args.join(' '));
+      }
+    }
+  });
+
+  test('a misspelt flag: exit 2, the closest flag, and the command\'s help', async () => {
+    const cases: Array<[string[], string]> = [
+      [['gateway', '--confg', 'x.yaml'], '--config'],
+      [['gateway', '--chek', 'x.yaml'], '--check'],
+      [['demo', '--dril'], '--drill'],
+      [['status', '--admn', 'x'], '--admin'],
+      [['status', '--onec'], '--once'],
+    ];
+    for (const [args, meant] of cases) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.ok(r.stderr.includes(`did you mean ${meant}?`), `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /Flags:/);
+    }
   });
 
   test('gateway without --config, with a flag missing its value, an unknown flag or a stray argument: exit 2 with usage', async () => {

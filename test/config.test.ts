@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  ConfigError, DEFAULTS, formatProblem, loadConfigFile, parseConfigText, validateConfig,
+  ConfigError, DEFAULTS, formatProblem, loadConfigFile, locateProblems, parseConfigText, validateConfig, type ConfigProblem,
 } from '../src/config/index.js';
 import { MINIMAL_YAML, ROOT, tempDir } from './helpers/gateway.js';
 
@@ -129,6 +129,26 @@ describe('units', () => {
     assert.equal(d.limits.maxBodySize, 10 * 1024 * 1024);
   });
 
+  test('the request edge limits: maxHeaders, bodyTimeout and minBodyRate (false or 0 turn them off), minBodyRateGrace', () => {
+    const c = validateConfig(config({ top: { limits: { maxHeaders: 50, bodyTimeout: '2s', minBodyRate: '1KiB', minBodyRateGrace: 500 } } }));
+    assert.deepEqual([c.limits.maxHeaders, c.limits.bodyTimeout, c.limits.minBodyRate, c.limits.minBodyRateGrace], [50, 2_000, 1024, 500]);
+    for (const off of [false, 0, '0s']) {
+      const d = validateConfig(config({ top: { limits: { bodyTimeout: off, minBodyRate: off === '0s' ? '0B' : off } } }));
+      assert.deepEqual([d.limits.bodyTimeout, d.limits.minBodyRate], [0, 0], String(off));
+    }
+    assertProblems(config({ top: { limits: { bodyTimeout: true, minBodyRate: true, maxHeaders: 0 } } }), [
+      ['limits.bodyTimeout', 'true is not accepted — write false to turn it off, or a duration'],
+      ['limits.minBodyRate', 'true is not accepted — write false to turn it off, or a rate in bytes per second'],
+      ['limits.maxHeaders', 'must be >= 1'],
+    ]);
+  });
+
+  test('route prefixes must be in the normal form requests are matched in', () => {
+    assertProblems(config({ route: { prefix: '/a//b/./c/%7Ed' } }), [['routes[0].prefix', '"/a//b/./c/%7Ed" is not in normal form — requests are matched after normalization; write "/a/b/c/~d"']]);
+    assertProblems(config({ route: { prefix: '/../x' } }), [['routes[0].prefix', /is not a valid path: it climbs above the root/]]);
+    assertProblems(config({ route: { prefix: '/a%zz' } }), [['routes[0].prefix', /is not a valid path: it holds a malformed percent-escape/]]);
+  });
+
   test('other normalizations: weights, IPv6 endpoints, header names, route hosts', () => {
     const c = validateConfig(config({
       service: { endpoints: [{ address: '127.0.0.1:7001', weight: 5 }, '[::1]:7002'], balancer: 'consistent-hash', hash: { header: 'X-User-Id' } },
@@ -196,6 +216,12 @@ describe('every problem has its path and a hint', () => {
     assertProblems(config({ service: { endpoints: ['127.0.0.1:0'] } }), [['services.shop.endpoints[0]', /port 0 is out of range \(1-65535\)/]]);
     assertProblems(config({ service: { endpoints: ['127.0.0.1:7001', 'my_host!:80'] } }), [['services.shop.endpoints[1]', /"my_host!" is not a valid host name or IP address/]]);
     assertProblems(config({ service: { endpoints: ['::1:7001'] } }), [['services.shop.endpoints[0]', /IPv6 addresses go in brackets: "\[::1\]:8080"/]]);
+    // A URL where an address goes gets the address it meant; a dotted quad must be IPv4.
+    assertProblems(config({ service: { endpoints: ['http://127.0.0.1:7001'] } }), [['services.shop.endpoints[0]', /a URL is not an address: write "127\.0\.0\.1:7001" \(no http:\/\/\)/]]);
+    assertProblems(config({ service: { endpoints: ['https://api.example.com:443/v1'] } }), [['services.shop.endpoints[0]', /write "api\.example\.com:443" \(no https:\/\/, no path\)/]]);
+    for (const bad of ['300.1.1.1:80', '1.2.3:80', '1.2.3.4.5:80', '01.2.3.256:80']) {
+      assertProblems(config({ service: { endpoints: [bad] } }), [['services.shop.endpoints[0]', /is not a valid IPv4 address \(four numbers from 0 to 255\)/]]);
+    }
     assertProblems(config({ top: { admin: 'localhost:http' } }), [['admin', /"http" is not a port number/]]);
     assertProblems(config({ top: { listen: '[::1:8080' } }), [['listen', /expected "\[ipv6\]:port"/]]);
     assertProblems(config({ service: { endpoints: [{ address: '10.0.0.1', weight: 2 }] } }), [['services.shop.endpoints[0].address', /"10\.0\.0\.1" is not a valid address: expected "host:port"/]]);
@@ -424,7 +450,7 @@ describe('parsing files', () => {
     const err = await captureLoad(file);
     assert.equal(err.file, file);
     assert.match(err.message, new RegExp(`^1 config problem in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\n`));
-    assert.ok(err.problems.some((p) => formatProblem(p) === 'services.shop.endpoint: unknown key — did you mean endpoints?'));
+    assert.ok(err.problems.some((p) => formatProblem(p) === 'services.shop.endpoint: unknown key — did you mean endpoints? (line 5, column 5)'), err.message);
   });
 });
 
@@ -480,3 +506,42 @@ describe('registry settings', () => {
     for (const admin of ['127.0.0.1:9901', '127.0.0.7:9901', '[::1]:9901', 'localhost:9901']) assert.doesNotThrow(() => validateConfig({ ...base, admin }), admin);
   });
 });
+
+describe('problems point at the line and column of the file', () => {
+  test('YAML and JSON: an unknown key, a bad value, a bad list item, a missing key', () => {
+    const yaml = [
+      'listen: 127.0.0.1:8080',        // 1
+      'services:',                     // 2
+      '  shop:',                       // 3
+      '    endpoints:',                // 4
+      '      - 127.0.0.1:7001',        // 5
+      '      - 300.1.1.1:80',          // 6
+      '    retires: 3',                // 7
+      '    timeout: 5 sec',            // 8
+      'routes:',                       // 9
+      '  - prefix: /',                 // 10
+      '    service: nope',             // 11
+      '',
+    ].join('\n');
+    const problems = locateProblems(yaml, problemsOf(parseConfigText(yaml, 'g.yaml')));
+    const at = (path: string) => problems.find((p) => p.path === path);
+    assert.deepEqual([at('services.shop.endpoints[1]')?.line, at('services.shop.endpoints[1]')?.column], [6, 9]);
+    assert.deepEqual([at('services.shop.retires')?.line, at('services.shop.timeout')?.line, at('services.shop.timeout')?.column], [7, 8, 5]);
+    assert.equal(at('routes[0].service')?.line, 11);
+    assert.match(formatProblem(at('services.shop.timeout')!), /^services\.shop\.timeout: .* \(line 8, column 5\)$/);
+    const json = JSON.stringify({ listen: '127.0.0.1:8080', services: { shop: { endpoints: ['127.0.0.1:7001'], timout: '1s' } }, routes: [{ prefix: '/', service: 'shop' }] }, null, 2);
+    const jp = locateProblems(json, problemsOf(parseConfigText(json, 'g.json')));
+    assert.equal(jp[0]!.path, 'services.shop.timout');
+    assert.equal(jp[0]!.line, 8, 'after the endpoints list (lines 5–7)');
+  });
+});
+
+function problemsOf(raw: unknown): readonly ConfigProblem[] {
+  try {
+    validateConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}

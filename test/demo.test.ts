@@ -60,5 +60,5 @@ test('tandem demo: bad flags are refused with the usage', async () => {
   assert.match(r.stderr, /--rate must be a positive number, got "fast"/);
   const u = await runCli(['demo', '--drlil']);
   assert.equal(u.code, 2);
-  assert.match(u.stderr, /Unknown option '--drlil'/);
+  assert.match(u.stderr, /Unknown option '--drlil' — did you mean --drill\?/);
 });

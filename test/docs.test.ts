@@ -43,7 +43,9 @@ test('docs/configuration.md documents every key with the default the code uses',
     return `\`${String(v)}\``;
   };
   const kindOf = (schema: unknown): 'duration' | 'size' | 'plain' => {
-    const f = (schema as { format?: string } | undefined)?.format;
+    // A setting that also takes `false` keeps its own schema under `else`.
+    const s = schema as { format?: string; else?: { format?: string } } | undefined;
+    const f = s?.format ?? s?.else?.format;
     return f === 'duration' ? 'duration' : f === 'size' ? 'size' : 'plain';
   };
   const props = CONFIG_SCHEMA.properties;

@@ -9,7 +9,11 @@ import { request } from 'undici';
 import { Gateway } from '../src/gateway/gateway.js';
 import { validateConfig } from '../src/config/validate.js';
 import { serve } from '../src/node/index.js';
-import { until } from './helpers/sdk.js';
+import { spawnInstance, until } from './helpers/sdk.js';
+import { ROOT, startGateway } from './helpers/gateway.js';
+import { freePort } from './helpers/backend.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 
 const quiet = { info: () => {}, warn: () => {} };
 const gateways: Gateway[] = [];
@@ -84,4 +88,52 @@ test('several registries: registers with each; close() drains everywhere, lets t
   assert.equal(a.registry.size + b.registry.size, 0);
   assert.equal(instance.state, 'closed');
   assert.equal(server.listening, false);
+});
+
+test('serve() and tandem/events in one process: SIGTERM waits for the running handler, closes the bus, runs the app\'s drain hooks, then exits 0', async () => {
+  const gw = await startGateway({ services: { worker: {} }, routes: [{ prefix: '/', service: 'worker' }] });
+  try {
+    const child = await spawnInstance({ registry: gw.adminUrl, handlerMs: 600, hookMs: 100 }, 'serve-events');
+    await child.waitForLine((l) => l.msg === 'handler-started');
+    child.proc.kill('SIGTERM');
+    assert.equal(await child.exited, 0);
+    const order = child.lines.filter((l) => !l.log || l.msg === 'closing').map((l) => String(l.msg));
+    assert.deepEqual(order.slice(order.indexOf('handler-started')), ['handler-started', 'closing', 'handler-done', 'hook-ran']);
+    assert.equal(child.lines.find((l) => l.msg === 'handler-done')!.poolOpen, true, 'the hook ran after the handler finished');
+    assert.deepEqual(child.lines.find((l) => l.msg === 'closing')!.what, ['memory bus']);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('serve(): a drain hook still running after drainTimeout is reported and the process exits 1', async () => {
+  const gw = await startGateway({ services: { worker: {} }, routes: [{ prefix: '/', service: 'worker' }] });
+  try {
+    const child = await spawnInstance({ registry: gw.adminUrl, handlerMs: 0, hookMs: 60_000, drainTimeout: 300 }, 'serve-events');
+    await child.waitForLine((l) => l.msg === 'handler-done');
+    child.proc.kill('SIGTERM');
+    assert.equal(await child.exited, 1);
+    assert.match(String(child.lines.find((l) => l.msg === 'drain failed')?.error), /still running after 300 ms \(drainTimeout\)/);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('serve()\'s own log lines are the gateway\'s format: pino JSON with ISO times, warnings on stderr', async () => {
+  const port = await freePort();
+  const script = `import { createServer } from 'node:http';
+import { serve } from ${JSON.stringify(join(ROOT, 'dist/src/node/index.js'))};
+const server = createServer((q, s) => s.end()).listen(0, '127.0.0.1');
+const instance = await serve(server, { service: 'x', registry: 'http://127.0.0.1:${port}', handleSignals: false });
+await instance.close();`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0, stderr);
+  const line = JSON.parse(stderr.split('\n').find((l) => l.includes('registration failed'))!) as Record<string, unknown>;
+  assert.equal(line.level, 'warn');
+  assert.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.equal(line.pid, child.pid);
+  assert.match(String(line.error), /ECONNREFUSED/);
 });

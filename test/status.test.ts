@@ -35,7 +35,11 @@ test('tandem status --once: gateway health and version, each instance with its s
 
   const down = await runCli(['status', '--admin', `127.0.0.1:${await freePort()}`, '--once']);
   assert.equal(down.code, 1);
-  assert.match(down.stderr, /tandem status: cannot read http:\/\/127\.0\.0\.1:\d+\/admin\/dashboard/);
+  assert.match(down.stderr, /^tandem status: no gateway answers at http:\/\/127\.0\.0\.1:\d+ \(connection refused\): is it running\? Start one with `tandem gateway --config FILE`/);
+  // The public listener given by mistake: said so.
+  const wrong = await runCli(['status', '--admin', gw.url, '--once']);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /answered \d+ .* — is http:\/\/127\.0\.0\.1:\d+ a tandem admin listener\? \(the config's `admin`, not `listen`\)/);
   const bad = await runCli(['status', '--interval', 'x']);
   assert.equal(bad.code, 2);
 

@@ -1,86 +1,148 @@
 import { parseArgs } from 'node:util';
 import { CONFIG_SCHEMA } from '../config/schema.js';
+import { closest } from '../core/suggest.js';
 import { VERSION } from '../version.js';
 import { runGateway } from './gateway-command.js';
 import { runDemo } from './demo-command.js';
 import { runStatus } from './status-command.js';
+
+/**
+ * The `tandem` command. Each subcommand is one entry of COMMANDS: its flags (node's own
+ * parseArgs reads them), their help, examples, and what it runs. `tandem <command> --help`,
+ * "did you mean" for a misspelt command or flag, and the usage on a mistake all come from the
+ * table, so they cannot drift from what is parsed.
+ */
+
+interface Flag {
+  type: 'string' | 'boolean';
+  short?: string;
+  /** The value's name in the help (string flags). */
+  value?: string;
+  help: string;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+interface Command {
+  summary: string;
+  flags: Record<string, Flag>;
+  /** Usage lines after "tandem <name>". */
+  usage: string[];
+  examples: string[];
+  /** Extra help text after the flags. */
+  notes?: string;
+  /** Positional arguments are refused unless the command takes them. */
+  run(values: Values): Promise<number> | number;
+}
+
+const HELP_FLAG: Flag = { type: 'boolean', short: 'h', help: 'show this help and exit' };
+
+const COMMANDS: Record<string, Command> = {
+  gateway: {
+    summary: 'run the gateway, or validate its config',
+    usage: ['--config FILE', '--check FILE'],
+    flags: {
+      config: { type: 'string', short: 'c', value: 'FILE', help: 'run the gateway with this config (YAML or JSON)' },
+      check: { type: 'string', value: 'FILE', help: 'validate the config and exit: 0 valid, 2 invalid (every problem with its path)' },
+    },
+    examples: ['tandem gateway --config gateway.yaml', 'tandem gateway --check gateway.yaml', 'kill -HUP <pid>     # reload the config without dropping requests'],
+    notes: 'Signals: SIGHUP reloads the config (a bad one is refused, the old one keeps serving);\nSIGTERM and SIGINT drain in-flight requests and stop. Config keys: docs/configuration.md.',
+    run: (v) => {
+      const file = (v.check ?? v.config) as string | undefined;
+      if (!file) return usageError('gateway', '--config FILE is required');
+      return runGateway({ config: file, check: v.check !== undefined });
+    },
+  },
+  demo: {
+    summary: 'the quick start: a gateway and two services of three instances each',
+    usage: ['', '--drill [--duration S] [--rate N]'],
+    flags: {
+      drill: { type: 'boolean', help: 'run the cluster under load with a rolling deploy and a SIGKILL; print what clients saw' },
+      duration: { type: 'string', value: 'S', help: 'drill length in seconds (default 30)' },
+      rate: { type: 'string', value: 'N', help: 'drill requests per second (default 300)' },
+      listen: { type: 'string', value: 'HOST:PORT', help: 'the gateway\'s listener (default 127.0.0.1:8080; port 0 picks a free one)' },
+      admin: { type: 'string', value: 'HOST:PORT', help: 'the admin listener (default 127.0.0.1:9901)' },
+    },
+    examples: ['tandem demo', 'tandem demo --drill --duration 10', 'tandem demo --listen 127.0.0.1:0 --admin 127.0.0.1:0'],
+    notes: 'catalog ×3 and orders ×3 are child processes using tandem/node; orders calls catalog\nthrough tandem/client. Ctrl-C drains every instance, then stops the gateway.',
+    run: (v) => {
+      const duration = positive(v.duration, '--duration');
+      const rate = positive(v.rate, '--rate');
+      if (typeof duration === 'string' || typeof rate === 'string') return usageError('demo', (typeof duration === 'string' ? duration : rate) as string, false);
+      return runDemo({ drill: v.drill === true, duration, rate, listen: v.listen as string | undefined, admin: v.admin as string | undefined });
+    },
+  },
+  status: {
+    summary: 'the cluster as the dashboard shows it, in the terminal',
+    usage: ['[--admin URL] [--once] [--interval S]'],
+    flags: {
+      admin: { type: 'string', short: 'a', value: 'URL', help: 'the gateway\'s admin listener (default http://127.0.0.1:9901)' },
+      once: { type: 'boolean', help: 'print one picture and exit (0, or 1 when the gateway cannot be read)' },
+      interval: { type: 'string', value: 'S', help: 'seconds between refreshes (default 1)' },
+    },
+    examples: ['tandem status', 'tandem status --admin http://10.0.0.5:9901 --once', 'TANDEM_TOKEN=… tandem status --admin http://gw2:9901'],
+    notes: 'The admin listener wants the gateway\'s secret: on the gateway\'s host it is found by\nitself; elsewhere set TANDEM_TOKEN or TANDEM_TOKEN_FILE (docs/security.md).',
+    run: (v) => {
+      const interval = positive(v.interval, '--interval');
+      if (typeof interval === 'string') return usageError('status', interval, false);
+      return runStatus({ admin: (v.admin as string | undefined) ?? 'http://127.0.0.1:9901', once: v.once === true, intervalMs: (interval ?? 1) * 1000 });
+    },
+  },
+  schema: {
+    summary: 'print the config file\'s JSON Schema',
+    usage: [''],
+    flags: {},
+    examples: ['tandem schema > tandem.schema.json'],
+    run: () => {
+      process.stdout.write(`${JSON.stringify(CONFIG_SCHEMA, null, 2)}\n`);
+      return 0;
+    },
+  },
+};
 
 const USAGE = `tandem ${VERSION} — high availability for Node.js services
 
 Usage:
   tandem gateway --config FILE     run the gateway (YAML or JSON config)
   tandem gateway --check FILE      validate a config and exit (0 valid, 2 invalid)
-  tandem demo                      the quick start: a gateway and two services of three
-                                   instances each (catalog, orders), joined through the registry
-  tandem demo --drill              the same under load, with a rolling deploy and a SIGKILL;
-                                   prints what clients saw [--duration S] [--rate N]
-                                   (also: --listen HOST:PORT --admin HOST:PORT)
-  tandem status [--admin URL]      the cluster as the dashboard shows it, refreshed every
-                                   second (default admin http://127.0.0.1:9901; --once prints
-                                   one picture and exits; --interval S)
-  tandem schema                    print the config file's JSON Schema
+  tandem demo [--drill]            ${COMMANDS.demo!.summary}
+  tandem status [--admin URL]      ${COMMANDS.status!.summary}
+  tandem schema                    ${COMMANDS.schema!.summary}
+  tandem <command> --help          a command's flags and examples
   tandem --version
-
-Signals (gateway): SIGHUP reloads the config, SIGTERM/SIGINT drain and stop.
 `;
+
+/** `tandem <name> --help`. */
+function commandHelp(name: string): string {
+  const c = COMMANDS[name]!;
+  const flags = Object.entries(c.flags).map(([flag, f]) => [`${f.short ? `-${f.short}, ` : '    '}--${flag}${f.value ? ` ${f.value}` : ''}`, f.help] as const);
+  flags.push(['-h, --help', HELP_FLAG.help]);
+  const width = Math.max(...flags.map(([l]) => l.length));
+  return [
+    `tandem ${name} — ${c.summary}`,
+    '',
+    'Usage:',
+    ...c.usage.map((u) => `  tandem ${name}${u ? ` ${u}` : ''}`),
+    '',
+    'Flags:',
+    ...flags.map(([l, h]) => `  ${l.padEnd(width)}  ${h}`),
+    '',
+    'Examples:',
+    ...c.examples.map((e) => `  ${e}`),
+    ...(c.notes ? ['', c.notes] : []),
+    '',
+  ].join('\n');
+}
+
+function usageError(name: string, message: string, withUsage = true): number {
+  process.stderr.write(`tandem ${name}: ${message}\n${withUsage ? `\n${commandHelp(name)}` : ''}`);
+  return 2;
+}
 
 /** Returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'gateway': {
-      let values;
-      try {
-        ({ values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, check: { type: 'string' } }, strict: true }));
-      } catch (err) {
-        process.stderr.write(`tandem gateway: ${(err as Error).message}\n\n${USAGE}`);
-        return 2;
-      }
-      const file = values.check ?? values.config;
-      if (!file) {
-        process.stderr.write(`tandem gateway: --config FILE is required\n\n${USAGE}`);
-        return 2;
-      }
-      return runGateway({ config: file, check: values.check !== undefined });
-    }
-    case 'demo': {
-      let values;
-      try {
-        ({ values } = parseArgs({
-          args: rest,
-          options: { drill: { type: 'boolean' }, duration: { type: 'string' }, rate: { type: 'string' }, listen: { type: 'string' }, admin: { type: 'string' } },
-          strict: true,
-        }));
-      } catch (err) {
-        process.stderr.write(`tandem demo: ${(err as Error).message}\n\n${USAGE}`);
-        return 2;
-      }
-      const duration = positive(values.duration, '--duration');
-      const rate = positive(values.rate, '--rate');
-      if (typeof duration === 'string' || typeof rate === 'string') {
-        process.stderr.write(`tandem demo: ${typeof duration === 'string' ? duration : rate as string}\n`);
-        return 2;
-      }
-      return runDemo({ drill: values.drill, duration, rate, listen: values.listen, admin: values.admin });
-    }
-    case 'status': {
-      let values;
-      try {
-        ({ values } = parseArgs({ args: rest, options: { admin: { type: 'string', short: 'a' }, once: { type: 'boolean' }, interval: { type: 'string' } }, strict: true }));
-      } catch (err) {
-        process.stderr.write(`tandem status: ${(err as Error).message}\n\n${USAGE}`);
-        return 2;
-      }
-      const interval = positive(values.interval, '--interval');
-      if (typeof interval === 'string') {
-        process.stderr.write(`tandem status: ${interval}\n`);
-        return 2;
-      }
-      return runStatus({ admin: values.admin ?? 'http://127.0.0.1:9901', once: values.once === true, intervalMs: (interval ?? 1) * 1000 });
-    }
-    case 'schema':
-      process.stdout.write(`${JSON.stringify(CONFIG_SCHEMA, null, 2)}\n`);
-      return 0;
+  const [name, ...rest] = argv;
+  switch (name) {
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);
@@ -89,17 +151,44 @@ export async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
+      if (name === 'help' && rest[0] !== undefined && rest[0] in COMMANDS) {
+        process.stdout.write(commandHelp(rest[0]));
+        return 0;
+      }
       process.stdout.write(USAGE);
       return 0;
-    default:
-      process.stderr.write(`tandem: unknown command "${command}"\n\n${USAGE}`);
-      return 2;
   }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined) {
+    const hint = closest(name, Object.keys(COMMANDS));
+    process.stderr.write(`tandem: unknown command "${name}"${hint ? ` — did you mean "${hint}"?` : ''}\n\n${USAGE}`);
+    return 2;
+  }
+  let values: Values;
+  try {
+    const options = Object.fromEntries(Object.entries({ ...command.flags, help: HELP_FLAG }).map(([k, f]) => [k, { type: f.type, ...(f.short ? { short: f.short } : {}) }]));
+    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    return usageError(name, withHint((err as Error).message, Object.keys(command.flags)));
+  }
+  if (values.help === true) {
+    process.stdout.write(commandHelp(name));
+    return 0;
+  }
+  return command.run(values);
+}
+
+/** parseArgs's message for an unknown flag, with the closest known one. */
+function withHint(message: string, flags: string[]): string {
+  const unknown = /Unknown option '--?([^']+)'/.exec(message)?.[1];
+  if (unknown === undefined) return message;
+  const hint = closest(unknown, flags);
+  return hint ? `Unknown option '--${unknown}' — did you mean --${hint}?` : message;
 }
 
 /** A positive number from a flag's text; undefined when absent, a message when not a positive number. */
-function positive(text: string | undefined, flag: string): number | undefined | string {
-  if (text === undefined) return undefined;
+function positive(text: string | boolean | undefined, flag: string): number | undefined | string {
+  if (text === undefined || typeof text === 'boolean') return undefined;
   const n = Number(text);
   return Number.isFinite(n) && n > 0 ? n : `${flag} must be a positive number, got "${text}"`;
 }

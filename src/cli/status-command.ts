@@ -26,13 +26,15 @@ export async function runStatus(options: StatusOptions): Promise<number> {
       const token = tokenFor(new URL(url));
       const res = await fetch(url, { signal: AbortSignal.timeout(3000), headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
       if (res.status === 401) throw new Error(`the gateway wants its secret: set ${TOKEN_ENV} (or ${TOKEN_FILE_ENV}) to the gateway's registry.token${token === undefined ? '' : ' — the one sent was refused'}`);
-      if (res.status !== 200) throw new Error(`${url} answered ${res.status}`);
+      // Anything but the admin listener's JSON: most likely the public listener (or another server) was named.
+      const json = res.headers.get('content-type')?.includes('application/json') === true;
+      if (res.status !== 200 || !json) throw new Error(`${url} answered ${res.status}${json && res.status !== 404 ? '' : ` ${res.headers.get('content-type') ?? 'without a type'} — is ${new URL(url).origin} a tandem admin listener? (the config's \`admin\`, not \`listen\`)`}`);
       const snap = (await res.json()) as DashboardSnapshot;
       const rows = tty && !options.once ? (process.stdout.rows ?? 40) : Infinity;
       text = render(snap, { color: tty, maxRows: rows });
     } catch (err) {
       ok = false;
-      text = `tandem status: cannot read ${url}: ${(err as Error).message}\n`;
+      text = `tandem status: ${unreachable(url, err as Error)}\n`;
     }
     if (options.once) {
       (ok ? out : process.stderr).write(text);
@@ -41,6 +43,26 @@ export async function runStatus(options: StatusOptions): Promise<number> {
     out.write(tty ? `\x1b[H\x1b[2J${text}` : `${text}\n`);
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs));
   }
+}
+
+/** What to do about a gateway that cannot be read, in words a person can act on. */
+export function unreachable(url: string, err: Error): string {
+  const where = new URL(url).origin;
+  const code = (err.cause as NodeJS.ErrnoException | undefined)?.code ?? (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `no gateway answers at ${where} (connection refused): is it running? Start one with \`tandem gateway --config FILE\` (or \`tandem demo\`), or point --admin at its admin listener (the config's \`admin\`).`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot resolve the host of ${where}: check --admin.`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `${where} cannot be reached from here (${code}): check --admin and the network.`;
+    case 'ECONNRESET':
+      return `${where} closed the connection: is that a tandem admin listener? (the config's \`admin\`, not \`listen\`)`;
+  }
+  if (err.name === 'TimeoutError' || err.name === 'AbortError') return `${where} did not answer within 3 s: the gateway may be overloaded or frozen (SIGSTOP?).`;
+  return `cannot read ${url}: ${err.message}`;
 }
 
 const STATE_COLOR: Record<string, string> = { healthy: '32', probation: '36', ejected: '31', unhealthy: '31', draining: '33' };

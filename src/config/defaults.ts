@@ -9,12 +9,29 @@ export const DEFAULTS = Object.freeze({
   limits: Object.freeze({
     /** Total size of a request's header section; larger gets 431. */
     maxHeaderSize: 16 * 1024,
+    /**
+     * Header lines in one request; more gets 431. Envoy's max_headers_count, Kestrel's
+     * MaxRequestHeaderCount and Apache's LimitRequestFields are all 100; browsers send 10–20.
+     */
+    maxHeaders: 100,
     /** Request body; larger gets 413. nginx defaults to 1 MiB, which breaks uploads; we pick 100 MiB. */
     maxBodySize: 100 * 1024 * 1024,
     /** Time a client has to send the whole header section (slowloris guard); 408 after. */
     headersTimeout: 10_000,
     /** Time a client has to send the whole request, body included; 408 after. */
     requestTimeout: 300_000,
+    /**
+     * Longest pause between two request body bytes while the body is read; 408 after. Half of
+     * nginx's client_body_timeout (60 s): the rate check below catches trickles, this catches
+     * a client that stopped.
+     */
+    bodyTimeout: 30_000,
+    /**
+     * Least average rate of a request body (bytes/s) once it has been read for
+     * minBodyRateGrace; 408 below it. Kestrel's MinRequestBodyDataRate: 240 bytes/s after 5 s.
+     */
+    minBodyRate: 240,
+    minBodyRateGrace: 5_000,
     /** How long an idle client keep-alive connection stays open. */
     keepAliveTimeout: 60_000,
   }),

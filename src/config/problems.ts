@@ -4,10 +4,14 @@ import { TandemError } from '../core/errors.js';
 export interface ConfigProblem {
   path: string;
   message: string;
+  /** Where in the file (1-based), when the file was read and the path found in it. */
+  line?: number;
+  column?: number;
 }
 
 export function formatProblem(p: ConfigProblem): string {
-  return p.path ? `${p.path}: ${p.message}` : p.message;
+  const at = p.line === undefined ? '' : ` (line ${p.line}, column ${p.column ?? 1})`;
+  return p.path ? `${p.path}: ${p.message}${at}` : `${p.message}${at}`;
 }
 
 /** Raised with every problem found, never just the first. */
@@ -36,6 +40,21 @@ export function pointerToPath(pointer: string): string {
     else out += `[${JSON.stringify(seg)}]`;
   }
   return out;
+}
+
+/** `services.shop.endpoints[0]` → ['services', 'shop', 'endpoints', 0]; undefined when it is not a path. */
+export function pathSegments(path: string): Array<string | number> | undefined {
+  const out: Array<string | number> = [];
+  const re = /(?:^|\.)([A-Za-z_$][\w$-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/y;
+  let at = 0;
+  while (at < path.length) {
+    re.lastIndex = at;
+    const m = re.exec(path);
+    if (!m) return undefined;
+    out.push(m[1] ?? (m[2] !== undefined ? Number(m[2]) : JSON.parse(m[3]!) as string));
+    at = re.lastIndex;
+  }
+  return out.length > 0 ? out : undefined;
 }
 
 export function joinPath(base: string, key: string | number): string {

@@ -20,6 +20,11 @@ const size = {
   description: 'A size: "64KiB", "10MiB", "1GiB", "500KB", or a number of bytes.',
 } as const;
 
+/** `schema`, or `false` to turn the setting off (like 0). `expected` names what else is accepted, for the error message. */
+function orOff<S extends object>(schema: S, expected: string) {
+  return { if: { type: 'boolean' }, then: { const: false, description: 'false (or 0) turns it off.', 'x-expected': expected }, else: schema } as const;
+}
+
 const address = { type: 'string', description: '"host:port", or "[ipv6]:port".' } as const;
 
 const endpoint = {
@@ -170,9 +175,13 @@ export const CONFIG_SCHEMA = {
       additionalProperties: false,
       properties: {
         maxHeaderSize: size,
+        maxHeaders: { type: 'integer', minimum: 1, maximum: 10_000, description: 'Header lines allowed in one request.' },
         maxBodySize: size,
         headersTimeout: duration,
         requestTimeout: duration,
+        bodyTimeout: orOff(duration, 'a duration'),
+        minBodyRate: orOff({ ...size, description: 'Bytes per second: a size ("1KiB") or a number of bytes.' }, 'a rate in bytes per second'),
+        minBodyRateGrace: duration,
         keepAliveTimeout: duration,
       },
     },

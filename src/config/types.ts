@@ -78,9 +78,15 @@ export interface RouteConfig {
 
 export interface LimitsConfig {
   maxHeaderSize: number;
+  maxHeaders: number;
   maxBodySize: number;
   headersTimeout: number;
   requestTimeout: number;
+  /** 0 = off. */
+  bodyTimeout: number;
+  /** Bytes/s; 0 = off. */
+  minBodyRate: number;
+  minBodyRateGrace: number;
   keepAliveTimeout: number;
 }
 

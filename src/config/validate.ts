@@ -6,6 +6,7 @@ import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
 import type { BalancerKind } from '../upstream/balancer/balancer.js';
 import { isIdempotent } from '../upstream/resilience/retry-policy.js';
+import { isPathProblem, normalizePath } from '../gateway/path.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
@@ -70,8 +71,10 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
       return p.format === 'duration'
         ? { path, message: `${JSON.stringify(e.data)} is not a duration — write e.g. 500ms, 2s, 1m or a number of milliseconds` }
         : { path, message: `${JSON.stringify(e.data)} is not a size — write e.g. 64KiB, 10MiB, 1GiB or a number of bytes` };
-    case 'const':
-      return { path, message: `${JSON.stringify(e.data)} is not accepted — write false to turn it off, or an object with its settings` };
+    case 'const': {
+      const expected = (e.parentSchema as { 'x-expected'?: string } | undefined)?.['x-expected'] ?? 'an object with its settings';
+      return { path, message: `${JSON.stringify(e.data)} is not accepted — write false to turn it off, or ${expected}` };
+    }
     case 'minLength':
       return { path, message: `needs at least ${String(p.limit)} character${p.limit === 1 ? '' : 's'}` };
     case 'minItems':
@@ -99,9 +102,13 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
   const log = isObject(raw.log) ? raw.log : {};
   const limitsConfig = {
     maxHeaderSize: sizeOr(limits.maxHeaderSize, DEFAULTS.limits.maxHeaderSize),
+    maxHeaders: typeof limits.maxHeaders === 'number' ? limits.maxHeaders : DEFAULTS.limits.maxHeaders,
     maxBodySize: sizeOr(limits.maxBodySize, DEFAULTS.limits.maxBodySize),
     headersTimeout: durationOr(limits.headersTimeout, DEFAULTS.limits.headersTimeout),
     requestTimeout: durationOr(limits.requestTimeout, DEFAULTS.limits.requestTimeout),
+    bodyTimeout: limits.bodyTimeout === false ? 0 : durationOr(limits.bodyTimeout, DEFAULTS.limits.bodyTimeout),
+    minBodyRate: limits.minBodyRate === false ? 0 : sizeOr(limits.minBodyRate, DEFAULTS.limits.minBodyRate),
+    minBodyRateGrace: durationOr(limits.minBodyRateGrace, DEFAULTS.limits.minBodyRateGrace),
     keepAliveTimeout: durationOr(limits.keepAliveTimeout, DEFAULTS.limits.keepAliveTimeout),
   };
   // Node's http server throws when headersTimeout exceeds a non-zero requestTimeout. Only
@@ -308,6 +315,12 @@ function routes(raw: unknown, services: Map<string, ServiceConfig>, problems: Co
     const { prefix, service, host } = item;
     if (typeof prefix !== 'string' || typeof service !== 'string') return;
     if (!prefix.startsWith('/')) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" must start with "/"` });
+    else {
+      // Requests are matched by their normalized path: a prefix in any other form never matches.
+      const normal = normalizePath(prefix);
+      if (isPathProblem(normal)) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" is not a valid path: ${normal.problem.replace(/^the (path|request target) /, 'it ')}` });
+      else if (normal !== prefix) problems.push({ path: joinPath(path, 'prefix'), message: `"${prefix}" is not in normal form — requests are matched after normalization; write "${normal}"` });
+    }
     if (!services.has(service)) {
       const hint = closest(service, services.keys());
       const known = [...services.keys()].join(', ') || 'none';

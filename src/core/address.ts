@@ -13,6 +13,11 @@ const HOSTNAME_RE = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]
  */
 export function parseHostPort(value: unknown, allowZero = false): HostPort | string {
   if (typeof value !== 'string') return 'expected "host:port"';
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value);
+  if (scheme) {
+    const rest = value.slice(scheme[0].length).replace(/\/.*$/, '');
+    return `a URL is not an address: write "${rest || 'host:port'}" (no ${scheme[1]}://${rest.length < value.length - scheme[0].length ? ', no path' : ''})`;
+  }
   let host: string;
   let portText: string;
   if (value.startsWith('[')) {
@@ -27,6 +32,8 @@ export function parseHostPort(value: unknown, allowZero = false): HostPort | str
     host = value.slice(0, colon);
     portText = value.slice(colon + 1);
     if (host.includes(':')) return 'IPv6 addresses go in brackets: "[::1]:8080"';
+    // All digits and dots: meant as IPv4, so it must be one (300.1.1.1 is not a host name either).
+    if (/^[\d.]+$/.test(host) && isIP(host) !== 4) return `"${host}" is not a valid IPv4 address (four numbers from 0 to 255)`;
     if (isIP(host) === 0 && !HOSTNAME_RE.test(host)) return `"${host}" is not a valid host name or IP address`;
   }
   if (!/^\d{1,5}$/.test(portText)) return `"${portText}" is not a port number`;

@@ -4,7 +4,7 @@
  */
 export const ERROR_CATALOG = {
   TANDEM_ERR_CONFIG: 'The configuration is invalid; `problems` lists every path with a hint.',
-  TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards: an HTTP/0.9 or HTTP/2 request line, or a target that is not a path (HTTP 400).',
+  TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards (HTTP 400, connection closed): an HTTP/0.9 or HTTP/2 request line, invalid HTTP/1.1 framing, a target that is not a path, a malformed percent-escape, a fragment or a path that climbs above the root, no single valid Host, Transfer-Encoding on HTTP/1.0.',
   TANDEM_ERR_NO_ROUTE: 'No route matches the request host and path (HTTP 404).',
   TANDEM_ERR_NO_HEALTHY_ENDPOINT: 'The service has no endpoint that can take the request (HTTP 503).',
   TANDEM_ERR_OVERLOADED: 'The service has concurrencyLimit requests in progress; this one is refused at once (HTTP 503 with Retry-After).',
@@ -13,6 +13,8 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_UPSTREAM_PROTOCOL: 'The upstream answered something that is not valid HTTP/1.1 (HTTP 502).',
   TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
   TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
+  TANDEM_ERR_HEADERS_TOO_LARGE: 'The request has more than limits.maxHeaders header lines, or a header section larger than limits.maxHeaderSize (HTTP 431, connection closed).',
+  TANDEM_ERR_REQUEST_TIMEOUT: 'The client was too slow sending its request: the header section took longer than limits.headersTimeout, the whole request longer than limits.requestTimeout, or its body stalled for limits.bodyTimeout or came slower than limits.minBodyRate (HTTP 408, connection closed).',
   TANDEM_ERR_CLIENT_ABORTED: 'The client went away before the response was complete.',
   TANDEM_ERR_CLIENT_CLOSED: 'A service client was used after close().',
   TANDEM_ERR_REGISTRY_INVALID: 'A registry request is malformed or names an address no instance can have: a bad address, one of the gateway\'s own listeners, a link-local, unspecified, multicast or broadcast address, an unknown field, a value out of range (HTTP 400).',

@@ -1,3 +1,4 @@
+import { trackForDrain } from '../core/drain.js';
 import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
@@ -71,6 +72,9 @@ export interface MemoryBusOptions {
  * survives the process.
  */
 export class MemoryBus implements Bus {
+  readonly drainName = 'memory bus';
+  /** Open buses are closed by serve()'s drain (core/drain.ts). */
+  private readonly drainEntry = trackForDrain(this);
   readonly kind = 'memory' as const;
   private readonly groups = new Map<string, Map<string, Group>>();
   private readonly dead = new Map<string, MemoryDeadLetter[]>();
@@ -148,6 +152,7 @@ export class MemoryBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.drainEntry.dispose();
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     for (const t of this.timers) this.clock.clearTimeout(t);
     this.timers.clear();

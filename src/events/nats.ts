@@ -1,3 +1,4 @@
+import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { Backoff } from './backoff.js';
@@ -61,6 +62,9 @@ interface NatsSubscription extends Subscription {
  * JetStream has none of its own.
  */
 export class NatsBus implements Bus {
+  readonly drainName = 'nats bus';
+  /** Open buses are closed by serve()'s drain (core/drain.ts). */
+  private readonly drainEntry = trackForDrain(this);
   readonly kind = 'nats' as const;
   private readonly metrics = new EventMetrics();
   private readonly ensured = new Map<string, Promise<void>>();
@@ -395,6 +399,7 @@ export class NatsBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.drainEntry.dispose();
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     await Promise.race([this.nc.flush(), sleep(2_000)]).catch(() => {});
     await this.nc.close();

@@ -1,3 +1,4 @@
+import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
 import { Backoff } from './backoff.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
@@ -58,6 +59,9 @@ interface RabbitSubscription extends Subscription {
  * attempt). Reconnects with backoff and re-attaches every subscription.
  */
 export class RabbitMqBus implements Bus {
+  readonly drainName = 'rabbitmq bus';
+  /** Open buses are closed by serve()'s drain (core/drain.ts). */
+  private readonly drainEntry = trackForDrain(this);
   readonly kind = 'rabbitmq' as const;
   private readonly metrics = new EventMetrics();
   private readonly subscriptions = new Set<RabbitSubscription>();
@@ -440,6 +444,7 @@ export class RabbitMqBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.drainEntry.dispose();
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer.timer);
       this.reconnectTimer.wake();

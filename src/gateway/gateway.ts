@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { GatewayConfig } from '../config/types.js';
+import type { GatewayConfig, LimitsConfig } from '../config/types.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
 import { trustedProxyList } from '../config/validate.js';
 import { formatHostPort, type HostPort } from '../core/address.js';
@@ -12,6 +12,8 @@ import { createGatewayRegistry } from '../observe/metrics.js';
 import { Router } from './router.js';
 import { handleCheckContinue, handleRequest, type ProxyContext } from './proxy.js';
 import { handleUpgrade } from './websocket.js';
+import { answerClientError } from './client-error.js';
+import { BodyGuard, type BodyGuardOptions } from './body-guard.js';
 import { createAdminServer } from './admin.js';
 import { adminSecret, type AdminSecret } from './admin-guard.js';
 import { handleRegistryApi } from './registry-api.js';
@@ -36,6 +38,7 @@ export class Gateway {
   private readonly server: Server;
   private readonly admin: Server;
   private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
+  private readonly bodyGuard: BodyGuard;
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
   private settled = false;
@@ -73,6 +76,7 @@ export class Gateway {
       const what = change.kind === 'registered' ? 'joined' : change.kind === 'deregistered' ? 'left' : change.kind === 'expired' ? 'left (lease expired)' : `is ${change.instance.state}`;
       this.feed.record(event === 'instance-state' ? 'state' : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
     });
+    this.bodyGuard = new BodyGuard(bodyGuardOptions(config.limits));
     this.ctx = this.buildContext(config);
     const limits = config.limits;
     this.server = createServer({
@@ -82,11 +86,20 @@ export class Gateway {
       // How often Node checks the two timeouts above; its default (30 s) would let a slow
       // client hold a connection far past its limit.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeout / 4)),
-      requireHostHeader: true,
+      // Checked by the proxy, whose 400 carries a code like every other refusal.
+      requireHostHeader: false,
       noDelay: true,
     }, (req, res) => handleRequest(this.ctx, req, res));
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
+    // (Content-Length among them). The proxy counts every line against limits.maxHeaders and
+    // refuses the request, and a reload can change that limit for open connections too.
+    this.server.maxHeadersCount = 0;
     this.server.on('checkContinue', (req, res) => handleCheckContinue(this.ctx, req, res));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      const status = answerClientError(err, socket);
+      if (status > 0) this.live.unrouted[((status / 100) | 0) - 1]!++;
+    });
     this.server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
       this.live.tunnels.add(socket);
       socket.once('close', () => this.live.tunnels.delete(socket));
@@ -239,6 +252,7 @@ export class Gateway {
     }
     this.config = next;
     this.secret = secret;
+    this.bodyGuard.configure(bodyGuardOptions(next.limits));
     this.ctx = this.buildContext(next);
     this.server.headersTimeout = next.limits.headersTimeout;
     this.admin.headersTimeout = next.limits.headersTimeout;
@@ -279,6 +293,7 @@ export class Gateway {
     // that was cut off must not hold the process open.
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
+    this.bodyGuard.close();
     this.feed.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
@@ -293,6 +308,8 @@ export class Gateway {
       trusted: trustedProxyList(config.trustedProxies),
       trustAny: config.trustedProxies.length > 0,
       maxBodySize: config.limits.maxBodySize,
+      maxHeaders: config.limits.maxHeaders,
+      bodyGuard: this.bodyGuard,
       accessLog: config.log.access,
       logger: this.logger,
       live: this.live,
@@ -339,6 +356,10 @@ export class Gateway {
 function boundAddress(server: Server): HostPort {
   const a = server.address() as AddressInfo;
   return { host: a.address, port: a.port };
+}
+
+function bodyGuardOptions(limits: LimitsConfig): BodyGuardOptions {
+  return { idleTimeout: limits.bodyTimeout, minRate: limits.minBodyRate, grace: limits.minBodyRateGrace };
 }
 
 function listen(server: Server, host: string, port: number, what: string): Promise<void> {

@@ -10,7 +10,10 @@ import { H, connectionNamesNoHeader, headerKind } from './header-names.js';
 /** What the proxy learned while rewriting the request headers. */
 export interface RequestFacts {
   headers: string[];
+  /** The client's Host header (the first, when it sent more than one). */
   host: string | undefined;
+  /** Host header lines the client sent: more than one is refused (RFC 9110 §7.2). */
+  hostLines: number;
   requestId: string;
   contentLength: string | undefined;
   chunked: boolean;
@@ -23,10 +26,14 @@ export interface RequestFacts {
 /**
  * Builds the upstream header list from the client's raw headers in one pass.
  * `peerIp` is the client's address; `trusted` says whether its forwarding headers are kept.
+ * `authority` is the host of an absolute-form target: it is forwarded as Host instead of the
+ * client's Host header (RFC 9112 §3.2.2), so the endpoint sees the authority the request was
+ * routed by.
  */
-export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, trusted: boolean, proto: string, keepUpgrade = false): RequestFacts {
+export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, trusted: boolean, proto: string, keepUpgrade = false, authority?: string): RequestFacts {
   const out: string[] = [];
   let host: string | undefined;
+  let hostLines = 0;
   let requestId: string | undefined;
   let contentLength: string | undefined;
   let chunked = false;
@@ -53,22 +60,31 @@ export function rewriteRequestHeaders(raw: readonly string[], peerIp: string, tr
       case H.X_FORWARDED_HOST: if (trusted) xfHost ??= value; continue;
       case H.FORWARDED: case H.X_REAL_IP: if (trusted) out.push(name, value); continue;
       case H.TRACEPARENT: traceparent ??= value; continue;
-      case H.HOST: host = value; break;
+      case H.HOST:
+        hostLines++;
+        host ??= value;
+        if (authority !== undefined) {
+          if (hostLines === 1) out.push(name, authority);
+          continue;
+        }
+        break;
       case H.X_REQUEST_ID: requestId = value; break;
       case H.CONTENT_LENGTH: contentLength = value; break;
       case H.COOKIE: cookie = cookie === undefined ? value : `${cookie}; ${value}`; break;
     }
     out.push(name, value);
   }
+  if (authority !== undefined && hostLines === 0) out.push('host', authority);
   const headers = connection === undefined || connectionNamesNoHeader(connection) ? out : dropConnectionTokens(out, connection);
   headers.push('x-forwarded-for', xff === undefined ? peerIp : `${xff}, ${peerIp}`);
   headers.push('x-forwarded-proto', xfProto ?? proto);
-  if (xfHost !== undefined || host !== undefined) headers.push('x-forwarded-host', xfHost ?? host!);
+  const forwardedHost = xfHost ?? authority ?? host;
+  if (forwardedHost !== undefined) headers.push('x-forwarded-host', forwardedHost);
   if (requestId === undefined) {
     requestId = randomUUID();
     headers.push('x-request-id', requestId);
   }
-  return { headers, host, requestId, contentLength, chunked, cookie, traceparent };
+  return { headers, host, hostLines, requestId, contentLength, chunked, cookie, traceparent };
 }
 
 /** Removes the headers a Connection header names (they are hop-by-hop for this hop). */
@@ -92,8 +108,9 @@ function dropConnectionTokens(headers: string[], connection: string): string[] {
 /**
  * Upstream response headers (undici gives raw Buffers) → a flat string list for writeHead,
  * without hop-by-hop headers and those named in the upstream's Connection header.
+ * `noContent` (a 204) drops Content-Length too: RFC 9110 §8.6 forbids it there.
  */
-export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = false): string[] {
+export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = false, noContent = false): string[] {
   const out: string[] = [];
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -108,6 +125,9 @@ export function rewriteResponseHeaders(raw: readonly Buffer[], keepUpgrade = fal
         if (keepUpgrade) out.push(name, value);
         continue;
       case H.KEEP_ALIVE: case H.PROXY_CONNECTION: case H.TRANSFER_ENCODING: case H.TRAILER: case H.PROXY_AUTHENTICATE:
+        continue;
+      case H.CONTENT_LENGTH:
+        if (!noContent) out.push(name, value);
         continue;
       default:
         out.push(name, value);

@@ -1,14 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import { TandemError } from '../core/errors.js';
+import { isClientCaused } from '../upstream/classify.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
 import type { HashOn, AccessLogMode } from '../config/types.js';
-import { clientIp, cookieValue, rewriteRequestHeaders, rewriteResponseHeaders } from './headers.js';
+import { clientIp, cookieValue, rewriteResponseHeaders } from './headers.js';
 import { type Route, type Router, stripPrefix } from './router.js';
+import { admit, type Admission, type Refusal } from './admission.js';
+import type { BodyGuard, StallListener } from './body-guard.js';
 import { sendError } from './respond.js';
 import { parseTraceparent, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 
@@ -18,6 +20,9 @@ export interface ProxyContext {
   trusted: BlockList;
   trustAny: boolean;
   maxBodySize: number;
+  maxHeaders: number;
+  /** Watches request bodies for stalls (limits.bodyTimeout, limits.minBodyRate). */
+  bodyGuard: BodyGuard;
   accessLog: AccessLogMode;
   logger: Logger;
   /** Counts client requests in progress and whether the gateway is draining. */
@@ -28,6 +33,8 @@ const kPeer = Symbol('tandem.peer');
 interface PeerInfo {
   ip: string;
   trusted: boolean;
+  /** A request on this connection was refused with `connection: close`: no other is forwarded. */
+  closing: boolean;
   /** The trusted list `trusted` was decided with. */
   list: BlockList;
 }
@@ -43,7 +50,7 @@ export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
   let peer = s[kPeer];
   if (peer === undefined) {
     const ip = clientIp(socket.remoteAddress);
-    peer = { ip, trusted: isTrusted(ip, ctx), list: ctx.trusted };
+    peer = { ip, trusted: isTrusted(ip, ctx), closing: false, list: ctx.trusted };
     s[kPeer] = peer;
   } else if (peer.list !== ctx.trusted) {
     peer.trusted = isTrusted(peer.ip, ctx);
@@ -52,61 +59,52 @@ export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
   return peer;
 }
 
+/** No further request on this connection is forwarded (its answers would be dropped anyway). */
+function closeAfterThis(socket: Socket): void {
+  const peer = (socket as PeerSocket)[kPeer];
+  if (peer !== undefined) peer.closing = true;
+}
+
 function isTrusted(ip: string, ctx: ProxyContext): boolean {
   return ctx.trustAny && ctx.trusted.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
 }
 
 /**
- * `Expect: 100-continue`: the client waits before sending its body. A body declared too large
- * is refused (413) before the client sends a byte of it; otherwise the client is told to go on.
+ * `Expect: 100-continue`: the client waits before sending its body. A request refused anyway,
+ * or with a body declared too large, is answered before the client sends a byte of its body;
+ * otherwise the client is told to go on.
  */
 export function handleCheckContinue(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > ctx.maxBodySize) {
-    const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
-    ctx.live.unrouted[3]!++;
-    sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${declared} bytes exceeds ${ctx.maxBodySize}`, requestId, true);
-    return;
-  }
-  res.writeContinue();
-  handleRequest(ctx, req, res);
+  const started = performance.now();
+  const peer = peerOf(req.socket, ctx);
+  const admission = admit(ctx, req, peer.ip, peer.trusted);
+  if (admission.refusal === undefined && !peer.closing && !tooLarge(ctx, admission.facts.contentLength)) res.writeContinue();
+  proceed(ctx, req, res, peer, admission, started);
 }
 
 /** Entry point for every client request on the listener. */
 export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
   const started = performance.now();
   const peer = peerOf(req.socket, ctx);
-  const facts = rewriteRequestHeaders(req.rawHeaders, peer.ip, peer.trusted, 'http');
-  if (req.httpVersionMajor !== 1) {
-    // llhttp hands over "GET /x" (HTTP/0.9, headers and all) and "GET /x HTTP/2.0" as if they
-    // were HTTP/1.x requests. Neither is a request line this proxy may re-frame as HTTP/1.1.
-    ctx.live.unrouted[3]!++;
-    sendError(res, 400, 'TANDEM_ERR_BAD_REQUEST', `HTTP/${req.httpVersion} request lines are not accepted`, facts.requestId, true);
-    return;
-  }
-  let url = req.url ?? '/';
-  let host = facts.host;
-  if (url.charCodeAt(0) !== 47 /* / */) {
-    // absolute-form (RFC 9112 §3.2.2): take path and authority from the URL itself
-    const abs = parseAbsolute(url);
-    if (abs === undefined) {
-      ctx.live.unrouted[3]!++;
-      sendError(res, 400, 'TANDEM_ERR_BAD_REQUEST', 'request target is not a path', facts.requestId, true);
-      return;
-    }
-    url = abs.path;
-    host = abs.host;
-  }
-  const route = ctx.router.match(host, url);
-  if (route === undefined) {
-    ctx.live.unrouted[3]!++;
-    sendError(res, 404, 'TANDEM_ERR_NO_ROUTE', `no route for ${host ?? ''}${url}`, facts.requestId, false);
-    logAccess(ctx, req, undefined, undefined, 404, started, facts.requestId, 'TANDEM_ERR_NO_ROUTE', 0, parseTraceparent(facts.traceparent)?.traceId);
+  proceed(ctx, req, res, peer, admit(ctx, req, peer.ip, peer.trusted), started);
+}
+
+function tooLarge(ctx: ProxyContext, contentLength: string | undefined): boolean {
+  return contentLength !== undefined && Number(contentLength) > ctx.maxBodySize;
+}
+
+function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, peer: PeerInfo, admission: Admission, started: number): void {
+  const facts = admission.facts;
+  const route = admission.route;
+  if (route === undefined || peer.closing) {
+    refuse(ctx, req, res, peer, admission, started);
     return;
   }
   const upstream = route.upstream;
-  if (facts.contentLength !== undefined && Number(facts.contentLength) > ctx.maxBodySize) {
+  if (tooLarge(ctx, facts.contentLength)) {
     upstream.stats.local[3]!++;
+    // The body was not read: the connection cannot carry another request.
+    peer.closing = true;
     sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${facts.contentLength} bytes exceeds ${ctx.maxBodySize}`, facts.requestId, true);
     logAccess(ctx, req, route, undefined, 413, started, facts.requestId, 'TANDEM_ERR_BODY_TOO_LARGE', 0, parseTraceparent(facts.traceparent)?.traceId);
     return;
@@ -115,9 +113,10 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
   // The gateway's hop of the trace: the endpoint sees it as its parent span.
   const hop = startHop(`${req.method!} ${route.prefix}`, 'server', parseTraceparent(facts.traceparent), { 'http.request.method': req.method!, 'tandem.service': route.service });
   facts.headers.push('traceparent', formatTraceparent(hop.context));
+  const path = admission.path;
   const request: UpstreamRequest = {
     method: req.method!,
-    path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,
+    path: route.stripPrefix ? stripPrefix(route.prefix, path) : path,
     headers: facts.headers,
     body: hasBody ? req : null,
     bodyLength: hasBody && facts.contentLength !== undefined ? Number(facts.contentLength) : -1,
@@ -125,8 +124,26 @@ export function handleRequest(ctx: ProxyContext, req: IncomingMessage, res: Serv
     bodyLimit: ctx.maxBodySize,
   };
   ctx.live.inflight++;
-  upstream.dispatch(request, new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop));
+  const exchange = new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop);
+  upstream.dispatch(request, exchange);
+  if (hasBody) ctx.bodyGuard.watch(req, exchange);
 }
+
+/**
+ * The refused request is answered and logged; with `close`, the connection takes no further
+ * request: one already pipelined behind it is not forwarded (its answer would be dropped when
+ * the connection closes, and its start may be the refused request's unread body).
+ */
+function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, peer: PeerInfo, admission: Admission, started: number): void {
+  const refusal = admission.refusal ?? CLOSING;
+  if (refusal.close) peer.closing = true;
+  ctx.live.unrouted[Math.min(5, ((refusal.status / 100) | 0) - 1)]!++;
+  const requestId = admission.facts.requestId;
+  sendError(res, refusal.status, refusal.code, refusal.message, requestId, refusal.close);
+  logAccess(ctx, req, undefined, undefined, refusal.status, started, requestId, refusal.code, 0, parseTraceparent(admission.facts.traceparent)?.traceId);
+}
+
+const CLOSING: Refusal = Object.freeze({ status: 400, code: 'TANDEM_ERR_BAD_REQUEST', message: 'the connection is closing after a refused request', close: true });
 
 const kServing = Symbol('tandem.serving');
 type ClientSocket = Socket & { [kServing]?: ProxyExchange | null };
@@ -139,7 +156,7 @@ function onClientSocketClose(this: ClientSocket): void {
  * Streams one upstream response to the client. Backpressure is end to end: when the client
  * socket is full, undici stops reading the upstream until it drains.
  */
-class ProxyExchange implements ResponseHandler {
+class ProxyExchange implements ResponseHandler, StallListener {
   private endpoint: Endpoint | undefined;
   private abort: ((reason?: Error) => void) | undefined;
   private resume: (() => void) | undefined;
@@ -188,10 +205,32 @@ class ProxyExchange implements ResponseHandler {
     if (this.socket.destroyed && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
   }
 
+  /**
+   * The body guard gave up on the client's body: 408 and close, unless an answer is already
+   * under way (then the connection is cut). The endpoint exchange is aborted only once the 408
+   * is out: aborting destroys the request stream, and Node closes the client connection with it.
+   */
+  bodyStalled(reason: string): void {
+    if (this.finished) return;
+    const error = new TandemError('TANDEM_ERR_REQUEST_TIMEOUT', `the request body stalled: ${reason}`, { status: 408 });
+    closeAfterThis(this.socket);
+    const abort = this.abort;
+    if (this.res.headersSent) {
+      this.res.destroy(error);
+    } else {
+      this.status = 408;
+      sendError(this.res, 408, error.code, error.message, this.requestId, true);
+    }
+    this.finish(error);
+    if (abort === undefined) return; // no endpoint exchange yet: the connection closing ends the rest
+    if (this.res.writableFinished || this.res.destroyed) abort(error);
+    else this.res.once('close', () => abort(error));
+  }
+
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.status = statusCode;
     this.resume = resume;
-    const headers = rewriteResponseHeaders(rawHeaders);
+    const headers = rewriteResponseHeaders(rawHeaders, false, statusCode === 204);
     if (this.ctx.live.draining) headers.push('connection', 'close');
     this.res.writeHead(statusCode, headers);
     return true;
@@ -223,6 +262,7 @@ class ProxyExchange implements ResponseHandler {
   }
 
   onError(error: TandemError): void {
+    if (this.finished) return; // answered already (the body stalled)
     if (error.code === 'TANDEM_ERR_CLIENT_ABORTED' || this.res.destroyed) {
       this.finish(error);
       return;
@@ -232,7 +272,11 @@ class ProxyExchange implements ResponseHandler {
       this.res.destroy(error);
     } else {
       this.status = error.status;
-      sendError(this.res, error.status, error.code, error.message, this.requestId, error.code === 'TANDEM_ERR_BODY_TOO_LARGE');
+      // A failure of the client's making may leave its body half read: the connection cannot
+      // carry another request.
+      const close = isClientCaused(error);
+      if (close) closeAfterThis(this.socket);
+      sendError(this.res, error.status, error.code, error.message, this.requestId, close);
     }
     this.finish(error);
   }
@@ -289,15 +333,5 @@ function hashKeyOf(on: HashOn, req: IncomingMessage, ip: string, cookie: string 
       const v = req.headers[on.name];
       return Array.isArray(v) ? v.join(',') : v;
     }
-  }
-}
-
-function parseAbsolute(url: string): { path: string; host: string } | undefined {
-  try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
-    return { path: `${u.pathname}${u.search}`, host: u.host };
-  } catch {
-    return undefined;
   }
 }

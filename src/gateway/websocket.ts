@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
-import type { TandemError } from '../core/errors.js';
+import type { ErrorCode, TandemError } from '../core/errors.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
-import { rewriteRequestHeaders, rewriteResponseHeaders } from './headers.js';
+import { rewriteResponseHeaders } from './headers.js';
+import { admit } from './admission.js';
 import { peerOf, type ProxyContext } from './proxy.js';
 import { stripPrefix } from './router.js';
 import { childContext, formatTraceparent, parseTraceparent } from '../observe/trace.js';
@@ -16,33 +17,35 @@ import { childContext, formatTraceparent, parseTraceparent } from '../observe/tr
 export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
   const peer = peerOf(req.socket, ctx);
-  const facts = rewriteRequestHeaders(req.rawHeaders, peer.ip, peer.trusted, 'http');
-  const url = req.url ?? '/';
-  const route = ctx.router.match(facts.host, url);
+  const admission = admit(ctx, req, peer.ip, peer.trusted);
+  const { facts, route } = admission;
   const upgrade = req.headers.upgrade;
-  if (route === undefined || upgrade === undefined || ctx.live.draining || req.httpVersionMajor !== 1) {
-    writeRaw(socket, req.httpVersionMajor !== 1 ? 400 : route === undefined ? 404 : 503, []);
+  if (route === undefined || upgrade === undefined || ctx.live.draining || peer.closing) {
+    const refusal = admission.refusal;
+    if (refusal !== undefined) writeError(socket, refusal.status, refusal.code, refusal.message, facts.requestId);
+    else writeRaw(socket, route === undefined ? 404 : 503, []);
     socket.destroy();
     return;
   }
   facts.headers.push('traceparent', formatTraceparent(childContext(parseTraceparent(facts.traceparent))));
+  const path = admission.path;
   const request: UpstreamRequest = {
     method: req.method ?? 'GET',
-    path: route.stripPrefix ? stripPrefix(route.prefix, url) : url,
+    path: route.stripPrefix ? stripPrefix(route.prefix, path) : path,
     headers: facts.headers,
     body: null,
     hashKey: undefined,
     bodyLimit: 0,
     upgrade,
   };
-  route.upstream.dispatch(request, new UpgradeExchange(socket, head));
+  route.upstream.dispatch(request, new UpgradeExchange(socket, head, facts.requestId));
 }
 
 class UpgradeExchange implements ResponseHandler {
   private resume: (() => void) | undefined;
   private awaitingDrain = false;
 
-  constructor(private readonly client: Duplex, private readonly head: Buffer) {}
+  constructor(private readonly client: Duplex, private readonly head: Buffer, private readonly requestId: string) {}
 
   onStart(_endpoint: Endpoint, abort: (reason?: Error) => void): void {
     this.client.once('close', () => abort());
@@ -75,7 +78,7 @@ class UpgradeExchange implements ResponseHandler {
 
   onError(error: TandemError): void {
     if (!this.client.destroyed) {
-      writeRaw(this.client, error.status, ['content-length', '0']);
+      writeError(this.client, error.status, error.code, error.message, this.requestId);
       this.client.destroy();
     }
   }
@@ -97,9 +100,15 @@ class UpgradeExchange implements ResponseHandler {
   }
 }
 
-function writeRaw(socket: Duplex, status: number, headers: string[], close = true): void {
+/** The gateway's own answer on a socket no ServerResponse owns: the JSON error of respond.ts. */
+function writeError(socket: Duplex, status: number, code: ErrorCode, message: string, requestId: string): void {
+  const body = JSON.stringify({ error: { code, message, requestId } });
+  writeRaw(socket, status, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'x-request-id', requestId], true, body);
+}
+
+function writeRaw(socket: Duplex, status: number, headers: string[], close = true, body = ''): void {
   let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
   for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
   if (close && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'connection')) text += 'connection: close\r\n';
-  socket.write(`${text}\r\n`);
+  socket.write(`${text}\r\n${body}`);
 }

@@ -2,6 +2,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from '../core/address.js';
+import { openDrainables } from '../core/drain.js';
+import { createLogger } from '../observe/log.js';
 import { deadlineOf, runWithDeadline } from '../core/deadline.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
@@ -11,6 +13,9 @@ import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } fro
 
 /** A check passes when it returns (or resolves to) anything but `false` without throwing. */
 export type Check = () => unknown;
+
+/** Part of the drain (see ServeOptions.onDrain); may return a promise. */
+export type DrainHook = () => unknown;
 
 export interface ServeOptions {
   /** The service this instance belongs to. */
@@ -56,7 +61,15 @@ export interface ServeOptions {
   drainQuietPeriod?: number;
   /** Drain and exit 0 on SIGTERM and SIGINT. Default true. */
   handleSignals?: boolean;
-  /** pino-compatible; default: warnings to stderr as JSON lines. */
+  /**
+   * The application's part of the drain: close what it opened (database pools, other servers,
+   * an outbox relay). Run once no request is in flight, the server is closed and the instance
+   * deregistered, after every open tandem/events bus was closed (each waits for its running
+   * handlers) — last added, first run; a hook that throws is logged and the others still run.
+   * The process exits only when they are done, or `drainTimeout` after they started (exit 1).
+   */
+  onDrain?: DrainHook | readonly DrainHook[];
+  /** pino-compatible `{ info, warn }`; default: a pino logger (the gateway's format) writing warnings to stderr. */
   logger?: LinkLogger;
   /**
    * Answer `GET /metrics` with the process's tandem metrics (docs/metrics.md: this instance,
@@ -77,6 +90,8 @@ export interface ServedInstance {
   leases(): Record<string, string | undefined>;
   /** Adds a check to /readyz or /healthz. */
   addCheck(kind: 'readiness' | 'liveness', name: string, check: Check): void;
+  /** Adds a drain hook (as ServeOptions.onDrain), e.g. for a resource opened after serve(). */
+  onDrain(hook: DrainHook): { dispose(): void };
   /**
    * Drains: marks the instance draining in every registry (each gateway applies it before it
    * answers), waits for in-flight requests, closes the server, deregisters. Idempotent.
@@ -86,10 +101,9 @@ export interface ServedInstance {
 
 const DEFAULTS = Object.freeze({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250 });
 
-const stderrLogger: LinkLogger = {
-  info: () => {},
-  warn: (fields) => process.stderr.write(`${JSON.stringify({ level: 'warn', time: Date.now(), ...fields })}\n`),
-};
+/** The gateway's line format (pino, ISO times), warnings and up, on stderr: the application owns stdout. */
+let defaultLogger: LinkLogger | undefined;
+const stderrLogger = (): LinkLogger => (defaultLogger ??= createLogger('warn', process.stderr));
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -107,7 +121,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     drainTimeout: options.drainTimeout ?? DEFAULTS.drainTimeout,
     drainQuietPeriod: options.drainQuietPeriod ?? DEFAULTS.drainQuietPeriod,
   };
-  const log = options.logger ?? stderrLogger;
+  const log = options.logger ?? stderrLogger();
   const readiness = new Map(Object.entries(options.readiness ?? {}));
   const liveness = new Map(Object.entries(options.liveness ?? {}));
   const stats: NodeStats = { service: options.service, responses: [0, 0, 0, 0, 0, 0], latency: new LatencyHistogram(), inflight: 0, state: 'starting' };
@@ -159,6 +173,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     }));
   });
 
+  const hooks: DrainHook[] = options.onDrain === undefined ? [] : typeof options.onDrain === 'function' ? [options.onDrain] : [...options.onDrain];
   let links: RegistryLink[] = [];
   let closing: Promise<void> | undefined;
   const drain = async () => {
@@ -175,8 +190,29 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     await closed;
     clearTimeout(hard);
     await Promise.all(links.map((l) => l.stop(2000)));
+    await closeTheRest();
     setState('closed');
     log.info({ msg: 'drained' });
+  };
+  /** Open buses (their handlers finish first), then the application's hooks, within drainTimeout. */
+  const closeTheRest = async () => {
+    const work = (async () => {
+      const buses = openDrainables();
+      if (buses.length > 0) log.info({ msg: 'closing', what: buses.map((b) => b.drainName) });
+      await Promise.all(buses.map((b) => b.close().catch((err: unknown) => log.warn({ msg: 'close failed', what: b.drainName, error: (err as Error).message }))));
+      for (const hook of [...hooks].reverse()) {
+        try {
+          await hook();
+        } catch (err) {
+          log.warn({ msg: 'drain hook failed', error: (err as Error).message });
+        }
+      }
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), opts.drainTimeout); });
+    const timedOut = await Promise.race([work.then(() => false), late]);
+    clearTimeout(timer);
+    if (timedOut) throw new Error(`buses and drain hooks still running after ${opts.drainTimeout} ms (drainTimeout)`);
   };
   const close = () => {
     closing ??= drain();
@@ -221,6 +257,10 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     get state() { return state; },
     leases: () => Object.fromEntries(links.map((l) => [l.url, l.leaseId])),
     addCheck: (kind, name, check) => (kind === 'readiness' ? readiness : liveness).set(name, check),
+    onDrain: (hook) => {
+      hooks.push(hook);
+      return { dispose: () => { const i = hooks.indexOf(hook); if (i >= 0) hooks.splice(i, 1); } };
+    },
     close,
   };
 }

@@ -1,8 +1,8 @@
 import type { Dispatcher } from 'undici';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
-import { classifyUpstreamError } from './classify.js';
+import { classifyUpstreamError, isClientCaused } from './classify.js';
 import { TandemError } from '../core/errors.js';
 import type { OutlierDetector } from './health/outlier.js';
 import type { LatencyTracker } from './resilience/latency.js';
@@ -25,6 +25,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private abort: ((err?: Error) => void) | undefined;
   /** Abandoned after losing a race: its end is not held against the endpoint. */
   private cancelled = false;
+  /** The request body while it streams from the client: its failures are the client's. */
+  private clientBody: Readable | undefined;
 
   constructor(
     private readonly endpoint: Endpoint,
@@ -51,7 +53,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
    * (≈ 0.5–1 s): shorter waits are timed by the caller, who calls `fail`.
    */
   dispatch(request: UpstreamRequest, headersTimeoutMs: number, bodyTimeoutMs: number): void {
-    if (request.body !== null && !Buffer.isBuffer(request.body)) this.bodyLimit = request.bodyLimit;
+    if (request.body !== null && !Buffer.isBuffer(request.body)) {
+      this.bodyLimit = request.bodyLimit;
+      this.clientBody = request.body;
+    }
     this.endpoint.pool.dispatch(
       {
         method: request.method,
@@ -132,7 +137,16 @@ export class Attempt implements Dispatcher.DispatchHandler {
       else this.outlier.recordSuccess(this.endpoint);
     }
     this.readFraming(rawHeaders);
-    return this.handler.onHeaders(statusCode, rawHeaders, resume);
+    const more = this.handler.onHeaders(statusCode, rawHeaders, resume);
+    if (statusCode === 204 || statusCode === 304) {
+      // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
+      // is complete with its headers. A Content-Length sent along (the representation's length
+      // on a 304, forbidden on a 204) makes undici fail the exchange afterwards and drop the
+      // connection — right, its framing is in doubt — but that must not cost the client an
+      // answer that is already whole.
+      if (this.finish()) this.handler.onComplete();
+    }
+    return more;
   }
 
   /**
@@ -155,24 +169,36 @@ export class Attempt implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
-    this.finish();
-    this.handler.onComplete();
+    if (this.finish()) this.handler.onComplete();
   }
 
   onError(err: Error): void {
     if (this.done) return; // already reported by fail()
-    const error = classifyUpstreamError(err, this.endpoint.id);
-    if (!this.responded && !this.cancelled && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
+    const error = this.clientBodyFailed(err)
+      ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
+      : classifyUpstreamError(err, this.endpoint.id);
+    if (!this.responded && !this.cancelled && !isClientCaused(error)) {
       // A failure before any response: counted as "no response", and its wait feeds the
       // latency estimate so a hanging endpoint looks as slow as it is.
       const now = performance.now();
       this.endpoint.observeLatency(now - this.started, now);
       this.endpoint.responses[5]!++;
-      // A body over the limit is the client's doing, not the endpoint's.
-      if (error.code !== 'TANDEM_ERR_BODY_TOO_LARGE') this.outlier?.recordFailure(this.endpoint);
+      this.outlier?.recordFailure(this.endpoint);
     }
     this.finish();
     this.handler.onError(error);
+  }
+
+  /**
+   * The client's body stream broke before this error reached us (it reset, or its framing
+   * failed mid-body): whatever undici made of it — often a reset, which reads like the
+   * endpoint's — the failure is the client's. When the endpoint fails first, undici reports
+   * that before it destroys the body, so the body is still intact here.
+   */
+  private clientBodyFailed(err: Error): boolean {
+    const body = this.clientBody;
+    if (body === undefined || err instanceof TandemError) return false;
+    return body.errored === err || (body.destroyed && !body.readableEnded);
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, socket: Duplex): void {

@@ -29,6 +29,11 @@ export function classifyUpstreamError(err: unknown, endpointId: string): TandemE
     case 'UND_ERR_CLOSED':
     case 'UND_ERR_DESTROYED':
       return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `connection to ${endpointId} closed: ${e.message ?? code}`, { cause, status: 502 });
+    case 'UND_ERR_INVALID_ARG':
+    case 'UND_ERR_NOT_SUPPORTED':
+      // undici refused to send the request as given (a header it will not frame, say): nothing
+      // left the gateway, and nothing about the endpoint is known.
+      return new TandemError('TANDEM_ERR_BAD_REQUEST', `the request cannot be forwarded: ${e.message ?? code}`, { cause, status: 400 });
     case 'UND_ERR_ABORTED':
     case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
     case 'ERR_STREAM_PREMATURE_CLOSE':
@@ -40,5 +45,22 @@ export function classifyUpstreamError(err: unknown, endpointId: string): TandemE
         return new TandemError('TANDEM_ERR_UPSTREAM_PROTOCOL', `${endpointId} answered invalid HTTP: ${e.message ?? code}`, { cause, status: 502 });
       }
       return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `exchange with ${endpointId} failed: ${e.message ?? code}`, { cause, status: 502 });
+  }
+}
+
+/**
+ * Failures of the client's making — it went away, sent too much, too slowly, or something that
+ * cannot be forwarded. They say nothing about the endpoint: never counted against it (outlier
+ * detection, latency, error counts) and never retried elsewhere.
+ */
+export function isClientCaused(error: TandemError): boolean {
+  switch (error.code) {
+    case 'TANDEM_ERR_CLIENT_ABORTED':
+    case 'TANDEM_ERR_BODY_TOO_LARGE':
+    case 'TANDEM_ERR_REQUEST_TIMEOUT':
+    case 'TANDEM_ERR_BAD_REQUEST':
+      return true;
+    default:
+      return false;
   }
 }

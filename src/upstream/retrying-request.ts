@@ -8,6 +8,7 @@ import type { Attempt } from './attempt.js';
 import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
+import { isClientCaused } from './classify.js';
 
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
@@ -100,7 +101,8 @@ export class RetryingRequest implements ResponseHandler {
     if (body !== null && !Buffer.isBuffer(body) && length >= 0 && length <= this.policy.bodyLimit && this.policy.attempts > 1) {
       readWhole(body, length, (buffer, err) => {
         if (buffer === undefined) {
-          this.fail(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 }));
+          // The gateway's own verdict on the body (too slow: 408) stands; anything else is the client leaving.
+          this.fail(err instanceof TandemError ? err : new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 }));
           return;
         }
         this.request.body = buffer;
@@ -180,6 +182,14 @@ export class RetryingRequest implements ResponseHandler {
     if (hedge !== undefined && attempt === hedge.attempt) hedge.timer = undefined;
     else if (attempt === this.attempt) this.timer = undefined;
     if (this.forwarded || !this.isLive(attempt)) return;
+    const body = this.request.body;
+    if (attempt === this.attempt && body !== null && !Buffer.isBuffer(body) && !body.readableEnded) {
+      // The client is still sending the body the endpoint needs before it can answer: the
+      // client's pace is not the endpoint's failure (the body guard and limits.requestTimeout
+      // bound it). Timed again from here.
+      this.timer = setTimeout(perTryTimedOut, wait, this, attempt, wait);
+      return;
+    }
     const endpoint = attempt === this.attempt ? this.endpoint! : hedge!.endpoint;
     attempt.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${endpoint.id} sent no response headers within ${wait} ms`, { status: 504 }));
   }
@@ -304,7 +314,7 @@ export class RetryingRequest implements ResponseHandler {
   onError(error: TandemError): void {
     this.clearTimer();
     this.live = false;
-    if (!this.forwarded && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
+    if (!this.forwarded && !isClientCaused(error)) {
       if (this.hedge?.live === true) {
         this.survivor(this.hedge);
         return;
@@ -318,7 +328,7 @@ export class RetryingRequest implements ResponseHandler {
   hedgeError(leg: HedgeLeg, error: TandemError): void {
     leg.clearTimer();
     leg.live = false;
-    if (!this.forwarded && error.code !== 'TANDEM_ERR_CLIENT_ABORTED') {
+    if (!this.forwarded && !isClientCaused(error)) {
       if (this.live) return; // the primary is still out
       if (this.recover(error, leg.attempt, leg.endpoint)) return;
     }
@@ -339,18 +349,23 @@ export class RetryingRequest implements ResponseHandler {
     return false;
   }
 
-  /** The one error outcome; any leg still out is abandoned. */
+  /**
+   * The one error outcome; any leg still out is abandoned. When the client caused it (it left
+   * while a hedge was out, say), the legs are cancelled: their ends say nothing about their
+   * endpoints.
+   */
   private fail(error: TandemError): void {
     if (this.done) return;
+    const cancelled = isClientCaused(error);
     if (this.live) {
       this.live = false;
       this.clearTimer();
-      this.attempt!.abandon();
+      this.attempt!.abandon(cancelled);
     }
     if (this.hedge?.live === true) {
       this.hedge.live = false;
       this.hedge.clearTimer();
-      this.hedge.attempt.abandon();
+      this.hedge.attempt.abandon(cancelled);
     }
     this.settle();
     this.handler.onError(error);

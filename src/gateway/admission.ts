@@ -1,0 +1,87 @@
+import type { IncomingMessage } from 'node:http';
+import type { ErrorCode } from '../core/errors.js';
+import { rewriteRequestHeaders, type RequestFacts } from './headers.js';
+import { isValidAuthority, splitAbsoluteTarget } from './authority.js';
+import { isPathProblem, normalizePath } from './path.js';
+import type { Route, Router } from './router.js';
+
+/**
+ * What the gateway checks before a request may go anywhere, for plain requests and upgrades
+ * alike. Everything here is about what the client sent; a request refused here never reaches
+ * an endpoint, so it cannot count against one.
+ */
+
+/** Why the gateway answers a request itself. */
+export interface Refusal {
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly message: string;
+  /** The connection is closed after the answer: its framing, or the client, is in doubt. */
+  readonly close: boolean;
+}
+
+/** A request looked at: its rewritten headers, its normalized path, and where it goes or why not. */
+export interface Admission {
+  readonly facts: RequestFacts;
+  /** Normalized path and query: routed by, and (prefix stripped or not) forwarded. */
+  readonly path: string;
+  /** The authority routed by: the absolute-form target's, else the Host header's. */
+  readonly host: string | undefined;
+  readonly route: Route | undefined;
+  /** Set when the request is not forwarded; `route` is then undefined. */
+  readonly refusal: Refusal | undefined;
+}
+
+/** What admission needs from the gateway. */
+export interface AdmissionContext {
+  readonly router: Router;
+  readonly maxHeaders: number;
+}
+
+/**
+ * Rewrites the headers, then checks, in order: the HTTP version, the number of header lines,
+ * the request target, Host, Transfer-Encoding on HTTP/1.0, the path; then routes.
+ */
+export function admit(ctx: AdmissionContext, req: IncomingMessage, peerIp: string, trusted: boolean): Admission {
+  const url = req.url ?? '/';
+  const absolute = url.charCodeAt(0) === 47 /* / */ ? undefined : splitAbsoluteTarget(url);
+  const facts = rewriteRequestHeaders(req.rawHeaders, peerIp, trusted, 'http', false, absolute?.authority);
+  const host = absolute?.authority ?? facts.host;
+  if (req.httpVersionMajor !== 1) {
+    // llhttp hands over "GET /x" (HTTP/0.9, headers and all) and "GET /x HTTP/2.0" as if they
+    // were HTTP/1.x requests. Neither is a request line this proxy may re-frame as HTTP/1.1.
+    return refused(facts, url, host, badRequest(`HTTP/${req.httpVersion} request lines are not accepted`));
+  }
+  // Counted here, not by Node's maxHeadersCount, which drops the lines past it silently —
+  // Content-Length among them — and would forward what is left.
+  if (req.rawHeaders.length > 2 * ctx.maxHeaders) {
+    return refused(facts, url, host, { status: 431, code: 'TANDEM_ERR_HEADERS_TOO_LARGE', message: `more than ${ctx.maxHeaders} header lines`, close: true });
+  }
+  if (absolute === undefined && url.charCodeAt(0) !== 47) return refused(facts, url, host, badRequest('request target is not a path'));
+  if (facts.hostLines !== 1) {
+    // HTTP/1.1 requires exactly one (RFC 9112 §3.2); HTTP/1.0 predates it and may omit it.
+    if (facts.hostLines > 1) return refused(facts, url, host, badRequest(`${facts.hostLines} Host headers; one is allowed`));
+    if (req.httpVersionMinor !== 0) return refused(facts, url, host, badRequest('an HTTP/1.1 request needs a Host header'));
+  }
+  if (facts.host !== undefined && !isValidAuthority(facts.host)) return refused(facts, url, host, badRequest('the Host header is not a valid host[:port]'));
+  if (facts.chunked && req.httpVersionMinor === 0) {
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty; the body end
+    // and the next request's start cannot be known.
+    return refused(facts, url, host, badRequest('Transfer-Encoding in an HTTP/1.0 request'));
+  }
+  const path = normalizePath(absolute?.path ?? url);
+  if (isPathProblem(path)) return refused(facts, url, host, badRequest(path.problem));
+  const route = ctx.router.match(host, path);
+  if (route === undefined) {
+    return { facts, path, host, route, refusal: { status: 404, code: 'TANDEM_ERR_NO_ROUTE', message: `no route for ${host ?? ''}${path}`, close: false } };
+  }
+  return { facts, path, host, route, refusal: undefined };
+}
+
+function refused(facts: RequestFacts, path: string, host: string | undefined, refusal: Refusal): Admission {
+  return { facts, path, host, route: undefined, refusal };
+}
+
+function badRequest(message: string): Refusal {
+  return { status: 400, code: 'TANDEM_ERR_BAD_REQUEST', message, close: true };
+}
