@@ -1,6 +1,14 @@
 #!/usr/bin/env node
-// The `tandem` command. The TypeScript build (npm ci runs it through `prepare`) lives in dist/.
-import { main } from '../dist/src/cli/main.js';
+// The `tandem` command. It runs the TypeScript build in dist/: the published package ships it;
+// in a clone of the repository `npm run build` makes it (`npm start` and `npm test` build first).
+import { existsSync } from 'node:fs';
+
+const entry = new URL('../dist/src/cli/main.js', import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write('tandem: dist/ is missing; in a clone of the repository, run `npm run build` first\n');
+  process.exit(1);
+}
+const { main } = await import(entry.href);
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The demo's catalog service: `TANDEM_REGISTRY=http://127.0.0.1:9901 node examples/catalog.js`.
-// A plain node:http server; tandem/node adds /healthz and /readyz, registers it with the
+// A plain node:http server; tandem-ha/node adds /healthz and /readyz, registers it with the
 // gateway, heartbeats, and drains it on SIGTERM.
 import { createServer } from 'node:http';
-import { serve } from 'tandem/node';
+import { serve } from 'tandem-ha/node';
 
 const ITEMS = new Map([
   ['apple', { sku: 'apple', name: 'Apple', price: 0.5 }],

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // The demo's orders service: `TANDEM_REGISTRY=http://127.0.0.1:9901 node examples/orders.js`.
-// POST /orders {"sku":"apple","qty":2} looks the item up in the catalog through tandem/client
+// POST /orders {"sku":"apple","qty":2} looks the item up in the catalog through tandem-ha/client
 // (balanced, retried, within the caller's deadline) and records the order; GET /orders/stats
 // counts them. Each processed order is logged as {"msg":"order","id":…} (the demo drill counts
 // them to prove no order is processed twice).
 import { createServer } from 'node:http';
-import { serve } from 'tandem/node';
-import { createClient } from 'tandem/client';
+import { serve } from 'tandem-ha/node';
+import { createClient } from 'tandem-ha/client';
 
 const registry = process.env.TANDEM_REGISTRY ?? 'http://127.0.0.1:9901';
 const catalog = createClient('catalog', { registry });

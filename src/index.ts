@@ -1,6 +1,6 @@
 /**
- * tandem's public surface. Subpath entries (`tandem/config`, `tandem/upstream`,
- * `tandem/gateway`, `tandem/discovery`, `tandem/node`) expose each part on its own; everything not exported here is internal.
+ * tandem's public surface. Subpath entries (`tandem-ha/config`, `tandem-ha/upstream`,
+ * `tandem-ha/gateway`, `tandem-ha/discovery`, `tandem-ha/node`) expose each part on its own; everything not exported here is internal.
  */
 export { VERSION } from './version.js';
 export { ERROR_CATALOG, TandemError, isTandemError } from './core/errors.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { ROOT } from './helpers/gateway.js';
 
 /** Every entry of package.json's exports map resolves (through the package's own name) and exports something. */
@@ -31,3 +31,27 @@ test('the exports map: every subpath loads and has its types file', async () => 
     assert.ok(name in events, `tandem/events does not export ${name}`);
   }
 });
+
+/**
+ * An application that uses tandem without a broker or store client must still type-check with
+ * `skipLibCheck: false`: no published declaration may import an optional peer's types (tandem
+ * declares the few shapes it needs, e.g. `PgPoolLike`, `RedisLike`).
+ */
+test('the published declarations import no optional peer dependency', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { peerDependenciesMeta: Record<string, { optional?: boolean }> };
+  const optional = Object.entries(pkg.peerDependenciesMeta).filter(([, m]) => m.optional).map(([name]) => name);
+  const imports = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"]+)['"]/g;
+  const offenders: string[] = [];
+  for (const file of walk(join(ROOT, 'dist', 'src')).filter((f) => f.endsWith('.d.ts'))) {
+    const text = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
+    for (const [, specifier] of text.matchAll(imports)) {
+      if (optional.some((p) => specifier === p || specifier!.startsWith(`${p}/`))) offenders.push(`${relative(ROOT, file)}: ${specifier}`);
+    }
+  }
+  assert.ok(optional.length >= 5, 'package.json names the optional peers');
+  assert.deepEqual(offenders, []);
+});
+
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+}

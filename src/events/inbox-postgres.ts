@@ -3,15 +3,45 @@ import { EVENTS_DEFAULTS } from './defaults.js';
 import type { Inbox } from './inbox.js';
 import { loadOptional } from './optional.js';
 
-type Pool = import('pg').Pool;
-/** The transaction the effect writes through; it commits together with the inbox row. */
-export type PgTransaction = import('pg').PoolClient;
+type PgPoolClient = import('pg').PoolClient;
 
-export interface PostgresInboxOptions {
+/**
+ * The parts of `pg` that tandem uses, declared here so that tandem's types never import `pg`
+ * (an optional peer: an application without it must still type-check). pg's `Pool` and
+ * `PoolClient` satisfy them; at run time they are pg's own objects.
+ */
+export interface PgResultLike {
+  rows: unknown[];
+  rowCount: number | null;
+}
+
+/** A pooled connection: pg's `PoolClient`. */
+export interface PgClientLike {
+  query(text: string, values?: unknown[]): Promise<PgResultLike>;
+  release(err?: Error | boolean): void;
+  on(event: 'notification', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+/** pg's `Pool`; `C` is what `connect()` hands out (pg: `PoolClient`). */
+export interface PgPoolLike<C extends PgClientLike = PgClientLike> {
+  query(text: string, values?: unknown[]): Promise<PgResultLike>;
+  connect(): Promise<C>;
+  end(): Promise<void>;
+}
+
+/**
+ * The transaction the effect writes through; it commits together with the inbox row. Its
+ * `query(text, values)` is all most effects need; for pg's full `PoolClient` type, name it:
+ * `PostgresInbox.connect<PoolClient>({ pool })`.
+ */
+export type PgTransaction = PgClientLike;
+
+export interface PostgresInboxOptions<Tx extends PgClientLike = PgClientLike> {
   /** Default `postgres://postgres@127.0.0.1:5432/postgres`. Ignored when `pool` is given. */
   connectionString?: string;
   /** A pg Pool to use (not ended by close()). */
-  pool?: Pool;
+  pool?: PgPoolLike<Tx>;
   /** Default `tandem_inbox`; created if missing. */
   table?: string;
   retention?: number;
@@ -20,9 +50,10 @@ export interface PostgresInboxOptions {
 export const SQL_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Creates a pg Pool, loading `pg` on first use. */
-export async function createPgPool(connectionString: string | undefined, usedFor: string, max = 10): Promise<Pool> {
+export async function createPgPool(connectionString: string | undefined, usedFor: string, max = 10): Promise<PgPoolLike> {
   const pg = await loadOptional('pg', usedFor, () => import('pg'));
-  return new pg.default.Pool({ connectionString: connectionString ?? 'postgres://postgres@127.0.0.1:5432/postgres', max });
+  const pool: PgPoolLike<PgPoolClient> = new pg.default.Pool({ connectionString: connectionString ?? 'postgres://postgres@127.0.0.1:5432/postgres', max });
+  return pool;
 }
 
 /**
@@ -31,11 +62,11 @@ export async function createPgPool(connectionString: string | undefined, usedFor
  * same transaction and commits: the effect and the record commit together, exactly once.
  * A consumer that dies mid-transaction leaves nothing behind.
  */
-export class PostgresInbox implements Inbox<PgTransaction> {
+export class PostgresInbox<Tx extends PgClientLike = PgTransaction> implements Inbox<Tx> {
   private readonly purger: NodeJS.Timeout;
 
   private constructor(
-    readonly pool: Pool,
+    readonly pool: PgPoolLike<Tx>,
     private readonly owned: boolean,
     readonly table: string,
     private readonly retention: number,
@@ -44,16 +75,22 @@ export class PostgresInbox implements Inbox<PgTransaction> {
     this.purger.unref();
   }
 
-  static async connect(options: PostgresInboxOptions = {}): Promise<PostgresInbox> {
+  /**
+   * `Tx` is the type of the effect's transaction, `PgTransaction` unless named: with pg's types
+   * installed, `connect<PoolClient>()` gives effects pg's full `PoolClient` (what the pool tandem
+   * makes, or a pg `Pool` passed as `pool`, hands out).
+   */
+  static async connect<Tx extends PgClientLike = PgTransaction>(options: PostgresInboxOptions<Tx> = {}): Promise<PostgresInbox<Tx>> {
     const table = options.table ?? 'tandem_inbox';
     if (!SQL_NAME.test(table)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `PostgresInbox: table ${JSON.stringify(table)} must be a lower-case SQL identifier`);
     const retention = options.retention ?? EVENTS_DEFAULTS.inboxRetention;
-    const pool = options.pool ?? (await createPgPool(options.connectionString, 'the PostgreSQL inbox'));
+    // The pool tandem makes hands out pg's PoolClient, which is what a caller's `Tx` names.
+    const pool = options.pool ?? ((await createPgPool(options.connectionString, 'the PostgreSQL inbox')) as PgPoolLike<Tx>);
     await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (grp text NOT NULL, id text NOT NULL, processed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (grp, id))`);
-    return new PostgresInbox(pool, options.pool === undefined, table, retention);
+    return new PostgresInbox<Tx>(pool, options.pool === undefined, table, retention);
   }
 
-  async once(group: string, id: string, effect: (tx: PgTransaction) => Promise<void> | void): Promise<'done' | 'duplicate'> {
+  async once(group: string, id: string, effect: (tx: Tx) => Promise<void> | void): Promise<'done' | 'duplicate'> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {

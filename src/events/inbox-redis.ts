@@ -4,15 +4,40 @@ import { EVENTS_DEFAULTS } from './defaults.js';
 import type { Inbox } from './inbox.js';
 import { loadOptional } from './optional.js';
 
-type Redis = import('ioredis').Redis;
-/** A MULTI the effect queues its Redis writes on; they commit with the inbox record in one EXEC. */
-export type RedisMulti = import('ioredis').ChainableCommander;
+type IoRedisMulti = import('ioredis').ChainableCommander;
 
-export interface RedisInboxOptions {
+/**
+ * The parts of `ioredis` that tandem uses, declared here so that tandem's types never import
+ * `ioredis` (an optional peer: an application without it must still type-check). An ioredis
+ * `Redis` satisfies `RedisLike<ChainableCommander>`; at run time they are ioredis' own objects.
+ */
+export interface RedisMultiLike {
+  set(key: string, value: string, px: 'PX', milliseconds: number): unknown;
+  exec(): Promise<Array<[error: Error | null, result: unknown]> | null>;
+}
+
+/** An ioredis client; `M` is what `multi()` returns (ioredis: `ChainableCommander`). */
+export interface RedisLike<M extends RedisMultiLike = RedisMultiLike> {
+  set(key: string, value: string, px: 'PX', milliseconds: number, nx: 'NX'): Promise<'OK' | null>;
+  get(key: string): Promise<string | null>;
+  multi(): M;
+  eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/**
+ * A MULTI the effect queues its Redis writes on; they commit with the inbox record in one EXEC.
+ * At run time it is ioredis' `ChainableCommander`, with every command: pass an ioredis client
+ * as `client` (the type follows it) or name it, `RedisInbox.connect<ChainableCommander>()`.
+ */
+export type RedisMulti = RedisMultiLike;
+
+export interface RedisInboxOptions<M extends RedisMultiLike = RedisMultiLike> {
   /** Default `redis://127.0.0.1:6379`. Ignored when `client` is given. */
   url?: string;
   /** An ioredis client to use (not closed by close()). */
-  client?: Redis;
+  client?: RedisLike<M>;
   /** Key prefix; keys are `<prefix>:<group>:<id>`. Default `tandem:inbox`. */
   prefix?: string;
   retention?: number;
@@ -30,29 +55,35 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref()
  * consumer dies between the effect and the EXEC; a duplicate that arrives while another
  * consumer holds the claim waits for its outcome.
  */
-export class RedisInbox implements Inbox<RedisMulti> {
+export class RedisInbox<M extends RedisMultiLike = RedisMulti> implements Inbox<M> {
   private constructor(
-    readonly redis: Redis,
+    readonly redis: RedisLike<M>,
     private readonly owned: boolean,
     private readonly prefix: string,
     private readonly retention: number,
     private readonly lease: number,
   ) {}
 
-  static async connect(options: RedisInboxOptions = {}): Promise<RedisInbox> {
+  /** `M`, the effect's MULTI, follows `client`'s type; see `RedisMulti`. */
+  static async connect<M extends RedisMultiLike = RedisMulti>(options: RedisInboxOptions<M> = {}): Promise<RedisInbox<M>> {
     let client = options.client;
     if (!client) {
       const mod = await loadOptional('ioredis', 'the Redis inbox', () => import('ioredis'));
-      client = new mod.Redis(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3, lazyConnect: true });
-      await client.connect();
+      // ioredis' module.exports is the client class, whose `default` is itself, in every 5.x and
+      // 6.x; the named `Redis` export only came with 5.3.
+      const made = new mod.default.default(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3, lazyConnect: true });
+      await made.connect();
+      const checked: RedisLike<IoRedisMulti> = made;
+      // Its multi() is a ChainableCommander, the type a caller's `M` names (or RedisMultiLike).
+      client = checked as unknown as RedisLike<M>;
     }
     const retention = options.retention ?? EVENTS_DEFAULTS.inboxRetention;
     const lease = options.lease ?? EVENTS_DEFAULTS.inboxLease;
     if (!(retention > 0) || !(lease > 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', 'RedisInbox: retention and lease must be > 0 ms');
-    return new RedisInbox(client, options.client === undefined, options.prefix ?? 'tandem:inbox', Math.round(retention), Math.round(lease));
+    return new RedisInbox<M>(client, options.client === undefined, options.prefix ?? 'tandem:inbox', Math.round(retention), Math.round(lease));
   }
 
-  async once(group: string, id: string, effect: (tx: RedisMulti) => Promise<void> | void): Promise<'done' | 'duplicate'> {
+  async once(group: string, id: string, effect: (tx: M) => Promise<void> | void): Promise<'done' | 'duplicate'> {
     const key = `${this.prefix}:${group}:${id}`;
     const claim = `running:${randomUUID()}`;
     for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {

@@ -1,5 +1,5 @@
 /**
- * `tandem/events`: reliable messaging between services. A `Bus` port with adapters for
+ * `tandem-ha/events`: reliable messaging between services. A `Bus` port with adapters for
  * NATS JetStream, RabbitMQ and memory; an inbox for idempotent consumers (memory, Redis,
  * PostgreSQL); a transactional outbox for PostgreSQL. Broker and store clients are optional
  * peer dependencies, loaded only when their adapter is used.
@@ -16,12 +16,12 @@ export type { MemoryBusOptions } from './memory.js';
 export { registerEventMetrics } from './metrics.js';
 export type { EventStats, EventCounts } from './metrics.js';
 export { NatsBus } from './nats.js';
-export type { NatsBusOptions } from './nats.js';
+export type { NatsBusOptions, NatsConnectionLike } from './nats.js';
 export { RedisInbox } from './inbox-redis.js';
-export type { RedisInboxOptions, RedisMulti } from './inbox-redis.js';
+export type { RedisInboxOptions, RedisMulti, RedisLike, RedisMultiLike } from './inbox-redis.js';
 export { PostgresInbox } from './inbox-postgres.js';
-export type { PostgresInboxOptions, PgTransaction } from './inbox-postgres.js';
+export type { PostgresInboxOptions, PgTransaction, PgPoolLike, PgClientLike, PgResultLike } from './inbox-postgres.js';
 export { RabbitMqBus } from './rabbitmq.js';
-export type { RabbitMqBusOptions } from './rabbitmq.js';
+export type { RabbitMqBusOptions, AmqpConnectionLike } from './rabbitmq.js';
 export { PostgresOutbox, OutboxRelay } from './outbox.js';
 export type { PostgresOutboxOptions, RelayOptions, Queryable } from './outbox.js';

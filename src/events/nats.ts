@@ -16,6 +16,16 @@ type JetStreamManager = import('@nats-io/jetstream').JetStreamManager;
 type JsMsg = import('@nats-io/jetstream').JsMsg;
 type ConsumerMessages = import('@nats-io/jetstream').ConsumerMessages;
 
+/**
+ * What `NatsBus.connection` promises of the NATS connection, declared here so that tandem's
+ * types never import `@nats-io/*` (optional peers). At run time it is the `NatsConnection`.
+ */
+export interface NatsConnectionLike {
+  close(): Promise<void>;
+  isClosed(): boolean;
+  getServer(): string;
+}
+
 export interface NatsBusOptions {
   /** Server URL(s). Default `nats://127.0.0.1:4222`. */
   servers?: string | string[];
@@ -395,8 +405,8 @@ export class NatsBus implements Bus {
     await this.nc.close();
   }
 
-  /** The underlying connection, for tests and diagnostics. */
-  get connection(): NatsConnection {
+  /** The underlying connection (a `NatsConnection`), for tests and diagnostics. */
+  get connection(): NatsConnectionLike {
     return this.nc;
   }
 

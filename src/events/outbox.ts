@@ -2,10 +2,8 @@ import { TandemError } from '../core/errors.js';
 import type { Bus } from './bus.js';
 import { EVENTS_DEFAULTS } from './defaults.js';
 import { checkTopic, createEnvelope, type Envelope, type PublishOptions } from './envelope.js';
-import { createPgPool, SQL_NAME } from './inbox-postgres.js';
+import { createPgPool, SQL_NAME, type PgClientLike, type PgPoolLike } from './inbox-postgres.js';
 
-type Pool = import('pg').Pool;
-type PoolClient = import('pg').PoolClient;
 /** Anything that runs a query: the caller's transaction client. */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<unknown>;
@@ -14,7 +12,8 @@ export interface Queryable {
 export interface PostgresOutboxOptions {
   /** Default `postgres://postgres@127.0.0.1:5432/postgres`. Ignored when `pool` is given. */
   connectionString?: string;
-  pool?: Pool;
+  /** A pg Pool to use (not ended by close()). */
+  pool?: PgPoolLike;
   /** Default `tandem_outbox`; created if missing. */
   table?: string;
 }
@@ -38,7 +37,7 @@ export interface RelayOptions {
  */
 export class PostgresOutbox {
   private constructor(
-    readonly pool: Pool,
+    readonly pool: PgPoolLike,
     private readonly owned: boolean,
     readonly table: string,
   ) {}
@@ -91,7 +90,7 @@ export class OutboxRelay {
   state: 'standby' | 'active' | 'closed' = 'standby';
   /** Rows published (broker-confirmed and marked sent) by this relay. */
   relayed = 0;
-  private client: PoolClient | undefined;
+  private client: PgClientLike | undefined;
   private wake: (() => void) | undefined;
   private readonly loop: Promise<void>;
   private readonly o: Required<RelayOptions>;
@@ -112,7 +111,7 @@ export class OutboxRelay {
 
   private async run(): Promise<void> {
     while (!this.closed) {
-      let client: PoolClient | undefined;
+      let client: PgClientLike | undefined;
       try {
         client = await this.outbox.pool.connect();
         client.on('error', (err: Error) => this.o.onError(err));
@@ -144,7 +143,7 @@ export class OutboxRelay {
     }
   }
 
-  private async work(client: PoolClient): Promise<void> {
+  private async work(client: PgClientLike): Promise<void> {
     let purgedAt = 0;
     while (this.state === 'active') {
       const rows = (await client.query(`SELECT seq, envelope FROM ${this.outbox.table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1`, [this.o.batchSize])).rows as Array<{ seq: string; envelope: Envelope }>;

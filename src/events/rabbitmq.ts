@@ -16,6 +16,15 @@ type ConsumeMessage = import('amqplib').ConsumeMessage;
 type GetMessage = import('amqplib').GetMessage;
 type Headers = Record<string, unknown>;
 
+/**
+ * What `RabbitMqBus.connection` promises of the amqplib connection, declared here so that
+ * tandem's types never import `amqplib` (an optional peer). At run time it is amqplib's
+ * `ChannelModel`.
+ */
+export interface AmqpConnectionLike {
+  close(): Promise<void>;
+}
+
 export interface RabbitMqBusOptions {
   /** Default `amqp://guest:guest@127.0.0.1:5672`. */
   url?: string;
@@ -427,8 +436,8 @@ export class RabbitMqBus implements Bus {
     });
   }
 
-  /** The current connection (undefined while reconnecting), for tests and diagnostics. */
-  get connection(): ChannelModel | undefined {
+  /** The current connection (amqplib's `ChannelModel`; undefined while reconnecting), for tests and diagnostics. */
+  get connection(): AmqpConnectionLike | undefined {
     return this.conn;
   }
 

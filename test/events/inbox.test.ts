@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MemoryInbox, RedisInbox, PostgresInbox, type Inbox } from '../../src/events/index.js';
 import { loadOptional } from '../../src/events/optional.js';
+import type { PoolClient } from 'pg';
+import type { ChainableCommander, Redis } from 'ioredis';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const suffix = randomBytes(4).toString('hex');
@@ -78,9 +80,10 @@ inboxContract('memory', async (retention) => new MemoryInbox(retention), {
 }, async () => {});
 
 const prefix = `tandem-test:${suffix}`;
-let redisAdmin: RedisInbox | undefined;
+let redisAdmin: RedisInbox<ChainableCommander> | undefined;
+// Named: the effect's MULTI is ioredis' ChainableCommander, with every command (tx.incr).
 inboxContract('Redis (127.0.0.1:6379)', async (retention) => {
-  const ib = await RedisInbox.connect({ prefix, ...(retention ? { retention } : {}), lease: 5_000 });
+  const ib = await RedisInbox.connect<ChainableCommander>({ prefix, ...(retention ? { retention } : {}), lease: 5_000 });
   redisAdmin ??= await RedisInbox.connect({ prefix });
   return ib;
 }, {
@@ -90,9 +93,9 @@ inboxContract('Redis (127.0.0.1:6379)', async (retention) => {
 }, async () => {});
 
 const table = `tandem_inbox_test_${suffix}`;
-let pgAdmin: PostgresInbox | undefined;
+let pgAdmin: PostgresInbox<PoolClient> | undefined;
 inboxContract('PostgreSQL (127.0.0.1:5432)', async (retention) => {
-  const ib = await PostgresInbox.connect({ table, ...(retention ? { retention } : {}) });
+  const ib = await PostgresInbox.connect<PoolClient>({ table, ...(retention ? { retention } : {}) });
   if (!pgAdmin) {
     pgAdmin = ib;
     await ib.pool.query(`CREATE TABLE IF NOT EXISTS ${table}_effects (id text NOT NULL)`);
@@ -101,13 +104,15 @@ inboxContract('PostgreSQL (127.0.0.1:5432)', async (retention) => {
 }, {
   transactional: true,
   write: async (tx, key) => void (await tx.query(`INSERT INTO ${table}_effects (id) VALUES ($1)`, [key])),
-  count: async (key) => Number((await pgAdmin!.pool.query(`SELECT count(*) AS n FROM ${table}_effects WHERE id = $1`, [key])).rows[0].n),
-}, async (ib) => void (await (ib as PostgresInbox).purge()));
+  count: async (key) => Number(((await pgAdmin!.pool.query(`SELECT count(*) AS n FROM ${table}_effects WHERE id = $1`, [key])).rows[0] as { n: string }).n),
+}, async (ib) => void (await (ib as PostgresInbox<PoolClient>).purge()));
 
 after(async () => {
   if (redisAdmin) {
-    const keys = await redisAdmin.redis.keys(`${prefix}:*`);
-    if (keys.length) await redisAdmin.redis.del(...keys);
+    // An ioredis client at run time: the inbox's type promises only what tandem uses.
+    const redis = redisAdmin.redis as unknown as Redis;
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length) await redis.del(...keys);
     await redisAdmin.close();
   }
   const cleanup = await PostgresInbox.connect({ table });

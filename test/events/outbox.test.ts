@@ -66,7 +66,7 @@ test('outbox: one relay works at a time (advisory lock); when its session dies a
   for (let i = 20; i < 40; i++) await placeOrder(topic, `b${i}`, true);
   await waitFor('40 relayed', async () => (await outbox.pending()) === 0);
   assert.ok(r2.relayed >= 20);
-  await waitFor('40 effects', async () => Number((await outbox.pool.query(`SELECT count(*) AS n FROM ${table}_effects`)).rows[0].n) === 40);
+  await waitFor('40 effects', async () => Number(((await outbox.pool.query(`SELECT count(*) AS n FROM ${table}_effects`)).rows[0] as { n: string }).n) === 40);
   const dup = await outbox.pool.query(`SELECT id FROM ${table}_effects GROUP BY id HAVING count(*) > 1`);
   assert.equal(dup.rowCount, 0, 'each effect exactly once');
   await r1.close();

@@ -11,7 +11,8 @@ const url = process.env.TANDEM_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 /** Kills the client's TCP socket: the connection is lost as in a network cut or broker crash. */
 function cutSocket(bus: RabbitMqBus): void {
-  (bus.connection!.connection as unknown as { stream: Socket }).stream.destroy(new Error('test: connection cut'));
+  // amqplib's ChannelModel at run time; its Connection's socket.
+  (bus.connection as unknown as { connection: { stream: Socket } }).connection.stream.destroy(new Error('test: connection cut'));
 }
 
 test('RabbitMQ connection closed by the broker: the bus reconnects, resubscribes, and a publish during the cut is confirmed after', async () => {
