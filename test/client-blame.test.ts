@@ -40,7 +40,7 @@ before(async () => {
   defer(async () => { for (const answer of hanging) answer(); });
   gw = track(await startGateway({
     log: { access: 'all' },
-    limits: { maxBodySize: MAX_BODY, bodyTimeout: '300ms' },
+    limits: { maxBodySize: MAX_BODY, bodyTimeout: '1s' },
     services: {
       shop: {
         endpoints: backends.map((b) => b.address),
