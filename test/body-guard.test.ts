@@ -144,7 +144,7 @@ before(async () => {
   });
   defer(() => backend.close());
   gw = track(await startGateway({
-    limits: { bodyTimeout: '500ms', minBodyRate: 240, minBodyRateGrace: '1s' },
+    limits: { bodyTimeout: '2s', minBodyRate: 240, minBodyRateGrace: '1s' },
     services: { slow: { endpoints: [backend.address], healthCheck: false } },
     routes: [{ prefix: '/', service: 'slow' }],
   }));

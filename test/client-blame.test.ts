@@ -40,7 +40,7 @@ before(async () => {
   defer(async () => { for (const answer of hanging) answer(); });
   gw = track(await startGateway({
     log: { access: 'all' },
-    limits: { maxBodySize: MAX_BODY, bodyTimeout: '300ms' },
+    limits: { maxBodySize: MAX_BODY, bodyTimeout: '1s' },
     services: {
       shop: {
         endpoints: backends.map((b) => b.address),
@@ -129,4 +129,20 @@ test('no client can make the gateway eject an instance: client-caused failures a
   assert.deepEqual(Object.values(shop.retries).filter((n) => n > 0), [], `retries: ${JSON.stringify(shop.retries)}`);
   assert.ok(shop.hedges >= 5, `the hedged kind was hedged: ${picture}`);
   assert.equal(await metricSum(gw, /^tandem_outlier_ejections_total/), 0);
+});
+
+test('a slow but steady upload does not make its endpoint look slow: latency counts from the end of the body', async () => {
+  // Twelve chunks 100 ms apart: slow, yet well above limits.minBodyRate, never idle for
+  // limits.bodyTimeout. The endpoint answers the moment the body is in.
+  const started = performance.now();
+  const parts: Array<string | ((socket: Socket) => Promise<unknown>)> = ['POST /up HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n'];
+  for (let i = 0; i < 12; i++) parts.push(chunk(2000), () => new Promise((r) => setTimeout(r, 100)));
+  parts.push('0\r\n\r\n');
+  const out = await rawExchange(gw.port, parts);
+  const uploadMs = performance.now() - started;
+  assert.equal(out.status, 200, out.data);
+  const shop = await clusterService<{ endpoints: Array<{ id: string; latencyEstimateMs: number }> }>(gw, 'shop');
+  for (const e of shop.endpoints) {
+    assert.ok(e.latencyEstimateMs < uploadMs / 2, `${e.id}: latency estimate ${e.latencyEstimateMs} ms after a ${Math.round(uploadMs)} ms upload`);
+  }
 });

@@ -13,7 +13,8 @@ import type { LatencyTracker } from './resilience/latency.js';
  * rather than closures: one allocation per request on the hot path.
  */
 export class Attempt implements Dispatcher.DispatchHandler {
-  private readonly started = performance.now();
+  /** When the endpoint's wait began: the dispatch, or the end of a streamed body (onRequestSent). */
+  private started = performance.now();
   private done = false;
   private responded = false;
   private bodyBytes = 0;
@@ -27,6 +28,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private cancelled = false;
   /** The request body while it streams from the client: its failures are the client's. */
   private clientBody: Readable | undefined;
+  /** A streamed body is still on its way: time until now was the client's, not the endpoint's. */
+  private bodyPending = false;
 
   constructor(
     private readonly endpoint: Endpoint,
@@ -56,6 +59,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (request.body !== null && !Buffer.isBuffer(request.body)) {
       this.bodyLimit = request.bodyLimit;
       this.clientBody = request.body;
+      this.bodyPending = true;
     }
     this.endpoint.pool.dispatch(
       {
@@ -124,11 +128,26 @@ export class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
+  /**
+   * The whole request is written. A streamed body arrives at the client's pace, however slow:
+   * the endpoint's latency is counted from here, or one slow uploader would make an endpoint
+   * look slow to the balancer and raise the service's hedge delay.
+   */
+  onRequestSent(): void {
+    if (!this.bodyPending) return;
+    this.bodyPending = false;
+    this.started = performance.now();
+  }
+
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx interim responses are not forwarded
-    const now = performance.now();
-    this.endpoint.observeLatency(now - this.started, now);
-    if (statusCode < 500) this.latency?.record(now - this.started);
+    // An answer before the body is all sent (the endpoint did not wait for it) teaches nothing
+    // about the endpoint's latency: the time so far was the client's.
+    if (!this.bodyPending) {
+      const now = performance.now();
+      this.endpoint.observeLatency(now - this.started, now);
+      if (statusCode < 500) this.latency?.record(now - this.started);
+    }
     const cls = (statusCode / 100) | 0;
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
     this.responded = true;
@@ -178,10 +197,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
       : classifyUpstreamError(err, this.endpoint.id);
     if (!this.responded && !this.cancelled && !isClientCaused(error)) {
-      // A failure before any response: counted as "no response", and its wait feeds the
-      // latency estimate so a hanging endpoint looks as slow as it is.
-      const now = performance.now();
-      this.endpoint.observeLatency(now - this.started, now);
+      // A failure before any response: counted as "no response", and its wait (once the body
+      // is sent) feeds the latency estimate so a hanging endpoint looks as slow as it is.
+      if (!this.bodyPending) {
+        const now = performance.now();
+        this.endpoint.observeLatency(now - this.started, now);
+      }
       this.endpoint.responses[5]!++;
       this.outlier?.recordFailure(this.endpoint);
     }
