@@ -313,6 +313,8 @@ export class ClusterFeed {
         departed: this.departed(u.name, endpoints, wallNow),
       });
     }
+    // Departures of a service the gateway does not route (any secret holder may register one) are not kept.
+    for (const name of this.departures.keys()) if (!services.some((s) => s.name === name)) this.departures.delete(name);
     const g = this.source.gateway();
     if (g.draining) reasons.unshift(drainingReason(g.inflight));
     this.last = {
