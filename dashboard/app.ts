@@ -3,7 +3,7 @@
 // as it happens) and updates the page in place — a burst of messages is drawn once per
 // animation frame, table cells are written only when their text changes, charts only when a
 // point arrives — so 500 instances stay cheap to show.
-import { $, CAUSE_TEXT, el, fmt, set } from './dom.js';
+import { $, attr, CAUSE_TEXT, el, fmt, set } from './dom.js';
 import { Series } from './chart.js';
 import { Link } from './link.js';
 import { ServiceBox, type Filter } from './service-box.js';
@@ -85,8 +85,8 @@ function badge(): void {
   const health = state.up ? latest?.gateway.health ?? 'connecting' : state.attempts === 0 && state.lastData === undefined ? 'connecting' : 'disconnected';
   const pill = $('gw-health');
   set(pill, health);
-  pill.dataset.health = health;
-  document.body.dataset.health = health;
+  attr(pill, 'data-health', health);
+  attr(document.body, 'data-health', health);
   document.body.classList.toggle('stale', health === 'disconnected');
   const why = $('gw-reason');
   if (!state.up) {

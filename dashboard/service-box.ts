@@ -1,7 +1,7 @@
 // One service on the page: its name and why it is degraded, its numbers, its charts, and a
 // table row per instance — kept by instance, cells written only when their text changes —
 // then the instances that left lately, each saying why.
-import { CAUSE_TEXT, el, fmt, set } from './dom.js';
+import { attr, CAUSE_TEXT, el, fmt, set } from './dom.js';
 import { Chart, CHARTS, type Series } from './chart.js';
 import type { Departure, EndpointView, HealthReason, ServiceView } from './types.js';
 
@@ -101,7 +101,7 @@ export class ServiceBox {
   update(s: ServiceView, reasons: readonly HealthReason[], filter: Filter): number {
     set(this.title, s.name);
     this.title.classList.toggle('panic', s.panic);
-    this.root.dataset.health = reasons.length > 0 ? 'degraded' : 'ok';
+    attr(this.root, 'data-health', reasons.length > 0 ? 'degraded' : 'ok');
     set(this.why, reasons.map((r) => r.text).join(' · '));
     set(this.summary, `${fmt.rate(s.rate)} req/s · errors ${fmt.pct(s.errorRate)} · p99 ${fmt.ms(s.p99Ms)} · active ${s.active} · retries ${fmt.rate(s.retriesPerSecond)}/s${s.panic ? ' · PANIC' : ''}`);
     const byState = new Map<string, number>();
