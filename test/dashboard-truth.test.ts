@@ -220,6 +220,11 @@ test('390 px wide: no horizontal scrolling of the page; tables scroll in their o
   cleanup.push(() => traffic.stop());
   await page.waitForSelector(`tr[data-endpoint="${dead}"]:is([data-state="unhealthy"], [data-state="ejected"])`, { timeout: 10_000 });
   await page.waitForFunction(() => Number(document.querySelector('section[data-service="shop"] .chart[data-metric="rate"] svg')?.getAttribute('data-points')) >= 5, undefined, { timeout: 20_000 });
+  // A departed instance's row too: its state is the longest text a row has.
+  const gone = track(await spawnInstance({ registry: gw.adminUrl, service: 'orders' }));
+  await page.waitForSelector(`tr[data-endpoint="${gone.address}"]`, { timeout: 10_000 });
+  gone.proc.kill('SIGKILL');
+  await page.waitForSelector(`tr[data-endpoint="${gone.address}"][data-state="left"]`, { timeout: 10_000 });
   await badge(page, 'degraded');
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(width <= 390, `the page is ${width} px wide`);

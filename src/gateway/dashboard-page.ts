@@ -68,7 +68,7 @@ tr.s-ejected, tr.s-unhealthy { background: rgba(248, 81, 73, .08); }
 tr.s-draining { background: rgba(210, 153, 34, .08); }
 tr.s-left { color: var(--dim); } tr.s-left td.c-state::before { content: "○"; }
 tr.s-left[data-cause=connection-lost] td.c-state, tr.s-left[data-cause=lease-expired] td.c-state { color: #ffa198; }
-td.c-note { color: var(--dim); }
+td.c-note { color: var(--dim); white-space: normal; }
 td.bad { color: var(--bad); }
 aside { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; align-self: start; position: sticky; top: 96px; max-height: calc(100vh - 112px); overflow: auto; min-width: 0; }
 aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px solid var(--line); }
@@ -87,7 +87,9 @@ aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px sol
   main { padding: 8px; gap: 8px; }
   .controls input[type=search] { flex: 1 1 120px; }
   .counts { margin-left: 0; }
-  th, td { padding: 2px 6px; }
+  table { font-size: 12px; }
+  th, td { padding: 2px 4px; }
+  td.c-state { white-space: normal; }
   .c-est, .c-inflight, .c-weight { display: none; }
   .charts { grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 6px; padding: 6px 8px; }
   .chart figcaption .dim { display: none; }
