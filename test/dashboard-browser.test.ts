@@ -1,16 +1,14 @@
 // The dashboard in a real browser (playwright-core driving Debian's chromium): it follows a
 // drill live — an instance SIGKILLed under load turns unhealthy and comes back — and it stays
-// responsive with 500 instances. Screenshots are kept under test-artifacts/.
+// responsive with 500 instances. Screenshots are kept under test-artifacts/dashboard/.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { tokenFor } from '../src/core/secret.js';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Browser, Page } from 'playwright-core';
-import { startGateway, ROOT, type RunningGateway } from './helpers/gateway.js';
+import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend } from './helpers/backend.js';
 import { launchBrowser } from './helpers/browser.js';
+import { artifact, load, openDashboard as open } from './helpers/dashboard.js';
 
 // Page-side code (the functions passed to page.evaluate run in the browser) sees these; the
 // project's tsconfig has no DOM types.
@@ -19,12 +17,10 @@ declare const document: { querySelectorAll(selector: string): ArrayLike<PageElem
 declare const window: unknown;
 declare const requestAnimationFrame: (callback: () => void) => void;
 
-const ARTIFACTS = join(ROOT, 'test-artifacts');
 const cleanup: Array<() => Promise<unknown>> = [];
 let browser: Browser;
 
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
   browser = await launchBrowser();
   cleanup.push(() => browser.close());
 });
@@ -37,37 +33,7 @@ function track(gw: RunningGateway): RunningGateway {
   return gw;
 }
 
-/** Steady load until stopped: `rate` GETs a second, outcomes counted. */
-function load(url: string, rate: number): { stop(): Promise<{ ok: number; failed: number }> } {
-  let ok = 0;
-  let failed = 0;
-  const inflight = new Set<Promise<void>>();
-  const timer = setInterval(() => {
-    const p = fetch(url).then(async (r) => { await r.arrayBuffer(); if (r.status === 200) ok++; else failed++; }, () => { failed++; })
-      .finally(() => inflight.delete(p));
-    inflight.add(p);
-  }, 1000 / rate);
-  return {
-    async stop() {
-      clearInterval(timer);
-      await Promise.all(inflight);
-      return { ok, failed };
-    },
-  };
-}
-
-async function openDashboard(gw: RunningGateway): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  cleanup.push(() => page.close());
-  const errors: string[] = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  cleanup.push(async () => assert.deepEqual(errors, [], 'no script errors on the page'));
-  // As the demo prints it: the token URL sets the dashboard's cookie and leaves the address bar.
-  await page.goto(`${gw.adminUrl}/?token=${encodeURIComponent(tokenFor(new URL(gw.adminUrl))!)}`);
-  assert.equal(page.url(), `${gw.adminUrl}/`);
-  await page.waitForSelector('#conn.ok', { timeout: 10_000 });
-  return page;
-}
+const openDashboard = (gw: RunningGateway): Promise<Page> => open(browser, gw, { cleanup });
 
 const stateOf = (page: Page, endpoint: string) => page.getAttribute(`tr[data-endpoint="${endpoint}"]`, 'data-state', { timeout: 5_000 });
 
@@ -98,7 +64,7 @@ test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then 
   await page.waitForSelector(`tr[data-endpoint="${victim}"]:is([data-state="unhealthy"], [data-state="ejected"])`, { timeout: 10_000 });
   const seenDown = performance.now() - t0;
   await page.waitForSelector(`#timeline li:is([data-kind="state"], [data-kind="ejection"]) >> text=${victim}`, { timeout: 5_000 });
-  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drill-down.png') });
+  await page.screenshot({ path: artifact('drill-down.png') });
   // The service's error rate is what clients saw: retries hid the kill.
   assert.match(await page.textContent('section[data-service="shop"] .summary') ?? '', /errors 0 ·/);
 
@@ -106,7 +72,7 @@ test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then 
   const t1 = performance.now();
   await page.waitForSelector(`tr[data-endpoint="${victim}"][data-state="healthy"]`, { timeout: 15_000 });
   const seenBack = performance.now() - t1;
-  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-drill-back.png') });
+  await page.screenshot({ path: artifact('drill-back.png') });
   const outcome = await traffic.stop();
   await catalogTraffic.stop();
   assert.ok(outcome.ok > 50, `traffic flowed: ${JSON.stringify(outcome)}`);
@@ -135,6 +101,13 @@ test('500 instances: every row rendered, live updates stay cheap and the page ke
   const t0 = performance.now();
   await page.waitForFunction(() => document.querySelectorAll('tr[data-endpoint]').length === 500, undefined, { timeout: 10_000 });
   const firstPaint = performance.now() - t0;
+  // The first render's cost as the page measured it; from here on maxRenderMs is the worst update.
+  const firstRenderMs = await page.evaluate(() => {
+    const stats = (window as unknown as { __tandemDashboard: { maxRenderMs: number } }).__tandemDashboard;
+    const first = stats.maxRenderMs;
+    stats.maxRenderMs = 0;
+    return first;
+  });
 
   // Watch the main thread for 4 s of live updates under traffic: long tasks, render times.
   await page.evaluate(() => {
@@ -162,9 +135,9 @@ test('500 instances: every row rendered, live updates stay cheap and the page ke
     const w = window as unknown as { __long: number[]; __tandemDashboard: { renders: number; maxRenderMs: number; lastRenderMs: number } };
     return { long: w.__long, ...w.__tandemDashboard };
   });
-  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-500.png') });
+  await page.screenshot({ path: artifact('500-instances.png') });
   const worstLong = Math.max(0, ...result.long);
-  process.stdout.write(`# 500 instances: first full render ${firstPaint.toFixed(0)} ms after connect; ${result.renders - before} renders in ~4 s, max render ${result.maxRenderMs.toFixed(1)} ms; longest main-thread task ${worstLong.toFixed(0)} ms; frame lag max ${Math.max(...lags).toFixed(0)} ms\n`);
+  process.stdout.write(`# 500 instances: first full render ${firstRenderMs.toFixed(1)} ms (all rows shown ${firstPaint.toFixed(0)} ms after the page connected); ${result.renders - before} updates in ~4 s, max update ${result.maxRenderMs.toFixed(1)} ms; longest main-thread task ${worstLong.toFixed(0)} ms; frame lag max ${Math.max(...lags).toFixed(0)} ms\n`);
   assert.ok(result.renders - before >= 3, `the page kept updating (${result.renders - before} renders)`);
   assert.ok(worstLong < 500, `no main-thread task over 500 ms (longest ${worstLong.toFixed(0)} ms)`);
   assert.ok(Math.max(...lags) < 1000, `a frame within 1 s whenever asked (${lags.map((l) => l.toFixed(0)).join(', ')} ms)`);

@@ -17,7 +17,7 @@ const BASE = ['level', 'time', 'pid', 'msg'];
 const ACCESS = ['requestId', 'traceId', 'method', 'path', 'route', 'service', 'endpoint', 'status', 'durationMs', 'attempts'];
 const EVENTS: Record<string, string[]> = {
   join: ['service', 'instance', 'address', 'state'],
-  leave: ['service', 'instance', 'address', 'change'],
+  leave: ['service', 'instance', 'address', 'change', 'cause'],
   drain: ['service', 'instance', 'address', 'state'],
   ejection: ['service', 'endpoint', 'from', 'to', 'reason'],
   reload: ['services', 'routes'],

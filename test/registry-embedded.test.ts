@@ -78,12 +78,14 @@ test('an id whose lease is past its TTL (not yet swept) can be registered again 
   const clock = { now: () => now, setTimeout: () => ({}) as TimerHandle, clearTimeout: () => {} };
   const r = new EmbeddedRegistry({ clock, ttl: 1000 });
   const changes: string[] = [];
-  r.subscribe((c) => changes.push(`${c.kind} ${c.instance.address}`));
+  const causes: Array<string | undefined> = [];
+  r.subscribe((c) => { changes.push(`${c.kind} ${c.instance.address}`); causes.push(c.cause); });
   r.registerNow({ service: 'svc', id: 'same', address: '127.0.0.1:7001' });
   now += 1000;
   const fresh = r.registerNow({ service: 'svc', id: 'same', address: '127.0.0.1:7002' });
   assert.deepEqual(r.snapshotNow('svc').instances.map((i) => i.address), ['127.0.0.1:7002']);
   assert.deepEqual(changes, ['registered 127.0.0.1:7001', 'expired 127.0.0.1:7001', 'registered 127.0.0.1:7002']);
+  assert.equal(causes.at(1), 'lease-expired');
   assert.equal(fresh.instance.address, '127.0.0.1:7002');
 });
 
@@ -131,6 +133,21 @@ test('expireNow (a broken keep-alive stream) removes the instance at once', () =
   assert.equal(r.expireNow(lease.id), true);
   assert.equal(r.size, 0);
   assert.equal(r.expireNow(lease.id), false);
+});
+
+test('a departure says why: drained, deregistered, connection lost, lease expired (issue 11)', () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, ttl: 1000 });
+  const left: string[] = [];
+  r.subscribe((c) => { if (c.kind !== 'registered' && c.kind !== 'state') left.push(`${c.instance.id} ${c.kind} ${c.cause}`); });
+  const drained = r.registerNow(reg('a1'));
+  r.setStateNow(drained.id, 'draining');
+  r.deregisterNow(drained.id);
+  r.deregisterNow(r.registerNow(reg('a2')).id);
+  r.expireNow(r.registerNow(reg('a3')).id);
+  r.registerNow(reg('a4'));
+  clock.advance(1001);
+  assert.deepEqual(left, ['a1 deregistered drained', 'a2 deregistered deregistered', 'a3 expired connection-lost', 'a4 expired lease-expired']);
 });
 
 test('static registry: the config endpoints, read-only', async () => {

@@ -92,3 +92,27 @@ test('tandem status in a small terminal: unhealthy instances first, the healthy 
   assert.match(text, /… \d+ more \(all healthy\)/);
   assert.equal(render(snap).split('\n').filter((l) => /^ {2}(healthy|ejected) /.test(l)).length, 500, '--once prints every instance');
 });
+
+test('tandem status says why the gateway is not ok, and which instances left lately and why', () => {
+  const snap: DashboardSnapshot = {
+    gateway: {
+      version: '1.2.3', pid: 1, uptimeSeconds: 5, health: 'degraded', inflight: 0, listen: '127.0.0.1:8080', rssBytes: 1, rate: 20, errorRate: 1,
+      reasons: [
+        { kind: 'no-eligible', service: 'shop', text: 'no eligible instance (2 unhealthy)' },
+        { kind: 'panic', service: 'shop', text: 'in panic: traffic sent to instances out of rotation' },
+        { kind: 'no-instance', service: 'orders', text: 'no instance: every request gets 503' },
+      ],
+    },
+    services: [{
+      name: 'orders', panic: false, rate: 0, errorRate: 0, p99Ms: null, active: 0, retriesPerSecond: 0, budgetExhausted: 0, endpoints: [],
+      departed: [{ id: '127.0.0.1:7001', instance: 'orders-1', cause: 'connection-lost', time: '2030-01-01T10:00:01.000Z' }],
+    }],
+    timeline: [],
+    sampledAt: new Date().toISOString(),
+  };
+  const text = render(snap);
+  assert.match(text, /^tandem 1\.2\.3 {2}degraded {2}listen/);
+  assert.match(text, /^ {2}! shop: no eligible instance \(2 unhealthy\), in panic: traffic sent to instances out of rotation\n {2}! orders: no instance: every request gets 503$/m);
+  assert.match(text, /^ {2}left {9}127\.0\.0\.1:7001 {11}connection lost at 10:00:01 \(orders-1\)$/m);
+  assert.ok(render(snap, { color: false, maxRows: 12 }).trimEnd().split('\n').length <= 12 + 1, 'reasons and departures count in a terminal\'s rows');
+});

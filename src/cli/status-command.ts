@@ -1,10 +1,12 @@
 import { tokenFor, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
-import type { DashboardSnapshot, EndpointView, ServiceView, TimelineEvent } from '../gateway/dashboard-feed.js';
+import type { DashboardSnapshot, Departure, EndpointView, ServiceView, TimelineEvent } from '../gateway/dashboard-feed.js';
+import type { HealthReason } from '../gateway/dashboard-health.js';
 
 /**
- * `tandem status`: the dashboard's picture in the terminal — the gateway's health and version,
- * each service with its instances (state, req/s, errors, p99, latency estimate, in flight) and
- * the recent events — read from the admin listener's /admin/dashboard once a second.
+ * `tandem status`: the dashboard's picture in the terminal — the gateway's health and why,
+ * its version, each service with its instances (state, req/s, errors, p99, latency estimate,
+ * in flight) and those that left lately with why, and the recent events — read from the admin
+ * listener's /admin/dashboard once a second.
  */
 export interface StatusOptions {
   admin: string;
@@ -18,6 +20,8 @@ export async function runStatus(options: StatusOptions): Promise<number> {
   const tty = 'isTTY' in out && out.isTTY === true;
   const base = options.admin.replace(/\/+$/, '');
   const url = `${/^https?:\/\//.test(base) ? base : `http://${base}`}/admin/dashboard`;
+  /** When the gateway stopped answering (refreshing mode), for "disconnected since". */
+  let downSince: Date | undefined;
   for (;;) {
     let text: string;
     let ok = true;
@@ -32,9 +36,12 @@ export async function runStatus(options: StatusOptions): Promise<number> {
       const snap = (await res.json()) as DashboardSnapshot;
       const rows = tty && !options.once ? (process.stdout.rows ?? 40) : Infinity;
       text = render(snap, { color: tty, maxRows: rows });
+      downSince = undefined;
     } catch (err) {
       ok = false;
-      text = `tandem status: ${unreachable(url, err as Error)}\n`;
+      downSince ??= new Date();
+      const since = options.once ? '' : `disconnected since ${downSince.toTimeString().slice(0, 8)}, retrying — `;
+      text = `tandem status: ${since}${unreachable(url, err as Error)}\n`;
     }
     if (options.once) {
       (ok ? out : process.stderr).write(text);
@@ -66,6 +73,8 @@ export function unreachable(url: string, err: Error): string {
 }
 
 const STATE_COLOR: Record<string, string> = { healthy: '32', probation: '36', ejected: '31', unhealthy: '31', draining: '33' };
+const HEALTH_COLOR: Record<string, string> = { ok: '32', degraded: '31', draining: '33' };
+const CAUSE_TEXT: Record<string, string> = { drained: 'drained', deregistered: 'deregistered', 'connection-lost': 'connection lost', 'lease-expired': 'lease expired' };
 
 interface RenderOptions { color: boolean; maxRows: number }
 
@@ -74,26 +83,46 @@ export function render(snap: DashboardSnapshot, opts: RenderOptions = { color: f
   const c = (code: string, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const g = snap.gateway;
   const lines: string[] = [];
-  lines.push(`${c('1', `tandem ${g.version}`)}  ${g.health === 'ok' ? c('32', 'ok') : c('33', g.health)}  listen ${g.listen}  up ${g.uptimeSeconds} s  ${fmtRate(g.rate)} req/s  errors ${fmtPct(g.errorRate)}  in flight ${g.inflight}  sampled ${snap.sampledAt.slice(11, 19)}`);
+  lines.push(`${c('1', `tandem ${g.version}`)}  ${c(HEALTH_COLOR[g.health] ?? '33', g.health)}  listen ${g.listen}  up ${g.uptimeSeconds} s  ${fmtRate(g.rate)} req/s  errors ${fmtPct(g.errorRate)}  in flight ${g.inflight}  sampled ${snap.sampledAt.slice(11, 19)}`);
+  const why = reasonLines(g.reasons ?? []);
+  for (const line of why) lines.push(`  ${c(HEALTH_COLOR[g.health] ?? '33', '!')} ${line}`);
   const events = snap.timeline.slice(-8).reverse();
   const instances = snap.services.reduce((n, s) => n + s.endpoints.length, 0);
-  // Rows for the instance tables: what is left after headers, service lines and events.
-  const budget = opts.maxRows - 2 - snap.services.length * 3 - (events.length + 2);
+  const departed = snap.services.reduce((n, s) => n + (s.departed?.length ?? 0), 0);
+  // Rows for the instance tables: what is left after headers, reasons, service lines, departures and events.
+  const budget = opts.maxRows - 2 - why.length - snap.services.length * 3 - departed - (events.length + 2);
   for (const s of snap.services) {
-    lines.push('');
-    lines.push(`${c('1', s.name)}${s.panic ? ` ${c('31', 'PANIC')}` : ''}  ${fmtRate(s.rate)} req/s  errors ${fmtPct(s.errorRate)}  p99 ${fmtMs(s.p99Ms)}  active ${s.active}  retries ${fmtRate(s.retriesPerSecond)}/s  ${counts(s)}`);
-    lines.push(`  ${pad('STATE', 12)} ${pad('INSTANCE', 24)} ${lpad('REQ/S', 8)} ${lpad('ERRORS', 7)} ${lpad('P99', 8)} ${lpad('ESTIMATE', 9)} ${lpad('IN FLIGHT', 9)}`);
-    const ordered = [...s.endpoints].sort((a, b) => Number(a.state === 'healthy') - Number(b.state === 'healthy'));
     const room = Math.max(1, Math.floor(budget * (s.endpoints.length / Math.max(1, instances))));
-    const shown = Number.isFinite(opts.maxRows) ? ordered.slice(0, room) : ordered;
-    for (const e of shown) lines.push(`  ${c(STATE_COLOR[e.state] ?? '0', pad(e.state, 12))} ${pad(e.id, 24)} ${lpad(fmtRate(e.rate), 8)} ${lpad(fmtPct(e.errorRate), 7)} ${lpad(fmtMs(e.p99Ms), 8)} ${lpad(fmtMs(e.latencyEstimateMs), 9)} ${lpad(String(e.inflight), 9)}${ejected(e)}`);
-    if (shown.length < ordered.length) lines.push(c('2', `  … ${ordered.length - shown.length} more (${ordered.slice(shown.length).every((e) => e.state === 'healthy') ? 'all healthy' : 'see the dashboard'})`));
+    lines.push('', ...serviceLines(s, Number.isFinite(opts.maxRows) ? room : Infinity, c));
   }
   lines.push('');
   lines.push(c('1', 'recent events'));
   for (const ev of events) lines.push(`  ${ev.time.slice(11, 19)}  ${pad(ev.kind, 8)} ${where(ev)}${ev.text}`);
   return `${lines.join('\n')}\n`;
 }
+
+/** A service's line, its instances (the unhealthy first, at most `room`) and those that left lately. */
+function serviceLines(s: ServiceView, room: number, c: (code: string, s: string) => string): string[] {
+  const lines = [
+    `${c('1', s.name)}${s.panic ? ` ${c('31', 'PANIC')}` : ''}  ${fmtRate(s.rate)} req/s  errors ${fmtPct(s.errorRate)}  p99 ${fmtMs(s.p99Ms)}  active ${s.active}  retries ${fmtRate(s.retriesPerSecond)}/s  ${counts(s)}`,
+    `  ${pad('STATE', 12)} ${pad('INSTANCE', 24)} ${lpad('REQ/S', 8)} ${lpad('ERRORS', 7)} ${lpad('P99', 8)} ${lpad('ESTIMATE', 9)} ${lpad('IN FLIGHT', 9)}`,
+  ];
+  const ordered = [...s.endpoints].sort((a, b) => Number(a.state === 'healthy') - Number(b.state === 'healthy'));
+  const shown = ordered.slice(0, room);
+  for (const e of shown) lines.push(`  ${c(STATE_COLOR[e.state] ?? '0', pad(e.state, 12))} ${pad(e.id, 24)} ${lpad(fmtRate(e.rate), 8)} ${lpad(fmtPct(e.errorRate), 7)} ${lpad(fmtMs(e.p99Ms), 8)} ${lpad(fmtMs(e.latencyEstimateMs), 9)} ${lpad(String(e.inflight), 9)}${ejected(e)}`);
+  if (shown.length < ordered.length) lines.push(c('2', `  … ${ordered.length - shown.length} more (${ordered.slice(shown.length).every((e) => e.state === 'healthy') ? 'all healthy' : 'see the dashboard'})`));
+  for (const d of s.departed ?? []) lines.push(c('2', `  ${pad('left', 12)} ${pad(d.id, 24)} ${left(d)}`));
+  return lines;
+}
+
+/** One line per service with problems ("shop: no eligible instance (…), in panic: …"), the gateway's own first. */
+function reasonLines(reasons: readonly HealthReason[]): string[] {
+  const byService = new Map<string, string[]>();
+  for (const r of reasons) byService.set(r.service ?? '', [...(byService.get(r.service ?? '') ?? []), r.text]);
+  return [...byService].map(([service, texts]) => `${service === '' ? '' : `${service}: `}${texts.join(', ')}`);
+}
+
+const left = (d: Departure) => `${CAUSE_TEXT[d.cause] ?? d.cause} at ${d.time.slice(11, 19)} (${d.instance})`;
 
 function counts(s: ServiceView): string {
   const m = new Map<string, number>();

@@ -31,12 +31,24 @@ export interface RegisterContext {
   peer?: string;
 }
 
+/**
+ * Why an instance left the registry:
+ * - `drained`: deregistered after it had marked itself draining (the SDK's SIGTERM path);
+ * - `deregistered`: deregistered without draining first;
+ * - `connection-lost`: its keep-alive stream broke before the body ended — the process died
+ *   and its kernel closed the socket (kind `expired`);
+ * - `lease-expired`: no heartbeat within the TTL — a frozen or unreachable process (kind `expired`).
+ */
+export type LeaveCause = 'drained' | 'deregistered' | 'connection-lost' | 'lease-expired';
+
 /** A change the registry made, as its synchronous subscribers see it. */
 export interface RegistryChange {
   readonly kind: 'registered' | 'state' | 'deregistered' | 'expired';
   readonly service: string;
   readonly instance: Instance;
   readonly revision: number;
+  /** Why the instance left: set on `deregistered` and `expired` changes only. */
+  readonly cause?: LeaveCause;
 }
 
 interface Entry {
@@ -116,7 +128,7 @@ export class EmbeddedRegistry implements Registry {
         throw new TandemError('TANDEM_ERR_REGISTRY_CONFLICT', `${instance.service}/${instance.id} is held by another lease (${previous.instance.address}); deregister it or wait for its lease to expire (≤ ${Math.ceil(previous.ttl / 1000)} s)`, { status: 409 });
       }
       // Due, but the sweep has not run yet: it is gone as far as anyone can tell.
-      this.drop(previous, 'expired', true);
+      this.drop(previous, 'lease-expired', true);
     }
     if (this.leases.size >= this.limits.maxInstances) {
       throw new TandemError('TANDEM_ERR_REGISTRY_LIMIT', `the registry holds ${this.leases.size} instances, its limit (registry.maxInstances)`, { status: 429 });
@@ -224,7 +236,7 @@ export class EmbeddedRegistry implements Registry {
   deregisterNow(leaseId: string): boolean {
     const entry = this.leases.get(leaseId);
     if (!entry) return false;
-    this.drop(entry, 'deregistered', true);
+    this.drop(entry, entry.instance.state === 'draining' ? 'drained' : 'deregistered', true);
     return true;
   }
 
@@ -232,7 +244,7 @@ export class EmbeddedRegistry implements Registry {
   expireNow(leaseId: string): boolean {
     const entry = this.leases.get(leaseId);
     if (!entry) return false;
-    this.drop(entry, 'expired', true);
+    this.drop(entry, 'connection-lost', true);
     return true;
   }
 
@@ -296,7 +308,7 @@ export class EmbeddedRegistry implements Registry {
     return s;
   }
 
-  private drop(entry: Entry, kind: 'deregistered' | 'expired', notify: boolean): void {
+  private drop(entry: Entry, cause: LeaveCause, notify: boolean): void {
     this.leases.delete(entry.leaseId);
     const service = this.services.get(entry.instance.service);
     if (service?.members.get(entry.instance.id) === entry) service.members.delete(entry.instance.id);
@@ -307,17 +319,17 @@ export class EmbeddedRegistry implements Registry {
     entry.lost = undefined;
     lost?.({ kind: 'expired' });
     if (notify) {
-      this.changed(kind, entry.instance);
+      this.changed(cause === 'drained' || cause === 'deregistered' ? 'deregistered' : 'expired', entry.instance, cause);
       if (service && service.members.size === 0 && !this.watchers.has(entry.instance.service)) this.services.delete(entry.instance.service);
     }
   }
 
-  private changed(kind: RegistryChange['kind'], instance: Instance): void {
+  private changed(kind: RegistryChange['kind'], instance: Instance, cause?: LeaveCause): void {
     const revision = ++this.revision;
     const service = this.serviceEntries(instance.service);
     service.revision = revision;
     service.snapshot = undefined;
-    const change: RegistryChange = { kind, service: instance.service, instance, revision };
+    const change: RegistryChange = cause === undefined ? { kind, service: instance.service, instance, revision } : { kind, service: instance.service, instance, revision, cause };
     for (const listener of this.subscribers) listener(change);
     const watchers = this.watchers.get(instance.service);
     if (watchers) {
@@ -344,7 +356,7 @@ export class EmbeddedRegistry implements Registry {
       if (entry.expiresAt <= now) due.push(entry);
       else if (entry.expiresAt < next) next = entry.expiresAt;
     }
-    for (const entry of due) this.drop(entry, 'expired', true);
+    for (const entry of due) this.drop(entry, 'lease-expired', true);
     if (next < Infinity) this.armSweep(next);
   }
 }

@@ -1,5 +1,5 @@
 export { EmbeddedRegistry, EMBEDDED_DEFAULTS } from './embedded.js';
-export type { EmbeddedRegistryOptions, RegisterContext, RegistryChange } from './embedded.js';
+export type { EmbeddedRegistryOptions, LeaveCause, RegisterContext, RegistryChange } from './embedded.js';
 export { HttpRegistry } from './http.js';
 export type { HttpRegistryOptions } from './http.js';
 export { StaticRegistry } from './static.js';

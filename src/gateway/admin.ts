@@ -25,9 +25,10 @@ export interface AdminLimits {
 /**
  * The admin listener: /healthz (the process is up), /readyz (it should get traffic: listening
  * and not draining), /metrics (Prometheus), /admin/cluster (JSON state), /registry/v1/ (the
- * embedded registry, docs/registry.md), and the dashboard: / (the page), /dashboard.js,
- * /admin/dashboard (its data as JSON, also read by `tandem status`), /admin/stream (the same,
- * live, as server-sent events).
+ * embedded registry, docs/registry.md), and the dashboard: / (the page), /dashboard/*.js (its
+ * modules), /admin/dashboard (its data as JSON, also read by `tandem status`), /admin/history
+ * (the last minutes of each service, for the charts), /admin/stream (the history once, then
+ * the data live, as server-sent events).
  */
 export function createAdminServer(view: AdminView, limits: AdminLimits): Server {
   // requestTimeout 0: a registry keep-alive is one request that lasts as long as its lease.
@@ -81,11 +82,16 @@ async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse
       return;
     case '/dashboard.js':
       if (!view.feed) break;
-      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }).end(dashboardScript());
+      // The old entry point: the modules live under /dashboard/ (their imports are relative).
+      script(res, "import './dashboard/app.js';\n");
       return;
     case '/admin/dashboard':
       if (!view.feed) break;
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(view.feed.snapshot())}\n`);
+      return;
+    case '/admin/history':
+      if (!view.feed) break;
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(view.feed.history())}\n`);
       return;
     case '/admin/stream':
       if (!view.feed) break;
@@ -96,7 +102,15 @@ async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse
         .end(`${JSON.stringify(view.cluster(), null, 2)}\n`);
       return;
   }
+  if (view.feed && path.startsWith('/dashboard/') && script(res, dashboardScript(path.slice('/dashboard/'.length)))) return;
   res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try / /healthz /readyz /metrics /admin/cluster /registry/v1/services\n');
+}
+
+/** One of the dashboard's modules; false when there is none of that name. */
+function script(res: ServerResponse, text: string | undefined): boolean {
+  if (text === undefined) return false;
+  res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' }).end(text);
+  return true;
 }
 
 /** Largest backlog a stream may have before snapshots are skipped for it (a slow viewer). */
@@ -104,7 +118,10 @@ const STREAM_BACKLOG = 1024 * 1024;
 /** Each message is serialized once, however many viewers. */
 const serialized = new WeakMap<object, string>();
 
-/** Server-sent events: the current snapshot, then a snapshot each second and each timeline event as it happens. */
+/**
+ * Server-sent events: the history (so the charts start full), the current snapshot, then a
+ * snapshot each second and each timeline event as it happens.
+ */
 function stream(feed: ClusterFeed, req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
   res.socket?.setNoDelay(true);
@@ -117,6 +134,7 @@ function stream(feed: ClusterFeed, req: IncomingMessage, res: ServerResponse): v
     res.write(text);
   };
   res.write('retry: 2000\n\n');
+  res.write(`event: history\ndata: ${JSON.stringify(feed.history())}\n\n`);
   send('snapshot', feed.snapshot());
   const subscription = feed.subscribe((m) => {
     if (m.type === 'snapshot' && res.writableLength > STREAM_BACKLOG) return;

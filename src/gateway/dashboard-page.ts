@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /**
  * The dashboard page served at `/` on the admin listener. The markup and styles are here; the
- * script is dashboard/app.ts, compiled by `npm run build` (a second tsc project) into
- * dist/dashboard/app.js and served as /dashboard.js. Nothing is loaded from elsewhere.
+ * scripts are dashboard/*.ts, compiled by `npm run build` (a second tsc project) into
+ * dist/dashboard/*.js and served under /dashboard/ (ES modules; app.js imports the rest; also
+ * /dashboard.js). Nothing is loaded from elsewhere.
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
@@ -12,26 +13,52 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tandem</title>
 <style>
-:root { --bg: #0f1419; --panel: #171d24; --line: #26303b; --text: #d8dee6; --dim: #8793a0; --ok: #3fb950; --warn: #d29922; --bad: #f85149; --info: #58a6ff; }
+:root { --bg: #0f1419; --panel: #171d24; --line: #26303b; --text: #d8dee6; --dim: #8793a0; --ok: #3fb950; --warn: #d29922; --bad: #f85149; --info: #58a6ff; --p99: #bc8cff; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; background: var(--bg); color: var(--text); }
-header.top { display: flex; gap: 12px; align-items: center; padding: 10px 16px; border-bottom: 1px solid var(--line); background: var(--panel); position: sticky; top: 0; z-index: 1; flex-wrap: wrap; }
+header.top { display: flex; gap: 6px 12px; align-items: center; padding: 10px 16px; border-bottom: 1px solid var(--line); background: var(--panel); position: sticky; top: 0; z-index: 1; flex-wrap: wrap; }
 header.top h1 { font-size: 15px; margin: 0; }
-.pill { padding: 1px 8px; border-radius: 10px; font-size: 12px; border: 1px solid currentColor; }
-.pill.ok { color: var(--ok); } .pill.warn { color: var(--warn); }
+.badge { padding: 1px 10px; border-radius: 10px; font-size: 12px; font-weight: 600; border: 1px solid currentColor; color: var(--dim); }
+.badge[data-health=ok] { color: var(--ok); }
+.badge[data-health=degraded] { background: var(--bad); border-color: var(--bad); color: #fff; }
+.badge[data-health=draining] { background: var(--warn); border-color: var(--warn); color: #111; }
+.badge[data-health=disconnected] { background: #6e7681; border-color: #6e7681; color: #fff; }
+.badge[data-health=connecting] { border-style: dashed; }
+#gw-reason { flex: 1 1 260px; min-width: 0; overflow-wrap: anywhere; }
+body[data-health=degraded] #gw-reason { color: #ffa198; } body[data-health=draining] #gw-reason { color: var(--warn); }
+body[data-health=disconnected] #gw-reason { color: var(--text); }
 .facts, .dim { color: var(--dim); }
-.controls { margin-left: auto; display: flex; gap: 10px; align-items: center; }
-.controls input[type=search] { background: var(--bg); color: var(--text); border: 1px solid var(--line); padding: 3px 6px; border-radius: 4px; }
+#gw-facts { flex: 1 1 100%; order: 3; }
+.controls { display: flex; gap: 6px 10px; align-items: center; flex-wrap: wrap; order: 4; flex: 1 1 100%; }
+.controls #sampled { margin-left: auto; }
+.controls input[type=search] { background: var(--bg); color: var(--text); border: 1px solid var(--line); padding: 3px 6px; border-radius: 4px; min-width: 0; }
+body.stale main { opacity: .45; }
 main { display: grid; grid-template-columns: minmax(0, 1fr) 360px; gap: 16px; padding: 12px 16px; }
-section.service { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; margin-bottom: 12px; content-visibility: auto; contain-intrinsic-size: auto 300px; }
-section.service header { display: flex; gap: 12px; align-items: baseline; padding: 8px 10px; border-bottom: 1px solid var(--line); flex-wrap: wrap; }
+#services { min-width: 0; }
+section.service { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; margin-bottom: 12px; content-visibility: auto; contain-intrinsic-size: auto 400px; }
+section.service[data-health=degraded] { border-color: var(--bad); }
+section.service header { display: flex; gap: 4px 12px; align-items: baseline; padding: 8px 10px; border-bottom: 1px solid var(--line); flex-wrap: wrap; }
 section.service h2 { font-size: 14px; margin: 0; }
 section.service h2.panic { color: var(--bad); }
 .summary { color: var(--text); } .counts { color: var(--dim); margin-left: auto; }
+.why { flex: 1 1 100%; color: #ffa198; overflow-wrap: anywhere; } .why:empty { display: none; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr)); gap: 8px 16px; padding: 8px 10px; border-bottom: 1px solid var(--line); }
+.chart { margin: 0; min-width: 0; }
+.chart figcaption { display: flex; gap: 6px; align-items: baseline; white-space: nowrap; overflow: hidden; }
+.chart figcaption .label { color: var(--dim); } .chart figcaption .dim { margin-left: auto; font-size: 11px; }
+.chart svg { display: block; width: 100%; height: 48px; background: var(--bg); border-radius: 3px; touch-action: none; }
+.chart .line { fill: none; stroke-width: 1.5; }
+.chart .area { stroke: none; }
+.chart[data-metric=rate] .line { stroke: var(--info); } .chart[data-metric=rate] .area { fill: rgba(88, 166, 255, .18); }
+.chart[data-metric=errorRate] .line { stroke: var(--bad); }
+.chart[data-metric=p99Ms] .line { stroke: var(--p99); }
+.chart .threshold { stroke: var(--warn); stroke-dasharray: 3 3; stroke-width: 1; opacity: .7; }
+.chart .cursor { stroke: var(--dim); stroke-width: 1; }
+.rows { overflow-x: auto; }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { text-align: right; padding: 2px 10px; white-space: nowrap; }
 th { color: var(--dim); font-weight: normal; border-bottom: 1px solid var(--line); }
-th:nth-child(-n+2), td.c-state, td.c-id { text-align: left; }
+th:nth-child(-n+2), td.c-state, td.c-id, td.c-note { text-align: left; }
 td.c-state::before { content: "●"; margin-right: 6px; }
 tr.s-healthy td.c-state::before { color: var(--ok); }
 tr.s-probation td.c-state::before { color: var(--info); }
@@ -39,25 +66,42 @@ tr.s-ejected td.c-state::before, tr.s-unhealthy td.c-state::before { color: var(
 tr.s-draining td.c-state::before { color: var(--warn); }
 tr.s-ejected, tr.s-unhealthy { background: rgba(248, 81, 73, .08); }
 tr.s-draining { background: rgba(210, 153, 34, .08); }
+tr.s-left { color: var(--dim); } tr.s-left td.c-state::before { content: "○"; }
+tr.s-left[data-cause=connection-lost] td.c-state, tr.s-left[data-cause=lease-expired] td.c-state { color: #ffa198; }
+td.c-note { color: var(--dim); white-space: normal; }
 td.bad { color: var(--bad); }
-aside { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; align-self: start; position: sticky; top: 56px; max-height: calc(100vh - 72px); overflow: auto; }
+aside { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; align-self: start; position: sticky; top: 96px; max-height: calc(100vh - 112px); overflow: auto; min-width: 0; }
 aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px solid var(--line); }
 #timeline { list-style: none; margin: 0; padding: 0; }
-#timeline li { padding: 4px 10px; border-bottom: 1px solid var(--line); display: grid; grid-template-columns: auto auto 1fr; gap: 0 8px; }
+#timeline li { padding: 4px 10px; border-bottom: 1px solid var(--line); display: grid; grid-template-columns: auto auto minmax(0, 1fr); gap: 0 8px; }
 #timeline time { color: var(--dim); }
 #timeline .kind { font-weight: 600; }
 #timeline .where { color: var(--dim); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-#timeline .text { grid-column: 1 / -1; }
+#timeline .text { grid-column: 1 / -1; overflow-wrap: anywhere; }
 .k-join .kind { color: var(--ok); } .k-leave .kind, .k-ejection .kind, .k-budget .kind, .k-panic .kind { color: var(--bad); }
+.k-leave[data-cause=drained] .kind { color: var(--warn); }
 .k-drain .kind, .k-retry .kind { color: var(--warn); } .k-reload .kind, .k-start .kind, .k-state .kind { color: var(--info); }
-@media (max-width: 1000px) { main { grid-template-columns: 1fr; } aside { position: static; max-height: none; } }
+@media (max-width: 1000px) { main { grid-template-columns: minmax(0, 1fr); } aside { position: static; max-height: none; } }
+@media (max-width: 640px) {
+  header.top { position: static; padding: 8px 10px; }
+  main { padding: 8px; gap: 8px; }
+  .controls input[type=search] { flex: 1 1 120px; }
+  .counts { margin-left: 0; }
+  table { font-size: 12px; }
+  th, td { padding: 2px 4px; }
+  td.c-state { white-space: normal; }
+  .c-est, .c-inflight, .c-weight { display: none; }
+  .charts { grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 6px; padding: 6px 8px; }
+  .chart figcaption .dim { display: none; }
+  .chart svg { height: 40px; }
+}
 </style>
 </head>
-<body>
+<body data-health="connecting">
 <header class="top">
   <h1 id="gw-version">tandem</h1>
-  <span id="gw-health" class="pill">…</span>
-  <span id="conn" class="pill warn">connecting…</span>
+  <span id="gw-health" class="badge" data-health="connecting">connecting</span>
+  <span id="gw-reason"></span>
   <span id="gw-facts" class="facts"></span>
   <div class="controls">
     <span id="shown" class="dim"></span>
@@ -70,15 +114,21 @@ aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px sol
   <div id="services"></div>
   <aside><h2>Recent events</h2><ul id="timeline"></ul></aside>
 </main>
-<script type="module" src="/dashboard.js"></script>
+<script type="module" src="/dashboard/app.js"></script>
 </body>
 </html>
 `;
 
-let script: string | undefined;
+const scripts = new Map<string, string>();
 
-/** dist/dashboard/app.js, read once. */
-export function dashboardScript(): string {
-  script ??= readFileSync(new URL('../../dashboard/app.js', import.meta.url), 'utf8');
-  return script;
+/**
+ * The dashboard's compiled modules (dist/dashboard/*.js), read once: `name` is a file name such
+ * as `app.js`; anything else is undefined (nothing outside that folder is ever served).
+ */
+export function dashboardScript(name = 'app.js'): string | undefined {
+  if (scripts.size === 0) {
+    const dir = new URL('../../dashboard/', import.meta.url);
+    for (const file of readdirSync(dir)) if (file.endsWith('.js')) scripts.set(file, readFileSync(new URL(file, dir), 'utf8'));
+  }
+  return scripts.get(name);
 }

@@ -72,9 +72,10 @@ export class Gateway {
       const svc = this.config.services.get(change.service);
       if (upstream && svc) upstream.setMembers(this.withMembers(svc).endpoints);
       const event = change.kind === 'registered' ? 'join' : change.kind !== 'state' ? 'leave' : change.instance.state === 'draining' ? 'drain' : 'instance-state';
-      this.logger.info({ msg: 'registry', event, change: change.kind, service: change.service, instance: change.instance.id, address: change.instance.address, state: change.instance.state });
-      const what = change.kind === 'registered' ? 'joined' : change.kind === 'deregistered' ? 'left' : change.kind === 'expired' ? 'left (lease expired)' : `is ${change.instance.state}`;
-      this.feed.record(event === 'instance-state' ? 'state' : event, `${change.instance.id} (${change.instance.address}) ${what}`, change.service, change.instance.address);
+      const { id, address, state } = change.instance;
+      this.logger.info({ msg: 'registry', event, change: change.kind, cause: change.cause, service: change.service, instance: id, address, state });
+      if (change.cause !== undefined) this.feed.leave(change.service, id, address, change.cause);
+      else this.feed.record(event === 'instance-state' ? 'state' : event, `${id} (${address}) ${change.kind === 'registered' ? 'joined' : `is ${state}`}`, change.service, address);
     });
     this.bodyGuard = new BodyGuard(bodyGuardOptions(config.limits));
     this.ctx = this.buildContext(config);
@@ -278,7 +279,7 @@ export class Gateway {
     // Membership stays as it is while the gateway drains: the upstreams are closing.
     this.registrySubscription.dispose();
     this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
-    this.feed.record('drain', `gateway draining (${this.live.inflight} requests in flight)`);
+    this.feed.record('drain', `gateway draining (${this.live.inflight} ${this.live.inflight === 1 ? 'request' : 'requests'} in flight)`);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     while ((this.live.inflight > 0 || this.live.tunnels.size > 0) && Date.now() < deadline) {
