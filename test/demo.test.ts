@@ -2,7 +2,7 @@
 // processes — the gateway and six service instances using tandem/node and tandem/client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { adminFetch, BIN, runCli } from './helpers/gateway.js';
 
 const EPHEMERAL = ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'];
@@ -61,4 +61,25 @@ test('tandem demo: bad flags are refused with the usage', async () => {
   const u = await runCli(['demo', '--drlil']);
   assert.equal(u.code, 2);
   assert.match(u.stderr, /Unknown option '--drlil' — did you mean --drill\?/);
+});
+
+test('tandem demo --drill: Ctrl-C stops every instance it started, not only itself', async () => {
+  const proc = spawn(process.execPath, [BIN, 'demo', '--drill', '--duration', '60', ...EPHEMERAL], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  try {
+    while (!/drill: \d+ req\/s/.test(out)) {
+      assert.equal(proc.exitCode, null, out);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(proc.pid)], { encoding: 'utf8' }).split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+    assert.equal(children.length, 6, 'catalog ×3 and orders ×3');
+    proc.kill('SIGINT');
+    assert.equal(await exited, 130);
+    const alive = children.filter((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } });
+    assert.deepEqual(alive, [], 'every instance is gone');
+  } finally {
+    proc.kill('SIGKILL');
+  }
 });

@@ -127,9 +127,18 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
 
   if (options.drill) {
     let code = 1;
+    // Ctrl-C during the drill: the instances are this process's children and would outlive it.
+    const abort = (signal: NodeJS.Signals) => {
+      process.stdout.write(`\n  ${signal}: stopping every instance and the gateway\n`);
+      void cluster.stopAll().then(() => gateway.shutdown()).finally(() => process.exit(130));
+    };
+    process.once('SIGINT', abort);
+    process.once('SIGTERM', abort);
     try {
       code = await runDemoDrill(cluster, { duration: options.duration ?? 30, rate: options.rate ?? 300 });
     } finally {
+      process.off('SIGINT', abort);
+      process.off('SIGTERM', abort);
       await cluster.stopAll();
       await gateway.shutdown();
     }
