@@ -1,7 +1,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { rawExchange } from './helpers/raw-client.js';
 import { startBackend, startRawBackend, type Backend } from './helpers/backend.js';
 
 /**
@@ -75,34 +75,10 @@ interface Outcome {
  * Writes `parts` in order (a number is a pause in ms) and reads until the connection ends.
  * Writes to a socket the gateway has already closed are ignored: what the gateway sent counts.
  */
-function exchange(parts: Array<string | Buffer | number>, timeoutMs = 6_000): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const socket = connect(gw.port, '127.0.0.1');
-    let data = '';
-    let done = false;
-    const finish = (end: Outcome['end']) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      const m = /^HTTP\/1\.1 (\d{3}) /.exec(data);
-      resolve({ data, status: m ? Number(m[1]) : undefined, end, ms: performance.now() - started });
-    };
-    const timer = setTimeout(() => finish('timeout'), timeoutMs);
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => { data += d; });
-    socket.on('end', () => finish('closed'));
-    socket.on('close', () => finish('closed'));
-    socket.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNRESET' ? 'reset' : 'closed'));
-    void (async () => {
-      for (const part of parts) {
-        if (done || socket.destroyed) return;
-        if (typeof part === 'number') await new Promise((r) => setTimeout(r, part));
-        else socket.write(part);
-      }
-    })();
-  });
+async function exchange(parts: Array<string | Buffer | number>, timeoutMs = 6_000): Promise<Outcome> {
+  const started = performance.now();
+  const out = await rawExchange(gw.port, parts.map((p) => (typeof p === 'number' ? () => new Promise((r) => setTimeout(r, p)) : p)), timeoutMs);
+  return { ...out, ms: performance.now() - started };
 }
 
 /** Asserts that the exchange neither reached the counting backend nor ended without an answer. */

@@ -1,13 +1,13 @@
 // The dashboard in a real browser (playwright-core driving Debian's chromium): it follows a
 // drill live — an instance SIGKILLed under load turns unhealthy and comes back — and it stays
 // responsive with 500 instances. Screenshots are kept under test-artifacts/dashboard/.
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend } from './helpers/backend.js';
-import { launchBrowser } from './helpers/browser.js';
+import { browserForFile } from './helpers/browser.js';
 import { artifact, load, openDashboard as open } from './helpers/dashboard.js';
 
 // Page-side code (the functions passed to page.evaluate run in the browser) sees these; the
@@ -17,23 +17,14 @@ declare const document: { querySelectorAll(selector: string): ArrayLike<PageElem
 declare const window: unknown;
 declare const requestAnimationFrame: (callback: () => void) => void;
 
-const cleanup: Array<() => Promise<unknown>> = [];
-let browser: Browser;
-
-before(async () => {
-  browser = await launchBrowser();
-  cleanup.push(() => browser.close());
-});
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { browser, cleanup } = browserForFile();
 
 function track(gw: RunningGateway): RunningGateway {
   cleanup.push(() => gw.stop('SIGKILL'));
   return gw;
 }
 
-const openDashboard = (gw: RunningGateway): Promise<Page> => open(browser, gw, { cleanup });
+const openDashboard = (gw: RunningGateway): Promise<Page> => open(browser(), gw, { cleanup });
 
 const stateOf = (page: Page, endpoint: string) => page.getAttribute(`tr[data-endpoint="${endpoint}"]`, 'data-state', { timeout: 5_000 });
 

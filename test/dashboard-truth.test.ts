@@ -5,14 +5,14 @@
 // charts keep the last minutes (there at once after a reload, and moving), the page fits a
 // 390 px screen, and an instance's departure says why it left. Screenshots of each go to
 // test-artifacts/dashboard/.
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { adminFetch, runCli, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, startBackend } from './helpers/backend.js';
 import { spawnInstance, type SdkInstance } from './helpers/sdk.js';
-import { launchBrowser } from './helpers/browser.js';
+import { browserForFile } from './helpers/browser.js';
 import { artifact, load, openDashboard as open } from './helpers/dashboard.js';
 import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
 
@@ -20,16 +20,7 @@ import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
 interface PageElement { getAttribute(name: string): string | null; textContent: string | null }
 declare const document: { documentElement: { scrollWidth: number }; querySelector(selector: string): PageElement | null };
 
-const cleanup: Array<() => Promise<unknown>> = [];
-let browser: Browser;
-
-before(async () => {
-  browser = await launchBrowser();
-  cleanup.push(() => browser.close());
-});
-after(async () => {
-  for (const c of cleanup.reverse()) await c().catch(() => {});
-});
+const { browser, cleanup } = browserForFile();
 
 function track<T extends RunningGateway | SdkInstance>(p: T): T {
   cleanup.push(async () => {
@@ -39,7 +30,7 @@ function track<T extends RunningGateway | SdkInstance>(p: T): T {
   return p;
 }
 
-const openDashboard = (gw: RunningGateway, width?: number): Promise<Page> => open(browser, gw, { cleanup, width, height: width === undefined ? undefined : 844 });
+const openDashboard = (gw: RunningGateway, width?: number): Promise<Page> => open(browser(), gw, { cleanup, width, height: width === undefined ? undefined : 844 });
 const badge = (page: Page, health: string, timeout = 20_000) => page.waitForSelector(`#gw-health[data-health="${health}"]`, { timeout });
 const reason = async (page: Page) => (await page.textContent('#gw-reason')) ?? '';
 /** Waits until the reason next to the badge matches. */

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { after, before } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 
 /** Debian's chromium, driven by playwright-core (no browser download from elsewhere). */
@@ -27,4 +28,21 @@ export async function launchBrowser(): Promise<Browser> {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
     timeout: 30_000,
   });
+}
+
+/**
+ * One browser for a test file: launched before its tests; after them, everything pushed on
+ * `cleanup` is undone, last first (a step that fails does not stop the others), the browser last.
+ */
+export function browserForFile(): { browser: () => Browser; cleanup: Array<() => Promise<unknown>> } {
+  const cleanup: Array<() => Promise<unknown>> = [];
+  let browser: Browser | undefined;
+  before(async () => {
+    browser = await launchBrowser();
+    cleanup.push(() => browser!.close());
+  });
+  after(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => {});
+  });
+  return { browser: () => browser!, cleanup };
 }
