@@ -66,7 +66,14 @@ export async function startGateway(config: Record<string, unknown>, opts: { file
     resolve(code ?? signal ?? -1);
   }));
   const { lines: logs, stderr, waitFor: waitForLog } = followJsonLines(proc, exited, 'gateway');
-  const listening = await waitForLog((l) => l.msg === 'listening');
+  let listening: Record<string, unknown>;
+  try {
+    listening = await waitForLog((l) => l.msg === 'listening');
+  } catch (err) {
+    // Nobody holds this process yet: left running, it would keep the test file from ever ending.
+    proc.kill('SIGKILL');
+    throw err;
+  }
   const listen = String(listening.listen);
   const colon = listen.lastIndexOf(':');
   return {
