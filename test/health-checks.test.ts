@@ -4,6 +4,7 @@ import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway
 import { freePort, kill, spawnBackend, startBackend, shopConfig, type Backend } from './helpers/backend.js';
 import { FakeClock } from '../src/core/clock.js';
 import { Upstream, type EndpointTransition } from '../src/upstream/upstream.js';
+import { upstreamSettingsOf } from '../src/gateway/upstream-settings.js';
 import { validateConfig } from '../src/config/validate.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 
@@ -155,7 +156,7 @@ test('Upstream wiring (FakeClock): transitions are reported and counted, panic f
   const config = validateConfig(shopConfig(['127.0.0.1:7001', '127.0.0.1:7002'], { healthCheck: false }, { listen: '127.0.0.1:0' })).services.get('shop')!;
   const seen: EndpointTransition[] = [];
   const panics: boolean[] = [];
-  const u = new Upstream(config, [], { clock, onTransition: (t) => seen.push(t), onPanic: (_s, p) => panics.push(p) });
+  const u = new Upstream(upstreamSettingsOf(config), [], { clock, onTransition: (t) => seen.push(t), onPanic: (_s, p) => panics.push(p) });
   try {
     const [a, b] = u.endpoints as [typeof u.endpoints[number], typeof u.endpoints[number]];
     assert.equal(a.health.state.kind, 'probation');

@@ -195,14 +195,12 @@ test('x-tandem-timeout-ms tells the endpoint the time left (a client value is dr
   const gw = await gateway(shopConfig([hang.address, ...good.map((b) => b.address)], {
     healthCheck: false, balancer: 'round-robin', timeout: '2s', retry: { perTryTimeout: '200ms' },
   }));
-  let slow = 0;
   for (let i = 0; i < 6; i++) {
-    const started = performance.now();
     const res = await fetch(`${gw.url}/x?id=${i}`, { headers: { 'x-tandem-timeout-ms': '999999' } });
     assert.equal(res.status, 200, await res.text());
-    if (performance.now() - started >= 190) slow++;
   }
-  assert.ok(hang.seen.length >= 1 && slow === hang.seen.length, `hang saw ${hang.seen.length}, ${slow} slow answers`);
+  // When the timeout fires is request-timing.test.ts's business (fake clock); here: that it moves the GET.
+  assert.ok(hang.seen.length >= 1, `hang saw ${hang.seen.length}`);
   for (const s of hang.seen) assert.equal(s.headers['x-tandem-timeout-ms'], '200');
   for (const b of good) {
     for (const s of b.seen) {
@@ -212,19 +210,16 @@ test('x-tandem-timeout-ms tells the endpoint the time left (a client value is dr
     }
   }
   assert.equal(await metricSum(gw, /^tandem_retries_total\{service="shop",reason="timeout"\}/), hang.seen.length);
-  t.diagnostic(`${slow} of 6 GETs met the hanging endpoint first and were answered by another after ~200 ms`);
+  t.diagnostic(`${hang.seen.length} of 6 GETs met the hanging endpoint first and were answered by another`);
 });
 
 test('without a per-try timeout the header carries the service timeout; past the overall deadline: 504 TANDEM_ERR_UPSTREAM_TIMEOUT', async () => {
   const seen: string[] = [];
   const hang = await Promise.all(['h1', 'h2', 'h3'].map((name) => backend(name, (req) => { seen.push(String(req.headers['x-tandem-timeout-ms'])); })));
   const gw = await gateway(shopConfig(hang.map((b) => b.address), { healthCheck: false, timeout: '600ms', retry: { perTryTimeout: '250ms' } }));
-  const started = performance.now();
   const res = await fetch(`${gw.url}/x`);
-  const elapsed = performance.now() - started;
   assert.equal(res.status, 504);
   assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'TANDEM_ERR_UPSTREAM_TIMEOUT');
-  assert.ok(elapsed >= 550 && elapsed < 1_000, `504 after ${Math.round(elapsed)} ms`);
   assert.equal(seen.length, 3);
   assert.deepEqual(seen.slice(0, 2), ['250', '250']);
   assert.ok(Number(seen[2]) > 0 && Number(seen[2]) <= 100, `third attempt told ${seen[2]} ms`);

@@ -5,6 +5,7 @@ import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { HttpRegistry } from '../discovery/http.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
+import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler } from '../upstream/types.js';
 import type { LatencyHistogram } from '../observe/histogram.js';
@@ -97,7 +98,7 @@ export class ServiceClient {
     this.service = service;
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
-    this.upstream = new Upstream(settings, [], { onTransition: options.onTransition });
+    this.upstream = new Upstream(upstreamSettingsOf(settings), [], { onTransition: options.onTransition });
     this.membershipTimeout = options.membershipTimeout ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
@@ -156,7 +157,7 @@ export class ServiceClient {
       if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TypeError(`timeout must be a positive number of ms, got ${explicit}`);
       return explicit;
     }
-    const service = this.upstream.settings.timeout;
+    const service = this.upstream.settings.timeoutMs;
     const deadline = currentDeadline();
     if (deadline === undefined) return service;
     const left = Math.floor(deadline - performance.now());

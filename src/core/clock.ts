@@ -6,8 +6,11 @@
 export interface Clock {
   /** Milliseconds on a monotonic scale (the origin is arbitrary; only differences mean anything). */
   now(): number;
-  /** Calls `fn` once, `ms` from now. */
-  setTimeout(fn: () => void, ms: number): TimerHandle;
+  /**
+   * Calls `fn` once, `ms` from now. A real timer does not keep the process alive unless
+   * `keepAlive` is true: for work a caller is waiting on (a retry's backoff), not housekeeping.
+   */
+  setTimeout(fn: () => void, ms: number, keepAlive?: boolean): TimerHandle;
   /** Cancels a timer; a handle that already fired or was cleared is ignored. */
   clearTimeout(handle: TimerHandle): void;
 }
@@ -22,13 +25,13 @@ export interface TimerHandle {
 /**
  * The process clock. performance.now() is monotonic, unlike Date.now(), which jumps with NTP
  * and the wall-clock. Timers are unref'd: a pending ejection or budget timer must never keep a
- * process alive that has otherwise finished.
+ * process alive that has otherwise finished (unless the caller asks: see Clock.setTimeout).
  */
 export const realClock: Clock = Object.freeze({
   now: (): number => performance.now(),
-  setTimeout(fn: () => void, ms: number): TimerHandle {
+  setTimeout(fn: () => void, ms: number, keepAlive = false): TimerHandle {
     const timer = setTimeout(fn, ms);
-    timer.unref();
+    if (!keepAlive) timer.unref();
     return timer as unknown as TimerHandle;
   },
   clearTimeout(handle: TimerHandle): void {

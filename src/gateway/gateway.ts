@@ -22,6 +22,7 @@ import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 import { tracingReady } from '../observe/trace.js';
 import { ClusterFeed } from './dashboard-feed.js';
+import { upstreamSettingsOf } from './upstream-settings.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -63,7 +64,7 @@ export class Gateway {
       draining: (service) => this.registry.snapshotNow(service).instances.filter((i) => i.state === 'draining'),
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
-    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
+    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), [], this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
     this.registrySubscription = this.registry.subscribe((change) => {
@@ -242,8 +243,8 @@ export class Gateway {
 
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
-      if (existing) existing.update(this.withMembers(svc));
-      else this.upstreams.set(name, new Upstream(this.withMembers(svc), [], this.upstreamOptions()));
+      if (existing) existing.update(upstreamSettingsOf(this.withMembers(svc)));
+      else this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), [], this.upstreamOptions()));
     }
     for (const [name, upstream] of this.upstreams) {
       if (!next.services.has(name)) {
@@ -305,7 +306,7 @@ export class Gateway {
 
   private buildContext(config: GatewayConfig): ProxyContext {
     return {
-      router: new Router(config.routes, this.upstreams),
+      router: new Router(config.routes, this.upstreams, config.services),
       trusted: trustedProxyList(config.trustedProxies),
       trustAny: config.trustedProxies.length > 0,
       maxBodySize: config.limits.maxBodySize,

@@ -120,7 +120,7 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
     headers: facts.headers,
     body: hasBody ? req : null,
     bodyLength: hasBody && facts.contentLength !== undefined ? Number(facts.contentLength) : -1,
-    hashKey: route.upstream.settings.hash === undefined ? undefined : hashKeyOf(route.upstream.settings.hash, req, peer.ip, facts.cookie),
+    hashKey: route.hash === undefined ? undefined : hashKeyOf(route.hash, req, peer.ip, facts.cookie),
     bodyLimit: ctx.maxBodySize,
   };
   ctx.live.inflight++;

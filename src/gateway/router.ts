@@ -1,4 +1,4 @@
-import type { RouteConfig } from '../config/types.js';
+import type { HashOn, RouteConfig, ServiceConfig } from '../config/types.js';
 import type { Upstream } from '../upstream/upstream.js';
 
 /** A route ready for matching. */
@@ -8,6 +8,8 @@ export interface Route {
   readonly service: string;
   readonly stripPrefix: boolean;
   readonly upstream: Upstream;
+  /** Where the service's consistent-hash key comes from; undefined when it does not hash. */
+  readonly hash: HashOn | undefined;
   /** 2 exact host, 1 wildcard host ("*.example.com"), 0 any host. */
   readonly hostRank: 0 | 1 | 2;
 }
@@ -22,13 +24,14 @@ export class Router {
   /** When no route names a host, matching skips Host parsing entirely. */
   private readonly usesHost: boolean;
 
-  constructor(configs: readonly RouteConfig[], upstreams: ReadonlyMap<string, Upstream>) {
+  constructor(configs: readonly RouteConfig[], upstreams: ReadonlyMap<string, Upstream>, services?: ReadonlyMap<string, Pick<ServiceConfig, 'hash'>>) {
     this.routes = configs.map((c) => ({
       prefix: c.prefix,
       host: c.host,
       service: c.service,
       stripPrefix: c.stripPrefix,
       upstream: upstreams.get(c.service)!,
+      hash: services?.get(c.service)?.hash,
       hostRank: c.host === undefined ? 0 : c.host.startsWith('*.') ? 1 : 2,
     }));
     this.routes.sort((a, b) => b.hostRank - a.hostRank || b.prefix.length - a.prefix.length);

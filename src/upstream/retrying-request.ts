@@ -3,9 +3,10 @@ import type { Duplex } from 'node:stream';
 import { TandemError } from '../core/errors.js';
 // Sent on every attempt: how long the caller will wait for this attempt's response headers.
 import { TIMEOUT_HEADER } from '../core/deadline.js';
-import type { RetryConfig } from '../config/types.js';
+import type { RetrySettings } from './settings.js';
 import type { Attempt } from './attempt.js';
 import type { Endpoint } from './endpoint.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
 import { isClientCaused } from './classify.js';
@@ -17,6 +18,10 @@ const BACKOFF_MS = 25;
 /** What a RetryingRequest needs from its Upstream. */
 export interface RetryHost {
   readonly name: string;
+  /** Deadlines, per-try timeouts and backoff are timed by it (tests pass a FakeClock). */
+  readonly clock: Clock;
+  /** Uniform [0, 1) for the backoff's jitter. */
+  readonly random: () => number;
   /** An endpoint for the first attempt; undefined when none can take a request. */
   pickFirst(hashKey: string | undefined): Endpoint | undefined;
   /** One not in `tried`, else any but `last`; undefined when there is none. */
@@ -40,7 +45,7 @@ export interface RetryHost {
   settled(): void;
 }
 
-const NO_RETRY: RetryConfig = Object.freeze({ attempts: 1, perTryTimeout: undefined, bodyLimit: 0, budget: Object.freeze({ percent: 0, minPerSecond: 0 }) });
+const NO_RETRY: RetrySettings = Object.freeze({ attempts: 1, perTryTimeoutMs: undefined, bodyLimit: 0, budget: Object.freeze({ percent: 0, minPerSecond: 0 }) });
 
 /**
  * One client request through the upstream: an attempt loop that sends it to an endpoint and,
@@ -58,7 +63,7 @@ const NO_RETRY: RetryConfig = Object.freeze({ attempts: 1, perTryTimeout: undefi
  * in an array only once there is a second attempt, and hedge timing shares one timer per service.
  */
 export class RetryingRequest implements ResponseHandler {
-  private readonly policy: RetryConfig;
+  private readonly policy: RetrySettings;
   /** The primary leg: its exchange reports to this object. */
   private attempt: Attempt | undefined;
   private endpoint: Endpoint | undefined;
@@ -71,7 +76,7 @@ export class RetryingRequest implements ResponseHandler {
   /** Endpoints of the attempts before the current one, once there are any. */
   private tried: Endpoint[] | undefined;
   private attempts = 0;
-  /** When the wait for response headers ends for all attempts together (performance.now()). */
+  /** When the wait for response headers ends for all attempts together (clock time). */
   private deadline = 0;
   /** Index of the timeout header's value in request.headers; -1 before the first attempt. */
   private headerAt = -1;
@@ -83,13 +88,13 @@ export class RetryingRequest implements ResponseHandler {
   private expired = false;
   private nextEndpoint: Endpoint | undefined;
   /** Times the primary's wait when shorter than `timeout` (undici's own timers are too coarse for it). */
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
 
   constructor(
     private readonly host: RetryHost,
     private readonly request: UpstreamRequest,
     private readonly handler: ResponseHandler,
-    retry: RetryConfig | false,
+    retry: RetrySettings | false,
     private readonly timeoutMs: number,
   ) {
     this.policy = retry === false ? NO_RETRY : retry;
@@ -121,7 +126,7 @@ export class RetryingRequest implements ResponseHandler {
     }
     // Counted from the first attempt: reading a replayable body is the client's time, bounded
     // by limits.requestTimeout.
-    this.deadline = performance.now() + this.timeoutMs;
+    this.deadline = this.host.clock.now() + this.timeoutMs;
     this.send(endpoint);
     // A hedge is a second copy of the request: only with a body that can be sent twice.
     const body = this.request.body;
@@ -140,7 +145,7 @@ export class RetryingRequest implements ResponseHandler {
     const wait = this.waitForNext();
     const attempt = this.host.createAttempt(endpoint, this);
     this.attempt = attempt;
-    if (wait < this.timeoutMs) this.timer = setTimeout(perTryTimedOut, wait, this, attempt, wait);
+    if (wait < this.timeoutMs) this.timer = this.armPerTry(attempt, wait);
     // undici's own wait stays `timeout`, equal to the body timeout: one timer per request.
     attempt.dispatch(this.request, this.timeoutMs, this.timeoutMs);
   }
@@ -150,8 +155,8 @@ export class RetryingRequest implements ResponseHandler {
    * deadline, capped per try. The first attempt's is exactly `timeout`.
    */
   private waitForNext(): number {
-    const left = this.attempts === 1 ? this.timeoutMs : Math.max(1, Math.ceil(this.deadline - performance.now()));
-    const wait = this.policy.perTryTimeout === undefined ? left : Math.min(this.policy.perTryTimeout, left);
+    const left = this.attempts === 1 ? this.timeoutMs : Math.max(1, Math.ceil(this.deadline - this.host.clock.now()));
+    const wait = this.policy.perTryTimeoutMs === undefined ? left : Math.min(this.policy.perTryTimeoutMs, left);
     this.setTimeoutHeader(wait);
     return wait;
   }
@@ -160,7 +165,7 @@ export class RetryingRequest implements ResponseHandler {
   hedgeDue(): void {
     this.hedgeTicket = -1;
     if (this.forwarded || this.done || !this.live || this.hedge !== undefined) return;
-    if (this.attempts >= this.policy.attempts || performance.now() >= this.deadline) return;
+    if (this.attempts >= this.policy.attempts || this.host.clock.now() >= this.deadline) return;
     const last = this.endpoint!;
     const tried = this.tried ?? (this.tried = []);
     tried.push(last);
@@ -169,15 +174,15 @@ export class RetryingRequest implements ResponseHandler {
     this.attempts++;
     this.handler.onAttempt?.(next);
     const wait = this.waitForNext();
-    const leg = new HedgeLeg(this, next);
+    const leg = new HedgeLeg(this, next, this.host.clock);
     leg.attempt = this.host.createAttempt(next, leg);
     this.hedge = leg;
-    leg.timer = setTimeout(perTryTimedOut, wait, this, leg.attempt, wait);
+    leg.timer = this.armPerTry(leg.attempt, wait);
     leg.attempt.dispatch(this.request, this.timeoutMs, this.timeoutMs);
   }
 
   /** A per-try timer fired: fails the attempt it was armed for, if that is still waiting. */
-  timedOut(attempt: Attempt, wait: number): void {
+  private timedOut(attempt: Attempt, wait: number): void {
     const hedge = this.hedge;
     if (hedge !== undefined && attempt === hedge.attempt) hedge.timer = undefined;
     else if (attempt === this.attempt) this.timer = undefined;
@@ -187,11 +192,16 @@ export class RetryingRequest implements ResponseHandler {
       // The client is still sending the body the endpoint needs before it can answer: the
       // client's pace is not the endpoint's failure (the body guard and limits.requestTimeout
       // bound it). Timed again from here.
-      this.timer = setTimeout(perTryTimedOut, wait, this, attempt, wait);
+      this.timer = this.armPerTry(attempt, wait);
       return;
     }
     const endpoint = attempt === this.attempt ? this.endpoint! : hedge!.endpoint;
     attempt.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${endpoint.id} sent no response headers within ${wait} ms`, { status: 504 }));
+  }
+
+  /** Only waits shorter than `timeout` get a timer: undici's own covers the rest. */
+  private armPerTry(attempt: Attempt, wait: number): TimerHandle {
+    return this.host.clock.setTimeout(() => this.timedOut(attempt, wait), wait, true);
   }
 
   private isLive(attempt: Attempt): boolean {
@@ -200,7 +210,7 @@ export class RetryingRequest implements ResponseHandler {
 
   private clearTimer(): void {
     if (this.timer === undefined) return;
-    clearTimeout(this.timer);
+    this.host.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 
@@ -385,7 +395,7 @@ export class RetryingRequest implements ResponseHandler {
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
     if (this.attempts >= this.policy.attempts) return false;
     if (!mayRetry({ method: this.request.method, failure, bodyReplayable: this.replayable(failure) })) return false;
-    if (performance.now() >= this.deadline) {
+    if (this.host.clock.now() >= this.deadline) {
       this.expired = true;
       return false;
     }
@@ -416,9 +426,9 @@ export class RetryingRequest implements ResponseHandler {
       this.send(next);
       return;
     }
-    setTimeout(() => {
+    this.host.clock.setTimeout(() => {
       if (!this.done) this.send(next);
-    }, Math.random() * BACKOFF_MS);
+    }, this.host.random() * BACKOFF_MS, true);
   }
 }
 
@@ -430,16 +440,17 @@ class HedgeLeg implements ResponseHandler {
   attempt!: Attempt;
   live = true;
   abort: ((reason?: Error) => void) | undefined;
-  timer: NodeJS.Timeout | undefined;
+  timer: TimerHandle | undefined;
 
   constructor(
     private readonly request: RetryingRequest,
     readonly endpoint: Endpoint,
+    private readonly clock: Clock,
   ) {}
 
   clearTimer(): void {
     if (this.timer === undefined) return;
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 
@@ -471,10 +482,6 @@ function isHeld(statusCode: number): boolean {
 
 function failureOfStatus(statusCode: number): FailureKind {
   return statusCode === 502 ? 'status-502' : statusCode === 503 ? 'status-503' : 'status-504';
-}
-
-function perTryTimedOut(request: RetryingRequest, attempt: Attempt, wait: number): void {
-  request.timedOut(attempt, wait);
 }
 
 /** Which kind of failure an attempt's error is for the retry policy; undefined = never retried. */

@@ -1,9 +1,9 @@
 import { TandemError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
-import type { ServiceConfig, EndpointConfig } from '../config/types.js';
-import { Endpoint, HEALTH_STATE_KINDS, type PoolSettings } from './endpoint.js';
+import { Endpoint, HEALTH_STATE_KINDS, type EndpointInit } from './endpoint.js';
+import type { RetrySettings, UpstreamSettings } from './settings.js';
 import { realClock, type Clock } from '../core/clock.js';
-import { OutlierDetector, type OutlierOptions } from './health/outlier.js';
+import { OutlierDetector } from './health/outlier.js';
 import { PanicThreshold } from './health/panic.js';
 import { HealthProber } from './health/prober.js';
 import type { HealthOptions, HealthStateKind, HealthTransition, TransitionReason } from './health/state.js';
@@ -52,7 +52,7 @@ export interface EndpointTransition {
 }
 
 export interface UpstreamOptions {
-  /** Time for health decisions; tests pass a FakeClock. */
+  /** Time for health decisions, deadlines, per-try timeouts, backoff and hedging; tests pass a FakeClock. */
   clock?: Clock;
   /** Uniform [0, 1) for jitter; tests pin it. */
   random?: () => number;
@@ -74,7 +74,7 @@ interface Watch {
  */
 export class Upstream implements RetryHost {
   readonly name: string;
-  private config: ServiceConfig;
+  private config: UpstreamSettings;
   private members: Endpoint[] = [];
   /** Members that may take a request now. Rebuilt on change, never per request. */
   private candidates: readonly Endpoint[] = [];
@@ -82,8 +82,10 @@ export class Upstream implements RetryHost {
   private outlier: OutlierDetector<Endpoint>;
   private panic: PanicThreshold<Endpoint>;
   private readonly watches = new Map<Endpoint, Watch>();
-  private readonly clock: Clock;
-  private readonly random: () => number;
+  /** Time for health, budgets, deadlines, per-try timeouts, backoff and hedging. */
+  readonly clock: Clock;
+  /** Uniform [0, 1) for jitter (probes, ejections, backoff). */
+  readonly random: () => number;
   private readonly hooks: UpstreamOptions;
   private panicking = false;
   /** Shared by every request of the service; undefined when retries are off. */
@@ -114,14 +116,14 @@ export class Upstream implements RetryHost {
     active: 0,
   };
 
-  constructor(config: ServiceConfig, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
+  constructor(config: UpstreamSettings, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
     this.name = config.name;
     this.config = config;
     this.clock = options.clock ?? realClock;
     this.random = options.random ?? Math.random;
     this.hooks = options;
     this.balancer = createBalancer<Endpoint>(config.balancer);
-    this.outlier = new OutlierDetector<Endpoint>(outlierOptionsOf(config), this.clock, this.random);
+    this.outlier = new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random);
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     this.budget = budgetOf(config, this.clock);
     this.hedging = hedgingOf(config, this.clock);
@@ -135,7 +137,7 @@ export class Upstream implements RetryHost {
     return this.panicking;
   }
 
-  get settings(): ServiceConfig {
+  get settings(): UpstreamSettings {
     return this.config;
   }
 
@@ -147,13 +149,10 @@ export class Upstream implements RetryHost {
    * Applies a new config for this service (reload). Endpoints present before and after keep
    * their pools and statistics; removed ones finish their in-flight requests, then close.
    */
-  update(config: ServiceConfig): void {
-    const poolChanged = poolSettingsOf(config).maxConnections !== poolSettingsOf(this.config).maxConnections
-      || config.connectTimeout !== this.config.connectTimeout
-      || config.keepAliveTimeout !== this.config.keepAliveTimeout
-      || config.maxResponseHeaderSize !== this.config.maxResponseHeaderSize;
+  update(config: UpstreamSettings): void {
+    const poolChanged = JSON.stringify(config.pool) !== JSON.stringify(this.config.pool);
     const probesChanged = JSON.stringify(config.healthCheck) !== JSON.stringify(this.config.healthCheck);
-    const outlierChanged = JSON.stringify(outlierOptionsOf(config)) !== JSON.stringify(outlierOptionsOf(this.config));
+    const outlierChanged = JSON.stringify(config.outlier) !== JSON.stringify(this.config.outlier);
     if (config.balancer !== this.config.balancer) this.balancer = createBalancer<Endpoint>(config.balancer);
     if (config.panicThreshold !== this.config.panicThreshold) this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     if (outlierChanged) this.replaceOutlierDetector(config);
@@ -180,10 +179,10 @@ export class Upstream implements RetryHost {
     }
   }
 
-  setMembers(list: readonly EndpointConfig[]): void {
+  setMembers(list: readonly EndpointInit[]): void {
     const byId = new Map(this.members.map((e) => [e.id, e]));
     const next: Endpoint[] = [];
-    const settings = poolSettingsOf(this.config);
+    const settings = this.config.pool;
     for (const ep of list) {
       const id = formatHostPort(ep.host, ep.port);
       const existing = byId.get(id);
@@ -221,7 +220,7 @@ export class Upstream implements RetryHost {
   private startProber(endpoint: Endpoint): HealthProber | undefined {
     const hc = this.config.healthCheck;
     if (hc === false) return undefined;
-    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.interval, timeoutMs: hc.timeout }, this.clock, this.random);
+    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs }, this.clock, this.random);
     prober.start();
     return prober;
   }
@@ -230,9 +229,9 @@ export class Upstream implements RetryHost {
    * A new detector forgets failure counts and ejection timers; an endpoint it had ejected gets
    * its own timer here so it still comes back when its time is up.
    */
-  private replaceOutlierDetector(config: ServiceConfig): void {
+  private replaceOutlierDetector(config: UpstreamSettings): void {
     this.outlier.close();
-    this.outlier = new OutlierDetector<Endpoint>(outlierOptionsOf(config), this.clock, this.random);
+    this.outlier = new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random);
     this.outlier.setMembers(this.members);
     for (const e of this.members) {
       const state = e.health.state;
@@ -267,7 +266,7 @@ export class Upstream implements RetryHost {
     if (request.upgrade !== undefined) {
       const endpoint = this.pickFirst(request.hashKey);
       if (endpoint === undefined) handler.onError(this.noEndpoint());
-      else Attempt.send(endpoint, request, handler, this.config.timeout, this.outlier);
+      else Attempt.send(endpoint, request, handler, this.config.timeoutMs, this.outlier);
       return;
     }
     if (this.stats.active >= this.config.concurrencyLimit) {
@@ -280,7 +279,7 @@ export class Upstream implements RetryHost {
     }
     this.stats.active++;
     this.budget?.recordRequest();
-    new RetryingRequest(this, request, handler, this.config.retry, request.timeoutMs ?? this.config.timeout).start();
+    new RetryingRequest(this, request, handler, this.config.retry, request.timeoutMs ?? this.config.timeoutMs).start();
   }
 
   pickFirst(hashKey: string | undefined): Endpoint | undefined {
@@ -409,27 +408,18 @@ function ejectionOf(e: Endpoint, now: number, times: number): { ejectedUntil?: s
   return times > 0 ? { timesEjected: times } : {};
 }
 
-function healthOptionsOf(c: ServiceConfig): Partial<HealthOptions> {
+function healthOptionsOf(c: UpstreamSettings): Partial<HealthOptions> {
   // Without active checks the thresholds still matter: probation → healthy counts requests.
   return c.healthCheck === false ? {} : { healthyThreshold: c.healthCheck.healthyThreshold, unhealthyThreshold: c.healthCheck.unhealthyThreshold };
 }
 
-function outlierOptionsOf(c: ServiceConfig): Partial<OutlierOptions> {
-  return {
-    consecutiveFailures: c.outlier.consecutiveFailures,
-    baseEjectionMs: c.outlier.baseEjectionTime,
-    maxEjectionMs: c.outlier.maxEjectionTime,
-    maxEjectedShare: c.outlier.maxEjectedShare,
-  };
-}
-
-function budgetOptionsOf(c: ServiceConfig): { percent: number; minPerSecond: number } | undefined {
+function budgetOptionsOf(c: UpstreamSettings): RetrySettings['budget'] | undefined {
   return c.retry === false ? undefined : c.retry.budget;
 }
 
-function budgetOf(c: ServiceConfig, clock: Clock): RetryBudget | undefined {
+function budgetOf(c: UpstreamSettings, clock: Clock): RetryBudget | undefined {
   const b = budgetOptionsOf(c);
-  return b === undefined ? undefined : new RetryBudget({ percent: b.percent / 100, minPerSecond: b.minPerSecond }, clock);
+  return b === undefined ? undefined : new RetryBudget(b, clock);
 }
 
 /**
@@ -447,18 +437,9 @@ function decideHedge(request: RetryingRequest): void {
 }
 
 /** Hedges draw on the retry budget and count as attempts: no hedging without retries. */
-function hedgingOf(c: ServiceConfig, clock: Clock, latency?: LatencyTracker): { policy: HedgePolicy; latency: LatencyTracker } | undefined {
+function hedgingOf(c: UpstreamSettings, clock: Clock, latency?: LatencyTracker): { policy: HedgePolicy; latency: LatencyTracker } | undefined {
   if (c.hedge === false || c.retry === false) return undefined;
   const tracker = latency ?? new LatencyTracker({}, clock);
-  const policy = new HedgePolicy(tracker, { percentile: c.hedge.percentile / 100, minDelayMs: c.hedge.minDelay, methods: c.hedge.methods });
+  const policy = new HedgePolicy(tracker, c.hedge);
   return { policy, latency: tracker };
-}
-
-function poolSettingsOf(c: ServiceConfig): PoolSettings {
-  return {
-    maxConnections: c.maxConnections,
-    connectTimeoutMs: c.connectTimeout,
-    keepAliveTimeoutMs: c.keepAliveTimeout,
-    maxResponseHeaderSize: c.maxResponseHeaderSize,
-  };
 }
