@@ -6,9 +6,10 @@ import { HttpRegistry } from '../discovery/http.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
 import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
-import type { Endpoint } from '../upstream/endpoint.js';
+import { HEALTH_STATE_KINDS, type Endpoint } from '../upstream/endpoint.js';
+import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import type { ResponseHandler } from '../upstream/types.js';
-import type { LatencyHistogram } from '../observe/histogram.js';
+import type { LatencyHistogram } from '../core/histogram.js';
 import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 import { Members } from './members.js';
 import { processStats, type ServiceStats } from '../observe/metrics.js';
@@ -109,7 +110,7 @@ export class ServiceClient {
     this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
     const u = this.upstream;
     this.stats = () => ({
-      name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
+      name: u.name, endpoints: u.endpoints, stateKinds: HEALTH_STATE_KINDS, retryReasons: FAILURE_KINDS, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
       retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted, active: u.stats.active, overloaded: u.stats.overloaded,
     });
     processStats.clients.add(this.stats);

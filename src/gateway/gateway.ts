@@ -22,6 +22,8 @@ import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 import { tracingReady } from '../observe/trace.js';
 import { ClusterFeed } from './dashboard-feed.js';
+import { HEALTH_STATE_KINDS } from '../upstream/endpoint.js';
+import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import { upstreamSettingsOf } from './upstream-settings.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
@@ -109,7 +111,7 @@ export class Gateway {
     });
     const registry = createGatewayRegistry({
       services: () => [...this.upstreams.values()].map((u) => ({
-        name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
+        name: u.name, endpoints: u.endpoints, stateKinds: HEALTH_STATE_KINDS, retryReasons: FAILURE_KINDS, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
         retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted,
         active: u.stats.active, overloaded: u.stats.overloaded,
       })),

@@ -1,7 +1,7 @@
 import { pino, type Logger } from 'pino';
-import type { LogLevel } from '../config/types.js';
-
 export type { Logger };
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 /** JSON lines on stdout (or the given destination), ISO timestamps, no hostname noise. */
 export function createLogger(level: LogLevel = 'info', destination?: NodeJS.WritableStream): Logger {

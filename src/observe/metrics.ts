@@ -1,8 +1,6 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { LatencyHistogram } from './histogram.js';
-import { HEALTH_STATE_KINDS, STATUS_CLASSES } from '../upstream/endpoint.js';
-import type { Endpoint } from '../upstream/endpoint.js';
-import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
+import { LatencyHistogram } from '../core/histogram.js';
+import { STATUS_CLASSES } from '../core/status-class.js';
 
 /**
  * Every tandem metric is declared here — gateway, node SDK, service client and events — with
@@ -97,10 +95,28 @@ class PulledMetric {
   }
 }
 
+/** What the metrics read of one endpoint (the upstream engine's Endpoint has these fields). */
+export interface EndpointStats {
+  readonly id: string;
+  /** Answers by status class index (STATUS_CLASSES). */
+  readonly responses: ArrayLike<number>;
+  /** Entries into each health state, indexed as ServiceStats.stateKinds. */
+  readonly transitions: ArrayLike<number>;
+  readonly health: { readonly state: { readonly kind: string } };
+  readonly inflight: number;
+  readonly connections: number;
+  readonly ewmaMs: number;
+  readonly latency: LatencyHistogram;
+}
+
 /** What the metrics read from the gateway: one entry per service. */
 export interface ServiceStats {
   name: string;
-  endpoints: readonly Endpoint[];
+  endpoints: readonly EndpointStats[];
+  /** Every health state an endpoint can be in, in the order `transitions` counts them. */
+  stateKinds: readonly string[];
+  /** Retry reasons, in the order `retries` counts them. */
+  retryReasons: readonly string[];
   /** Requests answered by the gateway itself (no endpoint reached), by status class index. */
   localResponses: readonly number[];
   latency: LatencyHistogram;
@@ -108,7 +124,7 @@ export interface ServiceStats {
   ejections: number;
   /** Traffic is spread over every endpoint because too few are eligible. */
   panic: boolean;
-  /** Retries sent, indexed as FAILURE_KINDS. */
+  /** Retries sent, indexed as retryReasons. */
   retries: readonly number[];
   /** Hedges sent, and hedges that answered before the attempt they doubled. */
   hedges: number;
@@ -165,9 +181,9 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       const out: Sample[] = [];
       for (const s of stats.services()) {
         for (const e of s.endpoints) {
-          for (let i = 0; i < HEALTH_STATE_KINDS.length; i++) {
+          for (let i = 0; i < s.stateKinds.length; i++) {
             const value = e.transitions[i]!;
-            if (value > 0) out.push({ labels: { service: s.name, endpoint: e.id, to: HEALTH_STATE_KINDS[i]! }, value });
+            if (value > 0) out.push({ labels: { service: s.name, endpoint: e.id, to: s.stateKinds[i]! }, value });
           }
         }
       }
@@ -330,7 +346,7 @@ function endpointStates(services: Iterable<ServiceStats>): Sample[] {
   for (const s of services) {
     for (const e of s.endpoints) {
       const current = e.health.state.kind;
-      for (const state of HEALTH_STATE_KINDS) out.push({ labels: { service: s.name, endpoint: e.id, state }, value: state === current ? 1 : 0 });
+      for (const state of s.stateKinds) out.push({ labels: { service: s.name, endpoint: e.id, state }, value: state === current ? 1 : 0 });
     }
   }
   return out;
@@ -339,22 +355,22 @@ function endpointStates(services: Iterable<ServiceStats>): Sample[] {
 function retriesOf(services: Iterable<ServiceStats>): Sample[] {
   const out: Sample[] = [];
   for (const s of services) {
-    for (let i = 0; i < FAILURE_KINDS.length; i++) {
+    for (let i = 0; i < s.retryReasons.length; i++) {
       const value = s.retries[i]!;
-      if (value > 0) out.push({ labels: { service: s.name, reason: FAILURE_KINDS[i]! }, value });
+      if (value > 0) out.push({ labels: { service: s.name, reason: s.retryReasons[i]! }, value });
     }
   }
   return out;
 }
 
-function pushClasses(out: Sample[], labels: Labels, counts: readonly number[]): void {
+function pushClasses(out: Sample[], labels: Labels, counts: ArrayLike<number>): void {
   for (let i = 0; i < STATUS_CLASSES.length; i++) {
     const value = counts[i] ?? 0;
     if (value > 0) out.push({ labels: { ...labels, code_class: STATUS_CLASSES[i]! }, value });
   }
 }
 
-function perEndpoint(services: Iterable<ServiceStats>, read: (e: Endpoint) => number): Sample[] {
+function perEndpoint(services: Iterable<ServiceStats>, read: (e: EndpointStats) => number): Sample[] {
   const out: Sample[] = [];
   for (const s of services) for (const e of s.endpoints) out.push({ labels: { service: s.name, endpoint: e.id }, value: read(e) });
   return out;

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import { formatHostPort } from '../core/address.js';
-import { LatencyHistogram } from '../observe/histogram.js';
+import { LatencyHistogram } from '../core/histogram.js';
+import { STATUS_CLASSES } from '../core/status-class.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
@@ -20,8 +21,7 @@ export const EWMA_DECAY_MS = 10_000;
  */
 export const EWMA_INITIAL_MS = 0;
 
-/** Status classes counted per endpoint: index 0 = 1xx … 4 = 5xx, 5 = no response (gateway error). */
-export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
+export { STATUS_CLASSES };
 
 /** Health state kinds in a fixed order: the index into Endpoint.transitions. */
 export const HEALTH_STATE_KINDS: readonly HealthStateKind[] = ['probation', 'healthy', 'ejected', 'unhealthy', 'draining'];

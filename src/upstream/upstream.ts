@@ -16,7 +16,7 @@ import { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
 import { createBalancer } from './balancer/index.js';
 import type { Balancer } from './balancer/balancer.js';
-import { LatencyHistogram } from '../observe/histogram.js';
+import { LatencyHistogram } from '../core/histogram.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 
 /** One step of the request path: takes the next dispatch, returns a dispatch. */
