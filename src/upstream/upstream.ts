@@ -8,14 +8,13 @@ import { PanicThreshold } from './health/panic.js';
 import { HealthProber } from './health/prober.js';
 import type { HealthOptions, HealthStateKind, HealthTransition, TransitionReason } from './health/state.js';
 import { Attempt } from './attempt.js';
-import { RetryingRequest, type RetryHost } from './retrying-request.js';
+import { RetryingRequest } from './retrying-request.js';
+import { RequestPath } from './request-path.js';
 import { RetryBudget } from './resilience/budget.js';
-import { DueQueue } from './resilience/due-queue.js';
 import { HedgePolicy } from './resilience/hedge.js';
 import { LatencyTracker } from './resilience/latency.js';
-import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
+import { FAILURE_KINDS } from './resilience/retry-policy.js';
 import { createBalancer } from './balancer/index.js';
-import type { Balancer } from './balancer/balancer.js';
 import { LatencyHistogram } from '../core/histogram.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 
@@ -72,28 +71,20 @@ interface Watch {
  * One service's endpoints, their balancer and the request path to them. The gateway and the
  * service client both drive an Upstream; it knows nothing about either.
  */
-export class Upstream implements RetryHost {
+export class Upstream {
   readonly name: string;
   private config: UpstreamSettings;
   private members: Endpoint[] = [];
-  /** Members that may take a request now. Rebuilt on change, never per request. */
-  private candidates: readonly Endpoint[] = [];
-  private balancer: Balancer<Endpoint>;
-  private outlier: OutlierDetector<Endpoint>;
   private panic: PanicThreshold<Endpoint>;
   private readonly watches = new Map<Endpoint, Watch>();
   /** Time for health, budgets, deadlines, per-try timeouts, backoff and hedging. */
-  readonly clock: Clock;
+  private readonly clock: Clock;
   /** Uniform [0, 1) for jitter (probes, ejections, backoff). */
-  readonly random: () => number;
+  private readonly random: () => number;
   private readonly hooks: UpstreamOptions;
   private panicking = false;
-  /** Shared by every request of the service; undefined when retries are off. */
-  private budget: RetryBudget | undefined;
-  /** When to hedge, from recent latency; undefined when hedging (or retrying) is off. */
-  private hedging: { policy: HedgePolicy; latency: LatencyTracker } | undefined;
-  /** One timer for every pending hedge of the service. */
-  private readonly hedgeQueue: DueQueue<RetryingRequest>;
+  /** What the request path reads (candidates, balancer, budget, hedging), kept up to date here. */
+  private readonly path: RequestPath;
   readonly dispatch: Dispatch;
   /**
    * Whole-request latency, requests answered without reaching an endpoint (by status class),
@@ -122,12 +113,14 @@ export class Upstream implements RetryHost {
     this.clock = options.clock ?? realClock;
     this.random = options.random ?? Math.random;
     this.hooks = options;
-    this.balancer = createBalancer<Endpoint>(config.balancer);
-    this.outlier = new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random);
+    this.path = new RequestPath(
+      this.name, this.clock, this.random, this.stats,
+      createBalancer<Endpoint>(config.balancer),
+      new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random),
+      budgetOf(config, this.clock),
+      hedgingOf(config, this.clock),
+    );
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
-    this.budget = budgetOf(config, this.clock);
-    this.hedging = hedgingOf(config, this.clock);
-    this.hedgeQueue = new DueQueue<RetryingRequest>(this.clock, hedgeDue);
     this.setMembers(config.endpoints);
     this.dispatch = compose(steps, (request, handler) => this.send(request, handler));
   }
@@ -153,13 +146,13 @@ export class Upstream implements RetryHost {
     const poolChanged = JSON.stringify(config.pool) !== JSON.stringify(this.config.pool);
     const probesChanged = JSON.stringify(config.healthCheck) !== JSON.stringify(this.config.healthCheck);
     const outlierChanged = JSON.stringify(config.outlier) !== JSON.stringify(this.config.outlier);
-    if (config.balancer !== this.config.balancer) this.balancer = createBalancer<Endpoint>(config.balancer);
+    if (config.balancer !== this.config.balancer) this.path.balancer = createBalancer<Endpoint>(config.balancer);
     if (config.panicThreshold !== this.config.panicThreshold) this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     if (outlierChanged) this.replaceOutlierDetector(config);
-    if (JSON.stringify(budgetOptionsOf(config)) !== JSON.stringify(budgetOptionsOf(this.config))) this.budget = budgetOf(config, this.clock);
+    if (JSON.stringify(budgetOptionsOf(config)) !== JSON.stringify(budgetOptionsOf(this.config))) this.path.budget = budgetOf(config, this.clock);
     if (JSON.stringify(config.hedge) !== JSON.stringify(this.config.hedge) || (config.retry === false) !== (this.config.retry === false)) {
       // Recent latency is kept: it describes the endpoints, not the settings.
-      this.hedging = hedgingOf(config, this.clock, this.hedging?.latency);
+      this.path.hedging = hedgingOf(config, this.clock, this.path.hedging?.latency);
     }
     this.config = config;
     if (poolChanged) {
@@ -196,8 +189,8 @@ export class Upstream implements RetryHost {
     }
     for (const removed of byId.values()) this.retire(removed, true);
     this.members = next;
-    this.outlier.setMembers(next);
-    this.balancer.setMembers(next);
+    this.path.outlier.setMembers(next);
+    this.path.balancer.setMembers(next);
     this.refresh();
   }
 
@@ -230,9 +223,9 @@ export class Upstream implements RetryHost {
    * its own timer here so it still comes back when its time is up.
    */
   private replaceOutlierDetector(config: UpstreamSettings): void {
-    this.outlier.close();
-    this.outlier = new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random);
-    this.outlier.setMembers(this.members);
+    this.path.outlier.close();
+    this.path.outlier = new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random);
+    this.path.outlier.setMembers(this.members);
     for (const e of this.members) {
       const state = e.health.state;
       if (state.kind !== 'ejected') continue;
@@ -250,7 +243,7 @@ export class Upstream implements RetryHost {
 
   /** Recomputes the candidates: on membership and health changes only, never per request. */
   private refresh(): void {
-    this.candidates = this.panic.select(this.members);
+    this.path.candidates = this.panic.select(this.members);
     const panicking = this.panic.inPanic && this.members.length > 0;
     if (panicking !== this.panicking) {
       this.panicking = panicking;
@@ -264,9 +257,9 @@ export class Upstream implements RetryHost {
    */
   private send(request: UpstreamRequest, handler: ResponseHandler): void {
     if (request.upgrade !== undefined) {
-      const endpoint = this.pickFirst(request.hashKey);
-      if (endpoint === undefined) handler.onError(this.noEndpoint());
-      else Attempt.send(endpoint, request, handler, this.config.timeoutMs, this.outlier);
+      const endpoint = this.path.pickFirst(request.hashKey);
+      if (endpoint === undefined) handler.onError(this.path.noEndpoint());
+      else Attempt.send(endpoint, request, handler, this.config.timeoutMs, this.path.outlier);
       return;
     }
     if (this.stats.active >= this.config.concurrencyLimit) {
@@ -278,72 +271,8 @@ export class Upstream implements RetryHost {
       return;
     }
     this.stats.active++;
-    this.budget?.recordRequest();
-    new RetryingRequest(this, request, handler, this.config.retry, request.timeoutMs ?? this.config.timeoutMs).start();
-  }
-
-  pickFirst(hashKey: string | undefined): Endpoint | undefined {
-    const candidates = this.candidates;
-    return candidates.length === 0 ? undefined : this.balancer.pick(candidates, hashKey);
-  }
-
-  pickAgain(hashKey: string | undefined, tried: readonly Endpoint[], last: Endpoint): Endpoint | undefined {
-    const candidates = this.candidates;
-    let rest = candidates.filter((e) => !tried.includes(e));
-    if (rest.length === 0) rest = candidates.filter((e) => e !== last);
-    return rest.length === 0 ? undefined : this.balancer.pick(rest, hashKey);
-  }
-
-  createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt {
-    return new Attempt(endpoint, handler, this.outlier, this.hedging?.latency);
-  }
-
-  hedgeDelay(method: string): number | undefined {
-    return this.hedging?.policy.delayFor(method);
-  }
-
-  scheduleHedge(request: RetryingRequest, delayMs: number): number {
-    return this.hedgeQueue.add(request, this.clock.now() + delayMs);
-  }
-
-  cancelHedge(ticket: number): void {
-    this.hedgeQueue.cancel(ticket);
-  }
-
-  withdrawHedge(): boolean {
-    if (this.budget === undefined || !this.budget.tryWithdraw()) {
-      this.stats.budgetExhausted++;
-      return false;
-    }
-    this.stats.hedges++;
-    return true;
-  }
-
-  hedgeWon(): void {
-    this.stats.hedgeWins++;
-  }
-
-  withdrawRetry(failure: FailureKind): boolean {
-    if (this.budget === undefined) return false;
-    // A refused connection cost the endpoint nothing, so sending the request elsewhere adds no
-    // load anywhere; the budget guards against retry storms on a struggling service, and
-    // charging it here would fail requests that an instant retry saves (two of three instances
-    // killed). Such retries are still bounded by `attempts`, and counted.
-    if (failure !== 'connect' && !this.budget.tryWithdraw()) {
-      this.stats.budgetExhausted++;
-      return false;
-    }
-    this.stats.retries[FAILURE_KINDS.indexOf(failure)]!++;
-    return true;
-  }
-
-  settled(): void {
-    this.stats.active--;
-  }
-
-  noEndpoint(): TandemError {
-    this.stats.local[4]!++;
-    return new TandemError('TANDEM_ERR_NO_HEALTHY_ENDPOINT', `service ${this.name} has no endpoint available`, { status: 503, retryable: true });
+    this.path.budget?.recordRequest();
+    new RetryingRequest(this.path, request, handler, this.config.retry, request.timeoutMs ?? this.config.timeoutMs).start();
   }
 
   /**
@@ -353,14 +282,14 @@ export class Upstream implements RetryHost {
   retrySnapshot(): { retries: Record<string, number>; hedges: number; hedgeWins: number; hedgeDelayMs: number | null; budgetExhausted: number; budgetAvailable: number | null } {
     const retries: Record<string, number> = {};
     FAILURE_KINDS.forEach((kind, i) => { retries[kind] = this.stats.retries[i]!; });
-    const delay = this.hedging?.policy.delayFor(this.hedging.policy.options.methods[0] ?? 'GET');
+    const delay = this.path.hedging?.policy.delayFor(this.path.hedging.policy.options.methods[0] ?? 'GET');
     return {
       retries,
       hedges: this.stats.hedges,
       hedgeWins: this.stats.hedgeWins,
       hedgeDelayMs: delay === undefined ? null : Math.round(delay * 100) / 100,
       budgetExhausted: this.stats.budgetExhausted,
-      budgetAvailable: this.budget?.available ?? null,
+      budgetAvailable: this.path.budget?.available ?? null,
     };
   }
 
@@ -370,7 +299,7 @@ export class Upstream implements RetryHost {
       id: e.id,
       weight: e.weight,
       state: e.health.state.kind,
-      ...ejectionOf(e, now, this.outlier.timesEjected(e)),
+      ...ejectionOf(e, now, this.path.outlier.timesEjected(e)),
       inflight: e.inflight,
       latencyEstimateMs: Math.round(e.ewmaMs * 100) / 100,
       connections: e.connections,
@@ -394,10 +323,10 @@ export class Upstream implements RetryHost {
   private stopWatching(): Endpoint[] {
     const members = this.members;
     this.members = [];
-    this.candidates = [];
+    this.path.candidates = [];
     for (const e of members) this.retire(e, false);
-    this.outlier.close();
-    this.hedgeQueue.clear();
+    this.path.outlier.close();
+    this.path.hedgeQueue.clear();
     return members;
   }
 }
@@ -420,20 +349,6 @@ function budgetOptionsOf(c: UpstreamSettings): RetrySettings['budget'] | undefin
 function budgetOf(c: UpstreamSettings, clock: Clock): RetryBudget | undefined {
   const b = budgetOptionsOf(c);
   return b === undefined ? undefined : new RetryBudget(b, clock);
-}
-
-/**
- * A hedge falls due in the timers phase of the event loop, which runs before I/O. After a
- * stall (a GC pause, a busy CPU) answers that have already arrived are still unread then, and
- * hedging at once would send copies of requests that are in fact answered. The decision waits
- * for the check phase, after I/O: a request answered meanwhile has settled and is left alone.
- */
-function hedgeDue(request: RetryingRequest): void {
-  setImmediate(decideHedge, request);
-}
-
-function decideHedge(request: RetryingRequest): void {
-  request.hedgeDue();
 }
 
 /** Hedges draw on the retry budget and count as attempts: no hedging without retries. */

@@ -1,0 +1,129 @@
+import { TandemError } from '../core/errors.js';
+import type { Clock } from '../core/clock.js';
+import type { Endpoint } from './endpoint.js';
+import type { Balancer } from './balancer/balancer.js';
+import type { OutlierDetector } from './health/outlier.js';
+import type { RetryBudget } from './resilience/budget.js';
+import { DueQueue } from './resilience/due-queue.js';
+import type { HedgePolicy } from './resilience/hedge.js';
+import type { LatencyTracker } from './resilience/latency.js';
+import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
+import { Attempt } from './attempt.js';
+import type { RetryHost, RetryingRequest } from './retrying-request.js';
+import type { ResponseHandler } from './types.js';
+
+/** The counters a service's requests bump (the Upstream's `stats`). */
+export interface RequestCounters {
+  local: number[];
+  retries: number[];
+  budgetExhausted: number;
+  hedges: number;
+  hedgeWins: number;
+  active: number;
+}
+
+/**
+ * What a service's requests read and spend while in flight: the endpoints that may take one,
+ * the balancer, outlier detection, the retry budget and hedging. The Upstream owns it, swaps
+ * its parts on membership, health and settings changes, and never hands it out: the attempt
+ * loop (RetryingRequest) talks to this, so none of it is on the Upstream's public surface.
+ */
+export class RequestPath implements RetryHost {
+  /** Members that may take a request now. Rebuilt on change, never per request. */
+  candidates: readonly Endpoint[] = [];
+  /** One timer for every pending hedge of the service. */
+  readonly hedgeQueue: DueQueue<RetryingRequest>;
+
+  constructor(
+    readonly name: string,
+    readonly clock: Clock,
+    readonly random: () => number,
+    private readonly stats: RequestCounters,
+    public balancer: Balancer<Endpoint>,
+    public outlier: OutlierDetector<Endpoint>,
+    /** Shared by every request of the service; undefined when retries are off. */
+    public budget: RetryBudget | undefined,
+    /** When to hedge, from recent latency; undefined when hedging (or retrying) is off. */
+    public hedging: { policy: HedgePolicy; latency: LatencyTracker } | undefined,
+  ) {
+    this.hedgeQueue = new DueQueue<RetryingRequest>(clock, hedgeDue);
+  }
+
+  pickFirst(hashKey: string | undefined): Endpoint | undefined {
+    const candidates = this.candidates;
+    return candidates.length === 0 ? undefined : this.balancer.pick(candidates, hashKey);
+  }
+
+  pickAgain(hashKey: string | undefined, tried: readonly Endpoint[], last: Endpoint): Endpoint | undefined {
+    const candidates = this.candidates;
+    let rest = candidates.filter((e) => !tried.includes(e));
+    if (rest.length === 0) rest = candidates.filter((e) => e !== last);
+    return rest.length === 0 ? undefined : this.balancer.pick(rest, hashKey);
+  }
+
+  createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt {
+    return new Attempt(endpoint, handler, this.outlier, this.hedging?.latency);
+  }
+
+  hedgeDelay(method: string): number | undefined {
+    return this.hedging?.policy.delayFor(method);
+  }
+
+  scheduleHedge(request: RetryingRequest, delayMs: number): number {
+    return this.hedgeQueue.add(request, this.clock.now() + delayMs);
+  }
+
+  cancelHedge(ticket: number): void {
+    this.hedgeQueue.cancel(ticket);
+  }
+
+  withdrawHedge(): boolean {
+    if (this.budget === undefined || !this.budget.tryWithdraw()) {
+      this.stats.budgetExhausted++;
+      return false;
+    }
+    this.stats.hedges++;
+    return true;
+  }
+
+  hedgeWon(): void {
+    this.stats.hedgeWins++;
+  }
+
+  withdrawRetry(failure: FailureKind): boolean {
+    if (this.budget === undefined) return false;
+    // A refused connection cost the endpoint nothing, so sending the request elsewhere adds no
+    // load anywhere; the budget guards against retry storms on a struggling service, and
+    // charging it here would fail requests that an instant retry saves (two of three instances
+    // killed). Such retries are still bounded by `attempts`, and counted.
+    if (failure !== 'connect' && !this.budget.tryWithdraw()) {
+      this.stats.budgetExhausted++;
+      return false;
+    }
+    this.stats.retries[FAILURE_KINDS.indexOf(failure)]!++;
+    return true;
+  }
+
+  settled(): void {
+    this.stats.active--;
+  }
+
+  noEndpoint(): TandemError {
+    this.stats.local[4]!++;
+    return new TandemError('TANDEM_ERR_NO_HEALTHY_ENDPOINT', `service ${this.name} has no endpoint available`, { status: 503, retryable: true });
+  }
+}
+
+/**
+ * A hedge falls due in the timers phase of the event loop, which runs before I/O. After a
+ * stall (a GC pause, a busy CPU) answers that have already arrived are still unread then, and
+ * hedging at once would send copies of requests that are in fact answered. The decision waits
+ * for the check phase, after I/O: a request answered meanwhile has settled and is left alone.
+ */
+function hedgeDue(request: RetryingRequest): void {
+  setImmediate(decideHedge, request);
+}
+
+function decideHedge(request: RetryingRequest): void {
+  request.hedgeDue();
+}
