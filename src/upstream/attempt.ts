@@ -6,6 +6,17 @@ import { classifyUpstreamError, isClientCaused } from './classify.js';
 import { TandemError } from '../core/errors.js';
 import type { OutlierDetector } from './health/outlier.js';
 import type { LatencyTracker } from './resilience/latency.js';
+import type { TimerHandle } from '../core/clock.js';
+
+/**
+ * Who runs attempts as legs of one request (retries, hedges): told which leg spoke, so one
+ * method serves every leg. Body and end go to the attempt's handler as they are.
+ */
+export interface LegOwner {
+  legStarted(leg: Attempt, abort: (reason?: Error) => void): void;
+  legHeaders(leg: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean;
+  legError(leg: Attempt, error: TandemError): void;
+}
 
 /**
  * One exchange with one endpoint: bridges undici's dispatch callbacks to a ResponseHandler and
@@ -30,15 +41,21 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private clientBody: Readable | undefined;
   /** A streamed body is still on its way: time until now was the client's, not the endpoint's. */
   private bodyPending = false;
+  /** As a leg: still waiting for its response headers (its owner's bookkeeping). */
+  live = false;
+  /** As a leg: its per-try timer, when its wait is shorter than undici's. */
+  timer: TimerHandle | undefined;
 
   constructor(
-    private readonly endpoint: Endpoint,
+    readonly endpoint: Endpoint,
     /** Replaced by a sink when the caller abandons the exchange (see abandon). */
     private handler: ResponseHandler,
     /** Told the outcome: a response < 500 is a success; a 5xx or no response, a failure. */
     private readonly outlier?: OutlierDetector<Endpoint>,
     /** The service's recent latency (for hedging), fed with every answer below 500. */
     private readonly latency?: LatencyTracker,
+    /** Set when the attempt is a leg of a request: start, headers and errors go to it. */
+    private owner?: LegOwner,
   ) {
     endpoint.inflight++;
   }
@@ -92,6 +109,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
     return this.abort !== undefined;
   }
 
+  /** undici's abort for this exchange, once connected. */
+  get abortFn(): ((reason?: Error) => void) | undefined {
+    return this.abort;
+  }
+
   /**
    * The caller gives up on this exchange (to try another endpoint): later callbacks go nowhere,
    * while the books (in-flight, outlier, status classes) are still kept — unless `cancelled`:
@@ -102,6 +124,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
    */
   abandon(cancelled = false): void {
     this.handler = DISCARD;
+    this.owner = undefined;
     this.cancelled = cancelled;
     if (!this.responded || this.responseLeft < 0 || this.responseLeft > DRAIN_LIMIT) this.abort?.(ABANDONED);
   }
@@ -113,7 +136,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
       abort(ABANDONED);
       return;
     }
-    this.handler.onStart(this.endpoint, abort);
+    if (this.owner !== undefined) this.owner.legStarted(this, abort);
+    else this.handler.onStart(this.endpoint, abort);
   }
 
   /** Streamed bodies of unknown length are counted here, as undici writes them. */
@@ -156,7 +180,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       else this.outlier.recordSuccess(this.endpoint);
     }
     this.readFraming(rawHeaders);
-    const more = this.handler.onHeaders(statusCode, rawHeaders, resume);
+    const more = this.owner !== undefined ? this.owner.legHeaders(this, statusCode, rawHeaders, resume) : this.handler.onHeaders(statusCode, rawHeaders, resume);
     if (statusCode === 204 || statusCode === 304) {
       // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
       // is complete with its headers. A Content-Length sent along (the representation's length
@@ -207,7 +231,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
       this.outlier?.recordFailure(this.endpoint);
     }
     this.finish();
-    this.handler.onError(error);
+    if (this.owner !== undefined) this.owner.legError(this, error);
+    else this.handler.onError(error);
   }
 
   /**

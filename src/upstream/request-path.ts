@@ -10,7 +10,6 @@ import type { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
 import { Attempt } from './attempt.js';
 import type { RetryHost, RetryingRequest } from './retrying-request.js';
-import type { ResponseHandler } from './types.js';
 
 /** The counters a service's requests bump (the Upstream's `stats`). */
 export interface RequestCounters {
@@ -61,8 +60,8 @@ export class RequestPath implements RetryHost {
     return rest.length === 0 ? undefined : this.balancer.pick(rest, hashKey);
   }
 
-  createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt {
-    return new Attempt(endpoint, handler, this.outlier, this.hedging?.latency);
+  createAttempt(endpoint: Endpoint, request: RetryingRequest): Attempt {
+    return new Attempt(endpoint, request, this.outlier, this.hedging?.latency, request);
   }
 
   hedgeDelay(method: string): number | undefined {

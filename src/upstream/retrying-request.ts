@@ -4,7 +4,7 @@ import { TandemError } from '../core/errors.js';
 // Sent on every attempt: how long the caller will wait for this attempt's response headers.
 import { TIMEOUT_HEADER } from '../core/deadline.js';
 import type { RetrySettings } from './settings.js';
-import type { Attempt } from './attempt.js';
+import type { Attempt, LegOwner } from './attempt.js';
 import type { Endpoint } from './endpoint.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
@@ -26,8 +26,8 @@ export interface RetryHost {
   pickFirst(hashKey: string | undefined): Endpoint | undefined;
   /** One not in `tried`, else any but `last`; undefined when there is none. */
   pickAgain(hashKey: string | undefined, tried: readonly Endpoint[], last: Endpoint): Endpoint | undefined;
-  /** An exchange with `endpoint` reporting to `handler`, not dispatched yet. */
-  createAttempt(endpoint: Endpoint, handler: ResponseHandler): Attempt;
+  /** A leg of `request` to `endpoint`, not dispatched yet. */
+  createAttempt(endpoint: Endpoint, request: RetryingRequest): Attempt;
   /** Takes a retry from the budget (counted by reason), or counts the refusal and says no. */
   withdrawRetry(failure: FailureKind): boolean;
   /** Milliseconds after which a request with this method is hedged; undefined = never. */
@@ -55,22 +55,23 @@ const NO_RETRY: RetrySettings = Object.freeze({ attempts: 1, perTryTimeoutMs: un
  *
  * Hedging: when the first attempt has waited longer than the service's hedge delay (a recent
  * latency percentile), a second attempt (the hedge) goes to another endpoint while the first
- * keeps running. Two legs are then live: the primary, whose callbacks come to this object, and
- * the hedge, whose callbacks come through a HedgeLeg. The first leg to deliver usable headers
- * wins and the other is abandoned; a leg that fails while the other is live is simply dropped.
+ * keeps running. Each attempt is a leg, and both legs are Attempts reporting here with
+ * themselves as the first argument (LegOwner), so one method handles either leg's headers and
+ * one either leg's error. The first leg to deliver usable headers wins and the other is
+ * abandoned — cancelled when it was the hedge (it merely lost a race), held against its endpoint
+ * when it was the earlier leg (it was slower than a copy sent after it). A leg that fails while
+ * the other is live is dropped, and the survivor carries on.
  *
- * The common case (first attempt answers) costs this one object: the endpoints tried are kept
- * in an array only once there is a second attempt, and hedge timing shares one timer per service.
+ * The common case (first attempt answers) costs this one object and the Attempt: the endpoints
+ * tried are kept in an array only once there is a second attempt, and hedge timing shares one
+ * timer per service.
  */
-export class RetryingRequest implements ResponseHandler {
+export class RetryingRequest implements ResponseHandler, LegOwner {
   private readonly policy: RetrySettings;
-  /** The primary leg: its exchange reports to this object. */
-  private attempt: Attempt | undefined;
-  private endpoint: Endpoint | undefined;
-  /** The primary leg is waiting for its response (false between a failure and the retry). */
-  private live = false;
-  /** The hedge leg, once one was sent (at most one per request). */
-  private hedge: HedgeLeg | undefined;
+  /** The latest attempt sent by the loop (first or retry); undefined before the first. */
+  private leg: Attempt | undefined;
+  /** The hedge of `leg`, once one was sent (at most one per request). */
+  private hedge: Attempt | undefined;
   /** The pending hedge timer's ticket; -1 when none. */
   private hedgeTicket = -1;
   /** Endpoints of the attempts before the current one, once there are any. */
@@ -87,8 +88,6 @@ export class RetryingRequest implements ResponseHandler {
   /** The retry policy said yes but the deadline had passed. */
   private expired = false;
   private nextEndpoint: Endpoint | undefined;
-  /** Times the primary's wait when shorter than `timeout` (undici's own timers are too coarse for it). */
-  private timer: TimerHandle | undefined;
 
   constructor(
     private readonly host: RetryHost,
@@ -127,7 +126,7 @@ export class RetryingRequest implements ResponseHandler {
     // Counted from the first attempt: reading a replayable body is the client's time, bounded
     // by limits.requestTimeout.
     this.deadline = this.host.clock.now() + this.timeoutMs;
-    this.send(endpoint);
+    this.leg = this.sendLeg(endpoint);
     // A hedge is a second copy of the request: only with a body that can be sent twice.
     const body = this.request.body;
     if (this.policy.attempts > 1 && (body === null || Buffer.isBuffer(body))) {
@@ -136,18 +135,20 @@ export class RetryingRequest implements ResponseHandler {
     }
   }
 
-  /** Sends the primary leg to `endpoint`. */
-  private send(endpoint: Endpoint): void {
+  /**
+   * Sends one attempt to `endpoint`, timed by its own per-try timer when its wait is shorter
+   * than `timeout`; undici's own wait stays `timeout`, equal to the body timeout: one timer per
+   * request in the common case.
+   */
+  private sendLeg(endpoint: Endpoint): Attempt {
     this.attempts++;
     this.handler.onAttempt?.(endpoint);
-    this.endpoint = endpoint;
-    this.live = true;
     const wait = this.waitForNext();
-    const attempt = this.host.createAttempt(endpoint, this);
-    this.attempt = attempt;
-    if (wait < this.timeoutMs) this.timer = this.armPerTry(attempt, wait);
-    // undici's own wait stays `timeout`, equal to the body timeout: one timer per request.
-    attempt.dispatch(this.request, this.timeoutMs, this.timeoutMs);
+    const leg = this.host.createAttempt(endpoint, this);
+    leg.live = true;
+    if (wait < this.timeoutMs) leg.timer = this.armPerTry(leg, wait);
+    leg.dispatch(this.request, this.timeoutMs, this.timeoutMs);
+    return leg;
   }
 
   /**
@@ -161,57 +162,56 @@ export class RetryingRequest implements ResponseHandler {
     return wait;
   }
 
-  /** The hedge timer fired (called by the Upstream's queue). */
+  /** The hedge timer fired (called by the service's queue). */
   hedgeDue(): void {
     this.hedgeTicket = -1;
-    if (this.forwarded || this.done || !this.live || this.hedge !== undefined) return;
+    const leg = this.leg!;
+    if (this.forwarded || this.done || !leg.live || this.hedge !== undefined) return;
     if (this.attempts >= this.policy.attempts || this.host.clock.now() >= this.deadline) return;
-    const last = this.endpoint!;
     const tried = this.tried ?? (this.tried = []);
-    tried.push(last);
-    const next = this.host.pickAgain(this.request.hashKey, tried, last);
-    if (next === undefined || next === last || !this.host.withdrawHedge()) return;
-    this.attempts++;
-    this.handler.onAttempt?.(next);
-    const wait = this.waitForNext();
-    const leg = new HedgeLeg(this, next, this.host.clock);
-    leg.attempt = this.host.createAttempt(next, leg);
-    this.hedge = leg;
-    leg.timer = this.armPerTry(leg.attempt, wait);
-    leg.attempt.dispatch(this.request, this.timeoutMs, this.timeoutMs);
+    tried.push(leg.endpoint);
+    const next = this.host.pickAgain(this.request.hashKey, tried, leg.endpoint);
+    if (next === undefined || next === leg.endpoint || !this.host.withdrawHedge()) return;
+    this.hedge = this.sendLeg(next);
   }
 
-  /** A per-try timer fired: fails the attempt it was armed for, if that is still waiting. */
-  private timedOut(attempt: Attempt, wait: number): void {
-    const hedge = this.hedge;
-    if (hedge !== undefined && attempt === hedge.attempt) hedge.timer = undefined;
-    else if (attempt === this.attempt) this.timer = undefined;
-    if (this.forwarded || !this.isLive(attempt)) return;
+  private armPerTry(leg: Attempt, wait: number): TimerHandle {
+    return this.host.clock.setTimeout(() => this.timedOut(leg, wait), wait, true);
+  }
+
+  /** A per-try timer fired: fails the leg it was armed for, if that is still waiting. */
+  private timedOut(leg: Attempt, wait: number): void {
+    leg.timer = undefined;
+    if (this.forwarded || !leg.live) return;
     const body = this.request.body;
-    if (attempt === this.attempt && body !== null && !Buffer.isBuffer(body) && !body.readableEnded) {
+    if (body !== null && !Buffer.isBuffer(body) && !body.readableEnded) {
       // The client is still sending the body the endpoint needs before it can answer: the
       // client's pace is not the endpoint's failure (the body guard and limits.requestTimeout
-      // bound it). Timed again from here.
-      this.timer = this.armPerTry(attempt, wait);
+      // bound it). Timed again from here. (Only a first leg has a streamed body: no hedge then.)
+      leg.timer = this.armPerTry(leg, wait);
       return;
     }
-    const endpoint = attempt === this.attempt ? this.endpoint! : hedge!.endpoint;
-    attempt.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${endpoint.id} sent no response headers within ${wait} ms`, { status: 504 }));
+    leg.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${leg.endpoint.id} sent no response headers within ${wait} ms`, { status: 504 }));
   }
 
-  /** Only waits shorter than `timeout` get a timer: undici's own covers the rest. */
-  private armPerTry(attempt: Attempt, wait: number): TimerHandle {
-    return this.host.clock.setTimeout(() => this.timedOut(attempt, wait), wait, true);
+  /** The leg beside `leg`, if it is still waiting for its response. */
+  private otherLive(leg: Attempt): Attempt | undefined {
+    const other = leg === this.leg ? this.hedge : this.leg;
+    return other !== undefined && other.live ? other : undefined;
   }
 
-  private isLive(attempt: Attempt): boolean {
-    return attempt === this.attempt ? this.live : this.hedge !== undefined && attempt === this.hedge.attempt && this.hedge.live;
+  /** `leg` stops waiting: its per-try timer goes. */
+  private settleLeg(leg: Attempt): void {
+    leg.live = false;
+    if (leg.timer === undefined) return;
+    this.host.clock.clearTimeout(leg.timer);
+    leg.timer = undefined;
   }
 
-  private clearTimer(): void {
-    if (this.timer === undefined) return;
-    this.host.clock.clearTimeout(this.timer);
-    this.timer = undefined;
+  /** `leg` is given up: no more callbacks from it; `cancelled` = its end says nothing about its endpoint. */
+  private drop(leg: Attempt, cancelled: boolean): void {
+    this.settleLeg(leg);
+    leg.abandon(cancelled);
   }
 
   private setTimeoutHeader(ms: number): void {
@@ -224,74 +224,50 @@ export class RetryingRequest implements ResponseHandler {
     }
   }
 
+  /**
+   * A leg got its connection. The client's handler aborts the leg it last heard of: the loop's
+   * latest attempt, or the hedge while it is the only one waiting.
+   */
+  legStarted(leg: Attempt, abort: (reason?: Error) => void): void {
+    if (leg === this.leg || (this.otherLive(leg) === undefined && !this.forwarded && !this.done)) this.handler.onStart(leg.endpoint, abort);
+  }
+
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
     this.handler.onStart(endpoint, abort);
   }
 
-  /** The hedge leg got its connection: the client's handler learns of it once it is the leg that counts. */
-  hedgeStarted(leg: HedgeLeg): void {
-    if (!this.live && !this.forwarded && !this.done) this.handler.onStart(leg.endpoint, leg.abort!);
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    this.clearTimer();
+  /** Response headers from either leg. */
+  legHeaders(leg: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.settleLeg(leg);
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
     if (isHeld(statusCode)) {
+      const other = this.otherLive(leg);
+      if (other !== undefined) {
+        // The other leg is still out: drop this answer and wait for it.
+        leg.abandon();
+        this.survivor(other);
+        return true;
+      }
       const failure = failureOfStatus(statusCode);
-      if (this.hedge?.live === true) {
-        // The hedge is still out: drop this answer and wait for it.
-        this.live = false;
-        this.attempt!.abandon();
-        this.survivor(this.hedge);
-        return true;
-      }
-      if (this.mayGoAgain(failure, this.endpoint!)) {
-        // Held back: the client never sees this answer.
-        this.live = false;
-        this.attempt!.abandon();
-        this.retry(failure);
-        return true;
-      }
-    }
-    this.win();
-    if (this.hedge?.live === true) {
-      // The hedge lost the race: cancelled, not held against its endpoint.
-      this.hedge.live = false;
-      this.hedge.clearTimer();
-      this.hedge.attempt.abandon(true);
-    }
-    return this.handler.onHeaders(statusCode, rawHeaders, resume);
-  }
-
-  /** Response headers from the hedge leg. */
-  hedgeHeaders(leg: HedgeLeg, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    leg.clearTimer();
-    if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
-    if (isHeld(statusCode)) {
-      const failure = failureOfStatus(statusCode);
-      if (this.live) {
-        leg.live = false;
-        leg.attempt.abandon();
-        return true;
-      }
       if (this.mayGoAgain(failure, leg.endpoint)) {
-        leg.live = false;
-        leg.attempt.abandon();
+        // Held back: the client never sees this answer.
+        leg.abandon();
         this.retry(failure);
         return true;
       }
     }
     this.win();
-    this.host.hedgeWon();
-    if (this.live) {
-      // The first attempt was slower than its hedge: that is held against its endpoint (a
-      // failure for outlier detection, its wait a latency sample), or a stuck endpoint would
-      // keep getting requests that all need a hedge.
-      this.live = false;
-      this.clearTimer();
-      this.attempt!.abandon();
+    const loser = this.otherLive(leg);
+    if (loser !== undefined) {
+      // A hedge that lost the race is cancelled, not held against its endpoint. A first leg
+      // slower than its hedge is: a failure for outlier detection, its wait a latency sample,
+      // or a stuck endpoint would keep getting requests that all need a hedge.
+      this.drop(loser, loser === this.hedge);
     }
-    this.handler.onStart(leg.endpoint, leg.abort!);
+    if (leg === this.hedge) {
+      this.host.hedgeWon();
+      this.handler.onStart(leg.endpoint, leg.abortFn!);
+    }
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
   }
 
@@ -308,8 +284,12 @@ export class RetryingRequest implements ResponseHandler {
   }
 
   /** `leg` is now the only one live: the client's handler must be able to abort it. */
-  private survivor(leg: HedgeLeg): void {
-    if (leg.abort !== undefined) this.handler.onStart(leg.endpoint, leg.abort);
+  private survivor(leg: Attempt): void {
+    if (leg.abortFn !== undefined) this.handler.onStart(leg.endpoint, leg.abortFn);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    return this.handler.onHeaders(statusCode, rawHeaders, resume);
   }
 
   onData(chunk: Buffer, last: boolean): boolean {
@@ -321,34 +301,28 @@ export class RetryingRequest implements ResponseHandler {
     this.handler.onComplete();
   }
 
-  onError(error: TandemError): void {
-    this.clearTimer();
-    this.live = false;
+  /** Either leg failed. */
+  legError(leg: Attempt, error: TandemError): void {
+    this.settleLeg(leg);
     if (!this.forwarded && !isClientCaused(error)) {
-      if (this.hedge?.live === true) {
-        this.survivor(this.hedge);
+      const other = this.otherLive(leg);
+      if (other !== undefined) {
+        this.survivor(other);
         return;
       }
-      if (this.recover(error, this.attempt!, this.endpoint!)) return;
+      if (this.recover(error, leg)) return;
     }
     this.fail(error);
   }
 
-  /** The hedge leg failed. */
-  hedgeError(leg: HedgeLeg, error: TandemError): void {
-    leg.clearTimer();
-    leg.live = false;
-    if (!this.forwarded && !isClientCaused(error)) {
-      if (this.live) return; // the primary is still out
-      if (this.recover(error, leg.attempt, leg.endpoint)) return;
-    }
+  onError(error: TandemError): void {
     this.fail(error);
   }
 
   /** After the last live leg failed: retries when allowed (true), or reports why not later. */
-  private recover(error: TandemError, attempt: Attempt, endpoint: Endpoint): boolean {
-    const failure = failureOf(error, attempt.sent);
-    if (failure !== undefined && this.mayGoAgain(failure, endpoint)) {
+  private recover(error: TandemError, leg: Attempt): boolean {
+    const failure = failureOf(error, leg.sent);
+    if (failure !== undefined && this.mayGoAgain(failure, leg.endpoint)) {
       this.retry(failure);
       return true;
     }
@@ -367,16 +341,8 @@ export class RetryingRequest implements ResponseHandler {
   private fail(error: TandemError): void {
     if (this.done) return;
     const cancelled = isClientCaused(error);
-    if (this.live) {
-      this.live = false;
-      this.clearTimer();
-      this.attempt!.abandon(cancelled);
-    }
-    if (this.hedge?.live === true) {
-      this.hedge.live = false;
-      this.hedge.clearTimer();
-      this.hedge.attempt.abandon(cancelled);
-    }
+    if (this.leg?.live === true) this.drop(this.leg, cancelled);
+    if (this.hedge?.live === true) this.drop(this.hedge, cancelled);
     this.settle();
     this.handler.onError(error);
   }
@@ -423,56 +389,12 @@ export class RetryingRequest implements ResponseHandler {
     // A refused connection did not touch the endpoint: go at once. Otherwise a short random
     // pause, so that retries from many clients do not arrive together.
     if (failure === 'connect') {
-      this.send(next);
+      this.leg = this.sendLeg(next);
       return;
     }
     this.host.clock.setTimeout(() => {
-      if (!this.done) this.send(next);
+      if (!this.done) this.leg = this.sendLeg(next);
     }, this.host.random() * BACKOFF_MS, true);
-  }
-}
-
-/**
- * The hedge's relay: its exchange reports here, and this tells the request which leg spoke.
- * Once the hedge has won, its body and end pass straight to the client's handler.
- */
-class HedgeLeg implements ResponseHandler {
-  attempt!: Attempt;
-  live = true;
-  abort: ((reason?: Error) => void) | undefined;
-  timer: TimerHandle | undefined;
-
-  constructor(
-    private readonly request: RetryingRequest,
-    readonly endpoint: Endpoint,
-    private readonly clock: Clock,
-  ) {}
-
-  clearTimer(): void {
-    if (this.timer === undefined) return;
-    this.clock.clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
-  onStart(_endpoint: Endpoint, abort: (reason?: Error) => void): void {
-    this.abort = abort;
-    this.request.hedgeStarted(this);
-  }
-
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    return this.request.hedgeHeaders(this, statusCode, rawHeaders, resume);
-  }
-
-  onData(chunk: Buffer, last: boolean): boolean {
-    return this.request.onData(chunk, last);
-  }
-
-  onComplete(): void {
-    this.request.onComplete();
-  }
-
-  onError(error: TandemError): void {
-    this.request.hedgeError(this, error);
   }
 }
 
