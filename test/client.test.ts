@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient, type ServiceClient } from '../src/client/index.js';
+import { createClient, type ServiceClient, type Step } from '../src/client/index.js';
 import { ConfigError } from '../src/config/problems.js';
 import { TandemError } from '../src/core/errors.js';
 import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway.js';
@@ -119,4 +119,22 @@ test("the caller's deadline is propagated: a call gets only the time its caller 
   const expired = await fetch(`http://${frontAddress}/order?sleep=300`, { headers: { 'x-tandem-timeout-ms': '100' } });
   assert.equal(expired.status, 502);
   assert.deepEqual(await expired.json(), { error: 'TANDEM_ERR_UPSTREAM_TIMEOUT' });
+});
+
+test("the caller's own steps run ahead of the engine's, in order, and setSteps replaces them for the next call", async () => {
+  const b = await startBackend('b', (req, res) => { req.resume(); res.writeHead(200).end(String(req.headers['x-step'])); });
+  defer(() => b.close());
+  const seen: string[] = [];
+  const tag = (name: string): Step => (next) => (request, handler) => {
+    seen.push(name);
+    request.headers.push('x-step', name);
+    next(request, handler);
+  };
+  const c = client('shop', { endpoints: [b.address], settings: { healthCheck: false }, steps: [tag('first'), tag('second')] });
+  assert.equal((await c.request({ path: '/x' })).text(), 'first, second');
+  assert.deepEqual(seen, ['first', 'second']);
+  // A reload of the caller's steps: the next call takes the new chain.
+  c.setSteps([tag('third')]);
+  assert.equal((await c.request({ path: '/x' })).text(), 'third');
+  assert.deepEqual(seen, ['first', 'second', 'third']);
 });

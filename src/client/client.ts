@@ -4,7 +4,7 @@ import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { HttpRegistry } from '../discovery/http.js';
 import type { Registry } from '../discovery/types.js';
-import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
+import { Upstream, type EndpointTransition, type Step } from '../upstream/upstream.js';
 import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
 import { HEALTH_STATE_KINDS, type Endpoint } from '../upstream/endpoint.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
@@ -42,6 +42,11 @@ export interface ClientOptions {
   registries?: readonly Registry[];
   /** Every endpoint state change (for logs). */
   onTransition?: (transition: EndpointTransition) => void;
+  /**
+   * The caller's own request steps (caching, logging, header rules…), first listed runs first,
+   * ahead of the engine's; `ServiceClient.setSteps` replaces them. None by default.
+   */
+  steps?: readonly Step[];
 }
 
 export interface ClientRequest {
@@ -99,7 +104,7 @@ export class ServiceClient {
     this.service = service;
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
-    this.upstream = new Upstream(upstreamSettingsOf(settings), [], { onTransition: options.onTransition });
+    this.upstream = new Upstream(upstreamSettingsOf(settings), options.steps ?? [], { onTransition: options.onTransition });
     this.membershipTimeout = options.membershipTimeout ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
@@ -114,6 +119,11 @@ export class ServiceClient {
       retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted, active: u.stats.active, overloaded: u.stats.overloaded,
     });
     processStats.clients.add(this.stats);
+  }
+
+  /** Replaces the caller's request steps; calls already under way keep theirs. */
+  setSteps(steps: readonly Step[]): void {
+    this.upstream.setSteps(steps);
   }
 
   /** The endpoints in use now, with their state (as in the gateway's /admin/cluster). */

@@ -85,7 +85,12 @@ export class Upstream {
   private panicking = false;
   /** What the request path reads (candidates, balancer, budget, hedging), kept up to date here. */
   private readonly path: RequestPath;
+  /**
+   * Sends a request through the caller's steps (see `setSteps`), then the engine's: concurrency
+   * limit, the attempt loop (deadline, retry, hedge), an attempt to an endpoint.
+   */
   readonly dispatch: Dispatch;
+  private readonly terminal: Dispatch = (request, handler) => this.send(request, handler);
   /**
    * Whole-request latency, requests answered without reaching an endpoint (by status class),
    * outlier ejections, retries by reason (indexed as FAILURE_KINDS), retries the budget
@@ -122,7 +127,15 @@ export class Upstream {
     );
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     this.setMembers(config.endpoints);
-    this.dispatch = compose(steps, (request, handler) => this.send(request, handler));
+    this.dispatch = compose(steps, this.terminal);
+  }
+
+  /**
+   * Replaces the caller's steps (on reload): requests already under way finish with the chain
+   * they started with, new ones take the new chain.
+   */
+  setSteps(steps: readonly Step[]): void {
+    (this as { dispatch: Dispatch }).dispatch = compose(steps, this.terminal);
   }
 
   /** True while too few endpoints are eligible and traffic is spread over all. */
