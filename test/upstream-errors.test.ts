@@ -191,13 +191,12 @@ test('connection refused → 502 TANDEM_ERR_UPSTREAM_CONNECT', async () => {
 });
 
 test('an upstream that never answers → 504 after the service timeout (500ms)', async () => {
-  const started = performance.now();
   const reply = await get('/silent/x');
-  const ms = performance.now() - started;
   assert.equal(reply.status, 504);
   assert.equal(errorCode(reply), 'TANDEM_ERR_UPSTREAM_TIMEOUT');
-  assert.ok(ms >= 400, `answered after ${Math.round(ms)} ms, before the timeout`);
-  assert.ok(ms < 3_000, `answered after ${Math.round(ms)} ms`);
+  // The wait was the service timeout (when exactly it ends is request-timing.test.ts's
+  // business, on a fake clock).
+  assert.match(reply.body, /no answer from silent within 500 ms over 1 attempts/);
 });
 
 test('an upstream that resets before any header → 502 TANDEM_ERR_UPSTREAM_RESET', async () => {

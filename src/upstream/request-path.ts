@@ -1,6 +1,7 @@
 import { TandemError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Endpoint } from './endpoint.js';
+import type { UpstreamSettings } from './settings.js';
 import type { Balancer } from './balancer/balancer.js';
 import type { OutlierDetector } from './health/outlier.js';
 import type { RetryBudget } from './resilience/budget.js';
@@ -14,6 +15,7 @@ import type { RetryHost, RetryingRequest } from './retrying-request.js';
 /** The counters a service's requests bump (the Upstream's `stats`). */
 export interface RequestCounters {
   local: number[];
+  overloaded: number;
   retries: number[];
   budgetExhausted: number;
   hedges: number;
@@ -35,9 +37,11 @@ export class RequestPath implements RetryHost {
 
   constructor(
     readonly name: string,
+    /** The service's settings now (replaced on reload). */
+    public settings: UpstreamSettings,
     readonly clock: Clock,
     readonly random: () => number,
-    private readonly stats: RequestCounters,
+    readonly stats: RequestCounters,
     public balancer: Balancer<Endpoint>,
     public outlier: OutlierDetector<Endpoint>,
     /** Shared by every request of the service; undefined when retries are off. */

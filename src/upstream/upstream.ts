@@ -1,4 +1,3 @@
-import { TandemError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
 import { Endpoint, HEALTH_STATE_KINDS, type EndpointInit } from './endpoint.js';
 import type { RetrySettings, UpstreamSettings } from './settings.js';
@@ -7,25 +6,17 @@ import { OutlierDetector } from './health/outlier.js';
 import { PanicThreshold } from './health/panic.js';
 import { HealthProber } from './health/prober.js';
 import type { HealthOptions, HealthStateKind, HealthTransition, TransitionReason } from './health/state.js';
-import { Attempt } from './attempt.js';
-import { RetryingRequest } from './retrying-request.js';
 import { RequestPath } from './request-path.js';
+import { compose, requestPipeline, type Dispatch, type Step } from './pipeline.js';
 import { RetryBudget } from './resilience/budget.js';
 import { HedgePolicy } from './resilience/hedge.js';
 import { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS } from './resilience/retry-policy.js';
 import { createBalancer } from './balancer/index.js';
 import { LatencyHistogram } from '../core/histogram.js';
-import type { ResponseHandler, UpstreamRequest } from './types.js';
 
-/** One step of the request path: takes the next dispatch, returns a dispatch. */
-export type Dispatch = (request: UpstreamRequest, handler: ResponseHandler) => void;
-export type Step = (next: Dispatch) => Dispatch;
-
-/** Chains steps so that the first listed runs first: compose([a, b], send) = a(b(send)). */
-export function compose(steps: readonly Step[], terminal: Dispatch): Dispatch {
-  return steps.reduceRight<Dispatch>((next, step) => step(next), terminal);
-}
+export { compose };
+export type { Dispatch, Step };
 
 export interface EndpointSnapshot {
   id: string;
@@ -86,11 +77,10 @@ export class Upstream {
   /** What the request path reads (candidates, balancer, budget, hedging), kept up to date here. */
   private readonly path: RequestPath;
   /**
-   * Sends a request through the caller's steps (see `setSteps`), then the engine's: concurrency
-   * limit, the attempt loop (deadline, retry, hedge), an attempt to an endpoint.
+   * Sends a request through the caller's steps (see `setSteps`), then the engine's: see
+   * requestPipeline (pipeline.ts) for the list.
    */
   readonly dispatch: Dispatch;
-  private readonly terminal: Dispatch = (request, handler) => this.send(request, handler);
   /**
    * Whole-request latency, requests answered without reaching an endpoint (by status class),
    * outlier ejections, retries by reason (indexed as FAILURE_KINDS), retries the budget
@@ -119,7 +109,7 @@ export class Upstream {
     this.random = options.random ?? Math.random;
     this.hooks = options;
     this.path = new RequestPath(
-      this.name, this.clock, this.random, this.stats,
+      this.name, config, this.clock, this.random, this.stats,
       createBalancer<Endpoint>(config.balancer),
       new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random),
       budgetOf(config, this.clock),
@@ -127,7 +117,7 @@ export class Upstream {
     );
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     this.setMembers(config.endpoints);
-    this.dispatch = compose(steps, this.terminal);
+    this.dispatch = requestPipeline(steps, this.path);
   }
 
   /**
@@ -135,7 +125,7 @@ export class Upstream {
    * they started with, new ones take the new chain.
    */
   setSteps(steps: readonly Step[]): void {
-    (this as { dispatch: Dispatch }).dispatch = compose(steps, this.terminal);
+    (this as { dispatch: Dispatch }).dispatch = requestPipeline(steps, this.path);
   }
 
   /** True while too few endpoints are eligible and traffic is spread over all. */
@@ -168,6 +158,7 @@ export class Upstream {
       this.path.hedging = hedgingOf(config, this.clock, this.path.hedging?.latency);
     }
     this.config = config;
+    this.path.settings = config;
     if (poolChanged) {
       const old = this.members;
       this.members = [];
@@ -262,30 +253,6 @@ export class Upstream {
       this.panicking = panicking;
       this.hooks.onPanic?.(this.name, panicking);
     }
-  }
-
-  /**
-   * The terminal step: an attempt loop (RetryingRequest) per request. Upgrades are sent once:
-   * a tunnel is not replayed.
-   */
-  private send(request: UpstreamRequest, handler: ResponseHandler): void {
-    if (request.upgrade !== undefined) {
-      const endpoint = this.path.pickFirst(request.hashKey);
-      if (endpoint === undefined) handler.onError(this.path.noEndpoint());
-      else Attempt.send(endpoint, request, handler, this.config.timeoutMs, this.path.outlier);
-      return;
-    }
-    if (this.stats.active >= this.config.concurrencyLimit) {
-      // Fail fast rather than queue without bound: the client (or the gateway's caller) can go
-      // elsewhere or come back; a queue would only turn overload into timeouts.
-      this.stats.overloaded++;
-      this.stats.local[4]!++;
-      handler.onError(new TandemError('TANDEM_ERR_OVERLOADED', `service ${this.name} has ${this.stats.active} requests in progress (concurrencyLimit ${this.config.concurrencyLimit})`, { status: 503, retryable: true }));
-      return;
-    }
-    this.stats.active++;
-    this.path.budget?.recordRequest();
-    new RetryingRequest(this.path, request, handler, this.config.retry, request.timeoutMs ?? this.config.timeoutMs).start();
   }
 
   /**
