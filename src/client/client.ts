@@ -1,5 +1,6 @@
 import { TandemError } from '../core/errors.js';
-import { currentDeadline } from '../core/deadline.js';
+import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
+import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { HttpRegistry } from '../discovery/http.js';
@@ -7,6 +8,7 @@ import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler } from '../upstream/types.js';
+import { isClientCaused } from '../upstream/classify.js';
 import type { LatencyHistogram } from '../observe/histogram.js';
 import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 import { Members } from './members.js';
@@ -136,7 +138,7 @@ export class ServiceClient {
       if (parent?.tracestate !== undefined) headers.push(TRACESTATE, parent.tracestate);
     }
     return await new Promise<ClientResponse>((resolve, reject) => {
-      const collector = new Collector(resolve, reject, req.signal, this.upstream.stats, hop);
+      const collector = new Collector(this.service, resolve, reject, req.signal, this.upstream.stats, hop);
       this.upstream.dispatch({
         method,
         path: req.path,
@@ -234,6 +236,7 @@ class Collector implements ResponseHandler {
   private readonly started = performance.now();
 
   constructor(
+    private readonly service: string,
     private readonly resolve: (res: ClientResponse) => void,
     private readonly reject: (err: Error) => void,
     private readonly signal: AbortSignal | undefined,
@@ -298,7 +301,10 @@ class Collector implements ResponseHandler {
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     // A failure can be known at once (no endpoint at all): it is still reported on a later
     // turn of the event loop, so a caller retrying in a loop cannot starve timers and I/O.
-    if (error !== undefined) setImmediate(this.reject, error);
+    if (error !== undefined) {
+      if (!(error instanceof TandemError && isClientCaused(error))) blameDependency(error, this.service);
+      setImmediate(this.reject, error);
+    }
     else this.resolve(res!);
   }
 }
@@ -313,4 +319,17 @@ function headersOf(raw: readonly Buffer[]): Record<string, string | string[]> {
     else out[name] = prev === undefined ? value : `${prev as string}, ${value}`;
   }
   return out;
+}
+
+/**
+ * Marks a failed call as the called service's failure: on the error (for error handlers that
+ * copy `err.headers`) and on the request being handled, whose 5xx answer tandem/node then
+ * marks (core/dependency.ts) — so the gateway neither ejects this instance nor retries the
+ * request on its siblings, who share the dependency.
+ */
+function blameDependency(error: Error, service: string): void {
+  noteFailedDependency(service);
+  if (!(error instanceof TandemError)) return;
+  error.dependency ??= service;
+  error.headers = { ...error.headers, [FAILED_DEPENDENCY_HEADER]: error.dependency };
 }

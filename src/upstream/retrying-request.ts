@@ -9,6 +9,7 @@ import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
 import { isClientCaused } from './classify.js';
+import { isDependencyFailure } from '../core/dependency.js';
 
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
@@ -226,7 +227,7 @@ export class RetryingRequest implements ResponseHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.clearTimer();
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
-    if (isHeld(statusCode)) {
+    if (isHeld(statusCode, rawHeaders)) {
       const failure = failureOfStatus(statusCode);
       if (this.hedge?.live === true) {
         // The hedge is still out: drop this answer and wait for it.
@@ -257,7 +258,7 @@ export class RetryingRequest implements ResponseHandler {
   hedgeHeaders(leg: HedgeLeg, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     leg.clearTimer();
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
-    if (isHeld(statusCode)) {
+    if (isHeld(statusCode, rawHeaders)) {
       const failure = failureOfStatus(statusCode);
       if (this.live) {
         leg.live = false;
@@ -465,8 +466,12 @@ class HedgeLeg implements ResponseHandler {
   }
 }
 
-function isHeld(statusCode: number): boolean {
-  return statusCode === 502 || statusCode === 503 || statusCode === 504;
+/**
+ * A 502/503/504 is held back to be retried elsewhere — unless it reports a dependency's failure
+ * (core/dependency.ts): the siblings share the dependency, so it goes to the client at once.
+ */
+function isHeld(statusCode: number, rawHeaders: readonly Buffer[]): boolean {
+  return (statusCode === 502 || statusCode === 503 || statusCode === 504) && !isDependencyFailure(statusCode, rawHeaders);
 }
 
 function failureOfStatus(statusCode: number): FailureKind {
