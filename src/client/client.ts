@@ -92,6 +92,8 @@ export class ServiceClient {
   private readonly owned: Registry[];
   private readonly membershipTimeout: number;
   private closed = false;
+  /** A registry has sent its first snapshot. */
+  private membersKnown = false;
   /** What tandem_client_* metrics read (registered in the process's metrics while open). */
   private readonly stats: () => ServiceStats;
 
@@ -108,6 +110,7 @@ export class ServiceClient {
       throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
     }
     this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
+    void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({
       name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
@@ -126,7 +129,9 @@ export class ServiceClient {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
     if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TypeError(`request path must start with "/", got ${JSON.stringify(req.path)}`);
     const timeout = this.timeoutFor(req.timeout);
-    if (this.members !== undefined && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
+    // Before the registries have answered, a call waits for them; once they have, a service
+    // with no instance fails at once (a fast error its caller can act on, not a wait).
+    if (this.members !== undefined && !this.membersKnown && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
     const { headers, body, traced } = encode(req);
     const method = (req.method ?? 'GET').toUpperCase();
     // The trace of the request being handled (tandem/node) goes on; a call made outside any

@@ -277,10 +277,12 @@ export class RetryingRequest implements ResponseHandler {
     if (this.live) {
       // The first attempt was slower than its hedge: that is held against its endpoint (a
       // failure for outlier detection, its wait a latency sample), or a stuck endpoint would
-      // keep getting requests that all need a hedge.
+      // keep getting requests that all need a hedge. Only when the hedge's answer is a success:
+      // a 5xx that won (one naming a failed dependency, core/dependency.ts) says nothing about
+      // how fast the first endpoint is.
       this.live = false;
       this.clearTimer();
-      this.attempt!.abandon();
+      this.attempt!.abandon(statusCode >= 500);
     }
     this.handler.onStart(leg.endpoint, leg.abort!);
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
