@@ -1,4 +1,4 @@
-import { BALANCER_KINDS } from '../upstream/balancer/balancer.js';
+import { BALANCER_KINDS } from '../core/balancing.js';
 
 /**
  * The JSON Schema of the gateway config file, as users write it (durations and sizes as

@@ -1,4 +1,4 @@
-import type { BalancerKind } from '../upstream/balancer/balancer.js';
+import type { BalancerKind } from '../core/balancing.js';
 import type { HostPort } from '../core/address.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -4,9 +4,9 @@ import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js
 import { isLoopbackHost, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
 import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
-import type { BalancerKind } from '../upstream/balancer/balancer.js';
-import { isIdempotent } from '../upstream/resilience/retry-policy.js';
-import { isPathProblem, normalizePath } from '../gateway/path.js';
+import type { BalancerKind } from '../core/balancing.js';
+import { isIdempotent } from '../core/methods.js';
+import { isPathProblem, normalizePath } from '../core/path.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
