@@ -1,3 +1,5 @@
+import type { BalancerKind } from '../balancing.js';
+
 /**
  * Every default of upstream/ (one service's endpoints, health, balancing, resilience), written
  * once. It lives in core because two parts read it: the engine, when it is built without a
@@ -6,7 +8,7 @@
  * written as the config writes them (20 = 20 %), the engine divides by 100.
  */
 export const UPSTREAM_DEFAULTS = Object.freeze({
-  balancer: 'peak-ewma' as const,
+  balancer: 'peak-ewma' as const satisfies BalancerKind,
   /** TCP connect to an endpoint. Loopback and LAN connects take well under 1 ms; Linkerd uses 1 s. */
   connectTimeout: 1_000,
   /**
