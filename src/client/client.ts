@@ -12,6 +12,7 @@ import { isClientCaused } from '../upstream/classify.js';
 import type { LatencyHistogram } from '../observe/histogram.js';
 import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 import { Members } from './members.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { processStats, type ServiceStats } from '../observe/metrics.js';
 
 export interface ClientOptions {
@@ -74,8 +75,6 @@ export interface ClientResponse {
 /** Largest response body a client request buffers. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-const DEFAULT_HOLD_MS = 10_000;
-const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 5_000;
 
 /** Hop-by-hop headers are the connection's business, not the caller's (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length']);
@@ -102,14 +101,14 @@ export class ServiceClient {
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
     this.upstream = new Upstream(settings, [], { onTransition: options.onTransition });
-    this.membershipTimeout = options.membershipTimeout ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS;
+    this.membershipTimeout = options.membershipTimeout ?? CLIENT_DEFAULTS.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
     const registries = [...(options.registries ?? []), ...this.owned];
     if (registries.length === 0 && fixed.length === 0) {
       throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
     }
-    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? CLIENT_DEFAULTS.holdRemoved);
     void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({

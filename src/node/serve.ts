@@ -8,6 +8,7 @@ import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../cor
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
+import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
 import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
@@ -100,7 +101,6 @@ export interface ServedInstance {
   close(): Promise<void>;
 }
 
-const DEFAULTS = Object.freeze({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250 });
 
 /** The gateway's line format (pino, ISO times), warnings and up, on stderr: the application owns stdout. */
 let defaultLogger: LinkLogger | undefined;
