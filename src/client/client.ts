@@ -1,4 +1,6 @@
 import { TandemError } from '../core/errors.js';
+import { OptionsError, kindOf, parseOptions, type OptionSpec } from '../core/options.js';
+import * as rules from '../core/options.js';
 import { currentDeadline } from '../core/deadline.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
@@ -72,8 +74,33 @@ export interface ClientResponse {
 /** Largest response body a client request buffers. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-const DEFAULT_HOLD_MS = 10_000;
-const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 5_000;
+/** What an unset ClientOptions field means (the ones with a fixed default). */
+export const DEFAULT_CLIENT_OPTIONS = Object.freeze({ holdRemoved: 10_000, membershipTimeout: 5_000 });
+
+type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
+
+const CLIENT_SPEC: OptionSpec = {
+  registry: rules.stringOrStrings,
+  token: rules.string,
+  endpoints: rules.strings,
+  // checked key by key by the gateway config's schema (settingsOf)
+  settings: rules.plainObject,
+  holdRemoved: rules.duration(0),
+  membershipTimeout: rules.duration(0),
+  registries: rules.arrayOf(rules.methods('watch', 'close'), 'an array of registries'),
+  onTransition: rules.func,
+};
+
+/** Validates createClient()'s options once (unknown keys with a hint, types, ranges); frozen, defaults filled in. */
+export function parseClientOptions(service: string, options: unknown): Readonly<ParsedClientOptions> {
+  const where = `createClient(${JSON.stringify(service)})`;
+  if (typeof service !== 'string' || service === '') throw new OptionsError(where, [{ path: 'service', message: `expected a service name, got ${kindOf(service)}` }]);
+  const parsed = parseOptions<ParsedClientOptions>(where, options, CLIENT_SPEC, DEFAULT_CLIENT_OPTIONS);
+  if (parsed.registry === undefined && !(parsed.registries?.length) && !(parsed.endpoints?.length)) {
+    throw new OptionsError(where, [{ path: 'options', message: 'give `registry` (a gateway admin URL) or `endpoints`' }]);
+  }
+  return parsed;
+}
 
 /** Hop-by-hop headers are the connection's business, not the caller's (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length']);
@@ -93,19 +120,17 @@ export class ServiceClient {
   /** What tandem_client_* metrics read (registered in the process's metrics while open). */
   private readonly stats: () => ServiceStats;
 
-  constructor(service: string, options: ClientOptions = {}) {
+  constructor(service: string, clientOptions: ClientOptions = {}) {
+    const options = parseClientOptions(service, clientOptions);
     this.service = service;
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
     this.upstream = new Upstream(settings, [], { onTransition: options.onTransition });
-    this.membershipTimeout = options.membershipTimeout ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS;
+    this.membershipTimeout = options.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
     const registries = [...(options.registries ?? []), ...this.owned];
-    if (registries.length === 0 && fixed.length === 0) {
-      throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
-    }
-    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
     const u = this.upstream;
     this.stats = () => ({
       name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
@@ -122,7 +147,7 @@ export class ServiceClient {
   /** Resolves with the response (any status), or rejects with a TandemError when there is none. */
   async request(req: ClientRequest): Promise<ClientResponse> {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
-    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TypeError(`request path must start with "/", got ${JSON.stringify(req.path)}`);
+    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `request path must start with "/", got ${JSON.stringify(req.path)}`);
     const timeout = this.timeoutFor(req.timeout);
     if (this.members !== undefined && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
     const { headers, body, traced } = encode(req);
@@ -153,7 +178,7 @@ export class ServiceClient {
   /** What is left of the caller's deadline, capped by the service timeout; fails when none is left. */
   private timeoutFor(explicit: number | undefined): number {
     if (explicit !== undefined) {
-      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TypeError(`timeout must be a positive number of ms, got ${explicit}`);
+      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `timeout must be a positive number of ms, got ${explicit}`);
       return explicit;
     }
     const service = this.upstream.settings.timeout;

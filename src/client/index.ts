@@ -1,3 +1,3 @@
-export { createClient, ServiceClient } from './client.js';
+export { createClient, ServiceClient, DEFAULT_CLIENT_OPTIONS } from './client.js';
 export type { ClientOptions, ClientRequest, ClientResponse } from './client.js';
 export { currentDeadline, runWithDeadline, deadlineOf, TIMEOUT_HEADER } from '../core/deadline.js';

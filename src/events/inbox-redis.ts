@@ -98,7 +98,7 @@ export class RedisInbox<M extends RedisMultiLike = RedisMulti> implements Inbox<
       multi.set(key, 'done', 'PX', this.retention);
       const results = await multi.exec();
       const failed = results?.find(([err]) => err !== null);
-      if (results === null || failed) throw failed?.[0] ?? new Error('Redis MULTI aborted');
+      if (results === null || failed) throw failed?.[0] ?? new TandemError('TANDEM_ERR_STORE_FAILED', 'Redis MULTI aborted (a watched key changed)');
       return 'done';
     } catch (err) {
       await this.redis.eval(RELEASE, 1, key, claim).catch(() => {});

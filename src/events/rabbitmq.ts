@@ -174,12 +174,12 @@ export class RabbitMqBus implements Bus {
     await new Promise<void>((resolve, reject) => {
       waiter = resolve;
       this.readyWaiters.push(resolve);
-      timer = setTimeout(() => reject(new Error('not connected')), timeout);
+      timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'not connected', { retryable: true })), timeout);
     }).finally(() => {
       clearTimeout(timer);
       this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
     });
-    if (!this.pub) throw new Error('not connected');
+    if (!this.pub) throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'not connected', { retryable: true });
     return this.pub;
   }
 
@@ -193,10 +193,10 @@ export class RabbitMqBus implements Bus {
       try {
         const ch = await this.channel(left);
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('no confirm in time')), Math.max(1, deadline - Date.now()));
+          const timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'no confirm in time', { retryable: true })), Math.max(1, deadline - Date.now()));
           send(ch, (err) => {
             clearTimeout(timer);
-            if (err) reject(err instanceof Error ? err : new Error(`broker refused the message (nack): ${String(err)}`));
+            if (err) reject(err instanceof Error ? err : new TandemError('TANDEM_ERR_PUBLISH_FAILED', `broker refused the message (nack): ${String(err)}`, { retryable: true }));
             else resolve();
           });
         });
@@ -290,7 +290,7 @@ export class RabbitMqBus implements Bus {
     try {
       await this.confirmedSetup(`subscribe to ${topic}`, async () => {
         const conn = this.conn;
-        if (!conn) throw new Error('not connected');
+        if (!conn) throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'not connected', { retryable: true });
         await subscription.attach(conn);
       });
     } catch (err) {

@@ -1,4 +1,5 @@
 import type { WithHealth } from './state.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * The panic threshold. When too few members are eligible, the passive detector is the likelier
@@ -42,7 +43,7 @@ export class PanicThreshold<T extends WithHealth = WithHealth> {
   constructor(options: Partial<PanicOptions> = {}) {
     const panicThreshold = options.panicThreshold ?? DEFAULT_PANIC.panicThreshold;
     if (!(panicThreshold >= 0 && panicThreshold <= 1)) {
-      throw new RangeError(`panicThreshold must be in [0, 1], got ${panicThreshold}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `panicThreshold must be in [0, 1], got ${panicThreshold}`);
     }
     this.options = Object.freeze({ panicThreshold });
   }
