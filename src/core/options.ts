@@ -36,7 +36,8 @@ export class OptionsError extends TandemError {
 export function parseOptions<T extends object>(where: string, input: unknown, spec: OptionSpec, defaults: Partial<T> = {}, required: readonly string[] = []): Readonly<T> {
   const problems: OptionProblem[] = [];
   const given = checkObject(input, spec, 'options', problems);
-  for (const key of required) {
+  const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
+  for (const key of isObject || input === undefined ? required : []) {
     if (given[key] === undefined && !problems.some((p) => p.path === `options.${key}`)) problems.push({ path: `options.${key}`, message: 'required' });
   }
   if (problems.length > 0) throw new OptionsError(where, problems);
@@ -45,12 +46,12 @@ export function parseOptions<T extends object>(where: string, input: unknown, sp
 
 function checkObject(input: unknown, spec: OptionSpec, path: string, problems: OptionProblem[]): Record<string, unknown> {
   if (input === undefined) return {};
-  if (!isPlainObject(input)) {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     problems.push({ path, message: `expected an options object, got ${kindOf(input)}` });
     return {};
   }
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(input)) {
+  for (const [key, value] of Object.entries(input as Record<string, unknown>)) {
     const at = `${path}.${key}`;
     const rule = Object.hasOwn(spec, key) ? spec[key] : undefined;
     if (rule === undefined) {
@@ -95,6 +96,8 @@ export const duration = (min = 1, max = Infinity): Rule => number(min, max, 'mil
 export const boolean: Rule = rule((v) => typeof v === 'boolean', 'true or false');
 export const func: Rule = rule((v) => typeof v === 'function', 'a function');
 export const string: Rule = rule((v) => typeof v === 'string' && v.length > 0, 'a non-empty string');
+/** A string matching `re`; `what` says what is allowed. */
+export const pattern = (re: RegExp, what: string): Rule => rule((v) => typeof v === 'string' && re.test(v), what);
 export const anyString: Rule = rule((v) => typeof v === 'string', 'a string');
 /** An object with these methods (a logger, a client): checked by shape, any class. */
 export function methods(...names: string[]): Rule {
