@@ -3,7 +3,7 @@
  * `tandem-ha/gateway`, `tandem-ha/discovery`, `tandem-ha/node`) expose each part on its own; everything not exported here is internal.
  */
 export { VERSION } from './version.js';
-export { ERROR_CATALOG, TandemError, isTandemError } from './core/errors.js';
+export { ERROR_CATALOG, ERROR_STATUS, TandemError, isTandemError } from './core/errors.js';
 export type { ErrorCode, TandemErrorOptions } from './core/errors.js';
 export { Gateway } from './gateway/gateway.js';
 export { loadConfigFile, validateConfig, defineConfig, parseConfigText, ConfigError, DEFAULTS, CONFIG_SCHEMA } from './config/index.js';

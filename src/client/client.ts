@@ -1,4 +1,6 @@
 import { TandemError } from '../core/errors.js';
+import { OptionsError, kindOf, parseOptions, type OptionSpec } from '../core/options.js';
+import * as rules from '../core/options.js';
 import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
@@ -75,6 +77,33 @@ export interface ClientResponse {
 /** Largest response body a client request buffers. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/** What an unset ClientOptions field means (the ones with a fixed default). */
+export const DEFAULT_CLIENT_OPTIONS = CLIENT_DEFAULTS;
+
+type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
+
+const CLIENT_SPEC: OptionSpec = {
+  registry: rules.stringOrStrings,
+  token: rules.string,
+  endpoints: rules.strings,
+  // checked key by key by the gateway config's schema (settingsOf)
+  settings: rules.plainObject,
+  holdRemoved: rules.duration(0),
+  membershipTimeout: rules.duration(0),
+  registries: rules.arrayOf(rules.methods('watch', 'close'), 'an array of registries'),
+  onTransition: rules.func,
+};
+
+/** Validates createClient()'s options once (unknown keys with a hint, types, ranges); frozen, defaults filled in. */
+export function parseClientOptions(service: string, options: unknown): Readonly<ParsedClientOptions> {
+  const where = `createClient(${JSON.stringify(service)})`;
+  if (typeof service !== 'string' || service === '') throw new OptionsError(where, [{ path: 'service', message: `expected a service name, got ${kindOf(service)}` }]);
+  const parsed = parseOptions<ParsedClientOptions>(where, options, CLIENT_SPEC, DEFAULT_CLIENT_OPTIONS);
+  if (parsed.registry === undefined && !(parsed.registries?.length) && !(parsed.endpoints?.length)) {
+    throw new OptionsError(where, [{ path: 'options', message: 'give `registry` (a gateway admin URL) or `endpoints`' }]);
+  }
+  return parsed;
+}
 
 /** Hop-by-hop headers are the connection's business, not the caller's (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length']);
@@ -96,19 +125,17 @@ export class ServiceClient {
   /** What tandem_client_* metrics read (registered in the process's metrics while open). */
   private readonly stats: () => ServiceStats;
 
-  constructor(service: string, options: ClientOptions = {}) {
+  constructor(service: string, clientOptions: ClientOptions = {}) {
+    const options = parseClientOptions(service, clientOptions);
     this.service = service;
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
     this.upstream = new Upstream(settings, [], { onTransition: options.onTransition });
-    this.membershipTimeout = options.membershipTimeout ?? CLIENT_DEFAULTS.membershipTimeout;
+    this.membershipTimeout = options.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
     const registries = [...(options.registries ?? []), ...this.owned];
-    if (registries.length === 0 && fixed.length === 0) {
-      throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
-    }
-    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? CLIENT_DEFAULTS.holdRemoved);
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
     void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({
@@ -126,7 +153,7 @@ export class ServiceClient {
   /** Resolves with the response (any status), or rejects with a TandemError when there is none. */
   async request(req: ClientRequest): Promise<ClientResponse> {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
-    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TypeError(`request path must start with "/", got ${JSON.stringify(req.path)}`);
+    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `request path must start with "/", got ${JSON.stringify(req.path)}`);
     const timeout = this.timeoutFor(req.timeout);
     // Before the registries have answered, a call waits for them; once they have, a service
     // with no instance fails at once (a fast error its caller can act on, not a wait).
@@ -159,7 +186,7 @@ export class ServiceClient {
   /** What is left of the caller's deadline, capped by the service timeout; fails when none is left. */
   private timeoutFor(explicit: number | undefined): number {
     if (explicit !== undefined) {
-      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TypeError(`timeout must be a positive number of ms, got ${explicit}`);
+      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `timeout must be a positive number of ms, got ${explicit}`);
       return explicit;
     }
     const service = this.upstream.settings.timeout;

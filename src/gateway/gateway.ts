@@ -22,6 +22,7 @@ import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 import { tracingReady } from '../observe/trace.js';
 import { ClusterFeed } from './dashboard-feed.js';
+import { TandemError } from '../core/errors.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -367,7 +368,7 @@ function listen(server: Server, host: string, port: number, what: string): Promi
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
-      reject(new Error(`${what}: cannot bind ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err }));
+      reject(new TandemError('TANDEM_ERR_LISTEN', `${what}: cannot bind ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err }));
     };
     const onListening = () => {
       server.off('error', onError);

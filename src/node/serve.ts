@@ -12,6 +12,9 @@ import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
 import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
+import { TandemError } from '../core/errors.js';
+import { parseOptions, type OptionSpec } from '../core/options.js';
+import * as rules from '../core/options.js';
 
 /** A check passes when it returns (or resolves to) anything but `false` without throwing. */
 export type Check = () => unknown;
@@ -101,6 +104,38 @@ export interface ServedInstance {
   close(): Promise<void>;
 }
 
+/** What an unset ServeOptions field means (the ones with a fixed default). */
+export const DEFAULT_SERVE_OPTIONS = Object.freeze({ ...DEFAULTS, handleSignals: true, metrics: true });
+
+type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
+
+const SERVE_SPEC: OptionSpec = {
+  service: rules.string,
+  registry: rules.stringOrStrings,
+  token: rules.string,
+  id: rules.string,
+  host: rules.string,
+  port: rules.integer(1, 65_535),
+  zone: rules.string,
+  // the registry's own limits, so a bad value fails here rather than at every registration
+  weight: rules.integer(1, 1000),
+  metadata: rules.record(rules.anyString, 'an object of strings'),
+  heartbeatInterval: rules.duration(1),
+  ttl: rules.duration(1),
+  readiness: rules.record(rules.func, 'an object of check functions'),
+  liveness: rules.record(rules.func, 'an object of check functions'),
+  drainTimeout: rules.duration(0),
+  drainQuietPeriod: rules.duration(0),
+  handleSignals: rules.boolean,
+  onDrain: rules.either(rules.func, rules.arrayOf(rules.func, 'a function or an array of functions')),
+  logger: rules.methods('info', 'warn'),
+  metrics: rules.boolean,
+};
+
+/** Validates serve()'s options once (unknown keys with a hint, types, ranges); frozen, defaults filled in. */
+export function parseServeOptions(options: unknown): Readonly<ParsedServeOptions> {
+  return parseOptions<ParsedServeOptions>('serve()', options, SERVE_SPEC, DEFAULT_SERVE_OPTIONS, ['service', 'registry']);
+}
 
 /** The gateway's line format (pino, ISO times), warnings and up, on stderr: the application owns stdout. */
 let defaultLogger: LinkLogger | undefined;
@@ -114,14 +149,9 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * server listens and its readiness checks pass, heartbeats, registers again after a gateway
  * restart, and drains on SIGTERM/SIGINT (or close()).
  */
-export async function serve(server: Server, options: ServeOptions): Promise<ServedInstance> {
-  // An option passed as undefined takes its default, like one left out.
-  const opts = {
-    heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
-    ttl: options.ttl ?? DEFAULTS.ttl,
-    drainTimeout: options.drainTimeout ?? DEFAULTS.drainTimeout,
-    drainQuietPeriod: options.drainQuietPeriod ?? DEFAULTS.drainQuietPeriod,
-  };
+export async function serve(server: Server, serveOptions: ServeOptions): Promise<ServedInstance> {
+  const options = parseServeOptions(serveOptions);
+  const opts = options;
   const log = options.logger ?? stderrLogger();
   const readiness = new Map(Object.entries(options.readiness ?? {}));
   const liveness = new Map(Object.entries(options.liveness ?? {}));
@@ -134,7 +164,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
   };
   processStats.nodes.add(stats);
   let inflight = 0;
-  const serveMetrics = options.metrics !== false;
+  const serveMetrics = options.metrics;
 
   const userListeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
   server.removeAllListeners('request');
@@ -213,13 +243,13 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), opts.drainTimeout); });
     const timedOut = await Promise.race([work.then(() => false), late]);
     clearTimeout(timer);
-    if (timedOut) throw new Error(`buses and drain hooks still running after ${opts.drainTimeout} ms (drainTimeout)`);
+    if (timedOut) throw new TandemError('TANDEM_ERR_DRAIN_TIMEOUT', `buses and drain hooks still running after ${opts.drainTimeout} ms (drainTimeout)`);
   };
   const close = () => {
     closing ??= drain();
     return closing;
   };
-  if (options.handleSignals !== false) {
+  if (options.handleSignals) {
     // Installed before anything else: a SIGTERM while starting drains too (nothing to deregister yet).
     const onSignal = (signal: NodeJS.Signals) => {
       log.info({ msg: 'signal', signal });

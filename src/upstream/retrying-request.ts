@@ -504,7 +504,7 @@ function readWhole(body: Readable, length: number, done: (buffer: Buffer | undef
     settled = true;
     body.off('data', onData);
     if (err === undefined && at === length) done(buffer);
-    else done(undefined, err ?? new Error(`body ended after ${at} of ${length} bytes`));
+    else done(undefined, err ?? new TandemError('TANDEM_ERR_CLIENT_ABORTED', `body ended after ${at} of ${length} bytes`));
   };
   const onData = (chunk: Buffer) => {
     // Node's parser enforces Content-Length: no more than `length` bytes arrive.
@@ -514,5 +514,5 @@ function readWhole(body: Readable, length: number, done: (buffer: Buffer | undef
   body.on('data', onData);
   body.once('end', () => finish());
   body.once('error', (err: Error) => finish(err));
-  body.once('close', () => finish(at === length ? undefined : new Error('closed')));
+  body.once('close', () => finish(at === length ? undefined : new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the body early')));
 }

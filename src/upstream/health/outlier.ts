@@ -1,6 +1,7 @@
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { WithHealth } from './state.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * Passive outlier detection: real traffic is the health check that never lies about the path
@@ -204,21 +205,21 @@ function resolveOutlierOptions(options: Partial<OutlierOptions>): Readonly<Outli
     decayMs: options.decayMs ?? DEFAULT_OUTLIER.decayMs,
   };
   if (!Number.isInteger(resolved.consecutiveFailures) || resolved.consecutiveFailures < 1) {
-    throw new RangeError(`outlier.consecutiveFailures must be an integer >= 1, got ${resolved.consecutiveFailures}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.consecutiveFailures must be an integer >= 1, got ${resolved.consecutiveFailures}`);
   }
   for (const key of ['baseEjectionMs', 'maxEjectionMs', 'decayMs'] as const) {
     if (!(resolved[key] > 0) || !Number.isFinite(resolved[key])) {
-      throw new RangeError(`outlier.${key} must be a finite number > 0, got ${resolved[key]}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.${key} must be a finite number > 0, got ${resolved[key]}`);
     }
   }
   if (resolved.maxEjectionMs < resolved.baseEjectionMs) {
-    throw new RangeError(`outlier.maxEjectionMs (${resolved.maxEjectionMs}) must be >= baseEjectionMs (${resolved.baseEjectionMs})`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.maxEjectionMs (${resolved.maxEjectionMs}) must be >= baseEjectionMs (${resolved.baseEjectionMs})`);
   }
   if (!(resolved.jitter >= 0 && resolved.jitter < 1)) {
-    throw new RangeError(`outlier.jitter must be in [0, 1), got ${resolved.jitter}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.jitter must be in [0, 1), got ${resolved.jitter}`);
   }
   if (!(resolved.maxEjectedShare >= 0 && resolved.maxEjectedShare <= 1)) {
-    throw new RangeError(`outlier.maxEjectedShare must be in [0, 1], got ${resolved.maxEjectedShare}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.maxEjectedShare must be in [0, 1], got ${resolved.maxEjectedShare}`);
   }
   return Object.freeze(resolved);
 }

@@ -1,5 +1,6 @@
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { WithHealth } from './state.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * The panic threshold. When too few members are eligible, the passive detector is the likelier
@@ -38,7 +39,7 @@ export class PanicThreshold<T extends WithHealth = WithHealth> {
   constructor(options: Partial<PanicOptions> = {}) {
     const panicThreshold = options.panicThreshold ?? DEFAULT_PANIC.panicThreshold;
     if (!(panicThreshold >= 0 && panicThreshold <= 1)) {
-      throw new RangeError(`panicThreshold must be in [0, 1], got ${panicThreshold}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `panicThreshold must be in [0, 1], got ${panicThreshold}`);
     }
     this.options = Object.freeze({ panicThreshold });
   }

@@ -1,4 +1,5 @@
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * The health of one endpoint as a state machine. Every source of evidence — active checks,
@@ -224,7 +225,7 @@ function resolveHealthOptions(options: Partial<HealthOptions>): Readonly<HealthO
   for (const key of ['healthyThreshold', 'unhealthyThreshold'] as const) {
     const value = resolved[key];
     if (!Number.isInteger(value) || value < 1) {
-      throw new RangeError(`health.${key} must be an integer >= 1, got ${value}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `health.${key} must be an integer >= 1, got ${value}`);
     }
   }
   return Object.freeze(resolved);

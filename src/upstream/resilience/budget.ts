@@ -1,5 +1,6 @@
 import { realClock, type Clock } from '../../core/clock.js';
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * A retry budget after Finagle's: retries (and hedges) may add at most `percent` of the
@@ -102,13 +103,13 @@ function resolveBudgetOptions(options: Partial<RetryBudgetOptions>): Readonly<Re
   };
   // Finagle accepts up to 1000 %: a budget may allow several retries per request.
   if (!(resolved.percent >= 0 && resolved.percent <= 10)) {
-    throw new RangeError(`retryBudget.percent must be in [0, 10], got ${resolved.percent}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `retryBudget.percent must be in [0, 10], got ${resolved.percent}`);
   }
   if (!(resolved.ttlMs >= 1000 && resolved.ttlMs <= 60_000)) {
-    throw new RangeError(`retryBudget.ttlMs must be in [1000, 60000], got ${resolved.ttlMs}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `retryBudget.ttlMs must be in [1000, 60000], got ${resolved.ttlMs}`);
   }
   if (!(resolved.minPerSecond >= 0) || !Number.isFinite(resolved.minPerSecond)) {
-    throw new RangeError(`retryBudget.minPerSecond must be a finite number >= 0, got ${resolved.minPerSecond}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `retryBudget.minPerSecond must be a finite number >= 0, got ${resolved.minPerSecond}`);
   }
   return Object.freeze(resolved);
 }

@@ -1,6 +1,7 @@
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { LatencyTracker } from './latency.js';
 import { isIdempotent } from './retry-policy.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * When to send a hedge: a second copy of a request to another endpoint, once the first has
@@ -51,16 +52,16 @@ function resolveHedgeOptions(options: Partial<HedgeOptions>): Readonly<HedgeOpti
     methods: Object.freeze([...(options.methods ?? DEFAULT_HEDGE.methods)]),
   };
   if (!(resolved.minDelayMs >= 0) || !Number.isFinite(resolved.minDelayMs)) {
-    throw new RangeError(`hedge.minDelayMs must be a finite number >= 0, got ${resolved.minDelayMs}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `hedge.minDelayMs must be a finite number >= 0, got ${resolved.minDelayMs}`);
   }
   if (!(resolved.percentile > 0 && resolved.percentile < 1)) {
-    throw new RangeError(`hedge.percentile must be in (0, 1), got ${resolved.percentile}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `hedge.percentile must be in (0, 1), got ${resolved.percentile}`);
   }
   // Both copies may run to completion on two endpoints: a method that is not idempotent
   // would be executed twice.
   const unsafe = resolved.methods.filter((m) => !isIdempotent(m));
   if (unsafe.length > 0) {
-    throw new RangeError(`hedge.methods must be idempotent; ${unsafe.join(', ')} is not`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `hedge.methods must be idempotent; ${unsafe.join(', ')} is not`);
   }
   return Object.freeze(resolved);
 }

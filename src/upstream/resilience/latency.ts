@@ -1,5 +1,6 @@
 import { realClock, type Clock } from '../../core/clock.js';
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * Recent latency of one service, for hedging: "how long does a normal request take right
@@ -92,12 +93,12 @@ function resolveTrackerOptions(options: Partial<LatencyTrackerOptions>): Readonl
     refreshMs: options.refreshMs ?? DEFAULT_LATENCY_TRACKER.refreshMs,
   };
   if (!Number.isInteger(resolved.capacity) || resolved.capacity < 1) {
-    throw new RangeError(`latency.capacity must be an integer >= 1, got ${resolved.capacity}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.capacity must be an integer >= 1, got ${resolved.capacity}`);
   }
   if (!Number.isInteger(resolved.minSamples) || resolved.minSamples < 1 || resolved.minSamples > resolved.capacity) {
-    throw new RangeError(`latency.minSamples must be an integer in [1, capacity], got ${resolved.minSamples}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.minSamples must be an integer in [1, capacity], got ${resolved.minSamples}`);
   }
-  if (!(resolved.windowMs > 0)) throw new RangeError(`latency.windowMs must be > 0, got ${resolved.windowMs}`);
-  if (!(resolved.refreshMs >= 0)) throw new RangeError(`latency.refreshMs must be >= 0, got ${resolved.refreshMs}`);
+  if (!(resolved.windowMs > 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.windowMs must be > 0, got ${resolved.windowMs}`);
+  if (!(resolved.refreshMs >= 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.refreshMs must be >= 0, got ${resolved.refreshMs}`);
   return Object.freeze(resolved);
 }
