@@ -11,7 +11,10 @@ export const BALANCER_KINDS = [
 export type BalancerKind = (typeof BALANCER_KINDS)[number];
 
 /** The subset of Endpoint a balancer reads: kept narrow so balancers test without sockets. */
-export type Pickable = Pick<Endpoint, 'id' | 'weight' | 'inflight' | 'ewmaMs' | 'ewmaStamp'>;
+export type Pickable = Pick<
+  Endpoint,
+  'id' | 'weight' | 'inflight' | 'ewmaMs' | 'ewmaStamp' | 'ewmaSamples' | 'peakMs' | 'peakStamp' | 'warmingSince'
+>;
 
 /**
  * A balancer chooses one endpoint among the eligible candidates for a request.
