@@ -211,12 +211,26 @@ describe('peak-ewma over time (FakeClock)', () => {
     assert.ok(Math.abs(estimate - 3) < 0.01, `estimate ${estimate}`);
   });
 
-  test('the first samples are averaged, so one cold first answer does not linger', () => {
+  test('an endpoint starts from its fastest first answer, so one cold first answer does not linger', () => {
     const sim = new Sim(19);
     const e = sim.add(() => 1).endpoint;
     e.observeLatency(50, sim.clock.now());
     for (let k = 0; k < 49; k++) e.observeLatency(1, sim.clock.now() + k);
     assert.ok(e.ewmaMs < 2.1, `estimate ${e.ewmaMs}`);
+  });
+
+  test('a lone slow answer sets no peak; two in a row do, and it fades within a few hundred ms', () => {
+    const sim = new Sim(29);
+    const e = sim.add(() => 1).endpoint;
+    let now = sim.clock.now();
+    for (let k = 0; k < 50; k++) e.observeLatency(1, (now += 10));
+    e.observeLatency(40, (now += 10));
+    assert.ok(latencyEstimate(e, now, 1) < 1.5, `one outlier: estimate ${latencyEstimate(e, now, 1)}`);
+    e.observeLatency(1, (now += 10));
+    e.observeLatency(40, (now += 10));
+    e.observeLatency(40, (now += 10));
+    assert.ok(latencyEstimate(e, now, 1) > 30, `two slow answers: estimate ${latencyEstimate(e, now, 1)}`);
+    assert.ok(latencyEstimate(e, now + 300, 1) < 2.5, `300 ms later: estimate ${latencyEstimate(e, now + 300, 1)}`);
   });
 
   test('an endpoint back from failing its health checks slow-starts again', () => {

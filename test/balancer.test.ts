@@ -10,7 +10,7 @@ import {
 import { hash32 } from '../src/upstream/balancer/hash.js';
 
 function endpoint(id: string, fields: Partial<Omit<Pickable, 'id'>> = {}): Pickable {
-  return { id, weight: 1, inflight: 0, ewmaMs: 30, ewmaStamp: 0, ewmaSamples: 1, peakMs: 0, peakStamp: 0, warmingSince: -1e9, ...fields };
+  return { id, weight: 1, inflight: 0, ewmaMs: 30, ewmaStamp: 0, ewmaSamples: 10, peakMs: 0, peakStamp: 0, warmingSince: -1e9, ...fields };
 }
 
 function members(count: number): Pickable[] {
@@ -218,17 +218,26 @@ describe('peak-ewma', () => {
     assert.equal(balancer.pick([light, heavy], undefined), heavy);
   });
 
-  test('the costlier of the pair is taken with odds (cheap / costly)² / (1 + (cheap / costly)²)', () => {
+  test('the costlier of the pair is taken with odds 1 / (1 + r²) for a cost ratio r', () => {
     const fast = endpoint('fast', { ewmaMs: 10 });
-    const slow = endpoint('slow', { ewmaMs: 20 }); // twice the cost: odds 0.25 / 1.25 = 0.2
+    const slow = endpoint('slow', { ewmaMs: 30 }); // 3× the latency, past the 1.5× band: r = 2, odds 0.2
     const coin = (fraction: number) => createBalancer('peak-ewma', { random: replay(0, 0, Math.floor(fraction * (1 << 30))), now: () => 0 });
     assert.equal(coin(0.19).pick([fast, slow], undefined), slow);
     assert.equal(coin(0.21).pick([fast, slow], undefined), fast);
     assert.equal(coin(0.19).pick([slow, fast], undefined), slow);
+    // In-flight requests are not banded: 1 in flight against none is r = 2 as well.
+    const busy = endpoint('busy', { ewmaMs: 10, inflight: 1 });
+    assert.equal(coin(0.19).pick([fast, busy], undefined), busy);
+    assert.equal(coin(0.21).pick([busy, fast], undefined), fast);
+  });
+
+  test('latency estimates within 1.5× of each other are a fair coin', () => {
+    const a = endpoint('a', { ewmaMs: 10 });
+    const b = endpoint('b', { ewmaMs: 14 });
+    const coin = (fraction: number) => createBalancer('peak-ewma', { random: replay(0, 0, Math.floor(fraction * (1 << 30))), now: () => 0 });
     // Equal costs: the first drawn, whatever the coin (it was drawn at random).
-    const twin = endpoint('twin', { ewmaMs: 10 });
-    assert.equal(coin(0).pick([fast, twin], undefined), fast);
-    assert.equal(coin(0.99).pick([twin, fast], undefined), twin);
+    assert.equal(coin(0).pick([a, b], undefined), a);
+    assert.equal(coin(0.99).pick([b, a], undefined), b);
   });
 
   test('weight 0 is never taken against a positive weight', () => {

@@ -22,13 +22,19 @@ export interface PoolSettings {
 export const EWMA_DECAY_MS = 500;
 /**
  * Time constant (ms) with which a spike above the moving average is forgotten. The peak is what
- * makes an endpoint that slows down shed traffic with its first slow answer. It must be short:
- * an endpoint whose latest answer was an outlier gets few requests, hence few samples to
- * correct it, so only time ends the penalty — with 200 ms, the outliers of identical instances
- * (a GC pause, a cold connection) skewed their shares by up to 1.4× in simulation; with 50 ms,
- * about 1.1×. A lasting slowdown shows in the moving average within a few samples anyway.
+ * makes an endpoint that slows down shed traffic before its average catches up. It is short
+ * because an endpoint under a peak gets few requests, hence few samples to correct it: only
+ * time ends the penalty. In simulation, 200 ms skewed the shares of identical instances by up
+ * to 1.4× through their outliers; 50 ms by about 1.1×. A lasting slowdown shows in the moving
+ * average within a few samples anyway.
  */
 export const PEAK_DECAY_MS = 50;
+/**
+ * An endpoint's first answers are often slow for reasons that pass (a cold JIT, new
+ * connections): its moving average starts as the fastest of its first SETTLE_SAMPLES answers,
+ * and until it has them the balancer reads it as no slower than the service's typical latency.
+ */
+export const SETTLE_SAMPLES = 3;
 /** A sample enters the moving average as at most this many times the average; the rest is peak. */
 const PEAK_CLAMP = 4;
 /**
@@ -85,6 +91,8 @@ export class Endpoint implements WithHealth {
   peakMs = 0;
   /** When peakMs was set. */
   peakStamp = 0;
+  /** How far the latest sample stood above the moving average (ms; negative when below). */
+  lastExcessMs = 0;
   /** Start of the current slow-start window (ms, the upstream's clock): joined, or back from unhealthy. */
   warmingSince: number;
   /** Completed requests by status class, see STATUS_CLASSES. */
@@ -121,28 +129,33 @@ export class Endpoint implements WithHealth {
   /**
    * Folds one latency sample into the estimate. The moving average weighs a sample by the time
    * since the previous one (1 − e^(−Δt/τ)), so its memory is EWMA_DECAY_MS of wall time
-   * whatever the request rate: a rarely sampled endpoint moves more per sample. The first
-   * samples are averaged plainly (weight at least 1/n), so one cold first answer does not linger.
+   * whatever the request rate: a rarely sampled endpoint moves more per sample. It starts as
+   * the fastest of the first SETTLE_SAMPLES answers; the next ones are averaged plainly with it
+   * (weight at least 1/k for the k-th) until the time weight takes over.
    *
    * The average takes a sample at most PEAK_CLAMP times itself: the excess goes to the peak,
-   * which the balancer adds on top. The peak fades with time (PEAK_DECAY_MS) and halves with
-   * every later sample that does not renew it: one outlier among fast answers is forgotten
-   * within a few answers, at any request rate, while an endpoint that keeps answering slowly
-   * keeps renewing it (and pulls its average up).
+   * which the balancer adds on top. A peak needs two slow answers in a row — it is the lesser
+   * excess of the last two samples — so a lone outlier among fast answers (a GC pause, a cold
+   * connection, the gateway itself descheduled) costs nothing, while an endpoint that really
+   * slowed down is penalised from its second slow answer. The peak fades with time
+   * (PEAK_DECAY_MS) and halves with every later sample that does not renew it.
    */
   observeLatency(ms: number, now: number): void {
     this.latency.observe(ms / 1000);
     const n = ++this.ewmaSamples;
-    if (n === 1) {
-      this.ewmaMs = ms;
+    if (n <= SETTLE_SAMPLES) {
+      if (n === 1 || ms < this.ewmaMs) this.ewmaMs = ms;
     } else {
       const byTime = 1 - Math.exp(-Math.max(0, now - this.ewmaStamp) / EWMA_DECAY_MS);
-      const w = byTime > 1 / n ? byTime : 1 / n;
+      const plain = 1 / (n - SETTLE_SAMPLES + 1);
+      const w = byTime > plain ? byTime : plain;
       const cap = this.ewmaMs * PEAK_CLAMP;
       this.ewmaMs += ((ms < cap ? ms : cap) - this.ewmaMs) * w;
       const excess = ms - this.ewmaMs;
+      const confirmed = excess < this.lastExcessMs ? excess : this.lastExcessMs;
+      this.lastExcessMs = excess;
       const faded = this.peakMs * 0.5 * Math.exp(-Math.max(0, now - this.peakStamp) / PEAK_DECAY_MS);
-      this.peakMs = excess > faded ? excess : faded;
+      this.peakMs = confirmed > faded ? confirmed : faded;
       this.peakStamp = now;
     }
     this.ewmaStamp = now;

@@ -1,4 +1,4 @@
-import { EWMA_DECAY_MS, PEAK_DECAY_MS, SLOW_START_MIN_FACTOR, SLOW_START_MS } from '../endpoint.js';
+import { EWMA_DECAY_MS, PEAK_DECAY_MS, SETTLE_SAMPLES, SLOW_START_MIN_FACTOR, SLOW_START_MS } from '../endpoint.js';
 import { defaultRandomInt, type Balancer, type Pickable, type RandomInt } from './balancer.js';
 
 /**
@@ -7,6 +7,15 @@ import { defaultRandomInt, type Balancer, type Pickable, type RandomInt } from '
  * flight, as least-request does. Well below any real round trip, so it never decides otherwise.
  */
 const FLOOR_MS = 0.01;
+/**
+ * Latency estimates within this ratio of each other count as equal; beyond it, only the part
+ * past the band counts (3× slower weighs as 2×). On a busy machine identical instances differ
+ * in measured latency by tens of percent, and the differences feed themselves — an instance
+ * that gets fewer requests is descheduled more often and answers its next one later — which a
+ * comparison of raw estimates turned into shares 2.7× apart in the balancing drill. In-flight
+ * counts are not banded: a queue is never noise.
+ */
+const DEAD_BAND = 1.5;
 /** How often the service's typical latency (the prior) is recomputed from the candidates. */
 const PRIOR_REFRESH_MS = 100;
 /** Resolution of the coin that settles a comparison. */
@@ -14,16 +23,18 @@ const COIN = 1 << 30;
 
 /**
  * Peak-EWMA with power of two choices (Finagle, Linkerd): sample two distinct candidates and
- * compare their cost = latency estimate × (inflight + 1) ÷ (weight × slow-start factor).
+ * compare their cost = latency estimate × (inflight + 1) ÷ (weight × slow-start factor), where
+ * latency estimates within DEAD_BAND of each other count as equal.
  *
- * Where Finagle and Linkerd always take the cheaper of the two, this takes it with probability
- * b² / (a² + b²) for costs a < b: equal costs are a fair coin, a 2× cost gives the costlier one
- * 20 % of its comparisons, 5× under 4 %, 30× about 0.1 %. Among identical instances the
- * estimates differ only by noise, and a strict comparison turns noise into a strict order in
- * which the cheapest instance wins every comparison it is in (2/3 of the traffic of three) and
- * the costliest none (tandem issue 12; linkerd2 #14086): the soft comparison keeps such shares
- * within a few percent, while a really slower or busier endpoint still gets little. Every
- * endpoint keeps getting a trickle, so its estimate stays current and a recovery is seen.
+ * Where Finagle and Linkerd always take the cheaper of the two, this takes the costlier with
+ * probability 1 / (1 + r²) for a cost ratio r: equal costs are a fair coin, 2× gives the
+ * costlier one 20 % of its comparisons, 5× about 4 %, 30× about 0.1 %. Among identical
+ * instances the estimates differ only by noise, and a strict comparison turns noise into a
+ * strict order in which the cheapest instance wins every comparison it is in (2/3 of the
+ * traffic of three) and the costliest none (tandem issue 12; linkerd2 #14086): the soft
+ * comparison keeps such shares close, while a really slower or busier endpoint still gets
+ * little. Every endpoint keeps getting a trickle, so its estimate stays current and a recovery
+ * is seen.
  *
  * The estimate (see Endpoint.observeLatency) is the moving average, plus a peak that jumps to a
  * slow sample and decays over PEAK_DECAY_MS, while the average drifts back toward the service's
@@ -74,16 +85,18 @@ export class PeakEwmaBalancer<E extends Pickable = Pickable> implements Balancer
     if (j >= i) j++;
     const first = candidates[i]!;
     const second = candidates[j]!;
-    const a = cost(first, now, this.prior);
-    const b = cost(second, now, this.prior);
-    if (a === b) return first; // drawn at random: a tie is already a fair coin
-    const cheap = a < b ? first : second;
-    const low = a < b ? a : b;
-    const high = a < b ? b : a;
-    if (high === Infinity) return cheap;
-    const ratio = low / high;
-    const costlierOdds = (ratio * ratio) / (1 + ratio * ratio);
-    return this.random(COIN) < costlierOdds * COIN ? (cheap === first ? second : first) : cheap;
+    // The cost ratio of first to second: latency (dead-banded) × load.
+    const loadA = load(first, now);
+    const loadB = load(second, now);
+    if (loadA === Infinity || loadB === Infinity) return loadA <= loadB ? first : second;
+    let latency = floored(latencyEstimate(first, now, this.prior)) / floored(latencyEstimate(second, now, this.prior));
+    latency = latency > DEAD_BAND ? latency / DEAD_BAND : latency < 1 / DEAD_BAND ? latency * DEAD_BAND : 1;
+    const ratio = (latency * loadA) / loadB;
+    if (ratio === 1) return first; // drawn at random: a tie is already a fair coin
+    const x = ratio > 1 ? 1 / ratio : ratio;
+    const costlierOdds = (x * x) / (1 + x * x);
+    const costlier = ratio > 1 ? first : second;
+    return this.random(COIN) < costlierOdds * COIN ? costlier : costlier === first ? second : first;
   }
 
   /** Median of the candidates' moving averages, over those with samples. */
@@ -107,6 +120,8 @@ export class PeakEwmaBalancer<E extends Pickable = Pickable> implements Balancer
 /** The latency the balancer believes `endpoint` has now (ms). Exported for tests. */
 export function latencyEstimate(endpoint: Pickable, now: number, prior: number): number {
   if (endpoint.ewmaSamples === 0) return prior;
+  // Too few answers to judge: no slower than typical (slow start and in-flight counts still apply).
+  if (endpoint.ewmaSamples < SETTLE_SAMPLES && prior > 0 && prior < endpoint.ewmaMs) return prior;
   const idle = now > endpoint.ewmaStamp ? now - endpoint.ewmaStamp : 0;
   let estimate = prior + (endpoint.ewmaMs - prior) * Math.exp(-idle / EWMA_DECAY_MS);
   if (endpoint.peakMs > 0) {
@@ -124,8 +139,12 @@ export function warmth(endpoint: Pickable, now: number): number {
   return ramp > SLOW_START_MIN_FACTOR ? ramp : SLOW_START_MIN_FACTOR;
 }
 
-function cost(endpoint: Pickable, now: number, prior: number): number {
+/** Requests in flight, counting the one being placed, per unit of (slow-start ramped) weight. */
+function load(endpoint: Pickable, now: number): number {
   if (endpoint.weight <= 0) return Infinity;
-  const estimate = latencyEstimate(endpoint, now, prior);
-  return ((estimate > FLOOR_MS ? estimate : FLOOR_MS) * (endpoint.inflight + 1)) / (endpoint.weight * warmth(endpoint, now));
+  return (endpoint.inflight + 1) / (endpoint.weight * warmth(endpoint, now));
+}
+
+function floored(estimate: number): number {
+  return estimate > FLOOR_MS ? estimate : FLOOR_MS;
 }
