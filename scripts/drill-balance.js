@@ -270,8 +270,8 @@ async function even(rate, durationS) {
     const s = spread(c);
     const events = healthEvents(cluster, load);
     return {
-      figures: { ...summary(run.results), counts: c, spread: round(s, 2), longestGapMs: gap, maxSendLagMs: round(run.maxSendLagMs), healthEvents: events },
-      line: `${fmtCounts(c)} after ${WARMUP_MS / 1000} s: max/min ${round(s, 2)}; longest gap ${gap} ms${outNote(events)}`,
+      figures: { ...summary(run.results), counts: c, spread: round(s, 2), longestGapMs: round(gap, 0), maxSendLagMs: round(run.maxSendLagMs), healthEvents: events },
+      line: `${fmtCounts(c)} after ${WARMUP_MS / 1000} s: max/min ${round(s, 2)}; longest gap ${round(gap, 0)} ms${outNote(events)}`,
       checks: unlessOut(events, [
         { target: `shares within ${TARGET.evenSpread}× (max/min)`, value: round(s, 2), pass: s <= TARGET.evenSpread },
         failedCheck(run.results),

@@ -149,7 +149,8 @@ export class Endpoint implements WithHealth {
       const byTime = 1 - Math.exp(-Math.max(0, now - this.ewmaStamp) / EWMA_DECAY_MS);
       const plain = 1 / (n - SETTLE_SAMPLES + 1);
       const w = byTime > plain ? byTime : plain;
-      const cap = this.ewmaMs * PEAK_CLAMP;
+      // An average of 0 (answers faster than the clock ticks) caps nothing: it would stay 0.
+      const cap = this.ewmaMs > 0 ? this.ewmaMs * PEAK_CLAMP : Infinity;
       this.ewmaMs += ((ms < cap ? ms : cap) - this.ewmaMs) * w;
       const excess = ms - this.ewmaMs;
       const confirmed = excess < this.lastExcessMs ? excess : this.lastExcessMs;
