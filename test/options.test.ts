@@ -118,6 +118,7 @@ test('events: bus options, checked before any broker client loads', async () => 
   ]));
   await assert.rejects(RabbitMqBus.connect({ deliveryLimt: 3 } as never), refused([['options.deliveryLimt', 'unknown key — did you mean deliveryLimit?']]));
   await assert.rejects(RabbitMqBus.connect({ publishTimeout: Infinity }), refused([['options.publishTimeout', 'expected an integer of milliseconds >= 1, got Infinity']]));
+  await assert.rejects(RabbitMqBus.connect({ reconnectMax: 50 }), refused([['options.reconnectMax', 'must be at least reconnectInitial (100), got 50']]));
 });
 
 test('events: subscribe, dead-letter and replay options', async () => {
@@ -129,6 +130,7 @@ test('events: subscribe, dead-letter and replay options', async () => {
     ['options.maxAttempts', 'expected an integer from 1 to 1000, got "3"'],
     ['options.inbox', 'expected an object with once methods, got an object'],
   ]));
+  await assert.rejects(bus.subscribe('t.x', 'g', () => {}, { backoff: { initial: 500, max: 100 } }), refused([['options.backoff.max', 'must be at least backoff.initial (500), got 100']]));
   await assert.rejects(bus.deadLetters('t.x', 'g', { limt: 5 } as never), refused([['options.limt', 'unknown key — did you mean limit?']]));
   await assert.rejects(bus.replayDeadLetters('t.x', 'g', { id: ['a'] } as never), refused([['options.id', 'unknown key — did you mean ids?']]));
   // valid ones still work

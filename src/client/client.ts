@@ -75,7 +75,7 @@ export interface ClientResponse {
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** What an unset ClientOptions field means (the ones with a fixed default). */
-export const DEFAULT_CLIENT_OPTIONS = Object.freeze({ holdRemoved: 10_000, membershipTimeout: 5_000 });
+export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ holdRemoved: 10_000, membershipTimeout: 5_000 });
 
 type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
 

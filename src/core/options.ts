@@ -28,12 +28,18 @@ export class OptionsError extends TandemError {
   }
 }
 
+/** Freezes a defaults object, its values typed as their kind (`number`, not the literal). */
+export function defaults<T extends object>(values: T): Readonly<T> {
+  return Object.freeze(values);
+}
+
 /**
  * Validates `input` against `spec` once and returns the defaults overlaid with it, frozen.
  * An option given as `undefined` takes its default, like one left out. `where` names the
- * call (`serve()`, `createClient("orders")`); every path starts at `options`.
+ * call (`serve()`, `createClient("orders")`); every path starts at `options`. `relate` checks
+ * what involves several keys (a minimum below its maximum).
  */
-export function parseOptions<T extends object>(where: string, input: unknown, spec: OptionSpec, defaults: Partial<T> = {}, required: readonly string[] = []): Readonly<T> {
+export function parseOptions<T extends object>(where: string, input: unknown, spec: OptionSpec, defaults: Partial<T> = {}, required: readonly string[] = [], relate?: (parsed: T) => OptionProblem[]): Readonly<T> {
   const problems: OptionProblem[] = [];
   const given = checkObject(input, spec, 'options', problems);
   const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
@@ -41,7 +47,11 @@ export function parseOptions<T extends object>(where: string, input: unknown, sp
     if (given[key] === undefined && !problems.some((p) => p.path === `options.${key}`)) problems.push({ path: `options.${key}`, message: 'required' });
   }
   if (problems.length > 0) throw new OptionsError(where, problems);
-  return Object.freeze({ ...defaults, ...given }) as Readonly<T>;
+  const parsed = Object.freeze({ ...defaults, ...given }) as T;
+  // Rules between keys run once each key is valid on its own.
+  const related = relate?.(parsed) ?? [];
+  if (related.length > 0) throw new OptionsError(where, related);
+  return parsed;
 }
 
 function checkObject(input: unknown, spec: OptionSpec, path: string, problems: OptionProblem[]): Record<string, unknown> {

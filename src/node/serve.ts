@@ -103,7 +103,7 @@ export interface ServedInstance {
 }
 
 /** What an unset ServeOptions field means (the ones with a fixed default). */
-export const DEFAULT_SERVE_OPTIONS = Object.freeze({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250, handleSignals: true, metrics: true });
+export const DEFAULT_SERVE_OPTIONS = rules.defaults({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250, handleSignals: true, metrics: true });
 
 type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
 
