@@ -160,3 +160,14 @@ test('events: inbox, outbox and relay options', async () => {
   assert.throws(() => outbox.relay(bus, { pollIntervall: 5 } as never), refused([['options.pollIntervall', 'unknown key — did you mean pollInterval?']]));
   assert.throws(() => outbox.relay(bus, { batchSize: 0 }), refused([['options.batchSize', 'expected an integer from 1 to 100000, got 0']]));
 });
+
+test('events: publish options, on every publish', async () => {
+  const bus = new MemoryBus();
+  cleanup.push(() => bus.close());
+  await assert.rejects(bus.publish('t.p', 1, { correlationID: 'c' } as never), refused([['options.correlationID', 'unknown key — did you mean correlationId?']]));
+  await assert.rejects(bus.publish('t.p', 1, { headers: { n: 1 } } as never), refused([['options.headers.n', 'expected a string, got 1']]));
+  await assert.rejects(bus.publish('t.p', 1, { id: 42 } as never), refused([['options.id', 'expected a non-empty string, got 42']]));
+  const sent = await bus.publish('t.p', 1, { id: 'order-1', headers: { a: 'b' }, correlationId: undefined });
+  assert.equal(sent.id, 'order-1');
+  assert.deepEqual(sent.headers, { a: 'b' });
+});
