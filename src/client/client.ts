@@ -1,7 +1,8 @@
 import { TandemError } from '../core/errors.js';
 import { OptionsError, kindOf, parseOptions, type OptionSpec } from '../core/options.js';
 import * as rules from '../core/options.js';
-import { currentDeadline } from '../core/deadline.js';
+import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
+import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { HttpRegistry } from '../discovery/http.js';
@@ -9,9 +10,11 @@ import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition } from '../upstream/upstream.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler } from '../upstream/types.js';
+import { isClientCaused } from '../upstream/classify.js';
 import type { LatencyHistogram } from '../observe/histogram.js';
 import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 import { Members } from './members.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { processStats, type ServiceStats } from '../observe/metrics.js';
 
 export interface ClientOptions {
@@ -75,7 +78,7 @@ export interface ClientResponse {
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** What an unset ClientOptions field means (the ones with a fixed default). */
-export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ holdRemoved: 10_000, membershipTimeout: 5_000 });
+export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ ...CLIENT_DEFAULTS });
 
 type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
 
@@ -117,6 +120,8 @@ export class ServiceClient {
   private readonly owned: Registry[];
   private readonly membershipTimeout: number;
   private closed = false;
+  /** A registry has sent its first snapshot. */
+  private membersKnown = false;
   /** What tandem_client_* metrics read (registered in the process's metrics while open). */
   private readonly stats: () => ServiceStats;
 
@@ -131,6 +136,7 @@ export class ServiceClient {
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
     const registries = [...(options.registries ?? []), ...this.owned];
     this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
+    void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({
       name: u.name, endpoints: u.endpoints, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
@@ -149,7 +155,9 @@ export class ServiceClient {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
     if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `request path must start with "/", got ${JSON.stringify(req.path)}`);
     const timeout = this.timeoutFor(req.timeout);
-    if (this.members !== undefined && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
+    // Before the registries have answered, a call waits for them; once they have, a service
+    // with no instance fails at once (a fast error its caller can act on, not a wait).
+    if (this.members !== undefined && !this.membersKnown && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
     const { headers, body, traced } = encode(req);
     const method = (req.method ?? 'GET').toUpperCase();
     // The trace of the request being handled (tandem/node) goes on; a call made outside any
@@ -161,7 +169,7 @@ export class ServiceClient {
       if (parent?.tracestate !== undefined) headers.push(TRACESTATE, parent.tracestate);
     }
     return await new Promise<ClientResponse>((resolve, reject) => {
-      const collector = new Collector(resolve, reject, req.signal, this.upstream.stats, hop);
+      const collector = new Collector(this.service, resolve, reject, req.signal, this.upstream.stats, hop);
       this.upstream.dispatch({
         method,
         path: req.path,
@@ -259,6 +267,7 @@ class Collector implements ResponseHandler {
   private readonly started = performance.now();
 
   constructor(
+    private readonly service: string,
     private readonly resolve: (res: ClientResponse) => void,
     private readonly reject: (err: Error) => void,
     private readonly signal: AbortSignal | undefined,
@@ -323,7 +332,10 @@ class Collector implements ResponseHandler {
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     // A failure can be known at once (no endpoint at all): it is still reported on a later
     // turn of the event loop, so a caller retrying in a loop cannot starve timers and I/O.
-    if (error !== undefined) setImmediate(this.reject, error);
+    if (error !== undefined) {
+      if (!(error instanceof TandemError && isClientCaused(error))) blameDependency(error, this.service);
+      setImmediate(this.reject, error);
+    }
     else this.resolve(res!);
   }
 }
@@ -338,4 +350,17 @@ function headersOf(raw: readonly Buffer[]): Record<string, string | string[]> {
     else out[name] = prev === undefined ? value : `${prev as string}, ${value}`;
   }
   return out;
+}
+
+/**
+ * Marks a failed call as the called service's failure: on the error (for error handlers that
+ * copy `err.headers`) and on the request being handled, whose 5xx answer tandem/node then
+ * marks (core/dependency.ts) — so the gateway neither ejects this instance nor retries the
+ * request on its siblings, who share the dependency.
+ */
+function blameDependency(error: Error, service: string): void {
+  noteFailedDependency(service);
+  if (!(error instanceof TandemError)) return;
+  error.dependency ??= service;
+  error.headers = { ...error.headers, [FAILED_DEPENDENCY_HEADER]: error.dependency };
 }

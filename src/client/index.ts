@@ -1,3 +1,4 @@
 export { createClient, ServiceClient, DEFAULT_CLIENT_OPTIONS } from './client.js';
 export type { ClientOptions, ClientRequest, ClientResponse } from './client.js';
 export { currentDeadline, runWithDeadline, deadlineOf, TIMEOUT_HEADER } from '../core/deadline.js';
+export { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';

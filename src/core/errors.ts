@@ -102,6 +102,16 @@ export class TandemError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly status: number;
+  /**
+   * Set on errors of tandem/client calls: the service that failed. An instance that answers
+   * 5xx because of it is healthy itself (core/dependency.ts).
+   */
+  dependency?: string;
+  /**
+   * Response headers for whoever turns this error into an HTTP answer (express, koa and
+   * http-errors-style handlers copy `err.headers`): the failed dependency's name, on client errors.
+   */
+  headers?: Record<string, string>;
 
   constructor(code: ErrorCode, message: string, options: TandemErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });

@@ -3,6 +3,7 @@ import https from 'node:https';
 import { ERROR_CATALOG, TandemError, type ErrorCode } from '../core/errors.js';
 import { Latest } from './latest.js';
 import { tokenFor } from '../core/secret.js';
+import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
 import type {
   InstanceState, KeepAlive, KeepAliveOptions, Lease, LeaseLoss, Registration, Registry, ServiceSnapshot, WatchOptions,
 } from './types.js';
@@ -40,7 +41,7 @@ export class HttpRegistry implements Registry {
     this.url = new URL(options.url);
     if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `registry url must be http: or https:, got ${options.url}`);
     this.token = options.token;
-    this.timeout = options.timeout ?? 5_000;
+    this.timeout = options.timeout ?? DISCOVERY_DEFAULTS.requestTimeout;
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: 16 });
   }

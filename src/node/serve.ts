@@ -1,12 +1,14 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from '../core/address.js';
 import { openDrainables } from '../core/drain.js';
 import { createLogger } from '../observe/log.js';
-import { deadlineOf, runWithDeadline } from '../core/deadline.js';
+import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../core/deadline.js';
+import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
+import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
 import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
@@ -103,7 +105,7 @@ export interface ServedInstance {
 }
 
 /** What an unset ServeOptions field means (the ones with a fixed default). */
-export const DEFAULT_SERVE_OPTIONS = rules.defaults({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250, handleSignals: true, metrics: true });
+export const DEFAULT_SERVE_OPTIONS = rules.defaults({ ...DEFAULTS, handleSignals: true, metrics: true });
 
 type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
 
@@ -198,7 +200,7 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
     // while handling it get only the time that is left.
     runWithDeadline(deadlineOf(req.headers), () => hop.run(() => {
       for (const l of userListeners) l.call(server, req, res);
-    }));
+    }), res);
   });
 
   const hooks: DrainHook[] = options.onDrain === undefined ? [] : typeof options.onDrain === 'function' ? [options.onDrain] : [...options.onDrain];
@@ -323,3 +325,35 @@ async function answerChecks(checks: ReadonlyMap<string, Check>, base: boolean, s
   res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' })
     .end(`${JSON.stringify({ status: ok ? 'ok' : 'fail', state, checks: results })}\n`);
 }
+
+/** The dependency a response's 5xx answer blames, once a tandem/client call failed while handling it. */
+const BLAMED = Symbol('tandem.failedDependency');
+type Blaming = ServerResponse & { [BLAMED]?: string };
+
+/**
+ * A tandem/client call failed while this response's request was handled: a 5xx answer (however
+ * the application writes it) will name the dependency in FAILED_DEPENDENCY_HEADER, so the
+ * gateway neither retries it on this instance's siblings nor ejects this instance
+ * (core/dependency.ts). Only such responses get the wrapped writeHead: the common path pays nothing.
+ */
+function blameOnError(response: object, service: string): void {
+  const res = response as Blaming;
+  if (res.headersSent) return;
+  if (res[BLAMED] === undefined) res.writeHead = writeHeadBlaming as ServerResponse['writeHead'];
+  res[BLAMED] = service;
+}
+
+function writeHeadBlaming(this: Blaming, statusCode: number, ...rest: unknown[]): ServerResponse {
+  if (statusCode >= 500 && !this.hasHeader(FAILED_DEPENDENCY_HEADER) && !rawHeadersName(rest)) this.setHeader(FAILED_DEPENDENCY_HEADER, this[BLAMED]!);
+  return (ServerResponse.prototype.writeHead as (...args: unknown[]) => ServerResponse).call(this, statusCode, ...rest);
+}
+
+/** True when headers passed to writeHead itself already name the dependency. */
+function rawHeadersName(rest: readonly unknown[]): boolean {
+  const headers = rest.find((r) => typeof r === 'object' && r !== null);
+  if (headers === undefined) return false;
+  if (Array.isArray(headers)) return headers.some((v, i) => i % 2 === 0 && String(v).toLowerCase() === FAILED_DEPENDENCY_HEADER);
+  return Object.keys(headers).some((k) => k.toLowerCase() === FAILED_DEPENDENCY_HEADER);
+}
+
+listenForFailedDependencies(blameOnError);

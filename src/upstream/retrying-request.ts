@@ -9,6 +9,7 @@ import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
 import { isClientCaused } from './classify.js';
+import { isDependencyFailure } from '../core/dependency.js';
 
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
@@ -226,7 +227,7 @@ export class RetryingRequest implements ResponseHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.clearTimer();
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
-    if (isHeld(statusCode)) {
+    if (isHeld(statusCode, rawHeaders)) {
       const failure = failureOfStatus(statusCode);
       if (this.hedge?.live === true) {
         // The hedge is still out: drop this answer and wait for it.
@@ -257,7 +258,7 @@ export class RetryingRequest implements ResponseHandler {
   hedgeHeaders(leg: HedgeLeg, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     leg.clearTimer();
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
-    if (isHeld(statusCode)) {
+    if (isHeld(statusCode, rawHeaders)) {
       const failure = failureOfStatus(statusCode);
       if (this.live) {
         leg.live = false;
@@ -276,10 +277,12 @@ export class RetryingRequest implements ResponseHandler {
     if (this.live) {
       // The first attempt was slower than its hedge: that is held against its endpoint (a
       // failure for outlier detection, its wait a latency sample), or a stuck endpoint would
-      // keep getting requests that all need a hedge.
+      // keep getting requests that all need a hedge. Only when the hedge's answer is a success:
+      // a 5xx that won (one naming a failed dependency, core/dependency.ts) says nothing about
+      // how fast the first endpoint is.
       this.live = false;
       this.clearTimer();
-      this.attempt!.abandon();
+      this.attempt!.abandon(statusCode >= 500);
     }
     this.handler.onStart(leg.endpoint, leg.abort!);
     return this.handler.onHeaders(statusCode, rawHeaders, resume);
@@ -465,8 +468,12 @@ class HedgeLeg implements ResponseHandler {
   }
 }
 
-function isHeld(statusCode: number): boolean {
-  return statusCode === 502 || statusCode === 503 || statusCode === 504;
+/**
+ * A 502/503/504 is held back to be retried elsewhere — unless it reports a dependency's failure
+ * (core/dependency.ts): the siblings share the dependency, so it goes to the client at once.
+ */
+function isHeld(statusCode: number, rawHeaders: readonly Buffer[]): boolean {
+  return (statusCode === 502 || statusCode === 503 || statusCode === 504) && !isDependencyFailure(statusCode, rawHeaders);
 }
 
 function failureOfStatus(statusCode: number): FailureKind {

@@ -1,3 +1,4 @@
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { WithHealth } from './state.js';
 import { TandemError } from '../../core/errors.js';
 
@@ -17,13 +18,8 @@ export interface PanicOptions {
   panicThreshold: number;
 }
 
-export const DEFAULT_PANIC: Readonly<PanicOptions> = Object.freeze({
-  /**
-   * Panic when eligible members are fewer than this share of the non-draining members.
-   * Envoy's healthy_panic_threshold (50 %); Finagle panics at 50 % unhealthy. 0 disables panic.
-   */
-  panicThreshold: 0.5,
-});
+/** Envoy's healthy_panic_threshold (core/defaults/upstream.ts). */
+export const DEFAULT_PANIC: Readonly<PanicOptions> = Object.freeze({ panicThreshold: UPSTREAM_DEFAULTS.panicThreshold });
 
 const NONE: readonly never[] = Object.freeze([]);
 

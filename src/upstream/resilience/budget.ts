@@ -1,4 +1,5 @@
 import { realClock, type Clock } from '../../core/clock.js';
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import { TandemError } from '../../core/errors.js';
 
 /**
@@ -13,16 +14,12 @@ export interface RetryBudgetOptions {
   minPerSecond: number;
 }
 
+/** Finagle's: 20 % of requests over 10 s, plus 10 per second (core/defaults/upstream.ts). */
 export const DEFAULT_RETRY_BUDGET: Readonly<RetryBudgetOptions> = Object.freeze({
-  /** Retries allowed as a share of requests: 0.2 = one retry per five requests (Finagle). */
-  percent: 0.2,
-  /** How long a request's deposit (and a retry's withdrawal) counts: 10 s (Finagle). */
-  ttlMs: 10_000,
-  /**
-   * Retries always allowed on top, per second of the window: 10/s (Finagle), i.e. a reserve of
-   * 100 retries per 10 s, so a low-traffic service is not left without any.
-   */
-  minPerSecond: 10,
+  /** A share: the config's percent / 100. */
+  percent: UPSTREAM_DEFAULTS.retry.budget.percent / 100,
+  ttlMs: UPSTREAM_DEFAULTS.retry.budget.window,
+  minPerSecond: UPSTREAM_DEFAULTS.retry.budget.minPerSecond,
 });
 
 /** The window is kept as this many time buckets; an old bucket drops out whole. */

@@ -1,4 +1,5 @@
 import { realClock, type Clock } from '../../core/clock.js';
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import { TandemError } from '../../core/errors.js';
 
 /**
@@ -15,19 +16,12 @@ export interface LatencyTrackerOptions {
   refreshMs: number;
 }
 
+/** 1024 samples, the last 30 s, at least 50, sorted at most every 100 ms (core/defaults/upstream.ts says why). */
 export const DEFAULT_LATENCY_TRACKER: Readonly<LatencyTrackerOptions> = Object.freeze({
-  /**
-   * Samples kept. 1024 leave ≈ 50 samples above the p95, enough for a steady estimate, and
-   * sort in microseconds. At high rates they cover well under a second, which suits a
-   * hedging delay: it should follow the service as it is now.
-   */
-  capacity: 1024,
-  /** Samples older than this are ignored: 30 s, the window of Finagle's backup-request filter. */
-  windowMs: 30_000,
-  /** Below this many recent samples a percentile is noise: no answer (and so no hedging). */
-  minSamples: 50,
-  /** A percentile is recomputed at most this often; answers lag the samples by as much. */
-  refreshMs: 100,
+  capacity: UPSTREAM_DEFAULTS.latency.capacity,
+  windowMs: UPSTREAM_DEFAULTS.latency.window,
+  minSamples: UPSTREAM_DEFAULTS.latency.minSamples,
+  refreshMs: UPSTREAM_DEFAULTS.latency.refresh,
 });
 
 export class LatencyTracker {
