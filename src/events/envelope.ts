@@ -78,11 +78,17 @@ function checkPublishOptions(options: PublishOptions): void {
   if (typeof options !== 'object' || options === null) parseOptions('publish()', options, PUBLISH_SPEC);
   for (const key in options) {
     const value = (options as Record<string, unknown>)[key];
-    if (value !== undefined && (!Object.hasOwn(PUBLISH_KINDS, key) || typeof value !== PUBLISH_KINDS[key] || key === 'headers')) {
+    if (value !== undefined && (!Object.hasOwn(PUBLISH_KINDS, key) || typeof value !== PUBLISH_KINDS[key] || (key === 'headers' && !allStrings(value)))) {
       parseOptions('publish()', options, PUBLISH_SPEC);
       return;
     }
   }
+}
+
+function allStrings(headers: unknown): boolean {
+  if (headers === null || Array.isArray(headers)) return false;
+  for (const k in headers as Record<string, unknown>) if (typeof (headers as Record<string, unknown>)[k] !== 'string') return false;
+  return true;
 }
 
 export function createEnvelope<T>(topic: string, payload: T, options: PublishOptions = {}): Envelope<T> {
