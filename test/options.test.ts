@@ -106,6 +106,13 @@ test('createClient(): valid options are frozen with their defaults and the clien
   const client = createClient('orders', { endpoints: [backend.address], holdRemoved: 1000 });
   cleanup.push(() => client.close());
   assert.equal((await client.request({ path: '/' })).status, 200);
+  // a request's own fields: an unknown one is refused with a hint too
+  await assert.rejects(client.request({ path: '/', header: { a: 'b' } } as never), refused([['options.header', 'unknown key — did you mean headers?']]));
+  await assert.rejects(client.request({ path: '/', methd: 'POST', headers: { a: 1 } } as never), refused([
+    ['options.methd', 'unknown key — did you mean method?'],
+    ['options.headers.a', 'expected a string or an array of strings, got 1'],
+  ]));
+  assert.equal((await client.request({ path: '/x', method: 'POST', headers: { a: ['b', 'c'] }, body: { n: 1 }, timeout: 2000 })).status, 200);
 });
 
 test('events: bus options, checked before any broker client loads', async () => {
