@@ -11,7 +11,7 @@ import { serve, DEFAULT_SERVE_OPTIONS, type ServeOptions } from '../src/node/ind
 import { parseServeOptions } from '../src/node/serve.js';
 import { createClient, DEFAULT_CLIENT_OPTIONS, type ClientOptions } from '../src/client/index.js';
 import { parseClientOptions } from '../src/client/client.js';
-import { MemoryBus, NatsBus, RabbitMqBus, RedisInbox, PostgresInbox, PostgresOutbox } from '../src/events/index.js';
+import { MemoryBus, MemoryInbox, NatsBus, RabbitMqBus, RedisInbox, PostgresInbox, PostgresOutbox } from '../src/events/index.js';
 import { OptionsError, type OptionProblem } from '../src/core/options.js';
 import { answerOk, startBackend } from './helpers/backend.js';
 
@@ -177,4 +177,10 @@ test('events: publish options, on every publish', async () => {
   const sent = await bus.publish('t.p', 1, { id: 'order-1', headers: { a: 'b' }, correlationId: undefined });
   assert.equal(sent.id, 'order-1');
   assert.deepEqual(sent.headers, { a: 'b' });
+});
+
+test('events: the memory inbox retention', () => {
+  assert.throws(() => new MemoryInbox(0), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: 'new MemoryInbox(retention): expected a number of milliseconds >= 1, got 0' });
+  assert.throws(() => new MemoryInbox('7d' as never), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: /got "7d"/ });
+  assert.ok(new MemoryInbox(60_000));
 });
