@@ -44,7 +44,7 @@ test('static endpoints: GET and JSON POST, a dead endpoint costs nothing, bad in
   assert.deepEqual(posted.json(), { method: 'POST', type: 'application/json', body: '{"item":42}' });
   assert.deepEqual(posted.headers['set-cookie'], ['x=1']);
 
-  await assert.rejects(only.request({ path: 'no-slash' }), /request path must start with "\/"/);
+  await assert.rejects(only.request({ path: 'no-slash' }), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: /options\.path: expected a path starting with "\/", got "no-slash"/ });
   assert.throws(() => createClient('shop', { endpoints: [a.address], settings: { timout: '2s' } }), (err: unknown) =>
     err instanceof ConfigError && /services\.shop\.timout: unknown key — did you mean timeout\?/.test(err.message));
   assert.throws(() => createClient('shop', {}), /give `registry` \(a gateway admin URL\) or `endpoints`/);

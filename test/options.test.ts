@@ -11,7 +11,7 @@ import { serve, DEFAULT_SERVE_OPTIONS, type ServeOptions } from '../src/node/ind
 import { parseServeOptions } from '../src/node/serve.js';
 import { createClient, DEFAULT_CLIENT_OPTIONS, type ClientOptions } from '../src/client/index.js';
 import { parseClientOptions } from '../src/client/client.js';
-import { MemoryBus, NatsBus, RabbitMqBus, RedisInbox, PostgresInbox, PostgresOutbox } from '../src/events/index.js';
+import { MemoryBus, MemoryInbox, NatsBus, RabbitMqBus, RedisInbox, PostgresInbox, PostgresOutbox } from '../src/events/index.js';
 import { OptionsError, type OptionProblem } from '../src/core/options.js';
 import { answerOk, startBackend } from './helpers/backend.js';
 
@@ -106,6 +106,13 @@ test('createClient(): valid options are frozen with their defaults and the clien
   const client = createClient('orders', { endpoints: [backend.address], holdRemoved: 1000 });
   cleanup.push(() => client.close());
   assert.equal((await client.request({ path: '/' })).status, 200);
+  // a request's own fields: an unknown one is refused with a hint too
+  await assert.rejects(client.request({ path: '/', header: { a: 'b' } } as never), refused([['options.header', 'unknown key — did you mean headers?']]));
+  await assert.rejects(client.request({ path: '/', methd: 'POST', headers: { a: 1 } } as never), refused([
+    ['options.methd', 'unknown key — did you mean method?'],
+    ['options.headers.a', 'expected a string or an array of strings, got 1'],
+  ]));
+  assert.equal((await client.request({ path: '/x', method: 'POST', headers: { a: ['b', 'c'] }, body: { n: 1 }, timeout: 2000 })).status, 200);
 });
 
 test('events: bus options, checked before any broker client loads', async () => {
@@ -118,6 +125,7 @@ test('events: bus options, checked before any broker client loads', async () => 
   ]));
   await assert.rejects(RabbitMqBus.connect({ deliveryLimt: 3 } as never), refused([['options.deliveryLimt', 'unknown key — did you mean deliveryLimit?']]));
   await assert.rejects(RabbitMqBus.connect({ publishTimeout: Infinity }), refused([['options.publishTimeout', 'expected an integer of milliseconds >= 1, got Infinity']]));
+  await assert.rejects(RabbitMqBus.connect({ reconnectMax: 50 }), refused([['options.reconnectMax', 'must be at least reconnectInitial (100), got 50']]));
 });
 
 test('events: subscribe, dead-letter and replay options', async () => {
@@ -129,6 +137,7 @@ test('events: subscribe, dead-letter and replay options', async () => {
     ['options.maxAttempts', 'expected an integer from 1 to 1000, got "3"'],
     ['options.inbox', 'expected an object with once methods, got an object'],
   ]));
+  await assert.rejects(bus.subscribe('t.x', 'g', () => {}, { backoff: { initial: 500, max: 100 } }), refused([['options.backoff.max', 'must be at least backoff.initial (500), got 100']]));
   await assert.rejects(bus.deadLetters('t.x', 'g', { limt: 5 } as never), refused([['options.limt', 'unknown key — did you mean limit?']]));
   await assert.rejects(bus.replayDeadLetters('t.x', 'g', { id: ['a'] } as never), refused([['options.id', 'unknown key — did you mean ids?']]));
   // valid ones still work
@@ -157,4 +166,21 @@ test('events: inbox, outbox and relay options', async () => {
   cleanup.push(() => bus.close());
   assert.throws(() => outbox.relay(bus, { pollIntervall: 5 } as never), refused([['options.pollIntervall', 'unknown key — did you mean pollInterval?']]));
   assert.throws(() => outbox.relay(bus, { batchSize: 0 }), refused([['options.batchSize', 'expected an integer from 1 to 100000, got 0']]));
+});
+
+test('events: publish options, on every publish', async () => {
+  const bus = new MemoryBus();
+  cleanup.push(() => bus.close());
+  await assert.rejects(bus.publish('t.p', 1, { correlationID: 'c' } as never), refused([['options.correlationID', 'unknown key — did you mean correlationId?']]));
+  await assert.rejects(bus.publish('t.p', 1, { headers: { n: 1 } } as never), refused([['options.headers.n', 'expected a string, got 1']]));
+  await assert.rejects(bus.publish('t.p', 1, { id: 42 } as never), refused([['options.id', 'expected a non-empty string, got 42']]));
+  const sent = await bus.publish('t.p', 1, { id: 'order-1', headers: { a: 'b' }, correlationId: undefined });
+  assert.equal(sent.id, 'order-1');
+  assert.deepEqual(sent.headers, { a: 'b' });
+});
+
+test('events: the memory inbox retention', () => {
+  assert.throws(() => new MemoryInbox(0), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: 'new MemoryInbox(retention): expected a number of milliseconds >= 1, got 0' });
+  assert.throws(() => new MemoryInbox('7d' as never), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: /got "7d"/ });
+  assert.ok(new MemoryInbox(60_000));
 });

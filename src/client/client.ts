@@ -78,7 +78,7 @@ export interface ClientResponse {
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** What an unset ClientOptions field means (the ones with a fixed default). */
-export const DEFAULT_CLIENT_OPTIONS = CLIENT_DEFAULTS;
+export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ ...CLIENT_DEFAULTS });
 
 type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
 
@@ -93,6 +93,26 @@ const CLIENT_SPEC: OptionSpec = {
   registries: rules.arrayOf(rules.methods('watch', 'close'), 'an array of registries'),
   onTransition: rules.func,
 };
+
+const REQUEST_KEYS = new Set(['method', 'path', 'headers', 'body', 'timeout', 'signal']);
+const REQUEST_SPEC: OptionSpec = {
+  method: rules.string,
+  path: rules.pattern(/^\//, 'a path starting with "/"'),
+  headers: rules.record(rules.either(rules.anyString, rules.arrayOf(rules.anyString, 'a string or an array of strings')), 'an object of header values'),
+  body: () => {},
+  timeout: rules.number(Number.MIN_VALUE, Number.MAX_SAFE_INTEGER, 'milliseconds'),
+  signal: rules.methods('addEventListener', 'removeEventListener'),
+};
+
+/**
+ * A request's fields, checked on every call: a loop over the keys, and the full check (with the
+ * did-you-mean hint) only when a key is unknown or the path is not one.
+ */
+function checkRequest(req: ClientRequest): void {
+  let suspect = typeof req !== 'object' || req === null || typeof req.path !== 'string' || req.path.charCodeAt(0) !== 47;
+  if (!suspect) for (const key in req) if (!REQUEST_KEYS.has(key)) suspect = true;
+  if (suspect) parseOptions('request()', req, REQUEST_SPEC, {}, ['path']);
+}
 
 /** Validates createClient()'s options once (unknown keys with a hint, types, ranges); frozen, defaults filled in. */
 export function parseClientOptions(service: string, options: unknown): Readonly<ParsedClientOptions> {
@@ -153,7 +173,7 @@ export class ServiceClient {
   /** Resolves with the response (any status), or rejects with a TandemError when there is none. */
   async request(req: ClientRequest): Promise<ClientResponse> {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
-    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `request path must start with "/", got ${JSON.stringify(req.path)}`);
+    checkRequest(req);
     const timeout = this.timeoutFor(req.timeout);
     // Before the registries have answered, a call waits for them; once they have, a service
     // with no instance fails at once (a fast error its caller can act on, not a wait).

@@ -1,7 +1,7 @@
 import { TandemError } from './errors.js';
 import { closest } from './suggest.js';
 
-/** One thing wrong with an options object, at a path such as `serve().servcie`. */
+/** One thing wrong with an options object, at a path such as `options.servcie` or `options.backoff.inital`. */
 export interface OptionProblem {
   path: string;
   message: string;
@@ -28,12 +28,19 @@ export class OptionsError extends TandemError {
   }
 }
 
+/** Freezes a defaults object, its values typed as their kind (`number`, not the literal). */
+export function defaults<T extends object>(values: T): Readonly<T> {
+  return Object.freeze(values);
+}
+
 /**
- * Validates `input` against `spec` once and returns the defaults overlaid with it, frozen.
+ * Validates `input` against `spec` once and returns `base` (the defaults) overlaid with it,
+ * frozen (one level: a nested object or array is the caller's).
  * An option given as `undefined` takes its default, like one left out. `where` names the
- * call (`serve()`, `createClient("orders")`); every path starts at `options`.
+ * call (`serve()`, `createClient("orders")`); every path starts at `options`. `relate` checks
+ * what involves several keys (a minimum below its maximum).
  */
-export function parseOptions<T extends object>(where: string, input: unknown, spec: OptionSpec, defaults: Partial<T> = {}, required: readonly string[] = []): Readonly<T> {
+export function parseOptions<T extends object>(where: string, input: unknown, spec: OptionSpec, base: Partial<T> = {}, required: readonly string[] = [], relate?: (parsed: T) => OptionProblem[]): Readonly<T> {
   const problems: OptionProblem[] = [];
   const given = checkObject(input, spec, 'options', problems);
   const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
@@ -41,7 +48,11 @@ export function parseOptions<T extends object>(where: string, input: unknown, sp
     if (given[key] === undefined && !problems.some((p) => p.path === `options.${key}`)) problems.push({ path: `options.${key}`, message: 'required' });
   }
   if (problems.length > 0) throw new OptionsError(where, problems);
-  return Object.freeze({ ...defaults, ...given }) as Readonly<T>;
+  const parsed = Object.freeze({ ...base, ...given }) as T;
+  // Rules between keys run once each key is valid on its own.
+  const related = relate?.(parsed) ?? [];
+  if (related.length > 0) throw new OptionsError(where, related);
+  return parsed;
 }
 
 function checkObject(input: unknown, spec: OptionSpec, path: string, problems: OptionProblem[]): Record<string, unknown> {

@@ -1,4 +1,4 @@
-import { parseOptions, type OptionSpec } from '../core/options.js';
+import { parseOptions, type OptionProblem, type OptionSpec } from '../core/options.js';
 import * as rules from '../core/options.js';
 import type { SubscribeOptions, ReplayOptions } from './bus.js';
 import { EVENTS_DEFAULTS } from './defaults.js';
@@ -17,13 +17,15 @@ import type { PostgresOutboxOptions, RelayOptions } from './outbox.js';
 const noop = (): void => {};
 const SQL_NAME_RULE = rules.pattern(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 const reconnect = { reconnectInitial: rules.duration(1), reconnectMax: rules.duration(1) };
+const reconnectOrder = (o: { reconnectInitial: number; reconnectMax: number }): OptionProblem[] =>
+  o.reconnectInitial <= o.reconnectMax ? [] : [{ path: 'options.reconnectMax', message: `must be at least reconnectInitial (${o.reconnectInitial}), got ${o.reconnectMax}` }];
 
-export const DEFAULT_MEMORY_BUS_OPTIONS = Object.freeze({ drainTimeout: EVENTS_DEFAULTS.drainTimeout });
+export const DEFAULT_MEMORY_BUS_OPTIONS = rules.defaults({ drainTimeout: EVENTS_DEFAULTS.drainTimeout });
 export function parseMemoryBusOptions(options: unknown): Readonly<MemoryBusOptions & typeof DEFAULT_MEMORY_BUS_OPTIONS> {
   return parseOptions('new MemoryBus()', options, { clock: rules.methods('now', 'setTimeout'), drainTimeout: rules.duration(0) }, DEFAULT_MEMORY_BUS_OPTIONS);
 }
 
-export const DEFAULT_NATS_BUS_OPTIONS = Object.freeze({
+export const DEFAULT_NATS_BUS_OPTIONS = rules.defaults({
   servers: 'nats://127.0.0.1:4222' as string | string[],
   subjectPrefix: 'tandem',
   streamPrefix: 'TANDEM',
@@ -50,10 +52,10 @@ const NATS_SPEC: OptionSpec = {
   onError: rules.func,
 };
 export function parseNatsBusOptions(options: unknown): Readonly<NatsBusOptions & typeof DEFAULT_NATS_BUS_OPTIONS> {
-  return parseOptions('NatsBus.connect()', options, NATS_SPEC, DEFAULT_NATS_BUS_OPTIONS);
+  return parseOptions<NatsBusOptions & typeof DEFAULT_NATS_BUS_OPTIONS>('NatsBus.connect()', options, NATS_SPEC, DEFAULT_NATS_BUS_OPTIONS, [], reconnectOrder);
 }
 
-export const DEFAULT_RABBITMQ_BUS_OPTIONS = Object.freeze({
+export const DEFAULT_RABBITMQ_BUS_OPTIONS = rules.defaults({
   url: 'amqp://guest:guest@127.0.0.1:5672',
   prefix: 'tandem',
   publishTimeout: EVENTS_DEFAULTS.publishTimeout,
@@ -74,10 +76,10 @@ const RABBITMQ_SPEC: OptionSpec = {
   onError: rules.func,
 };
 export function parseRabbitMqBusOptions(options: unknown): Readonly<RabbitMqBusOptions & typeof DEFAULT_RABBITMQ_BUS_OPTIONS> {
-  return parseOptions('RabbitMqBus.connect()', options, RABBITMQ_SPEC, DEFAULT_RABBITMQ_BUS_OPTIONS);
+  return parseOptions<RabbitMqBusOptions & typeof DEFAULT_RABBITMQ_BUS_OPTIONS>('RabbitMqBus.connect()', options, RABBITMQ_SPEC, DEFAULT_RABBITMQ_BUS_OPTIONS, [], reconnectOrder);
 }
 
-export const DEFAULT_SUBSCRIBE_OPTIONS = Object.freeze({ concurrency: EVENTS_DEFAULTS.concurrency, maxAttempts: EVENTS_DEFAULTS.maxAttempts });
+export const DEFAULT_SUBSCRIBE_OPTIONS = rules.defaults({ concurrency: EVENTS_DEFAULTS.concurrency, maxAttempts: EVENTS_DEFAULTS.maxAttempts });
 const SUBSCRIBE_SPEC: OptionSpec = {
   concurrency: rules.integer(1, 10_000),
   maxAttempts: rules.integer(1, 1000),
@@ -85,7 +87,10 @@ const SUBSCRIBE_SPEC: OptionSpec = {
   inbox: rules.methods('once'),
 };
 export function parseSubscribeOptions<Tx>(options: unknown): Readonly<SubscribeOptions<Tx> & typeof DEFAULT_SUBSCRIBE_OPTIONS> {
-  return parseOptions('subscribe()', options, SUBSCRIBE_SPEC, DEFAULT_SUBSCRIBE_OPTIONS);
+  return parseOptions<SubscribeOptions<Tx> & typeof DEFAULT_SUBSCRIBE_OPTIONS>('subscribe()', options, SUBSCRIBE_SPEC, DEFAULT_SUBSCRIBE_OPTIONS, [], (o) => {
+    const { initial, max } = o.backoff ?? {};
+    return initial === undefined || max === undefined || initial <= max ? [] : [{ path: 'options.backoff.max', message: `must be at least backoff.initial (${initial}), got ${max}` }];
+  });
 }
 
 const LIMIT_SPEC: OptionSpec = { limit: rules.integer(1) };
@@ -97,7 +102,7 @@ export function parseReplayOptions(options: unknown): Readonly<ReplayOptions> {
   return parseOptions('replayDeadLetters()', options, REPLAY_SPEC);
 }
 
-export const DEFAULT_REDIS_INBOX_OPTIONS = Object.freeze({
+export const DEFAULT_REDIS_INBOX_OPTIONS = rules.defaults({
   url: 'redis://127.0.0.1:6379',
   prefix: 'tandem:inbox',
   retention: EVENTS_DEFAULTS.inboxRetention,
@@ -114,7 +119,7 @@ export function parseRedisInboxOptions(options: unknown): Readonly<RedisInboxOpt
   return parseOptions('RedisInbox.connect()', options, REDIS_INBOX_SPEC, DEFAULT_REDIS_INBOX_OPTIONS);
 }
 
-export const DEFAULT_POSTGRES_INBOX_OPTIONS = Object.freeze({ table: 'tandem_inbox', retention: EVENTS_DEFAULTS.inboxRetention });
+export const DEFAULT_POSTGRES_INBOX_OPTIONS = rules.defaults({ table: 'tandem_inbox', retention: EVENTS_DEFAULTS.inboxRetention });
 const POSTGRES_INBOX_SPEC: OptionSpec = {
   connectionString: rules.string,
   pool: rules.methods('query', 'connect'),
@@ -125,7 +130,7 @@ export function parsePostgresInboxOptions(options: unknown): Readonly<PostgresIn
   return parseOptions('PostgresInbox.connect()', options, POSTGRES_INBOX_SPEC, DEFAULT_POSTGRES_INBOX_OPTIONS);
 }
 
-export const DEFAULT_POSTGRES_OUTBOX_OPTIONS = Object.freeze({ table: 'tandem_outbox' });
+export const DEFAULT_POSTGRES_OUTBOX_OPTIONS = rules.defaults({ table: 'tandem_outbox' });
 const POSTGRES_OUTBOX_SPEC: OptionSpec = {
   connectionString: rules.string,
   pool: rules.methods('query', 'connect'),
@@ -135,7 +140,7 @@ export function parsePostgresOutboxOptions(options: unknown): Readonly<PostgresO
   return parseOptions('PostgresOutbox.connect()', options, POSTGRES_OUTBOX_SPEC, DEFAULT_POSTGRES_OUTBOX_OPTIONS);
 }
 
-export const DEFAULT_RELAY_OPTIONS = Object.freeze({
+export const DEFAULT_RELAY_OPTIONS = rules.defaults({
   pollInterval: EVENTS_DEFAULTS.outboxPollInterval,
   batchSize: EVENTS_DEFAULTS.outboxBatchSize,
   retention: EVENTS_DEFAULTS.outboxRetention,

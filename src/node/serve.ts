@@ -105,7 +105,7 @@ export interface ServedInstance {
 }
 
 /** What an unset ServeOptions field means (the ones with a fixed default). */
-export const DEFAULT_SERVE_OPTIONS = Object.freeze({ ...DEFAULTS, handleSignals: true, metrics: true });
+export const DEFAULT_SERVE_OPTIONS = rules.defaults({ ...DEFAULTS, handleSignals: true, metrics: true });
 
 type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
 
@@ -151,7 +151,6 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  */
 export async function serve(server: Server, serveOptions: ServeOptions): Promise<ServedInstance> {
   const options = parseServeOptions(serveOptions);
-  const opts = options;
   const log = options.logger ?? stderrLogger();
   const readiness = new Map(Object.entries(options.readiness ?? {}));
   const liveness = new Map(Object.entries(options.liveness ?? {}));
@@ -212,8 +211,8 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
     log.info({ msg: 'draining', inflight });
     // Each gateway has stopped sending when its registry answers (or could not be reached).
     await Promise.all(links.map((l) => l.setState('draining', 3000)));
-    await sleep(opts.drainQuietPeriod);
-    const deadline = Date.now() + opts.drainTimeout;
+    await sleep(options.drainQuietPeriod);
+    const deadline = Date.now() + options.drainTimeout;
     while (inflight > 0 && Date.now() < deadline) await sleep(20);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
@@ -240,10 +239,10 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
       }
     })();
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), opts.drainTimeout); });
+    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), options.drainTimeout); });
     const timedOut = await Promise.race([work.then(() => false), late]);
     clearTimeout(timer);
-    if (timedOut) throw new TandemError('TANDEM_ERR_DRAIN_TIMEOUT', `buses and drain hooks still running after ${opts.drainTimeout} ms (drainTimeout)`);
+    if (timedOut) throw new TandemError('TANDEM_ERR_DRAIN_TIMEOUT', `buses and drain hooks still running after ${options.drainTimeout} ms (drainTimeout)`);
   };
   const close = () => {
     closing ??= drain();
@@ -276,10 +275,10 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
   if (state === 'starting') {
     setState('ready');
     const registration = (): Registration => ({
-      service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: opts.ttl,
+      service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: options.ttl,
     });
     const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    links = urls.map((url) => new RegistryLink(url, options.token, registration, opts.heartbeatInterval, log));
+    links = urls.map((url) => new RegistryLink(url, options.token, registration, options.heartbeatInterval, log));
     await Promise.all(links.map((l) => l.start()));
   }
   return {
