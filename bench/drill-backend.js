@@ -5,6 +5,8 @@
 // Control (never routed by the proxies: the drill talks to the backend directly):
 //   POST /__drill/mode?m=<mode>   with header `x-drill-control: 1`   -> 200 "<mode>\n"
 //   GET  /__drill/stats           with header `x-drill-control: 1`   -> JSON counters
+//   POST /__drill/delay?ms=<n>    with header `x-drill-control: 1`   -> 200 "<n>\n": every answer
+//                                 but /healthz's waits n ms more (any mode; 0 = none, the default)
 // Modes:
 //   ok        every request 200, /healthz 200
 //   all-503   every request 503, /healthz too
@@ -36,6 +38,7 @@ const MODES = new Set(['ok', 'all-503', 'real-503', 'some-503', 'slow-2s', 'rese
 
 let mode = process.env.DRILL_MODE && MODES.has(process.env.DRILL_MODE) ? process.env.DRILL_MODE : 'ok';
 let draining = false;
+let delayMs = Number(process.env.DRILL_DELAY_MS ?? 0) || 0;
 const stats = { received: 0, processed: 0, answered: {}, mode };
 const inFlight = new Set();
 
@@ -67,6 +70,13 @@ function control(req, res, url) {
     mode = m;
     stats.mode = m;
     return send(res, 200, Buffer.from(`${m}\n`));
+  }
+  if (req.method === 'POST' && url.pathname === '/__drill/delay') {
+    const ms = Number(url.searchParams.get('ms'));
+    if (!Number.isFinite(ms) || ms < 0) return send(res, 400, Buffer.from(`bad delay ${url.searchParams.get('ms')}\n`));
+    delayMs = ms;
+    stats.delayMs = ms;
+    return send(res, 200, Buffer.from(`${ms}\n`));
   }
   if (url.pathname === '/__drill/stats') {
     return send(res, 200, Buffer.from(JSON.stringify({ ...stats, inFlight: inFlight.size, pid: process.pid }) + '\n'));
@@ -120,7 +130,8 @@ const server = http.createServer((req, res) => {
       log('P', id);
       send(res, 200, okBody);
     };
-    if (m === 'slow-2s') setTimeout(() => { if (!res.destroyed) answer(); }, 2000);
+    const wait = (m === 'slow-2s' ? 2000 : 0) + (health ? 0 : delayMs);
+    if (wait > 0) setTimeout(() => { if (!res.destroyed) answer(); }, wait);
     else answer();
   });
 });

@@ -163,7 +163,7 @@ await check('types: tsc --strict, no broker client installed', () => {
     versions.push(ok(run(process.execPath, [tsc, '--version'], { cwd: app }), 'tsc --version').stdout.trim().replace('Version ', ''));
     ok(run(process.execPath, [tsc, '-p', 'types'], { cwd: app }), `tsc (${ts})`);
   }
-  return `TypeScript ${versions.join(' and ')}, strict, skipLibCheck off, module nodenext: every entry point from an ES module (.mts) and a CommonJS module (.cts, static import = require(esm)); typed usage of serve, createClient, the buses and inboxes`;
+  return `TypeScript ${versions.join(' and ')}, strict, skipLibCheck off, module nodenext: every entry point from an ES module (.mts) and a CommonJS module (.cts, static import = require(esm)); typed usage of serve, createClient, defineConfig (a misspelled config key is an error), the buses and inboxes`;
 });
 
 writeRuntimeChecks();
@@ -369,9 +369,20 @@ import { createServer } from 'node:http';
 import express from 'express';
 import { serve } from '${pkg.name}/node';
 import { createClient } from '${pkg.name}/client';
+import { defineConfig, validateConfig, type GatewayConfigInput } from '${pkg.name}/config';
 import { MemoryBus, MemoryInbox, NatsBus, RabbitMqBus, PostgresInbox, PostgresOutbox, RedisInbox, type Message, type PgTransaction, type RedisMulti } from '${pkg.name}/events';
 
 export const entryPoints: object[] = [${specifiers.map((_, i) => `m${i}`).join(', ')}];
+
+// The config's input type (derived from its schema) in an application: a config checks, a typo does not.
+export const gatewayConfig = validateConfig(defineConfig({
+  listen: '127.0.0.1:8080',
+  services: { shop: { endpoints: ['127.0.0.1:7001', { address: '127.0.0.1:7002', weight: 2 }], retry: { attempts: 2 }, healthCheck: false, hedge: { percentile: 99 } } },
+  routes: [{ prefix: '/', service: 'shop' }],
+  limits: { bodyTimeout: false, maxBodySize: '10MiB' },
+}));
+// @ts-expect-error a misspelled key is a compile error
+export const misspelled: GatewayConfigInput = { listen: '127.0.0.1:8080', services: { shop: { retires: false } }, routes: [{ prefix: '/', service: 'shop' }] };
 
 export async function usage(): Promise<string> {
   const server = createServer(express()).listen(0);

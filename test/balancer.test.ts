@@ -10,7 +10,7 @@ import {
 import { hash32 } from '../src/upstream/balancer/hash.js';
 
 function endpoint(id: string, fields: Partial<Omit<Pickable, 'id'>> = {}): Pickable {
-  return { id, weight: 1, inflight: 0, ewmaMs: 30, ewmaStamp: 0, ...fields };
+  return { id, weight: 1, inflight: 0, ewmaMs: 30, ewmaStamp: 0, ewmaSamples: 10, peakMs: 0, peakStamp: 0, warmingSince: -1e9, ...fields };
 }
 
 function members(count: number): Pickable[] {
@@ -197,11 +197,15 @@ describe('least-request', () => {
 });
 
 describe('peak-ewma', () => {
-  test('prefers the lower ewma × (inflight + 1)', () => {
+  // replay(0, 0, CHEAPER): the pair is candidates[0] then candidates[1], and the coin says "the
+  // cheaper one" (its last value is never below the costlier one's odds).
+  const CHEAPER = (1 << 30) - 1;
+
+  test('prefers the lower estimate × (inflight + 1)', () => {
     const slowIdle = endpoint('slow-idle', { ewmaMs: 100, inflight: 0 }); // 100
     const fastBusy = endpoint('fast-busy', { ewmaMs: 20, inflight: 9 }); // 200
     const fastLight = endpoint('fast-light', { ewmaMs: 20, inflight: 2 }); // 60
-    const balancer = createBalancer('peak-ewma', { random: replay(0, 0) });
+    const balancer = createBalancer('peak-ewma', { random: replay(0, 0, CHEAPER), now: () => 0 });
     assert.equal(balancer.pick([slowIdle, fastBusy], undefined), slowIdle);
     assert.equal(balancer.pick([fastBusy, slowIdle], undefined), slowIdle);
     assert.equal(balancer.pick([slowIdle, fastLight], undefined), fastLight);
@@ -210,27 +214,45 @@ describe('peak-ewma', () => {
   test('divides the cost by weight', () => {
     const heavy = endpoint('heavy', { ewmaMs: 50, weight: 4 }); // 12.5
     const light = endpoint('light', { ewmaMs: 20, weight: 1 }); // 20
-    const balancer = createBalancer('peak-ewma', { random: replay(0, 0) });
+    const balancer = createBalancer('peak-ewma', { random: replay(0, 0, CHEAPER), now: () => 0 });
     assert.equal(balancer.pick([light, heavy], undefined), heavy);
   });
 
-  test('a stale peak decays, so an avoided endpoint is tried again', () => {
-    let now = 1_000;
-    const spiked = endpoint('spiked', { ewmaMs: 100, ewmaStamp: 1_000 });
-    const steady = endpoint('steady', { ewmaMs: 30, ewmaStamp: 1_000 });
-    const balancer = createBalancer('peak-ewma', { random: replay(0, 0), now: () => now });
-    assert.equal(balancer.pick([spiked, steady], undefined), steady);
-    // 20 s later without samples: 100 × e^-2 ≈ 13.5 against a steady one stamped just now.
-    now = 21_000;
-    steady.ewmaStamp = now;
-    assert.equal(balancer.pick([spiked, steady], undefined), spiked);
+  test('the costlier of the pair is taken with odds 1 / (1 + r²) for a cost ratio r', () => {
+    const fast = endpoint('fast', { ewmaMs: 10 });
+    const slow = endpoint('slow', { ewmaMs: 30 }); // 3× the latency, past the 1.5× band: r = 2, odds 0.2
+    const coin = (fraction: number) => createBalancer('peak-ewma', { random: replay(0, 0, Math.floor(fraction * (1 << 30))), now: () => 0 });
+    assert.equal(coin(0.19).pick([fast, slow], undefined), slow);
+    assert.equal(coin(0.21).pick([fast, slow], undefined), fast);
+    assert.equal(coin(0.19).pick([slow, fast], undefined), slow);
+    // In-flight requests are not banded: 1 in flight against none is r = 2 as well.
+    const busy = endpoint('busy', { ewmaMs: 10, inflight: 1 });
+    assert.equal(coin(0.19).pick([fast, busy], undefined), busy);
+    assert.equal(coin(0.21).pick([busy, fast], undefined), fast);
+  });
+
+  test('latency estimates within 1.5× of each other are a fair coin', () => {
+    const a = endpoint('a', { ewmaMs: 10 });
+    const b = endpoint('b', { ewmaMs: 14 });
+    const coin = (fraction: number) => createBalancer('peak-ewma', { random: replay(0, 0, Math.floor(fraction * (1 << 30))), now: () => 0 });
+    // Equal costs: the first drawn, whatever the coin (it was drawn at random).
+    assert.equal(coin(0).pick([a, b], undefined), a);
+    assert.equal(coin(0.99).pick([b, a], undefined), b);
+  });
+
+  test('weight 0 is never taken against a positive weight', () => {
+    const off = endpoint('off', { weight: 0, ewmaMs: 1 });
+    const on = endpoint('on', { ewmaMs: 1_000 });
+    const balancer = createBalancer('peak-ewma', { now: () => 0 });
+    const counts = countPicks(() => balancer.pick([off, on], undefined), 1_000);
+    assert.deepEqual(Object.fromEntries(counts), { on: 1_000 });
   });
 
   test('with a real random source and load, the slower endpoint still gets some traffic', () => {
     const fast = endpoint('fast', { ewmaMs: 10 });
     const slow = endpoint('slow', { ewmaMs: 40 });
     const all = [fast, slow];
-    const balancer = createBalancer('peak-ewma');
+    const balancer = createBalancer('peak-ewma', { now: () => 0 });
     balancer.setMembers(all);
     // Keep 20 requests in flight; each step one random outstanding request completes.
     const outstanding: Pickable[] = [];

@@ -7,7 +7,8 @@ import { startBackend, type Backend } from './helpers/backend.js';
 
 /**
  * Each balancer through the real gateway process, judged by which backend answered: the three
- * backends name themselves in their JSON body. Backend "c" is slow (50 ms) on /slow paths.
+ * backends name themselves in their JSON body. Backend "c" is slow (50 ms) on /slow paths;
+ * backend "a" answers its first /spike request after 200 ms (one GC pause, say).
  */
 
 const NAMES = ['a', 'b', 'c'] as const;
@@ -15,6 +16,7 @@ let backends: Backend[];
 let gw: RunningGateway;
 const extraGateways: RunningGateway[] = [];
 const extraBackends: Backend[] = [];
+let spiked = false;
 
 function reply(name: string) {
   return (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
@@ -24,7 +26,10 @@ function reply(name: string) {
       res.end(JSON.stringify({ backend: name }));
     };
     if (name === 'c' && req.url!.startsWith('/slow')) setTimeout(send, 50);
-    else send();
+    else if (name === 'a' && req.url!.startsWith('/spike') && !spiked) {
+      spiked = true;
+      setTimeout(send, 200);
+    } else send();
   };
 }
 
@@ -38,6 +43,7 @@ before(async () => {
       lr: { endpoints: [a, b, c], balancer: 'least-request' },
       ewma: { endpoints: [a, b, c], balancer: 'peak-ewma' },
       ewmaFresh: { endpoints: [a, b, c] },
+      ewmaSpike: { endpoints: [a, b, c] },
       byHeader: { endpoints: [a, b, c], balancer: 'consistent-hash', hash: { header: 'X-User' } },
       byCookie: { endpoints: [a, b, c], balancer: 'consistent-hash', hash: { cookie: 'sid' } },
       byIp: { endpoints: [a, b, c], balancer: 'consistent-hash', hash: 'client-ip' },
@@ -48,6 +54,7 @@ before(async () => {
       { prefix: '/slow-lr', service: 'lr' },
       { prefix: '/slow-ewma', service: 'ewma' },
       { prefix: '/fresh-ewma', service: 'ewmaFresh' },
+      { prefix: '/spike', service: 'ewmaSpike' },
       { prefix: '/hash-header', service: 'byHeader' },
       { prefix: '/hash-cookie', service: 'byCookie' },
       { prefix: '/hash-ip', service: 'byIp' },
@@ -108,6 +115,34 @@ test('peak-ewma (the default) under light load: an endpoint with no latency samp
   // comparison to endpoints answering in ~1 ms, and sequential traffic never reached it.
   const counts = await sequential('/fresh-ewma', 30);
   for (const name of NAMES) assert.ok((counts[name] ?? 0) > 0, `${name} got no request: ${JSON.stringify(counts)}`);
+});
+
+test('peak-ewma (the default): identical backends share sequential traffic evenly; none is starved', async (t) => {
+  // Regression (issue 12): with one request at a time nothing is ever in flight at a pick, and
+  // a strict comparison of latency estimates that differ only by noise gave the fastest-looking
+  // backend 2/3 of the traffic and the slowest-looking none. Counts, not timing: 300 requests.
+  await sequential('/fresh-ewma/warm', 30);
+  const counts = await sequential('/fresh-ewma', 300);
+  t.diagnostic(`shares of 300 sequential requests: ${JSON.stringify(counts)}`);
+  // A fair split is 100 each; 50 leaves room for chance and a busy machine, not for starvation.
+  for (const name of NAMES) assert.ok((counts[name] ?? 0) >= 50, `${name} got ${counts[name] ?? 0} of 300: ${JSON.stringify(counts)}`);
+});
+
+test('peak-ewma: one slow answer does not keep a backend from traffic', async (t) => {
+  // Backend a answers its first /spike request after 200 ms. The old estimate jumped to 200 ms and
+  // took about 50 s to fall back under the others' 1 ms, losing every comparison meanwhile.
+  let sent = 0;
+  while (!spiked) {
+    await hit(gw.port, `/spike/${sent++}`);
+    assert.ok(sent < 300, 'backend a never got a /spike request');
+  }
+  let after = 0;
+  for (;;) {
+    after++;
+    if ((await hit(gw.port, `/spike/after-${after}`)) === 'a') break;
+    assert.ok(after < 1_000, 'backend a got none of 1000 sequential requests after one slow answer');
+  }
+  t.diagnostic(`backend a's next request came ${after} requests after its slow answer`);
 });
 
 test('round-robin: sequential requests split into exact thirds', async () => {

@@ -44,7 +44,7 @@ test('static endpoints: GET and JSON POST, a dead endpoint costs nothing, bad in
   assert.deepEqual(posted.json(), { method: 'POST', type: 'application/json', body: '{"item":42}' });
   assert.deepEqual(posted.headers['set-cookie'], ['x=1']);
 
-  await assert.rejects(only.request({ path: 'no-slash' }), /request path must start with "\/"/);
+  await assert.rejects(only.request({ path: 'no-slash' }), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: /options\.path: expected a path starting with "\/", got "no-slash"/ });
   assert.throws(() => createClient('shop', { endpoints: [a.address], settings: { timout: '2s' } }), (err: unknown) =>
     err instanceof ConfigError && /services\.shop\.timout: unknown key — did you mean timeout\?/.test(err.message));
   assert.throws(() => createClient('shop', {}), /give `registry` \(a gateway admin URL\) or `endpoints`/);
@@ -137,4 +137,46 @@ test("the caller's own steps run ahead of the engine's, in order, and setSteps r
   c.setSteps([tag('third')]);
   assert.equal((await c.request({ path: '/x' })).text(), 'third');
   assert.deepEqual(seen, ['first', 'second', 'third']);
+});
+
+// The three client paths that carried status 500 while the catalog says 499 (the caller went
+// away) and 502 (the upstream sent something the client cannot take).
+test('issue 12: a request aborted by its signal, in flight or before it starts, fails with TANDEM_ERR_CLIENT_ABORTED and status 499', async () => {
+  let arrived = 0;
+  const slow = await startBackend('slow', (req) => { arrived++; req.resume(); /* never answers */ });
+  defer(() => slow.close());
+  const c = client('slow', { endpoints: [slow.address], settings: { healthCheck: false, retry: false } });
+  const controller = new AbortController();
+  const pending = c.request({ path: '/wait', signal: controller.signal });
+  await until(() => arrived === 1, 3000, 'the request reached the endpoint');
+  controller.abort();
+  await assert.rejects(pending, (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_ABORTED' && err.status === 499);
+  await assert.rejects(c.request({ path: '/never', signal: AbortSignal.abort() }), (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_ABORTED' && err.status === 499);
+});
+
+test('issue 12: a response body larger than the client buffers fails with TANDEM_ERR_UPSTREAM_PROTOCOL and status 502', async () => {
+  const chunk = Buffer.alloc(1024 * 1024, 120);
+  const huge = await startBackend('huge', (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    let sent = 0;
+    // 65 MiB, one more than the client buffers; written as the socket drains
+    const more = (): void => {
+      while (sent < 65 && !res.destroyed) {
+        sent++;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    res.on('error', () => {});
+    more();
+  });
+  defer(() => huge.close());
+  const c = client('huge', { endpoints: [huge.address], settings: { healthCheck: false, retry: false } });
+  await assert.rejects(c.request({ path: '/big' }), (err: unknown) => {
+    assert.ok(err instanceof TandemError, String(err));
+    assert.equal(err.code, 'TANDEM_ERR_UPSTREAM_PROTOCOL', err.message);
+    assert.equal(err.status, 502);
+    return true;
+  });
 });

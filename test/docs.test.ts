@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_CATALOG } from '../src/core/errors.js';
+import { ERROR_CATALOG, ERROR_STATUS } from '../src/core/errors.js';
 import { formatDuration, formatSize } from '../src/core/units.js';
 import { DEFAULTS } from '../src/config/defaults.js';
 import { CONFIG_SCHEMA } from '../src/config/schema.js';
@@ -25,12 +25,16 @@ function tables(markdown: string): Map<string, Map<string, string>> {
   return out;
 }
 
-test('docs/errors.md lists exactly the error catalog, with the same descriptions', () => {
-  const rows = tables(readFileSync(join(ROOT, 'docs/errors.md'), 'utf8')).get('Error codes')!;
-;
+test('docs/errors.md lists exactly the error catalog, with the same descriptions and statuses', () => {
+  const markdown = readFileSync(join(ROOT, 'docs/errors.md'), 'utf8');
+  const rows = tables(markdown).get('Error codes')!;
   const documented = new Map([...rows].filter(([k]) => k.startsWith('`TANDEM_')).map(([k, v]) => [k.replaceAll('`', ''), v]));
   assert.deepEqual([...documented.keys()].sort(), Object.keys(ERROR_CATALOG).sort());
   for (const [code, text] of Object.entries(ERROR_CATALOG)) assert.equal(documented.get(code), text, code);
+  // the third column: the statuses, the code's own first
+  const statuses = new Map(markdown.split('\n').map((line) => line.split('|').slice(1, -1).map((c) => c.trim()))
+    .filter((cells) => cells.length >= 3 && cells[0]!.startsWith('`TANDEM_')).map((cells) => [cells[0]!.replaceAll('`', ''), cells[2]!]));
+  for (const [code, list] of Object.entries(ERROR_STATUS)) assert.equal(statuses.get(code), list.join(', '), `${code} status`);
 });
 
 test('docs/configuration.md documents every key with the default the code uses', () => {

@@ -45,8 +45,8 @@ function inState(kind: HealthStateKind): EndpointHealth {
 }
 
 describe('EndpointHealth', () => {
-  test('defaults: rise 2, fall 3 (HAProxy)', () => {
-    assert.deepEqual({ ...DEFAULT_HEALTH }, { healthyThreshold: 2, unhealthyThreshold: 3 });
+  test('defaults: rise 2, fall 2 (the product default; test/defaults.test.ts ties it to the config)', () => {
+    assert.deepEqual({ ...DEFAULT_HEALTH }, { healthyThreshold: 2, unhealthyThreshold: 2 });
     assert.ok(Object.isFrozen(DEFAULT_HEALTH));
   });
 
@@ -111,16 +111,15 @@ describe('EndpointHealth', () => {
   test('healthy → unhealthy after unhealthyThreshold consecutive failed checks', () => {
     const h = inState('healthy');
     const seen = watch(h);
+    assert.equal(DEFAULT_HEALTH.unhealthyThreshold, 2);
     assert.equal(h.checkFailed(1), false);
-    assert.equal(h.checkFailed(2), false);
-    assert.deepEqual(h.state, { kind: 'healthy', since: 0, checkFailures: 2 });
+    assert.deepEqual(h.state, { kind: 'healthy', since: 0, checkFailures: 1 });
     assert.equal(h.checkPassed(3), false, 'a pass resets the streak');
     assert.equal(h.state.kind === 'healthy' && h.state.checkFailures, 0);
     h.checkFailed(4);
-    h.checkFailed(5);
     assert.equal(h.state.kind, 'healthy');
-    assert.equal(h.checkFailed(6), true);
-    assert.deepEqual(h.state, { kind: 'unhealthy', since: 6, checkPasses: 0 });
+    assert.equal(h.checkFailed(5), true);
+    assert.deepEqual(h.state, { kind: 'unhealthy', since: 5, checkPasses: 0 });
     assert.deepEqual(seen, ['healthy>unhealthy:check-failed']);
   });
 
@@ -190,7 +189,7 @@ describe('EndpointHealth', () => {
   });
 
   test('failing checks take an ejected endpoint to unhealthy; its ejection timer is then stale', () => {
-    const h = new EndpointHealth();
+    const h = new EndpointHealth({ unhealthyThreshold: 3 });
     h.eject(0, 30_000, 1);
     const seen = watch(h);
     h.checkFailed(1);

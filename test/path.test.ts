@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ABOVE_ROOT, FRAGMENT, MALFORMED_ESCAPE, normalizePath } from '../src/gateway/path.js';
+import { ABOVE_ROOT, FRAGMENT, MALFORMED_ESCAPE, normalizePath } from '../src/core/path.js';
 import { isValidAuthority, splitAbsoluteTarget } from '../src/gateway/authority.js';
 
 /** Unit tests of what the gateway routes by: the normalized path and the authority. */

@@ -6,6 +6,7 @@ import { parseHostPort, type HostPort } from '../core/address.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../observe/log.js';
 import { runDemoDrill } from './demo-drill.js';
+import { TandemError } from '../core/errors.js';
 
 const root = new URL('../../../', import.meta.url);
 
@@ -67,7 +68,7 @@ export class DemoCluster {
           process.stdout.write(`[${instance.name}] ${line}\n`);
         }
       });
-      void exited.then((code) => reject(new Error(`${instance.name} exited (${code}) before it was serving`)));
+      void exited.then((code) => reject(new TandemError('TANDEM_ERR_CLI', `${instance.name} exited (${code}) before it was serving`)));
     });
     await serving;
     return instance;
@@ -156,6 +157,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
 
 function parseAddress(text: string, flag: string): HostPort {
   const hp = parseHostPort(text, true);
-  if (typeof hp === 'string') throw new Error(`${flag} ${text}: ${hp}`);
+  if (typeof hp === 'string') throw new TandemError('TANDEM_ERR_CLI', `${flag} ${text}: ${hp}`);
   return hp;
 }

@@ -1,6 +1,7 @@
 import { tokenFor, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
 import type { DashboardSnapshot, Departure, EndpointView, ServiceView, TimelineEvent } from '../gateway/dashboard-feed.js';
 import type { HealthReason } from '../gateway/dashboard-health.js';
+import { TandemError } from '../core/errors.js';
 
 /**
  * `tandem status`: the dashboard's picture in the terminal — the gateway's health and why,
@@ -29,10 +30,10 @@ export async function runStatus(options: StatusOptions): Promise<number> {
       // Read each time: a gateway started after this command may have made the local secret.
       const token = tokenFor(new URL(url));
       const res = await fetch(url, { signal: AbortSignal.timeout(3000), headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
-      if (res.status === 401) throw new Error(`the gateway wants its secret: set ${TOKEN_ENV} (or ${TOKEN_FILE_ENV}) to the gateway's registry.token${token === undefined ? '' : ' — the one sent was refused'}`);
+      if (res.status === 401) throw new TandemError('TANDEM_ERR_UNAUTHORIZED', `the gateway wants its secret: set ${TOKEN_ENV} (or ${TOKEN_FILE_ENV}) to the gateway's registry.token${token === undefined ? '' : ' — the one sent was refused'}`);
       // Anything but the admin listener's JSON: most likely the public listener (or another server) was named.
       const json = res.headers.get('content-type')?.includes('application/json') === true;
-      if (res.status !== 200 || !json) throw new Error(`${url} answered ${res.status}${json && res.status !== 404 ? '' : ` ${res.headers.get('content-type') ?? 'without a type'} — is ${new URL(url).origin} a tandem admin listener? (the config's \`admin\`, not \`listen\`)`}`);
+      if (res.status !== 200 || !json) throw new TandemError('TANDEM_ERR_CLI', `${url} answered ${res.status}${json && res.status !== 404 ? '' : ` ${res.headers.get('content-type') ?? 'without a type'} — is ${new URL(url).origin} a tandem admin listener? (the config's \`admin\`, not \`listen\`)`}`);
       const snap = (await res.json()) as DashboardSnapshot;
       const rows = tty && !options.once ? (process.stdout.rows ?? 40) : Infinity;
       text = render(snap, { color: tty, maxRows: rows });

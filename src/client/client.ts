@@ -1,5 +1,8 @@
 import { TandemError } from '../core/errors.js';
-import { currentDeadline } from '../core/deadline.js';
+import { OptionsError, kindOf, parseOptions, type OptionSpec } from '../core/options.js';
+import * as rules from '../core/options.js';
+import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
+import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { HttpRegistry } from '../discovery/http.js';
@@ -9,9 +12,11 @@ import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
 import { HEALTH_STATE_KINDS, type Endpoint } from '../upstream/endpoint.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import type { ResponseHandler } from '../upstream/types.js';
+import { isClientCaused } from '../upstream/classify.js';
 import type { LatencyHistogram } from '../core/histogram.js';
 import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
 import { Members } from './members.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { processStats, type ServiceStats } from '../observe/metrics.js';
 
 export interface ClientOptions {
@@ -79,8 +84,54 @@ export interface ClientResponse {
 /** Largest response body a client request buffers. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-const DEFAULT_HOLD_MS = 10_000;
-const DEFAULT_MEMBERSHIP_TIMEOUT_MS = 5_000;
+/** What an unset ClientOptions field means (the ones with a fixed default). */
+export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ ...CLIENT_DEFAULTS });
+
+type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
+
+const CLIENT_SPEC: OptionSpec = {
+  registry: rules.stringOrStrings,
+  token: rules.string,
+  endpoints: rules.strings,
+  // checked key by key by the gateway config's schema (settingsOf)
+  settings: rules.plainObject,
+  holdRemoved: rules.duration(0),
+  membershipTimeout: rules.duration(0),
+  registries: rules.arrayOf(rules.methods('watch', 'close'), 'an array of registries'),
+  onTransition: rules.func,
+  steps: rules.arrayOf(rules.func, 'an array of steps ((next) => dispatch functions)'),
+};
+
+const REQUEST_KEYS = new Set(['method', 'path', 'headers', 'body', 'timeout', 'signal']);
+const REQUEST_SPEC: OptionSpec = {
+  method: rules.string,
+  path: rules.pattern(/^\//, 'a path starting with "/"'),
+  headers: rules.record(rules.either(rules.anyString, rules.arrayOf(rules.anyString, 'a string or an array of strings')), 'an object of header values'),
+  body: () => {},
+  timeout: rules.number(Number.MIN_VALUE, Number.MAX_SAFE_INTEGER, 'milliseconds'),
+  signal: rules.methods('addEventListener', 'removeEventListener'),
+};
+
+/**
+ * A request's fields, checked on every call: a loop over the keys, and the full check (with the
+ * did-you-mean hint) only when a key is unknown or the path is not one.
+ */
+function checkRequest(req: ClientRequest): void {
+  let suspect = typeof req !== 'object' || req === null || typeof req.path !== 'string' || req.path.charCodeAt(0) !== 47;
+  if (!suspect) for (const key in req) if (!REQUEST_KEYS.has(key)) suspect = true;
+  if (suspect) parseOptions('request()', req, REQUEST_SPEC, {}, ['path']);
+}
+
+/** Validates createClient()'s options once (unknown keys with a hint, types, ranges); frozen, defaults filled in. */
+export function parseClientOptions(service: string, options: unknown): Readonly<ParsedClientOptions> {
+  const where = `createClient(${JSON.stringify(service)})`;
+  if (typeof service !== 'string' || service === '') throw new OptionsError(where, [{ path: 'service', message: `expected a service name, got ${kindOf(service)}` }]);
+  const parsed = parseOptions<ParsedClientOptions>(where, options, CLIENT_SPEC, DEFAULT_CLIENT_OPTIONS);
+  if (parsed.registry === undefined && !(parsed.registries?.length) && !(parsed.endpoints?.length)) {
+    throw new OptionsError(where, [{ path: 'options', message: 'give `registry` (a gateway admin URL) or `endpoints`' }]);
+  }
+  return parsed;
+}
 
 /** Hop-by-hop headers are the connection's business, not the caller's (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'content-length']);
@@ -97,22 +148,23 @@ export class ServiceClient {
   private readonly owned: Registry[];
   private readonly membershipTimeout: number;
   private closed = false;
+  /** A registry has sent its first snapshot. */
+  private membersKnown = false;
   /** What tandem_client_* metrics read (registered in the process's metrics while open). */
   private readonly stats: () => ServiceStats;
 
-  constructor(service: string, options: ClientOptions = {}) {
+  constructor(service: string, clientOptions: ClientOptions = {}) {
+    const options = parseClientOptions(service, clientOptions);
     this.service = service;
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
     this.upstream = new Upstream(upstreamSettingsOf(settings), options.steps ?? [], { onTransition: options.onTransition });
-    this.membershipTimeout = options.membershipTimeout ?? DEFAULT_MEMBERSHIP_TIMEOUT_MS;
+    this.membershipTimeout = options.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
     const registries = [...(options.registries ?? []), ...this.owned];
-    if (registries.length === 0 && fixed.length === 0) {
-      throw new TypeError(`createClient(${JSON.stringify(service)}): give \`registry\` (a gateway admin URL) or \`endpoints\``);
-    }
-    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved ?? DEFAULT_HOLD_MS);
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
+    void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({
       name: u.name, endpoints: u.endpoints, stateKinds: HEALTH_STATE_KINDS, retryReasons: FAILURE_KINDS, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
@@ -134,9 +186,11 @@ export class ServiceClient {
   /** Resolves with the response (any status), or rejects with a TandemError when there is none. */
   async request(req: ClientRequest): Promise<ClientResponse> {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
-    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw new TypeError(`request path must start with "/", got ${JSON.stringify(req.path)}`);
+    checkRequest(req);
     const timeout = this.timeoutFor(req.timeout);
-    if (this.members !== undefined && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
+    // Before the registries have answered, a call waits for them; once they have, a service
+    // with no instance fails at once (a fast error its caller can act on, not a wait).
+    if (this.members !== undefined && !this.membersKnown && this.upstream.endpoints.length === 0) await this.awaitMembers(timeout);
     const { headers, body, traced } = encode(req);
     const method = (req.method ?? 'GET').toUpperCase();
     // The trace of the request being handled (tandem/node) goes on; a call made outside any
@@ -148,7 +202,7 @@ export class ServiceClient {
       if (parent?.tracestate !== undefined) headers.push(TRACESTATE, parent.tracestate);
     }
     return await new Promise<ClientResponse>((resolve, reject) => {
-      const collector = new Collector(resolve, reject, req.signal, this.upstream.stats, hop);
+      const collector = new Collector(this.service, resolve, reject, req.signal, this.upstream.stats, hop);
       this.upstream.dispatch({
         method,
         path: req.path,
@@ -165,7 +219,7 @@ export class ServiceClient {
   /** What is left of the caller's deadline, capped by the service timeout; fails when none is left. */
   private timeoutFor(explicit: number | undefined): number {
     if (explicit !== undefined) {
-      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TypeError(`timeout must be a positive number of ms, got ${explicit}`);
+      if (!(explicit > 0) || !Number.isFinite(explicit)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `timeout must be a positive number of ms, got ${explicit}`);
       return explicit;
     }
     const service = this.upstream.settings.timeoutMs;
@@ -246,6 +300,7 @@ class Collector implements ResponseHandler {
   private readonly started = performance.now();
 
   constructor(
+    private readonly service: string,
     private readonly resolve: (res: ClientResponse) => void,
     private readonly reject: (err: Error) => void,
     private readonly signal: AbortSignal | undefined,
@@ -310,7 +365,10 @@ class Collector implements ResponseHandler {
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     // A failure can be known at once (no endpoint at all): it is still reported on a later
     // turn of the event loop, so a caller retrying in a loop cannot starve timers and I/O.
-    if (error !== undefined) setImmediate(this.reject, error);
+    if (error !== undefined) {
+      if (!(error instanceof TandemError && isClientCaused(error))) blameDependency(error, this.service);
+      setImmediate(this.reject, error);
+    }
     else this.resolve(res!);
   }
 }
@@ -325,4 +383,17 @@ function headersOf(raw: readonly Buffer[]): Record<string, string | string[]> {
     else out[name] = prev === undefined ? value : `${prev as string}, ${value}`;
   }
   return out;
+}
+
+/**
+ * Marks a failed call as the called service's failure: on the error (for error handlers that
+ * copy `err.headers`) and on the request being handled, whose 5xx answer tandem/node then
+ * marks (core/dependency.ts) — so the gateway neither ejects this instance nor retries the
+ * request on its siblings, who share the dependency.
+ */
+function blameDependency(error: Error, service: string): void {
+  noteFailedDependency(service);
+  if (!(error instanceof TandemError)) return;
+  error.dependency ??= service;
+  error.headers = { ...error.headers, [FAILED_DEPENDENCY_HEADER]: error.dependency };
 }

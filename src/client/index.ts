@@ -1,4 +1,5 @@
-export { createClient, ServiceClient } from './client.js';
+export { createClient, ServiceClient, DEFAULT_CLIENT_OPTIONS } from './client.js';
 export type { ClientOptions, ClientRequest, ClientResponse } from './client.js';
 export type { Step, Dispatch } from '../upstream/upstream.js';
 export { currentDeadline, runWithDeadline, deadlineOf, TIMEOUT_HEADER } from '../core/deadline.js';
+export { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';

@@ -1,217 +1,173 @@
-import { BALANCER_KINDS } from '../upstream/balancer/balancer.js';
+import { Type, type Static, type TSchema, type TUnsafe, type SchemaOptions } from '@sinclair/typebox';
+import { BALANCER_KINDS } from '../core/balancing.js';
 
 /**
  * The JSON Schema of the gateway config file, as users write it (durations and sizes as
- * strings or numbers). Structure and types are checked here; addresses, units and cross
- * references are checked in validate.ts, where the messages can say more.
- * `tandem schema` prints it for editors.
+ * strings or numbers), built with TypeBox so the type of that input (`GatewayConfigInput`) is
+ * derived from the same object ajv checks and `tandem schema` prints: a key added here is a key
+ * the type accepts, and nothing else is. Structure and types are checked here; addresses, units
+ * and cross references are checked in validate.ts, where the messages can say more.
+ *
+ * A few keywords TypeBox has no builder for (if/then/else, a type list with a format, a string
+ * enum, propertyNames) are written as plain JSON Schema in `Type.Unsafe`, each with its static
+ * type computed from the parts it is made of.
  */
-const duration = {
+
+/** A string of one of `values`, as `enum` (not anyOf of constants): ajv then names the allowed values and we can suggest the closest. */
+function oneOf<const V extends readonly string[]>(values: V, options: SchemaOptions = {}): TUnsafe<V[number]> {
+  return Type.Unsafe<V[number]>({ ...options, type: 'string', enum: [...values] });
+}
+
+/**
+ * `then` when the value is of JSON type `when`, else `otherwise`. With if/then/else ajv reports
+ * only the errors of the branch the value took ("expected an object", not a union's every miss).
+ */
+function byType<T extends TSchema, E extends TSchema>(when: 'string' | 'boolean', then: T, otherwise: E, options: SchemaOptions = {}): TUnsafe<Static<T> | Static<E>> {
+  return Type.Unsafe<Static<T> | Static<E>>({ if: { type: when }, then, else: otherwise, ...options });
+}
+
+/** `schema`, or `false` to turn the setting off (like 0). `expected` names what else is accepted, for the error message. */
+function orOff<S extends TSchema>(schema: S, expected: string, options: SchemaOptions = {}): TUnsafe<false | Static<S>> {
+  return byType('boolean', Type.Literal(false, { description: 'false (or 0) turns it off.', 'x-expected': expected }), schema, options);
+}
+
+const duration = Type.Unsafe<string | number>({
   type: ['string', 'number'],
   format: 'duration',
   minimum: 0,
   description: 'A duration: "250ms", "2s", "1m", "1h", or a number of milliseconds.',
-} as const;
+});
 
-const size = {
+const SIZE = {
   type: ['string', 'integer'],
   format: 'size',
   minimum: 0,
   description: 'A size: "64KiB", "10MiB", "1GiB", "500KB", or a number of bytes.',
-} as const;
+};
+const size = Type.Unsafe<string | number>(SIZE);
 
-/** `schema`, or `false` to turn the setting off (like 0). `expected` names what else is accepted, for the error message. */
-function orOff<S extends object>(schema: S, expected: string) {
-  return { if: { type: 'boolean' }, then: { const: false, description: 'false (or 0) turns it off.', 'x-expected': expected }, else: schema } as const;
+const address = Type.String({ description: '"host:port", or "[ipv6]:port".' });
+
+const endpoint = byType('string', address, Type.Object({
+  address,
+  weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Relative share of traffic. Default 1.' })),
+}, { additionalProperties: false }));
+
+const hash = byType('string', oneOf(['client-ip'] as const), Type.Object({
+  header: Type.Optional(Type.String({ minLength: 1, description: 'Hash on this request header.' })),
+  cookie: Type.Optional(Type.String({ minLength: 1, description: 'Hash on this cookie.' })),
+}, { additionalProperties: false, minProperties: 1, maxProperties: 1 }), { description: 'consistent-hash key: { header: NAME }, { cookie: NAME } or "client-ip".' });
+
+/** A setting that is an object of optional keys, or false to turn it off (off is no number here). */
+function objectOrFalse<S extends TSchema>(settings: S, off: string, description: string): TUnsafe<false | Static<S>> {
+  return byType('boolean', Type.Literal(false, { description: off }), settings, { description });
 }
 
-const address = { type: 'string', description: '"host:port", or "[ipv6]:port".' } as const;
+const healthCheck = objectOrFalse(Type.Object({
+  path: Type.Optional(Type.String({ minLength: 1, description: 'Path to GET. A 5xx, a timeout or a connection error fails.' })),
+  interval: Type.Optional(duration),
+  timeout: Type.Optional(duration),
+  healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  unhealthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+}, { additionalProperties: false }), 'false turns active health checks off.', 'Active health checks: an object (every key optional) or false.');
 
-const endpoint = {
-  if: { type: 'string' },
-  then: address,
-  else: {
-    type: 'object',
-    additionalProperties: false,
-    required: ['address'],
-    properties: {
-      address,
-      weight: { type: 'integer', minimum: 1, maximum: 1000, description: 'Relative share of traffic. Default 1.' },
-    },
-  },
-} as const;
+const share = Type.Number({ minimum: 0, maximum: 1 });
 
-const hash = {
-  if: { type: 'string' },
-  then: { type: 'string', enum: ['client-ip'] },
-  else: {
-    type: 'object',
-    additionalProperties: false,
-    minProperties: 1,
-    maxProperties: 1,
-    properties: {
-      header: { type: 'string', minLength: 1, description: 'Hash on this request header.' },
-      cookie: { type: 'string', minLength: 1, description: 'Hash on this cookie.' },
-    },
-  },
-  description: 'consistent-hash key: { header: NAME }, { cookie: NAME } or "client-ip".',
-} as const;
+const outlier = Type.Object({
+  consecutiveFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  baseEjectionTime: Type.Optional(duration),
+  maxEjectionTime: Type.Optional(duration),
+  maxEjectedShare: Type.Optional(share),
+}, { additionalProperties: false, description: 'Passive outlier detection from real traffic.' });
 
-const healthCheck = {
-  if: { type: 'boolean' },
-  then: { const: false, description: 'false turns active health checks off.' },
-  else: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      path: { type: 'string', minLength: 1, description: 'Path to GET. A 5xx, a timeout or a connection error fails.' },
-      interval: duration,
-      timeout: duration,
-      healthyThreshold: { type: 'integer', minimum: 1, maximum: 100 },
-      unhealthyThreshold: { type: 'integer', minimum: 1, maximum: 100 },
-    },
-  },
-  description: 'Active health checks: an object (every key optional) or false.',
-} as const;
+const retry = objectOrFalse(Type.Object({
+  attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'Attempts in total, the first included.' })),
+  perTryTimeout: Type.Optional(duration),
+  bodyLimit: Type.Optional(size),
+  budget: Type.Optional(Type.Object({
+    percent: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, description: 'Retries allowed as a percentage of requests.' })),
+    minPerSecond: Type.Optional(Type.Number({ minimum: 0, maximum: 1_000_000, description: 'Retries allowed per second on top.' })),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false }), 'false turns retries off.', 'Retries to another endpoint: an object (every key optional) or false.');
 
-const share = { type: 'number', minimum: 0, maximum: 1 } as const;
+const hedge = objectOrFalse(Type.Object({
+  percentile: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 100, description: 'Hedge once a request has waited longer than this percentile of recent requests.' })),
+  minDelay: Type.Optional(duration),
+  methods: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true, description: 'Methods that hedge; idempotent ones only.' })),
+}, { additionalProperties: false }), 'false turns hedging off.', 'Hedged requests: an object (every key optional) or false.');
 
-const outlier = {
+export const SERVICE_SCHEMA = Type.Object({
+  endpoints: Type.Optional(Type.Array(endpoint, { minItems: 1, description: 'Instances of the service written here; without them the service takes its members from the registry (both may mix).' })),
+  balancer: Type.Optional(oneOf(BALANCER_KINDS)),
+  hash: Type.Optional(hash),
+  connectTimeout: Type.Optional(duration),
+  timeout: Type.Optional(duration),
+  maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  concurrencyLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  keepAliveTimeout: Type.Optional(duration),
+  maxResponseHeaderSize: Type.Optional(size),
+  healthCheck: Type.Optional(healthCheck),
+  outlier: Type.Optional(outlier),
+  panicThreshold: Type.Optional(share),
+  retry: Type.Optional(retry),
+  hedge: Type.Optional(hedge),
+}, { additionalProperties: false });
+
+/**
+ * Service name → settings. propertyNames + additionalProperties (not TypeBox's Record, which
+ * writes patternProperties) so a bad name is one error at the name, not one per key inside it.
+ */
+const services = Type.Unsafe<Record<string, Static<typeof SERVICE_SCHEMA>>>({
   type: 'object',
-  additionalProperties: false,
-  properties: {
-    consecutiveFailures: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-    baseEjectionTime: duration,
-    maxEjectionTime: duration,
-    maxEjectedShare: share,
-  },
-  description: 'Passive outlier detection from real traffic.',
-} as const;
+  minProperties: 1,
+  propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
+  additionalProperties: SERVICE_SCHEMA,
+});
 
-const retry = {
-  if: { type: 'boolean' },
-  then: { const: false, description: 'false turns retries off.' },
-  else: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      attempts: { type: 'integer', minimum: 1, maximum: 10, description: 'Attempts in total, the first included.' },
-      perTryTimeout: duration,
-      bodyLimit: size,
-      budget: {
-        type: 'object',
-        additionalProperties: false,
-        properties: {
-          percent: { type: 'number', minimum: 0, maximum: 1000, description: 'Retries allowed as a percentage of requests.' },
-          minPerSecond: { type: 'number', minimum: 0, maximum: 1_000_000, description: 'Retries allowed per second on top.' },
-        },
-      },
-    },
-  },
-  description: 'Retries to another endpoint: an object (every key optional) or false.',
-} as const;
+const route = Type.Object({
+  prefix: Type.String({ minLength: 1 }),
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  service: Type.String({ minLength: 1 }),
+  stripPrefix: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
 
-const hedge = {
-  if: { type: 'boolean' },
-  then: { const: false, description: 'false turns hedging off.' },
-  else: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      percentile: { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 100, description: 'Hedge once a request has waited longer than this percentile of recent requests.' },
-      minDelay: duration,
-      methods: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, description: 'Methods that hedge; idempotent ones only.' },
-    },
-  },
-  description: 'Hedged requests: an object (every key optional) or false.',
-} as const;
-
-const service = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    endpoints: { type: 'array', minItems: 1, items: endpoint, description: 'Instances of the service written here; without them the service takes its members from the registry (both may mix).' },
-    balancer: { type: 'string', enum: [...BALANCER_KINDS] },
-    hash,
-    connectTimeout: duration,
-    timeout: duration,
-    maxConnections: { type: 'integer', minimum: 1, maximum: 100_000 },
-    concurrencyLimit: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-    keepAliveTimeout: duration,
-    maxResponseHeaderSize: size,
-    healthCheck,
-    outlier,
-    panicThreshold: share,
-    retry,
-    hedge,
-  },
-} as const;
-
-const route = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['prefix', 'service'],
-  properties: {
-    prefix: { type: 'string', minLength: 1 },
-    host: { type: 'string', minLength: 1 },
-    service: { type: 'string', minLength: 1 },
-    stripPrefix: { type: 'boolean' },
-  },
-} as const;
-
-export const CONFIG_SCHEMA = {
+export const CONFIG_SCHEMA = Type.Object({
+  listen: address,
+  admin: Type.Optional(address),
+  trustedProxies: Type.Optional(Type.Array(Type.String())),
+  drainTimeout: Type.Optional(duration),
+  limits: Type.Optional(Type.Object({
+    maxHeaderSize: Type.Optional(size),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'Header lines allowed in one request.' })),
+    maxBodySize: Type.Optional(size),
+    headersTimeout: Type.Optional(duration),
+    requestTimeout: Type.Optional(duration),
+    bodyTimeout: Type.Optional(orOff(duration, 'a duration')),
+    minBodyRate: Type.Optional(orOff(Type.Unsafe<string | number>({ ...SIZE, description: 'Bytes per second: a size ("1KiB") or a number of bytes.' }), 'a rate in bytes per second')),
+    minBodyRateGrace: Type.Optional(duration),
+    keepAliveTimeout: Type.Optional(duration),
+  }, { additionalProperties: false })),
+  log: Type.Optional(Type.Object({
+    level: Type.Optional(oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const)),
+    access: Type.Optional(oneOf(['off', 'errors', 'all'] as const)),
+  }, { additionalProperties: false })),
+  services,
+  routes: Type.Array(route, { minItems: 1 }),
+  registry: Type.Optional(Type.Object({
+    token: Type.Optional(Type.String({ minLength: 16, maxLength: 1024, description: 'The admin listener\'s secret: a bearer token every registry request, /admin and the dashboard need (at least 16 characters).' })),
+    tokenFile: Type.Optional(Type.String({ minLength: 1, description: 'A file holding the secret instead (read at start and on reload).' })),
+    ttl: Type.Optional(duration),
+    maxMetadataSize: Type.Optional(size),
+    maxInstances: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    maxInstancesPerPeer: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+  }, { additionalProperties: false, description: 'The embedded registry served on the admin listener.' })),
+}, {
   $schema: 'http://json-schema.org/draft-07/schema#',
   title: 'tandem gateway configuration',
-  type: 'object',
   additionalProperties: false,
-  required: ['listen', 'services', 'routes'],
-  properties: {
-    listen: address,
-    admin: address,
-    trustedProxies: { type: 'array', items: { type: 'string' } },
-    drainTimeout: duration,
-    limits: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        maxHeaderSize: size,
-        maxHeaders: { type: 'integer', minimum: 1, maximum: 10_000, description: 'Header lines allowed in one request.' },
-        maxBodySize: size,
-        headersTimeout: duration,
-        requestTimeout: duration,
-        bodyTimeout: orOff(duration, 'a duration'),
-        minBodyRate: orOff({ ...size, description: 'Bytes per second: a size ("1KiB") or a number of bytes.' }, 'a rate in bytes per second'),
-        minBodyRateGrace: duration,
-        keepAliveTimeout: duration,
-      },
-    },
-    log: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
-        access: { type: 'string', enum: ['off', 'errors', 'all'] },
-      },
-    },
-    services: {
-      type: 'object',
-      minProperties: 1,
-      propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' },
-      additionalProperties: service,
-    },
-    routes: { type: 'array', minItems: 1, items: route },
-    registry: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        token: { type: 'string', minLength: 16, maxLength: 1024, description: 'The admin listener\'s secret: a bearer token every registry request, /admin and the dashboard need (at least 16 characters).' },
-        tokenFile: { type: 'string', minLength: 1, description: 'A file holding the secret instead (read at start and on reload).' },
-        ttl: duration,
-        maxMetadataSize: size,
-        maxInstances: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-        maxInstancesPerPeer: { type: 'integer', minimum: 1, maximum: 1_000_000 },
-      },
-      description: 'The embedded registry served on the admin listener.',
-    },
-  },
-} as const;
+});
+
+/** What a config file holds, as written (durations and sizes as text or numbers); validateConfig() turns it into a GatewayConfig. */
+export type GatewayConfigInput = Static<typeof CONFIG_SCHEMA>;
+/** One service's settings as written (also createClient()'s `settings`, with `endpoints`). */
+export type ServiceConfigInput = Static<typeof SERVICE_SCHEMA>;

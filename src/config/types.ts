@@ -1,8 +1,19 @@
-import type { BalancerKind } from '../upstream/balancer/balancer.js';
+import type { BalancerKind } from '../core/balancing.js';
 import type { HostPort } from '../core/address.js';
+import type { GatewayConfigInput } from './schema.js';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-export type AccessLogMode = 'off' | 'errors' | 'all';
+/**
+ * The types of the config as written (`GatewayConfigInput`, `ServiceConfigInput`) are derived
+ * from the schema in schema.ts. The normalized types below (every default applied, durations
+ * in ms, sizes in bytes, addresses parsed) are written out, because validate.ts changes the
+ * shapes; test/config-types.test.ts fails to compile when a key of the input has no field here
+ * or a field here no key in the input.
+ */
+export type { GatewayConfigInput, ServiceConfigInput } from './schema.js';
+
+type LogInput = NonNullable<GatewayConfigInput['log']>;
+export type LogLevel = NonNullable<LogInput['level']>;
+export type AccessLogMode = NonNullable<LogInput['access']>;
 
 /** Where a consistent-hash service takes its key from. */
 export type HashOn = { kind: 'header'; name: string } | { kind: 'cookie'; name: string } | { kind: 'client-ip' };

@@ -4,9 +4,10 @@ import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js
 import { isLoopbackHost, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
 import { formatDuration, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
-import type { BalancerKind } from '../upstream/balancer/balancer.js';
-import { isIdempotent } from '../upstream/resilience/retry-policy.js';
-import { isPathProblem, normalizePath } from '../gateway/path.js';
+import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
+import type { BalancerKind } from '../core/balancing.js';
+import { isIdempotent } from '../core/methods.js';
+import { isPathProblem, normalizePath } from '../core/path.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
@@ -162,8 +163,8 @@ function registry(raw: unknown, problems: ConfigProblem[]): RegistryConfig {
   const d = DEFAULTS.registry;
   const r = isObject(raw) ? raw : {};
   const ttl = durationOr(r.ttl, d.ttl);
-  if (durationOk(r.ttl) && (ttl < 1000 || ttl > 300_000)) {
-    problems.push({ path: 'registry.ttl', message: `${formatDuration(ttl)} is out of range — from 1s to 5m` });
+  if (durationOk(r.ttl) && (ttl < DISCOVERY_DEFAULTS.minTtl || ttl > DISCOVERY_DEFAULTS.maxTtl)) {
+    problems.push({ path: 'registry.ttl', message: `${formatDuration(ttl)} is out of range — from ${formatDuration(DISCOVERY_DEFAULTS.minTtl)} to ${formatDuration(DISCOVERY_DEFAULTS.maxTtl)}` });
   }
   if (typeof r.token === 'string' && /\s/.test(r.token)) problems.push({ path: 'registry.token', message: 'must not contain white space' });
   if (typeof r.token === 'string' && typeof r.tokenFile === 'string') problems.push({ path: 'registry.tokenFile', message: 'give registry.token or registry.tokenFile, not both' });

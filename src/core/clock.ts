@@ -1,3 +1,4 @@
+import { TandemError } from './errors.js';
 /**
  * Time as the decision logic sees it. Health, outlier detection, budgets and hedging read the
  * time and schedule work only through a Clock, so tests drive them with a FakeClock: no
@@ -84,7 +85,7 @@ export class FakeClock implements Clock {
    * exception would surface in a real process.
    */
   advance(ms: number): void {
-    if (!(ms >= 0)) throw new RangeError(`FakeClock.advance: ms must be >= 0, got ${ms}`);
+    if (!(ms >= 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `FakeClock.advance: ms must be >= 0, got ${ms}`);
     const target = this.time + ms;
     for (let next = this.timers[0]; next !== undefined && next.at <= target; next = this.timers[0]) {
       this.timers.shift();

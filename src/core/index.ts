@@ -1,4 +1,4 @@
-export { ERROR_CATALOG, TandemError, isTandemError } from './errors.js';
+export { ERROR_CATALOG, ERROR_STATUS, TandemError, isTandemError } from './errors.js';
 export type { ErrorCode, TandemErrorOptions } from './errors.js';
 export { parseDuration, parseSize, formatDuration, formatSize } from './units.js';
 export { parseHostPort, formatHostPort } from './address.js';

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TandemError } from './errors.js';
 
 /**
  * The admin listener's secret: who holds it may register, heartbeat, drain and deregister
@@ -51,11 +52,11 @@ export function readTokenFile(path: string): string {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read the token file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new TandemError('TANDEM_ERR_TOKEN', `cannot read the token file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   const token = text.trim();
   const problem = tokenProblem(token);
-  if (problem) throw new Error(`the token in ${path} ${problem}`);
+  if (problem) throw new TandemError('TANDEM_ERR_TOKEN', `the token in ${path} ${problem}`);
   return token;
 }
 
@@ -67,10 +68,10 @@ function privateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   const uid = process.getuid?.();
-  if (!st.isDirectory()) throw new Error(`${dir} is not a directory (a link?): remove it so tandem can keep its secret there`);
-  if (uid !== undefined && st.uid !== uid) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user (${uid}): remove it, or set TANDEM_TOKEN`);
+  if (!st.isDirectory()) throw new TandemError('TANDEM_ERR_TOKEN', `${dir} is not a directory (a link?): remove it so tandem can keep its secret there`);
+  if (uid !== undefined && st.uid !== uid) throw new TandemError('TANDEM_ERR_TOKEN', `${dir} belongs to uid ${st.uid}, not to this user (${uid}): remove it, or set TANDEM_TOKEN`);
   if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-    throw new Error(`${dir} can be entered by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 700 it, or remove it`);
+    throw new TandemError('TANDEM_ERR_TOKEN', `${dir} can be entered by other users (mode ${(st.mode & 0o777).toString(8)}): chmod 700 it, or remove it`);
   }
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { TandemError } from '../core/errors.js';
+import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
 import { Latest } from './latest.js';
 import { checkRegistration, checkState, type RegistrationLimits } from './registration.js';
 import type {
@@ -17,13 +18,14 @@ export interface EmbeddedRegistryOptions extends Partial<RegistrationLimits> {
   maxInstancesPerPeer?: number;
 }
 
+/** The registry's share of core/defaults/discovery.ts. */
 export const EMBEDDED_DEFAULTS = Object.freeze({
-  ttl: 10_000,
-  minTtl: 1_000,
-  maxTtl: 300_000,
-  maxMetadataSize: 4096,
-  maxInstances: 50_000,
-  maxInstancesPerPeer: 1_000,
+  ttl: DISCOVERY_DEFAULTS.ttl,
+  minTtl: DISCOVERY_DEFAULTS.minTtl,
+  maxTtl: DISCOVERY_DEFAULTS.maxTtl,
+  maxMetadataSize: DISCOVERY_DEFAULTS.maxMetadataSize,
+  maxInstances: DISCOVERY_DEFAULTS.maxInstances,
+  maxInstancesPerPeer: DISCOVERY_DEFAULTS.maxInstancesPerPeer,
 });
 
 /** Who is registering: the peer's IP address, for the per-peer limit. */

@@ -3,6 +3,7 @@ import https from 'node:https';
 import { ERROR_CATALOG, TandemError, type ErrorCode } from '../core/errors.js';
 import { Latest } from './latest.js';
 import { tokenFor } from '../core/secret.js';
+import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
 import type {
   InstanceState, KeepAlive, KeepAliveOptions, Lease, LeaseLoss, Registration, Registry, ServiceSnapshot, WatchOptions,
 } from './types.js';
@@ -38,9 +39,9 @@ export class HttpRegistry implements Registry {
 
   constructor(options: HttpRegistryOptions) {
     this.url = new URL(options.url);
-    if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new TypeError(`registry url must be http: or https:, got ${options.url}`);
+    if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `registry url must be http: or https:, got ${options.url}`);
     this.token = options.token;
-    this.timeout = options.timeout ?? 5_000;
+    this.timeout = options.timeout ?? DISCOVERY_DEFAULTS.requestTimeout;
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: 16 });
   }
@@ -115,10 +116,10 @@ export class HttpRegistry implements Registry {
         const nl = buffered.lastIndexOf('\n');
         if (nl >= 0) buffered = buffered.slice(nl + 1);
       });
-      res.on('close', () => finish({ kind: 'disconnected', error: unavailable(this.url, new Error('the keep-alive stream closed')) }));
+      res.on('close', () => finish({ kind: 'disconnected', error: unavailable(this.url, 'the keep-alive stream closed') }));
     });
     req.on('error', (err) => finish({ kind: 'disconnected', error: unavailable(this.url, err) }));
-    req.on('close', () => finish({ kind: 'disconnected', error: unavailable(this.url, new Error('the keep-alive connection closed')) }));
+    req.on('close', () => finish({ kind: 'disconnected', error: unavailable(this.url, 'the keep-alive connection closed') }));
     req.flushHeaders();
     return { lost, close: () => { handle.close(); return Promise.resolve(); } };
   }
@@ -205,7 +206,7 @@ export class HttpRegistry implements Registry {
       // Writes are JSON, even an empty one: the gateway takes no other kind (a browser cannot send it cross-site).
       const write = method !== 'GET' && method !== 'HEAD';
       const req = this.request(method, path, write ? { headers: { 'content-type': 'application/json', 'content-length': String(payload?.length ?? 0) } } : {});
-      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeout} ms`)), this.timeout);
+      const timer = setTimeout(() => req.destroy(unavailable(this.url, `no answer within ${this.timeout} ms`)), this.timeout);
       timer.unref();
       req.on('response', (res) => {
         void readBody(res).then((text) => {
@@ -215,7 +216,7 @@ export class HttpRegistry implements Registry {
             try {
               resolve(text.trim() === '' ? undefined : JSON.parse(text) as unknown);
             } catch {
-              reject(unavailable(this.url, new Error(`the registry answered ${status} with a body that is not JSON`)));
+              reject(unavailable(this.url, `the registry answered ${status} with a body that is not JSON`));
             }
           } else reject(errorOf(status, text));
         }, (err: unknown) => {
@@ -251,7 +252,10 @@ function errorOf(status: number, text: string): TandemError {
   return new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `the registry answered ${status}: ${text.slice(0, 200)}`, { status: 502, retryable: true });
 }
 
-function unavailable(url: URL, cause: Error): TandemError {
+/** `cause`: the socket's error, or why the answer is unusable; one already made here is kept as it is. */
+function unavailable(url: URL, cause: Error | string): TandemError {
+  if (cause instanceof TandemError) return cause;
+  if (typeof cause === 'string') return new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `registry ${url.origin}: ${cause}`, { retryable: true });
   const code = (cause as NodeJS.ErrnoException).code;
-  return new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `registry ${url.origin}: ${code ?? cause.message}`, { cause, status: 502, retryable: true });
+  return new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `registry ${url.origin}: ${code ?? cause.message}`, { cause, retryable: true });
 }

@@ -25,6 +25,8 @@ export interface LoadResult {
   status: number;
   /** What went wrong without a response: timeout, refused, reset, …; null when answered. */
   err: string | null;
+  /** The value of the response header named by `OpenLoopOptions.tagHeader`, when asked for and present. */
+  tag?: string;
 }
 
 export interface OpenLoopOptions {
@@ -37,6 +39,8 @@ export interface OpenLoopOptions {
   idPrefix: string;
   /** A request not answered within this is a failure ('timeout'). */
   timeoutMs: number;
+  /** A response header to keep per result as `tag` (e.g. the header naming the backend that answered). */
+  tagHeader?: string;
   /** Live counters: `outstanding` while it runs, `t0` once started. */
   state?: { outstanding: number; t0?: number };
 }
@@ -67,6 +71,7 @@ export function percentile(sorted: readonly number[], p: number): number | null 
 
 export function openLoop(options: OpenLoopOptions): Promise<OpenLoopRun> {
   const { origin, rate, durationS, timeoutMs, idPrefix } = options;
+  const tagHeader = options.tagHeader?.toLowerCase();
   const state = options.state ?? { outstanding: 0 };
   const pool = new Pool(origin, {
     connections: 8192,
@@ -91,8 +96,9 @@ export function openLoop(options: OpenLoopOptions): Promise<OpenLoopRun> {
     if (lag > maxSendLagMs) maxSendLagMs = lag;
     state.outstanding++;
     const req = options.request(i, id);
-    const done = (status: number, err: unknown) => {
+    const done = (status: number, err: unknown, tag?: string) => {
       results[i] = { id, method: req.method, t: Math.round(sched - t0), lat: performance.now() - sched, status, err: err ? classifyError(err) : null };
+      if (tag !== undefined) results[i]!.tag = tag;
       state.outstanding--;
       if (++settled === total) resolveAll();
     };
@@ -103,7 +109,11 @@ export function openLoop(options: OpenLoopOptions): Promise<OpenLoopRun> {
       body: req.body,
       signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs - lag))),
     }).then(
-      (res) => res.body.text().then(() => done(res.statusCode, null), (e: unknown) => done(res.statusCode, e)),
+      (res) => {
+        const tag = tagHeader === undefined ? undefined : res.headers[tagHeader];
+        const value = typeof tag === 'string' ? tag : undefined;
+        return res.body.text().then(() => done(res.statusCode, null, value), (e: unknown) => done(res.statusCode, e, value));
+      },
       (e: unknown) => done(0, e),
     );
   };

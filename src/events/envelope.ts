@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { TandemError } from '../core/errors.js';
+import { parseOptions, type OptionSpec } from '../core/options.js';
+import * as rules from '../core/options.js';
 
 /**
  * What travels on the wire for every event. The payload is JSON; everything else is metadata
@@ -55,7 +57,42 @@ function childTraceparent(parent: string | undefined): string {
   return `00-${randomUUID().replaceAll('-', '')}-${span}-01`;
 }
 
+const PUBLISH_SPEC: OptionSpec = {
+  id: rules.string,
+  key: rules.anyString,
+  headers: rules.record(rules.anyString, 'an object of strings'),
+  correlationId: rules.string,
+  causationId: rules.string,
+  causedBy: rules.object,
+  traceparent: rules.string,
+  tracestate: rules.anyString,
+};
+/** The `typeof` each publish option has; anything else goes to the full check for its message. */
+const PUBLISH_KINDS: Readonly<Record<string, string>> = { id: 'string', key: 'string', headers: 'object', correlationId: 'string', causationId: 'string', causedBy: 'object', traceparent: 'string', tracestate: 'string' };
+
+/**
+ * Publish options are checked on every publish, so the common case is a loop over the keys;
+ * only a key or a kind out of place pays for the full check (which throws with the hint).
+ */
+function checkPublishOptions(options: PublishOptions): void {
+  if (typeof options !== 'object' || options === null) parseOptions('publish()', options, PUBLISH_SPEC);
+  for (const key in options) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value !== undefined && (!Object.hasOwn(PUBLISH_KINDS, key) || typeof value !== PUBLISH_KINDS[key] || (key === 'headers' && !allStrings(value)))) {
+      parseOptions('publish()', options, PUBLISH_SPEC);
+      return;
+    }
+  }
+}
+
+function allStrings(headers: unknown): boolean {
+  if (headers === null || Array.isArray(headers)) return false;
+  for (const k in headers as Record<string, unknown>) if (typeof (headers as Record<string, unknown>)[k] !== 'string') return false;
+  return true;
+}
+
 export function createEnvelope<T>(topic: string, payload: T, options: PublishOptions = {}): Envelope<T> {
+  checkPublishOptions(options);
   const id = options.id ?? randomUUID();
   if (typeof id !== 'string' || id.length === 0 || id.length > 200) {
     throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `publish: id must be a non-empty string of at most 200 characters, got ${JSON.stringify(id)}`);

@@ -1,5 +1,4 @@
-import { TandemError } from '../core/errors.js';
-import { EVENTS_DEFAULTS } from './defaults.js';
+import { DEFAULT_POSTGRES_INBOX_OPTIONS, parsePostgresInboxOptions } from './options.js';
 import type { Inbox } from './inbox.js';
 import { loadOptional } from './optional.js';
 
@@ -47,8 +46,6 @@ export interface PostgresInboxOptions<Tx extends PgClientLike = PgClientLike> {
   retention?: number;
 }
 
-export const SQL_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-
 /** Creates a pg Pool, loading `pg` on first use. */
 export async function createPgPool(connectionString: string | undefined, usedFor: string, max = 10): Promise<PgPoolLike> {
   const pg = await loadOptional('pg', usedFor, () => import('pg'));
@@ -80,10 +77,9 @@ export class PostgresInbox<Tx extends PgClientLike = PgTransaction> implements I
    * installed, `connect<PoolClient>()` gives effects pg's full `PoolClient` (what the pool tandem
    * makes, or a pg `Pool` passed as `pool`, hands out).
    */
-  static async connect<Tx extends PgClientLike = PgTransaction>(options: PostgresInboxOptions<Tx> = {}): Promise<PostgresInbox<Tx>> {
-    const table = options.table ?? 'tandem_inbox';
-    if (!SQL_NAME.test(table)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `PostgresInbox: table ${JSON.stringify(table)} must be a lower-case SQL identifier`);
-    const retention = options.retention ?? EVENTS_DEFAULTS.inboxRetention;
+  static async connect<Tx extends PgClientLike = PgTransaction>(pgOptions: PostgresInboxOptions<Tx> = {}): Promise<PostgresInbox<Tx>> {
+    const options = parsePostgresInboxOptions(pgOptions) as Readonly<PostgresInboxOptions<Tx> & typeof DEFAULT_POSTGRES_INBOX_OPTIONS>;
+    const { table, retention } = options;
     // The pool tandem makes hands out pg's PoolClient, which is what a caller's `Tx` names.
     const pool = options.pool ?? ((await createPgPool(options.connectionString, 'the PostgreSQL inbox')) as PgPoolLike<Tx>);
     await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (grp text NOT NULL, id text NOT NULL, processed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (grp, id))`);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TandemError } from '../core/errors.js';
-import { EVENTS_DEFAULTS } from './defaults.js';
+import { DEFAULT_REDIS_INBOX_OPTIONS, parseRedisInboxOptions } from './options.js';
 import type { Inbox } from './inbox.js';
 import { loadOptional } from './optional.js';
 
@@ -65,22 +65,20 @@ export class RedisInbox<M extends RedisMultiLike = RedisMulti> implements Inbox<
   ) {}
 
   /** `M`, the effect's MULTI, follows `client`'s type; see `RedisMulti`. */
-  static async connect<M extends RedisMultiLike = RedisMulti>(options: RedisInboxOptions<M> = {}): Promise<RedisInbox<M>> {
+  static async connect<M extends RedisMultiLike = RedisMulti>(redisOptions: RedisInboxOptions<M> = {}): Promise<RedisInbox<M>> {
+    const options = parseRedisInboxOptions(redisOptions) as Readonly<RedisInboxOptions<M> & typeof DEFAULT_REDIS_INBOX_OPTIONS>;
     let client = options.client;
     if (!client) {
       const mod = await loadOptional('ioredis', 'the Redis inbox', () => import('ioredis'));
       // ioredis' module.exports is the client class, whose `default` is itself, in every 5.x and
       // 6.x; the named `Redis` export only came with 5.3.
-      const made = new mod.default.default(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3, lazyConnect: true });
+      const made = new mod.default.default(options.url, { maxRetriesPerRequest: 3, lazyConnect: true });
       await made.connect();
       const checked: RedisLike<IoRedisMulti> = made;
       // Its multi() is a ChainableCommander, the type a caller's `M` names (or RedisMultiLike).
       client = checked as unknown as RedisLike<M>;
     }
-    const retention = options.retention ?? EVENTS_DEFAULTS.inboxRetention;
-    const lease = options.lease ?? EVENTS_DEFAULTS.inboxLease;
-    if (!(retention > 0) || !(lease > 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', 'RedisInbox: retention and lease must be > 0 ms');
-    return new RedisInbox<M>(client, options.client === undefined, options.prefix ?? 'tandem:inbox', Math.round(retention), Math.round(lease));
+    return new RedisInbox<M>(client, options.client === undefined, options.prefix, options.retention, options.lease);
   }
 
   async once(group: string, id: string, effect: (tx: M) => Promise<void> | void): Promise<'done' | 'duplicate'> {
@@ -98,7 +96,7 @@ export class RedisInbox<M extends RedisMultiLike = RedisMulti> implements Inbox<
       multi.set(key, 'done', 'PX', this.retention);
       const results = await multi.exec();
       const failed = results?.find(([err]) => err !== null);
-      if (results === null || failed) throw failed?.[0] ?? new Error('Redis MULTI aborted');
+      if (results === null || failed) throw failed?.[0] ?? new TandemError('TANDEM_ERR_STORE_FAILED', 'Redis MULTI aborted (a watched key changed)');
       return 'done';
     } catch (err) {
       await this.redis.eval(RELEASE, 1, key, claim).catch(() => {});

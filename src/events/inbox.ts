@@ -1,3 +1,7 @@
+import { TandemError } from '../core/errors.js';
+import { kindOf } from '../core/options.js';
+import { EVENTS_DEFAULTS } from './defaults.js';
+
 /**
  * The idempotent-consumer port. `once` runs `effect` only if (group, id) has not been recorded,
  * and records it when the effect succeeds. When the effect writes through `tx` (a PostgreSQL
@@ -24,7 +28,11 @@ export class MemoryInbox implements Inbox<undefined> {
   private readonly entries = new Map<string, Entry>();
   private sweptAt = Date.now();
 
-  constructor(private readonly retention = 7 * 24 * 3600_000) {}
+  constructor(private readonly retention: number = EVENTS_DEFAULTS.inboxRetention) {
+    if (!(typeof retention === 'number' && retention >= 1 && Number.isFinite(retention))) {
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `new MemoryInbox(retention): expected a number of milliseconds >= 1, got ${kindOf(retention)}`);
+    }
+  }
 
   async once(group: string, id: string, effect: (tx: undefined) => Promise<void> | void): Promise<'done' | 'duplicate'> {
     const key = `${group}\u0000${id}`;

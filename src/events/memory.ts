@@ -2,7 +2,7 @@ import { trackForDrain } from '../core/drain.js';
 import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
-import { EVENTS_DEFAULTS } from './defaults.js';
+import { parseDeadLetterOptions, parseMemoryBusOptions, parseReplayOptions } from './options.js';
 import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
 import { HandlerRunner, resolveSubscribeOptions } from './runner.js';
@@ -85,9 +85,10 @@ export class MemoryBus implements Bus {
   private readonly drainTimeout: number;
   private closed = false;
 
-  constructor(options: MemoryBusOptions = {}) {
+  constructor(memoryOptions: MemoryBusOptions = {}) {
+    const options = parseMemoryBusOptions(memoryOptions);
     this.clock = options.clock ?? realClock;
-    this.drainTimeout = options.drainTimeout ?? EVENTS_DEFAULTS.drainTimeout;
+    this.drainTimeout = options.drainTimeout;
   }
 
   publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
@@ -124,11 +125,13 @@ export class MemoryBus implements Bus {
     return subscription;
   }
 
-  async deadLetters(topic: string, group: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
-    return (this.dead.get(`${topic}/${group}`) ?? []).slice(0, options.limit ?? 100).map(({ body: _body, ...rest }) => rest);
+  async deadLetters(topic: string, group: string, options?: { limit?: number }): Promise<DeadLetter[]> {
+    const { limit } = parseDeadLetterOptions(options);
+    return (this.dead.get(`${topic}/${group}`) ?? []).slice(0, limit).map(({ body: _body, ...rest }) => rest);
   }
 
-  async replayDeadLetters(topic: string, group: string, options: ReplayOptions = {}): Promise<number> {
+  async replayDeadLetters(topic: string, group: string, replayOptions?: ReplayOptions): Promise<number> {
+    const options = parseReplayOptions(replayOptions);
     const list = this.dead.get(`${topic}/${group}`) ?? [];
     const chosen = list.filter((d) => options.ids === undefined || options.ids.includes(d.envelope.id));
     const g = this.group(topic, group);

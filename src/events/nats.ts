@@ -2,7 +2,7 @@ import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { Backoff } from './backoff.js';
-import { EVENTS_DEFAULTS } from './defaults.js';
+import { parseDeadLetterOptions, parseNatsBusOptions, parseReplayOptions } from './options.js';
 import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
 import { loadOptional } from './optional.js';
@@ -72,7 +72,7 @@ export class NatsBus implements Bus {
   private readonly ready = new Set<string>();
   private readonly subscriptions = new Set<NatsSubscription>();
   private closed = false;
-  private readonly o: Required<Omit<NatsBusOptions, 'name' | 'servers'>>;
+  private readonly o: ReturnType<typeof parseNatsBusOptions>;
   private readonly reconnectBackoff: Backoff;
 
   private constructor(
@@ -81,32 +81,23 @@ export class NatsBus implements Bus {
     private readonly jsm: JetStreamManager,
     private readonly core: NatsCore,
     private readonly jsMod: NatsJs,
-    options: NatsBusOptions,
+    options: ReturnType<typeof parseNatsBusOptions>,
     reconnectBackoff: Backoff,
   ) {
-    this.o = {
-      subjectPrefix: options.subjectPrefix ?? 'tandem',
-      streamPrefix: options.streamPrefix ?? 'TANDEM',
-      publishTimeout: options.publishTimeout ?? EVENTS_DEFAULTS.publishTimeout,
-      drainTimeout: options.drainTimeout ?? EVENTS_DEFAULTS.drainTimeout,
-      reconnectInitial: options.reconnectInitial ?? EVENTS_DEFAULTS.reconnectInitial,
-      reconnectMax: options.reconnectMax ?? EVENTS_DEFAULTS.reconnectMax,
-      maxAge: options.maxAge ?? EVENTS_DEFAULTS.natsMaxAge,
-      duplicateWindow: options.duplicateWindow ?? EVENTS_DEFAULTS.natsDuplicateWindow,
-      ackWait: options.ackWait ?? EVENTS_DEFAULTS.natsAckWait,
-      onError: options.onError ?? (() => {}),
-    };
+    this.o = options;
     this.reconnectBackoff = reconnectBackoff;
   }
 
   /** Connects (loading the NATS client on first use). Reconnects forever with backoff afterwards. */
-  static async connect(options: NatsBusOptions = {}): Promise<NatsBus> {
+  static async connect(natsOptions: NatsBusOptions = {}): Promise<NatsBus> {
+    // Checked before the client loads: a misspelt option fails the same with or without it.
+    const options = parseNatsBusOptions(natsOptions);
     const core = await loadOptional('@nats-io/transport-node', 'the NATS adapter', () => import('@nats-io/transport-node'));
     const jsMod = await loadOptional('@nats-io/jetstream', 'the NATS adapter', () => import('@nats-io/jetstream'));
-    const backoff = new Backoff(options.reconnectInitial ?? EVENTS_DEFAULTS.reconnectInitial, options.reconnectMax ?? EVENTS_DEFAULTS.reconnectMax);
+    const backoff = new Backoff(options.reconnectInitial, options.reconnectMax);
     let tries = 0;
     const nc = await core.connect({
-      servers: options.servers ?? 'nats://127.0.0.1:4222',
+      servers: options.servers,
       ...(options.name === undefined ? {} : { name: options.name }),
       maxReconnectAttempts: -1,
       reconnectDelayHandler: () => backoff.delay(++tries),
@@ -353,13 +344,15 @@ export class NatsBus implements Bus {
     return out;
   }
 
-  async deadLetters(topic: string, group: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
+  async deadLetters(topic: string, group: string, limitOptions?: { limit?: number }): Promise<DeadLetter[]> {
+    const options = parseDeadLetterOptions(limitOptions);
     checkTopic(topic);
     checkGroup(group);
-    return (await this.storedDeadLetters(topic, group, options.limit ?? 100)).map(({ seq: _seq, ...d }) => d);
+    return (await this.storedDeadLetters(topic, group, options.limit)).map(({ seq: _seq, ...d }) => d);
   }
 
-  async replayDeadLetters(topic: string, group: string, options: ReplayOptions = {}): Promise<number> {
+  async replayDeadLetters(topic: string, group: string, replayOptions?: ReplayOptions): Promise<number> {
+    const options = parseReplayOptions(replayOptions);
     checkTopic(topic);
     checkGroup(group);
     const chosen = (await this.storedDeadLetters(topic, group, Number.MAX_SAFE_INTEGER)).filter((d) => options.ids === undefined || options.ids.includes(d.envelope.id));

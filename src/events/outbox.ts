@@ -1,8 +1,7 @@
-import { TandemError } from '../core/errors.js';
 import type { Bus } from './bus.js';
-import { EVENTS_DEFAULTS } from './defaults.js';
+import { parsePostgresOutboxOptions, parseRelayOptions } from './options.js';
 import { checkTopic, createEnvelope, type Envelope, type PublishOptions } from './envelope.js';
-import { createPgPool, SQL_NAME, type PgClientLike, type PgPoolLike } from './inbox-postgres.js';
+import { createPgPool, type PgClientLike, type PgPoolLike } from './inbox-postgres.js';
 
 /** Anything that runs a query: the caller's transaction client. */
 export interface Queryable {
@@ -42,9 +41,9 @@ export class PostgresOutbox {
     readonly table: string,
   ) {}
 
-  static async connect(options: PostgresOutboxOptions = {}): Promise<PostgresOutbox> {
-    const table = options.table ?? 'tandem_outbox';
-    if (!SQL_NAME.test(table)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `PostgresOutbox: table ${JSON.stringify(table)} must be a lower-case SQL identifier`);
+  static async connect(outboxOptions: PostgresOutboxOptions = {}): Promise<PostgresOutbox> {
+    const options = parsePostgresOutboxOptions(outboxOptions);
+    const { table } = options;
     const pool = options.pool ?? (await createPgPool(options.connectionString, 'the PostgreSQL outbox'));
     await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (seq bigserial PRIMARY KEY, id text NOT NULL, topic text NOT NULL, envelope jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), sent_at timestamptz)`);
     await pool.query(`CREATE INDEX IF NOT EXISTS ${table}_unsent ON ${table} (seq) WHERE sent_at IS NULL`);
@@ -70,7 +69,7 @@ export class PostgresOutbox {
   }
 
   /** Starts a relay publishing to `bus`. Several may run (one per process); one works at a time. */
-  relay(bus: Pick<Bus, 'publishEnvelope'>, options: RelayOptions = {}): OutboxRelay {
+  relay(bus: Pick<Bus, 'publishEnvelope'>, options?: RelayOptions): OutboxRelay {
     return new OutboxRelay(this, bus, options);
   }
 
@@ -98,14 +97,9 @@ export class OutboxRelay {
   constructor(
     private readonly outbox: PostgresOutbox,
     private readonly bus: Pick<Bus, 'publishEnvelope'>,
-    options: RelayOptions,
+    options?: RelayOptions,
   ) {
-    this.o = {
-      pollInterval: options.pollInterval ?? EVENTS_DEFAULTS.outboxPollInterval,
-      batchSize: options.batchSize ?? EVENTS_DEFAULTS.outboxBatchSize,
-      retention: options.retention ?? EVENTS_DEFAULTS.outboxRetention,
-      onError: options.onError ?? (() => {}),
-    };
+    this.o = parseRelayOptions(options);
     this.loop = this.run();
   }
 

@@ -2,7 +2,7 @@ import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
 import { Backoff } from './backoff.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
-import { EVENTS_DEFAULTS } from './defaults.js';
+import { parseDeadLetterOptions, parseRabbitMqBusOptions, parseReplayOptions } from './options.js';
 import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
 import { loadOptional } from './optional.js';
@@ -65,7 +65,7 @@ export class RabbitMqBus implements Bus {
   readonly kind = 'rabbitmq' as const;
   private readonly metrics = new EventMetrics();
   private readonly subscriptions = new Set<RabbitSubscription>();
-  private readonly o: Required<Omit<RabbitMqBusOptions, 'name'>> & { name: string | undefined };
+  private readonly o: ReturnType<typeof parseRabbitMqBusOptions>;
   private readonly backoff: Backoff;
   private conn: ChannelModel | undefined;
   private pub: ConfirmChannel | undefined;
@@ -75,23 +75,15 @@ export class RabbitMqBus implements Bus {
   private reconnecting = false;
   private reconnectTimer: { timer: NodeJS.Timeout; wake: () => void } | undefined;
 
-  private constructor(private readonly amqp: Amqp, options: RabbitMqBusOptions) {
-    this.o = {
-      url: options.url ?? 'amqp://guest:guest@127.0.0.1:5672',
-      name: options.name,
-      prefix: options.prefix ?? 'tandem',
-      publishTimeout: options.publishTimeout ?? EVENTS_DEFAULTS.publishTimeout,
-      drainTimeout: options.drainTimeout ?? EVENTS_DEFAULTS.drainTimeout,
-      reconnectInitial: options.reconnectInitial ?? EVENTS_DEFAULTS.reconnectInitial,
-      reconnectMax: options.reconnectMax ?? EVENTS_DEFAULTS.reconnectMax,
-      deliveryLimit: options.deliveryLimit ?? EVENTS_DEFAULTS.rabbitDeliveryLimit,
-      onError: options.onError ?? (() => {}),
-    };
+  private constructor(private readonly amqp: Amqp, options: ReturnType<typeof parseRabbitMqBusOptions>) {
+    this.o = options;
     this.backoff = new Backoff(this.o.reconnectInitial, this.o.reconnectMax);
   }
 
   /** Connects (loading amqplib on first use); the first connection must succeed. */
-  static async connect(options: RabbitMqBusOptions = {}): Promise<RabbitMqBus> {
+  static async connect(rabbitOptions: RabbitMqBusOptions = {}): Promise<RabbitMqBus> {
+    // Checked before amqplib loads: a misspelt option fails the same with or without it.
+    const options = parseRabbitMqBusOptions(rabbitOptions);
     const amqp = await loadOptional('amqplib', 'the RabbitMQ adapter', () => import('amqplib'));
     const bus = new RabbitMqBus(amqp, options);
     await bus.open();
@@ -174,12 +166,12 @@ export class RabbitMqBus implements Bus {
     await new Promise<void>((resolve, reject) => {
       waiter = resolve;
       this.readyWaiters.push(resolve);
-      timer = setTimeout(() => reject(new Error('not connected')), timeout);
+      timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'not connected', { retryable: true })), timeout);
     }).finally(() => {
       clearTimeout(timer);
       this.readyWaiters = this.readyWaiters.filter((w) => w !== waiter);
     });
-    if (!this.pub) throw new Error('not connected');
+    if (!this.pub) throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'not connected', { retryable: true });
     return this.pub;
   }
 
@@ -193,10 +185,10 @@ export class RabbitMqBus implements Bus {
       try {
         const ch = await this.channel(left);
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error('no confirm in time')), Math.max(1, deadline - Date.now()));
+          const timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'no confirm in time', { retryable: true })), Math.max(1, deadline - Date.now()));
           send(ch, (err) => {
             clearTimeout(timer);
-            if (err) reject(err instanceof Error ? err : new Error(`broker refused the message (nack): ${String(err)}`));
+            if (err) reject(err instanceof Error ? err : new TandemError('TANDEM_ERR_PUBLISH_FAILED', `broker refused the message (nack): ${String(err)}`, { retryable: true }));
             else resolve();
           });
         });
@@ -290,7 +282,7 @@ export class RabbitMqBus implements Bus {
     try {
       await this.confirmedSetup(`subscribe to ${topic}`, async () => {
         const conn = this.conn;
-        if (!conn) throw new Error('not connected');
+        if (!conn) throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'not connected', { retryable: true });
         await subscription.attach(conn);
       });
     } catch (err) {
@@ -389,13 +381,15 @@ export class RabbitMqBus implements Bus {
     return out;
   }
 
-  async deadLetters(topic: string, group: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
+  async deadLetters(topic: string, group: string, limitOptions?: { limit?: number }): Promise<DeadLetter[]> {
+    const options = parseDeadLetterOptions(limitOptions);
     checkTopic(topic);
     checkGroup(group);
-    return this.withChannel(async (ch) => (await this.takeDeadLetters(ch, topic, group, options.limit ?? 100)).map(({ msg: _msg, ...d }) => d));
+    return this.withChannel(async (ch) => (await this.takeDeadLetters(ch, topic, group, options.limit)).map(({ msg: _msg, ...d }) => d));
   }
 
-  async replayDeadLetters(topic: string, group: string, options: ReplayOptions = {}): Promise<number> {
+  async replayDeadLetters(topic: string, group: string, replayOptions?: ReplayOptions): Promise<number> {
+    const options = parseReplayOptions(replayOptions);
     checkTopic(topic);
     checkGroup(group);
     const queue = this.queueName(topic, group);

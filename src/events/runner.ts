@@ -1,7 +1,7 @@
-import { TandemError } from '../core/errors.js';
 import { Backoff } from './backoff.js';
 import type { DeadLetter, Handler, SubscribeOptions } from './bus.js';
 import { EVENTS_DEFAULTS } from './defaults.js';
+import { parseSubscribeOptions } from './options.js';
 import { decodeEnvelope, type Envelope, type Message } from './envelope.js';
 import type { Inbox } from './inbox.js';
 import type { SubscriptionCounter } from './metrics.js';
@@ -28,15 +28,9 @@ export interface ResolvedSubscribeOptions<Tx> {
   inbox: Inbox<Tx> | undefined;
 }
 
-export function resolveSubscribeOptions<Tx>(options: SubscribeOptions<Tx> = {}): ResolvedSubscribeOptions<Tx> {
-  const concurrency = options.concurrency ?? EVENTS_DEFAULTS.concurrency;
-  const maxAttempts = options.maxAttempts ?? EVENTS_DEFAULTS.maxAttempts;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 10_000) {
-    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `subscribe: concurrency must be an integer from 1 to 10000, got ${concurrency}`);
-  }
-  if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 1000) {
-    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `subscribe: maxAttempts must be an integer from 1 to 1000, got ${maxAttempts}`);
-  }
+export function resolveSubscribeOptions<Tx>(subscribeOptions?: SubscribeOptions<Tx>): ResolvedSubscribeOptions<Tx> {
+  const options = parseSubscribeOptions<Tx>(subscribeOptions);
+  const { concurrency, maxAttempts } = options;
   const initial = options.backoff?.initial ?? EVENTS_DEFAULTS.backoffInitial;
   const max = options.backoff?.max ?? Math.max(EVENTS_DEFAULTS.backoffMax, initial);
   return { concurrency, maxAttempts, backoff: new Backoff(initial, max), inbox: options.inbox };

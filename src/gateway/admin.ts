@@ -42,8 +42,8 @@ export function createAdminServer(view: AdminView, limits: AdminLimits): Server 
     noDelay: true,
   }, (req, res) => {
     handle(view, req, res).catch((err: unknown) => {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end(`internal error: ${(err as Error).message}\n`);
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(`${JSON.stringify({ error: { code: 'TANDEM_ERR_INTERNAL', message: (err as Error).message } })}\n`);
     });
   });
   return server;

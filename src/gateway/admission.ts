@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ErrorCode } from '../core/errors.js';
 import { rewriteRequestHeaders, type RequestFacts } from './headers.js';
 import { isValidAuthority, splitAbsoluteTarget } from './authority.js';
-import { isPathProblem, normalizePath } from './path.js';
+import { isPathProblem, normalizePath } from '../core/path.js';
 import type { Route, Router } from './router.js';
 
 /**

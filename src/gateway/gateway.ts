@@ -25,6 +25,7 @@ import { ClusterFeed } from './dashboard-feed.js';
 import { HEALTH_STATE_KINDS } from '../upstream/endpoint.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import { upstreamSettingsOf } from './upstream-settings.js';
+import { TandemError } from '../core/errors.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -370,7 +371,7 @@ function listen(server: Server, host: string, port: number, what: string): Promi
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
-      reject(new Error(`${what}: cannot bind ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err }));
+      reject(new TandemError('TANDEM_ERR_LISTEN', `${what}: cannot bind ${formatHostPort(host, port)}: ${err.code ?? err.message}`, { cause: err }));
     };
     const onListening = () => {
       server.off('error', onError);

@@ -23,7 +23,9 @@ export function handleUpgrade(ctx: ProxyContext, req: IncomingMessage, socket: D
   if (route === undefined || upgrade === undefined || ctx.live.draining || peer.closing) {
     const refusal = admission.refusal;
     if (refusal !== undefined) writeError(socket, refusal.status, refusal.code, refusal.message, facts.requestId);
-    else writeRaw(socket, route === undefined ? 404 : 503, []);
+    else if (route === undefined) writeError(socket, 404, 'TANDEM_ERR_NO_ROUTE', `no route for ${facts.host ?? ''}${admission.path}`, facts.requestId);
+    else if (peer.closing) writeError(socket, 400, 'TANDEM_ERR_BAD_REQUEST', 'the connection is closing after a refused request', facts.requestId);
+    else writeError(socket, 503, 'TANDEM_ERR_NO_HEALTHY_ENDPOINT', ctx.live.draining ? 'the gateway is draining: connect again' : 'not an upgrade request', facts.requestId);
     socket.destroy();
     return;
   }

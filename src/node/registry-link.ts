@@ -1,6 +1,7 @@
 import { isTandemError } from '../core/errors.js';
 import { HttpRegistry } from '../discovery/http.js';
 import type { InstanceState, KeepAlive, Lease, Registration, Registry } from '../discovery/types.js';
+import { TandemError } from '../core/errors.js';
 
 export interface LinkLogger {
   info(fields: Record<string, unknown>): void;
@@ -125,6 +126,6 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms); }),
+    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `no answer within ${ms} ms`, { retryable: true })), ms); }),
   ]);
 }

@@ -1,15 +1,20 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from '../core/address.js';
 import { openDrainables } from '../core/drain.js';
 import { createLogger } from '../observe/log.js';
-import { deadlineOf, runWithDeadline } from '../core/deadline.js';
+import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../core/deadline.js';
+import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
+import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
 import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
+import { TandemError } from '../core/errors.js';
+import { parseOptions, type OptionSpec } from '../core/options.js';
+import * as rules from '../core/options.js';
 
 /** A check passes when it returns (or resolves to) anything but `false` without throwing. */
 export type Check = () => unknown;
@@ -99,7 +104,38 @@ export interface ServedInstance {
   close(): Promise<void>;
 }
 
-const DEFAULTS = Object.freeze({ heartbeatInterval: 1000, ttl: 10_000, drainTimeout: 30_000, drainQuietPeriod: 250 });
+/** What an unset ServeOptions field means (the ones with a fixed default). */
+export const DEFAULT_SERVE_OPTIONS = rules.defaults({ ...DEFAULTS, handleSignals: true, metrics: true });
+
+type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
+
+const SERVE_SPEC: OptionSpec = {
+  service: rules.string,
+  registry: rules.stringOrStrings,
+  token: rules.string,
+  id: rules.string,
+  host: rules.string,
+  port: rules.integer(1, 65_535),
+  zone: rules.string,
+  // the registry's own limits, so a bad value fails here rather than at every registration
+  weight: rules.integer(1, 1000),
+  metadata: rules.record(rules.anyString, 'an object of strings'),
+  heartbeatInterval: rules.duration(1),
+  ttl: rules.duration(1),
+  readiness: rules.record(rules.func, 'an object of check functions'),
+  liveness: rules.record(rules.func, 'an object of check functions'),
+  drainTimeout: rules.duration(0),
+  drainQuietPeriod: rules.duration(0),
+  handleSignals: rules.boolean,
+  onDrain: rules.either(rules.func, rules.arrayOf(rules.func, 'a function or an array of functions')),
+  logger: rules.methods('info', 'warn'),
+  metrics: rules.boolean,
+};
+
+/** Validates serve()'s options once (unknown keys with a hint, types, ranges); frozen, defaults filled in. */
+export function parseServeOptions(options: unknown): Readonly<ParsedServeOptions> {
+  return parseOptions<ParsedServeOptions>('serve()', options, SERVE_SPEC, DEFAULT_SERVE_OPTIONS, ['service', 'registry']);
+}
 
 /** The gateway's line format (pino, ISO times), warnings and up, on stderr: the application owns stdout. */
 let defaultLogger: LinkLogger | undefined;
@@ -113,14 +149,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * server listens and its readiness checks pass, heartbeats, registers again after a gateway
  * restart, and drains on SIGTERM/SIGINT (or close()).
  */
-export async function serve(server: Server, options: ServeOptions): Promise<ServedInstance> {
-  // An option passed as undefined takes its default, like one left out.
-  const opts = {
-    heartbeatInterval: options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
-    ttl: options.ttl ?? DEFAULTS.ttl,
-    drainTimeout: options.drainTimeout ?? DEFAULTS.drainTimeout,
-    drainQuietPeriod: options.drainQuietPeriod ?? DEFAULTS.drainQuietPeriod,
-  };
+export async function serve(server: Server, serveOptions: ServeOptions): Promise<ServedInstance> {
+  const options = parseServeOptions(serveOptions);
   const log = options.logger ?? stderrLogger();
   const readiness = new Map(Object.entries(options.readiness ?? {}));
   const liveness = new Map(Object.entries(options.liveness ?? {}));
@@ -133,7 +163,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
   };
   processStats.nodes.add(stats);
   let inflight = 0;
-  const serveMetrics = options.metrics !== false;
+  const serveMetrics = options.metrics;
 
   const userListeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
   server.removeAllListeners('request');
@@ -170,7 +200,7 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     // while handling it get only the time that is left.
     runWithDeadline(deadlineOf(req.headers), () => hop.run(() => {
       for (const l of userListeners) l.call(server, req, res);
-    }));
+    }), res);
   });
 
   const hooks: DrainHook[] = options.onDrain === undefined ? [] : typeof options.onDrain === 'function' ? [options.onDrain] : [...options.onDrain];
@@ -181,8 +211,8 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
     log.info({ msg: 'draining', inflight });
     // Each gateway has stopped sending when its registry answers (or could not be reached).
     await Promise.all(links.map((l) => l.setState('draining', 3000)));
-    await sleep(opts.drainQuietPeriod);
-    const deadline = Date.now() + opts.drainTimeout;
+    await sleep(options.drainQuietPeriod);
+    const deadline = Date.now() + options.drainTimeout;
     while (inflight > 0 && Date.now() < deadline) await sleep(20);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
@@ -209,16 +239,16 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
       }
     })();
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), opts.drainTimeout); });
+    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), options.drainTimeout); });
     const timedOut = await Promise.race([work.then(() => false), late]);
     clearTimeout(timer);
-    if (timedOut) throw new Error(`buses and drain hooks still running after ${opts.drainTimeout} ms (drainTimeout)`);
+    if (timedOut) throw new TandemError('TANDEM_ERR_DRAIN_TIMEOUT', `buses and drain hooks still running after ${options.drainTimeout} ms (drainTimeout)`);
   };
   const close = () => {
     closing ??= drain();
     return closing;
   };
-  if (options.handleSignals !== false) {
+  if (options.handleSignals) {
     // Installed before anything else: a SIGTERM while starting drains too (nothing to deregister yet).
     const onSignal = (signal: NodeJS.Signals) => {
       log.info({ msg: 'signal', signal });
@@ -245,10 +275,10 @@ export async function serve(server: Server, options: ServeOptions): Promise<Serv
   if (state === 'starting') {
     setState('ready');
     const registration = (): Registration => ({
-      service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: opts.ttl,
+      service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: options.ttl,
     });
     const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    links = urls.map((url) => new RegistryLink(url, options.token, registration, opts.heartbeatInterval, log));
+    links = urls.map((url) => new RegistryLink(url, options.token, registration, options.heartbeatInterval, log));
     await Promise.all(links.map((l) => l.start()));
   }
   return {
@@ -295,3 +325,35 @@ async function answerChecks(checks: ReadonlyMap<string, Check>, base: boolean, s
   res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' })
     .end(`${JSON.stringify({ status: ok ? 'ok' : 'fail', state, checks: results })}\n`);
 }
+
+/** The dependency a response's 5xx answer blames, once a tandem/client call failed while handling it. */
+const BLAMED = Symbol('tandem.failedDependency');
+type Blaming = ServerResponse & { [BLAMED]?: string };
+
+/**
+ * A tandem/client call failed while this response's request was handled: a 5xx answer (however
+ * the application writes it) will name the dependency in FAILED_DEPENDENCY_HEADER, so the
+ * gateway neither retries it on this instance's siblings nor ejects this instance
+ * (core/dependency.ts). Only such responses get the wrapped writeHead: the common path pays nothing.
+ */
+function blameOnError(response: object, service: string): void {
+  const res = response as Blaming;
+  if (res.headersSent) return;
+  if (res[BLAMED] === undefined) res.writeHead = writeHeadBlaming as ServerResponse['writeHead'];
+  res[BLAMED] = service;
+}
+
+function writeHeadBlaming(this: Blaming, statusCode: number, ...rest: unknown[]): ServerResponse {
+  if (statusCode >= 500 && !this.hasHeader(FAILED_DEPENDENCY_HEADER) && !rawHeadersName(rest)) this.setHeader(FAILED_DEPENDENCY_HEADER, this[BLAMED]!);
+  return (ServerResponse.prototype.writeHead as (...args: unknown[]) => ServerResponse).call(this, statusCode, ...rest);
+}
+
+/** True when headers passed to writeHead itself already name the dependency. */
+function rawHeadersName(rest: readonly unknown[]): boolean {
+  const headers = rest.find((r) => typeof r === 'object' && r !== null);
+  if (headers === undefined) return false;
+  if (Array.isArray(headers)) return headers.some((v, i) => i % 2 === 0 && String(v).toLowerCase() === FAILED_DEPENDENCY_HEADER);
+  return Object.keys(headers).some((k) => k.toLowerCase() === FAILED_DEPENDENCY_HEADER);
+}
+
+listenForFailedDependencies(blameOnError);

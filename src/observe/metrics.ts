@@ -37,7 +37,7 @@ export const METRICS = Object.freeze({
   inflight: spec('gateway', 'gauge', 'tandem_requests_in_flight', ['service', 'endpoint'], 'Requests sent to an endpoint and not finished, by service and endpoint.'),
   gatewayInflight: spec('gateway', 'gauge', 'tandem_gateway_requests_in_flight', [], 'Client requests the gateway is handling.'),
   connections: spec('gateway', 'gauge', 'tandem_upstream_connections', ['service', 'endpoint'], 'Open connections to an endpoint, by service and endpoint.'),
-  latencyEstimate: spec('gateway', 'gauge', 'tandem_endpoint_latency_estimate_seconds', ['service', 'endpoint'], 'Peak-EWMA latency estimate the balancer uses, by service and endpoint.'),
+  latencyEstimate: spec('gateway', 'gauge', 'tandem_endpoint_latency_estimate_seconds', ['service', 'endpoint'], 'Moving average of latency the peak-EWMA balancer starts from, by service and endpoint.'),
   endpointResponse: spec('gateway', 'histogram', 'tandem_endpoint_response_seconds', ['service', 'endpoint'], 'Time from sending a request to an endpoint until its response headers arrive, by service and endpoint.'),
   state: spec('gateway', 'gauge', 'tandem_endpoint_state', ['service', 'endpoint', 'state'], 'Health state of an endpoint: 1 for its current state, 0 for the others.'),
   transitions: spec('gateway', 'counter', 'tandem_endpoint_transitions_total', ['service', 'endpoint', 'to'], 'Health state changes of an endpoint, by the state entered.'),

@@ -4,6 +4,7 @@ import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { classifyUpstreamError, isClientCaused } from './classify.js';
 import { TandemError } from '../core/errors.js';
+import { isDependencyFailure } from '../core/dependency.js';
 import type { OutlierDetector } from './health/outlier.js';
 import type { LatencyTracker } from './resilience/latency.js';
 import type { TimerHandle } from '../core/clock.js';
@@ -176,7 +177,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
     this.responded = true;
     if (this.outlier !== undefined) {
-      if (statusCode >= 500) this.outlier.recordFailure(this.endpoint);
+      // A 5xx that reports a dependency's failure says the endpoint itself works (core/dependency.ts).
+      if (statusCode >= 500 && !isDependencyFailure(statusCode, rawHeaders)) this.outlier.recordFailure(this.endpoint);
       else this.outlier.recordSuccess(this.endpoint);
     }
     this.readFraming(rawHeaders);

@@ -12,14 +12,45 @@ export interface PoolSettings {
   maxResponseHeaderSize: number;
 }
 
-/** Peak-EWMA decay time constant (Finagle and Linkerd use 10 s). */
-export const EWMA_DECAY_MS = 10_000;
 /**
- * Latency assumed for an endpoint with no samples yet: none (Finagle). Such an endpoint wins a
- * comparison while it is idle, so a new instance is tried at once; while its first request is
- * in flight the balancer charges it a penalty, so a burst does not pile onto it.
+ * Time constant of the latency estimate (ms): how fast it follows a lasting change, and how fast
+ * an endpoint that gets no samples drifts back to the service's typical latency. Finagle and
+ * Linkerd use 10 s; with the deterministic comparison they pair it with, one slow sample could
+ * starve an instance for that long (tandem issue 12). Half a second still averages about 50
+ * samples at 100 requests a second per endpoint, and lets an endpoint that was slow and has
+ * recovered be seen as recovered within about a second (a few time constants).
+ */
+export const EWMA_DECAY_MS = 500;
+/**
+ * Time constant (ms) with which a spike above the moving average is forgotten. The peak is what
+ * makes an endpoint that slows down shed traffic before its average catches up. It is short
+ * because an endpoint under a peak gets few requests, hence few samples to correct it: only
+ * time ends the penalty. In simulation, 200 ms skewed the shares of identical instances by up
+ * to 1.4× through their outliers; 50 ms by about 1.1×. A lasting slowdown shows in the moving
+ * average within a few samples anyway.
+ */
+export const PEAK_DECAY_MS = 50;
+/**
+ * An endpoint's first answers are often slow for reasons that pass (a cold JIT, new
+ * connections): its moving average starts as the fastest of its first SETTLE_SAMPLES answers,
+ * and until it has them the balancer reads it as no slower than the service's typical latency.
+ */
+export const SETTLE_SAMPLES = 3;
+/** A sample enters the moving average as at most this many times the average; the rest is peak. */
+const PEAK_CLAMP = 4;
+/**
+ * Latency estimate of an endpoint with no samples: none. The balancer reads such an endpoint as
+ * the service's typical latency (the median of the others' estimates), not as free.
  */
 export const EWMA_INITIAL_MS = 0;
+/**
+ * Slow start (ms): a new endpoint, or one back from failing its health checks (most often a
+ * restarted process, with a cold JIT and no connections), gets a share that ramps up over this
+ * window instead of its full share at once, as Envoy's slow_start_window does.
+ */
+export const SLOW_START_MS = 1_000;
+/** The share factor a slow-starting endpoint begins with, so it gets samples from the start. */
+export const SLOW_START_MIN_FACTOR = 0.1;
 
 export { STATUS_CLASSES };
 
@@ -46,10 +77,24 @@ export class Endpoint implements WithHealth {
 
   /** Requests dispatched to this endpoint and not finished yet. */
   inflight = 0;
-  /** Peak-EWMA latency estimate in milliseconds. */
+  /**
+   * Smoothed latency in ms (a time-weighted moving average, see observeLatency); 0 until the
+   * first sample. The balancer adds the decaying peak and the drift toward the service's
+   * typical latency at pick time.
+   */
   ewmaMs = EWMA_INITIAL_MS;
-  /** When ewmaMs was last updated (ms, performance.now()). */
+  /** When the last latency sample came in (ms, performance.now()). */
   ewmaStamp = 0;
+  /** Latency samples so far: 0 means the estimate is unknown, whatever ewmaMs holds. */
+  ewmaSamples = 0;
+  /** How far the latest spike stood above ewmaMs (ms), as of peakStamp; forgotten over PEAK_DECAY_MS. */
+  peakMs = 0;
+  /** When peakMs was set. */
+  peakStamp = 0;
+  /** How far the latest sample stood above the moving average (ms; negative when below). */
+  lastExcessMs = 0;
+  /** Start of the current slow-start window (ms, the upstream's clock): joined, or back from unhealthy. */
+  warmingSince: number;
   /** Completed requests by status class, see STATUS_CLASSES. */
   readonly responses = [0, 0, 0, 0, 0, 0];
   /** Time to response headers, every sample (tandem_endpoint_response_seconds, the dashboard's p99). */
@@ -61,6 +106,12 @@ export class Endpoint implements WithHealth {
 
   constructor(init: EndpointInit, settings: PoolSettings, health: Partial<HealthOptions> = {}, now = 0) {
     this.health = new EndpointHealth(health, now);
+    this.warmingSince = now;
+    // Back from failing its checks it is most likely a restarted process: as cold as a new one.
+    // The subscription lives as long as the endpoint and its health, so it is never disposed.
+    this.health.onTransition((t) => {
+      if (t.to.kind === 'probation' && t.to.from === 'unhealthy') this.warmingSince = t.to.since;
+    });
     this.host = init.host;
     this.port = init.port;
     this.weight = init.weight;
@@ -76,17 +127,37 @@ export class Endpoint implements WithHealth {
   }
 
   /**
-   * Folds one latency sample into the peak-EWMA estimate: a slower sample is taken at once
-   * (peak), a faster one decays in with weight depending on the time since the last sample.
+   * Folds one latency sample into the estimate. The moving average weighs a sample by the time
+   * since the previous one (1 − e^(−Δt/τ)), so its memory is EWMA_DECAY_MS of wall time
+   * whatever the request rate: a rarely sampled endpoint moves more per sample. It starts as
+   * the fastest of the first SETTLE_SAMPLES answers; the next ones are averaged plainly with it
+   * (weight at least 1/k for the k-th) until the time weight takes over.
+   *
+   * The average takes a sample at most PEAK_CLAMP times itself: the excess goes to the peak,
+   * which the balancer adds on top. A peak needs two slow answers in a row — it is the lesser
+   * excess of the last two samples — so a lone outlier among fast answers (a GC pause, a cold
+   * connection, the gateway itself descheduled) costs nothing, while an endpoint that really
+   * slowed down is penalised from its second slow answer. The peak fades with time
+   * (PEAK_DECAY_MS) and halves with every later sample that does not renew it.
    */
   observeLatency(ms: number, now: number): void {
     this.latency.observe(ms / 1000);
-    if (ms > this.ewmaMs) {
-      this.ewmaMs = ms;
+    const n = ++this.ewmaSamples;
+    if (n <= SETTLE_SAMPLES) {
+      if (n === 1 || ms < this.ewmaMs) this.ewmaMs = ms;
     } else {
-      const elapsed = Math.max(0, now - this.ewmaStamp);
-      const w = Math.exp(-elapsed / EWMA_DECAY_MS);
-      this.ewmaMs = this.ewmaMs * w + ms * (1 - w);
+      const byTime = 1 - Math.exp(-Math.max(0, now - this.ewmaStamp) / EWMA_DECAY_MS);
+      const plain = 1 / (n - SETTLE_SAMPLES + 1);
+      const w = byTime > plain ? byTime : plain;
+      // An average of 0 (answers faster than the clock ticks) caps nothing: it would stay 0.
+      const cap = this.ewmaMs > 0 ? this.ewmaMs * PEAK_CLAMP : Infinity;
+      this.ewmaMs += ((ms < cap ? ms : cap) - this.ewmaMs) * w;
+      const excess = ms - this.ewmaMs;
+      const confirmed = excess < this.lastExcessMs ? excess : this.lastExcessMs;
+      this.lastExcessMs = excess;
+      const faded = this.peakMs * 0.5 * Math.exp(-Math.max(0, now - this.peakStamp) / PEAK_DECAY_MS);
+      this.peakMs = confirmed > faded ? confirmed : faded;
+      this.peakStamp = now;
     }
     this.ewmaStamp = now;
   }

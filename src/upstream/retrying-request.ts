@@ -10,6 +10,7 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
 import { isClientCaused } from './classify.js';
+import { isDependencyFailure } from '../core/dependency.js';
 
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
@@ -240,7 +241,7 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
   legHeaders(leg: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.settleLeg(leg);
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume);
-    if (isHeld(statusCode)) {
+    if (isHeld(statusCode, rawHeaders)) {
       const other = this.otherLive(leg);
       if (other !== undefined) {
         // The other leg is still out: drop this answer and wait for it.
@@ -261,8 +262,10 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
     if (loser !== undefined) {
       // A hedge that lost the race is cancelled, not held against its endpoint. A first leg
       // slower than its hedge is: a failure for outlier detection, its wait a latency sample,
-      // or a stuck endpoint would keep getting requests that all need a hedge.
-      this.drop(loser, loser === this.hedge);
+      // or a stuck endpoint would keep getting requests that all need a hedge. Only when the
+      // winning answer is a success: a 5xx that won (one naming a failed dependency,
+      // core/dependency.ts) says nothing about how fast the first endpoint is.
+      this.drop(loser, loser === this.hedge || statusCode >= 500);
     }
     if (leg === this.hedge) {
       this.host.hedgeWon();
@@ -398,8 +401,12 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
   }
 }
 
-function isHeld(statusCode: number): boolean {
-  return statusCode === 502 || statusCode === 503 || statusCode === 504;
+/**
+ * A 502/503/504 is held back to be retried elsewhere — unless it reports a dependency's failure
+ * (core/dependency.ts): the siblings share the dependency, so it goes to the client at once.
+ */
+function isHeld(statusCode: number, rawHeaders: readonly Buffer[]): boolean {
+  return (statusCode === 502 || statusCode === 503 || statusCode === 504) && !isDependencyFailure(statusCode, rawHeaders);
 }
 
 function failureOfStatus(statusCode: number): FailureKind {
@@ -426,7 +433,7 @@ function readWhole(body: Readable, length: number, done: (buffer: Buffer | undef
     settled = true;
     body.off('data', onData);
     if (err === undefined && at === length) done(buffer);
-    else done(undefined, err ?? new Error(`body ended after ${at} of ${length} bytes`));
+    else done(undefined, err ?? new TandemError('TANDEM_ERR_CLIENT_ABORTED', `body ended after ${at} of ${length} bytes`));
   };
   const onData = (chunk: Buffer) => {
     // Node's parser enforces Content-Length: no more than `length` bytes arrive.
@@ -436,5 +443,5 @@ function readWhole(body: Readable, length: number, done: (buffer: Buffer | undef
   body.on('data', onData);
   body.once('end', () => finish());
   body.once('error', (err: Error) => finish(err));
-  body.once('close', () => finish(at === length ? undefined : new Error('closed')));
+  body.once('close', () => finish(at === length ? undefined : new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the body early')));
 }

@@ -19,8 +19,8 @@ test('Backoff: doubles per attempt up to the cap, half of each delay jittered', 
 });
 
 test('subscribe options are validated with the name of the bad value', () => {
-  assert.throws(() => resolveSubscribeOptions({ concurrency: 0 }), /concurrency must be an integer from 1 to 10000, got 0/);
-  assert.throws(() => resolveSubscribeOptions({ maxAttempts: 1.5 }), /maxAttempts must be an integer/);
+  assert.throws(() => resolveSubscribeOptions({ concurrency: 0 }), { code: 'TANDEM_ERR_INVALID_ARGUMENT', message: /options\.concurrency: expected an integer from 1 to 10000, got 0/ });
+  assert.throws(() => resolveSubscribeOptions({ maxAttempts: 1.5 }), /options\.maxAttempts: expected an integer from 1 to 1000, got 1\.5/);
   const d = resolveSubscribeOptions();
   assert.equal(d.concurrency, EVENTS_DEFAULTS.concurrency);
   assert.equal(d.maxAttempts, EVENTS_DEFAULTS.maxAttempts);

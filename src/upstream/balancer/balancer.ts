@@ -1,17 +1,14 @@
 import type { Endpoint } from '../endpoint.js';
+import type { BalancerKind } from '../../core/balancing.js';
 
-export const BALANCER_KINDS = [
-  'peak-ewma',
-  'round-robin',
-  'weighted-round-robin',
-  'least-request',
-  'consistent-hash',
-] as const;
-
-export type BalancerKind = (typeof BALANCER_KINDS)[number];
+export { BALANCER_KINDS } from '../../core/balancing.js';
+export type { BalancerKind } from '../../core/balancing.js';
 
 /** The subset of Endpoint a balancer reads: kept narrow so balancers test without sockets. */
-export type Pickable = Pick<Endpoint, 'id' | 'weight' | 'inflight' | 'ewmaMs' | 'ewmaStamp'>;
+export type Pickable = Pick<
+  Endpoint,
+  'id' | 'weight' | 'inflight' | 'ewmaMs' | 'ewmaStamp' | 'ewmaSamples' | 'peakMs' | 'peakStamp' | 'warmingSince'
+>;
 
 /**
  * A balancer chooses one endpoint among the eligible candidates for a request.

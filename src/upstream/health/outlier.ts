@@ -1,5 +1,7 @@
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { WithHealth } from './state.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * Passive outlier detection: real traffic is the health check that never lies about the path
@@ -15,35 +17,14 @@ export interface OutlierOptions {
   decayMs: number;
 }
 
+/** Envoy's defaults except the share; the reasons are in core/defaults/upstream.ts. */
 export const DEFAULT_OUTLIER: Readonly<OutlierOptions> = Object.freeze({
-  /** Failures in a row that eject an endpoint. Envoy's consecutive_5xx default. */
-  consecutiveFailures: 5,
-  /**
-   * First ejection length; the n-th ejection lasts n × this (30 s, 60 s, 90 s …). Envoy's
-   * base_ejection_time: long enough for a restart, short enough to not waste capacity.
-   */
-  baseEjectionMs: 30_000,
-  /** Cap on the nominal ejection length. Envoy's max_ejection_time. */
-  maxEjectionMs: 300_000,
-  /**
-   * Each ejection length is spread ±10 % so endpoints ejected together (a shared dependency
-   * failed) do not all come back in the same millisecond. Finagle jitters its dead time too.
-   */
-  jitter: 0.1,
-  /**
-   * At most this share of the (non-draining) members may be ejected at once; at least one
-   * when there are two or more. Envoy's 10 % allows only that one ejection on the 2–6
-   * instance fleets tandem is made for; 0.5 matches the panic threshold, so ejections alone
-   * never push a service into panic: at least half the members stay eligible.
-   */
-  maxEjectedShare: 0.5,
-  /**
-   * The ejection count falls by one for each decayMs since the endpoint's last ejection
-   * ended, so one that misbehaved long ago starts again at 30 s. One step per maximum
-   * ejection: an endpoint that was out for 5 minutes has to behave at least that long per
-   * step of forgiveness.
-   */
-  decayMs: 300_000,
+  consecutiveFailures: UPSTREAM_DEFAULTS.outlier.consecutiveFailures,
+  baseEjectionMs: UPSTREAM_DEFAULTS.outlier.baseEjectionTime,
+  maxEjectionMs: UPSTREAM_DEFAULTS.outlier.maxEjectionTime,
+  jitter: UPSTREAM_DEFAULTS.outlier.jitter,
+  maxEjectedShare: UPSTREAM_DEFAULTS.outlier.maxEjectedShare,
+  decayMs: UPSTREAM_DEFAULTS.outlier.decay,
 });
 
 /** Uniform random number in [0, 1). Injectable so tests pin the jitter. */
@@ -224,21 +205,21 @@ function resolveOutlierOptions(options: Partial<OutlierOptions>): Readonly<Outli
     decayMs: options.decayMs ?? DEFAULT_OUTLIER.decayMs,
   };
   if (!Number.isInteger(resolved.consecutiveFailures) || resolved.consecutiveFailures < 1) {
-    throw new RangeError(`outlier.consecutiveFailures must be an integer >= 1, got ${resolved.consecutiveFailures}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.consecutiveFailures must be an integer >= 1, got ${resolved.consecutiveFailures}`);
   }
   for (const key of ['baseEjectionMs', 'maxEjectionMs', 'decayMs'] as const) {
     if (!(resolved[key] > 0) || !Number.isFinite(resolved[key])) {
-      throw new RangeError(`outlier.${key} must be a finite number > 0, got ${resolved[key]}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.${key} must be a finite number > 0, got ${resolved[key]}`);
     }
   }
   if (resolved.maxEjectionMs < resolved.baseEjectionMs) {
-    throw new RangeError(`outlier.maxEjectionMs (${resolved.maxEjectionMs}) must be >= baseEjectionMs (${resolved.baseEjectionMs})`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.maxEjectionMs (${resolved.maxEjectionMs}) must be >= baseEjectionMs (${resolved.baseEjectionMs})`);
   }
   if (!(resolved.jitter >= 0 && resolved.jitter < 1)) {
-    throw new RangeError(`outlier.jitter must be in [0, 1), got ${resolved.jitter}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.jitter must be in [0, 1), got ${resolved.jitter}`);
   }
   if (!(resolved.maxEjectedShare >= 0 && resolved.maxEjectedShare <= 1)) {
-    throw new RangeError(`outlier.maxEjectedShare must be in [0, 1], got ${resolved.maxEjectedShare}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `outlier.maxEjectedShare must be in [0, 1], got ${resolved.maxEjectedShare}`);
   }
   return Object.freeze(resolved);
 }

@@ -1,4 +1,6 @@
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { WithHealth } from './state.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * The panic threshold. When too few members are eligible, the passive detector is the likelier
@@ -16,13 +18,8 @@ export interface PanicOptions {
   panicThreshold: number;
 }
 
-export const DEFAULT_PANIC: Readonly<PanicOptions> = Object.freeze({
-  /**
-   * Panic when eligible members are fewer than this share of the non-draining members.
-   * Envoy's healthy_panic_threshold (50 %); Finagle panics at 50 % unhealthy. 0 disables panic.
-   */
-  panicThreshold: 0.5,
-});
+/** Envoy's healthy_panic_threshold (core/defaults/upstream.ts). */
+export const DEFAULT_PANIC: Readonly<PanicOptions> = Object.freeze({ panicThreshold: UPSTREAM_DEFAULTS.panicThreshold });
 
 const NONE: readonly never[] = Object.freeze([]);
 
@@ -42,7 +39,7 @@ export class PanicThreshold<T extends WithHealth = WithHealth> {
   constructor(options: Partial<PanicOptions> = {}) {
     const panicThreshold = options.panicThreshold ?? DEFAULT_PANIC.panicThreshold;
     if (!(panicThreshold >= 0 && panicThreshold <= 1)) {
-      throw new RangeError(`panicThreshold must be in [0, 1], got ${panicThreshold}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `panicThreshold must be in [0, 1], got ${panicThreshold}`);
     }
     this.options = Object.freeze({ panicThreshold });
   }

@@ -1,5 +1,6 @@
 import { Client } from 'undici';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { EndpointHealth } from './state.js';
 
 export interface ProbeSettings {
@@ -40,8 +41,8 @@ export class HealthProber {
       headersTimeout: settings.timeoutMs,
       bodyTimeout: settings.timeoutMs,
       // Kept open between checks (an interval or so), closed well before a server's idle timeout.
-      keepAliveTimeout: Math.min(4_000, settings.intervalMs * 2),
-      keepAliveMaxTimeout: 4_000,
+      keepAliveTimeout: Math.min(UPSTREAM_DEFAULTS.keepAliveTimeout, settings.intervalMs * 2),
+      keepAliveMaxTimeout: UPSTREAM_DEFAULTS.keepAliveTimeout,
     });
     // A connection error reported outside a request (e.g. the endpoint closed an idle socket).
     this.client.on('connectionError', () => {});

@@ -1,3 +1,6 @@
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
+import { TandemError } from '../../core/errors.js';
+
 /**
  * The health of one endpoint as a state machine. Every source of evidence — active checks,
  * passive outlier detection, membership — moves it only through the transition methods below,
@@ -21,19 +24,10 @@ export interface HealthOptions {
   unhealthyThreshold: number;
 }
 
+/** The product's thresholds (core/defaults/upstream.ts: rise 2, fall 2). */
 export const DEFAULT_HEALTH: Readonly<HealthOptions> = Object.freeze({
-  /**
-   * Consecutive successes that move an endpoint one step up: unhealthy → probation counts
-   * passed checks; probation → healthy counts passed checks and successful requests alike.
-   * HAProxy's `rise 2`: one lucky answer is not enough, two in a row rarely lie.
-   */
-  healthyThreshold: 2,
-  /**
-   * Consecutive failed checks that take a healthy (or ejected) endpoint out. HAProxy's
-   * `fall 3`: with checks every 2 s an endpoint is out within ≈ 6 s, and one lost probe on a
-   * busy network does not flap it.
-   */
-  unhealthyThreshold: 3,
+  healthyThreshold: UPSTREAM_DEFAULTS.healthCheck.healthyThreshold,
+  unhealthyThreshold: UPSTREAM_DEFAULTS.healthCheck.unhealthyThreshold,
 });
 
 /** Why an endpoint is on probation: where it came from. */
@@ -231,7 +225,7 @@ function resolveHealthOptions(options: Partial<HealthOptions>): Readonly<HealthO
   for (const key of ['healthyThreshold', 'unhealthyThreshold'] as const) {
     const value = resolved[key];
     if (!Number.isInteger(value) || value < 1) {
-      throw new RangeError(`health.${key} must be an integer >= 1, got ${value}`);
+      throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `health.${key} must be an integer >= 1, got ${value}`);
     }
   }
   return Object.freeze(resolved);

@@ -1,4 +1,6 @@
 import { realClock, type Clock } from '../../core/clock.js';
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * A retry budget after Finagle's: retries (and hedges) may add at most `percent` of the
@@ -12,16 +14,12 @@ export interface RetryBudgetOptions {
   minPerSecond: number;
 }
 
+/** Finagle's: 20 % of requests over 10 s, plus 10 per second (core/defaults/upstream.ts). */
 export const DEFAULT_RETRY_BUDGET: Readonly<RetryBudgetOptions> = Object.freeze({
-  /** Retries allowed as a share of requests: 0.2 = one retry per five requests (Finagle). */
-  percent: 0.2,
-  /** How long a request's deposit (and a retry's withdrawal) counts: 10 s (Finagle). */
-  ttlMs: 10_000,
-  /**
-   * Retries always allowed on top, per second of the window: 10/s (Finagle), i.e. a reserve of
-   * 100 retries per 10 s, so a low-traffic service is not left without any.
-   */
-  minPerSecond: 10,
+  /** A share: the config's percent / 100. */
+  percent: UPSTREAM_DEFAULTS.retry.budget.percent / 100,
+  ttlMs: UPSTREAM_DEFAULTS.retry.budget.window,
+  minPerSecond: UPSTREAM_DEFAULTS.retry.budget.minPerSecond,
 });
 
 /** The window is kept as this many time buckets; an old bucket drops out whole. */
@@ -105,13 +103,13 @@ function resolveBudgetOptions(options: Partial<RetryBudgetOptions>): Readonly<Re
   };
   // Finagle accepts up to 1000 %: a budget may allow several retries per request.
   if (!(resolved.percent >= 0 && resolved.percent <= 10)) {
-    throw new RangeError(`retryBudget.percent must be in [0, 10], got ${resolved.percent}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `retryBudget.percent must be in [0, 10], got ${resolved.percent}`);
   }
   if (!(resolved.ttlMs >= 1000 && resolved.ttlMs <= 60_000)) {
-    throw new RangeError(`retryBudget.ttlMs must be in [1000, 60000], got ${resolved.ttlMs}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `retryBudget.ttlMs must be in [1000, 60000], got ${resolved.ttlMs}`);
   }
   if (!(resolved.minPerSecond >= 0) || !Number.isFinite(resolved.minPerSecond)) {
-    throw new RangeError(`retryBudget.minPerSecond must be a finite number >= 0, got ${resolved.minPerSecond}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `retryBudget.minPerSecond must be a finite number >= 0, got ${resolved.minPerSecond}`);
   }
   return Object.freeze(resolved);
 }

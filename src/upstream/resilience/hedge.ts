@@ -1,5 +1,7 @@
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { LatencyTracker } from './latency.js';
 import { isIdempotent } from './retry-policy.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * When to send a hedge: a second copy of a request to another endpoint, once the first has
@@ -14,24 +16,12 @@ export interface HedgeOptions {
   methods: readonly string[];
 }
 
+/** p95, at least 10 ms, GET/HEAD/OPTIONS (core/defaults/upstream.ts says why). Only idempotent methods are accepted; matched exactly (methods are case-sensitive). */
 export const DEFAULT_HEDGE: Readonly<HedgeOptions> = Object.freeze({
-  /**
-   * Never hedge sooner than this, whatever the percentile says: on a service answering in
-   * 1 ms, a 1 ms hedge would double the load for nothing a client could notice.
-   */
-  minDelayMs: 10,
-  /**
-   * Hedge once a request is slower than this share of recent requests: at p95 at most ≈ 5 %
-   * of requests send a second copy (Finagle's backup requests and "The Tail at Scale" alike).
-   */
-  percentile: 0.95,
-  /**
-   * Methods that hedge. Two copies both run on the server, so only methods that are safe to
-   * run twice and cheap to waste: GET, HEAD, OPTIONS. PUT and DELETE are idempotent and may
-   * retry after a failure, but are not doubled on a hunch by default. Only idempotent methods
-   * are accepted here. Matched exactly (methods are case-sensitive).
-   */
-  methods: Object.freeze(['GET', 'HEAD', 'OPTIONS']),
+  minDelayMs: UPSTREAM_DEFAULTS.hedge.minDelay,
+  /** A share: the config's percentile / 100. */
+  percentile: UPSTREAM_DEFAULTS.hedge.percentile / 100,
+  methods: UPSTREAM_DEFAULTS.hedge.methods,
 });
 
 export class HedgePolicy {
@@ -62,16 +52,16 @@ function resolveHedgeOptions(options: Partial<HedgeOptions>): Readonly<HedgeOpti
     methods: Object.freeze([...(options.methods ?? DEFAULT_HEDGE.methods)]),
   };
   if (!(resolved.minDelayMs >= 0) || !Number.isFinite(resolved.minDelayMs)) {
-    throw new RangeError(`hedge.minDelayMs must be a finite number >= 0, got ${resolved.minDelayMs}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `hedge.minDelayMs must be a finite number >= 0, got ${resolved.minDelayMs}`);
   }
   if (!(resolved.percentile > 0 && resolved.percentile < 1)) {
-    throw new RangeError(`hedge.percentile must be in (0, 1), got ${resolved.percentile}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `hedge.percentile must be in (0, 1), got ${resolved.percentile}`);
   }
   // Both copies may run to completion on two endpoints: a method that is not idempotent
   // would be executed twice.
   const unsafe = resolved.methods.filter((m) => !isIdempotent(m));
   if (unsafe.length > 0) {
-    throw new RangeError(`hedge.methods must be idempotent; ${unsafe.join(', ')} is not`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `hedge.methods must be idempotent; ${unsafe.join(', ')} is not`);
   }
   return Object.freeze(resolved);
 }

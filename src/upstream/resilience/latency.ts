@@ -1,4 +1,6 @@
 import { realClock, type Clock } from '../../core/clock.js';
+import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
+import { TandemError } from '../../core/errors.js';
 
 /**
  * Recent latency of one service, for hedging: "how long does a normal request take right
@@ -14,19 +16,12 @@ export interface LatencyTrackerOptions {
   refreshMs: number;
 }
 
+/** 1024 samples, the last 30 s, at least 50, sorted at most every 100 ms (core/defaults/upstream.ts says why). */
 export const DEFAULT_LATENCY_TRACKER: Readonly<LatencyTrackerOptions> = Object.freeze({
-  /**
-   * Samples kept. 1024 leave ≈ 50 samples above the p95, enough for a steady estimate, and
-   * sort in microseconds. At high rates they cover well under a second, which suits a
-   * hedging delay: it should follow the service as it is now.
-   */
-  capacity: 1024,
-  /** Samples older than this are ignored: 30 s, the window of Finagle's backup-request filter. */
-  windowMs: 30_000,
-  /** Below this many recent samples a percentile is noise: no answer (and so no hedging). */
-  minSamples: 50,
-  /** A percentile is recomputed at most this often; answers lag the samples by as much. */
-  refreshMs: 100,
+  capacity: UPSTREAM_DEFAULTS.latency.capacity,
+  windowMs: UPSTREAM_DEFAULTS.latency.window,
+  minSamples: UPSTREAM_DEFAULTS.latency.minSamples,
+  refreshMs: UPSTREAM_DEFAULTS.latency.refresh,
 });
 
 export class LatencyTracker {
@@ -98,12 +93,12 @@ function resolveTrackerOptions(options: Partial<LatencyTrackerOptions>): Readonl
     refreshMs: options.refreshMs ?? DEFAULT_LATENCY_TRACKER.refreshMs,
   };
   if (!Number.isInteger(resolved.capacity) || resolved.capacity < 1) {
-    throw new RangeError(`latency.capacity must be an integer >= 1, got ${resolved.capacity}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.capacity must be an integer >= 1, got ${resolved.capacity}`);
   }
   if (!Number.isInteger(resolved.minSamples) || resolved.minSamples < 1 || resolved.minSamples > resolved.capacity) {
-    throw new RangeError(`latency.minSamples must be an integer in [1, capacity], got ${resolved.minSamples}`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.minSamples must be an integer in [1, capacity], got ${resolved.minSamples}`);
   }
-  if (!(resolved.windowMs > 0)) throw new RangeError(`latency.windowMs must be > 0, got ${resolved.windowMs}`);
-  if (!(resolved.refreshMs >= 0)) throw new RangeError(`latency.refreshMs must be >= 0, got ${resolved.refreshMs}`);
+  if (!(resolved.windowMs > 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.windowMs must be > 0, got ${resolved.windowMs}`);
+  if (!(resolved.refreshMs >= 0)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `latency.refreshMs must be >= 0, got ${resolved.refreshMs}`);
   return Object.freeze(resolved);
 }

@@ -1,3 +1,7 @@
+import { IDEMPOTENT_METHODS, isIdempotent } from '../../core/methods.js';
+
+export { isIdempotent };
+
 /**
  * When a failed attempt may be sent again (to another endpoint). The one rule behind the
  * table: never risk running a request twice unless running it twice is harmless.
@@ -32,14 +36,9 @@ export const FAILURE_KINDS = [
 export type FailureKind = (typeof FAILURE_KINDS)[number];
 
 export const DEFAULT_RETRY_POLICY = Object.freeze({
-  /**
-   * RFC 9110 §9.2.2: methods whose repetition has the same effect as one request. CONNECT,
-   * POST and PATCH are not; unknown methods are treated as not idempotent.
-   */
-  idempotentMethods: Object.freeze(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'] as const),
+  /** RFC 9110 §9.2.2 (see core/methods.ts). */
+  idempotentMethods: IDEMPOTENT_METHODS,
 });
-
-const IDEMPOTENT: ReadonlySet<string> = new Set(DEFAULT_RETRY_POLICY.idempotentMethods);
 
 export interface RetryQuestion {
   /** The request method exactly as sent (methods are case-sensitive: 'get' is not GET). */
@@ -47,10 +46,6 @@ export interface RetryQuestion {
   failure: FailureKind;
   /** True when the body can be sent again: buffered, or there is no body. */
   bodyReplayable: boolean;
-}
-
-export function isIdempotent(method: string): boolean {
-  return IDEMPOTENT.has(method);
 }
 
 /** True when the request never reached the upstream, so it cannot have been processed. */

@@ -1,0 +1,8 @@
+import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
+
+/** Every default of createClient()'s options (ClientOptions says what each does), written once. */
+export const CLIENT_DEFAULTS = Object.freeze({
+  /** A vanished, undrained instance is held as long as its lease would have lasted. */
+  holdRemoved: DISCOVERY_DEFAULTS.ttl,
+  membershipTimeout: 5_000,
+});
