@@ -3,7 +3,7 @@
 // reload, retry budget exhausted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startGateway, tempDir } from './helpers/gateway.js';
 import { freePort, kill, spawnBackend, startBackend } from './helpers/backend.js';
@@ -125,6 +125,30 @@ test('log.access "errors" (the default) writes failed requests only; "off" none'
   const quiet = await startGateway({ log: { access: 'off' }, services: { shop: { endpoints: [ok.address], retry: false } }, routes: [{ prefix: '/', service: 'shop' }] });
   defer(() => quiet.stop('SIGKILL'));
   assert.equal((await fetch(`${quiet.url}/fail`, { headers: { 'x-request-id': 'fail-2' } })).status, 500);
-  await new Promise((r) => setTimeout(r, 300));
+  // A line the gateway writes afterwards (a reload of the same file): an access line for the
+  // request would be ahead of it.
+  quiet.proc.kill('SIGHUP');
+  await quiet.waitForLog((l) => l.event === 'reload');
   assert.equal(quiet.logs.find((l) => l.requestId === 'fail-2'), undefined);
+});
+
+test('log.access is a request step of each service: a reload from "off" to "all" puts it in the chain for the next request', async () => {
+  const ok = await startBackend('ok', (req, res) => { req.resume(); res.writeHead(200).end(); });
+  defer(() => ok.close());
+  const dir = tempDir('tandem-logs-step-');
+  defer(async () => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.json');
+  const config = { listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: { access: 'off' }, services: { shop: { endpoints: [ok.address], retry: false } }, routes: [{ prefix: '/', service: 'shop' }] };
+  const gw = await startGateway(config, { file });
+  defer(() => gw.stop('SIGKILL'));
+  await (await fetch(`${gw.url}/before`, { headers: { 'x-request-id': 'before-reload' } })).arrayBuffer();
+  writeFileSync(file, JSON.stringify({ ...config, log: { access: 'all' } }));
+  gw.proc.kill('SIGHUP');
+  await gw.waitForLog((l) => l.event === 'reload');
+  // An access line is written as its response ends, so one for the first request would be in
+  // the log ahead of the reload line.
+  assert.equal(gw.logs.find((l) => l.requestId === 'before-reload'), undefined, 'no access line while off');
+  await (await fetch(`${gw.url}/after`, { headers: { 'x-request-id': 'after-reload' } })).arrayBuffer();
+  const line = await gw.waitForLog((l) => l.requestId === 'after-reload');
+  assert.deepEqual([line.msg, line.path, line.service, line.status, line.attempts], ['request', '/after', 'shop', 200, 1]);
 });

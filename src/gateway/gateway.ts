@@ -25,6 +25,8 @@ import { ClusterFeed } from './dashboard-feed.js';
 import { HEALTH_STATE_KINDS } from '../upstream/endpoint.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import { upstreamSettingsOf } from './upstream-settings.js';
+import { AccessLog, gatewaySteps } from './access-log.js';
+import type { Step } from '../upstream/pipeline.js';
 import { TandemError } from '../core/errors.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
@@ -38,6 +40,10 @@ export const REGISTRY_WARMUP_MS = 3_000;
 export class Gateway {
   private config: GatewayConfig;
   private readonly upstreams = new Map<string, Upstream>();
+  /** Writes access lines as log.access says; the gateway's request steps (gatewaySteps) are made from it. */
+  private accessLog: AccessLog;
+  /** Put ahead of every service's engine steps; replaced on reload. */
+  private steps: Step[];
   private ctx: ProxyContext;
   private readonly server: Server;
   private readonly admin: Server;
@@ -67,7 +73,9 @@ export class Gateway {
       draining: (service) => this.registry.snapshotNow(service).instances.filter((i) => i.state === 'draining'),
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
-    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), [], this.upstreamOptions()));
+    this.accessLog = new AccessLog(config.log.access, logger);
+    this.steps = gatewaySteps(this.accessLog);
+    for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
     this.registrySubscription = this.registry.subscribe((change) => {
@@ -244,10 +252,17 @@ export class Gateway {
     // A secret that changed (registry.token, or the file's content) takes effect for the next request.
     const secret = adminSecret(next.registry, next.admin);
 
+    // The gateway's request steps follow the config too (log.access): new requests take them.
+    this.accessLog = new AccessLog(next.log.access, this.logger);
+    this.steps = gatewaySteps(this.accessLog);
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
-      if (existing) existing.update(upstreamSettingsOf(this.withMembers(svc)));
-      else this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), [], this.upstreamOptions()));
+      if (existing) {
+        existing.update(upstreamSettingsOf(this.withMembers(svc)));
+        existing.setSteps(this.steps);
+      } else {
+        this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
+      }
     }
     for (const [name, upstream] of this.upstreams) {
       if (!next.services.has(name)) {
@@ -315,7 +330,7 @@ export class Gateway {
       maxBodySize: config.limits.maxBodySize,
       maxHeaders: config.limits.maxHeaders,
       bodyGuard: this.bodyGuard,
-      accessLog: config.log.access,
+      accessLog: this.accessLog,
       logger: this.logger,
       live: this.live,
     };

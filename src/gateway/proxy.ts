@@ -6,7 +6,8 @@ import { TandemError } from '../core/errors.js';
 import { isClientCaused } from '../upstream/classify.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
-import type { HashOn, AccessLogMode } from '../config/types.js';
+import type { HashOn } from '../config/types.js';
+import type { AccessLog, AccessLogged } from './access-log.js';
 import { clientIp, cookieValue, rewriteResponseHeaders } from './headers.js';
 import { type Route, type Router, stripPrefix } from './router.js';
 import { admit, type Admission, type Refusal } from './admission.js';
@@ -23,7 +24,8 @@ export interface ProxyContext {
   maxHeaders: number;
   /** Watches request bodies for stalls (limits.bodyTimeout, limits.minBodyRate). */
   bodyGuard: BodyGuard;
-  accessLog: AccessLogMode;
+  /** For requests answered before they reach an upstream (refusals, 413); the others get theirs from the access-log step. */
+  accessLog: AccessLog;
   logger: Logger;
   /** Counts client requests in progress and whether the gateway is draining. */
   live: { inflight: number; draining: boolean; unrouted: number[] };
@@ -106,7 +108,7 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
     // The body was not read: the connection cannot carry another request.
     peer.closing = true;
     sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${facts.contentLength} bytes exceeds ${ctx.maxBodySize}`, facts.requestId, true);
-    logAccess(ctx, req, route, undefined, 413, started, facts.requestId, 'TANDEM_ERR_BODY_TOO_LARGE', 0, parseTraceparent(facts.traceparent)?.traceId);
+    ctx.accessLog.write({ req, route, endpoint: undefined, status: 413, started, requestId: facts.requestId, code: 'TANDEM_ERR_BODY_TOO_LARGE', attempts: 0, traceId: parseTraceparent(facts.traceparent)?.traceId });
     return;
   }
   const hasBody = facts.contentLength !== undefined ? facts.contentLength !== '0' : facts.chunked;
@@ -140,7 +142,7 @@ function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, pe
   ctx.live.unrouted[Math.min(5, ((refusal.status / 100) | 0) - 1)]!++;
   const requestId = admission.facts.requestId;
   sendError(res, refusal.status, refusal.code, refusal.message, requestId, refusal.close);
-  logAccess(ctx, req, undefined, undefined, refusal.status, started, requestId, refusal.code, 0, parseTraceparent(admission.facts.traceparent)?.traceId);
+  ctx.accessLog.write({ req, route: undefined, endpoint: undefined, status: refusal.status, started, requestId, code: refusal.code, attempts: 0, traceId: parseTraceparent(admission.facts.traceparent)?.traceId });
 }
 
 const CLOSING: Refusal = Object.freeze({ status: 400, code: 'TANDEM_ERR_BAD_REQUEST', message: 'the connection is closing after a refused request', close: true });
@@ -156,7 +158,7 @@ function onClientSocketClose(this: ClientSocket): void {
  * Streams one upstream response to the client. Backpressure is end to end: when the client
  * socket is full, undici stops reading the upstream until it drains.
  */
-class ProxyExchange implements ResponseHandler, StallListener {
+class ProxyExchange implements ResponseHandler, StallListener, AccessLogged {
   private endpoint: Endpoint | undefined;
   private abort: ((reason?: Error) => void) | undefined;
   private resume: (() => void) | undefined;
@@ -167,6 +169,8 @@ class ProxyExchange implements ResponseHandler, StallListener {
   /** Attempts sent (retries and hedges included) and the last endpoint tried, for the access log. */
   private attempts = 0;
   private tried: Endpoint | undefined;
+  /** Set by the access-log step when the service's chain has one. */
+  accessLog: AccessLog | undefined = undefined;
   /**
    * The client connection, kept: `req.socket` turns null once the request is destroyed, which
    * undici does to a streamed body when the upstream connection fails while it is being sent.
@@ -299,33 +303,11 @@ class ProxyExchange implements ResponseHandler, StallListener {
     const cut = error !== undefined && this.res.headersSent && error.code !== 'TANDEM_ERR_CLIENT_ABORTED';
     this.route.upstream.stats.answered[cut ? 5 : Math.min(5, Math.max(0, ((status / 100) | 0) - 1))]!++;
     this.hop.end(status, error?.code);
-    if (this.ctx.accessLog === 'all' || (this.ctx.accessLog === 'errors' && (error !== undefined || this.status >= 500))) {
-      logAccess(this.ctx, this.req, this.route, this.endpoint ?? this.tried, status, this.started, this.requestId, error?.code, this.attempts, this.hop.context.traceId);
+    const log = this.accessLog;
+    if (log !== undefined && (log.mode === 'all' || error !== undefined || this.status >= 500)) {
+      log.write({ req: this.req, route: this.route, endpoint: this.endpoint ?? this.tried, status, started: this.started, requestId: this.requestId, code: error?.code, attempts: this.attempts, traceId: this.hop.context.traceId });
     }
   }
-}
-
-/** One access log line; docs/logging.md lists the fields. */
-function logAccess(ctx: ProxyContext, req: IncomingMessage, route: Route | undefined, endpoint: Endpoint | undefined, status: number, started: number, requestId: string, code: string | undefined, attempts: number, traceId: string | undefined): void {
-  if (ctx.accessLog === 'off') return;
-  if (ctx.accessLog === 'errors' && status < 500 && code === undefined) return;
-  // A failure is not news at info: a 5xx is a warning, and an answer cut off mid-body (the
-  // status was sent, then the endpoint failed) an error — `log.level: warn` still shows both.
-  const level = status >= 500 ? 'warn' : code !== undefined && status < 400 ? 'error' : 'info';
-  ctx.logger[level]({
-    msg: 'request',
-    requestId,
-    traceId,
-    method: req.method,
-    path: req.url,
-    route: route?.prefix,
-    service: route?.service,
-    endpoint: endpoint?.id,
-    status,
-    durationMs: Math.round((performance.now() - started) * 100) / 100,
-    attempts,
-    error: code,
-  });
 }
 
 function hashKeyOf(on: HashOn, req: IncomingMessage, ip: string, cookie: string | undefined): string | undefined {
