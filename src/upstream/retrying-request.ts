@@ -233,6 +233,9 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
     if (leg === this.leg || (this.otherLive(leg) === undefined && !this.forwarded && !this.done)) this.handler.onStart(leg.endpoint, abort);
   }
 
+  // As a ResponseHandler: legs report start, headers and errors through legStarted, legHeaders
+  // and legError; these three are only the handler shape (a leg's body and end use onData and
+  // onComplete below).
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
     this.handler.onStart(endpoint, abort);
   }
