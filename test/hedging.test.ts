@@ -199,3 +199,51 @@ test('a hedge that falls due while the answer is already in (event loop blocked)
   // A hedge is counted when it is sent, and none can be once the request has settled.
   assert.equal(upstream.stats.hedges, before, 'no hedge for requests whose answers were already in');
 });
+
+/** a answers `?slow` requests after 500 ms and the rest at once; b answers `?slow` after 50 ms. */
+async function slowOnRequest(service: Record<string, unknown>) {
+  const handler = (slowMs: number) => (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    const slow = (req.url ?? '').includes('slow');
+    globalThis.setTimeout(() => res.writeHead(200).end(), slow ? slowMs : 0);
+  };
+  const a = await backend('a', handler(500));
+  const b = await backend('b', handler(50));
+  const gw = await gateway(shopConfig([a.address, b.address], { healthCheck: false, balancer: 'consistent-hash', hash: { header: 'x-key' }, outlier: { consecutiveFailures: 2 }, ...service }));
+  for (let i = 0; i < 200; i++) assert.equal((await fetch(`${gw.url}/warm?i=${i}`)).status, 200);
+  await hedgeDelayKnown(gw);
+  let key = '';
+  for (let k = 0; key === ''; k++) {
+    const res = await fetch(`${gw.url}/which`, { headers: { 'x-key': `k${k}` } });
+    await res.arrayBuffer();
+    if (a.seen.some((s) => s.url === '/which' && s.headers['x-key'] === `k${k}`)) key = `k${k}`;
+  }
+  type WithEndpoints = ClusterService & { endpoints: Array<{ id: string; state: string }> };
+  const stateOfA = async () => (await clusterService<WithEndpoints>(gw, 'shop')).endpoints.find((e) => e.id === a.address)!.state;
+  return { gw, key, stateOfA };
+}
+
+test('a first attempt that loses to its hedge on an endpoint that still answers is not held against it (a slow moment is no ejection)', async () => {
+  const { gw, key, stateOfA } = await slowOnRequest({});
+  const get = (path: string) => fetch(`${gw.url}${path}`, { headers: { 'x-key': key } }).then(async (r) => { await r.arrayBuffer(); return r.status; });
+  for (let round = 0; round < 2; round++) {
+    // Three slow requests at once; a answers a quick one while they wait; then their hedges
+    // (b, 50 ms) win one after the other — three lost races in a row, each after an answer.
+    const slow = [0, 1, 2].map((i) => get(`/slow?r=${round}&i=${i}`));
+    assert.equal(await get(`/quick?r=${round}`), 200);
+    assert.deepEqual(await Promise.all(slow), [200, 200, 200]);
+  }
+  const c = await clusterService<ClusterService>(gw, 'shop');
+  assert.ok(c.hedgeWins >= 6, `the hedges won: ${c.hedgeWins}`);
+  assert.equal(await stateOfA(), 'healthy', 'lost races on an endpoint that kept answering did not eject it (consecutiveFailures 2)');
+});
+
+test('a first attempt that loses to its hedge on an endpoint that answered nothing since counts against it: a stuck endpoint is ejected', async () => {
+  const { gw, key, stateOfA } = await slowOnRequest({});
+  for (let i = 0; i < 2; i++) {
+    const res = await fetch(`${gw.url}/slow?i=${i}`, { headers: { 'x-key': key } });
+    await res.arrayBuffer();
+    assert.equal(res.status, 200);
+  }
+  assert.equal(await stateOfA(), 'ejected', 'two lost races with nothing answered in between eject a (consecutiveFailures 2)');
+});

@@ -27,6 +27,14 @@ export interface LegOwner {
 export class Attempt implements Dispatcher.DispatchHandler {
   /** When the endpoint's wait began: the dispatch, or the end of a streamed body (onRequestSent). */
   private started = performance.now();
+
+  /**
+   * True when no response has come from the endpoint since this exchange went out: it looks
+   * stuck, not merely slower than its peers.
+   */
+  get unansweredSinceSent(): boolean {
+    return this.endpoint.answeredAt <= this.started;
+  }
   private done = false;
   private responded = false;
   private bodyBytes = 0;
@@ -168,13 +176,14 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return true; // 1xx interim responses are not forwarded
     // An answer before the body is all sent (the endpoint did not wait for it) teaches nothing
     // about the endpoint's latency: the time so far was the client's.
+    const now = performance.now();
     if (!this.bodyPending) {
-      const now = performance.now();
       this.endpoint.observeLatency(now - this.started, now);
       if (statusCode < 500) this.latency?.record(now - this.started);
     }
     const cls = (statusCode / 100) | 0;
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
+    this.endpoint.answeredAt = now;
     this.responded = true;
     if (this.outlier !== undefined) {
       // A 5xx that reports a dependency's failure says the endpoint itself works (core/dependency.ts).

@@ -95,6 +95,8 @@ export class Endpoint implements WithHealth {
   lastExcessMs = 0;
   /** Start of the current slow-start window (ms, the upstream's clock): joined, or back from unhealthy. */
   warmingSince: number;
+  /** When response headers last came from this endpoint (ms, performance.now()); 0 before any. */
+  answeredAt = 0;
   /** Completed requests by status class, see STATUS_CLASSES. */
   readonly responses = [0, 0, 0, 0, 0, 0];
   /** Time to response headers, every sample (tandem_endpoint_response_seconds, the dashboard's p99). */
