@@ -7,7 +7,7 @@ import type { RetryConfig } from '../config/types.js';
 import type { Attempt } from './attempt.js';
 import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
-import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
+import { MAX_STALE_RESENDS, mayRetry, neverSent, type FailureKind } from './resilience/retry-policy.js';
 import { isClientCaused } from './classify.js';
 import { isDependencyFailure } from '../core/dependency.js';
 
@@ -72,6 +72,8 @@ export class RetryingRequest implements ResponseHandler {
   /** Endpoints of the attempts before the current one, once there are any. */
   private tried: Endpoint[] | undefined;
   private attempts = 0;
+  /** Resends after a stale connection (not counted in `attempts`, see resendStale). */
+  private staleResends = 0;
   /** When the wait for response headers ends for all attempts together (performance.now()). */
   private deadline = 0;
   /** Index of the timeout header's value in request.headers; -1 before the first attempt. */
@@ -341,6 +343,7 @@ export class RetryingRequest implements ResponseHandler {
   /** After the last live leg failed: retries when allowed (true), or reports why not later. */
   private recover(error: TandemError, attempt: Attempt, endpoint: Endpoint): boolean {
     const failure = failureOf(error, attempt.sent);
+    if (failure === 'stale-connection' && this.resendStale(endpoint)) return true;
     if (failure !== undefined && this.mayGoAgain(failure, endpoint)) {
       this.retry(failure);
       return true;
@@ -384,9 +387,23 @@ export class RetryingRequest implements ResponseHandler {
     this.handler.onUpgrade?.(statusCode, rawHeaders, socket);
   }
 
+  /**
+   * Stale-connection hook: the endpoint closed a reused connection with the request unread.
+   * Sent again at once to the same endpoint (undici opens a new connection, or takes an idle
+   * one it has just checked), whatever the method and the retry settings: the request never
+   * reached it (retry-policy.ts). Bounded by the deadline and MAX_STALE_RESENDS.
+   */
+  private resendStale(endpoint: Endpoint): boolean {
+    if (this.staleResends >= MAX_STALE_RESENDS || !this.replayable('stale-connection')) return false;
+    if (performance.now() >= this.deadline || !this.host.withdrawRetry('stale-connection')) return false;
+    this.staleResends++;
+    this.send(endpoint);
+    return true;
+  }
+
   /** Policy, attempts, deadline, another endpoint, budget — in that order (the budget last: it is spent). */
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
-    if (this.attempts >= this.policy.attempts) return false;
+    if (this.attempts - this.staleResends >= this.policy.attempts) return false;
     if (!mayRetry({ method: this.request.method, failure, bodyReplayable: this.replayable(failure) })) return false;
     if (performance.now() >= this.deadline) {
       this.expired = true;
@@ -407,7 +424,7 @@ export class RetryingRequest implements ResponseHandler {
   private replayable(failure: FailureKind): boolean {
     const body = this.request.body;
     if (body === null || Buffer.isBuffer(body)) return true;
-    return (failure === 'connect' || failure === 'reset-before-send') && !body.readableDidRead && !body.destroyed;
+    return neverSent(failure) && !body.readableDidRead && !body.destroyed;
   }
 
   private retry(failure: FailureKind): void {
@@ -488,7 +505,7 @@ function perTryTimedOut(request: RetryingRequest, attempt: Attempt, wait: number
 function failureOf(error: TandemError, sent: boolean): FailureKind | undefined {
   switch (error.code) {
     case 'TANDEM_ERR_UPSTREAM_CONNECT': return 'connect';
-    case 'TANDEM_ERR_UPSTREAM_RESET': return sent ? 'reset' : 'reset-before-send';
+    case 'TANDEM_ERR_UPSTREAM_RESET': return error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT': return 'timeout';
     default: return undefined;
   }

@@ -1,0 +1,77 @@
+import type { Socket } from 'node:net';
+import { Client, type Dispatcher, type buildConnector } from 'undici';
+
+/**
+ * The connection one pooled client holds now, seen from the exchanges it carries: enough to tell,
+ * when an exchange fails, whether its connection had served an earlier exchange (it was reused
+ * from the pool) and whether a single response byte came back since this exchange began.
+ * undici exposes neither, so each client of an endpoint's pool records them here. Costs one
+ * object per client, and two field reads and writes per exchange.
+ */
+export class ConnectionLedger {
+  socket: Socket | undefined = undefined;
+  /** Exchanges started on `socket` so far. */
+  exchanges = 0;
+
+  /** A new connection replaced the previous one. */
+  connected(socket: Socket): void {
+    this.socket = socket;
+    this.exchanges = 0;
+  }
+}
+
+/** A handler that wants to know the connection it goes out on (see Attempt). */
+export interface LedgerAware {
+  connection: ConnectionLedger | undefined;
+}
+
+/**
+ * Where an exchange starts on `ledger`'s connection (called just before undici writes it): the
+ * connection's bytes read so far when it had carried an exchange before, else -1 (a fresh
+ * connection, or unknown).
+ */
+export function startExchange(ledger: ConnectionLedger | undefined): number {
+  if (ledger === undefined || ledger.socket === undefined) return -1;
+  return ledger.exchanges++ > 0 ? ledger.socket.bytesRead : -1;
+}
+
+/**
+ * True when an exchange that began with `readAtStart` (from startExchange) got not one response
+ * byte on a reused connection. With one request per connection at a time (pipelining 1), the
+ * earlier responses were read whole before this exchange was written, so any byte read since
+ * belongs to this one's response.
+ */
+export function nothingReadSince(ledger: ConnectionLedger | undefined, readAtStart: number): boolean {
+  return readAtStart >= 0 && ledger?.socket !== undefined && ledger.socket.bytesRead === readAtStart;
+}
+
+/**
+ * undici's Client, with a ledger of its current connection handed to every handler that asks
+ * for one. The Pool's factory makes these; everything else is undici's own behaviour.
+ */
+export class LedgerClient extends Client {
+  private readonly ledger: ConnectionLedger;
+
+  constructor(origin: URL | string, options: Client.Options & { connect: buildConnector.connector }) {
+    const ledger = new ConnectionLedger();
+    const connect = options.connect;
+    super(origin, {
+      ...options,
+      connect: (opts, callback) => connect(opts, (...args) => {
+        if (args[1] !== null) ledger.connected(args[1]);
+        callback(...args);
+      }),
+    });
+    this.ledger = ledger;
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if ('connection' in handler) (handler as LedgerAware).connection = this.ledger;
+    return super.dispatch(options, handler);
+  }
+}
+
+/** The Pool's `factory`: undici passes the connector it built from the pool's options. */
+export function ledgerClientFactory(origin: URL, options: object): Dispatcher {
+  return new LedgerClient(origin, options as Client.Options & { connect: buildConnector.connector });
+}
