@@ -1,9 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { once } from 'node:events';
 import { clusterService, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { shopConfig, startRawBackend } from './helpers/backend.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
+import { Attempt } from '../src/upstream/attempt.js';
+import { isStaleConnection } from '../src/upstream/classify.js';
+import { Endpoint } from '../src/upstream/endpoint.js';
+import type { UpstreamRequest } from '../src/upstream/types.js';
+import type { TandemError } from '../src/core/errors.js';
 
 /**
  * tandem issue 12, part 4: an endpoint that closes idle keep-alive connections without saying
@@ -138,4 +144,74 @@ test('a reset on a connection used for the first time is not a stale connection:
   assert.equal(res.status, 502);
   assert.equal(up.connections(), 1);
   assert.equal((await clusterService<Cluster>(gw, 'shop')).retries['stale-connection'], 0);
+});
+
+/**
+ * The nginx race itself, made deterministic at the level of one exchange: the endpoint closes
+ * the idle connection (a FIN, nothing unread) after undici's last look at the idle socket and
+ * before it writes the request — the endpoint's kernel then resets the connection for our data,
+ * and undici reports "other side closed". undici 7 reuses an idle socket only in an Immediate
+ * queued one event-loop turn after the dispatch (its check for a close already received); the
+ * poll phase of that turn has read the socket by then. So: an Immediate queued at the dispatch
+ * writes a byte on a helper connection, whose 'data' comes in the next poll phase — after the
+ * socket was read, before undici's Immediate — and there the endpoint's socket is closed.
+ */
+async function exchangeRace(closeAt: 'before-write' | 'after-read'): Promise<{ error: TandemError | undefined; status: number; read: string[] }> {
+  const read: string[] = [];
+  const sockets: Socket[] = [];
+  const server = await startRawBackend((socket) => {
+    sockets.push(socket);
+    serveRequests(socket, (n) => (n === 1 || closeAt === 'before-write' ? 'answer' : 'close-after-read'), read);
+  });
+  defer(() => server.close());
+  const endpoint = new Endpoint({ host: '127.0.0.1', port: server.port, weight: 1 }, { maxConnections: 1, connectTimeoutMs: 5000, keepAliveTimeoutMs: 60_000, maxResponseHeaderSize: 16 * 1024 });
+  defer(() => endpoint.pool.destroy());
+  const send = (id: string) => new Promise<{ error?: TandemError; status: number }>((resolve) => {
+    let status = 0;
+    const request: UpstreamRequest = { method: 'POST', path: `/orders?id=${id}`, headers: ['content-type', 'text/plain'], body: Buffer.from(`order ${id}`), hashKey: undefined, bodyLimit: Infinity };
+    Attempt.send(endpoint, request, {
+      onStart() {},
+      onHeaders: (code) => { status = code; return true; },
+      onData: () => true,
+      onComplete: () => resolve({ status }),
+      onError: (error) => resolve({ error, status }),
+    }, 5000);
+  });
+  const helper = await socketPair();
+  helper.inbound.once('data', () => sockets[0]!.destroy());
+  // The second request is dispatched right as the first completes (in the same turn), as a
+  // proxy does under load: undici has not released the connection yet, and reuses it later.
+  assert.equal((await send('a')).status, 200);
+  if (closeAt === 'before-write') setImmediate(() => helper.outbound.write('x'));
+  const second = await send('b');
+  return { error: second.error, status: second.status, read };
+}
+
+/** Two ends of one loopback TCP connection. */
+async function socketPair(): Promise<{ inbound: Socket; outbound: Socket }> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const outbound = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  const [inbound] = await accepted;
+  server.close();
+  defer(async () => { outbound.destroy(); inbound.destroy(); });
+  return { inbound, outbound };
+}
+
+test('the race: a FIN that lands between undici\'s idle check and its write, then the reset for our data: a stale connection', async () => {
+  const { error, read } = await exchangeRace('before-write');
+  assert.ok(error !== undefined, 'the exchange fails');
+  assert.equal(error.code, 'TANDEM_ERR_UPSTREAM_RESET');
+  assert.match(String((error.cause as Error).message), /other side closed/);
+  assert.equal(isStaleConnection(error), true, error.message);
+  assert.deepEqual(read, ['a']);
+});
+
+test('the same FIN after the endpoint read the request (no reset): not a stale connection', async () => {
+  const { error, read } = await exchangeRace('after-read');
+  assert.ok(error !== undefined, 'the exchange fails');
+  assert.match(String((error.cause as Error).message), /other side closed/);
+  assert.equal(isStaleConnection(error), false, error.message);
+  assert.deepEqual(read, ['a', 'b']);
 });

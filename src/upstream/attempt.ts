@@ -2,8 +2,8 @@ import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
-import { classifyUpstreamError, isClientCaused, isStaleConnection } from './classify.js';
-import { nothingReadSince, startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
+import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
+import { startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
 import { TandemError } from '../core/errors.js';
 import { isDependencyFailure } from '../core/dependency.js';
 import type { OutlierDetector } from './health/outlier.js';
@@ -203,7 +203,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
     if (this.done) return; // already reported by fail()
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
-      : classifyUpstreamError(err, this.endpoint.id, nothingReadSince(this.connection, this.readAtStart));
+      : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart));
     // A stale connection (closed by the endpoint with the request unread) is not its failure.
     if (!this.responded && !this.cancelled && !isClientCaused(error) && !isStaleConnection(error)) {
       // A failure before any response: counted as "no response", and its wait (once the body

@@ -12,12 +12,32 @@ export class ConnectionLedger {
   socket: Socket | undefined = undefined;
   /** Exchanges started on `socket` so far. */
   exchanges = 0;
+  /** When the endpoint's FIN was read, the connection had already been reset by it (see onEnd). */
+  resetAtEnd = false;
 
   /** A new connection replaced the previous one. */
   connected(socket: Socket): void {
     this.socket = socket;
     this.exchanges = 0;
+    this.resetAtEnd = false;
+    // Before undici's own 'end' listener (added once the connector calls back), which destroys
+    // the socket and with it what the kernel knows.
+    socket.once('end', () => { this.resetAtEnd = peerGone(socket); });
   }
+}
+
+/**
+ * The endpoint's FIN arrived and, by then, the kernel had also taken a reset from it: the
+ * endpoint had closed the socket before our request reached it (a peer that closes first and
+ * then receives data answers with a reset). A peer that read the request and then closed sent
+ * a FIN only: the connection is still half-open (CLOSE_WAIT) and has a peer. Node offers no
+ * public way to ask; `getpeername` on the handle fails with ENOTCONN once the connection is
+ * reset. Where the handle lacks it (a TLS socket), nothing is proven: false.
+ */
+function peerGone(socket: Socket): boolean {
+  const handle = (socket as unknown as { _handle?: { getpeername?: (out: object) => number } })._handle;
+  if (handle?.getpeername === undefined) return false;
+  return handle.getpeername({}) !== 0;
 }
 
 /** A handler that wants to know the connection it goes out on (see Attempt). */
