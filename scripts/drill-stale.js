@@ -4,14 +4,17 @@
 // every second through a proxy in front of it — the intervals jittered around 1 s so that the
 // proxy reuses a pooled connection at about the moment the upstream closes it.
 //
-// Usage: npm run drill:stale [-- [--quick] [--duration SECONDS] [--keep-tmp]]
+// Usage: npm run drill:stale [-- [--quick] [--duration SECONDS] [--lanes N] [--keep-tmp]]
 //   --quick        about 20 s instead of 90 s
+//   --lanes N      POST lanes per proxy (default 6), each with its own upstream connection
 //   env TANDEM_BIN another bin/tandem.js to measure (e.g. main's, for a before/after)
 //
-// Two proxies run side by side against the same upstream, one POST lane each: a tandem gateway
-// (bin/tandem.js gateway, a minimal config naming the endpoint) and nginx as a reverse proxy
-// with upstream keep-alive on (keepalive 16, HTTP/1.1): without it nginx opens a connection per
-// request and never meets the race; that default is measured too ('nginx-default'). Each POST carries an X-Request-Id that the upstream logs.
+// Proxies run side by side against the same upstream: a tandem gateway (bin/tandem.js gateway,
+// a minimal config naming the endpoint) and nginx as a reverse proxy with upstream keep-alive on
+// (keepalive, HTTP/1.1): without it nginx opens a connection per request and never meets the
+// race; that default is measured too ('nginx-default'). Each proxy gets N lanes of one POST
+// about every second; each lane has a service (tandem) or upstream block (nginx) of its own,
+// so its pooled connection idles exactly as long as the lane pauses. Each POST carries an X-Request-Id that the upstream logs.
 // Reported per proxy: POSTs sent, failed (non-200 or error; target 0), ids the upstream
 // processed more than once (target 0), and for tandem its retries by reason.
 import http from 'node:http';
@@ -34,15 +37,19 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { seconds: 90, keepTmp: false };
+  const opts = { seconds: 90, lanes: 6, keepTmp: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.seconds = 20;
     else if (a === '--keep-tmp') opts.keepTmp = true;
+    else if (a === '--lanes') {
+      opts.lanes = Number(argv[++i]);
+      if (!Number.isInteger(opts.lanes) || opts.lanes < 1 || opts.lanes > 64) die(`--lanes needs an integer from 1 to 64, got ${argv[i]}`);
+    }
     else if (a === '--duration') {
       opts.seconds = Number(argv[++i]);
       if (!Number.isFinite(opts.seconds) || opts.seconds <= 0) die(`--duration needs a positive number of seconds, got ${argv[i]}`);
-    } else die(`unknown argument ${a} (known: --quick, --duration SECONDS, --keep-tmp)`);
+    } else die(`unknown argument ${a} (known: --quick, --duration SECONDS, --lanes N, --keep-tmp)`);
   }
   return opts;
 }
@@ -91,18 +98,18 @@ function nginxProxyConfig(port, plainPort, upstreamPort) {
 ${nginxCommon('proxy')}
   access_log off;
   keepalive_timeout 65s;
-  upstream service {
+${lanes().map((l) => `  upstream lane${l} {
     server 127.0.0.1:${upstreamPort};
-    keepalive 16;
+    keepalive 4;
     keepalive_timeout 60s;
-  }
+  }`).join('\n')}
   server {
     listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://service;
+${lanes().map((l) => `    location /l${l}/ {
+      proxy_pass http://lane${l};
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+    }`).join('\n')}
   }
   # nginx's defaults: HTTP/1.0 to the upstream, a new connection per request (no race to meet)
   server {
@@ -117,20 +124,22 @@ function tandemConfig(port, adminPort, upstreamPort) {
   return `listen: 127.0.0.1:${port}
 admin: 127.0.0.1:${adminPort}
 services:
-  shop:
-    endpoints: [127.0.0.1:${upstreamPort}]
+${lanes().map((l) => `  lane${l}:\n    endpoints: [127.0.0.1:${upstreamPort}]`).join('\n')}
 routes:
-  - prefix: /
-    service: shop
+${lanes().map((l) => `  - prefix: /l${l}/\n    service: lane${l}`).join('\n')}
 `;
 }
 
+function lanes() {
+  return Array.from({ length: opts.lanes }, (_, i) => i + 1);
+}
+
 /** One POST on the lane's keep-alive agent; resolves the status (0 on error) and what went wrong. */
-function post(agent, port, id) {
+function post(agent, port, lane, id) {
   const body = JSON.stringify({ order: id, items: [1, 2, 3] });
   return new Promise((resolve) => {
     const req = http.request({
-      host: '127.0.0.1', port, path: `/orders?id=${id}`, method: 'POST', agent, timeout: 10_000,
+      host: '127.0.0.1', port, path: `/l${lane}/orders?id=${id}`, method: 'POST', agent, timeout: 10_000,
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': id },
     }, (res) => {
       let text = '';
@@ -146,12 +155,13 @@ function post(agent, port, id) {
 }
 
 /** POSTs one every IDLE_MS ± JITTER_MS until `until`; returns the outcomes. */
-async function lane(prefix, port, until) {
+async function lane(prefix, port, laneNo, until) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const outcomes = [];
+  await sleep(Math.random() * IDLE_MS); // lanes out of step with each other
   for (let n = 1; Date.now() < until; n++) {
-    const id = `${prefix}-${n}`;
-    const res = await post(agent, port, id);
+    const id = `${prefix}.${laneNo}.${n}`;
+    const res = await post(agent, port, laneNo, id);
     outcomes.push({ id, ...res });
     if (res.status !== 200) console.log(`  ${prefix}: ${id} -> ${res.status || 'error'} ${res.text.replace(/<[^>]*>|\s+/g, ' ').trim().slice(0, 160)}`);
     await sleep(IDLE_MS - JITTER_MS + Math.random() * 2 * JITTER_MS);
@@ -166,13 +176,19 @@ async function metricsText(adminPort) {
 
 function retriesByReason(text) {
   const out = {};
-  for (const m of text.matchAll(/^tandem_retries_total\{service="shop",reason="([^"]+)"\} (\d+)/gm)) if (m[2] !== '0') out[m[1]] = Number(m[2]);
+  for (const m of text.matchAll(/^tandem_retries_total\{service="[^"]+",reason="([^"]+)"\} (\d+)/gm)) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  for (const k of Object.keys(out)) if (out[k] === 0) delete out[k];
   return out;
+}
+
+/** All lanes of one proxy. */
+async function lanesOf(prefix, port, until) {
+  return (await Promise.all(lanes().map((l) => lane(prefix, port, l, until)))).flat();
 }
 
 function summarize(name, outcomes, processed) {
   const failed = outcomes.filter((o) => o.status !== 200).length;
-  const mine = [...processed].filter(([id]) => id.slice(0, id.lastIndexOf('-')) === name);
+  const mine = [...processed].filter(([id]) => id.split('.')[0] === name);
   const twice = mine.filter(([, n]) => n > 1).length;
   const unseen = outcomes.filter((o) => o.status === 200 && !processed.has(o.id)).length;
   return { proxy: name, posts: outcomes.length, failed, processedTwice: twice, answeredButNotLogged: unseen };
@@ -190,7 +206,7 @@ async function main() {
   const px = procs.start('proxy', nginx, ['-c', join(tmp, 'proxy.conf'), '-p', tmp, '-e', join(tmp, 'proxy.error.log')], { dir: tmp });
   const bin = process.env.TANDEM_BIN || join(root, 'bin', 'tandem.js');
   const gw = procs.start('tandem', process.execPath, [bin, 'gateway', '--config', join(tmp, 'tandem.yaml')], { dir: tmp });
-  for (const [proc, checks] of [[up, [[upPort, '/']]], [px, [[proxyPort, '/'], [plainPort, '/']]], [gw, [[adminPort, '/readyz'], [gwPort, '/']]]]) {
+  for (const [proc, checks] of [[up, [[upPort, '/']]], [px, [[proxyPort, '/l1/'], [plainPort, '/']]], [gw, [[adminPort, '/readyz'], [gwPort, '/l1/']]]]) {
     try {
       await waitUntilAnswering(checks, 20_000, () => (procs.alive(proc) ? undefined : `${proc.name} exited`));
     } catch (err) {
@@ -198,9 +214,9 @@ async function main() {
     }
   }
   console.log(`${TAG}: upstream nginx ${versionOf(nginx, ['-v'], /nginx\/(\S+)/)} on :${upPort} (keepalive_timeout 1s); `
-    + `tandem (${bin}) on :${gwPort}; nginx proxy on :${proxyPort}; ${opts.seconds} s, a POST every ${IDLE_MS} ± ${JITTER_MS} ms per proxy`);
+    + `tandem (${bin}) on :${gwPort}; nginx proxy on :${proxyPort}; ${opts.seconds} s, ${opts.lanes} lanes per proxy, a POST every ${IDLE_MS} ± ${JITTER_MS} ms per lane`);
   const until = Date.now() + opts.seconds * 1000;
-  const [viaTandem, viaNginx, viaPlain] = await Promise.all([lane('tandem', gwPort, until), lane('nginx', proxyPort, until), lane('nginx-default', plainPort, until)]);
+  const [viaTandem, viaNginx, viaPlain] = await Promise.all([lanesOf('tandem', gwPort, until), lanesOf('nginx', proxyPort, until), lanesOf('nginx-default', plainPort, until)]);
   const retries = retriesByReason(await metricsText(adminPort));
   for (const p of [gw, px, up]) await procs.stop(p);
   const processed = new Map();
