@@ -215,3 +215,17 @@ test('the same FIN after the endpoint read the request (no reset): not a stale c
   assert.equal(isStaleConnection(error), false, error.message);
   assert.deepEqual(read, ['a', 'b']);
 });
+
+test('a connection that cannot be made leaves the ledger alone: the exchange fails with TANDEM_ERR_UPSTREAM_CONNECT', async () => {
+  // undici calls the connector back with the error alone; the ledger must not take it for a socket.
+  const closed = await startRawBackend(() => {});
+  const port = closed.port;
+  await closed.close();
+  const endpoint = new Endpoint({ host: '127.0.0.1', port, weight: 1 }, { maxConnections: 1, connectTimeoutMs: 5000, keepAliveTimeoutMs: 60_000, maxResponseHeaderSize: 16 * 1024 });
+  defer(() => endpoint.pool.destroy());
+  const error = await new Promise<TandemError>((resolve, reject) => {
+    const request: UpstreamRequest = { method: 'POST', path: '/', headers: [], body: Buffer.from('x'), hashKey: undefined, bodyLimit: Infinity };
+    Attempt.send(endpoint, request, { onStart() {}, onHeaders: () => true, onData: () => true, onComplete: () => reject(new Error('answered')), onError: resolve }, 5000);
+  });
+  assert.equal(error.code, 'TANDEM_ERR_UPSTREAM_CONNECT');
+});

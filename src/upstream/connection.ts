@@ -78,7 +78,9 @@ export class LedgerClient extends Client {
     super(origin, {
       ...options,
       connect: (opts, callback) => connect(opts, (...args) => {
-        if (args[1] !== null) ledger.connected(args[1]);
+        // undici calls back with the error alone when the connection fails.
+        const socket = args[1];
+        if (args[0] === null && socket != null) ledger.connected(socket);
         callback(...args);
       }),
     });
