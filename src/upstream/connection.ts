@@ -12,7 +12,7 @@ export class ConnectionLedger {
   socket: Socket | undefined = undefined;
   /** Exchanges started on `socket` so far. */
   exchanges = 0;
-  /** When the endpoint's FIN was read, the connection had already been reset by it (see onEnd). */
+  /** When the endpoint's FIN was read, the connection had already been reset by it (see peerGone). */
   resetAtEnd = false;
 
   /** A new connection replaced the previous one. */
@@ -22,7 +22,9 @@ export class ConnectionLedger {
     this.resetAtEnd = false;
     // Before undici's own 'end' listener (added once the connector calls back), which destroys
     // the socket and with it what the kernel knows.
-    socket.once('end', () => { this.resetAtEnd = peerGone(socket); });
+    socket.once('end', () => {
+      if (this.socket === socket) this.resetAtEnd = peerGone(socket);
+    });
   }
 }
 
