@@ -5,6 +5,7 @@ import {
   FAILURE_KINDS,
   isIdempotent,
   mayRetry,
+  drawsOnBudget,
   neverSent,
   type FailureKind,
 } from '../src/upstream/resilience/retry-policy.js';
@@ -19,6 +20,7 @@ const NOT_IDEMPOTENT = ['POST', 'PATCH', 'CONNECT', 'PROPFIND', 'get', 'Put', ''
 const TABLE: Record<FailureKind, readonly [idempotent: boolean, other: boolean]> = {
   'connect': [true, true],
   'reset-before-send': [true, true],
+  'stale-connection': [true, true],
   'reset': [true, false],
   'timeout': [true, false],
   'status-502': [true, false],
@@ -39,9 +41,15 @@ describe('retry policy', () => {
     assert.deepEqual(Object.keys(TABLE).sort(), [...FAILURE_KINDS].sort());
   });
 
-  test('neverSent: only connect failures and resets before sending', () => {
+  test('neverSent: only connect failures, resets before sending and stale connections', () => {
     for (const failure of FAILURE_KINDS) {
-      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send', failure);
+      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection', failure);
+    }
+  });
+
+  test('drawsOnBudget: all but connect failures and stale connections (they add no load)', () => {
+    for (const failure of FAILURE_KINDS) {
+      assert.equal(drawsOnBudget(failure), failure !== 'connect' && failure !== 'stale-connection', failure);
     }
   });
 

@@ -2,7 +2,8 @@ import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import type { Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
-import { classifyUpstreamError, isClientCaused } from './classify.js';
+import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
+import { startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
 import { TandemError } from '../core/errors.js';
 import { isDependencyFailure } from '../core/dependency.js';
 import type { OutlierDetector } from './health/outlier.js';
@@ -24,7 +25,7 @@ export interface LegOwner {
  * keeps the endpoint's books (in-flight count, latency estimate, status classes). A class
  * rather than closures: one allocation per request on the hot path.
  */
-export class Attempt implements Dispatcher.DispatchHandler {
+export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   /** When the endpoint's wait began: the dispatch, or the end of a streamed body (onRequestSent). */
   private started = performance.now();
 
@@ -54,6 +55,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
   live = false;
   /** As a leg: its per-try timer, when its wait is shorter than undici's. */
   timer: TimerHandle | undefined;
+  /** Stale-connection hook: the connection it goes out on (set by the pool's client, connection.ts). */
+  connection: ConnectionLedger | undefined = undefined;
+  /** Its bytes read when this exchange began on it, if it was reused; -1 otherwise. */
+  private readAtStart = -1;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -140,6 +145,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
+    this.readAtStart = startExchange(this.connection);
     if (this.done) {
       // Failed (or abandoned) while it waited for a connection: it must not go out now.
       abort(ABANDONED);
@@ -230,8 +236,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (this.done) return; // already reported by fail()
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
-      : classifyUpstreamError(err, this.endpoint.id);
-    if (!this.responded && !this.cancelled && !isClientCaused(error)) {
+      : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart));
+    // A stale connection (closed by the endpoint with the request unread) is not its failure.
+    if (!this.responded && !this.cancelled && !isClientCaused(error) && !isStaleConnection(error)) {
       // A failure before any response: counted as "no response", and its wait (once the body
       // is sent) feeds the latency estimate so a hanging endpoint looks as slow as it is.
       if (!this.bodyPending) {

@@ -1,14 +1,20 @@
 import { TandemError } from '../core/errors.js';
+import { nothingReadSince, type ConnectionLedger } from './connection.js';
 
 /**
  * Maps what undici or the socket reported into one of our error codes. `retryable` is true
- * only where the request certainly did not reach the application (connect failures).
+ * only where the request certainly did not reach the application: connect failures, and a
+ * stale connection (see isStaleConnection). `unread`: the exchange went out on a
+ * connection that had served an earlier one, and not a byte of response came back.
  */
-export function classifyUpstreamError(err: unknown, endpointId: string): TandemError {
+export function classifyUpstreamError(err: unknown, endpointId: string, unread = false): TandemError {
   if (err instanceof TandemError) return err;
   const e = err as { code?: string; message?: string; name?: string };
   const code = e.code ?? '';
   const cause = err;
+  if (unread) {
+    return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} closed a reused connection without reading the request (${e.message ?? code})`, { cause, retryable: true, status: 502 });
+  }
   switch (code) {
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
@@ -63,4 +69,54 @@ export function isClientCaused(error: TandemError): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * True when a failed exchange provably never reached the endpoint's application although it
+ * went out: its connection had served an earlier exchange (it was reused), not a byte of
+ * response came back, and the endpoint reset the connection — before or instead of a FIN.
+ *
+ * What undici reports when the endpoint closes a kept-alive connection (measured with undici
+ * 7.30 on Linux 127.0.0.1, raw `net` servers and nginx 1.22; docs/availability.md):
+ *
+ * | the endpoint…                                              | undici reports                          |
+ * |------------------------------------------------------------|-----------------------------------------|
+ * | closed the idle connection well before we reused it        | nothing: undici read the FIN and dropped the socket, or caught it in its check before reuse; the request goes out on another |
+ * | closed it (idle timer) with our request already unread in its buffer | `ECONNRESET` (a reset, no FIN)  |
+ * | was killed (SIGKILL) with our request unread               | `ECONNRESET`                            |
+ * | closed it (FIN) just as our request went out (nginx's keepalive_timeout race) | `UND_ERR_SOCKET` "other side closed"; the kernel took the endpoint's reset for our data too (`resetAtEnd`) |
+ * | read the request, then closed without answering, or exited | `UND_ERR_SOCKET` "other side closed"; FIN only, no reset |
+ *
+ * A reset is what a TCP peer sends when data arrives at a socket it has closed, or when it closes
+ * one with data still unread: either way its application did not read our request. A FIN alone
+ * comes from an endpoint that may have read it: a POST ended that way is not sent again. undici
+ * reports both FIN cases alike, so the connection ledger looks, when the FIN is read, whether a
+ * reset came too (connection.ts). Go's transport resends a non-idempotent request only when none
+ * of it was written; this goes further on the evidence of the reset. Only on a reused connection
+ * (as Go): a reset of a first request on a new connection is also what an endpoint that rejects
+ * every request does, and resending there would send each POST twice to it.
+ *
+ * Residual risk: an endpoint that reads part of a request (headers, part of a large body), acts
+ * on it and then closes with the rest unread or still arriving also resets; and one that closes
+ * abortively on purpose (SO_LINGER 0) after reading a request looks like one that never read it.
+ * The first is rare for handlers that read the whole body before acting; the second is a server
+ * fault. Over a network, the reset for our data may come an RTT after the FIN that undici acts on
+ * at once: then nothing is proven, and a POST fails as before (safe, not repaired).
+ */
+export function unreadOnReuse(err: unknown, connection: ConnectionLedger | undefined, readAtStart: number): boolean {
+  if (!nothingReadSince(connection, readAtStart)) return false;
+  const code = (err as { code?: string }).code ?? '';
+  return resetByPeer(code) || (code === 'UND_ERR_SOCKET' && connection!.resetAtEnd);
+}
+
+function resetByPeer(code: string): boolean {
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * The endpoint closed a reused connection without reading the request (classifyUpstreamError
+ * with `unreadOnReuse`). Not the endpoint's failure: it closed an idle connection as it may.
+ */
+export function isStaleConnection(error: TandemError): boolean {
+  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable;
 }

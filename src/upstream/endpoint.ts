@@ -3,6 +3,7 @@ import { formatHostPort } from '../core/address.js';
 import { LatencyHistogram } from '../core/histogram.js';
 import { STATUS_CLASSES } from '../core/status-class.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
+import { ledgerClientFactory } from './connection.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
 export interface PoolSettings {
@@ -121,10 +122,18 @@ export class Endpoint implements WithHealth {
     this.pool = new Pool(`http://${this.id}`, {
       connections: settings.maxConnections,
       pipelining: 1,
+      // Idle connections the endpoint closes are dropped as soon as undici reads their FIN (it
+      // reads idle sockets), and undici yields to the poll phase once before it reuses an idle
+      // one, so a close already received is seen first. What is left is a close still in flight
+      // as the request goes out: classify.ts sorts those out. Closing idle connections before
+      // the endpoint does (a keepAliveTimeout below the endpoint's) avoids even that.
       keepAliveTimeout: settings.keepAliveTimeoutMs,
       connect: { timeout: settings.connectTimeoutMs },
       maxHeaderSize: settings.maxResponseHeaderSize,
       strictContentLength: true,
+      // Each client keeps a ledger of its connection, so a failed exchange can tell whether the
+      // endpoint closed a reused connection with the request unread (connection.ts, classify.ts).
+      factory: ledgerClientFactory,
     });
   }
 

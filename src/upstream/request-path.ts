@@ -8,7 +8,7 @@ import type { RetryBudget } from './resilience/budget.js';
 import { DueQueue } from './resilience/due-queue.js';
 import type { HedgePolicy } from './resilience/hedge.js';
 import type { LatencyTracker } from './resilience/latency.js';
-import { FAILURE_KINDS, type FailureKind } from './resilience/retry-policy.js';
+import { FAILURE_KINDS, drawsOnBudget, type FailureKind } from './resilience/retry-policy.js';
 import { Attempt } from './attempt.js';
 import type { RetryHost, RetryingRequest } from './retrying-request.js';
 
@@ -94,14 +94,17 @@ export class RequestPath implements RetryHost {
   }
 
   withdrawRetry(failure: FailureKind): boolean {
-    if (this.budget === undefined) return false;
     // A refused connection cost the endpoint nothing, so sending the request elsewhere adds no
     // load anywhere; the budget guards against retry storms on a struggling service, and
     // charging it here would fail requests that an instant retry saves (two of three instances
-    // killed). Such retries are still bounded by `attempts`, and counted.
-    if (failure !== 'connect' && !this.budget.tryWithdraw()) {
-      this.stats.budgetExhausted++;
-      return false;
+    // killed). Such retries are still bounded by `attempts`, and counted. A stale connection's
+    // resend too, and it goes even with `retry: false` (no budget then).
+    if (drawsOnBudget(failure)) {
+      if (this.budget === undefined) return false;
+      if (!this.budget.tryWithdraw()) {
+        this.stats.budgetExhausted++;
+        return false;
+      }
     }
     this.stats.retries[FAILURE_KINDS.indexOf(failure)]!++;
     return true;

@@ -8,7 +8,7 @@ import type { Attempt, LegOwner } from './attempt.js';
 import type { Endpoint } from './endpoint.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
-import { mayRetry, type FailureKind } from './resilience/retry-policy.js';
+import { MAX_STALE_RESENDS, mayRetry, neverSent, type FailureKind } from './resilience/retry-policy.js';
 import { isClientCaused } from './classify.js';
 import { isDependencyFailure } from '../core/dependency.js';
 
@@ -78,6 +78,8 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
   /** Endpoints of the attempts before the current one, once there are any. */
   private tried: Endpoint[] | undefined;
   private attempts = 0;
+  /** Resends after a stale connection (not counted in `attempts`, see resendStale). */
+  private staleResends = 0;
   /** When the wait for response headers ends for all attempts together (clock time). */
   private deadline = 0;
   /** Index of the timeout header's value in request.headers; -1 before the first attempt. */
@@ -332,6 +334,7 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
   /** After the last live leg failed: retries when allowed (true), or reports why not later. */
   private recover(error: TandemError, leg: Attempt): boolean {
     const failure = failureOf(error, leg.sent);
+    if (failure === 'stale-connection' && this.resendStale(leg.endpoint)) return true;
     if (failure !== undefined && this.mayGoAgain(failure, leg.endpoint)) {
       this.retry(failure);
       return true;
@@ -367,9 +370,23 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
     this.handler.onUpgrade?.(statusCode, rawHeaders, socket);
   }
 
+  /**
+   * Stale-connection hook: the endpoint closed a reused connection with the request unread.
+   * Sent again at once to the same endpoint (undici opens a new connection, or takes an idle
+   * one it has just checked), whatever the method and the retry settings: the request never
+   * reached it (retry-policy.ts). Bounded by the deadline and MAX_STALE_RESENDS.
+   */
+  private resendStale(endpoint: Endpoint): boolean {
+    if (this.staleResends >= MAX_STALE_RESENDS || !this.replayable('stale-connection')) return false;
+    if (this.host.clock.now() >= this.deadline || !this.host.withdrawRetry('stale-connection')) return false;
+    this.staleResends++;
+    this.leg = this.sendLeg(endpoint);
+    return true;
+  }
+
   /** Policy, attempts, deadline, another endpoint, budget — in that order (the budget last: it is spent). */
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
-    if (this.attempts >= this.policy.attempts) return false;
+    if (this.attempts - this.staleResends >= this.policy.attempts) return false;
     if (!mayRetry({ method: this.request.method, failure, bodyReplayable: this.replayable(failure) })) return false;
     if (this.host.clock.now() >= this.deadline) {
       this.expired = true;
@@ -390,7 +407,7 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
   private replayable(failure: FailureKind): boolean {
     const body = this.request.body;
     if (body === null || Buffer.isBuffer(body)) return true;
-    return (failure === 'connect' || failure === 'reset-before-send') && !body.readableDidRead && !body.destroyed;
+    return neverSent(failure) && !body.readableDidRead && !body.destroyed;
   }
 
   private retry(failure: FailureKind): void {
@@ -424,7 +441,7 @@ function failureOfStatus(statusCode: number): FailureKind {
 function failureOf(error: TandemError, sent: boolean): FailureKind | undefined {
   switch (error.code) {
     case 'TANDEM_ERR_UPSTREAM_CONNECT': return 'connect';
-    case 'TANDEM_ERR_UPSTREAM_RESET': return sent ? 'reset' : 'reset-before-send';
+    case 'TANDEM_ERR_UPSTREAM_RESET': return error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT': return 'timeout';
     default: return undefined;
   }

@@ -6,6 +6,10 @@ export { isIdempotent };
  * When a failed attempt may be sent again (to another endpoint). The one rule behind the
  * table: never risk running a request twice unless running it twice is harmless.
  *
+ * - A stale connection ('stale-connection': the endpoint reset a reused connection with the
+ *   request unread, see classify.ts) is not a failure of the endpoint: the request goes again to
+ *   it, whatever its method and the retry settings (MAX_STALE_RESENDS).
+ *
  * - Failures before the request left ('connect', 'reset-before-send') never reached the
  *   upstream: any method may go again — the classic case is a keep-alive connection the
  *   upstream closed just as it was reused.
@@ -23,6 +27,11 @@ export const FAILURE_KINDS = [
   'connect',
   /** A pooled connection was found closed before the request was written. */
   'reset-before-send',
+  /**
+   * The endpoint reset a reused keep-alive connection before a byte of response: it had closed
+   * it (idle) with the request unread. Sent again to the same endpoint, see resendsStale.
+   */
+  'stale-connection',
   /** Reset or closed after the request may have been sent, without a response. */
   'reset',
   /** The per-try timeout elapsed without a response. */
@@ -50,8 +59,28 @@ export interface RetryQuestion {
 
 /** True when the request never reached the upstream, so it cannot have been processed. */
 export function neverSent(failure: FailureKind): boolean {
-  return failure === 'connect' || failure === 'reset-before-send';
+  return failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection';
 }
+
+/**
+ * Retries after these draw nothing from the retry budget: they add no load anywhere (the
+ * request never reached an application), and the budget guards against retry storms.
+ */
+export function drawsOnBudget(failure: FailureKind): boolean {
+  return failure !== 'connect' && failure !== 'stale-connection';
+}
+
+/**
+ * Resends after a stale connection, per request, beyond `attempts`. A stale connection is not
+ * a failed attempt: the endpoint closed an idle connection, as servers may at any time, and
+ * the request never reached it. Like Go's transport (which resends a request the server never
+ * saw whatever the method and without any retry setting), the request goes again — with any
+ * method, with `retry: false` too, without the budget, to the same endpoint (which is not at
+ * fault, and is not charged a failure for it), on another connection. Each one found stale is
+ * gone from the pool, so a few at most can be in a row; the bound only guards against the
+ * unforeseen.
+ */
+export const MAX_STALE_RESENDS = 2;
 
 export function mayRetry(question: RetryQuestion): boolean {
   if (!question.bodyReplayable) return false;
