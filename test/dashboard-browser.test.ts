@@ -46,6 +46,7 @@ test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then 
 
   const traffic = load(`${gw.url}/item`, 40);
   const catalogTraffic = load(`${gw.url}/catalog/items`, 15);
+  cleanup.push(() => traffic.stop(), () => catalogTraffic.stop());
   // Rates show up once traffic flows.
   await page.waitForFunction((e) => Number(document.querySelector(`tr[data-endpoint="${e}"] .c-rate`)?.textContent) > 0, endpoints[1], { timeout: 5_000 });
 

@@ -25,6 +25,8 @@ export function load(url: string, rate: number): { stop(): Promise<{ ok: number;
       .finally(() => inflight.delete(p));
     inflight.add(p);
   }, 1000 / rate);
+  // A test that fails before stop() must not keep its file running forever.
+  timer.unref();
   return {
     async stop() {
       clearInterval(timer);
