@@ -24,7 +24,7 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { createProcs, freePorts, httpRequest, sleep, tail, waitUntilAnswering } from './lib/procs.js';
+import { createProcs, freePorts, httpRequest, sleep, tail, waitUntilAnswering, runDrillMain } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill:balance';
@@ -438,15 +438,4 @@ async function main() {
   return failed === 0 ? 0 : 1;
 }
 
-main()
-  .then((code) => {
-    procs.killAllSync('SIGKILL');
-    if (tmpRoot && !opts.keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
-    else if (tmpRoot) console.log(`${TAG}: kept ${tmpRoot}`);
-    process.exitCode = code;
-  })
-  .catch((e) => {
-    console.error(e);
-    procs.killAllSync('SIGKILL');
-    process.exit(1);
-  });
+runDrillMain(main, { tag: TAG, procs, tmpDir: () => tmpRoot, keepTmp: () => opts.keepTmp });

@@ -18,7 +18,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv } from './lib/procs.js';
+import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv, runDrillMain } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill';
@@ -663,15 +663,4 @@ async function main() {
   return results.some((r) => r.status !== 'ok') ? 1 : 0;
 }
 
-main()
-  .then((code) => {
-    procs.killAllSync('SIGKILL');
-    if (tmpRoot && !opts.keepTmp) rmSync(tmpRoot, { recursive: true, force: true });
-    else if (tmpRoot) console.log(`${TAG}: kept ${tmpRoot}`);
-    process.exitCode = code;
-  })
-  .catch((e) => {
-    console.error(e);
-    procs.killAllSync('SIGKILL');
-    process.exit(1);
-  });
+runDrillMain(main, { tag: TAG, procs, tmpDir: () => tmpRoot, keepTmp: () => opts.keepTmp });

@@ -69,7 +69,11 @@ test('the dashboard follows a drill: a SIGKILLed instance turns unhealthy, then 
   await catalogTraffic.stop();
   assert.ok(outcome.ok > 50, `traffic flowed: ${JSON.stringify(outcome)}`);
   assert.equal(outcome.failed, 0, 'retries hid the kill from clients');
-  for (const e of endpoints) assert.equal(await stateOf(page, e), 'healthy');
+  for (const e of endpoints) {
+    const state = await stateOf(page, e);
+    if (state !== 'healthy') process.stdout.write(`# DEBUG ${e} ${state}\n${gw.logs.filter((l) => l.msg !== 'request').map((l) => JSON.stringify(l)).join('\n')}\n`);
+    assert.equal(state, 'healthy');
+  }
   process.stdout.write(`# dashboard showed the kill after ${seenDown.toFixed(0)} ms and the return after ${seenBack.toFixed(0)} ms\n`);
 });
 

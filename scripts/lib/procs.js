@@ -1,7 +1,7 @@
 // Child-process and tooling helpers for the drill (same approach as scripts/bench.js: every child
 // is its own process group, output goes to files in a temp dir, everything is killed on exit).
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -197,4 +197,25 @@ export function positiveEnv(name, dflt, fail) {
   const n = Number(String(raw).replace(/s$/, ''));
   if (!Number.isFinite(n) || n <= 0) fail(`${name} must be a positive number, got ${raw}`);
   return n;
+}
+
+/**
+ * Runs a drill's `main()` (resolving to its exit code) and then stops every child and removes
+ * the drill's temp dir — unless `keepTmp()` says keep it. `tmpDir()` is read at the end: drills
+ * make it once they start.
+ */
+export function runDrillMain(main, { tag, procs, tmpDir, keepTmp }) {
+  main()
+    .then((code) => {
+      procs.killAllSync('SIGKILL');
+      const dir = tmpDir();
+      if (dir && !keepTmp()) rmSync(dir, { recursive: true, force: true });
+      else if (dir) console.log(`${tag}: kept ${dir}`);
+      process.exitCode = code;
+    })
+    .catch((e) => {
+      console.error(e);
+      procs.killAllSync('SIGKILL');
+      process.exit(1);
+    });
 }

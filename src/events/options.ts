@@ -17,6 +17,15 @@ import type { PostgresOutboxOptions, RelayOptions } from './outbox.js';
 const noop = (): void => {};
 const SQL_NAME_RULE = rules.pattern(/^[a-z_][a-z0-9_]{0,62}$/, 'a lower-case SQL identifier (letters, digits, _; at most 63)');
 const reconnect = { reconnectInitial: rules.duration(1), reconnectMax: rules.duration(1) };
+/** What both broker buses take alike: their defaults and their rules. */
+const brokerDefaults = {
+  publishTimeout: EVENTS_DEFAULTS.publishTimeout,
+  drainTimeout: EVENTS_DEFAULTS.drainTimeout,
+  reconnectInitial: EVENTS_DEFAULTS.reconnectInitial,
+  reconnectMax: EVENTS_DEFAULTS.reconnectMax,
+  onError: noop as (err: unknown) => void,
+};
+const brokerRules = { name: rules.string, publishTimeout: rules.duration(1), drainTimeout: rules.duration(0), ...reconnect, onError: rules.func };
 const reconnectOrder = (o: { reconnectInitial: number; reconnectMax: number }): OptionProblem[] =>
   o.reconnectInitial <= o.reconnectMax ? [] : [{ path: 'options.reconnectMax', message: `must be at least reconnectInitial (${o.reconnectInitial}), got ${o.reconnectMax}` }];
 
@@ -29,27 +38,19 @@ export const DEFAULT_NATS_BUS_OPTIONS = rules.defaults({
   servers: 'nats://127.0.0.1:4222' as string | string[],
   subjectPrefix: 'tandem',
   streamPrefix: 'TANDEM',
-  publishTimeout: EVENTS_DEFAULTS.publishTimeout,
-  drainTimeout: EVENTS_DEFAULTS.drainTimeout,
-  reconnectInitial: EVENTS_DEFAULTS.reconnectInitial,
-  reconnectMax: EVENTS_DEFAULTS.reconnectMax,
+  ...brokerDefaults,
   maxAge: EVENTS_DEFAULTS.natsMaxAge,
   duplicateWindow: EVENTS_DEFAULTS.natsDuplicateWindow,
   ackWait: EVENTS_DEFAULTS.natsAckWait,
-  onError: noop as (err: unknown) => void,
 });
 const NATS_SPEC: OptionSpec = {
   servers: rules.stringOrStrings,
-  name: rules.string,
   subjectPrefix: rules.pattern(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'NATS subject tokens (letters, digits, _ and -, dot-separated)'),
   streamPrefix: rules.pattern(/^[A-Za-z0-9_-]{1,100}$/, 'a stream name part (letters, digits, _ and -)'),
-  publishTimeout: rules.duration(1),
-  drainTimeout: rules.duration(0),
-  ...reconnect,
+  ...brokerRules,
   maxAge: rules.duration(1),
   duplicateWindow: rules.duration(1),
   ackWait: rules.duration(1),
-  onError: rules.func,
 };
 export function parseNatsBusOptions(options: unknown): Readonly<NatsBusOptions & typeof DEFAULT_NATS_BUS_OPTIONS> {
   return parseOptions<NatsBusOptions & typeof DEFAULT_NATS_BUS_OPTIONS>('NatsBus.connect()', options, NATS_SPEC, DEFAULT_NATS_BUS_OPTIONS, [], reconnectOrder);
@@ -58,22 +59,14 @@ export function parseNatsBusOptions(options: unknown): Readonly<NatsBusOptions &
 export const DEFAULT_RABBITMQ_BUS_OPTIONS = rules.defaults({
   url: 'amqp://guest:guest@127.0.0.1:5672',
   prefix: 'tandem',
-  publishTimeout: EVENTS_DEFAULTS.publishTimeout,
-  drainTimeout: EVENTS_DEFAULTS.drainTimeout,
-  reconnectInitial: EVENTS_DEFAULTS.reconnectInitial,
-  reconnectMax: EVENTS_DEFAULTS.reconnectMax,
+  ...brokerDefaults,
   deliveryLimit: EVENTS_DEFAULTS.rabbitDeliveryLimit,
-  onError: noop as (err: unknown) => void,
 });
 const RABBITMQ_SPEC: OptionSpec = {
   url: rules.string,
-  name: rules.string,
   prefix: rules.pattern(/^[A-Za-z0-9_.-]{1,200}$/, 'an exchange name (letters, digits, _ . and -)'),
-  publishTimeout: rules.duration(1),
-  drainTimeout: rules.duration(0),
-  ...reconnect,
+  ...brokerRules,
   deliveryLimit: rules.integer(1, 10_000),
-  onError: rules.func,
 };
 export function parseRabbitMqBusOptions(options: unknown): Readonly<RabbitMqBusOptions & typeof DEFAULT_RABBITMQ_BUS_OPTIONS> {
   return parseOptions<RabbitMqBusOptions & typeof DEFAULT_RABBITMQ_BUS_OPTIONS>('RabbitMqBus.connect()', options, RABBITMQ_SPEC, DEFAULT_RABBITMQ_BUS_OPTIONS, [], reconnectOrder);

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
-import type { Endpoint } from './endpoint.js';
+import { COLD_ANSWERS, type Endpoint } from './endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from './types.js';
 import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
 import { startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
@@ -30,11 +30,14 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   private started = performance.now();
 
   /**
-   * True when no response has come from the endpoint since this exchange went out: it looks
-   * stuck, not merely slower than its peers.
+   * True when no response has come from the endpoint since this exchange went out and it is not
+   * cold: it looks stuck, not merely slower than its peers. A process that has just joined or
+   * come back answers its first requests slowly (cold code, new connections) and has just
+   * passed its health checks; a frozen one is found by those checks.
    */
-  get unansweredSinceSent(): boolean {
-    return this.endpoint.answeredAt <= this.started;
+  get looksStuck(): boolean {
+    const e = this.endpoint;
+    return e.answeredAt <= this.started && e.answersSinceWarming >= COLD_ANSWERS;
   }
   private done = false;
   private responded = false;
@@ -190,6 +193,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
     const cls = (statusCode / 100) | 0;
     this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
     this.endpoint.answeredAt = now;
+    if (this.endpoint.answersSinceWarming < COLD_ANSWERS) this.endpoint.answersSinceWarming++;
     this.responded = true;
     if (this.outlier !== undefined) {
       // A 5xx that reports a dependency's failure says the endpoint itself works (core/dependency.ts).

@@ -50,6 +50,11 @@ export const EWMA_INITIAL_MS = 0;
  * window instead of its full share at once, as Envoy's slow_start_window does.
  */
 export const SLOW_START_MS = 1_000;
+/**
+ * Below this many answers since it joined or came back, an endpoint is cold: its first answers
+ * are slow (new code paths, new connections), and a race lost to a hedge then says nothing.
+ */
+export const COLD_ANSWERS = 20;
 /** The share factor a slow-starting endpoint begins with, so it gets samples from the start. */
 export const SLOW_START_MIN_FACTOR = 0.1;
 
@@ -98,6 +103,8 @@ export class Endpoint implements WithHealth {
   warmingSince: number;
   /** When response headers last came from this endpoint (ms, performance.now()); 0 before any. */
   answeredAt = 0;
+  /** Responses since it joined or came back from failing its checks (counted up to COLD_ANSWERS). */
+  answersSinceWarming = 0;
   /** Completed requests by status class, see STATUS_CLASSES. */
   readonly responses = [0, 0, 0, 0, 0, 0];
   /** Time to response headers, every sample (tandem_endpoint_response_seconds, the dashboard's p99). */
@@ -113,7 +120,10 @@ export class Endpoint implements WithHealth {
     // Back from failing its checks it is most likely a restarted process: as cold as a new one.
     // The subscription lives as long as the endpoint and its health, so it is never disposed.
     this.health.onTransition((t) => {
-      if (t.to.kind === 'probation' && t.to.from === 'unhealthy') this.warmingSince = t.to.since;
+      if (t.to.kind === 'probation' && t.to.from === 'unhealthy') {
+        this.warmingSince = t.to.since;
+        this.answersSinceWarming = 0;
+      }
     });
     this.host = init.host;
     this.port = init.port;

@@ -268,13 +268,14 @@ export class RetryingRequest implements ResponseHandler, LegOwner {
       // A hedge that lost the race is cancelled, not held against its endpoint. A first leg
       // slower than its hedge is held against its endpoint (a failure for outlier detection,
       // its wait a latency sample) when that endpoint looks stuck — it has answered nothing
-      // since the leg went out — or a frozen endpoint would keep getting requests that all
-      // need a hedge until its health checks fail. An endpoint that is merely slower (a busy
+      // since the leg went out, and is not cold (just joined or back) — or a frozen endpoint
+      // would keep getting requests that all need a hedge until its health checks fail. An
+      // endpoint that is merely slower (a busy
       // CPU, a cold dependency) still answers its other requests: losing races then is the
       // balancer's business, not an ejection's; counting it ejected healthy instances of a
       // loaded service within seconds. Nor when the winning answer is a 5xx (one naming a
       // failed dependency, core/dependency.ts): it says nothing about the first endpoint.
-      this.drop(loser, loser === this.hedge || statusCode >= 500 || !loser.unansweredSinceSent);
+      this.drop(loser, loser === this.hedge || statusCode >= 500 || !loser.looksStuck);
     }
     if (leg === this.hedge) {
       this.host.hedgeWon();
