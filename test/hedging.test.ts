@@ -247,3 +247,43 @@ test('a first attempt that loses to its hedge on an endpoint that answered nothi
   }
   assert.equal(await stateOfA(), 'ejected', 'two lost races with nothing answered in between eject a (consecutiveFailures 2)');
 });
+
+test('a cold endpoint — just back from failing its health checks — is not charged for races it loses; once warm it is', async () => {
+  let sick = false;
+  const handler = (slowMs: number) => (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    if (req.url === '/healthz') {
+      res.writeHead(sick && slowMs > 100 ? 503 : 200).end();
+      return;
+    }
+    globalThis.setTimeout(() => res.writeHead(200).end(), (req.url ?? '').includes('slow') ? slowMs : 0);
+  };
+  const a = await backend('a', handler(500));
+  const b = await backend('b', handler(50));
+  const gw = await gateway(shopConfig([a.address, b.address], {
+    healthCheck: { interval: '100ms', timeout: '100ms' }, balancer: 'consistent-hash', hash: { header: 'x-key' }, outlier: { consecutiveFailures: 2 },
+  }));
+  for (let i = 0; i < 200; i++) assert.equal((await fetch(`${gw.url}/warm?i=${i}`)).status, 200);
+  await hedgeDelayKnown(gw);
+  let key = '';
+  for (let k = 0; key === ''; k++) {
+    await (await fetch(`${gw.url}/which`, { headers: { 'x-key': `k${k}` } })).arrayBuffer();
+    if (a.seen.some((s) => s.url === '/which' && s.headers['x-key'] === `k${k}`)) key = `k${k}`;
+  }
+  type WithEndpoints = ClusterService & { endpoints: Array<{ id: string; state: string }> };
+  const stateOfA = async () => (await clusterService<WithEndpoints>(gw, 'shop')).endpoints.find((e) => e.id === a.address)!.state;
+  const until = async (state: string) => { while ((await stateOfA()) !== state) await new Promise((r) => setImmediate(r)); };
+  const get = async (path: string) => { const r = await fetch(`${gw.url}${path}`, { headers: { 'x-key': key } }); await r.arrayBuffer(); return r.status; };
+
+  // a fails its checks, then passes them again: as cold as a restarted process.
+  sick = true;
+  await until('unhealthy');
+  sick = false;
+  await until('healthy');
+  for (let i = 0; i < 2; i++) assert.equal(await get(`/slow?cold=${i}`), 200);
+  assert.equal(await stateOfA(), 'healthy', 'two races lost while cold did not eject a (consecutiveFailures 2)');
+  // Warm again (20 answers), the same two lost races with nothing answered in between eject it.
+  for (let i = 0; i < 25; i++) assert.equal(await get(`/quick?i=${i}`), 200);
+  for (let i = 0; i < 2; i++) assert.equal(await get(`/slow?warm=${i}`), 200);
+  assert.equal(await stateOfA(), 'ejected');
+});
