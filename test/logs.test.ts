@@ -38,6 +38,7 @@ test('gateway log lines are JSON with the documented fields: access lines and on
   const unavailable = [await startBackend('u1', (req, res) => { req.resume(); res.writeHead(503).end('busy'); }), await startBackend('u2', (req, res) => { req.resume(); res.writeHead(503).end('busy'); })];
   defer(...unavailable.map((b) => () => b.close()));
   const dir = tempDir('tandem-logs-test-');
+  defer(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'gateway.json');
   const config = {
     listen: '127.0.0.1:0',

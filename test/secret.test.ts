@@ -1,14 +1,23 @@
 // The admin secret's storage and lookup (core/secret.ts) and the addresses no instance may have
 // (discovery/address-policy.ts).
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync as makeTemp, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureLocalToken, localTokenPath, readLocalToken, runtimeDir, tokenFor } from '../src/core/secret.js';
 import { forbiddenAddress } from '../src/discovery/address-policy.js';
 import { ROOT } from './helpers/gateway.js';
+
+/** Every temp dir this file makes, removed once its tests ran. */
+const made: string[] = [];
+after(() => { for (const dir of made) rmSync(dir, { recursive: true, force: true }); });
+function mkdtempSync(prefix: string): string {
+  const dir = makeTemp(prefix);
+  made.push(dir);
+  return dir;
+}
 
 const fresh = () => ({ TMPDIR: mkdtempSync(join(tmpdir(), 'tandem-secret-')) });
 

@@ -4,9 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { adminFetch, runCli, startGateway, writeConfig, type RunningGateway } from './helpers/gateway.js';
 import { freePort, startBackend, type Backend } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until } from './helpers/sdk.js';
@@ -320,6 +320,7 @@ test('case 9: the admin listener cuts a header slowloris and a slow registration
 
 test('an admin listener off loopback without a configured secret is a config error (exit 2, nothing bound)', async () => {
   const file = writeConfig({ listen: '127.0.0.1:0', admin: '0.0.0.0:0', services: { shop: { endpoints: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/', service: 'shop' }] });
+  defer(async () => rmSync(dirname(file), { recursive: true, force: true }));
   const check = await runCli(['gateway', '--check', file]);
   assert.equal(check.code, 2);
   assert.match(check.stderr, /registry\.token: required when the admin listener \(0\.0\.0\.0:0\) is not on a loopback address/);
