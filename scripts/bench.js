@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Benchmark orchestrator: tandem vs. nginx vs. HAProxy vs. a minimal undici proxy vs. direct.
 //
-// Usage: npm run bench [-- [--quick] [--rounds N] [--only tandem,nginx] [--no-build] [--keep-tmp]]
+// Usage: npm run bench [-- [--quick] [--rounds N] [--only tandem,nginx] [--no-build] [--keep-tmp]
+//                         [--baseline DIR]]
+//   --baseline DIR: also measure the tandem of another checkout (built, e.g. a `git worktree` of
+//               the commit before a change) as target 'baseline', interleaved with this one:
+//               the before and after of a change in one run, under the same conditions
 //   --rounds N: measure every target N times (default 3; 1 with --quick), see below
 //   --quick:    1 round of 3 s runs with a 1 s warm-up (a smoke test, not a measurement)
 //   env: BENCH_DURATION (seconds per measured run, default 5; 3 with --quick)
@@ -20,7 +24,7 @@
 // the JSON also holds every round's raw data).
 import { spawn, spawnSync } from 'node:child_process';
 import {
-  chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync,
+  chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync,
 } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -28,10 +32,11 @@ import { fileURLToPath } from 'node:url';
 import { createProcs, ensureTools as ensureToolsShared, freePorts, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const ALL_TARGETS = ['direct', 'tandem', 'nginx', 'haproxy', 'minimal'];
+const ALL_TARGETS = ['direct', 'tandem', 'baseline', 'nginx', 'haproxy', 'minimal'];
 const LABELS = {
   direct: 'direct (1 backend)',
   tandem: 'tandem',
+  baseline: 'tandem (baseline)',
   nginx: 'nginx (1 worker)',
   haproxy: 'HAProxy (1 thread)',
   minimal: 'minimal undici proxy',
@@ -41,12 +46,17 @@ const LABELS = {
 // Options
 
 function parseArgs(argv) {
-  const opts = { quick: false, only: null, build: true, keepTmp: false, rounds: null };
+  const opts = { quick: false, only: null, build: true, keepTmp: false, rounds: null, baseline: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--no-build') opts.build = false;
     else if (a === '--keep-tmp') opts.keepTmp = true;
+    else if (a === '--baseline' || a.startsWith('--baseline=')) {
+      const v = a === '--baseline' ? argv[++i] : a.slice('--baseline='.length);
+      if (!v || !existsSync(join(v, 'bin', 'tandem.js')) || !existsSync(join(v, 'dist'))) die(`--baseline needs a built tandem checkout (bin/tandem.js and dist/), got ${v ?? '(nothing)'}`);
+      opts.baseline = v;
+    }
     else if (a === '--rounds' || a.startsWith('--rounds=')) {
       const v = a === '--rounds' ? argv[++i] : a.slice('--rounds='.length);
       const n = Number(v);
@@ -81,7 +91,12 @@ function die(msg) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const selected = opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t)) : ALL_TARGETS;
+const selected = (opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t) || (t === 'baseline' && opts.baseline)) : ALL_TARGETS)
+  .filter((t) => t !== 'baseline' || opts.baseline !== null);
+if (opts.baseline) {
+  const sha = spawnSync('git', ['-C', opts.baseline, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim();
+  LABELS.baseline = `tandem (baseline${sha ? ` ${sha}` : ''})`;
+}
 const ROUNDS = opts.rounds ?? (opts.quick ? 1 : 3);
 const DURATION = positiveEnv('BENCH_DURATION', opts.quick ? 3 : 5, die);
 const WARMUP = positiveEnv('BENCH_WARMUP', opts.quick ? 1 : 2, die);
@@ -375,6 +390,22 @@ function nginxSupportsE(version) {
   return a > 1 || (a === 1 && (b > 19 || (b === 19 && c >= 5)));
 }
 
+function tandemTarget(name, checkout, ports, backendPorts) {
+  return {
+    start: () => {
+      const dir = join(tmpRoot, name);
+      const file = writeTandemConfig(dir, ports.tandem, ports.tandemAdmin, backendPorts);
+      const proc = startProc(name, process.execPath, [join(checkout, 'bin', 'tandem.js'), 'gateway', '--config', file], { cwd: checkout });
+      return {
+        proc,
+        port: ports.tandem,
+        readyChecks: [[ports.tandemAdmin, '/readyz'], [ports.tandem, '/']],
+        readyTimeoutMs: 20_000,
+      };
+    },
+  };
+}
+
 /** Build the target descriptions: each has start() -> {proc, port, readyChecks, readyTimeoutMs}. */
 function makeTargets(ports, backendPorts, versions) {
   const backends = backendPorts.map((p) => `127.0.0.1:${p}`);
@@ -382,20 +413,9 @@ function makeTargets(ports, backendPorts, versions) {
     direct: {
       start: () => ({ proc: null, port: backendPorts[0], readyChecks: [[backendPorts[0], '/']], readyTimeoutMs: 5000 }),
     },
-    tandem: {
-      start: () => {
-        const dir = join(tmpRoot, 'tandem');
-        const file = writeTandemConfig(dir, ports.tandem, ports.tandemAdmin, backendPorts);
-        const bin = join(root, 'bin', 'tandem.js');
-        const proc = startProc('tandem', process.execPath, [bin, 'gateway', '--config', file], { cwd: root });
-        return {
-          proc,
-          port: ports.tandem,
-          readyChecks: [[ports.tandemAdmin, '/readyz'], [ports.tandem, '/']],
-          readyTimeoutMs: 20_000,
-        };
-      },
-    },
+    tandem: tandemTarget('tandem', root, ports, backendPorts),
+    // The same config, run by another checkout's gateway (--baseline) on the same ports.
+    baseline: tandemTarget('baseline', opts.baseline, ports, backendPorts),
     nginx: {
       start: () => {
         const dir = join(tmpRoot, 'nginx');
@@ -697,7 +717,7 @@ function oneLine(s) {
 
 function computeRatios(results) {
   const by = Object.fromEntries(results.filter((r) => r.requestsPerSec !== undefined).map((r) => [r.target, r]));
-  const pairs = [['tandem', 'minimal', 'tandem / minimal-undici'], ['tandem', 'nginx', 'tandem / nginx'], ['minimal', 'nginx', 'minimal / nginx']];
+  const pairs = [['tandem', 'baseline', 'tandem / baseline'], ['tandem', 'minimal', 'tandem / minimal-undici'], ['tandem', 'nginx', 'tandem / nginx'], ['minimal', 'nginx', 'minimal / nginx']];
   return pairs.map(([a, b, label]) => {
     const ra = by[a];
     const rb = by[b];

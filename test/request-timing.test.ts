@@ -6,6 +6,7 @@ import { validateConfig } from '../src/config/validate.js';
 import { Upstream } from '../src/upstream/upstream.js';
 import { upstreamSettingsOf } from '../src/gateway/upstream-settings.js';
 import { FakeClock } from '../src/core/clock.js';
+import { Attempt } from '../src/upstream/attempt.js';
 import type { Endpoint } from '../src/upstream/endpoint.js';
 import type { TandemError } from '../src/core/errors.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
@@ -35,21 +36,22 @@ function upstreamOf(backends: readonly Backend[], service: Record<string, unknow
 interface Outcome { status: number; error: TandemError | undefined; body: string }
 
 /** Dispatches a GET; `attempts` lists the endpoints each attempt went to, as they are made. */
-function send(upstream: Upstream, path: string): { attempts: string[]; done: Promise<Outcome> } {
+function send(upstream: Upstream, path: string): { attempts: string[]; legs: unknown[]; done: Promise<Outcome> } {
   const attempts: string[] = [];
+  const legs: unknown[] = [];
   const done = new Promise<Outcome>((resolve) => {
     let status = 0;
     const chunks: Buffer[] = [];
     upstream.dispatch({ method: 'GET', path, headers: [], body: null, hashKey: undefined, bodyLimit: Infinity }, {
       onStart() {},
-      onAttempt(e: Endpoint) { attempts.push(e.id); },
+      onAttempt(e: Endpoint, leg?: unknown) { attempts.push(e.id); legs.push(leg); },
       onHeaders(s) { status = s; return true; },
       onData(c) { chunks.push(c); return true; },
       onComplete: () => resolve({ status, error: undefined, body: Buffer.concat(chunks).toString() }),
       onError: (error) => resolve({ status: 0, error, body: '' }),
     });
   });
-  return { attempts, done };
+  return { attempts, legs, done };
 }
 
 /** Resolves once `cond` holds, looking after each turn of the event loop (I/O included); the test's timeout bounds it. */
@@ -166,7 +168,17 @@ test('hedge delay: the hedge goes exactly when the delay (here minDelay) is up, 
   assert.equal(upstream.stats.hedges, 1, 'hedged at 20 ms');
   assert.equal(r.attempts.length, 2);
   assert.notEqual(r.attempts[1], r.attempts[0], 'the hedge goes to the other endpoint');
+  assert.ok(r.legs.every((leg) => leg instanceof Attempt) && r.legs[0] !== r.legs[1], 'both legs are Attempts, each its own');
   const out = await r.done;
   assert.equal(out.status, 200);
   assert.equal(upstream.stats.hedgeWins, 1);
+});
+
+test('retry budget: every request through the pipeline deposits its share (20 % of 10 requests = 2 retries)', { timeout: 20_000 }, async () => {
+  const clock = new FakeClock();
+  const backends = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];
+  const upstream = upstreamOf(backends, { retry: { budget: { percent: 20, minPerSecond: 0 } } }, clock, () => 0);
+  assert.equal(upstream.retrySnapshot().budgetAvailable, 0, 'nothing before any request');
+  for (let i = 0; i < 10; i++) assert.equal((await send(upstream, `/${i}`).done).status, 200);
+  assert.equal(upstream.retrySnapshot().budgetAvailable, 2);
 });

@@ -1,33 +1,23 @@
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import { COLD_ANSWERS, type Endpoint } from './endpoint.js';
-import type { ResponseHandler, UpstreamRequest } from './types.js';
+import type { Leg, ResponseHandler, UpstreamRequest } from './types.js';
+import type { AttemptStep } from './attempt-steps.js';
 import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
 import { startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
 import { TandemError } from '../core/errors.js';
-import { isDependencyFailure } from '../core/dependency.js';
-import type { OutlierDetector } from './health/outlier.js';
-import type { LatencyTracker } from './resilience/latency.js';
-import type { TimerHandle } from '../core/clock.js';
+import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 
 /**
- * Who runs attempts as legs of one request (retries, hedges): told which leg spoke, so one
- * method serves every leg. Body and end go to the attempt's handler as they are.
+ * One exchange with one endpoint — a leg of a request: bridges undici's dispatch callbacks to
+ * a ResponseHandler, passing itself as the leg, and tells the attempt steps (attempt-steps.ts:
+ * status counting, latency and outlier tracking) how it ended. It keeps its endpoint's
+ * in-flight count and, when asked, its own per-try timeout. A class rather than closures: one
+ * allocation per attempt on the hot path.
  */
-export interface LegOwner {
-  legStarted(leg: Attempt, abort: (reason?: Error) => void): void;
-  legHeaders(leg: Attempt, statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean;
-  legError(leg: Attempt, error: TandemError): void;
-}
-
-/**
- * One exchange with one endpoint: bridges undici's dispatch callbacks to a ResponseHandler and
- * keeps the endpoint's books (in-flight count, latency estimate, status classes). A class
- * rather than closures: one allocation per request on the hot path.
- */
-export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
+export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
   /** When the endpoint's wait began: the dispatch, or the end of a streamed body (onRequestSent). */
-  private started = performance.now();
+  private started: number;
 
   /**
    * True when no response has come from the endpoint since this exchange went out and it is not
@@ -54,10 +44,10 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   private clientBody: Readable | undefined;
   /** A streamed body is still on its way: time until now was the client's, not the endpoint's. */
   private bodyPending = false;
-  /** As a leg: still waiting for its response headers (its owner's bookkeeping). */
+  /** Still waiting for its response headers. */
   live = false;
-  /** As a leg: its per-try timer, when its wait is shorter than undici's. */
-  timer: TimerHandle | undefined;
+  /** Its per-try timer, when its wait is shorter than undici's (see timeAfter). */
+  private timer: TimerHandle | undefined;
   /** Stale-connection hook: the connection it goes out on (set by the pool's client, connection.ts). */
   connection: ConnectionLedger | undefined = undefined;
   /** Its bytes read when this exchange began on it, if it was reused; -1 otherwise. */
@@ -67,18 +57,17 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
     readonly endpoint: Endpoint,
     /** Replaced by a sink when the caller abandons the exchange (see abandon). */
     private handler: ResponseHandler,
-    /** Told the outcome: a response < 500 is a success; a 5xx or no response, a failure. */
-    private readonly outlier?: OutlierDetector<Endpoint>,
-    /** The service's recent latency (for hedging), fed with every answer below 500. */
-    private readonly latency?: LatencyTracker,
-    /** Set when the attempt is a leg of a request: start, headers and errors go to it. */
-    private owner?: LegOwner,
+    /** Told how the attempt ended (attempt-steps.ts); an empty list tells no one. */
+    private readonly steps: readonly AttemptStep[],
+    /** Times waits (latency samples) and the per-try timeout: the Upstream's. */
+    private readonly clock: Clock = realClock,
   ) {
     endpoint.inflight++;
+    this.started = clock.now();
   }
 
-  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number, outlier?: OutlierDetector<Endpoint>): Attempt {
-    const attempt = new Attempt(endpoint, handler, outlier);
+  static send(endpoint: Endpoint, request: UpstreamRequest, handler: ResponseHandler, timeoutMs: number, steps: readonly AttemptStep[] = [], clock: Clock = realClock): Attempt {
+    const attempt = new Attempt(endpoint, handler, steps, clock);
     attempt.dispatch(request, timeoutMs, timeoutMs);
     return attempt;
   }
@@ -87,7 +76,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
    * `headersTimeoutMs` bounds the wait for the response headers, `bodyTimeoutMs` the wait
    * between two body chunks. Keep them equal: undici then re-arms one timer per request, and
    * creates a new timer (twice per request) when they differ. undici's timers are coarse
-   * (≈ 0.5–1 s): shorter waits are timed by the caller, who calls `fail`.
+   * (≈ 0.5–1 s): shorter waits are timed here (timeAfter).
    */
   dispatch(request: UpstreamRequest, headersTimeoutMs: number, bodyTimeoutMs: number): void {
     if (request.body !== null && !Buffer.isBuffer(request.body)) {
@@ -95,6 +84,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
       this.clientBody = request.body;
       this.bodyPending = true;
     }
+    this.live = true;
     this.endpoint.pool.dispatch(
       {
         method: request.method,
@@ -107,6 +97,34 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
       },
       this,
     );
+  }
+
+  /**
+   * A per-try timeout: fails the attempt with a 504 when it has no response headers `waitMs`
+   * from now. While the client is still sending the body the endpoint needs before it can
+   * answer, the client's pace is not the endpoint's failure (the body guard and
+   * limits.requestTimeout bound it): the wait is timed again from then.
+   */
+  timeAfter(waitMs: number): void {
+    this.timer = this.clock.setTimeout(() => this.timedOut(waitMs), waitMs, true);
+  }
+
+  private timedOut(waitMs: number): void {
+    this.timer = undefined;
+    if (!this.live) return;
+    if (this.clientBody !== undefined && !this.clientBody.readableEnded) {
+      this.timeAfter(waitMs);
+      return;
+    }
+    this.fail(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `${this.endpoint.id} sent no response headers within ${waitMs} ms`, { status: 504 }));
+  }
+
+  /** No longer waiting for response headers: the per-try timer goes. */
+  private stopWaiting(): void {
+    this.live = false;
+    if (this.timer === undefined) return;
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   /**
@@ -132,18 +150,19 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   }
 
   /**
-   * The caller gives up on this exchange (to try another endpoint): later callbacks go nowhere,
-   * while the books (in-flight, outlier, status classes) are still kept — unless `cancelled`:
-   * the exchange merely lost a race (a hedge the first attempt beat) and says nothing about its
-   * endpoint, so its end is not counted as a failure, an error or a latency sample. A response whose
-   * remaining body is known and small is read to its end, so its connection stays in the pool;
-   * anything else is cut.
+   * The caller gives up on this exchange (to try another endpoint, or it lost a race): later
+   * callbacks go nowhere, while the books (in-flight, attempt steps) are still kept — unless
+   * `cancelled`: the exchange merely lost a race and says nothing about its endpoint, so its
+   * end is not told to the attempt steps. One still waiting for a connection never goes out. A
+   * response whose remaining body is known and small is read to its end, so its connection
+   * stays in the pool; anything else is cut.
    */
   abandon(cancelled = false): void {
+    this.stopWaiting();
     this.handler = DISCARD;
-    this.owner = undefined;
     this.cancelled = cancelled;
-    if (!this.responded || this.responseLeft < 0 || this.responseLeft > DRAIN_LIMIT) this.abort?.(ABANDONED);
+    if (this.abort === undefined) this.finish();
+    else if (!this.responded || this.responseLeft < 0 || this.responseLeft > DRAIN_LIMIT) this.abort(ABANDONED);
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -154,8 +173,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
       abort(ABANDONED);
       return;
     }
-    if (this.owner !== undefined) this.owner.legStarted(this, abort);
-    else this.handler.onStart(this.endpoint, abort);
+    this.handler.onStart(this.endpoint, abort, this);
   }
 
   /** Streamed bodies of unknown length are counted here, as undici writes them. */
@@ -178,30 +196,20 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   onRequestSent(): void {
     if (!this.bodyPending) return;
     this.bodyPending = false;
-    this.started = performance.now();
+    this.started = this.clock.now();
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx interim responses are not forwarded
+    this.stopWaiting();
     // An answer before the body is all sent (the endpoint did not wait for it) teaches nothing
     // about the endpoint's latency: the time so far was the client's.
-    const now = performance.now();
-    if (!this.bodyPending) {
-      this.endpoint.observeLatency(now - this.started, now);
-      if (statusCode < 500) this.latency?.record(now - this.started);
-    }
-    const cls = (statusCode / 100) | 0;
-    this.endpoint.responses[cls <= 5 ? cls - 1 : 5]!++;
-    this.endpoint.answeredAt = now;
-    if (this.endpoint.answersSinceWarming < COLD_ANSWERS) this.endpoint.answersSinceWarming++;
+    const now = this.clock.now();
+    const waited = this.bodyPending ? -1 : now - this.started;
+    for (const step of this.steps) step.answered(this.endpoint, statusCode, rawHeaders, waited, now);
     this.responded = true;
-    if (this.outlier !== undefined) {
-      // A 5xx that reports a dependency's failure says the endpoint itself works (core/dependency.ts).
-      if (statusCode >= 500 && !isDependencyFailure(statusCode, rawHeaders)) this.outlier.recordFailure(this.endpoint);
-      else this.outlier.recordSuccess(this.endpoint);
-    }
     this.readFraming(rawHeaders);
-    const more = this.owner !== undefined ? this.owner.legHeaders(this, statusCode, rawHeaders, resume) : this.handler.onHeaders(statusCode, rawHeaders, resume);
+    const more = this.handler.onHeaders(statusCode, rawHeaders, resume, this);
     if (statusCode === 204 || statusCode === 304) {
       // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
       // is complete with its headers. A Content-Length sent along (the representation's length
@@ -237,24 +245,21 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   }
 
   onError(err: Error): void {
-    if (this.done) return; // already reported by fail()
+    if (this.done) return; // already reported by fail(), or abandoned before it had a connection
+    this.stopWaiting();
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
       : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart));
     // A stale connection (closed by the endpoint with the request unread) is not its failure.
     if (!this.responded && !this.cancelled && !isClientCaused(error) && !isStaleConnection(error)) {
-      // A failure before any response: counted as "no response", and its wait (once the body
-      // is sent) feeds the latency estimate so a hanging endpoint looks as slow as it is.
-      if (!this.bodyPending) {
-        const now = performance.now();
-        this.endpoint.observeLatency(now - this.started, now);
-      }
-      this.endpoint.responses[5]!++;
-      this.outlier?.recordFailure(this.endpoint);
+      // Its wait (once the body is sent) is a latency sample too: a hanging endpoint looks as
+      // slow as it is.
+      const now = this.clock.now();
+      const waited = this.bodyPending ? -1 : now - this.started;
+      for (const step of this.steps) step.failed(this.endpoint, waited, now);
     }
     this.finish();
-    if (this.owner !== undefined) this.owner.legError(this, error);
-    else this.handler.onError(error);
+    this.handler.onError(error, this);
   }
 
   /**
@@ -270,9 +275,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware {
   }
 
   onUpgrade(statusCode: number, rawHeaders: Buffer[] | string[] | null, socket: Duplex): void {
+    this.stopWaiting();
     this.finish();
-    this.endpoint.responses[0]!++;
-    this.outlier?.recordSuccess(this.endpoint);
+    for (const step of this.steps) step.upgraded(this.endpoint);
     this.handler.onUpgrade?.(statusCode, (rawHeaders ?? []) as Buffer[], socket);
   }
 

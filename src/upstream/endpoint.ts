@@ -89,7 +89,7 @@ export class Endpoint implements WithHealth {
    * typical latency at pick time.
    */
   ewmaMs = EWMA_INITIAL_MS;
-  /** When the last latency sample came in (ms, performance.now()). */
+  /** When the last latency sample came in (ms, the Upstream's clock). */
   ewmaStamp = 0;
   /** Latency samples so far: 0 means the estimate is unknown, whatever ewmaMs holds. */
   ewmaSamples = 0;
@@ -101,7 +101,7 @@ export class Endpoint implements WithHealth {
   lastExcessMs = 0;
   /** Start of the current slow-start window (ms, the upstream's clock): joined, or back from unhealthy. */
   warmingSince: number;
-  /** When response headers last came from this endpoint (ms, performance.now()); 0 before any. */
+  /** When response headers last came from this endpoint (ms, the Upstream's clock); 0 before any. */
   answeredAt = 0;
   /** Responses since it joined or came back from failing its checks (counted up to COLD_ANSWERS). */
   answersSinceWarming = 0;

@@ -9,8 +9,7 @@ import { DueQueue } from './resilience/due-queue.js';
 import type { HedgePolicy } from './resilience/hedge.js';
 import type { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS, drawsOnBudget, type FailureKind } from './resilience/retry-policy.js';
-import { Attempt } from './attempt.js';
-import type { RetryHost, RetryingRequest } from './retrying-request.js';
+import type { HedgeRace } from './resilience/hedge-step.js';
 
 /** The counters a service's requests bump (the Upstream's `stats`). */
 export interface RequestCounters {
@@ -24,16 +23,17 @@ export interface RequestCounters {
 }
 
 /**
- * What a service's requests read and spend while in flight: the endpoints that may take one,
- * the balancer, outlier detection, the retry budget and hedging. The Upstream owns it, swaps
- * its parts on membership, health and settings changes, and never hands it out: the attempt
- * loop (RetryingRequest) talks to this, so none of it is on the Upstream's public surface.
+ * What a service's request steps read and spend while a request is in flight: the endpoints
+ * that may take one, the balancer, outlier detection, the retry budget and hedging. The
+ * Upstream owns it, swaps its parts on membership, health and settings changes, and never
+ * hands it out: only the steps (pipeline.ts) talk to it, so none of it is on the Upstream's
+ * public surface.
  */
-export class RequestPath implements RetryHost {
+export class RequestPath {
   /** Members that may take a request now. Rebuilt on change, never per request. */
   candidates: readonly Endpoint[] = [];
   /** One timer for every pending hedge of the service. */
-  readonly hedgeQueue: DueQueue<RetryingRequest>;
+  readonly hedgeQueue: DueQueue<HedgeRace>;
 
   constructor(
     readonly name: string,
@@ -49,14 +49,16 @@ export class RequestPath implements RetryHost {
     /** When to hedge, from recent latency; undefined when hedging (or retrying) is off. */
     public hedging: { policy: HedgePolicy; latency: LatencyTracker } | undefined,
   ) {
-    this.hedgeQueue = new DueQueue<RetryingRequest>(clock, hedgeDue);
+    this.hedgeQueue = new DueQueue<HedgeRace>(clock, hedgeDue);
   }
 
+  /** An endpoint for a first attempt; undefined when none can take a request. */
   pickFirst(hashKey: string | undefined): Endpoint | undefined {
     const candidates = this.candidates;
     return candidates.length === 0 ? undefined : this.balancer.pick(candidates, hashKey);
   }
 
+  /** One not in `tried`, else any but `last`; undefined when there is none. */
   pickAgain(hashKey: string | undefined, tried: readonly Endpoint[], last: Endpoint): Endpoint | undefined {
     const candidates = this.candidates;
     let rest = candidates.filter((e) => !tried.includes(e));
@@ -64,22 +66,27 @@ export class RequestPath implements RetryHost {
     return rest.length === 0 ? undefined : this.balancer.pick(rest, hashKey);
   }
 
-  createAttempt(endpoint: Endpoint, request: RetryingRequest): Attempt {
-    return new Attempt(endpoint, request, this.outlier, this.hedging?.latency, request);
+  /** True when pickAgain with `last` can find an endpoint: there is a candidate besides it. */
+  hasCandidateBesides(last: Endpoint): boolean {
+    for (const e of this.candidates) if (e !== last) return true;
+    return false;
   }
 
+  /** Milliseconds after which a request with this method is hedged; undefined = never. */
   hedgeDelay(method: string): number | undefined {
     return this.hedging?.policy.delayFor(method);
   }
 
-  scheduleHedge(request: RetryingRequest, delayMs: number): number {
-    return this.hedgeQueue.add(request, this.clock.now() + delayMs);
+  /** Calls `race.hedgeDue()` `delayMs` from now; returns a ticket for `cancelHedge`. */
+  scheduleHedge(race: HedgeRace, delayMs: number): number {
+    return this.hedgeQueue.add(race, this.clock.now() + delayMs);
   }
 
   cancelHedge(ticket: number): void {
     this.hedgeQueue.cancel(ticket);
   }
 
+  /** Takes a hedge from the retry budget (counted), or counts the refusal and says no. */
   withdrawHedge(): boolean {
     if (this.budget === undefined || !this.budget.tryWithdraw()) {
       this.stats.budgetExhausted++;
@@ -89,10 +96,12 @@ export class RequestPath implements RetryHost {
     return true;
   }
 
+  /** A hedge answered first (counted). */
   hedgeWon(): void {
     this.stats.hedgeWins++;
   }
 
+  /** Takes a retry from the budget (counted by reason), or counts the refusal and says no. */
   withdrawRetry(failure: FailureKind): boolean {
     // A refused connection cost the endpoint nothing, so sending the request elsewhere adds no
     // load anywhere; the budget guards against retry storms on a struggling service, and
@@ -110,10 +119,7 @@ export class RequestPath implements RetryHost {
     return true;
   }
 
-  settled(): void {
-    this.stats.active--;
-  }
-
+  /** The error for a request no endpoint can take (counted). */
   noEndpoint(): TandemError {
     this.stats.local[4]!++;
     return new TandemError('TANDEM_ERR_NO_HEALTHY_ENDPOINT', `service ${this.name} has no endpoint available`, { status: 503, retryable: true });
@@ -126,10 +132,10 @@ export class RequestPath implements RetryHost {
  * hedging at once would send copies of requests that are in fact answered. The decision waits
  * for the check phase, after I/O: a request answered meanwhile has settled and is left alone.
  */
-function hedgeDue(request: RetryingRequest): void {
-  setImmediate(decideHedge, request);
+function hedgeDue(race: HedgeRace): void {
+  setImmediate(decideHedge, race);
 }
 
-function decideHedge(request: RetryingRequest): void {
-  request.hedgeDue();
+function decideHedge(race: HedgeRace): void {
+  race.hedgeDue();
 }

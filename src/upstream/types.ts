@@ -1,6 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import type { Endpoint } from './endpoint.js';
 import type { TandemError } from '../core/errors.js';
+import type { Flight } from './flight.js';
 
 /** A request as the upstream engine sees it; the gateway and the service client both build these. */
 export interface UpstreamRequest {
@@ -21,6 +22,33 @@ export interface UpstreamRequest {
   upgrade?: string;
   /** Wait for response headers over all attempts (ms); unset = the service's `timeout`. */
   timeoutMs?: number;
+  /**
+   * Set by the engine (its concurrency-limit step), never by a caller: what the steps below
+   * share about this request — its deadline, attempts, the endpoints tried (flight.ts).
+   */
+  flight?: Flight;
+}
+
+/**
+ * One attempt — a leg of a request — as the steps above the pool see it: passed as the last
+ * argument of onStart, onHeaders and onError, so a step running several legs (retry, hedge)
+ * knows which one spoke and can give it up. Callers outside the engine ignore it.
+ */
+export interface Leg {
+  readonly endpoint: Endpoint;
+  /** Still waiting for its response headers. */
+  readonly live: boolean;
+  /** undici may have written the request: a failure while this is false never reached the endpoint. */
+  readonly sent: boolean;
+  /** No answer from its endpoint since it went out, and the endpoint is not cold (Attempt.looksStuck). */
+  readonly looksStuck: boolean;
+  /** undici's abort for the exchange, once it has a connection. */
+  readonly abortFn: ((reason?: Error) => void) | undefined;
+  /**
+   * No more callbacks from it. `cancelled`: it merely lost a race, so its end says nothing
+   * about its endpoint (not counted as a failure or a latency sample).
+   */
+  abandon(cancelled?: boolean): void;
 }
 
 /**
@@ -29,15 +57,20 @@ export interface UpstreamRequest {
  */
 export interface ResponseHandler {
   /** The endpoint chosen and an abort for the exchange (e.g. when the client goes away). */
-  onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void;
+  onStart(endpoint: Endpoint, abort: (reason?: Error) => void, leg?: Leg): void;
   /** An attempt (first, retry or hedge) goes to `endpoint`, before it has a connection (for logs). */
-  onAttempt?(endpoint: Endpoint): void;
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean;
+  onAttempt?(endpoint: Endpoint, leg?: Leg): void;
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean;
   /** `last` is true when this chunk completes a body of known length (onComplete follows). */
   onData(chunk: Buffer, last: boolean): boolean;
   onComplete(): void;
   /** The exchange failed; `error.status` says which HTTP status a proxy should answer with. */
-  onError(error: TandemError): void;
+  onError(error: TandemError, leg?: Leg): void;
   /** For upgrade requests: the upstream switched protocols and hands over its socket. */
   onUpgrade?(statusCode: number, rawHeaders: Buffer[], socket: Duplex): void;
 }
+
+/** Sends a request on: to the next step, or (the last) to an endpoint. */
+export type Dispatch = (request: UpstreamRequest, handler: ResponseHandler) => void;
+/** One step of the request path: takes the next dispatch, returns a dispatch (undici's interceptor shape). */
+export type Step = (next: Dispatch) => Dispatch;

@@ -12,7 +12,7 @@ import { RetryBudget } from './resilience/budget.js';
 import { HedgePolicy } from './resilience/hedge.js';
 import { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS } from './resilience/retry-policy.js';
-import { createBalancer } from './balancer/index.js';
+import { createBalancer, type BalancerOptions } from './balancer/index.js';
 import { LatencyHistogram } from '../core/histogram.js';
 
 export { compose };
@@ -74,6 +74,8 @@ export class Upstream {
   private readonly random: () => number;
   private readonly hooks: UpstreamOptions;
   private panicking = false;
+  /** The caller's steps, kept to make the chain again when settings change. */
+  private callerSteps: readonly Step[];
   /** What the request path reads (candidates, balancer, budget, hedging), kept up to date here. */
   private readonly path: RequestPath;
   /**
@@ -110,13 +112,14 @@ export class Upstream {
     this.hooks = options;
     this.path = new RequestPath(
       this.name, config, this.clock, this.random, this.stats,
-      createBalancer<Endpoint>(config.balancer),
+      createBalancer<Endpoint>(config.balancer, this.balancerOptions()),
       new OutlierDetector<Endpoint>(config.outlier, this.clock, this.random),
       budgetOf(config, this.clock),
       hedgingOf(config, this.clock),
     );
     this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     this.setMembers(config.endpoints);
+    this.callerSteps = steps;
     this.dispatch = requestPipeline(steps, this.path);
   }
 
@@ -125,7 +128,14 @@ export class Upstream {
    * they started with, new ones take the new chain.
    */
   setSteps(steps: readonly Step[]): void {
+    this.callerSteps = steps;
     (this as { dispatch: Dispatch }).dispatch = requestPipeline(steps, this.path);
+  }
+
+  /** Latency samples are stamped with the Upstream's clock (Attempt): peak-EWMA decays on it too. */
+  private balancerOptions(): BalancerOptions {
+    const clock = this.clock;
+    return { now: () => clock.now() };
   }
 
   /** True while too few endpoints are eligible and traffic is spread over all. */
@@ -149,7 +159,7 @@ export class Upstream {
     const poolChanged = JSON.stringify(config.pool) !== JSON.stringify(this.config.pool);
     const probesChanged = JSON.stringify(config.healthCheck) !== JSON.stringify(this.config.healthCheck);
     const outlierChanged = JSON.stringify(config.outlier) !== JSON.stringify(this.config.outlier);
-    if (config.balancer !== this.config.balancer) this.path.balancer = createBalancer<Endpoint>(config.balancer);
+    if (config.balancer !== this.config.balancer) this.path.balancer = createBalancer<Endpoint>(config.balancer, this.balancerOptions());
     if (config.panicThreshold !== this.config.panicThreshold) this.panic = new PanicThreshold<Endpoint>({ panicThreshold: config.panicThreshold });
     if (outlierChanged) this.replaceOutlierDetector(config);
     if (JSON.stringify(budgetOptionsOf(config)) !== JSON.stringify(budgetOptionsOf(this.config))) this.path.budget = budgetOf(config, this.clock);
@@ -159,6 +169,8 @@ export class Upstream {
     }
     this.config = config;
     this.path.settings = config;
+    // Steps that are off are not in the chain: which are on may have changed.
+    (this as { dispatch: Dispatch }).dispatch = requestPipeline(this.callerSteps, this.path);
     if (poolChanged) {
       const old = this.members;
       this.members = [];

@@ -1,4 +1,6 @@
 import { IDEMPOTENT_METHODS, isIdempotent } from '../../core/methods.js';
+import { isDependencyFailure } from '../../core/dependency.js';
+import type { TandemError } from '../../core/errors.js';
 
 export { isIdempotent };
 
@@ -29,7 +31,7 @@ export const FAILURE_KINDS = [
   'reset-before-send',
   /**
    * The endpoint reset a reused keep-alive connection before a byte of response: it had closed
-   * it (idle) with the request unread. Sent again to the same endpoint, see resendsStale.
+   * it (idle) with the request unread. Sent again to the same endpoint (retry-step.ts).
    */
   'stale-connection',
   /** Reset or closed after the request may have been sent, without a response. */
@@ -85,4 +87,28 @@ export const MAX_STALE_RESENDS = 2;
 export function mayRetry(question: RetryQuestion): boolean {
   if (!question.bodyReplayable) return false;
   return neverSent(question.failure) || isIdempotent(question.method);
+}
+
+/**
+ * A 502/503/504 is held back from the caller while the request may still go elsewhere (or,
+ * in a hedge, while the other leg is out) — unless it reports a dependency's failure
+ * (core/dependency.ts): the siblings share the dependency, so it goes to the caller at once.
+ */
+export function isHeldStatus(statusCode: number, rawHeaders: readonly Buffer[]): boolean {
+  return (statusCode === 502 || statusCode === 503 || statusCode === 504) && !isDependencyFailure(statusCode, rawHeaders);
+}
+
+/** The failure kind of a held status (isHeldStatus). */
+export function failureOfStatus(statusCode: number): FailureKind {
+  return statusCode === 502 ? 'status-502' : statusCode === 503 ? 'status-503' : 'status-504';
+}
+
+/** Which kind of failure an attempt's error is; undefined = never sent again. `sent`: see Leg.sent. */
+export function failureOfError(error: TandemError, sent: boolean): FailureKind | undefined {
+  switch (error.code) {
+    case 'TANDEM_ERR_UPSTREAM_CONNECT': return 'connect';
+    case 'TANDEM_ERR_UPSTREAM_RESET': return error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
+    case 'TANDEM_ERR_UPSTREAM_TIMEOUT': return 'timeout';
+    default: return undefined;
+  }
 }
