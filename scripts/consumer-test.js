@@ -432,7 +432,7 @@ export async function typed(): Promise<void> {
 function writeRuntimeChecks() {
   writeFileSync(join(app, 'esm-check.mjs'), `const specifiers = ${JSON.stringify(specifiers)};
 const mods = await Promise.all(specifiers.map((s) => import(s)));
-const need = { '${pkg.name}': ['Gateway', 'Upstream', 'VERSION'], '${pkg.name}/node': ['serve'], '${pkg.name}/client': ['createClient'], '${pkg.name}/events': ['MemoryBus', 'NatsBus', 'RabbitMqBus', 'PostgresInbox', 'RedisInbox', 'PostgresOutbox'] };
+const need = { '${pkg.name}': ['Gateway', 'Upstream', 'VERSION'], '${pkg.name}/node': ['serve'], '${pkg.name}/client': ['createClient'], '${pkg.name}/events': ['MemoryBus', 'NatsBus', 'RabbitMqBus', 'PostgresInbox', 'RedisInbox', 'PostgresOutbox'], '${pkg.name}/lead': ['lead', 'postgresLeaseStore', 'MemoryLeaseStore'] };
 for (const [s, names] of Object.entries(need)) for (const n of names) if (!(n in mods[specifiers.indexOf(s)])) throw new Error(s + ' lacks ' + n);
 console.log('ESM: ' + specifiers.length + ' entry points import');
 `);

@@ -22,6 +22,8 @@ test('the exports map: every subpath loads and has its types file', async () => 
   for (const name of ['EmbeddedRegistry', 'HttpRegistry', 'StaticRegistry']) assert.equal(typeof discovery[name], 'function', `tandem/discovery exports ${name}`);
   const observe = (await import(`${pkg.name}/observe`)) as Record<string, unknown>;
   for (const name of ['METRICS', 'metricsRegistry', 'eventCounters', 'traceHeaders', 'continueTrace', 'currentTrace', 'createLogger']) assert.ok(name in observe, `tandem/observe exports ${name}`);
+  const leadPart = (await import(`${pkg.name}/lead`)) as Record<string, unknown>;
+  for (const name of ['lead', 'postgresLeaseStore', 'MemoryLeaseStore']) assert.equal(typeof leadPart[name], 'function', `tandem/lead exports ${name}`);
   const root = (await import(pkg.name)) as Record<string, unknown>;
   for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION', 'HttpRegistry', 'EmbeddedRegistry', 'serve']) {
     assert.ok(name in root, `tandem does not export ${name}`);

@@ -1,6 +1,6 @@
 import { DEFAULT_POSTGRES_INBOX_OPTIONS, parsePostgresInboxOptions } from './options.js';
 import type { Inbox } from './inbox.js';
-import { loadOptional } from './optional.js';
+import { loadOptional } from '../core/optional.js';
 
 type PgPoolClient = import('pg').PoolClient;
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { TandemError } from '../core/errors.js';
 import { DEFAULT_REDIS_INBOX_OPTIONS, parseRedisInboxOptions } from './options.js';
 import type { Inbox } from './inbox.js';
-import { loadOptional } from './optional.js';
+import { loadOptional } from '../core/optional.js';
 
 type IoRedisMulti = import('ioredis').ChainableCommander;
 

@@ -5,7 +5,7 @@ import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscri
 import { parseDeadLetterOptions, parseRabbitMqBusOptions, parseReplayOptions } from './options.js';
 import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
-import { loadOptional } from './optional.js';
+import { loadOptional } from '../core/optional.js';
 import { HandlerRunner, resolveSubscribeOptions, type Delivery } from './runner.js';
 
 type Amqp = typeof import('amqplib');

@@ -2,7 +2,7 @@ import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MemoryInbox, RedisInbox, PostgresInbox, type Inbox } from '../../src/events/index.js';
-import { loadOptional } from '../../src/events/optional.js';
+import { loadOptional } from '../../src/core/optional.js';
 import type { PoolClient } from 'pg';
 import type { ChainableCommander, Redis } from 'ioredis';
 

@@ -1,4 +1,4 @@
-import { TandemError } from '../core/errors.js';
+import { TandemError } from './errors.js';
 
 /**
  * Loads an optional peer dependency on first use. Broker and store clients are optional

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { ROOT } from './helpers/gateway.js';
+import { followJsonLines, type JsonLines } from './helpers/json-lines.js';
+import { cleanupAfterAll } from './helpers/cleanup.js';
+import { lead, postgresLeaseStore, type Term } from '../src/lead/index.js';
+import { TandemError } from '../src/core/errors.js';
+
+/**
+ * Leader election on PostgreSQL (the machine's server; tables of this test's own, dropped
+ * after): fenced writes, and three candidate processes whose leader is SIGKILLed, then frozen
+ * and resumed — the sequence they append stays gapless and its tokens never go back.
+ */
+
+const { defer, track } = cleanupAfterAll();
+const suffix = randomBytes(4).toString('hex');
+const LEASES = `tandem_leases_t${suffix}`;
+const ROWS = `tandem_lead_rows_t${suffix}`;
+const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 2 });
+defer(async () => {
+  await pool.query(`DROP TABLE IF EXISTS ${LEASES}, ${ROWS}`);
+  await pool.end();
+});
+
+test('fenced(): a term writes while its token is the latest; after a takeover its writes are refused (TANDEM_ERR_FENCED)', async () => {
+  const store = await postgresLeaseStore({ table: LEASES, pool });
+  await pool.query(`CREATE TABLE IF NOT EXISTS ${ROWS}_f (token bigint)`);
+  defer(() => pool.query(`DROP TABLE IF EXISTS ${ROWS}_f`));
+  const first = await store.acquire('fence', 'a', 60_000);
+  assert.ok(first !== undefined);
+  const termA = { name: 'fence', token: first };
+  await store.fenced(termA, (tx) => tx.query(`INSERT INTO ${ROWS}_f VALUES ($1)`, [first]));
+  assert.equal(await store.acquire('fence', 'b', 60_000), undefined, 'held by a: b waits');
+  await store.release('fence', 'a', first);
+  const second = await store.acquire('fence', 'b', 60_000);
+  assert.equal(second, first + 1, 'a new holder, a greater token');
+  await assert.rejects(store.fenced(termA, (tx) => tx.query(`INSERT INTO ${ROWS}_f VALUES ($1)`, [first])), (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_FENCED');
+  await store.fenced({ name: 'fence', token: second! }, (tx) => tx.query(`INSERT INTO ${ROWS}_f VALUES ($1)`, [second]));
+  const rows = (await pool.query(`SELECT token FROM ${ROWS}_f ORDER BY token`)).rows.map((r: { token: string }) => Number(r.token));
+  assert.deepEqual(rows, [first, second]);
+  await store.close();
+});
+
+test('lead() on PostgreSQL: a term starts with a greater token than any before it', async () => {
+  const store = await postgresLeaseStore({ table: LEASES, pool });
+  const terms: Term[] = [];
+  const leader = lead('in-process', { store, id: 'solo', ttl: 600 }, (term) => { terms.push(term); });
+  while (terms.length < 2) await new Promise((r) => setTimeout(r, 20));
+  await leader.close();
+  assert.ok(terms[1]!.token > terms[0]!.token);
+});
+
+interface Candidate { id: string; proc: ReturnType<typeof spawn>; exited: Promise<unknown>; out: JsonLines }
+
+function candidate(id: string): Candidate {
+  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'lead-candidate.js'), LEASES, ROWS, 'drill', id, '600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  return track({ id, proc, exited, out: followJsonLines(proc, exited, `candidate ${id}`) });
+}
+
+const elected = (c: Candidate, after = 0) => c.out.waitFor((l) => l.event === 'elected' && Number(l.token) > after, 30_000);
+const wrote = (c: Candidate, token: number, n: number) => c.out.waitFor(() => c.out.lines.filter((l) => l.event === 'wrote' && l.token === token).length >= n, 30_000);
+
+/** The first of `cs` to print an election with a token above `after`. */
+async function nextLeader(cs: Candidate[], after: number): Promise<{ c: Candidate; token: number }> {
+  return Promise.any(cs.map(async (c) => ({ c, token: Number((await elected(c, after)).token) })));
+}
+
+test('three candidate processes: leader SIGKILLed, then the next frozen for longer than a lease and resumed — no gap, no write under a stale token', { timeout: 120_000 }, async () => {
+  await pool.query(`CREATE TABLE IF NOT EXISTS ${ROWS} (seq bigint PRIMARY KEY, token bigint NOT NULL, holder text NOT NULL)`);
+  const cs = ['c1', 'c2', 'c3'].map(candidate);
+  const first = await nextLeader(cs, 0);
+  await wrote(first.c, first.token, 5);
+
+  first.c.proc.kill('SIGKILL');
+  await first.c.exited;
+  const rest = cs.filter((c) => c !== first.c);
+  const second = await nextLeader(rest, first.token);
+  await wrote(second.c, second.token, 5);
+
+  second.c.proc.kill('SIGSTOP');
+  const third = await nextLeader(rest.filter((c) => c !== second.c), second.token);
+  await wrote(third.c, third.token, 5);
+  second.c.proc.kill('SIGCONT');
+  // Resumed: it learns it lost the lease (its deadline passed while frozen) and writes nothing.
+  await second.c.out.waitFor((l) => l.event === 'demoted', 30_000);
+  const thirdWrites = third.c.out.lines.filter((l) => l.event === 'wrote').length;
+  await wrote(third.c, third.token, thirdWrites + 5);
+
+  const rows = (await pool.query(`SELECT seq, token FROM ${ROWS} ORDER BY seq`)).rows.map((r: { seq: string; token: string }) => ({ seq: Number(r.seq), token: Number(r.token) }));
+  rows.forEach((r, i) => assert.equal(r.seq, i + 1, `no gap at ${i + 1}`));
+  for (let i = 1; i < rows.length; i++) assert.ok(rows[i]!.token >= rows[i - 1]!.token, `seq ${rows[i]!.seq}: token ${rows[i]!.token} after ${rows[i - 1]!.token}`);
+  const late = second.c.out.lines.filter((l) => l.event === 'wrote' && Number(l.at) > Number((third.c.out.lines.find((x) => x.event === 'elected')!).at));
+  assert.deepEqual(late, [], 'the frozen leader wrote nothing after the takeover');
+  assert.deepEqual([...new Set(rows.map((r) => r.token))], [first.token, second.token, third.token].filter((t) => rows.some((r) => r.token === t)));
+  for (const c of cs) c.proc.kill('SIGTERM');
+});
