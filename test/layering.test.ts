@@ -20,7 +20,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   node: ['core', 'discovery', 'observe', 'version'],
   client: ['core', 'config', 'discovery', 'upstream', 'observe'],
   lead: ['core', 'discovery'],
-  events: ['core', 'observe'],
+  events: ['core', 'observe', 'lead'],
   drill: ['core'],
   cli: ['core', 'config', 'discovery', 'upstream', 'gateway', 'node', 'client', 'events', 'observe', 'drill', 'version'],
   index: ['core', 'config', 'discovery', 'upstream', 'gateway', 'node', 'client', 'lead', 'events', 'observe', 'version'],

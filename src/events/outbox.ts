@@ -1,7 +1,10 @@
 import type { Bus } from './bus.js';
 import { parsePostgresOutboxOptions, parseRelayOptions } from './options.js';
 import { checkTopic, createEnvelope, type Envelope, type PublishOptions } from './envelope.js';
-import { createPgPool, type PgClientLike, type PgPoolLike } from './inbox-postgres.js';
+import { createPgPool, type PgPoolLike } from './inbox-postgres.js';
+import { lead, type Leader } from '../lead/election.js';
+import { postgresLeaseStore, type PostgresLeaseStore } from '../lead/postgres.js';
+import type { Term } from '../lead/types.js';
 
 /** Anything that runs a query: the caller's transaction client. */
 export interface Queryable {
@@ -79,19 +82,21 @@ export class PostgresOutbox {
 }
 
 /**
- * Publishes an outbox's rows. Only the holder of the outbox's session advisory lock works; the
- * others stand by and try for the lock every few poll intervals. The lock lives as long as the
- * holder's database session, so when the holder dies (process killed, connection cut) the
- * server releases it and a standby takes over. Every query of the active relay runs on that
- * locked session: once it is gone the relay cannot mark rows any more and steps down.
+ * Publishes an outbox's rows. Only the leader of the outbox's lease works (`tandem-ha/lead`, on
+ * the outbox's own database: a row in `tandem_leases`); the others stand by as candidates. When
+ * the leader dies, freezes or loses its database, its lease runs out and a standby takes over
+ * within about 2 s — unlike a session advisory lock, which a frozen holder keeps for as long as
+ * its connection stays open. Rows are marked sent in a fenced transaction: a relay whose term is
+ * over cannot mark them (a row it published late is published again by the new leader, with the
+ * same message id: the consumers' inbox keeps the effect single).
  */
 export class OutboxRelay {
   state: 'standby' | 'active' | 'closed' = 'standby';
   /** Rows published (broker-confirmed and marked sent) by this relay. */
   relayed = 0;
-  private client: PgClientLike | undefined;
+  private leader: Leader | undefined;
   private wake: (() => void) | undefined;
-  private readonly loop: Promise<void>;
+  private readonly started: Promise<void>;
   private readonly o: Required<RelayOptions>;
 
   constructor(
@@ -100,58 +105,52 @@ export class OutboxRelay {
     options?: RelayOptions,
   ) {
     this.o = parseRelayOptions(options);
-    this.loop = this.run();
+    this.started = this.start();
   }
 
-  private async run(): Promise<void> {
-    while (!this.closed) {
-      let client: PgClientLike | undefined;
-      try {
-        client = await this.outbox.pool.connect();
-        client.on('error', (err: Error) => this.o.onError(err));
-        this.client = client;
-        const key = `tandem-outbox:${this.outbox.table}`;
-        while (!this.closed) {
-          const got = await client.query('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [key]);
-          if ((got.rows[0] as { ok: boolean }).ok) break;
-          await this.idle(this.o.pollInterval * 5);
-        }
-        if (this.closed) break;
-        this.state = 'active';
-        client.on('notification', () => this.wake?.());
-        await client.query(`LISTEN ${this.outbox.channel}`);
-        await this.work(client);
-      } catch (err) {
-        if (!this.closed) this.o.onError(err);
-        client?.release(err instanceof Error ? err : true);
-        client = undefined;
-        if (!this.closed) this.state = 'standby';
-        await this.idle(this.o.pollInterval * 5);
-      } finally {
-        this.client = undefined;
-        if (client) {
-          await client.query('SELECT pg_advisory_unlock_all()').catch(() => {});
-          client.release();
-        }
-      }
+  private async start(): Promise<void> {
+    try {
+      const store = await postgresLeaseStore({ pool: this.outbox.pool });
+      if (this.closed) return;
+      this.leader = lead(`tandem-outbox:${this.outbox.table}`, { store, onError: this.o.onError }, (term) => this.work(term, store));
+    } catch (err) {
+      this.o.onError(err);
     }
   }
 
-  private async work(client: PgClientLike): Promise<void> {
+  private async work(term: Term, store: PostgresLeaseStore): Promise<void> {
+    // LISTEN needs a session of its own: an add() wakes the relay before its poll interval.
+    const listener = await this.outbox.pool.connect();
+    listener.on('error', (err: Error) => this.o.onError(err));
+    listener.on('notification', () => this.wake?.());
     let purgedAt = 0;
-    while (this.state === 'active') {
-      const rows = (await client.query(`SELECT seq, envelope FROM ${this.outbox.table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1`, [this.o.batchSize])).rows as Array<{ seq: string; envelope: Envelope }>;
-      if (rows.length > 0) {
-        // Confirmed publishes in parallel; a row is marked only after its confirm. A failure leaves the batch for the next round.
-        await Promise.all(rows.map((r) => this.bus.publishEnvelope(r.envelope)));
-        await client.query(`UPDATE ${this.outbox.table} SET sent_at = now() WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]);
-        this.relayed += rows.length;
+    try {
+      await listener.query(`LISTEN ${this.outbox.channel}`);
+      this.state = 'active';
+      while (term.isLeader()) {
+        try {
+          const rows = (await this.outbox.pool.query(`SELECT seq, envelope FROM ${this.outbox.table} WHERE sent_at IS NULL ORDER BY seq LIMIT $1`, [this.o.batchSize])).rows as Array<{ seq: string; envelope: Envelope }>;
+          if (rows.length > 0) {
+            // Confirmed publishes in parallel; a row is marked only after its confirm. A failure leaves the batch for the next round.
+            await Promise.all(rows.map((r) => this.bus.publishEnvelope(r.envelope)));
+            await store.fenced(term, (tx) => tx.query(`UPDATE ${this.outbox.table} SET sent_at = now() WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]));
+            this.relayed += rows.length;
+          }
+          if (Date.now() - purgedAt > 60_000) {
+            purgedAt = Date.now();
+            await this.outbox.pool.query(`DELETE FROM ${this.outbox.table} WHERE sent_at < now() - make_interval(secs => $1)`, [this.o.retention / 1000]);
+          }
+          if (rows.length < this.o.batchSize) await this.idle(this.o.pollInterval, term.signal);
+        } catch (err) {
+          if (!term.isLeader()) break;
+          this.o.onError(err);
+          await this.idle(this.o.pollInterval * 5, term.signal);
+        }
       }
-      if (Date.now() - purgedAt > 60_000) {
-        purgedAt = Date.now();
-        await client.query(`DELETE FROM ${this.outbox.table} WHERE sent_at < now() - make_interval(secs => $1)`, [this.o.retention / 1000]);
-      }
-      if (rows.length < this.o.batchSize) await this.idle(this.o.pollInterval);
+    } finally {
+      if (!this.closed) this.state = 'standby';
+      await listener.query(`UNLISTEN ${this.outbox.channel}`).catch(() => {});
+      listener.release();
     }
   }
 
@@ -159,22 +158,27 @@ export class OutboxRelay {
     return this.state === 'closed';
   }
 
-  private async idle(ms: number): Promise<void> {
-    if (this.closed) return;
+  private async idle(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.closed || signal.aborted) return;
     let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => this.wake?.();
+    signal.addEventListener('abort', onAbort, { once: true });
     await new Promise<void>((r) => {
       this.wake = r;
       timer = setTimeout(r, ms);
     });
     clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
     this.wake = undefined;
   }
 
-  /** Stops after the current batch and releases the lock. */
+  /** Stops after the current batch and gives the lease up. */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.wake?.();
-    await this.loop;
+    await this.started;
+    // The lease store shares the outbox's pool: nothing of its own to close.
+    await this.leader?.close();
   }
 }
