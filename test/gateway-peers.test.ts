@@ -11,6 +11,8 @@ import { HOLDS_ADDRESS_HEADER, PeerWatch, type GatewayView } from '../src/gatewa
 import { adminFetch, startGateway } from './helpers/gateway.js';
 import { freePort } from './helpers/backend.js';
 import { until } from './helpers/sdk.js';
+import { render } from '../src/cli/status-command.js';
+import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 
 const { defer, track } = cleanupAfterAll();
@@ -164,6 +166,7 @@ test('real gateways: /admin/cluster and the dashboard show this gateway and its 
   }, 5000, 'the frozen peer on the dashboard');
   const seen = dashboard!.gateways.find((g) => g.address === bAddress)!;
   assert.deepEqual([seen.ready, seen.holdsAddress, typeof seen.lastSeen], [false, null, 'string']);
+  assert.match(render(dashboard as unknown as DashboardSnapshot), /\n {2}gateways: 127\.0\.0\.1:\d+ \(this\) ready, holds the address · 127\.0\.0\.1:\d+ not answering \(no answer within 1000 ms\)\n/, 'tandem status says it too');
   assert.ok(dashboard!.timeline.some((e) => e.kind === 'peer' && e.text === `gateway ${bAddress}: not answering (no answer within 1000 ms)`), JSON.stringify(dashboard!.timeline));
   b.proc.kill('SIGCONT');
   await a.waitForLog((l) => l.msg === 'gateway peer' && l.gateway === bAddress && l.ready === true && a.logs.indexOf(l) > a.logs.indexOf(silent));
