@@ -134,6 +134,12 @@ test('PeerWatch (fake clock): one /readyz per peer per interval, none while one 
   clock.advance(1000);
   assert.equal(watch.holdsAddress(), true);
   assert.deepEqual(changes.filter((ch) => ch.self).map((ch) => ch.holdsAddress), [true]);
+  // A reload that keeps one peer: what is known of it stays; the others are gone; no address, no answer about it.
+  const known = watch.views()[1]!;
+  watch.configure([hp(ready.address)], undefined);
+  assert.deepEqual(watch.views().slice(1), [known]);
+  assert.equal(watch.holdsAddress(), null);
+  assert.deepEqual(changes.filter((ch) => ch.self).map((ch) => ch.holdsAddress), [true], 'an address no longer configured is no change to report');
 });
 
 test('real gateways: /admin/cluster and the dashboard show this gateway and its peer, which one holds the address, and a frozen or stopped peer', async (t) => {

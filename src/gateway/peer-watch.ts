@@ -129,7 +129,7 @@ export class PeerWatch {
     const vip = this.virtualAddress;
     const before = this.holds;
     this.holds = vip === undefined ? null : [...(this.options.localAddresses ?? interfaceAddresses)()].includes(vip);
-    if (this.started && before !== this.holds) {
+    if (this.started && this.holds !== null && before !== this.holds) {
       const self = this.options.self();
       const view: GatewayView = { address: self.address, self: true, ready: self.ready, holdsAddress: this.holds, lastSeen: null };
       this.options.onChange?.(view, { ...view, holdsAddress: before });
