@@ -155,6 +155,10 @@ test('real gateways: /admin/cluster and the dashboard show this gateway and its 
   const cluster = await (await adminFetch(`${a.adminUrl}/admin/cluster`)).json() as { gateways: GatewayView[] };
   assert.deepEqual(cluster.gateways.map((g) => [g.address, g.self, g.ready, g.holdsAddress]), [[`127.0.0.1:${adminA}`, true, true, true], [bAddress, false, true, false]]);
   assert.equal(typeof cluster.gateways[1]!.lastSeen, 'string');
+  const metrics = await (await fetch(`${a.adminUrl}/metrics`)).text();
+  for (const line of [`tandem_gateway_ready{gateway="127.0.0.1:${adminA}"} 1`, `tandem_gateway_ready{gateway="${bAddress}"} 1`, `tandem_gateway_holds_address{gateway="127.0.0.1:${adminA}"} 1`, `tandem_gateway_holds_address{gateway="${bAddress}"} 0`]) {
+    assert.ok(metrics.split('\n').includes(line), `${line} in /metrics`);
+  }
   // B sees A the other way round.
   await b.waitForLog((l) => l.msg === 'gateway peer' && l.gateway === `127.0.0.1:${adminA}` && l.holdsAddress === true);
 

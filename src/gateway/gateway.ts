@@ -140,6 +140,7 @@ export class Gateway {
       inflight: () => this.live.inflight,
       registered: () => this.registeredCounts(),
       registryChanges: () => this.registryChanges,
+      gateways: () => (this.config.peers.length > 0 || this.config.virtualAddress !== undefined ? this.peers.views() : []),
       version: VERSION,
     });
     this.admin = createAdminServer({
