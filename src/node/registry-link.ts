@@ -44,6 +44,8 @@ export class RegistryLink {
   private readonly firstAttempt: Promise<void>;
   private settleFirst!: () => void;
   private running: Promise<void> | undefined;
+  /** Wakes the loop from a running stream to send the state again (a state change that was not acknowledged). */
+  private resync: (() => void) | undefined;
   private readonly registration: () => Registration;
   private readonly heartbeatInterval: number;
   private readonly answerTimeout: number;
@@ -108,7 +110,15 @@ export class RegistryLink {
       const ka = this.registry.keepAlive(lease.id, { interval: this.heartbeatInterval, timeout: this.answerTimeout });
       this.keepAlive = ka;
       const since = Date.now();
-      const loss = await ka.lost.then((l) => l, () => undefined);
+      const woken = new Promise<'resync'>((resolve) => { this.resync = () => resolve('resync'); });
+      const loss = await Promise.race([ka.lost.then((l) => l, () => undefined), woken]);
+      this.resync = undefined;
+      if (loss === 'resync') {
+        // The stream may be fine while the state never arrived (a gateway that was unreachable
+        // and came back on this very stream): send it first, then a new stream.
+        if (!this.stopped) await ka.close();
+        continue;
+      }
       if (this.stopped || loss === undefined) break;
       // A stream that lasted was a working connection: the next outage starts from a short backoff.
       if (Date.now() - since > 2 * this.heartbeatInterval) backoff = 100;
@@ -155,6 +165,7 @@ export class RegistryLink {
       return true;
     } catch (err) {
       this.log.warn({ msg: 'state change not acknowledged', registry: this.url, state, error: (err as Error).message });
+      this.resync?.();
       return false;
     }
   }
