@@ -14,6 +14,7 @@ import { tokenFor } from '../src/core/secret.js';
 import { startGateway } from './helpers/gateway.js';
 import { registrySnapshot, spawnInstance, until } from './helpers/sdk.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
+import { freePort } from './helpers/backend.js';
 
 const { defer, track } = cleanupAfterAll();
 /** One turn of the event loop: what AnswerWatch waits for before its verdict. */
@@ -201,4 +202,37 @@ test('a drain begun while a gateway is frozen reaches it when it wakes: the inst
   assert.equal(await slow, 'done');
   await closing;
   assert.equal((await registrySnapshot(a.adminUrl, 'shop')).instances.length, 0, 'deregistered');
+});
+
+test('a frozen gateway replaced by a new process on the same address (its host rebooted): the instance registers again there, same id, still draining', async () => {
+  const admin = await freePort();
+  const config = { admin: `127.0.0.1:${admin}`, services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] };
+  const a = track(await startGateway(config));
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  let started!: () => void;
+  const inFlight = new Promise<void>((resolve) => { started = resolve; });
+  const server: Server = createServer((_req, res) => {
+    started();
+    void held.then(() => res.end('done'));
+  }).listen(0, '127.0.0.1');
+  const log = recorder();
+  const instance = await serve(server, { service: 'shop', registry: a.adminUrl, handleSignals: false, logger: log.logger, drainQuietPeriod: 0, heartbeatInterval: 500 });
+  defer(async () => { release(); await instance.close(); });
+  const slow = fetch(`http://${instance.address}/slow`).then((r) => r.text());
+  await inFlight;
+
+  a.proc.kill('SIGSTOP');
+  await log.waitFor((l) => l.msg === 'registry not answering; reconnecting');
+  const closing = instance.close();
+  await log.waitFor((l) => l.msg === 'state change not acknowledged' && l.state === 'draining');
+  a.proc.kill('SIGKILL');
+  await a.exited;
+  const b = track(await startGateway(config));
+  await until(async () => (await registrySnapshot(b.adminUrl, 'shop')).instances.some((i) => i.id === instance.id && i.state === 'draining'), 15_000, 'registered again, draining');
+  await log.waitFor((l) => l.msg === 'registered' && l.state === 'draining');
+  release();
+  assert.equal(await slow, 'done');
+  await closing;
+  assert.equal((await registrySnapshot(b.adminUrl, 'shop')).instances.length, 0, 'deregistered');
 });
