@@ -6,6 +6,7 @@
 import { $, attr, CAUSE_TEXT, el, fmt, set } from './dom.js';
 import { Series } from './chart.js';
 import { Link } from './link.js';
+import { renderGateways } from './gateways.js';
 import { ServiceBox, type Filter } from './service-box.js';
 import type { HealthReason, HistoryMessage, Snapshot, TimelineEvent } from './types.js';
 
@@ -42,6 +43,7 @@ function render(): void {
   const t0 = performance.now();
   const g = snap.gateway;
   set($('gw-version'), `tandem ${g.version}`);
+  renderGateways(snap.gateways ?? []);
   set($('gw-facts'), `listen ${g.listen || '–'} · pid ${g.pid} · up ${fmt.uptime(g.uptimeSeconds)} · ${fmt.rate(g.rate)} req/s · errors ${fmt.pct(g.errorRate)} · in flight ${g.inflight} · ${fmt.bytes(g.rssBytes)}`);
   const filter = filterNow();
   const list = $('services');

@@ -12,6 +12,7 @@ export interface ServiceView {
   active: number; retriesPerSecond: number; budgetExhausted: number; endpoints: EndpointView[];
   point?: HistoryPoint; departed?: Departure[];
 }
+export interface GatewayView { address: string; self: boolean; ready: boolean | null; holdsAddress: boolean | null; lastSeen: string | null; error?: string }
 export interface HealthReason { kind: string; service?: string; text: string }
 export interface TimelineEvent { seq: number; time: string; kind: string; service?: string; endpoint?: string; text: string; cause?: string }
 export interface Snapshot {
@@ -20,6 +21,7 @@ export interface Snapshot {
     rssBytes: number; rate: number; errorRate: number; reasons?: HealthReason[];
   };
   services: ServiceView[];
+  gateways?: GatewayView[];
   timeline: TimelineEvent[];
   sampledAt: string;
 }

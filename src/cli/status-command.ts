@@ -87,11 +87,13 @@ export function render(snap: DashboardSnapshot, opts: RenderOptions = { color: f
   lines.push(`${c('1', `tandem ${g.version}`)}  ${c(HEALTH_COLOR[g.health] ?? '33', g.health)}  listen ${g.listen}  up ${g.uptimeSeconds} s  ${fmtRate(g.rate)} req/s  errors ${fmtPct(g.errorRate)}  in flight ${g.inflight}  sampled ${snap.sampledAt.slice(11, 19)}`);
   const why = reasonLines(g.reasons ?? []);
   for (const line of why) lines.push(`  ${c(HEALTH_COLOR[g.health] ?? '33', '!')} ${line}`);
+  const pair = gatewaysLine(snap.gateways ?? []);
+  if (pair !== undefined) lines.push(`  ${pair}`);
   const events = snap.timeline.slice(-8).reverse();
   const instances = snap.services.reduce((n, s) => n + s.endpoints.length, 0);
   const departed = snap.services.reduce((n, s) => n + (s.departed?.length ?? 0), 0);
   // Rows for the instance tables: what is left after headers, reasons, service lines, departures and events.
-  const budget = opts.maxRows - 2 - why.length - snap.services.length * 3 - departed - (events.length + 2);
+  const budget = opts.maxRows - 2 - why.length - (pair === undefined ? 0 : 1) - snap.services.length * 3 - departed - (events.length + 2);
   for (const s of snap.services) {
     const room = Math.max(1, Math.floor(budget * (s.endpoints.length / Math.max(1, instances))));
     lines.push('', ...serviceLines(s, Number.isFinite(opts.maxRows) ? room : Infinity, c));
@@ -100,6 +102,13 @@ export function render(snap: DashboardSnapshot, opts: RenderOptions = { color: f
   lines.push(c('1', 'recent events'));
   for (const ev of events) lines.push(`  ${ev.time.slice(11, 19)}  ${pad(ev.kind, 8)} ${where(ev)}${ev.text}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** "gateways: 10.0.0.1:9901 (this) ready, holds the address · 10.0.0.2:9901 not answering"; none for a gateway alone. */
+function gatewaysLine(list: NonNullable<DashboardSnapshot['gateways']>): string | undefined {
+  if (list.length <= 1 && !list.some((g) => g.holdsAddress !== null)) return undefined;
+  const word = (g: (typeof list)[number]) => (g.error !== undefined ? `not answering (${g.error})` : g.ready === null ? 'asking' : g.ready ? 'ready' : 'not ready');
+  return `gateways: ${list.map((g) => `${g.address}${g.self ? ' (this)' : ''} ${word(g)}${g.holdsAddress ? ', holds the address' : ''}`).join(' · ')}`;
 }
 
 /** A service's line, its instances (the unhealthy first, at most `room`) and those that left lately. */

@@ -12,6 +12,10 @@ export const DEFAULTS = Object.freeze({
   admin: '127.0.0.1:9901',
   trustedProxies: [] as readonly string[],
   drainTimeout: 30_000,
+  /** The other gateways' admin addresses: none, a gateway alone. */
+  peers: [] as readonly string[],
+  /** The shared address keepalived moves between the gateways: none. */
+  virtualAddress: undefined as string | undefined,
   limits: Object.freeze({
     /** Total size of a request's header section; larger gets 431. */
     maxHeaderSize: 16 * 1024,

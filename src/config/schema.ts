@@ -136,6 +136,8 @@ export const CONFIG_SCHEMA = Type.Object({
   admin: Type.Optional(address),
   trustedProxies: Type.Optional(Type.Array(Type.String())),
   drainTimeout: Type.Optional(duration),
+  peers: Type.Optional(Type.Array(address, { uniqueItems: true, description: 'Admin addresses ("host:port") of the other gateways of a pair (or more) behind one address: their /readyz is polled once a second, and /admin/cluster and the dashboard show them.' })),
+  virtualAddress: Type.Optional(Type.String({ minLength: 1, description: 'The address clients use, moved between the gateways by keepalived (an IP, a prefix length allowed: "10.0.0.100/24"): /admin/cluster and the dashboard say which gateway holds it.' })),
   limits: Type.Optional(Type.Object({
     maxHeaderSize: Type.Optional(size),
     maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, description: 'Header lines allowed in one request.' })),

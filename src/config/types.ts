@@ -116,6 +116,10 @@ export interface GatewayConfig {
   admin: HostPort;
   trustedProxies: string[];
   drainTimeout: number;
+  /** The other gateways' admin listeners (docs/configuration.md#top-level). */
+  peers: HostPort[];
+  /** The address keepalived moves between the gateways (the IP, without a prefix length). */
+  virtualAddress: string | undefined;
   limits: LimitsConfig;
   log: { level: LogLevel; access: AccessLogMode };
   services: Map<string, ServiceConfig>;

@@ -135,6 +135,8 @@ function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
     admin,
     trustedProxies: trustedProxies(raw.trustedProxies, problems),
     drainTimeout: durationOr(raw.drainTimeout, DEFAULTS.drainTimeout),
+    peers: peers(raw.peers, admin, problems),
+    virtualAddress: virtualAddress(raw.virtualAddress, problems),
     limits: limitsConfig,
     log: {
       level: (typeof log.level === 'string' ? log.level : DEFAULTS.log.level) as LogLevel,
@@ -353,6 +355,27 @@ function trustedProxies(raw: unknown, problems: ConfigProblem[]): string[] {
     } else out.push(entry);
   });
   return out;
+}
+
+/** The other gateways' admin addresses: valid, each once, none of them this gateway's own. */
+function peers(raw: unknown, admin: HostPort, problems: ConfigProblem[]): HostPort[] {
+  if (!Array.isArray(raw)) return [];
+  const out: HostPort[] = [];
+  raw.forEach((entry: unknown, i) => {
+    const path = joinPath('peers', i);
+    const hp = address(entry, path, false, problems);
+    if (hp === undefined) return;
+    if (hp.port === admin.port && hp.host === admin.host) problems.push({ path, message: `${formatHostPort(hp.host, hp.port)} is this gateway's own admin listener — list the other gateways only` });
+    else out.push(hp);
+  });
+  return out;
+}
+
+function virtualAddress(raw: unknown, problems: ConfigProblem[]): string | undefined {
+  if (typeof raw !== 'string') return undefined;
+  const cidr = parseCidr(raw);
+  if (cidr === undefined) problems.push({ path: 'virtualAddress', message: `"${raw}" is not an IP address (e.g. 10.0.0.100 or 10.0.0.100/24)` });
+  return cidr?.address;
 }
 
 /** `10.0.0.0/8` or a bare address; undefined when malformed. */

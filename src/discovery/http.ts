@@ -4,6 +4,8 @@ import { ERROR_CATALOG, TandemError, type ErrorCode } from '../core/errors.js';
 import { Latest } from './latest.js';
 import { tokenFor } from '../core/secret.js';
 import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
+import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
+import { AnswerWatch } from './answer-watch.js';
 import type {
   InstanceState, KeepAlive, KeepAliveOptions, Lease, LeaseLoss, Registration, Registry, ServiceSnapshot, WatchOptions,
 } from './types.js';
@@ -18,6 +20,8 @@ export interface HttpRegistryOptions {
   token?: string;
   /** Longest wait for one request's answer (ms). Default 5 s. */
   timeout?: number;
+  /** Times the keep-alive stream's beats and its answer check; tests pass a FakeClock. */
+  clock?: Clock;
 }
 
 const PREFIX = '/registry/v1';
@@ -34,6 +38,7 @@ export class HttpRegistry implements Registry {
   readonly url: URL;
   private readonly token: string | undefined;
   private readonly timeout: number;
+  private readonly clock: Clock;
   private readonly agent: http.Agent;
   private readonly open = new Set<{ close(): void }>();
 
@@ -42,6 +47,7 @@ export class HttpRegistry implements Registry {
     if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `registry url must be http: or https:, got ${options.url}`);
     this.token = options.token;
     this.timeout = options.timeout ?? DISCOVERY_DEFAULTS.requestTimeout;
+    this.clock = options.clock ?? realClock;
     const Agent = this.url.protocol === 'https:' ? https.Agent : http.Agent;
     this.agent = new Agent({ keepAlive: true, maxSockets: 16 });
   }
@@ -67,21 +73,42 @@ export class HttpRegistry implements Registry {
     return await this.call('GET', `${PREFIX}/services/${encodeURIComponent(service)}`) as ServiceSnapshot;
   }
 
+  /**
+   * With `options.timeout`, the gateway must answer the stream's start, and (when it says it
+   * acknowledges beats: `"ack":true` on its first line) every beat, within that time; a gateway
+   * that is frozen or gone without closing the connection is `disconnected` then, not when TCP
+   * gives up minutes later. The abandoned stream is ended cleanly before it is dropped, so a
+   * gateway that wakes up does not read it as this process's crash.
+   */
   keepAlive(leaseId: string, options: KeepAliveOptions): KeepAlive {
     let settle!: (loss: LeaseLoss) => void;
     const lost = new Promise<LeaseLoss>((resolve) => { settle = resolve; });
     let done = false;
-    const timer = setInterval(() => {
-      if (!done) req.write('\n');
-    }, options.interval);
-    timer.unref();
+    let acks = false;
+    let beatTimer: TimerHandle | undefined;
+    const beat = () => {
+      if (done) return;
+      req.write('\n');
+      if (acks) watch?.sent();
+      beatTimer = this.clock.setTimeout(beat, options.interval);
+    };
     const finish = (loss: LeaseLoss | undefined) => {
       if (done) return;
       done = true;
-      clearInterval(timer);
+      if (beatTimer !== undefined) this.clock.clearTimeout(beatTimer);
+      watch?.stop();
       this.open.delete(handle);
       if (loss) settle(loss);
     };
+    const endCleanly = () => {
+      // A clean end of the body: the gateway lets the lease run out on its TTL.
+      req.end();
+      setTimeout(() => req.destroy(), 1000).unref();
+    };
+    const watch = options.timeout === undefined ? undefined : new AnswerWatch(this.clock, options.timeout, (waited) => {
+      finish({ kind: 'disconnected', error: unavailable(this.url, `no answer on the keep-alive stream for ${Math.round(waited)} ms (frozen or gone)`), silentMs: waited });
+      endCleanly();
+    });
     const req = this.request('POST', `${PREFIX}/leases/${encodeURIComponent(leaseId)}/keepalive`, {
       agent: false, headers: { 'content-type': 'application/x-ndjson', 'transfer-encoding': 'chunked' },
     });
@@ -89,14 +116,13 @@ export class HttpRegistry implements Registry {
       close: () => {
         if (done) return;
         finish(undefined);
-        // A clean end of the body: the gateway lets the lease run out on its TTL.
-        req.end();
-        setTimeout(() => req.destroy(), 1000).unref();
+        endCleanly();
       },
     };
     this.open.add(handle);
     req.on('socket', (socket) => socket.setNoDelay(true));
     req.on('response', (res) => {
+      watch?.answered();
       if (res.statusCode !== 200) {
         void readBody(res).then((text) => {
           const err = errorOf(res.statusCode ?? 0, text);
@@ -106,9 +132,15 @@ export class HttpRegistry implements Registry {
         return;
       }
       let buffered = '';
+      let first = true;
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
+        watch?.answered();
         buffered += d;
+        if (first && buffered.includes('\n')) {
+          first = false;
+          acks = buffered.includes('"ack":true');
+        }
         if (buffered.includes('"expired"')) {
           finish({ kind: 'expired' });
           req.destroy();
@@ -121,6 +153,8 @@ export class HttpRegistry implements Registry {
     req.on('error', (err) => finish({ kind: 'disconnected', error: unavailable(this.url, err) }));
     req.on('close', () => finish({ kind: 'disconnected', error: unavailable(this.url, 'the keep-alive connection closed') }));
     req.flushHeaders();
+    watch?.sent();
+    beatTimer = this.clock.setTimeout(beat, options.interval);
     return { lost, close: () => { handle.close(); return Promise.resolve(); } };
   }
 

@@ -62,7 +62,12 @@ export interface ServiceSnapshot {
 }
 
 /** Why a kept-alive lease ended without close(): it expired or is unknown to the registry, or the registry cannot be reached. */
-export type LeaseLoss = { readonly kind: 'expired' } | { readonly kind: 'disconnected'; readonly error: Error };
+export type LeaseLoss = { readonly kind: 'expired' } | {
+  readonly kind: 'disconnected';
+  readonly error: Error;
+  /** Set when the registry stopped answering (KeepAliveOptions.timeout) rather than closing: how long it was silent (ms). */
+  readonly silentMs?: number;
+};
 
 /** A lease being heartbeaten in the background. */
 export interface KeepAlive {
@@ -80,6 +85,13 @@ export interface WatchOptions {
 export interface KeepAliveOptions {
   /** Time between two heartbeats (ms). */
   interval: number;
+  /**
+   * Longest wait for the registry to answer (ms): the stream's start, and each heartbeat where
+   * the registry acknowledges them. Past it the registry is taken for frozen or gone, and `lost`
+   * settles `disconnected`. Unset: no such check (an adapter whose registry lives in this
+   * process has no use for one).
+   */
+  timeout?: number;
 }
 
 export interface Registry {

@@ -3,10 +3,13 @@ import type { Registry } from 'prom-client';
 import type { ClusterFeed } from './dashboard-feed.js';
 import { DASHBOARD_HTML, dashboardScript } from './dashboard-page.js';
 import { refuseAdmin, type AdminGuardView } from './admin-guard.js';
+import { HOLDS_ADDRESS_HEADER } from './peer-watch.js';
 
 /** What the admin listener shows; the gateway implements it. */
 export interface AdminView {
   ready(): boolean;
+  /** Whether this gateway holds the virtual address (null: none configured): said on /readyz for the peers. */
+  holdsAddress?(): boolean | null;
   cluster(): unknown;
   registry: Registry;
   /** The registry API (registry-api.ts): answers and returns true for its own paths. */
@@ -68,7 +71,8 @@ async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse
       return;
     case '/readyz': {
       const ready = view.ready();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      const holds = view.holdsAddress?.() ?? null;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain', ...(holds === null ? {} : { [HOLDS_ADDRESS_HEADER]: String(holds) }) }).end(ready ? 'ready\n' : 'not ready\n');
       return;
     }
     case '/metrics': {

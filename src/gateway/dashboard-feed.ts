@@ -3,6 +3,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import { LATENCY_BUCKETS_SECONDS } from '../observe/histogram.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import type { LeaveCause } from '../discovery/embedded.js';
+import type { GatewayView } from './peer-watch.js';
 import { HistoryRing, type HistoryPoint, type ServiceHistory } from './dashboard-history.js';
 import { drainingReason, ERROR_RULE, gatewayHealth, serviceReasons, type GatewayHealth, type HealthReason } from './dashboard-health.js';
 
@@ -16,7 +17,7 @@ import { drainingReason, ERROR_RULE, gatewayHealth, serviceReasons, type Gateway
  * numbers the metrics read; the request path is untouched.
  */
 
-export type TimelineKind = 'join' | 'leave' | 'state' | 'ejection' | 'retry' | 'budget' | 'panic' | 'reload' | 'drain' | 'start';
+export type TimelineKind = 'join' | 'leave' | 'state' | 'ejection' | 'retry' | 'budget' | 'panic' | 'reload' | 'drain' | 'start' | 'peer';
 
 export interface TimelineEvent {
   seq: number;
@@ -86,6 +87,8 @@ export interface DashboardSnapshot {
     reasons?: HealthReason[];
   };
   services: ServiceView[];
+  /** This gateway, then its peers (config `peers`): ready, holding the virtual address, last answer. */
+  gateways?: GatewayView[];
   timeline: TimelineEvent[];
   sampledAt: string;
 }
@@ -95,6 +98,7 @@ export interface FeedSource {
   /** Registered instances of a service that are draining (no longer members: shown with that state). */
   draining?(service: string): ReadonlyArray<{ address: string; weight: number }>;
   gateway(): { version: string; uptimeSeconds: number; draining: boolean; inflight: number; listen: string };
+  gateways?(): GatewayView[];
 }
 
 /** Samples kept for the p99 window (one a second). */
@@ -323,6 +327,7 @@ export class ClusterFeed {
         rssBytes: process.memoryUsage.rss(), rate: round(gwCount / dt), errorRate: gwCount > 0 ? round(gwErrors / gwCount, 3) : 0,
       },
       services,
+      gateways: this.source.gateways?.() ?? [],
       timeline: this.timeline.slice(-100),
       sampledAt: new Date(wallNow).toISOString(),
     };

@@ -29,6 +29,10 @@ body[data-health=degraded] #gw-reason { color: #ffa198; } body[data-health=drain
 body[data-health=disconnected] #gw-reason { color: var(--text); }
 .facts, .dim { color: var(--dim); }
 #gw-facts { flex: 1 1 100%; order: 3; }
+#gateways { flex: 1 1 100%; order: 3; display: flex; flex-wrap: wrap; gap: 4px 8px; } #gateways:empty { display: none; }
+.gw { border: 1px solid var(--line); border-radius: 4px; padding: 0 8px; display: inline-flex; gap: 6px; overflow-wrap: anywhere; }
+.gw::before { content: "●"; color: var(--dim); } .gw[data-state=ready]::before { color: var(--ok); } .gw[data-state=not-ready]::before { color: var(--warn); } .gw[data-state=silent]::before { color: var(--bad); }
+.gw[data-holds=true] { border-color: var(--info); } .gw-state { color: var(--dim); }
 .controls { display: flex; gap: 6px 10px; align-items: center; flex-wrap: wrap; order: 4; flex: 1 1 100%; }
 .controls #sampled { margin-left: auto; }
 .controls input[type=search] { background: var(--bg); color: var(--text); border: 1px solid var(--line); padding: 3px 6px; border-radius: 4px; min-width: 0; }
@@ -80,7 +84,7 @@ aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px sol
 #timeline .text { grid-column: 1 / -1; overflow-wrap: anywhere; }
 .k-join .kind { color: var(--ok); } .k-leave .kind, .k-ejection .kind, .k-budget .kind, .k-panic .kind { color: var(--bad); }
 .k-leave[data-cause=drained] .kind { color: var(--warn); }
-.k-drain .kind, .k-retry .kind { color: var(--warn); } .k-reload .kind, .k-start .kind, .k-state .kind { color: var(--info); }
+.k-drain .kind, .k-retry .kind { color: var(--warn); } .k-reload .kind, .k-start .kind, .k-state .kind, .k-peer .kind { color: var(--info); }
 @media (max-width: 1000px) { main { grid-template-columns: minmax(0, 1fr); } aside { position: static; max-height: none; } }
 @media (max-width: 640px) {
   header.top { position: static; padding: 8px 10px; }
@@ -103,6 +107,7 @@ aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px sol
   <span id="gw-health" class="badge" data-health="connecting">connecting</span>
   <span id="gw-reason"></span>
   <span id="gw-facts" class="facts"></span>
+  <div id="gateways" aria-label="gateways"></div>
   <div class="controls">
     <span id="shown" class="dim"></span>
     <label><input type="checkbox" id="only-problems"> only not healthy</label>

@@ -28,6 +28,7 @@ import { upstreamSettingsOf } from './upstream-settings.js';
 import { AccessLog, gatewaySteps } from './access-log.js';
 import type { Step } from '../upstream/pipeline.js';
 import { TandemError } from '../core/errors.js';
+import { describeChange, PeerWatch } from './peer-watch.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -61,6 +62,8 @@ export class Gateway {
   readonly feed: ClusterFeed;
   /** The admin listener's secret (docs/security.md). */
   private secret: AdminSecret;
+  /** The other gateways of a pair and who holds the virtual address (config `peers`, `virtualAddress`). */
+  private readonly peers: PeerWatch;
 
   private constructor(config: GatewayConfig, logger: Logger) {
     this.config = config;
@@ -72,7 +75,16 @@ export class Gateway {
       upstreams: () => this.upstreams.values(),
       draining: (service) => this.registry.snapshotNow(service).instances.filter((i) => i.state === 'draining'),
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
+      gateways: () => (this.admin.listening ? this.peers.views() : []),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
+    this.peers = new PeerWatch({
+      self: () => ({ address: this.adminAddress, ready: this.isReady() }), peers: config.peers, virtualAddress: config.virtualAddress,
+      onChange: (now, before) => {
+        const text = describeChange(now, before, this.config.virtualAddress);
+        this.logger[now.ready === false && !now.self ? 'warn' : 'info']({ msg: 'gateway peer', event: 'peer', gateway: now.address, self: now.self, ready: now.ready, holdsAddress: now.holdsAddress, error: now.error });
+        this.feed.record('peer', text, undefined, now.address);
+      },
+    });
     this.accessLog = new AccessLog(config.log.access, logger);
     this.steps = gatewaySteps(this.accessLog);
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
@@ -128,11 +140,13 @@ export class Gateway {
       inflight: () => this.live.inflight,
       registered: () => this.registeredCounts(),
       registryChanges: () => this.registryChanges,
+      gateways: () => (this.config.peers.length > 0 || this.config.virtualAddress !== undefined ? this.peers.views() : []),
       version: VERSION,
     });
     this.admin = createAdminServer({
       feed: this.feed,
-      ready: () => !this.live.draining && this.membersSettled(),
+      ready: () => this.isReady(),
+      holdsAddress: () => this.peers.holdsAddress(),
       cluster: () => this.cluster(),
       registry,
       registryApi: (req, res, path) => handleRegistryApi(this.registry, {
@@ -151,6 +165,10 @@ export class Gateway {
       if (a.port === port && isOwnAddress(ip, a.host)) return `${formatHostPort(ip, port)} is this gateway's own ${name} listener, never a service instance`;
     }
     return undefined;
+  }
+
+  private isReady(): boolean {
+    return !this.live.draining && this.membersSettled();
   }
 
   /**
@@ -216,6 +234,7 @@ export class Gateway {
     // Where the admin secret comes from, never the secret itself: logs travel further than files.
     logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION, secret: gw.secret.source, secretFile: gw.secret.file });
     gw.feed.record('start', `gateway ${VERSION} started: listening on ${gw.listenAddress}, dashboard at http://${gw.adminAddress}/`);
+    gw.peers.start();
     return gw;
   }
 
@@ -271,6 +290,7 @@ export class Gateway {
       }
     }
     this.config = next;
+    this.peers.configure(next.peers, next.virtualAddress);
     this.secret = secret;
     this.bodyGuard.configure(bodyGuardOptions(next.limits));
     this.ctx = this.buildContext(next);
@@ -314,6 +334,7 @@ export class Gateway {
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
     this.bodyGuard.close();
+    this.peers.close();
     this.feed.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
@@ -368,6 +389,7 @@ export class Gateway {
         endpoints: u.snapshot(),
       })),
       registry: { instances: this.registry.size, revision: this.registry.currentRevision, services: this.registry.serviceNames() },
+      gateways: this.peers.views(),
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
     };
   }

@@ -126,15 +126,17 @@ function service(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerRe
 /**
  * The lease's heartbeats as one long request: every chunk of the request body renews the lease
  * (a few bytes on an open connection instead of a request per beat). The response is NDJSON:
- * `{"kind":"ok","ttl":N}` at once, `{"kind":"expired"}` if the lease ends. When the connection
- * breaks before the body ended — the process died and its kernel closed the socket — the lease
- * ends at once instead of at its TTL.
+ * `{"kind":"ok","ttl":N,"ack":true}` at once, `{"kind":"ok"}` for every chunk after (so the
+ * instance can tell a frozen or vanished gateway from a quiet one: HttpRegistry's answer
+ * check), `{"kind":"expired"}` if the lease ends. When the connection breaks before the body
+ * ended — the process died and its kernel closed the socket — the lease ends at once instead
+ * of at its TTL.
  */
 function keepAlive(registry: EmbeddedRegistry, req: IncomingMessage, res: ServerResponse, lease: string): void {
   const entry = registry.heartbeatNow(lease);
   req.socket.setNoDelay(true);
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-  res.write(`{"kind":"ok","ttl":${entry.ttl}}\n`);
+  res.write(`{"kind":"ok","ttl":${entry.ttl},"ack":true}\n`);
   let ended = false;
   const end = () => {
     if (ended) return;
@@ -145,8 +147,9 @@ function keepAlive(registry: EmbeddedRegistry, req: IncomingMessage, res: Server
   const dispose = registry.onLeaseEnd(lease, () => end());
   req.on('data', () => {
     if (ended) return;
-    if (registry.has(lease)) registry.heartbeatNow(lease);
-    else end();
+    if (!registry.has(lease)) return end();
+    registry.heartbeatNow(lease);
+    res.write(BEAT_ACK);
   });
   req.once('end', () => {
     // A clean end: the instance stopped beating on purpose; the lease runs out on its TTL
@@ -164,6 +167,8 @@ function keepAlive(registry: EmbeddedRegistry, req: IncomingMessage, res: Server
     registry.expireNow(lease);
   });
 }
+
+const BEAT_ACK = '{"kind":"ok"}\n';
 
 /** A watch stream with no change says so this often, so a watcher can tell a quiet registry from a dead connection. */
 export const WATCH_PING_INTERVAL = 15_000;

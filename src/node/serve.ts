@@ -53,6 +53,14 @@ export interface ServeOptions {
    * within ~1.5 s through the gateway's health checks and membership after the TTL.
    */
   ttl?: number;
+  /**
+   * A gateway that leaves the keep-alive stream or a heartbeat unanswered this long is taken
+   * for frozen or gone (its host lost power, a cut cable: its connection never closes): the SDK
+   * drops the connection and reconnects, and registers again (same id, same state) once the
+   * gateway answers and has forgotten the lease. Noticed within heartbeatInterval +
+   * registryTimeout. Default 1.5 s. The other gateways' heartbeats never wait for this one.
+   */
+  registryTimeout?: number;
   /** Checks behind /readyz (besides "started and not draining"); they must pass before the instance registers. */
   readiness?: Record<string, Check>;
   /** Checks behind /healthz (liveness). */
@@ -122,6 +130,7 @@ const SERVE_SPEC: OptionSpec = {
   metadata: rules.record(rules.anyString, 'an object of strings'),
   heartbeatInterval: rules.duration(1),
   ttl: rules.duration(1),
+  registryTimeout: rules.duration(100),
   readiness: rules.record(rules.func, 'an object of check functions'),
   liveness: rules.record(rules.func, 'an object of check functions'),
   drainTimeout: rules.duration(0),
@@ -278,7 +287,9 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
       service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: options.ttl,
     });
     const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    links = urls.map((url) => new RegistryLink(url, options.token, registration, options.heartbeatInterval, log));
+    links = urls.map((url) => new RegistryLink({
+      url, token: options.token, registration, heartbeatInterval: options.heartbeatInterval, answerTimeout: options.registryTimeout, log,
+    }));
     await Promise.all(links.map((l) => l.start()));
   }
   return {

@@ -51,6 +51,8 @@ export const METRICS = Object.freeze({
   hedgeWins: spec('gateway', 'counter', 'tandem_hedge_wins_total', ['service'], 'Hedges that answered before the attempt they doubled, by service.'),
   registryInstances: spec('gateway', 'gauge', 'tandem_registry_instances', ['service', 'state'], 'Instances registered in the embedded registry, by service and state (ready, draining).'),
   registryChanges: spec('gateway', 'counter', 'tandem_registry_changes_total', ['kind'], 'Changes the embedded registry made, by kind (registered, state, deregistered, expired).'),
+  gatewayReady: spec('gateway', 'gauge', 'tandem_gateway_ready', ['gateway'], 'This gateway and each of its peers (config peers), by admin address: 1 when its /readyz answered 200 at the last poll, 0 when it answered 503 or not at all.'),
+  gatewayHoldsAddress: spec('gateway', 'gauge', 'tandem_gateway_holds_address', ['gateway'], '1 for the gateway that holds the virtual address (config virtualAddress), 0 for the others; absent while unknown.'),
   gatewayInfo: spec('gateway', 'gauge', 'tandem_gateway_info', ['version'], 'Always 1; the version label says which tandem the gateway runs.'),
   // node SDK (served by tandem/node at the instance's /metrics)
   nodeRequests: spec('node', 'counter', 'tandem_node_requests_total', ['service', 'code_class'], 'Requests an instance answered, by service and status class (health checks excluded).'),
@@ -145,6 +147,8 @@ export interface GatewayStats {
   registered?(): Iterable<{ service: string; state: string; count: number }>;
   /** Changes the embedded registry made so far, by kind. */
   registryChanges?(): Record<string, number>;
+  /** This gateway and its peers: ready, and holding the virtual address (null: unknown). */
+  gateways?(): Iterable<{ address: string; ready: boolean | null; holdsAddress: boolean | null }>;
   version?: string;
 }
 
@@ -202,6 +206,10 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
       [...(stats.registered?.() ?? [])].map((r) => ({ labels: { service: r.service, state: r.state }, value: r.count }))),
     new PulledMetric(M.registryChanges, () =>
       Object.entries(stats.registryChanges?.() ?? {}).map(([kind, value]) => ({ labels: { kind }, value }))),
+    new PulledMetric(M.gatewayReady, () =>
+      [...(stats.gateways?.() ?? [])].map((g) => ({ labels: { gateway: g.address }, value: g.ready === true ? 1 : 0 }))),
+    new PulledMetric(M.gatewayHoldsAddress, () =>
+      [...(stats.gateways?.() ?? [])].filter((g) => g.holdsAddress !== null).map((g) => ({ labels: { gateway: g.address }, value: g.holdsAddress ? 1 : 0 }))),
     new PulledMetric(M.gatewayInfo, () => [{ labels: { version: stats.version ?? 'unknown' }, value: 1 }]),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
