@@ -85,7 +85,7 @@ test('members from the registry: spread over every instance; SIGKILL of one and 
   // The registry restarts: for a moment it is gone, then empty until the instances register again.
   assert.equal(await gw.stop('SIGTERM'), 0);
   gw = track(await startGateway(cfg));
-  await until(async () => (await registrySnapshot(gw.adminUrl, 'back')).instances.length === 2, 8000, 'both live instances registered again');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'back')).instances.length === 2, 'both live instances registered again');
   await sleep(300);
   stop = true;
   await load;
@@ -148,7 +148,7 @@ test('issue 12: a request aborted by its signal, in flight or before it starts, 
   const c = client('slow', { endpoints: [slow.address], settings: { healthCheck: false, retry: false } });
   const controller = new AbortController();
   const pending = c.request({ path: '/wait', signal: controller.signal });
-  await until(() => arrived === 1, 3000, 'the request reached the endpoint');
+  await until(() => arrived === 1, 'the request reached the endpoint');
   controller.abort();
   await assert.rejects(pending, (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_ABORTED' && err.status === 499);
   await assert.rejects(c.request({ path: '/never', signal: AbortSignal.abort() }), (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_ABORTED' && err.status === 499);

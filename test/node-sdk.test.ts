@@ -46,7 +46,7 @@ test('readiness checks gate /readyz and the registration; liveness checks gate /
   let port = 0;
   server.once('listening', () => { port = (server.address() as { port: number }).port; });
   const serving = serve(server, { service: 'shop', registry: `http://${gw.adminAddress}`, readiness: { db: () => dbUp }, handleSignals: false, logger: quiet });
-  await until(() => port > 0, 3000, 'listening');
+  await until(() => port > 0, 'listening');
   const starting = await get(`http://127.0.0.1:${port}/readyz`);
   assert.equal(starting.status, 503);
   assert.deepEqual(JSON.parse(starting.body), { status: 'fail', state: 'starting', checks: { db: 'fail' } });
@@ -75,7 +75,7 @@ test('several registries: registers with each; close() drains everywhere, lets t
   assert.equal(a.registry.size, 1);
   assert.equal(b.registry.size, 1);
   const slow = get(`http://${a.listenAddress}/slow?delay=400`);
-  await until(() => a.cluster() !== undefined && JSON.stringify(a.cluster()).includes('"inflight":1'), 2000, 'the slow request in flight');
+  await until(() => a.cluster() !== undefined && JSON.stringify(a.cluster()).includes('"inflight":1'), 'the slow request in flight');
   const states: string[] = [];
   a.registry.subscribe((c) => states.push(`${c.kind}:${c.instance.state}`));
   const t0 = performance.now();

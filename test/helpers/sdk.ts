@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { followJsonLines } from './json-lines.js';
 import { request } from 'undici';
 import { ROOT } from './gateway.js';
+import { waitFor } from './wait.js';
 
 export interface SdkInstance {
   proc: ChildProcess;
@@ -39,12 +40,12 @@ export async function registrySnapshot(adminUrl: string, service: string, token 
   return body;
 }
 
-/** Polls until `pred` holds or `ms` pass; returns the elapsed milliseconds. */
-export async function until(pred: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<number> {
+/**
+ * Polls until `pred` holds; returns the elapsed milliseconds, for a diagnostic (not for an
+ * assertion: see helpers/wait.ts).
+ */
+export async function until(pred: () => Promise<boolean> | boolean, what = 'condition'): Promise<number> {
   const t0 = performance.now();
-  for (;;) {
-    if (await pred()) return performance.now() - t0;
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitFor(what, pred, { intervalMs: 20 });
+  return performance.now() - t0;
 }
