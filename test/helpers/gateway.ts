@@ -46,7 +46,7 @@ export interface RunningGateway {
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
   /** Waits until a log line satisfies the predicate. */
-  waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(pred: (line: Record<string, unknown>) => boolean, guardMs?: number): Promise<Record<string, unknown>>;
   /** SIGTERM (default) and wait for exit. */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }

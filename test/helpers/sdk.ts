@@ -12,7 +12,7 @@ export interface SdkInstance {
   address: string;
   lines: Array<Record<string, unknown>>;
   exited: Promise<number | string>;
-  waitForLine(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLine(pred: (l: Record<string, unknown>) => boolean, guardMs?: number): Promise<Record<string, unknown>>;
 }
 
 /**
