@@ -49,3 +49,16 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: nu
   const value = await fn();
   return { value, ms: performance.now() - start };
 }
+
+/** `promise`, or a rejection naming `what` past the guard: for a wait with no probe to poll. */
+export async function guarded<T>(promise: Promise<T>, what: string, guardMs = GUARD_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting for ${what} after ${guardMs} ms (the guard, not a timing expectation)`)), guardMs);
+  });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
