@@ -100,7 +100,7 @@ test('several registries: registers with each; close() drains everywhere, lets t
 test('serve() and tandem/events in one process: SIGTERM waits for the running handler, closes the bus, runs the app\'s drain hooks, then exits 0', async () => {
   const gw = await startGateway({ services: { worker: {} }, routes: [{ prefix: '/', service: 'worker' }] });
   try {
-    const child = await spawnInstance({ registry: gw.adminUrl, handlerMs: 600, hookMs: 100 }, 'serve-events');
+    const child = await spawnInstance({ registry: gw.adminUrl, handlerMs: 'until-closing', hookMs: 100 }, 'serve-events');
     await child.waitForLine((l) => l.msg === 'handler-started');
     child.proc.kill('SIGTERM');
     assert.equal(await child.exited, 0);
