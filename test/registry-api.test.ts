@@ -176,7 +176,12 @@ test('after a start, /readyz waits for registry-fed services to get a member (at
   const t0 = performance.now();
   const fed = await gateway(shop());
   const empty = await gateway(shop());
-  assert.equal((await request(`${fed.adminUrl}/readyz`)).statusCode, 503);
+  // Not ready without a member while the warm-up surely lasts: an answer back less than the
+  // warm-up after t0 was decided within the warm-up. On a machine so slow that it came later,
+  // nothing can be concluded from it (a precondition, not a window), and the test says so.
+  const early = (await request(`${fed.adminUrl}/readyz`)).statusCode;
+  if (performance.now() - t0 < REGISTRY_WARMUP_MS) assert.equal(early, 503);
+  else t.diagnostic(`the first /readyz came back after the warm-up (${early}): the 503 before a member is not checked`);
   const backend = await startBackend('b');
   defer(() => backend.close());
   assert.equal((await call(`${fed.adminUrl}/registry/v1/instances`, 'POST', { service: 'shop', id: 'b', address: backend.address })).status, 201);
