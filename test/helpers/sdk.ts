@@ -42,9 +42,12 @@ export async function registrySnapshot(adminUrl: string, service: string, token 
 
 /**
  * Polls until `pred` holds; returns the elapsed milliseconds, for a diagnostic (not for an
- * assertion: see helpers/wait.ts).
+ * assertion: see helpers/wait.ts). The form with milliseconds before `what` is the old one,
+ * still taken so that tests written against it keep compiling; the number is ignored: the
+ * guard is the only bound.
  */
-export async function until(pred: () => Promise<boolean> | boolean, what = 'condition'): Promise<number> {
+export async function until(pred: () => Promise<boolean> | boolean, ...args: [what?: string] | [ignoredMs: number, what?: string]): Promise<number> {
+  const what = (typeof args[0] === 'number' ? args[1] : args[0]) ?? 'condition';
   const t0 = performance.now();
   await waitFor(what, pred, { intervalMs: 20 });
   return performance.now() - t0;
