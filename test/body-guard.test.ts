@@ -168,7 +168,7 @@ test('a request body at 1 byte per 100 ms gets 408 and close, and its backend co
   const out = await rawExchange(gw.port, [
     'POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n',
     oneBytePer(100, (b) => `1\r\n${b}\r\n`),
-  ], 10_000);
+  ]);
   assert.equal(out.status, 408, out.data);
   assert.match(out.data, /"code":"TANDEM_ERR_REQUEST_TIMEOUT"/);
   assert.match(out.data, /below limits\.minBodyRate/);
@@ -185,7 +185,7 @@ test('a request body that stops for limits.bodyTimeout gets 408 and close, its b
   const out = await rawExchange(gw.port, [
     `POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: ${1024 * 1024}\r\n\r\n`,
     'x'.repeat(100_000),
-  ], 10_000);
+  ]);
   assert.equal(out.status, 408, out.data);
   assert.match(out.data, /no request body byte for \d+ ms/);
   assert.equal(out.end, 'closed');
@@ -194,7 +194,7 @@ test('a request body that stops for limits.bodyTimeout gets 408 and close, its b
   // A body within retry.bodyLimit is read whole before any endpoint sees it: the endpoint never
   // hears of one that stalls.
   const buffered = upstream.length;
-  const small = await rawExchange(gw.port, ['POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n', 'x'.repeat(10)], 10_000);
+  const small = await rawExchange(gw.port, ['POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n', 'x'.repeat(10)]);
   assert.equal(small.status, 408, small.data);
   assert.equal(small.end, 'closed');
   assert.equal(upstream.length, buffered);

@@ -2,7 +2,6 @@
 // gateways' registries — real processes (tandem gateway, SDK instances) and real sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, type ServiceClient, type Step } from '../src/client/index.js';
 import { ConfigError } from '../src/config/problems.js';
 import { TandemError } from '../src/core/errors.js';
@@ -10,6 +9,7 @@ import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway
 import { answerOk, freePort, startBackend } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const { defer, track } = cleanupAfterAll();
 
@@ -79,14 +79,16 @@ test('members from the registry: spread over every instance; SIGKILL of one and 
       }
     }
   })();
-  await sleep(200);
+  await waitFor('calls under way', () => results.ok >= 20);
   instances[0]!.proc.kill('SIGKILL');
-  await sleep(500);
+  const okAtKill = results.ok;
+  await waitFor('calls while an instance is dead', () => results.ok >= okAtKill + 60);
   // The registry restarts: for a moment it is gone, then empty until the instances register again.
   assert.equal(await gw.stop('SIGTERM'), 0);
   gw = track(await startGateway(cfg));
-  await until(async () => (await registrySnapshot(gw.adminUrl, 'back')).instances.length === 2, 8000, 'both live instances registered again');
-  await sleep(300);
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'back')).instances.length === 2, 'both live instances registered again');
+  const okAtBack = results.ok;
+  await waitFor('calls after the registry restart', () => results.ok >= okAtBack + 30);
   stop = true;
   await load;
   assert.deepEqual(results.failed, []);
@@ -148,7 +150,7 @@ test('issue 12: a request aborted by its signal, in flight or before it starts, 
   const c = client('slow', { endpoints: [slow.address], settings: { healthCheck: false, retry: false } });
   const controller = new AbortController();
   const pending = c.request({ path: '/wait', signal: controller.signal });
-  await until(() => arrived === 1, 3000, 'the request reached the endpoint');
+  await until(() => arrived === 1, 'the request reached the endpoint');
   controller.abort();
   await assert.rejects(pending, (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_ABORTED' && err.status === 499);
   await assert.rejects(c.request({ path: '/never', signal: AbortSignal.abort() }), (err: unknown) => err instanceof TandemError && err.code === 'TANDEM_ERR_CLIENT_ABORTED' && err.status === 499);

@@ -1,6 +1,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock, realClock } from '../src/core/clock.js';
+import { GUARD_MS } from './helpers/wait.js';
 
 describe('FakeClock', () => {
   test('starts at 0, or at the time given', () => {
@@ -136,7 +137,7 @@ describe('realClock', () => {
 
   test('timers fire, can be cleared, and do not keep the process alive', async () => {
     // realClock's timers are unref'd: a ref'd one keeps this test's event loop alive meanwhile.
-    const keepAlive = setTimeout(() => undefined, 1_000);
+    const keepAlive = setTimeout(() => undefined, GUARD_MS);
     const start = realClock.now();
     const firedAt = await new Promise<number>((resolve) => {
       const handle = realClock.setTimeout(() => resolve(realClock.now()), 15);
@@ -149,7 +150,8 @@ describe('realClock', () => {
       cancelled = true;
     }, 5);
     realClock.clearTimeout(handle);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // Timers fire in due order: once a later one has fired, the cleared one would have too.
+    await new Promise((resolve) => realClock.setTimeout(() => resolve(undefined), 10));
     assert.equal(cancelled, false);
     clearTimeout(keepAlive);
   });

@@ -15,6 +15,7 @@ import { spawnInstance, type SdkInstance } from './helpers/sdk.js';
 import { browserForFile } from './helpers/browser.js';
 import { artifact, load, openDashboard as open } from './helpers/dashboard.js';
 import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
+import { GUARD_MS, waitFor } from './helpers/wait.js';
 
 // Page-side code (the functions passed to page.evaluate run in the browser) sees these.
 interface PageElement { getAttribute(name: string): string | null; textContent: string | null }
@@ -31,10 +32,10 @@ function track<T extends RunningGateway | SdkInstance>(p: T): T {
 }
 
 const openDashboard = (gw: RunningGateway, width?: number): Promise<Page> => open(browser(), gw, { cleanup, width, height: width === undefined ? undefined : 844 });
-const badge = (page: Page, health: string, timeout = 20_000) => page.waitForSelector(`#gw-health[data-health="${health}"]`, { timeout });
+const badge = (page: Page, health: string, timeout = GUARD_MS) => page.waitForSelector(`#gw-health[data-health="${health}"]`, { timeout });
 const reason = async (page: Page) => (await page.textContent('#gw-reason')) ?? '';
 /** Waits until the reason next to the badge matches. */
-const reasonMatches = (page: Page, pattern: RegExp, timeout = 20_000) =>
+const reasonMatches = (page: Page, pattern: RegExp, timeout = GUARD_MS) =>
   page.waitForFunction((source) => new RegExp(source).test(document.querySelector('#gw-reason')?.textContent ?? ''), pattern.source, { timeout });
 const snapshotOf = async (gw: RunningGateway) => (await (await adminFetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
 
@@ -58,24 +59,24 @@ test('badge: degraded while a service has no instance, ok once one joined; depar
   assert.equal(await reason(page), '');
   const traffic = load(`${gw.url}/orders/x`, 20);
   cleanup.push(() => traffic.stop());
-  await page.waitForFunction(() => Number(document.querySelector('section[data-service="orders"] .chart[data-metric="rate"] b')?.textContent) > 5, undefined, { timeout: 20_000 });
-  for (const i of [killed, frozen, drained]) await page.waitForSelector(`tr[data-endpoint="${i.address}"][data-state="healthy"]`, { timeout: 10_000 });
+  await page.waitForFunction(() => Number(document.querySelector('section[data-service="orders"] .chart[data-metric="rate"] b')?.textContent) > 5, undefined, { timeout: GUARD_MS });
+  for (const i of [killed, frozen, drained]) await page.waitForSelector(`tr[data-endpoint="${i.address}"][data-state="healthy"]`, { timeout: GUARD_MS });
   await page.screenshot({ path: artifact('badge-ok.png') });
 
   killed.proc.kill('SIGKILL');
-  await page.waitForSelector(`#timeline li[data-kind="leave"][data-cause="connection-lost"] >> text=${killed.address}`, { timeout: 10_000 });
-  await page.waitForSelector(`tr[data-endpoint="${killed.address}"][data-state="left"][data-cause="connection-lost"] >> text=connection lost`, { timeout: 10_000 });
+  await page.waitForSelector(`#timeline li[data-kind="leave"][data-cause="connection-lost"] >> text=${killed.address}`, { timeout: GUARD_MS });
+  await page.waitForSelector(`tr[data-endpoint="${killed.address}"][data-state="left"][data-cause="connection-lost"] >> text=connection lost`, { timeout: GUARD_MS });
   await gw.waitForLog((l) => l.msg === 'registry' && l.event === 'leave' && l.cause === 'connection-lost' && l.instance === killed.id);
 
   frozen.proc.kill('SIGSTOP');
   cleanup.push(async () => { frozen.proc.kill('SIGCONT'); });
-  await page.waitForSelector(`#timeline li[data-kind="leave"][data-cause="lease-expired"] >> text=${frozen.address}`, { timeout: 15_000 });
-  await page.waitForSelector(`tr[data-endpoint="${frozen.address}"][data-state="left"] >> text=lease expired`, { timeout: 10_000 });
+  await page.waitForSelector(`#timeline li[data-kind="leave"][data-cause="lease-expired"] >> text=${frozen.address}`, { timeout: GUARD_MS });
+  await page.waitForSelector(`tr[data-endpoint="${frozen.address}"][data-state="left"] >> text=lease expired`, { timeout: GUARD_MS });
 
   drained.proc.kill('SIGTERM');
   assert.equal(await drained.exited, 0);
-  await page.waitForSelector(`#timeline li[data-kind="leave"][data-cause="drained"] >> text=${drained.address}`, { timeout: 10_000 });
-  await page.waitForSelector(`tr[data-endpoint="${drained.address}"][data-state="left"] >> text=drained`, { timeout: 10_000 });
+  await page.waitForSelector(`#timeline li[data-kind="leave"][data-cause="drained"] >> text=${drained.address}`, { timeout: GUARD_MS });
+  await page.waitForSelector(`tr[data-endpoint="${drained.address}"][data-state="left"] >> text=drained`, { timeout: GUARD_MS });
   await gw.waitForLog((l) => l.msg === 'registry' && l.event === 'leave' && l.cause === 'drained' && l.instance === drained.id);
   // Every instance gone: the service has none again.
   await badge(page, 'degraded');
@@ -94,7 +95,7 @@ test('badge: degraded when every endpoint fails and the service is in panic, eve
   cleanup.push(() => traffic.stop());
   await badge(page, 'degraded');
   await reasonMatches(page, /^shop: no eligible instance \(3 unhealthy\), in panic: traffic sent to instances out of rotation, 100 % of \d+ requests failed \(5xx or no answer\) in the last 10 s$/);
-  await page.waitForSelector('section[data-service="shop"][data-health="degraded"] h2.panic', { timeout: 5_000 });
+  await page.waitForSelector('section[data-service="shop"][data-health="degraded"] h2.panic', { timeout: GUARD_MS });
   await page.screenshot({ path: artifact('badge-degraded-panic.png') });
   const outcome = await traffic.stop();
   assert.equal(outcome.ok, 0, 'every request failed');
@@ -130,19 +131,19 @@ test('badge: degraded at a high error rate, ok again once it is over; the charts
   await reasonMatches(page, /^shop: \d+ % of \d+ requests failed \(5xx or no answer\) in the last 10 s$/);
   await page.screenshot({ path: artifact('badge-degraded-errors.png') });
   await bad.stop();
-  await badge(page, 'ok', 30_000);
+  await badge(page, 'ok');
 
   // Charts: the points the page has; a reload shows them at once (from the gateway's history).
   const chart = 'section[data-service="shop"] .chart[data-metric="rate"] svg';
   const points = async () => Number(await page.getAttribute(chart, 'data-points'));
-  await page.waitForFunction((selector) => Number(document.querySelector(selector)?.getAttribute('data-points')) >= 8, chart, { timeout: 20_000 });
+  await page.waitForFunction((selector) => Number(document.querySelector(selector)?.getAttribute('data-points')) >= 8, chart, { timeout: GUARD_MS });
   const before = await points();
   await page.locator('section[data-service="shop"]').screenshot({ path: artifact('charts.png') });
   await page.reload();
-  await page.waitForSelector('#gw-health[data-health="ok"]', { timeout: 10_000 });
+  await page.waitForSelector('#gw-health[data-health="ok"]', { timeout: GUARD_MS });
   assert.ok(await points() >= before, `after the reload: ${await points()} points, had ${before}`);
   const last = await page.getAttribute(chart, 'data-last');
-  await page.waitForFunction(([selector, seen]) => document.querySelector(selector!)?.getAttribute('data-last') !== seen, [chart, last], { timeout: 10_000 });
+  await page.waitForFunction(([selector, seen]) => document.querySelector(selector!)?.getAttribute('data-last') !== seen, [chart, last], { timeout: GUARD_MS });
   const errorLine = await page.getAttribute('section[data-service="shop"] .chart[data-metric="errorRate"] .line', 'd');
   assert.match(errorLine ?? '', /^M[\d.]+ [\d.]+(L[\d.]+ [\d.]+)+/, 'the error chart has a line');
   const history = (await (await adminFetch(`${gw.adminUrl}/admin/history`)).json()) as { services: Array<{ service: string; t: number[]; rate: number[] }>; errorRule: { share: number } };
@@ -170,8 +171,7 @@ test('badge: draining while the gateway drains; disconnected (since when, retryi
   await badge(page, 'ok');
 
   const slow = fetch(`${gw.url}/hold`).then((r) => r.text(), () => 'failed');
-  for (let i = 0; i < 500 && seen === 0; i++) await new Promise((r) => setTimeout(r, 20));
-  assert.equal(seen, 1, 'the slow request reached the backend');
+  await waitFor('the slow request to reach the backend', () => seen === 1);
   gw.proc.kill('SIGTERM');
   await badge(page, 'draining');
   await reasonMatches(page, /^the gateway is draining: no new connections, 1 request in flight$/);
@@ -209,13 +209,13 @@ test('390 px wide: no horizontal scrolling of the page; tables scroll in their o
   const page = await openDashboard(gw, 390);
   const traffic = load(`${gw.url}/x`, 20);
   cleanup.push(() => traffic.stop());
-  await page.waitForSelector(`tr[data-endpoint="${dead}"]:is([data-state="unhealthy"], [data-state="ejected"])`, { timeout: 10_000 });
-  await page.waitForFunction(() => Number(document.querySelector('section[data-service="shop"] .chart[data-metric="rate"] svg')?.getAttribute('data-points')) >= 5, undefined, { timeout: 20_000 });
+  await page.waitForSelector(`tr[data-endpoint="${dead}"]:is([data-state="unhealthy"], [data-state="ejected"])`, { timeout: GUARD_MS });
+  await page.waitForFunction(() => Number(document.querySelector('section[data-service="shop"] .chart[data-metric="rate"] svg')?.getAttribute('data-points')) >= 5, undefined, { timeout: GUARD_MS });
   // A departed instance's row too: its state is the longest text a row has.
   const gone = track(await spawnInstance({ registry: gw.adminUrl, service: 'orders' }));
-  await page.waitForSelector(`tr[data-endpoint="${gone.address}"]`, { timeout: 10_000 });
+  await page.waitForSelector(`tr[data-endpoint="${gone.address}"]`, { timeout: GUARD_MS });
   gone.proc.kill('SIGKILL');
-  await page.waitForSelector(`tr[data-endpoint="${gone.address}"][data-state="left"]`, { timeout: 10_000 });
+  await page.waitForSelector(`tr[data-endpoint="${gone.address}"][data-state="left"]`, { timeout: GUARD_MS });
   await badge(page, 'degraded');
   const width = await page.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(width <= 390, `the page is ${width} px wide`);

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { adminFetch, BIN, runCli } from './helpers/gateway.js';
+import { waitFor } from './helpers/wait.js';
 
 const EPHEMERAL = ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'];
 
@@ -13,11 +14,8 @@ test('tandem demo: catalog and orders answer through the gateway; Ctrl-C drains 
   proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   try {
-    const started = Date.now();
-    while (!/tandem demo: gateway (http:\/\/\S+)\//.test(out)) {
-      assert.ok(Date.now() - started < 20_000, `no banner in 20 s: ${out}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(() => `the banner (so far: ${out})`, () => /tandem demo: gateway (http:\/\/\S+)\//.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+    assert.equal(proc.exitCode, null, out);
     const base = /tandem demo: gateway (http:\/\/\S+)\//.exec(out)![1]!;
     const admin = /cluster\s+(http:\/\/\S+)\/admin\/cluster/.exec(out)![1]!;
     // The banner's dashboard link carries the secret; the catalog and orders children found it without being told.
@@ -69,10 +67,8 @@ test('tandem demo --drill: Ctrl-C stops every instance it started, not only itse
   proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   try {
-    while (!/drill: \d+ req\/s/.test(out)) {
-      assert.equal(proc.exitCode, null, out);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(() => `the drill to start (so far: ${out})`, () => /drill: \d+ req\/s/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+    assert.equal(proc.exitCode, null, out);
     const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(proc.pid)], { encoding: 'utf8' }).split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
     assert.equal(children.length, 6, 'catalog ×3 and orders ×3');
     proc.kill('SIGINT');

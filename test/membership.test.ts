@@ -6,6 +6,7 @@ import { request, Agent } from 'undici';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill } from './helpers/backend.js';
 import { registrySnapshot, spawnInstance, until, type SdkInstance } from './helpers/sdk.js';
+import { waitFor } from './helpers/wait.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 
 const { track } = cleanupAfterAll();
@@ -61,27 +62,28 @@ test('the SDK with express: GET and POST through the gateway, /healthz and /read
   assert.equal((await registrySnapshot(gw.adminUrl, 'shop')).instances.length, 0);
 });
 
-test('SIGKILL: the lease ends within the TTL (at once: the keep-alive connection closes); SIGSTOP: within the TTL, and back after SIGCONT', async (t) => {
+test('SIGKILL: the lease ends at once, with its keep-alive connection, not at the TTL; SIGSTOP: at the TTL, and back after SIGCONT', async (t) => {
   const gw = await gatewayFor('shop');
   const killed = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 3000 }));
   const frozen = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop', ttl: 2000 }));
   assert.equal((await registrySnapshot(gw.adminUrl, 'shop')).instances.length, 2);
   const t0 = performance.now();
   killed.proc.kill('SIGKILL');
-  await until(async () => !(await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === killed.id), 5000, 'the killed instance to leave');
+  await until(async () => !(await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === killed.id), 'the killed instance to leave');
   const killedMs = performance.now() - t0;
-  assert.ok(killedMs < 3000, `SIGKILL noticed after ${Math.round(killedMs)} ms (TTL 3000 ms)`);
+  // What ended it, rather than how long it took: the closed connection, not the TTL.
+  await gw.waitForLog((l) => l.msg === 'registry' && l.instance === killed.id && l.cause === 'connection-lost');
   // A frozen process keeps its connection open: only the TTL finds it.
   const t1 = performance.now();
   frozen.proc.kill('SIGSTOP');
-  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.length === 0, 6000, 'the frozen instance to expire');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.length === 0, 'the frozen instance to expire');
   const frozenMs = performance.now() - t1;
-  assert.ok(frozenMs > 900 && frozenMs < 3500, `SIGSTOP noticed after ${Math.round(frozenMs)} ms (TTL 2000 ms, last beat up to 1 s before)`);
-  await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'expired' && l.instance === frozen.id);
+  // The TTL ended it (its timing is held on a FakeClock in registry-embedded.test.ts).
+  await gw.waitForLog((l) => l.msg === 'registry' && l.change === 'expired' && l.instance === frozen.id && l.cause === 'lease-expired');
   // Thawed, it finds its lease gone (the gateway says so on the keep-alive stream) and registers again.
   const t2 = performance.now();
   frozen.proc.kill('SIGCONT');
-  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === frozen.id), 5000, 'the thawed instance to register again');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.id === frozen.id), 'the thawed instance to register again');
   const backMs = performance.now() - t2;
   await frozen.waitForLine((l) => l.msg === 'lease lost; registering again');
   t.diagnostic(`SIGKILL → removed after ${Math.round(killedMs)} ms; SIGSTOP → removed after ${Math.round(frozenMs)} ms; SIGCONT → registered again after ${Math.round(backMs)} ms`);
@@ -107,18 +109,18 @@ test('a gateway restart: every instance registers again by itself; traffic throu
       else results.failed.push(`${r.status} ${JSON.stringify(r.body)}`);
     }
   })();
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  await waitFor('traffic through gateway B', () => results.ok >= 30);
   assert.equal(await gwA.stop('SIGTERM'), 0);
   gwA = track(await startGateway(cfg(listenA, adminA)));
-  const backMs = await until(async () => (await registrySnapshot(gwA.adminUrl, 'shop')).instances.length === 3, 8000, 'all 3 instances back in the restarted gateway');
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  const backMs = await until(async () => (await registrySnapshot(gwA.adminUrl, 'shop')).instances.length === 3, 'all 3 instances back in the restarted gateway');
+  const okAtBack = results.ok;
+  await waitFor('more traffic through gateway B after the restart', () => results.ok >= okAtBack + 30);
   stop = true;
   await load;
   await agent.close();
   assert.deepEqual(results.failed, []);
   assert.ok(results.ok > 50, `${results.ok} requests through gateway B`);
   t.diagnostic(`all 3 back ${Math.round(backMs)} ms after the restarted gateway answered; ${results.ok} requests through the other, none failed`);
-  assert.ok(backMs < 4000, `back after ${Math.round(backMs)} ms`);
   const ids = new Set<unknown>();
   for (let i = 0; i < 30; i++) ids.add((await get(`${gwA.url}/after`)).body.instance);
   assert.equal(ids.size, 3, 'the restarted gateway sends to all three');
@@ -153,13 +155,14 @@ test('SIGTERM of an instance under steady GET + POST load through tandem gateway
   };
   const started = performance.now();
   const workers = Array.from({ length: 8 }, worker);
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await waitFor('steady traffic before the SIGTERM', () => results.ok > 60);
   const victim = instances[0]!;
   const servedBefore = results.ok;
   victim.proc.kill('SIGTERM');
   const replacement = track(await spawnInstance({ registry: gw.adminUrl, service: 'shop' }));
   assert.equal(await victim.exited, 0, 'the drained instance exits 0');
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  const okAtExit = results.ok;
+  await waitFor('traffic after the drained instance left', () => results.ok >= Math.max(okAtExit, servedBefore) + 60);
   stop = true;
   await Promise.all(workers);
   t.diagnostic(`${results.ok} requests (half POST) in ${Math.round(performance.now() - started)} ms, ${results.failed.length} failed`);

@@ -10,6 +10,7 @@ import { startGateway, ROOT } from './helpers/gateway.js';
 import { answerOk, startBackend } from './helpers/backend.js';
 import { spawnInstance } from './helpers/sdk.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const { defer, track } = cleanupAfterAll();
 
@@ -124,8 +125,7 @@ test('tandem/events counts into the catalog: a bus publish and a handled message
   let handled = 0;
   await bus.subscribe(topic, 'audit', async () => { handled++; });
   for (let i = 0; i < 3; i++) await bus.publish(topic, { n: i });
-  const until = Date.now() + 5000;
-  while (handled < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  await waitFor('three handled messages', () => handled === 3);
   await bus.stats();
   const text = await metricsRegistry().metrics();
   assert.match(text, new RegExp(`tandem_events_published_total\\{topic="${topic}"\\} 3`));

@@ -13,6 +13,7 @@ import { serve } from '../src/node/index.js';
 import { currentTrace, parseTraceparent, runWithTrace, tracingReady } from '../src/observe/trace.js';
 import { startBackend } from './helpers/backend.js';
 import { startGateway } from './helpers/gateway.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Recorded { name: string; kind: SpanKind | undefined; parent: SpanContext | undefined; ctx: SpanContext; attributes: Record<string, unknown>; status?: { code: number }; ended: boolean }
 const recorded: Recorded[] = [];
@@ -100,7 +101,6 @@ test('tandem/node: the handler runs inside a server span (the active OpenTelemet
   assert.ok(span, JSON.stringify(recorded));
   assert.equal(body.active?.spanId, span.ctx.spanId, 'trace.getActiveSpan() in the handler is tandem\'s server span');
   assert.deepEqual([body.current?.traceId, body.current?.spanId], ['c'.repeat(32), span.ctx.spanId]);
-  await new Promise((r) => setTimeout(r, 50));
-  assert.equal(span.ended, true);
+  await waitFor('the server span to end', () => span.ended);
   assert.equal(span.attributes['http.response.status_code'], 200);
 });

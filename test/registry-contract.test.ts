@@ -46,9 +46,9 @@ test('HttpRegistry.watch follows a gateway restart by itself: the new registry\'
     await gateway.shutdown();
     gateway = await Gateway.start(config(), pino({ level: 'silent' }));
     // The restarted registry is empty; an instance registers there; the same watch sees it.
-    await nextMatching(iter, (s) => s.instances.length === 0, 5000);
+    await nextMatching(iter, (s) => s.instances.length === 0);
     await registry.register({ service: 'shop', id: 'after', address: '127.0.0.1:7002' });
-    const snap = await nextMatching(iter, (s) => s.instances.some((i) => i.id === 'after'), 5000);
+    const snap = await nextMatching(iter, (s) => s.instances.some((i) => i.id === 'after'));
     assert.deepEqual(snap.instances.map((i) => i.id), ['after']);
     await iter.return?.();
   } finally {

@@ -4,6 +4,7 @@ import { FakeClock, type TimerHandle } from '../src/core/clock.js';
 import { EmbeddedRegistry, type RegistryChange } from '../src/discovery/embedded.js';
 import { StaticRegistry } from '../src/discovery/static.js';
 import { isTandemError } from '../src/core/errors.js';
+import { waitFor } from './helpers/wait.js';
 
 const reg = (id: string, extra: Record<string, unknown> = {}) => ({ service: 'shop', id, address: `127.0.0.1:${7000 + Number(id.replace(/\D/g, '') || 0)}`, ...extra });
 
@@ -158,7 +159,7 @@ test('static registry: the config endpoints, read-only', async () => {
   const ac = new AbortController();
   const seen: number[] = [];
   const done = (async () => { for await (const x of s.watch('shop', { signal: ac.signal })) seen.push(x.instances.length); })();
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await waitFor('the first snapshot', () => seen.length === 1);
   ac.abort();
   await done;
   assert.deepEqual(seen, [1]);

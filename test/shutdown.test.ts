@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, type Backend } from './helpers/backend.js';
+import { guarded, waitFor } from './helpers/wait.js';
 
 /** SIGTERM on the real gateway process: in-flight requests finish, nothing new gets in, exit 0. */
 
@@ -16,10 +17,10 @@ after(async () => {
 });
 
 /**
- * A backend that answers every request (but /warm) after `delayMs`, and counts the requests it
+ * A backend that answers every request (but /warm) once `release` resolves, and counts the requests it
  * got. The gateway's health probes (/healthz) are answered at once and not counted.
  */
-async function slowBackend(delayMs: number): Promise<Backend & { arrived: () => number }> {
+async function slowBackend(release: Promise<void>): Promise<Backend & { arrived: () => number }> {
   let arrived = 0;
   const b = await startBackend('slow', (req, res) => {
     if (req.url === '/healthz') {
@@ -28,11 +29,13 @@ async function slowBackend(delayMs: number): Promise<Backend & { arrived: () => 
     }
     arrived++;
     req.resume();
-    const timer = setTimeout(() => {
+    const answer = () => {
+      if (res.destroyed) return;
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(`done ${req.url}`);
-    }, req.url === '/warm' ? 0 : delayMs);
-    res.on('close', () => clearTimeout(timer));
+    };
+    if (req.url === '/warm') answer();
+    else void release.then(answer);
   });
   backends.push(b);
   return Object.assign(b, { arrived: () => arrived });
@@ -54,12 +57,15 @@ function get(port: number, path: string): Promise<Outcome> {
   });
 }
 
-async function until(pred: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+async function until(pred: () => boolean): Promise<void> {
+  await waitFor('the condition', pred);
+}
+
+/** A promise and its resolve, to release held answers when the test says so. */
+function gate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => { open = resolve; });
+  return { opened, open };
 }
 
 /** Resolves with how a fresh TCP connection to the port ended: 'refused', 'connected'. */
@@ -72,8 +78,11 @@ function tryConnect(port: number): Promise<string> {
 }
 
 test('SIGTERM drains: in-flight requests complete with 200, new connections are refused, /readyz is 503, exit 0', async () => {
-  const backend = await slowBackend(1_000);
-  const gw = await startGateway({ services: { shop: { endpoints: [backend.address] } }, routes: [{ prefix: '/', service: 'shop' }] });
+  // The in-flight answers are held until the drain has been checked: no race with the clock.
+  const held = gate();
+  const backend = await slowBackend(held.opened);
+  // A drain timeout no test waits for: an exit proves the drain ended with the last request.
+  const gw = await startGateway({ drainTimeout: '10m', services: { shop: { endpoints: [backend.address] } }, routes: [{ prefix: '/', service: 'shop' }] });
   gateways.push(gw);
   assert.equal((await fetch(`${gw.adminUrl}/readyz`)).status, 200);
 
@@ -83,14 +92,13 @@ test('SIGTERM drains: in-flight requests complete with 200, new connections are 
   idle.setEncoding('latin1');
   idle.on('data', (d: string) => { idleData += d; });
   idle.on('error', () => {});
-  const idleClosed = new Promise<number>((resolve) => idle.once('close', () => resolve(performance.now())));
+  const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
   idle.write('GET /warm HTTP/1.1\r\nHost: t\r\n\r\n');
   await until(() => idleData.includes('done /warm'));
 
   const inflight = Array.from({ length: 5 }, (_, i) => get(gw.port, `/inflight-${i}`));
   await until(() => backend.arrived() === 6);
 
-  const signalled = performance.now();
   gw.proc.kill('SIGTERM');
   await gw.waitForLog((l) => l.msg === 'draining');
 
@@ -98,38 +106,38 @@ test('SIGTERM drains: in-flight requests complete with 200, new connections are 
   const ready = await fetch(`${gw.adminUrl}/readyz`);
   assert.equal(ready.status, 503, '/readyz still says ready while draining');
   await ready.arrayBuffer();
-  const idleClosedAt = await idleClosed;
-  assert.ok(idleClosedAt - signalled < 800, `the idle keep-alive connection was closed ${Math.round(idleClosedAt - signalled)} ms after the signal`);
+  // Closed at once: while every request is still held, not when the drain ends.
+  await guarded(idleClosed, 'the idle keep-alive connection to close while requests are in flight');
+  assert.equal(backend.arrived(), 6);
 
+  held.open();
   const outcomes = await Promise.all(inflight);
   outcomes.forEach((o, i) => {
     assert.equal(o.status, 200, `in-flight request ${i}: ${JSON.stringify(o)}`);
     assert.equal(o.body, `done /inflight-${i}`);
     assert.equal(o.connection, 'close', 'a response during the drain tells the client to close');
   });
-  const code = await gw.exited;
+  const code = await guarded(gw.exited, 'the exit after the last request');
   assert.equal(code, 0, `exit ${code}; stderr: ${gw.stderr()}`);
-  const elapsed = performance.now() - signalled;
-  // The drain ends when the last request does (~1 s), not at drainTimeout (30 s by default).
-  assert.ok(elapsed < 5_000, `exited ${Math.round(elapsed)} ms after the signal`);
   assert.ok(gw.logs.some((l) => l.msg === 'stopped' && l.abandoned === 0), 'nothing was abandoned');
 });
 
-test('drainTimeout (500ms) bounds the drain: a 5 s request is abandoned and the process exits 0 soon after', async (t) => {
-  const backend = await slowBackend(5_000);
+test('drainTimeout (500ms) bounds the drain: a request that never ends is abandoned and the process exits 0', async (t) => {
+  // Never answered: the exit itself shows the drain timeout ended the drain.
+  const backend = await slowBackend(new Promise<void>(() => {}));
   const gw = await startGateway({ drainTimeout: '500ms', services: { shop: { endpoints: [backend.address] } }, routes: [{ prefix: '/', service: 'shop' }] });
   gateways.push(gw);
   const pending = get(gw.port, '/long');
   await until(() => backend.arrived() === 1);
   const signalled = performance.now();
   gw.proc.kill('SIGTERM');
-  const code = await gw.exited;
+  const code = await guarded(gw.exited, 'the exit at the drain timeout');
   const elapsed = performance.now() - signalled;
   const outcome = await pending;
   t.diagnostic(`exited ${Math.round(elapsed)} ms after SIGTERM; the abandoned client saw ${JSON.stringify(outcome)}`);
   assert.equal(code, 0, `exit ${code}; stderr: ${gw.stderr()}`);
+  // Not before the timeout (a bound load cannot break: it only makes the exit later).
   assert.ok(elapsed >= 400, `exited ${Math.round(elapsed)} ms after the signal, before the drain timeout`);
-  assert.ok(elapsed < 2_500, `exited ${Math.round(elapsed)} ms after the signal`);
   // The abandoned request is cut, not answered as if it had succeeded.
   assert.notEqual(outcome.status, 200);
   assert.ok(outcome.error !== undefined || (outcome.status ?? 0) >= 500, JSON.stringify(outcome));

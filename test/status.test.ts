@@ -8,6 +8,7 @@ import { freePort, kill, spawnBackend } from './helpers/backend.js';
 import { render } from '../src/cli/status-command.js';
 import type { DashboardSnapshot } from '../src/gateway/dashboard-feed.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const { defer } = cleanupAfterAll();
 
@@ -21,7 +22,11 @@ test('tandem status --once: gateway health and version, each instance with its s
   await kill(procs[1]!);
   await gw.waitForLog((l) => l.to === 'unhealthy' || l.to === 'ejected');
   for (let i = 0; i < 10; i++) await (await fetch(`${gw.url}/x`)).arrayBuffer();
-  await new Promise((r) => setTimeout(r, 1100)); // one sample later
+  // The dashboard samples once a second: wait for the first sample that counts those requests.
+  await waitFor('a sample with the live instance\'s requests', async () => {
+    const snap = (await (await adminFetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
+    return snap.services.find((s) => s.name === 'shop')?.endpoints.some((e) => e.id === `127.0.0.1:${ports[0]}` && e.rate > 0);
+  }, { intervalMs: 50 });
 
   const { code, stdout, stderr } = await runCli(['status', '--admin', gw.adminUrl, '--once']);
   assert.equal(code, 0, stderr);
@@ -49,9 +54,8 @@ test('tandem status --once: gateway health and version, each instance with its s
   let out = '';
   live.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   const frames = () => (out.match(/^tandem \d/gm) ?? []).length;
-  for (let waited = 0; frames() < 3 && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+  await waitFor(`three refreshed pictures (so far: ${out})`, () => frames() >= 3, { intervalMs: 50 });
   live.kill('SIGTERM');
-  assert.ok(frames() >= 3, `refreshed pictures: ${out}`);
 });
 
 test('a draining instance stays on the dashboard, as draining, until it leaves', async () => {
@@ -63,18 +67,12 @@ test('a draining instance stays on the dashboard, as draining, until it leaves',
     const snap = (await (await adminFetch(`${gw.adminUrl}/admin/dashboard`)).json()) as DashboardSnapshot;
     return snap.services.find((s) => s.name === 'reg')?.endpoints.find((e) => e.id === inst.address)?.state;
   };
-  for (let i = 0; i < 100 && (await stateOf()) === undefined; i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(['probation', 'healthy'].includes(String(await stateOf())));
+  const joined = await waitFor('the instance on the dashboard', stateOf, { intervalMs: 50 });
+  assert.ok(['probation', 'healthy'].includes(joined), joined);
   inst.proc.kill('SIGTERM');
-  let seen: string | undefined;
-  for (let i = 0; i < 100 && seen !== 'draining'; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    seen = await stateOf();
-  }
-  assert.equal(seen, 'draining');
+  await waitFor('the instance shown as draining', async () => (await stateOf()) === 'draining', { intervalMs: 50 });
   await inst.exited;
-  for (let i = 0; i < 100 && (await stateOf()) !== undefined; i++) await new Promise((r) => setTimeout(r, 50));
-  assert.equal(await stateOf(), undefined, 'gone once it left');
+  await waitFor('the instance gone from the dashboard once it left', async () => (await stateOf()) === undefined, { intervalMs: 50 });
 });
 
 test('tandem status in a small terminal: unhealthy instances first, the healthy rest summarized', () => {

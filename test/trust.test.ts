@@ -200,7 +200,7 @@ test('case 2: an instance id held by a live lease cannot be taken by another reg
   assert.deepEqual((await registrySnapshot(gw.adminUrl, 'shop')).instances.map((i) => i.address), [legit.address]);
   // Once the holder is gone (SIGKILL: its keep-alive connection closes), the twin gets the id.
   legit.proc.kill('SIGKILL');
-  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.address === twin.address), 10_000, 'the twin to take over the freed id');
+  await until(async () => (await registrySnapshot(gw.adminUrl, 'shop')).instances.some((i) => i.address === twin.address), 'the twin to take over the freed id');
 });
 
 test('cases 2 and 3: addresses no instance can have are refused — link-local, unspecified, multicast, broadcast, and the gateway\'s own listeners', async () => {

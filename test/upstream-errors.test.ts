@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { adminFetch, startGateway, type RunningGateway } from './helpers/gateway.js';
 import { eachRequest, startRawBackend } from './helpers/backend.js';
+import { GUARD_MS, guarded } from './helpers/wait.js';
 
 /**
  * Upstream failures through the real gateway, with raw TCP backends that write every byte:
@@ -38,18 +39,20 @@ function echoBackend(socket: Socket): void {
   });
 }
 
+/** By last path segment, how the cutter ends its response: called by the client once body bytes arrived. */
+const cuts = new Map<string, () => void>();
+
 before(async () => {
   const echo = await startRawBackend(echoBackend);
   const silent = await startRawBackend(() => { /* reads, never answers */ });
   const cutter = await startRawBackend((socket) => eachRequest(socket, (path) => {
     if (path.includes('before-headers')) {
       socket.resetAndDestroy();
-    } else if (path.includes('chunked')) {
-      socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n');
-      setTimeout(() => (path.includes('fin') ? socket.end() : socket.resetAndDestroy()), 50);
     } else {
-      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(1000)}`);
-      setTimeout(() => (path.includes('fin') ? socket.end() : socket.resetAndDestroy()), 50);
+      socket.write(path.includes('chunked') ? 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n' : `HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n${'x'.repeat(1000)}`);
+      // Cut once the client has the first body bytes (rawGet calls it): a cut before the
+      // gateway read them would test a different failure.
+      cuts.set(path.split('/').pop()!, () => (path.includes('fin') ? socket.end() : socket.resetAndDestroy()));
     }
   }));
   // Large responses that end by closing the connection, for slow-client tests. /close-delimited:
@@ -205,14 +208,25 @@ test('an upstream that resets before any header → 502 TANDEM_ERR_UPSTREAM_RESE
   assert.equal(errorCode(reply), 'TANDEM_ERR_UPSTREAM_RESET');
 });
 
-/** Raw GET: everything the gateway sent, and whether the connection ended before `timeoutMs`. */
-function rawGet(path: string, timeoutMs = 5_000): Promise<{ data: string; ended: boolean }> {
+/**
+ * Raw GET: everything the gateway sent, and whether the connection ended (before the guard).
+ * Once body bytes came through, the cutter is told to cut its response (see `cuts`).
+ */
+function rawGet(path: string): Promise<{ data: string; ended: boolean }> {
   return new Promise((resolve) => {
     const socket = connect(gw.port, '127.0.0.1');
     let data = '';
-    const timer = setTimeout(() => { socket.destroy(); resolve({ data, ended: false }); }, timeoutMs);
+    const timer = setTimeout(() => { socket.destroy(); resolve({ data, ended: false }); }, GUARD_MS);
     socket.setEncoding('latin1');
-    socket.on('data', (d: string) => { data += d; });
+    socket.on('data', (d: string) => {
+      data += d;
+      const head = data.indexOf('\r\n\r\n');
+      if (head >= 0 && data.length > head + 4) {
+        const name = path.split('/').pop()!;
+        cuts.get(name)?.();
+        cuts.delete(name);
+      }
+    });
     socket.on('error', () => {});
     socket.on('close', () => { clearTimeout(timer); resolve({ data, ended: true }); });
     // keep-alive on purpose: a clean end of the response would leave the connection open.
@@ -308,7 +322,7 @@ test('a client that goes away mid-response aborts the upstream exchange (the end
     // Body bytes reached the client: the exchange is streaming end to end.
     await once(client, 'data');
     client.destroy();
-    await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the endpoint kept streaming to a client that left')), 5_000))]);
+    await guarded(closed, 'the endpoint\'s connection to close after the client left');
     const cluster = (await (await adminFetch(`${g.adminUrl}/admin/cluster`)).json()) as { gateway: { inflight: number } };
     assert.equal(cluster.gateway.inflight, 0);
   } finally {

@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { GUARD_MS } from './helpers/wait.js';
 
 /** Real WebSocket servers (the `ws` package) behind the gateway, and real `ws` clients in front. */
 
@@ -103,7 +104,7 @@ async function open(path: string, protocols?: string[]): Promise<{ ws: WebSocket
       const m = queue.shift();
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no message within 5 s')), 5_000);
+        const timer = setTimeout(() => reject(new Error(`no message after ${GUARD_MS} ms (the guard)`)), GUARD_MS);
         waiting.push((msg) => { clearTimeout(timer); resolve(msg); });
       });
     },
@@ -207,7 +208,7 @@ async function refuseSlowly(framing: string): Promise<void> {
   const received = await new Promise<string>((resolve) => {
     const socket = connect(gw.port, '127.0.0.1');
     const chunks: Buffer[] = [];
-    const timer = setTimeout(() => socket.destroy(), 8_000);
+    const timer = setTimeout(() => socket.destroy(), GUARD_MS);
     socket.on('data', (d: Buffer) => chunks.push(d));
     socket.on('error', () => {});
     socket.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });

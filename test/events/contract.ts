@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Bus, Message } from '../../src/events/index.js';
 import { MemoryInbox } from '../../src/events/index.js';
+import { waitFor as waitForState } from '../helpers/wait.js';
 
 /** What the contract needs from an adapter under test. */
 export interface ContractTarget {
@@ -16,12 +17,8 @@ export function uniqueTopic(prefix = 'contract'): string {
   return `${prefix}.${randomBytes(4).toString('hex')}`;
 }
 
-export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeout = 10_000): Promise<void> {
-  const end = Date.now() + timeout;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
+  await waitForState(what, cond, { intervalMs: 20 });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -176,10 +173,16 @@ export function runBusContract(target: ContractTarget): void {
       let running = 0;
       let peak = 0;
       let done = 0;
+      // The first handlers hold until three run at once, so the bound is surely reached however
+      // slowly messages arrive; then each lingers a little, a chance for a fourth to slip in.
+      let threeRan!: () => void;
+      const three = new Promise<void>((resolve) => { threeRan = resolve; });
       const sub = await bus.subscribe(topic, 'c', async () => {
         running++;
         peak = Math.max(peak, running);
-        await sleep(60);
+        if (running === 3) threeRan();
+        await three;
+        await sleep(20);
         running--;
         done++;
       }, { concurrency: 3 });

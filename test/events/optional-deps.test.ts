@@ -4,6 +4,7 @@ import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } fr
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ROOT, tempDir } from '../helpers/gateway.js';
+import { GUARD_MS } from '../helpers/wait.js';
 
 const OPTIONAL = new Set(['@nats-io', 'amqplib', 'pg', 'ioredis']);
 
@@ -26,7 +27,7 @@ test('without the optional clients installed, tandem/events loads and each adapt
       const out = {};
       const bus = new ev.MemoryBus();
       let got; await bus.subscribe('t.x', 'g', (m) => { got = m.payload; });
-      await bus.publish('t.x', 'hello'); await new Promise((r) => setTimeout(r, 20));
+      await bus.publish('t.x', 'hello'); while (got === undefined) await new Promise((r) => setTimeout(r, 5));
       out.memory = got;
       for (const [name, f] of Object.entries({ nats: () => ev.NatsBus.connect(), rabbitmq: () => ev.RabbitMqBus.connect(), pg: () => ev.PostgresInbox.connect(), outbox: () => ev.PostgresOutbox.connect(), redis: () => ev.RedisInbox.connect() })) {
         try { await f(); out[name] = 'connected?'; } catch (e) { out[name] = e.code + ': ' + e.message; }
@@ -34,7 +35,7 @@ test('without the optional clients installed, tandem/events loads and each adapt
       console.log(JSON.stringify(out));
       process.exit(0);`;
     writeFileSync(join(dir, 'probe.mjs'), script);
-    const r = spawnSync(process.execPath, ['probe.mjs'], { cwd: dir, encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(process.execPath, ['probe.mjs'], { cwd: dir, encoding: 'utf8', timeout: GUARD_MS });
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, string>;
     assert.equal(out.memory, 'hello');

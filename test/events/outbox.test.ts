@@ -66,8 +66,8 @@ test('outbox: one relay works at a time (a lease); when it loses its database an
   // The active relay loses its database (as when its host is cut off): its renewals fail, it
   // steps down at its local deadline, and the standby takes the lease once it expires.
   await outbox1.pool.end();
-  await waitFor('r1 to step down', () => r1.state === 'standby', 5_000);
-  await waitFor('r2 to take over', () => r2.state === 'active', 5_000);
+  await waitFor('r1 to step down', () => r1.state === 'standby');
+  await waitFor('r2 to take over', () => r2.state === 'active');
   for (let i = 20; i < 40; i++) await placeOrder(topic, `b${i}`, true);
   await waitFor('40 relayed', async () => (await outbox.pending()) === 0);
   assert.ok(r2.relayed >= 20);

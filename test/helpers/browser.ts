@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { after, before } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
+import { GUARD_MS } from './wait.js';
 
 /** Debian's chromium, driven by playwright-core (no browser download from elsewhere). */
 export const CHROMIUM = process.env.TANDEM_CHROMIUM ?? '/usr/bin/chromium';
@@ -26,7 +27,7 @@ export async function launchBrowser(): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
-    timeout: 30_000,
+    timeout: GUARD_MS,
   });
 }
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { tokenFor } from '../../src/core/secret.js';
 import { ROOT, type RunningGateway } from './gateway.js';
+import { GUARD_MS } from './wait.js';
 
 /** Screenshots of the dashboard (gitignored). */
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'dashboard');
@@ -52,6 +53,6 @@ export async function openDashboard(browser: Browser, gw: RunningGateway, option
   options.cleanup.push(async () => assert.deepEqual(errors, [], 'no script errors on the page'));
   await page.goto(`${gw.adminUrl}/?token=${encodeURIComponent(tokenFor(new URL(gw.adminUrl))!)}`);
   assert.equal(page.url(), `${gw.adminUrl}/`);
-  await page.waitForSelector('#gw-health:is([data-health="ok"], [data-health="degraded"], [data-health="draining"])', { timeout: 10_000 });
+  await page.waitForSelector('#gw-health:is([data-health="ok"], [data-health="degraded"], [data-health="draining"])', { timeout: GUARD_MS });
   return page;
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { followJsonLines } from './json-lines.js';
+import { GUARD_MS } from './wait.js';
 import { tokenFor } from '../../src/core/secret.js';
 
 /** Repo root (tests run from dist/test/…). */
@@ -46,7 +47,7 @@ export interface RunningGateway {
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
   /** Waits until a log line satisfies the predicate. */
-  waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(pred: (line: Record<string, unknown>) => boolean, guardMs?: number): Promise<Record<string, unknown>>;
   /** SIGTERM (default) and wait for exit. */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
@@ -95,7 +96,7 @@ export async function startGateway(config: Record<string, unknown>, opts: { file
 }
 
 /** Runs the CLI to completion. */
-export function runCli(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], timeoutMs = GUARD_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GUARD_MS } from './wait.js';
 
 export const NATS_SERVER = process.env.TANDEM_NATS_SERVER ?? '/usr/sbin/nats-server';
 
@@ -28,8 +29,8 @@ function launch(dir: string, port: number): Promise<{ proc: ChildProcess; port: 
     let listening = port;
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`nats-server did not get ready in 10 s: ${log.slice(-500)}`));
-    }, 10_000);
+      reject(new Error(`nats-server not ready after ${GUARD_MS} ms (the guard): ${log.slice(-500)}`));
+    }, GUARD_MS);
     proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
       log += d;
       const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);

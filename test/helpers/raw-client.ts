@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { GUARD_MS } from './wait.js';
 
 /** What a raw client saw on one connection. */
 export interface RawOutcome {
@@ -11,12 +12,12 @@ export interface RawOutcome {
 }
 
 /**
- * Opens a connection, writes `parts` in order and reads until the gateway closes it (or
- * `timeoutMs` passes: then `end` is 'timeout' and the client closes). A part that is a function
+ * Opens a connection, writes `parts` in order and reads until the gateway closes it (or the
+ * guard passes: then `end` is 'timeout' and the client closes; tests treat that as a failure). A part that is a function
  * is awaited instead of written: the test decides when the next bytes go (on an event, never a
  * fixed sleep). Writes after the gateway closed are dropped: what the gateway sent counts.
  */
-export function rawExchange(port: number, parts: Array<string | Buffer | ((socket: Socket) => Promise<unknown>)>, timeoutMs = 5_000): Promise<RawOutcome> {
+export function rawExchange(port: number, parts: Array<string | Buffer | ((socket: Socket) => Promise<unknown>)>, guardMs = GUARD_MS): Promise<RawOutcome> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let data = '';
@@ -29,7 +30,7 @@ export function rawExchange(port: number, parts: Array<string | Buffer | ((socke
       const m = /^HTTP\/1\.1 (\d{3}) /.exec(data);
       resolve({ data, status: m ? Number(m[1]) : undefined, end });
     };
-    const timer = setTimeout(() => finish('timeout'), timeoutMs);
+    const timer = setTimeout(() => finish('timeout'), guardMs);
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => { data += d; });
     socket.on('end', () => finish('closed'));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { followJsonLines } from './json-lines.js';
 import { request } from 'undici';
 import { ROOT } from './gateway.js';
+import { waitFor } from './wait.js';
 
 export interface SdkInstance {
   proc: ChildProcess;
@@ -11,7 +12,7 @@ export interface SdkInstance {
   address: string;
   lines: Array<Record<string, unknown>>;
   exited: Promise<number | string>;
-  waitForLine(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLine(pred: (l: Record<string, unknown>) => boolean, guardMs?: number): Promise<Record<string, unknown>>;
 }
 
 /**
@@ -39,12 +40,15 @@ export async function registrySnapshot(adminUrl: string, service: string, token 
   return body;
 }
 
-/** Polls until `pred` holds or `ms` pass; returns the elapsed milliseconds. */
-export async function until(pred: () => Promise<boolean> | boolean, ms = 10_000, what = 'condition'): Promise<number> {
+/**
+ * Polls until `pred` holds; returns the elapsed milliseconds, for a diagnostic (not for an
+ * assertion: see helpers/wait.ts). The form with milliseconds before `what` is the old one,
+ * still taken so that tests written against it keep compiling; the number is ignored: the
+ * guard is the only bound.
+ */
+export async function until(pred: () => Promise<boolean> | boolean, ...args: [what?: string] | [ignoredMs: number, what?: string]): Promise<number> {
+  const what = (typeof args[0] === 'number' ? args[1] : args[0]) ?? 'condition';
   const t0 = performance.now();
-  for (;;) {
-    if (await pred()) return performance.now() - t0;
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitFor(what, pred, { intervalMs: 20 });
+  return performance.now() - t0;
 }
