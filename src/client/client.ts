@@ -5,7 +5,7 @@ import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
-import { HttpRegistry } from '../discovery/http.js';
+import { registryFromUrl } from '../discovery/from-url.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition, type Step } from '../upstream/upstream.js';
 import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
@@ -23,7 +23,8 @@ export interface ClientOptions {
   /**
    * The gateway admin listener(s) whose registry lists the service's instances, e.g.
    * `http://127.0.0.1:9901`. With several, their members are merged (each gateway knows every
-   * instance; one restarting costs nothing).
+   * instance; one restarting costs nothing). `etcd://host:port,host:port…` watches etcd instead
+   * (docs/registry.md: user, password, TLS and key prefix in the URL).
    */
   registry?: string | readonly string[];
   /** The gateways' secret; unset, found as `serve()` finds it (docs/security.md). */
@@ -161,7 +162,7 @@ export class ServiceClient {
     this.upstream = new Upstream(upstreamSettingsOf(settings), options.steps ?? [], { onTransition: options.onTransition });
     this.membershipTimeout = options.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
+    this.owned = urls.map((url) => registryFromUrl(url, options.token));
     const registries = [...(options.registries ?? []), ...this.owned];
     this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
     void this.members?.known.then(() => { this.membersKnown = true; });

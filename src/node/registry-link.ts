@@ -1,5 +1,5 @@
 import { isTandemError } from '../core/errors.js';
-import { HttpRegistry } from '../discovery/http.js';
+import { registryFromUrl } from '../discovery/from-url.js';
 import type { InstanceState, KeepAlive, Lease, Registration, Registry } from '../discovery/types.js';
 import { TandemError } from '../core/errors.js';
 
@@ -34,7 +34,7 @@ export class RegistryLink {
     private readonly log: LinkLogger,
   ) {
     this.url = url;
-    this.registry = new HttpRegistry({ url, token, timeout: 3000 });
+    this.registry = registryFromUrl(url, token, 3000);
     this.firstAttempt = new Promise((resolve) => { this.settleFirst = resolve; });
   }
 

@@ -25,7 +25,10 @@ export type DrainHook = () => unknown;
 export interface ServeOptions {
   /** The service this instance belongs to. */
   service: string;
-  /** The gateway admin listener(s), e.g. `http://127.0.0.1:9901`; the instance registers with each. */
+  /**
+   * The gateway admin listener(s), e.g. `http://127.0.0.1:9901`, or etcd:
+   * `etcd://[user:password@]host:port,host:port…` (docs/registry.md); the instance registers with each.
+   */
   registry: string | readonly string[];
   /**
    * The gateways' secret. Unset: TANDEM_TOKEN, TANDEM_TOKEN_FILE, or — for a gateway on this
