@@ -81,7 +81,7 @@ export class EtcdClient {
 
   /** One unary call to member `at`, no failover (the watch's check of its own member). */
   async callAt<T>(at: number, path: string, body: object, reauth = true): Promise<T> {
-    const headers = await this.headers(at);
+    const headers = await this.headers(at, path !== '/v3/auth/authenticate');
     const base = this.connection.endpoints[at]!;
     let status: number;
     let text: string;
@@ -140,11 +140,11 @@ export class EtcdClient {
     await this.agent.destroy();
   }
 
-  private async headers(at: number): Promise<Record<string, string>> {
+  private async headers(at: number, authenticated = true): Promise<Record<string, string>> {
     // grpc-gateway passes Grpc-Metadata-* on as gRPC metadata: etcd then refuses requests and
     // ends watches on a member that has lost its leader.
     const headers: Record<string, string> = { 'content-type': 'application/json', 'grpc-metadata-hasleader': 'true' };
-    if (this.connection.username !== undefined) headers.authorization = await this.authToken(at);
+    if (authenticated && this.connection.username !== undefined) headers.authorization = await this.authToken(at);
     return headers;
   }
 
