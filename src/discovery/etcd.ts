@@ -174,24 +174,21 @@ export class EtcdRegistry implements Registry {
   }
 
   watch(service: string, options: WatchOptions = {}): AsyncIterable<ServiceSnapshot> {
-    let watch: EtcdWatch | undefined;
-    const latest: Latest<ServiceSnapshot> = new Latest(() => {
-      if (watch !== undefined) {
-        watch.stop();
-        this.watches.delete(watch);
-      }
-      if (this.watches.size === 0) this.stopChecks();
-    }, options.signal);
-    if (this.closed) latest.end();
-    if (latest.isEnded) return latest;
     const prefix = this.servicePrefix(service);
-    watch = new EtcdWatch({
+    const watch = new EtcdWatch({
       client: this.client,
       key: b64(prefix),
       rangeEnd: rangeEnd(prefix),
       read: () => this.range(service),
       publish: (revision, kvs) => latest.push(snapshotOf(service, revision, kvs)),
     });
+    const latest: Latest<ServiceSnapshot> = new Latest(() => {
+      watch.stop();
+      this.watches.delete(watch);
+      if (this.watches.size === 0) this.stopChecks();
+    }, options.signal);
+    if (this.closed) latest.end();
+    if (latest.isEnded) return latest;
     this.watches.add(watch);
     this.startChecks();
     watch.start();
