@@ -4,6 +4,7 @@
 // service client — including static stability while etcd is down.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { createServer as createNetServer, connect, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
@@ -12,7 +13,7 @@ import { etcdOptionsFromUrl } from '../src/discovery/etcd-options.js';
 import { createClient } from '../src/client/index.js';
 import { isTandemError } from '../src/core/errors.js';
 import { nextMatching, registryContract } from './helpers/registry-contract.js';
-import { startEtcd, type OwnEtcd } from './helpers/etcd.js';
+import { makePki, startEtcd, type OwnEtcd } from './helpers/etcd.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 import { startGateway } from './helpers/gateway.js';
 import { spawnInstance, until } from './helpers/sdk.js';
@@ -149,6 +150,23 @@ test('etcd with auth: a user with a role on the prefix registers and watches; a 
   await good.setState(lease.id, 'draining');
   await nextMatching(iter, (s) => s.instances[0]?.state === 'draining');
   await assert.rejects(bad.snapshot('shop'), (err: unknown) => isTandemError(err) && err.code === 'TANDEM_ERR_UNAUTHORIZED' && /authentication failed/.test(err.message));
+  await iter.return?.();
+});
+
+test('etcd over TLS with client certificates: etcds:// with ca, cert and key works; without a client certificate etcd is unavailable', async () => {
+  const pki = makePki();
+  defer(async () => rmSync(pki.dir, { recursive: true, force: true }));
+  const etcd = await startEtcd(1, pki);
+  defer(() => etcd.destroy());
+  const e = etcd.endpoints[0]!;
+  const good = new EtcdRegistry(etcdOptionsFromUrl(`etcds://${e}?ca=${pki.ca}&cert=${pki.clientCert}&key=${pki.clientKey}`));
+  const anonymous = new EtcdRegistry(etcdOptionsFromUrl(`etcds://${e}?ca=${pki.ca}`));
+  defer(() => good.close(), () => anonymous.close());
+  const iter = good.watch('shop')[Symbol.asyncIterator]();
+  await nextMatching(iter, (s) => s.instances.length === 0);
+  await good.register({ service: 'shop', id: 'a', address: '127.0.0.1:7001' });
+  await nextMatching(iter, (s) => s.instances.length === 1);
+  await assert.rejects(anonymous.snapshot('shop'), (err: unknown) => isTandemError(err) && err.code === 'TANDEM_ERR_REGISTRY_UNAVAILABLE');
   await iter.return?.();
 });
 

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './backend.js';
@@ -16,6 +17,36 @@ export interface EtcdMember {
   /** Sends `signal` (SIGTERM by default) and waits for the exit; SIGSTOP/SIGCONT just send. */
   signal(signal?: NodeJS.Signals): Promise<void>;
   readonly pid: number | undefined;
+}
+
+/** PEM files of a throwaway CA, a certificate for 127.0.0.1 (server and client use) and a client certificate. */
+export interface TestPki {
+  dir: string;
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+/** Makes a TestPki with the openssl command (P-256 keys, valid one day); remove `dir` after. */
+export function makePki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-pki-'));
+  const f = (name: string) => join(dir, name);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  const key = (name: string) => ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(name));
+  key('ca.key');
+  ssl('req', '-x509', '-new', '-key', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=tandem test CA');
+  const sign = (name: string, cn: string, ext: string) => {
+    key(`${name}.key`);
+    ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
+    writeFileSync(f(`${name}.ext`), ext);
+    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
+  };
+  // etcd's JSON gateway dials its own gRPC port with the server certificate: it needs clientAuth too.
+  sign('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
+  sign('client', 'tandem', 'extendedKeyUsage=clientAuth\n');
+  return { dir, ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
 }
 
 export interface OwnEtcd {
@@ -36,7 +67,10 @@ export interface OwnEtcd {
  * may be as short as 1 s, as in the registry contract; the members are on one host, so the
  * round trips are well below that.
  */
-export async function startEtcd(size = 1): Promise<OwnEtcd> {
+export async function startEtcd(size = 1, tls?: TestPki): Promise<OwnEtcd> {
+  const scheme = tls ? 'https' : 'http';
+  const tlsArgs = tls ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : [];
+  const probe = tls ? new Agent({ connect: { ca: readFileSync(tls.ca, 'utf8'), cert: readFileSync(tls.clientCert, 'utf8'), key: readFileSync(tls.clientKey, 'utf8') } }) : undefined;
   const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peers = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i + 1]}`).join(',');
@@ -49,11 +83,12 @@ export async function startEtcd(size = 1): Promise<OwnEtcd> {
     let proc: ChildProcess | undefined;
     const args = [
       '--name', name, '--data-dir', dir,
-      '--listen-client-urls', `http://127.0.0.1:${client}`, '--advertise-client-urls', `http://127.0.0.1:${client}`,
+      '--listen-client-urls', `${scheme}://127.0.0.1:${client}`, '--advertise-client-urls', `${scheme}://127.0.0.1:${client}`,
       '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
       '--initial-cluster', peers, '--initial-cluster-state', 'new', '--initial-cluster-token', `tandem-test-${process.pid}`,
       '--heartbeat-interval', '50', '--election-timeout', '500',
       '--log-level', 'error', '--logger', 'zap',
+      ...tlsArgs,
     ];
     const exited = () => proc === undefined || proc.exitCode !== null || proc.signalCode !== null;
     const member = {
@@ -96,8 +131,8 @@ export async function startEtcd(size = 1): Promise<OwnEtcd> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         for (const m of members) {
-          const ok = await fetch(`http://${m.endpoint}/health`, { signal: AbortSignal.timeout(1000) })
-            .then(async (r) => r.ok && ((await r.json()) as { health?: string }).health === 'true', () => false);
+          const ok = await request(`${scheme}://${m.endpoint}/health`, { headersTimeout: 1000, bodyTimeout: 1000, ...(probe ? { dispatcher: probe } : {}) })
+            .then(async (r) => r.statusCode === 200 && ((await r.body.json()) as { health?: string }).health === 'true', () => false);
           if (ok) return;
         }
         if (Date.now() > deadline) throw new Error(`etcd (${cluster.endpoints.join(', ')}) not healthy within ${timeoutMs} ms`);
@@ -108,6 +143,7 @@ export async function startEtcd(size = 1): Promise<OwnEtcd> {
     async destroy() {
       for (const m of members) await m.kill().catch(() => {});
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      await probe?.close();
     },
   };
   try {
