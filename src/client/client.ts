@@ -6,6 +6,7 @@ import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { registryFromUrl } from '../discovery/from-url.js';
+import { isEtcdUrl } from '../discovery/etcd-options.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition, type Step } from '../upstream/upstream.js';
 import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
@@ -39,7 +40,7 @@ export interface ClientOptions {
   /**
    * How long an instance that vanished from a registry without draining is still used
    * (a restarted registry is empty until instances register again). Default 10 s, the SDK's
-   * lease TTL.
+   * lease TTL; 0 when every registry is etcd (it does not restart empty).
    */
   holdRemoved?: number;
   /** Longest wait for the first membership snapshot before a request fails. Default 5 s. */
@@ -164,7 +165,11 @@ export class ServiceClient {
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => registryFromUrl(url, options.token));
     const registries = [...(options.registries ?? []), ...this.owned];
-    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
+    // etcd never comes back empty (and keeps its members while it is away): an instance gone
+    // from it has left for good, and holding it would only keep a crashed one longer.
+    const onlyEtcd = urls.length > 0 && urls.every(isEtcdUrl) && !(options.registries?.length);
+    const hold = onlyEtcd && clientOptions.holdRemoved === undefined ? 0 : options.holdRemoved;
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), hold);
     void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({
