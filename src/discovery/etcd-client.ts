@@ -121,6 +121,8 @@ export class EtcdClient {
         headersTimeout: this.connection.requestTimeout, bodyTimeout: 0,
       });
     } catch (err) {
+      // A member that cannot be reached is left at once (not only at the next check).
+      if (!signal.aborted) this.rotate(at);
       throw unavailable(base, err as Error);
     }
     if (res.statusCode !== 200) {

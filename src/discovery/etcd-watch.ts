@@ -117,6 +117,8 @@ export class EtcdWatch {
           // Compacted past our revision: the changes in between are gone, only a fresh read is exact.
           if (result.compact_revision !== undefined && Number(result.compact_revision) > 0) this.revision = undefined;
           else if (/auth/i.test(result.cancel_reason ?? '')) this.o.client.dropToken();
+          // Ended by its member (it lost its leader): try the next one.
+          else this.o.client.rotate(at);
           break;
         }
         if (result.events !== undefined && result.events.length > 0) this.apply(result);
