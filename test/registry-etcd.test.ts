@@ -11,6 +11,7 @@ import { request } from 'undici';
 import { EtcdRegistry } from '../src/discovery/etcd.js';
 import { etcdOptionsFromUrl } from '../src/discovery/etcd-options.js';
 import { createClient } from '../src/client/index.js';
+import { parseServeOptions } from '../src/node/serve.js';
 import { isTandemError } from '../src/core/errors.js';
 import { nextMatching, registryContract } from './helpers/registry-contract.js';
 import { makePki, startEtcd, type OwnEtcd } from './helpers/etcd.js';
@@ -55,6 +56,9 @@ test('etcd:// URLs: members, user, password, prefix; a bad one is refused naming
   assert.throws(() => new EtcdRegistry({ endpoints: ['not a host'] }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_INVALID_ARGUMENT' && /endpoints\[0\]/.test(e.message));
   assert.throws(() => new EtcdRegistry({ endpoints: ['127.0.0.1:2379'], ttl: 10 }), (e: unknown) => isTandemError(e) && /options.ttl/.test(e.message));
   assert.throws(() => createClient('shop', { registry: 'etcd://' }), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_INVALID_ARGUMENT');
+  // serve() checks an etcd URL with its other options, before the server is touched.
+  assert.throws(() => parseServeOptions({ service: 'shop', registry: ['http://127.0.0.1:9901', 'etcd://bad host'] }), (e: unknown) => isTandemError(e) && /options.registry\[1\]: endpoints\[0\]: "bad host" is not host:port/.test(e.message));
+  assert.throws(() => parseServeOptions({ service: 'shop', registry: 'etcd://h:2379?colour=blue' }), (e: unknown) => isTandemError(e) && /options.registry: \?colour: unknown parameter/.test(e.message));
 });
 
 test('3 members: a frozen member, then a killed one — registrations and the watch go on through the others', async () => {

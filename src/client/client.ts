@@ -5,7 +5,7 @@ import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
-import { registryFromUrl } from '../discovery/from-url.js';
+import { registryFromUrl, registryUrls } from '../discovery/from-url.js';
 import { isEtcdUrl } from '../discovery/etcd-options.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition, type Step } from '../upstream/upstream.js';
@@ -92,7 +92,7 @@ export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ ...CLIENT_DEFAULTS });
 type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
 
 const CLIENT_SPEC: OptionSpec = {
-  registry: rules.stringOrStrings,
+  registry: registryUrls,
   token: rules.string,
   endpoints: rules.strings,
   // checked key by key by the gateway config's schema (settingsOf)

@@ -8,6 +8,7 @@ import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../cor
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
+import { registryUrls } from '../discovery/from-url.js';
 import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
@@ -114,7 +115,7 @@ type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
 
 const SERVE_SPEC: OptionSpec = {
   service: rules.string,
-  registry: rules.stringOrStrings,
+  registry: registryUrls,
   token: rules.string,
   id: rules.string,
   host: rules.string,
