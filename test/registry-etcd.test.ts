@@ -17,6 +17,9 @@ import { nextMatching, registryContract } from './helpers/registry-contract.js';
 import { makePki, startEtcd, type OwnEtcd } from './helpers/etcd.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 import { startGateway } from './helpers/gateway.js';
+import pino from 'pino';
+import { Gateway } from '../src/gateway/gateway.js';
+import { validateConfig } from '../src/config/validate.js';
 import { spawnInstance, until } from './helpers/sdk.js';
 
 const { track, defer } = cleanupAfterAll();
@@ -217,4 +220,17 @@ test('gateway, node SDK and client on etcd: join, drain, crash within the lease;
   await gw.waitForLog((l) => l.msg === 'registry' && l.event === 'leave' && l.instance === 'b', 10_000);
   const r = await request(`${gw.url}/x`);
   assert.equal(((await r.body.json()) as { instance: string }).instance, 'c');
+});
+
+test('a gateway starts while etcd cannot be reached (its members come once it can); the etcd keys cannot change on reload', async () => {
+  const config = (etcd: string[]) => validateConfig({
+    listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: { level: 'silent' }, services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }], registry: { etcd },
+  });
+  const gateway = await Gateway.start(config(['127.0.0.1:9']), pino({ level: 'silent' }));
+  try {
+    assert.throws(() => gateway.reload(config(['127.0.0.1:10'])), (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_CONFIG' && /registry.etcd: cannot change on reload/.test(e.message));
+    gateway.reload(config(['127.0.0.1:9']));
+  } finally {
+    await gateway.shutdown();
+  }
 });
