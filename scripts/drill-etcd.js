@@ -237,7 +237,7 @@ async function main() {
     const expected = [...instances.values()].filter((i) => !i.stopped).map((i) => i.address).sort();
     let got = [];
     const t = performance.now();
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 200; i++) {
       got = await Promise.all(gateways.map(membership));
       if (got.every((m) => JSON.stringify(m) === JSON.stringify(expected))) break;
       await sleep(50);
