@@ -155,7 +155,6 @@ export class Gateway {
     const svc = this.config.services.get(service);
     if (upstream && svc && !this.live.draining) upstream.setMembers(this.withMembers(svc).endpoints);
     for (const { kind, instance: { id, address, state } } of changes) {
-      this.registryChanges[`etcd-${kind}`] = (this.registryChanges[`etcd-${kind}`] ?? 0) + 1;
       this.logger.info({ msg: 'registry', event: kind === 'state' ? 'instance-state' : kind, registry: 'etcd', service, instance: id, address, state });
       this.feed.record(kind, `${id} (${address}) ${kind === 'join' ? 'joined' : kind === 'leave' ? 'left' : `is ${state}`} (etcd)`, service, address);
     }
