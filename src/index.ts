@@ -11,7 +11,7 @@ export type { GatewayConfig, GatewayConfigInput, ServiceConfig, ServiceConfigInp
 export { Upstream, createBalancer, BALANCER_KINDS } from './upstream/index.js';
 export type { BalancerKind, ResponseHandler, UpstreamRequest } from './upstream/index.js';
 export { createLogger } from './observe/log.js';
-export { EmbeddedRegistry, HttpRegistry, StaticRegistry } from './discovery/index.js';
+export { EmbeddedRegistry, EtcdRegistry, HttpRegistry, StaticRegistry } from './discovery/index.js';
 export type { Registry, Registration, Instance, InstanceState, Lease, ServiceSnapshot } from './discovery/index.js';
 export { serve } from './node/index.js';
 export type { ServeOptions, ServedInstance } from './node/index.js';

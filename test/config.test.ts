@@ -478,7 +478,27 @@ describe('registry settings', () => {
   test('a service without endpoints is valid (members from the registry); registry defaults apply', () => {
     const c = validateConfig({ listen: '127.0.0.1:8080', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] });
     assert.deepEqual(c.services.get('shop')!.endpoints, []);
-    assert.deepEqual(c.registry, { token: undefined, tokenFile: undefined, ttl: 10_000, maxMetadataSize: 4096, maxInstances: 50_000, maxInstancesPerPeer: 1000 });
+    assert.deepEqual(c.registry, {
+      token: undefined, tokenFile: undefined, ttl: 10_000, maxMetadataSize: 4096, maxInstances: 50_000, maxInstancesPerPeer: 1000,
+      etcd: [], etcdPrefix: '/tandem', etcdUser: undefined, etcdPassword: undefined, etcdCa: undefined, etcdCert: undefined, etcdKey: undefined,
+    });
+  });
+
+  test('etcd keys: members are host:port or URLs; the other etcd keys need members; cert and key go together', () => {
+    const base = { listen: '127.0.0.1:8080', services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] };
+    const c = validateConfig({ ...base, registry: { etcd: ['127.0.0.1:2379', 'https://etcd-2:2379'], etcdPrefix: '/ha', etcdUser: 'gw', etcdPassword: 'pw' } });
+    assert.deepEqual(c.registry.etcd, ['127.0.0.1:2379', 'https://etcd-2:2379']);
+    assert.equal(c.registry.etcdPrefix, '/ha');
+    assertProblems({ ...base, registry: { etcd: ['nope'], etcdCert: '/c.pem' } }, [
+      ['registry.etcd[0]', /not host:port or an http\(s\):\/\/ URL/],
+      ['registry.etcdKey', /go together/],
+    ]);
+    assertProblems({ ...base, registry: { etcdPrefix: '/x', etcdPassword: 'pw' } }, [
+      ['registry.etcdPrefix', /no effect without registry.etcd/],
+      ['registry.etcdPassword', /no effect without registry.etcd/],
+      ['registry.etcdPassword', /needs registry.etcdUser/],
+    ]);
+    assertProblems({ ...base, registry: { etcd: [], etcdPrefix: 'no-slash' } }, [['registry.etcd', /at least 1 item/], ['registry.etcdPrefix', /not a key prefix/]]);
   });
 
   test('registry keys are checked with paths and hints', () => {

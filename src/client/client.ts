@@ -5,7 +5,8 @@ import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import { validateConfig } from '../config/validate.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
-import { HttpRegistry } from '../discovery/http.js';
+import { registryFromUrl, registryUrls } from '../discovery/from-url.js';
+import { isEtcdUrl } from '../discovery/etcd-options.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition, type Step } from '../upstream/upstream.js';
 import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
@@ -23,7 +24,8 @@ export interface ClientOptions {
   /**
    * The gateway admin listener(s) whose registry lists the service's instances, e.g.
    * `http://127.0.0.1:9901`. With several, their members are merged (each gateway knows every
-   * instance; one restarting costs nothing).
+   * instance; one restarting costs nothing). `etcd://host:port,host:port…` watches etcd instead
+   * (docs/registry.md: user, password, TLS and key prefix in the URL).
    */
   registry?: string | readonly string[];
   /** The gateways' secret; unset, found as `serve()` finds it (docs/security.md). */
@@ -38,7 +40,7 @@ export interface ClientOptions {
   /**
    * How long an instance that vanished from a registry without draining is still used
    * (a restarted registry is empty until instances register again). Default 10 s, the SDK's
-   * lease TTL.
+   * lease TTL; 0 when every registry is etcd (it does not restart empty).
    */
   holdRemoved?: number;
   /** Longest wait for the first membership snapshot before a request fails. Default 5 s. */
@@ -90,7 +92,7 @@ export const DEFAULT_CLIENT_OPTIONS = rules.defaults({ ...CLIENT_DEFAULTS });
 type ParsedClientOptions = ClientOptions & typeof DEFAULT_CLIENT_OPTIONS;
 
 const CLIENT_SPEC: OptionSpec = {
-  registry: rules.stringOrStrings,
+  registry: registryUrls,
   token: rules.string,
   endpoints: rules.strings,
   // checked key by key by the gateway config's schema (settingsOf)
@@ -161,9 +163,13 @@ export class ServiceClient {
     this.upstream = new Upstream(upstreamSettingsOf(settings), options.steps ?? [], { onTransition: options.onTransition });
     this.membershipTimeout = options.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    this.owned = urls.map((url) => new HttpRegistry({ url, token: options.token }));
+    this.owned = urls.map((url) => registryFromUrl(url, options.token));
     const registries = [...(options.registries ?? []), ...this.owned];
-    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), options.holdRemoved);
+    // etcd never comes back empty (and keeps its members while it is away): an instance gone
+    // from it has left for good, and holding it would only keep a crashed one longer.
+    const onlyEtcd = urls.length > 0 && urls.every(isEtcdUrl) && !(options.registries?.length);
+    const hold = onlyEtcd && clientOptions.holdRemoved === undefined ? 0 : options.holdRemoved;
+    this.members = registries.length === 0 ? undefined : new Members(service, registries, (found) => this.upstream.setMembers(merge(fixed, found)), hold);
     void this.members?.known.then(() => { this.membersKnown = true; });
     const u = this.upstream;
     this.stats = () => ({

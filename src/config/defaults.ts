@@ -88,5 +88,14 @@ export const DEFAULTS = Object.freeze({
     maxMetadataSize: D.maxMetadataSize,
     maxInstances: D.maxInstances,
     maxInstancesPerPeer: D.maxInstancesPerPeer,
+    /** No etcd: members come from the config and the embedded registry only. */
+    etcd: Object.freeze([]) as readonly string[],
+    etcdPrefix: D.etcd.prefix,
+    etcdUser: undefined as string | undefined,
+    /** Unset: TANDEM_ETCD_PASSWORD. */
+    etcdPassword: undefined as string | undefined,
+    etcdCa: undefined as string | undefined,
+    etcdCert: undefined as string | undefined,
+    etcdKey: undefined as string | undefined,
   }),
 });

@@ -108,6 +108,14 @@ export interface RegistryConfig {
   maxMetadataSize: number;
   maxInstances: number;
   maxInstancesPerPeer: number;
+  /** etcd members; empty: no etcd. */
+  etcd: string[];
+  etcdPrefix: string;
+  etcdUser: string | undefined;
+  etcdPassword: string | undefined;
+  etcdCa: string | undefined;
+  etcdCert: string | undefined;
+  etcdKey: string | undefined;
 }
 
 /** The validated, normalized gateway configuration: every default applied, units resolved. */

@@ -85,6 +85,7 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
     case 'maxProperties':
       return { path, message: `takes exactly one of ${Object.keys((e.parentSchema as { properties?: object }).properties ?? {}).join(', ')}` };
     case 'pattern':
+      if (path === 'registry.etcdPrefix') return { path, message: `${JSON.stringify(e.data)} is not a key prefix: "/" then letters, digits, "_", ".", "/" and "-", not ending in "/" (as "/tandem")` };
       return { path, message: `${JSON.stringify(e.data)} is not a valid name (letters, digits, "_", "." and "-")` };
     case 'propertyNames':
       return { path: pointerToPath(`${e.instancePath}/${String(p.propertyName).replace(/~/g, '~0').replace(/\//g, '~1')}`), message: 'not a valid service name (letters, digits, "_", "." and "-")' };
@@ -177,6 +178,25 @@ function registry(raw: unknown, problems: ConfigProblem[]): RegistryConfig {
     maxMetadataSize: sizeOr(r.maxMetadataSize, d.maxMetadataSize),
     maxInstances: typeof r.maxInstances === 'number' ? r.maxInstances : d.maxInstances,
     maxInstancesPerPeer: typeof r.maxInstancesPerPeer === 'number' ? r.maxInstancesPerPeer : d.maxInstancesPerPeer,
+    ...etcdConfig(r, problems),
+  };
+}
+
+function etcdConfig(r: Raw, problems: ConfigProblem[]): Pick<RegistryConfig, 'etcd' | 'etcdPrefix' | 'etcdUser' | 'etcdPassword' | 'etcdCa' | 'etcdCert' | 'etcdKey'> {
+  const d = DEFAULTS.registry;
+  const str = (v: unknown, dflt: string | undefined) => (typeof v === 'string' ? v : dflt);
+  const etcd = Array.isArray(r.etcd) ? r.etcd.filter((e): e is string => typeof e === 'string') : [...d.etcd];
+  etcd.forEach((e, i) => {
+    if (!/^https?:\/\//.test(e) && typeof parseHostPort(e) === 'string') problems.push({ path: `registry.etcd[${i}]`, message: `"${e}" is not host:port or an http(s):// URL` });
+  });
+  for (const key of ['etcdPrefix', 'etcdUser', 'etcdPassword', 'etcdCa', 'etcdCert', 'etcdKey'] as const) {
+    if (r[key] !== undefined && r.etcd === undefined) problems.push({ path: `registry.${key}`, message: 'has no effect without registry.etcd' });
+  }
+  if (r.etcdPassword !== undefined && r.etcdUser === undefined) problems.push({ path: 'registry.etcdPassword', message: 'a password needs registry.etcdUser' });
+  if ((r.etcdCert === undefined) !== (r.etcdKey === undefined)) problems.push({ path: r.etcdCert === undefined ? 'registry.etcdCert' : 'registry.etcdKey', message: 'registry.etcdCert and registry.etcdKey go together' });
+  return {
+    etcd, etcdPrefix: str(r.etcdPrefix, d.etcdPrefix)!, etcdUser: str(r.etcdUser, d.etcdUser), etcdPassword: str(r.etcdPassword, d.etcdPassword),
+    etcdCa: str(r.etcdCa, d.etcdCa), etcdCert: str(r.etcdCert, d.etcdCert), etcdKey: str(r.etcdKey, d.etcdKey),
   };
 }
 

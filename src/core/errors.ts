@@ -19,7 +19,7 @@ export const ERROR_CATALOG = {
   TANDEM_ERR_CLIENT_ABORTED: 'The client went away (or a service client\'s request was aborted by its signal) before the response was complete (HTTP 499 in logs and metrics).',
   TANDEM_ERR_CLIENT_CLOSED: 'A service client was used after close().',
   TANDEM_ERR_REGISTRY_INVALID: 'A registry request is malformed or names an address no instance can have: a bad address, one of the gateway\'s own listeners, a link-local, unspecified, multicast or broadcast address, an unknown field, a value out of range (HTTP 400); no such registry route (404), a method the route does not take (405), a body that did not arrive in time (408).',
-  TANDEM_ERR_UNAUTHORIZED: 'A request to the admin listener (registry API, /admin, the dashboard) without the gateway\'s secret, or with a wrong one (HTTP 401); docs/security.md says where the secret comes from.',
+  TANDEM_ERR_UNAUTHORIZED: 'A request to the admin listener (registry API, /admin, the dashboard) without the gateway\'s secret, or with a wrong one (HTTP 401); docs/security.md says where the secret comes from. Also: etcd refused the user, password or permissions of the etcd registry (docs/registry.md).',
   TANDEM_ERR_FORBIDDEN: 'The admin listener refuses the request whoever sends it: a Host that is not its own address or a loopback name, or a write from another site (Origin, Sec-Fetch-Site) (HTTP 403); a write whose body is not declared application/json (HTTP 415).',
   TANDEM_ERR_REGISTRY_CONFLICT: 'The instance id is held by another live lease; register again once it is deregistered or expired (HTTP 409).',
   TANDEM_ERR_REGISTRY_LIMIT: 'A registry limit is reached: metadata or request body too large (HTTP 413), too many instances from one peer or in all (HTTP 429).',

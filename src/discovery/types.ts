@@ -1,8 +1,8 @@
 /**
  * The Registry port: who the instances of each service are, kept alive by leases. Adapters:
  * `embedded` (in the gateway, soft state), `http` (the embedded registry of a gateway, over its
- * admin listener), `static` (the endpoints in the config; read-only). An etcd adapter is to
- * follow against the same contract suite (test/helpers/registry-contract.ts).
+ * admin listener), `static` (the endpoints in the config; read-only), `etcd` (keys attached to
+ * etcd leases). The writable ones pass one contract suite (test/helpers/registry-contract.ts).
  */
 
 /** `ready` takes new requests; `draining` finishes what it has and gets nothing new. */

@@ -18,6 +18,7 @@ import { createAdminServer } from './admin.js';
 import { adminSecret, type AdminSecret } from './admin-guard.js';
 import { handleRegistryApi } from './registry-api.js';
 import { EmbeddedRegistry } from '../discovery/embedded.js';
+import { ExternalMembers, etcdRegistryOf, type MemberChange } from './external-members.js';
 import type { EndpointConfig, ServiceConfig } from '../config/types.js';
 import { VERSION } from '../version.js';
 import { tracingReady } from '../observe/trace.js';
@@ -58,6 +59,8 @@ export class Gateway {
   /** The embedded registry: instances that registered over the admin listener. */
   readonly registry: EmbeddedRegistry;
   private readonly registrySubscription: { dispose(): void };
+  /** Members from etcd (`registry.etcd`) for the services without `endpoints`; undefined without etcd. */
+  private readonly external: ExternalMembers | undefined;
   /** Samples and the timeline behind the dashboard, /admin/dashboard and `tandem status`. */
   readonly feed: ClusterFeed;
   /** The admin listener's secret (docs/security.md). */
@@ -73,7 +76,7 @@ export class Gateway {
     this.registry = new EmbeddedRegistry({ ttl: r.ttl, maxMetadataSize: r.maxMetadataSize, maxInstances: r.maxInstances, maxInstancesPerPeer: r.maxInstancesPerPeer });
     this.feed = new ClusterFeed({
       upstreams: () => this.upstreams.values(),
-      draining: (service) => this.registry.snapshotNow(service).instances.filter((i) => i.state === 'draining'),
+      draining: (service) => [...this.registry.snapshotNow(service).instances, ...(this.external?.instances(service) ?? [])].filter((i) => i.state === 'draining'),
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
       gateways: () => (this.admin.listening ? this.peers.views() : []),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
@@ -87,6 +90,8 @@ export class Gateway {
     });
     this.accessLog = new AccessLog(config.log.access, logger);
     this.steps = gatewaySteps(this.accessLog);
+    const etcd = etcdRegistryOf(config.registry);
+    this.external = etcd && new ExternalMembers(etcd, (service, changes) => this.externalChanged(service, changes));
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
@@ -101,6 +106,7 @@ export class Gateway {
       if (change.cause !== undefined) this.feed.leave(change.service, id, address, change.cause);
       else this.feed.record(event === 'instance-state' ? 'state' : event, `${id} (${address}) ${change.kind === 'registered' ? 'joined' : `is ${state}`}`, change.service, address);
     });
+    this.external?.follow(fromRegistry(config));
     this.bodyGuard = new BodyGuard(bodyGuardOptions(config.limits));
     this.ctx = this.buildContext(config);
     const limits = config.limits;
@@ -157,6 +163,17 @@ export class Gateway {
     }, { headersTimeout: limits.headersTimeout });
   }
 
+  /** Members from etcd changed: the upstream takes them, each change is logged and on the timeline. */
+  private externalChanged(service: string, changes: readonly MemberChange[]): void {
+    const upstream = this.upstreams.get(service);
+    const svc = this.config.services.get(service);
+    if (upstream && svc && !this.live.draining) upstream.setMembers(this.withMembers(svc).endpoints);
+    for (const { kind, instance: { id, address, state } } of changes) {
+      this.logger.info({ msg: 'registry', event: kind === 'state' ? 'instance-state' : kind, registry: 'etcd', service, instance: id, address, state });
+      this.feed.record(kind, `${id} (${address}) ${kind === 'join' ? 'joined' : kind === 'leave' ? 'left' : `is ${state}`} (etcd)`, service, address);
+    }
+  }
+
   /** Why an instance may not be at ip:port: it is one of this gateway's own listeners. */
   private ownListener(ip: string, port: number): string | undefined {
     for (const [name, server] of [['listen', this.server], ['admin', this.admin]] as const) {
@@ -190,7 +207,10 @@ export class Gateway {
    * what it has and closes). An address listed both ways counts once, with the config's weight.
    */
   private withMembers(svc: ServiceConfig): ServiceConfig {
-    const registered = this.registry.snapshotNow(svc.name).instances;
+    const registered = [...this.registry.snapshotNow(svc.name).instances];
+    // etcd is read by the gateway, not written through it: the own-listener rule the registry
+    // API applies to a registration is applied here.
+    if (svc.endpoints.length === 0 && this.external) for (const i of this.external.instances(svc.name)) if (this.ownListener(i.host, i.port) === undefined) registered.push(i);
     if (registered.length === 0) return svc;
     const seen = new Set(svc.endpoints.map((e) => formatHostPort(e.host, e.port)));
     const endpoints: EndpointConfig[] = [...svc.endpoints];
@@ -267,6 +287,9 @@ export class Gateway {
     for (const key of ['ttl', 'maxMetadataSize', 'maxInstances', 'maxInstancesPerPeer'] as const) {
       if (next.registry[key] !== this.config.registry[key]) problems.push({ path: `registry.${key}`, message: 'cannot change on reload — restart the gateway (registry.token can change)' });
     }
+    for (const key of ['etcd', 'etcdPrefix', 'etcdUser', 'etcdPassword', 'etcdCa', 'etcdCert', 'etcdKey'] as const) {
+      if (JSON.stringify(next.registry[key]) !== JSON.stringify(this.config.registry[key])) problems.push({ path: `registry.${key}`, message: 'cannot change on reload — restart the gateway' });
+    }
     if (problems.length > 0) throw new ConfigError(problems);
     // A secret that changed (registry.token, or the file's content) takes effect for the next request.
     const secret = adminSecret(next.registry, next.admin);
@@ -291,6 +314,7 @@ export class Gateway {
     }
     this.config = next;
     this.peers.configure(next.peers, next.virtualAddress);
+    this.external?.follow(fromRegistry(next));
     this.secret = secret;
     this.bodyGuard.configure(bodyGuardOptions(next.limits));
     this.ctx = this.buildContext(next);
@@ -333,6 +357,7 @@ export class Gateway {
     // that was cut off must not hold the process open.
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
+    await this.external?.close();
     this.bodyGuard.close();
     this.peers.close();
     this.feed.close();
@@ -393,6 +418,11 @@ export class Gateway {
       routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
     };
   }
+}
+
+/** The services whose members come from etcd: those the config gives no endpoints. */
+function fromRegistry(config: GatewayConfig): string[] {
+  return [...config.services.values()].filter((s) => s.endpoints.length === 0).map((s) => s.name);
 }
 
 function boundAddress(server: Server): HostPort {

@@ -1,5 +1,5 @@
 import { isTandemError } from '../core/errors.js';
-import { HttpRegistry } from '../discovery/http.js';
+import { registryFromUrl } from '../discovery/from-url.js';
 import type { InstanceState, KeepAlive, Lease, Registration, Registry } from '../discovery/types.js';
 import { TandemError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
@@ -57,7 +57,7 @@ export class RegistryLink {
     this.heartbeatInterval = options.heartbeatInterval;
     this.answerTimeout = options.answerTimeout;
     this.log = options.log;
-    this.registry = new HttpRegistry({ url: options.url, token: options.token, timeout: 3000, clock: options.clock });
+    this.registry = registryFromUrl(options.url, options.token, { timeout: 3000, clock: options.clock });
     this.firstAttempt = new Promise((resolve) => { this.settleFirst = resolve; });
   }
 

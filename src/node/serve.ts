@@ -8,6 +8,7 @@ import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../cor
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 import type { Registration } from '../discovery/types.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
+import { registryUrls } from '../discovery/from-url.js';
 import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
@@ -25,7 +26,10 @@ export type DrainHook = () => unknown;
 export interface ServeOptions {
   /** The service this instance belongs to. */
   service: string;
-  /** The gateway admin listener(s), e.g. `http://127.0.0.1:9901`; the instance registers with each. */
+  /**
+   * The gateway admin listener(s), e.g. `http://127.0.0.1:9901`, or etcd:
+   * `etcd://[user:password@]host:port,host:port…` (docs/registry.md); the instance registers with each.
+   */
   registry: string | readonly string[];
   /**
    * The gateways' secret. Unset: TANDEM_TOKEN, TANDEM_TOKEN_FILE, or — for a gateway on this
@@ -119,7 +123,7 @@ type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
 
 const SERVE_SPEC: OptionSpec = {
   service: rules.string,
-  registry: rules.stringOrStrings,
+  registry: registryUrls,
   token: rules.string,
   id: rules.string,
   host: rules.string,

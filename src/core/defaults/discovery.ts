@@ -22,4 +22,17 @@ export const DISCOVERY_DEFAULTS = Object.freeze({
   maxInstancesPerPeer: 1_000,
   /** HttpRegistry: longest wait for one request's answer. */
   requestTimeout: 5_000,
+  /** The etcd registry (discovery/etcd.ts; docs/registry.md). */
+  etcd: Object.freeze({
+    /** Keys are `<prefix>/services/<service>/<id>`. */
+    prefix: '/tandem',
+    /**
+     * Longest wait for one member's answer before the next member is asked: a frozen or
+     * partitioned member costs this much once, then requests go elsewhere. Well above an etcd
+     * write's usual few milliseconds, below the lease TTL so a keep-alive survives a bad member.
+     */
+    requestTimeout: 2_000,
+    /** How often a watching process checks that the member serving its watches answers and has a leader. */
+    checkInterval: 2_000,
+  }),
 });
