@@ -286,15 +286,26 @@ export class Gateway {
   /**
    * Graceful stop: refuse new connections, tell keep-alive clients to close, wait for
    * in-flight requests up to drainTimeout, then close everything.
+   *
+   * With `release` (a pair behind a virtual address, docs/deployment.md) the address moves
+   * first: /readyz says 503 and every response says `Connection: close` at once, idle
+   * keep-alive connections are closed, and the listener keeps accepting until `release`
+   * resolves — a connection refused while the address is still here would be a failed request.
+   * Once the address is on the peer no new connection can arrive here; then the drain starts.
    */
-  shutdown(): Promise<void> {
-    this.drained ??= this.drain();
+  shutdown(release?: () => Promise<void>): Promise<void> {
+    this.drained ??= this.drain(release);
     return this.drained;
   }
 
-  private async drain(): Promise<void> {
-    const deadline = Date.now() + this.config.drainTimeout;
+  private async drain(release?: () => Promise<void>): Promise<void> {
     this.live.draining = true;
+    if (release) {
+      this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
+      this.server.closeIdleConnections();
+      await release();
+    }
+    const deadline = Date.now() + this.config.drainTimeout;
     // Membership stays as it is while the gateway drains: the upstreams are closing.
     this.registrySubscription.dispose();
     this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
