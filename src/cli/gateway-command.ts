@@ -9,6 +9,8 @@ export interface GatewayArgs {
   check: boolean;
   /** A pair behind a virtual address (`--track-file`, `--virtual-address`): SIGTERM hands the address over before draining. */
   handover?: HandoverOptions;
+  /** The process title, which keepalived's track_process matches (default tandem-gateway). */
+  processName?: string;
 }
 
 /** Exit codes: 0 clean stop, 1 runtime failure (e.g. port in use), 2 invalid config. */
@@ -64,7 +66,7 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   // keepalived's track_process finds the gateway by this name (tandem keepalived).
-  process.title = 'tandem-gateway';
+  process.title = args.processName ?? 'tandem-gateway';
   queue = Gateway.start(config, logger).then((started) => {
     gateway = started;
     if (args.handover) claimAddress(args.handover);

@@ -49,6 +49,7 @@ const COMMANDS: Record<string, Command> = {
       'track-file': { type: 'string', value: 'FILE', help: 'keepalived\'s track_file: 0 once listening, 1 on SIGTERM (a pair behind a virtual address)' },
       'virtual-address': { type: 'string', value: 'IP', help: 'on SIGTERM, wait until this address left the host before draining' },
       'handover-timeout': { type: 'string', value: 'S', help: `longest wait for the address to leave (default ${DEFAULT_HANDOVER_TIMEOUT_MS / 1000})` },
+      'process-name': { type: 'string', value: 'NAME', help: 'the process name keepalived\'s track_process looks for (default tandem-gateway)' },
     },
     examples: ['tandem gateway --config gateway.yaml', 'tandem gateway --check gateway.yaml', 'kill -HUP <pid>     # reload the config without dropping requests',
       'tandem gateway --config gateway.yaml --track-file /run/tandem/handover --virtual-address 10.0.0.100'],
@@ -61,7 +62,9 @@ const COMMANDS: Record<string, Command> = {
       const trackFile = v['track-file'] as string | undefined;
       const address = v['virtual-address'] as string | undefined;
       const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000 } : undefined;
-      return runGateway({ config: file, check: v.check !== undefined, handover });
+      const processName = (v['process-name'] as string | undefined) ?? 'tandem-gateway';
+      if (!/^[\w.-]{1,15}$/.test(processName)) return usageError('gateway', `--process-name wants 1–15 letters, digits, '.', '_' or '-', got "${processName}"`, false);
+      return runGateway({ config: file, check: v.check !== undefined, handover, processName });
     },
   },
   demo: {
@@ -114,6 +117,8 @@ const COMMANDS: Record<string, Command> = {
       'track-file': { type: 'string', value: 'FILE', help: 'the handover file, as given to tandem gateway (default /run/tandem/handover)' },
       'advert-int': { type: 'string', value: 'S', help: 'seconds between adverts (default 0.2; VRRPv3 takes 0.01 steps)' },
       'keep-on-lo': { type: 'boolean', help: 'also keep the address on lo, so responses in flight survive a move (needs arp_ignore)' },
+      'track-process': { type: 'boolean', help: 'also track the gateway process (needs kernel process events; not in every VM)' },
+      'process-name': { type: 'string', value: 'NAME', help: 'with --track-process: the gateway\'s --process-name (default tandem-gateway)' },
     },
     examples: ['tandem keepalived -i eth0 -a 10.0.0.100/24 -p 150 --config /etc/tandem/gateway.yaml > /etc/keepalived/keepalived.conf',
       'tandem keepalived -i eth0 -a 10.0.0.100/24 -p 100 --peer 10.0.0.11 --source 10.0.0.12'],
@@ -123,6 +128,7 @@ const COMMANDS: Record<string, Command> = {
       config: v.config as string | undefined, admin: v.admin as string | undefined, routerId: v['router-id'] as string | undefined,
       peers: typeof v.peer === 'string' ? v.peer.split(',').map((p) => p.trim()).filter(Boolean) : [], source: v.source as string | undefined,
       trackFile: v['track-file'] as string | undefined, advertInt: v['advert-int'] as string | undefined, keepOnLo: v['keep-on-lo'] === true,
+      processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true,
     }),
   },
   schema: {

@@ -31,6 +31,9 @@ import { TandemError } from '../core/errors.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
+/** A handover keeps the listener open until no connection arrived for this long (see untilNoNewConnections). */
+export const HANDOVER_QUIET_MS = 300;
+const HANDOVER_QUIET_MAX_MS = 5_000;
 
 /**
  * The gateway process: a client listener that routes and proxies, an admin listener, and one
@@ -52,6 +55,8 @@ export class Gateway {
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
   private settled = false;
+  /** When the client listener last accepted a connection (a handover waits for quiet). */
+  private lastConnectionAt = 0;
   private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
@@ -104,6 +109,7 @@ export class Gateway {
       noDelay: true,
     }, (req, res) => handleRequest(this.ctx, req, res));
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    this.server.on('connection', () => { this.lastConnectionAt = Date.now(); });
     // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
     // (Content-Length among them). The proxy counts every line against limits.maxHeaders and
     // refuses the request, and a reload can change that limit for open connections too.
@@ -304,6 +310,7 @@ export class Gateway {
       this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
       this.server.closeIdleConnections();
       await release();
+      await this.untilNoNewConnections();
     }
     const deadline = Date.now() + this.config.drainTimeout;
     // Membership stays as it is while the gateway drains: the upstreams are closing.
@@ -331,6 +338,21 @@ export class Gateway {
       this.admin.closeAllConnections();
     });
     this.logger.info({ msg: 'stopped', abandoned });
+  }
+
+  /**
+   * After the address left this host the peer takes it only after its VRRP skew time, and
+   * clients keep sending to this host until they see the peer's gratuitous ARP: connections
+   * still arrive here for a while (the address stays on lo, docs/deployment.md). The listener
+   * stays open until none came for HANDOVER_QUIET_MS, or HANDOVER_QUIET_MAX_MS passed.
+   */
+  private async untilNoNewConnections(): Promise<void> {
+    const start = Date.now();
+    while (Date.now() - this.lastConnectionAt < HANDOVER_QUIET_MS && Date.now() - start < HANDOVER_QUIET_MAX_MS) {
+      await new Promise((r) => setTimeout(r, 20));
+      this.server.closeIdleConnections();
+    }
+    this.logger.info({ msg: 'no new connections', event: 'handover-quiet', waitedMs: Date.now() - start });
   }
 
   private buildContext(config: GatewayConfig): ProxyContext {
