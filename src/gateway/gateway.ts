@@ -348,7 +348,9 @@ export class Gateway {
    */
   private async untilNoNewConnections(): Promise<void> {
     const start = Date.now();
-    while (Date.now() - this.lastConnectionAt < HANDOVER_QUIET_MS && Date.now() - start < HANDOVER_QUIET_MAX_MS) {
+    // Counted from the release at the earliest: on long-lived keep-alive connections nothing new
+    // may have come for a while, but closing them sends their clients to connect again.
+    while (Date.now() - Math.max(this.lastConnectionAt, start) < HANDOVER_QUIET_MS && Date.now() - start < HANDOVER_QUIET_MAX_MS) {
       await new Promise((r) => setTimeout(r, 20));
       this.server.closeIdleConnections();
     }
