@@ -435,7 +435,7 @@ async function main() {
       JSON.stringify({ host: HOSTS.in, port: p, id: `i${k + 1}`, token, registry: ['g1', 'g2'].map((h) => `http://${HOSTS[h]}:${ADMIN}`) })]);
   }
   for (const h of ['g1', 'g2']) await ready(h);
-  const ka = { g1: startKeepalived('g1', tandemKeepalived('g1', 150)), g2: startKeepalived('g2', tandemKeepalived('g2', 100)) };
+  const ka = { g1: startKeepalived('g1', tandemKeepalived('g1', 250)), g2: startKeepalived('g2', tandemKeepalived('g2', 240)) };
   await waitFor('the address on a gateway', () => holder() !== undefined);
   await waitFor('a success through the address', () => status('cl', `http://${VIP}:${PORT}/shop/items`) === 200);
   for (const h of ['g1', 'g2']) await eligible(h);

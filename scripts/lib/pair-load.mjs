@@ -32,7 +32,7 @@ async function attempt(dispatcher, method, id, sched) {
       path: `/shop/${method === 'POST' ? 'orders' : 'items'}?id=${id}`, method,
       headers: { 'x-drill-id': id, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
       body: method === 'POST' ? `{"order":"${id}"}` : undefined,
-      signal: AbortSignal.timeout(Math.max(1, Math.ceil(TIMEOUT_MS - (performance.now() - sched)))),
+      signal: globalThis.AbortSignal.timeout(Math.max(1, Math.ceil(TIMEOUT_MS - (performance.now() - sched)))),
     });
     gotBytes = true;
     await res.body.text();
