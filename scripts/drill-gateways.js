@@ -102,10 +102,8 @@ function buildNetwork() {
     ip('-n', ns(h), 'link', 'set', 'lo', 'up');
   }
   for (const h of ['g1', 'g2']) {
-    // The address also lives on lo of both gateway hosts (scope host), so that responses in
-    // flight when it moves can still leave; arp_ignore/arp_announce keep that copy out of ARP.
+    // The gateway's copy of the address on lo (see startTandemGateway) stays out of ARP.
     run('ip', ['netns', 'exec', ns(h), 'sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']);
-    ip('-n', ns(h), 'addr', 'add', `${VIP}/32`, 'dev', 'lo', 'scope', 'host');
   }
 }
 
@@ -167,12 +165,20 @@ routes:
 }
 
 /**
- * The gateway, supervised as systemd would with ExecStopPost (docs/deployment.md): when the
- * process ends, however it ends, 1 goes into the handover file and keepalived moves the address.
+ * The gateway, supervised as the systemd unit in docs/deployment.md does it: while it runs, a
+ * copy of the address sits on lo (scope host), so that responses in flight when the address
+ * moves can still leave this host; when the process ends, however it ends, 1 goes into the
+ * handover file (keepalived moves the address) and the copy goes — from then on a connection
+ * attempt still reaching this host is dropped, not refused, and the client's SYN retransmit
+ * lands on the peer.
  */
 function startTandemGateway(h) {
+  run('ip', ['-n', ns(h), 'addr', 'replace', `${VIP}/32`, 'dev', 'lo', 'scope', 'host']);
   const proc = startGatewayProcess(h);
-  void proc.exited.then(() => writeFileSync(join(tmp, `${h}.handover`), '1\n'));
+  void proc.exited.then(() => {
+    writeFileSync(join(tmp, `${h}.handover`), '1\n');
+    run('ip', ['-n', ns(h), 'addr', 'del', `${VIP}/32`, 'dev', 'lo'], { check: false });
+  });
   return proc;
 }
 

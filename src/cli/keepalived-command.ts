@@ -36,8 +36,6 @@ export interface KeepalivedArgs {
   trackFile: string;
   /** Adverts per second ×… advert_int in seconds (VRRPv3 takes centiseconds). */
   advertInt: number;
-  /** Also keep the address on lo (arp_ignore must be set; docs/deployment.md). */
-  keepOnLo: boolean;
   curl: string;
   /** The gateway's process name (tandem gateway --process-name). */
   processName: string;
@@ -86,7 +84,9 @@ export function keepalivedConf(a: KeepalivedArgs): string {
 #   tandem keepalived --interface ${a.interface} --address ${a.address} --priority ${a.priority}
 # Run the gateway with the matching handover flags, so that SIGTERM moves the address first:
 #   tandem gateway --config FILE --track-file ${a.trackFile} --virtual-address ${vip.ip}${a.processName === KEEPALIVED_DEFAULTS.processName ? '' : ` --process-name ${a.processName}`}
-# Every gateway of the pair gets the same file but its own --priority. docs/deployment.md.
+# Every gateway of the pair gets the same file but its own --priority. The gateway's supervisor
+# writes 1 to the track file when the process ends, and keeps a copy of the address on lo while
+# it runs (with arp_ignore=1, arp_announce=2 on ${a.interface}): docs/deployment.md.
 
 global_defs {
   vrrp_version 3
@@ -124,14 +124,6 @@ vrrp_script tandem_ready {
   fall 1
   rise 2
 }
-${a.keepOnLo ? `
-# The address stays on lo of every gateway host, so that responses in flight when it moves
-# can still leave this host. Needs arp_ignore=1 and arp_announce=2 on ${a.interface}
-# (docs/deployment.md), or this host would answer ARP for the address while the peer holds it.
-static_ipaddress {
-  ${vip.ip}/32 dev lo scope host
-}
-` : ''}
 vrrp_instance tandem_${a.routerId} {
   # Both gateways start as BACKUP with nopreempt: the address stays where it is until its
   # holder fails; a gateway coming back does not take it back (that would reset the peer's connections).
@@ -166,7 +158,6 @@ export interface KeepalivedFlags {
   source?: string;
   trackFile?: string;
   advertInt?: string;
-  keepOnLo: boolean;
   processName?: string;
   trackProcess: boolean;
 }
@@ -202,7 +193,7 @@ async function resolveArgs(f: KeepalivedFlags): Promise<KeepalivedArgs> {
   const admin = f.config ? await adminFromConfig(f.config) : f.admin ?? KEEPALIVED_DEFAULTS.admin;
   return {
     interface: f.interface!, address: f.address!, priority: priority as number, admin, routerId, peers: f.peers, source: f.source,
-    trackFile: f.trackFile ?? KEEPALIVED_DEFAULTS.trackFile, advertInt, keepOnLo: f.keepOnLo, curl: KEEPALIVED_DEFAULTS.curl, processName, trackProcess: f.trackProcess,
+    trackFile: f.trackFile ?? KEEPALIVED_DEFAULTS.trackFile, advertInt, curl: KEEPALIVED_DEFAULTS.curl, processName, trackProcess: f.trackProcess,
   };
 }
 

@@ -350,9 +350,11 @@ export class Gateway {
     const start = Date.now();
     // Counted from the release at the earliest: on long-lived keep-alive connections nothing new
     // may have come for a while, but closing them sends their clients to connect again.
+    // No closeIdleConnections() in this loop: a connection just accepted counts as idle until its
+    // request arrives, and closing it then resets a request already on the wire. Every response
+    // says `Connection: close` by now, so connections end by themselves.
     while (Date.now() - Math.max(this.lastConnectionAt, start) < HANDOVER_QUIET_MS && Date.now() - start < HANDOVER_QUIET_MAX_MS) {
       await new Promise((r) => setTimeout(r, 20));
-      this.server.closeIdleConnections();
     }
     this.logger.info({ msg: 'no new connections', event: 'handover-quiet', waitedMs: Date.now() - start });
   }
