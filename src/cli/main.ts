@@ -108,7 +108,7 @@ const COMMANDS: Record<string, Command> = {
     flags: {
       interface: { type: 'string', short: 'i', value: 'IFACE', help: 'the interface the address goes on (eth0)' },
       address: { type: 'string', short: 'a', value: 'VIP/PREFIX', help: 'the virtual address and its prefix length (10.0.0.100/24)' },
-      priority: { type: 'string', short: 'p', value: 'N', help: '1–254; the higher gateway takes the address first' },
+      priority: { type: 'string', short: 'p', value: 'N', help: '1–254; the higher takes the address first; high values take over sooner' },
       config: { type: 'string', short: 'c', value: 'FILE', help: 'the gateway\'s config: its admin listener is checked (/readyz)' },
       admin: { type: 'string', value: 'HOST:PORT', help: 'the admin listener without --config (default 127.0.0.1:9901)' },
       'router-id': { type: 'string', value: 'N', help: 'virtual_router_id, the same on both gateways, unique on the link (default 51)' },
@@ -119,8 +119,8 @@ const COMMANDS: Record<string, Command> = {
       'track-process': { type: 'boolean', help: 'also track the gateway process (needs kernel process events; not in every VM)' },
       'process-name': { type: 'string', value: 'NAME', help: 'with --track-process: the gateway\'s --process-name (default tandem-gateway)' },
     },
-    examples: ['tandem keepalived -i eth0 -a 10.0.0.100/24 -p 150 --config /etc/tandem/gateway.yaml > /etc/keepalived/keepalived.conf',
-      'tandem keepalived -i eth0 -a 10.0.0.100/24 -p 100 --peer 10.0.0.11 --source 10.0.0.12'],
+    examples: ['tandem keepalived -i eth0 -a 10.0.0.100/24 -p 250 --config /etc/tandem/gateway.yaml > /etc/keepalived/keepalived.conf',
+      'tandem keepalived -i eth0 -a 10.0.0.100/24 -p 240 --peer 10.0.0.11 --source 10.0.0.12'],
     notes: 'Run the gateway with --track-file and --virtual-address so that SIGTERM moves the address\nbefore the drain. Why each line is there, and the failover times: docs/deployment.md.',
     run: (v) => runKeepalived({
       interface: v.interface as string | undefined, address: v.address as string | undefined, priority: v.priority as string | undefined,

@@ -296,8 +296,8 @@ export class Gateway {
    * With `release` (a pair behind a virtual address, docs/deployment.md) the address moves
    * first: /readyz says 503 and every response says `Connection: close` at once, idle
    * keep-alive connections are closed, and the listener keeps accepting until `release`
-   * resolves — a connection refused while the address is still here would be a failed request.
-   * Once the address is on the peer no new connection can arrive here; then the drain starts.
+   * resolved (the address left) and no new connection came for HANDOVER_QUIET_MS — a connection
+   * refused while clients still send here would be a failed request. Then the drain starts.
    */
   shutdown(release?: () => Promise<void>): Promise<void> {
     this.drained ??= this.drain(release);
