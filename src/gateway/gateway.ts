@@ -107,7 +107,13 @@ export class Gateway {
       // Checked by the proxy, whose 400 carries a code like every other refusal.
       requireHostHeader: false,
       noDelay: true,
-    }, (req, res) => handleRequest(this.ctx, req, res));
+    }, (req, res) => {
+      // A response whose headers went out before the gateway started draining said keep-alive:
+      // its connection is closed right after it, not left idle for the client to reuse after
+      // the address moved (the peer would reset that request).
+      res.once('finish', () => { if (this.live.draining) req.socket.end(); });
+      handleRequest(this.ctx, req, res);
+    });
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
     this.server.on('connection', () => { this.lastConnectionAt = Date.now(); });
     // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
