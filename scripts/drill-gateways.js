@@ -17,7 +17,7 @@
 // reset-before-any-byte connection once), POSTs processed twice, the time until the address was
 // on the peer, the time from the fault to the first success after the last failure, and p99.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +76,16 @@ function removeStale() {
     if (!alive) try { process.kill(pid, 0); alive = true; } catch { /* gone */ }
     if (alive && pid !== process.pid) continue;
     removeNamespace(m[1]);
+  }
+}
+
+/** Temp dirs of runs whose drill process is gone. */
+function removeStaleDirs() {
+  for (const name of readdirSync(os.tmpdir())) {
+    const m = /^tandem-drill-gateways-(\d+)-/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try { process.kill(Number(m[1]), 0); continue; } catch { /* gone */ }
+    rmSync(join(os.tmpdir(), name), { recursive: true, force: true });
   }
 }
 
@@ -176,7 +186,8 @@ function startTandemGateway(h) {
   run('ip', ['-n', ns(h), 'addr', 'replace', `${VIP}/32`, 'dev', 'lo', 'scope', 'host']);
   const proc = startGatewayProcess(h);
   void proc.exited.then(() => {
-    writeFileSync(join(tmp, `${h}.handover`), '1\n');
+    if (procs.isCleaningUp()) return; // the namespaces and the temp dir are going
+    try { writeFileSync(join(tmp, `${h}.handover`), '1\n'); } catch { /* removed meanwhile */ }
     run('ip', ['-n', ns(h), 'addr', 'del', `${VIP}/32`, 'dev', 'lo'], { check: false });
   });
   return proc;
@@ -428,7 +439,8 @@ async function main() {
   for (const t of ['keepalived', 'nginx', 'curl']) if (!which(t)) die(`missing ${t} (apt-get install -y keepalived nginx curl)`);
   if (!readText(join(root, 'dist', 'src', 'node', 'index.js'))) die('run npm run build first');
   removeStale();
-  tmp = mkdtempSync(join(os.tmpdir(), 'tandem-drill-gateways-'));
+  removeStaleDirs();
+  tmp = mkdtempSync(join(os.tmpdir(), `tandem-drill-gateways-${process.pid}-`));
   const started = Date.now();
   buildNetwork();
 
