@@ -4,7 +4,7 @@
 // against the classic pair (nginx + keepalived with its usual settings).
 //
 // Usage (as root): npm run drill:gateways [-- [--quick] [--rate N] [--keep-tmp]]
-//   --quick     about 75 s: shorter windows, and only SIGKILL against the classic pair
+//   --quick     about 60 s: shorter windows, and only SIGKILL against the classic pair
 //   --rate N    requests per second on the virtual address (default 300)
 //
 // The network is the drill's own: network namespaces named <prefix>-cl (client), -g1 and -g2
