@@ -22,7 +22,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { createProcs, runDrillMain, sleep, tail, which } from './lib/procs.js';
+import { createProcs, ensureTools, runDrillMain, sleep, tail, which } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill:gateways';
@@ -436,7 +436,8 @@ async function runFaults(setup, list) {
 
 async function main() {
   if (process.getuid?.() !== 0) die('needs root (network namespaces, keepalived)');
-  for (const t of ['keepalived', 'nginx', 'curl']) if (!which(t)) die(`missing ${t} (apt-get install -y keepalived nginx curl)`);
+  const missing = ensureTools(['keepalived', 'nginx', 'curl'], TAG);
+  if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y keepalived nginx curl)`);
   if (!readText(join(root, 'dist', 'src', 'node', 'index.js'))) die('run npm run build first');
   removeStale();
   removeStaleDirs();
