@@ -65,8 +65,9 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  // keepalived's track_process finds the gateway by this name (tandem keepalived).
-  process.title = args.processName ?? 'tandem-gateway';
+  // keepalived's track_process finds a gateway of a pair by this name (tandem keepalived
+  // --track-process). A lone gateway keeps its command line, config path and all, in ps.
+  if (args.processName !== undefined || args.handover) process.title = args.processName ?? 'tandem-gateway';
   queue = Gateway.start(config, logger).then((started) => {
     gateway = started;
     if (args.handover) claimAddress(args.handover);
