@@ -2,10 +2,15 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../observe/log.js';
+import { claimAddress, releaseAddress, type HandoverOptions } from '../gateway/handover.js';
 
 export interface GatewayArgs {
   config: string;
   check: boolean;
+  /** A pair behind a virtual address (`--track-file`, `--virtual-address`): SIGTERM hands the address over before draining. */
+  handover?: HandoverOptions;
+  /** The process title, which keepalived's track_process matches (default tandem-gateway). */
+  processName?: string;
 }
 
 /** Exit codes: 0 clean stop, 1 runtime failure (e.g. port in use), 2 invalid config. */
@@ -49,7 +54,8 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
       if (!gateway) return;
       logger.info({ msg: 'signal', signal });
       try {
-        await gateway.shutdown();
+        const handover = args.handover;
+        await gateway.shutdown(handover ? () => releaseAddress(handover, logger) : undefined);
         finish(0);
       } catch (err) {
         logger.error({ msg: 'shutdown failed', err });
@@ -59,7 +65,13 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
-  queue = Gateway.start(config, logger).then((started) => { gateway = started; }, (err: unknown) => {
+  // keepalived's track_process finds a gateway of a pair by this name (tandem keepalived
+  // --track-process). A lone gateway keeps its command line, config path and all, in ps.
+  if (args.processName !== undefined || args.handover) process.title = args.processName ?? 'tandem-gateway';
+  queue = Gateway.start(config, logger).then((started) => {
+    gateway = started;
+    if (args.handover) claimAddress(args.handover);
+  }, (err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(`tandem: ${err.message}\n`);
       finish(2);

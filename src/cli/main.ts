@@ -5,6 +5,8 @@ import { VERSION } from '../version.js';
 import { runGateway } from './gateway-command.js';
 import { runDemo } from './demo-command.js';
 import { runStatus } from './status-command.js';
+import { runKeepalived } from './keepalived-command.js';
+import { DEFAULT_HANDOVER_TIMEOUT_MS } from '../gateway/handover.js';
 
 /**
  * The `tandem` command. Each subcommand is one entry of COMMANDS: its flags (node's own
@@ -44,13 +46,25 @@ const COMMANDS: Record<string, Command> = {
     flags: {
       config: { type: 'string', short: 'c', value: 'FILE', help: 'run the gateway with this config (YAML or JSON)' },
       check: { type: 'string', value: 'FILE', help: 'validate the config and exit: 0 valid, 2 invalid (every problem with its path)' },
+      'track-file': { type: 'string', value: 'FILE', help: 'keepalived\'s track_file: 0 once listening, 1 on SIGTERM (a pair behind a virtual address)' },
+      'virtual-address': { type: 'string', value: 'IP', help: 'on SIGTERM, wait until this address left the host before draining' },
+      'handover-timeout': { type: 'string', value: 'S', help: `longest wait for the address to leave (default ${DEFAULT_HANDOVER_TIMEOUT_MS / 1000})` },
+      'process-name': { type: 'string', value: 'NAME', help: 'the process name keepalived\'s track_process looks for (default with --track-file: tandem-gateway)' },
     },
-    examples: ['tandem gateway --config gateway.yaml', 'tandem gateway --check gateway.yaml', 'kill -HUP <pid>     # reload the config without dropping requests'],
-    notes: 'Signals: SIGHUP reloads the config (a bad one is refused, the old one keeps serving);\nSIGTERM and SIGINT drain in-flight requests and stop. Config keys: docs/configuration.md.',
+    examples: ['tandem gateway --config gateway.yaml', 'tandem gateway --check gateway.yaml', 'kill -HUP <pid>     # reload the config without dropping requests',
+      'tandem gateway --config gateway.yaml --track-file /run/tandem/handover --virtual-address 10.0.0.100'],
+    notes: 'Signals: SIGHUP reloads the config (a bad one is refused, the old one keeps serving);\nSIGTERM and SIGINT drain in-flight requests and stop; with --track-file or --virtual-address\nthe address moves to the peer first (docs/deployment.md). Config keys: docs/configuration.md.',
     run: (v) => {
       const file = (v.check ?? v.config) as string | undefined;
       if (!file) return usageError('gateway', '--config FILE is required');
-      return runGateway({ config: file, check: v.check !== undefined });
+      const timeout = positive(v['handover-timeout'], '--handover-timeout');
+      if (typeof timeout === 'string') return usageError('gateway', timeout, false);
+      const trackFile = v['track-file'] as string | undefined;
+      const address = v['virtual-address'] as string | undefined;
+      const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000 } : undefined;
+      const processName = v['process-name'] as string | undefined;
+      if (processName !== undefined && !/^[\w.-]{1,15}$/.test(processName)) return usageError('gateway', `--process-name wants 1–15 letters, digits, '.', '_' or '-', got "${processName}"`, false);
+      return runGateway({ config: file, check: v.check !== undefined, handover, processName });
     },
   },
   demo: {
@@ -88,6 +102,34 @@ const COMMANDS: Record<string, Command> = {
       return runStatus({ admin: (v.admin as string | undefined) ?? 'http://127.0.0.1:9901', once: v.once === true, intervalMs: (interval ?? 1) * 1000 });
     },
   },
+  keepalived: {
+    summary: 'print the keepalived.conf that puts this gateway behind a virtual address',
+    usage: ['--interface IFACE --address VIP/PREFIX --priority N [--config FILE] [--peer IP,…]'],
+    flags: {
+      interface: { type: 'string', short: 'i', value: 'IFACE', help: 'the interface the address goes on (eth0)' },
+      address: { type: 'string', short: 'a', value: 'VIP/PREFIX', help: 'the virtual address and its prefix length (10.0.0.100/24)' },
+      priority: { type: 'string', short: 'p', value: 'N', help: '1–254; the higher takes the address first; high values take over sooner' },
+      config: { type: 'string', short: 'c', value: 'FILE', help: 'the gateway\'s config: its admin listener is checked (/readyz)' },
+      admin: { type: 'string', value: 'HOST:PORT', help: 'the admin listener without --config (default 127.0.0.1:9901)' },
+      'router-id': { type: 'string', value: 'N', help: 'virtual_router_id, the same on both gateways, unique on the link (default 51)' },
+      peer: { type: 'string', value: 'IP,…', help: 'unicast adverts to these peers (where multicast does not pass)' },
+      source: { type: 'string', value: 'IP', help: 'this host\'s address for unicast adverts' },
+      'track-file': { type: 'string', value: 'FILE', help: 'the handover file, as given to tandem gateway (default /run/tandem/handover)' },
+      'advert-int': { type: 'string', value: 'S', help: 'seconds between adverts (default 0.2; VRRPv3 takes 0.01 steps)' },
+      'track-process': { type: 'boolean', help: 'also track the gateway process (needs kernel process events; not in every VM)' },
+      'process-name': { type: 'string', value: 'NAME', help: 'with --track-process: the gateway\'s --process-name (default tandem-gateway)' },
+    },
+    examples: ['tandem keepalived -i eth0 -a 10.0.0.100/24 -p 250 --config /etc/tandem/gateway.yaml > /etc/keepalived/keepalived.conf',
+      'tandem keepalived -i eth0 -a 10.0.0.100/24 -p 240 --peer 10.0.0.11 --source 10.0.0.12'],
+    notes: 'Run the gateway with --track-file and --virtual-address so that SIGTERM moves the address\nbefore the drain. Why each line is there, and the failover times: docs/deployment.md.',
+    run: (v) => runKeepalived({
+      interface: v.interface as string | undefined, address: v.address as string | undefined, priority: v.priority as string | undefined,
+      config: v.config as string | undefined, admin: v.admin as string | undefined, routerId: v['router-id'] as string | undefined,
+      peers: typeof v.peer === 'string' ? v.peer.split(',').map((p) => p.trim()).filter(Boolean) : [], source: v.source as string | undefined,
+      trackFile: v['track-file'] as string | undefined, advertInt: v['advert-int'] as string | undefined, 
+      processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true,
+    }),
+  },
   schema: {
     summary: 'print the config file\'s JSON Schema',
     usage: [''],
@@ -107,6 +149,8 @@ Usage:
   tandem gateway --check FILE      validate a config and exit (0 valid, 2 invalid)
   tandem demo [--drill]            ${COMMANDS.demo!.summary}
   tandem status [--admin URL]      ${COMMANDS.status!.summary}
+  tandem keepalived -i IFACE -a VIP/PREFIX -p N
+                                   ${COMMANDS.keepalived!.summary}
   tandem schema                    ${COMMANDS.schema!.summary}
   tandem <command> --help          a command's flags and examples
   tandem --version

@@ -33,6 +33,9 @@ import { describeChange, PeerWatch } from './peer-watch.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
+/** A handover keeps the listener open until no connection arrived for this long (see untilNoNewConnections). */
+export const HANDOVER_QUIET_MS = 300;
+const HANDOVER_QUIET_MAX_MS = 5_000;
 
 /**
  * The gateway process: a client listener that routes and proxies, an admin listener, and one
@@ -54,6 +57,8 @@ export class Gateway {
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;
   private settled = false;
+  /** When the client listener last accepted a connection (a handover waits for quiet). */
+  private lastConnectionAt = 0;
   private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
@@ -120,8 +125,15 @@ export class Gateway {
       // Checked by the proxy, whose 400 carries a code like every other refusal.
       requireHostHeader: false,
       noDelay: true,
-    }, (req, res) => handleRequest(this.ctx, req, res));
+    }, (req, res) => {
+      // A response whose headers went out before the gateway started draining said keep-alive:
+      // its connection is closed right after it, not left idle for the client to reuse after
+      // the address moved (the peer would reset that request).
+      res.once('finish', () => { if (this.live.draining) req.socket.end(); });
+      handleRequest(this.ctx, req, res);
+    });
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    this.server.on('connection', () => { this.lastConnectionAt = Date.now(); });
     // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
     // (Content-Length among them). The proxy counts every line against limits.maxHeaders and
     // refuses the request, and a reload can change that limit for open connections too.
@@ -330,15 +342,27 @@ export class Gateway {
   /**
    * Graceful stop: refuse new connections, tell keep-alive clients to close, wait for
    * in-flight requests up to drainTimeout, then close everything.
+   *
+   * With `release` (a pair behind a virtual address, docs/deployment.md) the address moves
+   * first: /readyz says 503 and every response says `Connection: close` at once, idle
+   * keep-alive connections are closed, and the listener keeps accepting until `release`
+   * resolved (the address left) and no new connection came for HANDOVER_QUIET_MS — a connection
+   * refused while clients still send here would be a failed request. Then the drain starts.
    */
-  shutdown(): Promise<void> {
-    this.drained ??= this.drain();
+  shutdown(release?: () => Promise<void>): Promise<void> {
+    this.drained ??= this.drain(release);
     return this.drained;
   }
 
-  private async drain(): Promise<void> {
-    const deadline = Date.now() + this.config.drainTimeout;
+  private async drain(release?: () => Promise<void>): Promise<void> {
     this.live.draining = true;
+    if (release) {
+      this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
+      this.server.closeIdleConnections();
+      await release();
+      await this.untilNoNewConnections();
+    }
+    const deadline = Date.now() + this.config.drainTimeout;
     // Membership stays as it is while the gateway drains: the upstreams are closing.
     this.registrySubscription.dispose();
     this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
@@ -366,6 +390,25 @@ export class Gateway {
       this.admin.closeAllConnections();
     });
     this.logger.info({ msg: 'stopped', abandoned });
+  }
+
+  /**
+   * After the address left this host the peer takes it only after its VRRP skew time, and
+   * clients keep sending to this host until they see the peer's gratuitous ARP: connections
+   * still arrive here for a while (the address stays on lo, docs/deployment.md). The listener
+   * stays open until none came for HANDOVER_QUIET_MS, or HANDOVER_QUIET_MAX_MS passed.
+   */
+  private async untilNoNewConnections(): Promise<void> {
+    const start = Date.now();
+    // Counted from the release at the earliest: on long-lived keep-alive connections nothing new
+    // may have come for a while, but closing them sends their clients to connect again.
+    // No closeIdleConnections() in this loop: a connection just accepted counts as idle until its
+    // request arrives, and closing it then resets a request already on the wire. Every response
+    // says `Connection: close` by now, so connections end by themselves.
+    while (Date.now() - Math.max(this.lastConnectionAt, start) < HANDOVER_QUIET_MS && Date.now() - start < HANDOVER_QUIET_MAX_MS) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.logger.info({ msg: 'no new connections', event: 'handover-quiet', waitedMs: Date.now() - start });
   }
 
   private buildContext(config: GatewayConfig): ProxyContext {

@@ -56,11 +56,11 @@ export interface RunningGateway {
  * Starts `tandem gateway` as a real child process. Unless the config says otherwise, both
  * listeners bind port 0 and the test reads the real ports from the "listening" log line.
  */
-export async function startGateway(config: Record<string, unknown>, opts: { file?: string } = {}): Promise<RunningGateway> {
+export async function startGateway(config: Record<string, unknown>, opts: { file?: string; args?: string[] } = {}): Promise<RunningGateway> {
   const full = { listen: '127.0.0.1:0', admin: '127.0.0.1:0', ...config };
   const configFile = opts.file ?? writeConfig(full);
   if (opts.file) writeFileSync(opts.file, JSON.stringify(full, null, 2));
-  const proc = spawn(process.execPath, [BIN, 'gateway', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, 'gateway', '--config', configFile, ...(opts.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => {
     // The temp dir this helper made for the config goes with the process.
     if (!opts.file) rmSync(dirname(configFile), { recursive: true, force: true });
