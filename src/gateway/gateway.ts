@@ -26,6 +26,7 @@ import { HEALTH_STATE_KINDS } from '../upstream/endpoint.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import { upstreamSettingsOf } from './upstream-settings.js';
 import { AccessLog, gatewaySteps } from './access-log.js';
+import { RouteCaches, routeCacheStep } from './route-caches.js';
 import type { Step } from '../upstream/pipeline.js';
 import { TandemError } from '../core/errors.js';
 
@@ -44,6 +45,8 @@ export class Gateway {
   private accessLog: AccessLog;
   /** Put ahead of every service's engine steps; replaced on reload. */
   private steps: Step[];
+  /** The response caches of routes with `cache`, kept across reloads. */
+  private readonly caches: RouteCaches;
   private ctx: ProxyContext;
   private readonly server: Server;
   private readonly admin: Server;
@@ -74,7 +77,8 @@ export class Gateway {
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     this.accessLog = new AccessLog(config.log.access, logger);
-    this.steps = gatewaySteps(this.accessLog);
+    this.caches = new RouteCaches(logger);
+    this.steps = this.gatewaySteps(config);
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
@@ -128,6 +132,7 @@ export class Gateway {
       inflight: () => this.live.inflight,
       registered: () => this.registeredCounts(),
       registryChanges: () => this.registryChanges,
+      caches: () => this.caches.stats(),
       version: VERSION,
     });
     this.admin = createAdminServer({
@@ -254,7 +259,7 @@ export class Gateway {
 
     // The gateway's request steps follow the config too (log.access): new requests take them.
     this.accessLog = new AccessLog(next.log.access, this.logger);
-    this.steps = gatewaySteps(this.accessLog);
+    this.steps = this.gatewaySteps(next);
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
       if (existing) {
@@ -322,9 +327,18 @@ export class Gateway {
     this.logger.info({ msg: 'stopped', abandoned });
   }
 
+  /**
+   * The access log first: it marks the client's exchange, which the cache answers directly on a
+   * hit. The cache step is in the chains only while some route has a cache.
+   */
+  private gatewaySteps(config: GatewayConfig): Step[] {
+    const steps = gatewaySteps(this.accessLog);
+    return config.routes.some((r) => r.cache !== undefined && r.cache !== false) ? [...steps, routeCacheStep()] : steps;
+  }
+
   private buildContext(config: GatewayConfig): ProxyContext {
     return {
-      router: new Router(config.routes, this.upstreams, config.services),
+      router: new Router(config.routes, this.upstreams, config.services, this.caches.configure(config.routes)),
       trusted: trustedProxyList(config.trustedProxies),
       trustAny: config.trustedProxies.length > 0,
       maxBodySize: config.limits.maxBodySize,

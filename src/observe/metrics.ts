@@ -52,6 +52,14 @@ export const METRICS = Object.freeze({
   registryInstances: spec('gateway', 'gauge', 'tandem_registry_instances', ['service', 'state'], 'Instances registered in the embedded registry, by service and state (ready, draining).'),
   registryChanges: spec('gateway', 'counter', 'tandem_registry_changes_total', ['kind'], 'Changes the embedded registry made, by kind (registered, state, deregistered, expired).'),
   gatewayInfo: spec('gateway', 'gauge', 'tandem_gateway_info', ['version'], 'Always 1; the version label says which tandem the gateway runs.'),
+  cacheHits: spec('gateway', 'counter', 'tandem_cache_hits_total', ['route'], 'Requests answered from a fresh cache entry, by route (host and prefix).'),
+  cacheMisses: spec('gateway', 'counter', 'tandem_cache_misses_total', ['route'], 'Requests a route\'s cache sent to the origin: no entry, or one to revalidate.'),
+  cacheRevalidated: spec('gateway', 'counter', 'tandem_cache_revalidated_total', ['route'], 'Entries the origin confirmed with 304 and the cache then served, by route.'),
+  cacheStale: spec('gateway', 'counter', 'tandem_cache_stale_total', ['route', 'reason'], 'Stale entries served, by route and reason (updating = refreshed in the background; status, no-endpoint, overloaded, timeout, error = the origin failed).'),
+  cacheCoalesced: spec('gateway', 'counter', 'tandem_cache_coalesced_total', ['route'], 'Requests that waited for another request for the same key instead of going to the origin, by route.'),
+  cacheEvictions: spec('gateway', 'counter', 'tandem_cache_evictions_total', ['route'], 'Entries dropped to keep a route\'s cache within maxSize.'),
+  cacheBytes: spec('gateway', 'gauge', 'tandem_cache_bytes', ['route'], 'Bytes a route\'s cache holds (bodies, headers, a fixed overhead per entry).'),
+  cacheEntries: spec('gateway', 'gauge', 'tandem_cache_entries', ['route'], 'Keys a route\'s cache holds.'),
   // node SDK (served by tandem/node at the instance's /metrics)
   nodeRequests: spec('node', 'counter', 'tandem_node_requests_total', ['service', 'code_class'], 'Requests an instance answered, by service and status class (health checks excluded).'),
   nodeDuration: spec('node', 'histogram', 'tandem_node_request_duration_seconds', ['service'], 'Time an instance took to answer a request, by service.'),
@@ -136,8 +144,26 @@ export interface ServiceStats {
   overloaded: number;
 }
 
+/** What the metrics read of one route's response cache. */
+export interface CacheStatsView {
+  /** The route: its host (if any) and prefix. */
+  route: string;
+  hits: number;
+  misses: number;
+  revalidated: number;
+  /** Stale entries served, indexed as `staleReasons`. */
+  stale: readonly number[];
+  staleReasons: readonly string[];
+  coalesced: number;
+  evictions: number;
+  bytes: number;
+  entries: number;
+}
+
 export interface GatewayStats {
   services(): Iterable<ServiceStats>;
+  /** Routes with a cache. */
+  caches?(): Iterable<CacheStatsView>;
   /** Requests that matched no route, by status class index. */
   unrouted: readonly number[];
   inflight(): number;
@@ -203,9 +229,30 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
     new PulledMetric(M.registryChanges, () =>
       Object.entries(stats.registryChanges?.() ?? {}).map(([kind, value]) => ({ labels: { kind }, value }))),
     new PulledMetric(M.gatewayInfo, () => [{ labels: { version: stats.version ?? 'unknown' }, value: 1 }]),
+    ...cacheMetrics(() => stats.caches?.() ?? []),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;
+}
+
+function cacheMetrics(caches: () => Iterable<CacheStatsView>): PulledMetric[] {
+  const M = METRICS;
+  const per = (spec: MetricSpec, value: (c: CacheStatsView) => number) =>
+    new PulledMetric(spec, () => [...caches()].map((c) => ({ labels: { route: c.route }, value: value(c) })));
+  return [
+    per(M.cacheHits, (c) => c.hits),
+    per(M.cacheMisses, (c) => c.misses),
+    per(M.cacheRevalidated, (c) => c.revalidated),
+    new PulledMetric(M.cacheStale, () => {
+      const out: Sample[] = [];
+      for (const c of caches()) c.staleReasons.forEach((reason, i) => out.push({ labels: { route: c.route, reason }, value: c.stale[i] ?? 0 }));
+      return out;
+    }),
+    per(M.cacheCoalesced, (c) => c.coalesced),
+    per(M.cacheEvictions, (c) => c.evictions),
+    per(M.cacheBytes, (c) => c.bytes),
+    per(M.cacheEntries, (c) => c.entries),
+  ];
 }
 
 /** What the node SDK counts for one served instance (plain numbers, bumped per request). */
