@@ -356,7 +356,9 @@ function routes(raw: unknown, services: Map<string, ServiceConfig>, problems: Co
     const dup = seen.get(key);
     if (dup !== undefined) problems.push({ path, message: `same host and prefix as routes[${dup}] — it could never match` });
     seen.set(key, i);
-    out.push({ prefix, host: normHost, service, stripPrefix: item.stripPrefix === true, cache: cacheConfig(item.cache, joinPath(path, 'cache'), problems) });
+    const cache = cacheConfig(item.cache, joinPath(path, 'cache'), problems);
+    // Unset rather than false: a route without a cache reads as it did before caches existed.
+    out.push({ prefix, host: normHost, service, stripPrefix: item.stripPrefix === true, ...(cache === false ? {} : { cache }) });
   });
   return out;
 }
