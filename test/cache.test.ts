@@ -6,6 +6,7 @@ import { validateConfig } from '../src/config/validate.js';
 import { Upstream } from '../src/upstream/upstream.js';
 import { upstreamSettingsOf } from '../src/gateway/upstream-settings.js';
 import { FakeClock } from '../src/core/clock.js';
+import { ERROR_HOLDOFF_MS } from '../src/cache/response-cache.js';
 import { cacheStep, ResponseCache, STALE_REASONS, type CacheSettingsInput, type StaleEvent } from '../src/cache/index.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 
@@ -235,6 +236,25 @@ test('stale-if-error: a 5xx from the origin is replaced by the stale entry, mark
   assert.equal((await send(upstream, '/s')).status, 503, 'past max-age + stale-if-error the failure is the answer');
 });
 
+test('after the origin failed, stale entries are served without asking it for ERROR_HOLDOFF_MS; then one request probes it', async () => {
+  const o = await origin(answer(200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'good'));
+  const { upstream, cache, clock } = setup([o]);
+  await send(upstream, '/a');
+  await send(upstream, '/b');
+  o.set(answer(503, {}, 'down'));
+  clock.advance(2_000);
+  assert.equal((await send(upstream, '/a')).headers['x-tandem-cache'], 'stale');
+  assert.equal(o.seen.length, 3);
+  clock.advance(ERROR_HOLDOFF_MS - 1);
+  for (const key of ['/a', '/b', '/a']) assert.equal((await send(upstream, key)).body, 'good');
+  assert.equal(o.seen.length, 3, 'no origin request while it is taken to be failing');
+  clock.advance(1);
+  o.set(answer(200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'new'));
+  assert.equal((await send(upstream, '/b')).body, 'new', 'the probe finds the origin back');
+  assert.equal((await send(upstream, '/a')).body, 'new');
+  assert.equal(staleCount(cache, 'status'), 4);
+});
+
 test('stale-if-error defaults to the cache\'s staleIfError when the response says nothing; must-revalidate forbids it', async () => {
   const o = await origin(answer(200, { 'cache-control': 'max-age=1' }, 'good'));
   const { upstream, clock } = setup([o], { staleIfErrorMs: 5_000 });
@@ -263,6 +283,7 @@ test('stale-if-error when no instance can take the request, and when the origin 
   assert.equal(staleCount(cache, 'no-endpoint'), 1);
   await o.close();
   upstream.setMembers([{ host: '127.0.0.1', port: o.port, weight: 1 }]);
+  clock.advance(ERROR_HOLDOFF_MS); // past the holdoff the origin is tried again
   const refused = await send(upstream, '/x');
   assert.deepEqual([refused.status, refused.body], [200, 'good']);
   assert.equal(staleCount(cache, 'error'), 1);

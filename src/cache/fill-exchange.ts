@@ -63,11 +63,15 @@ export class FillExchange implements ResponseHandler {
     if (this.mode !== 'waiting') return true;
     const entry = this.entry;
     if (statusCode === 304 && entry !== undefined) {
+      this.cache.originAnswered();
       this.mode = 'revalidated';
       this.headers = rawHeaders;
       return true;
     }
-    if (ERROR_STATUS.has(statusCode) && this.staleInstead('status')) return true;
+    if (ERROR_STATUS.has(statusCode)) {
+      this.cache.originFailed('status');
+      if (this.staleInstead('status')) return true;
+    } else this.cache.originAnswered();
     const headers = responseHeaderMap(rawHeaders);
     const storable = freshnessOf(statusCode, headers, hasCredentials(this.request), this.cache.settings, Date.now()) !== undefined && this.fits(headers);
     this.status = statusCode;
@@ -117,7 +121,10 @@ export class FillExchange implements ResponseHandler {
 
   onError(error: TandemError, leg?: Leg): void {
     if (this.mode === 'dropping') return;
-    if (this.mode === 'waiting' && !isClientCaused(error) && this.staleInstead(reasonOf(error))) return;
+    if (this.mode === 'waiting' && !isClientCaused(error)) {
+      this.cache.originFailed(reasonOf(error));
+      if (this.staleInstead(reasonOf(error))) return;
+    }
     this.chunks = [];
     this.end(this.mode === 'waiting' && !isClientCaused(error) ? reasonOf(error) : 'pass');
     this.handler.onError(error, leg);

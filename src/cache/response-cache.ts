@@ -57,6 +57,13 @@ export class Fill {
 }
 
 const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+/**
+ * After the origin failed, stale entries are served without asking it for this long; the first
+ * request after it goes, as a probe. nginx's max_fails/fail_timeout does the same per server:
+ * without it every request for an expired key during an outage is one more failing origin
+ * request (two, with a retry). Short, so that fresh answers follow a recovery within a second.
+ */
+export const ERROR_HOLDOFF_MS = 500;
 const HIT = Buffer.from('hit');
 const STALE = Buffer.from('stale');
 const REVALIDATED = Buffer.from('revalidated');
@@ -81,6 +88,9 @@ export class ResponseCache {
   private readonly store: EntryStore;
   private readonly fills = new Map<string, Fill>();
   private readonly onStale: ((event: StaleEvent) => void) | undefined;
+  /** Until when the origin is taken to be failing (ERROR_HOLDOFF_MS), and how it last failed. */
+  private failingUntil = -Infinity;
+  private failure: StaleReason = 'error';
 
   constructor(settings: CacheSettingsInput = {}, options: ResponseCacheOptions = {}) {
     this.settings = cacheSettings(settings);
@@ -126,6 +136,10 @@ export class ResponseCache {
     }
     const key = this.keyOf(request);
     const entry = this.usable(key, request);
+    if (entry !== undefined && this.clock.now() < this.failingUntil && this.staleIfError(entry)) {
+      this.serveStale(entry, request, handler, this.failure);
+      return;
+    }
     if (entry !== undefined && !cc.has('no-cache') && cc.get('max-age') !== '0' && this.answerFromEntry(key, entry, request, handler, next)) return;
     // HEAD is answered from GET entries but does not fill them (it brings no body).
     if (method === 'HEAD') {
@@ -186,6 +200,17 @@ export class ResponseCache {
     }
     if (entry !== undefined) conditional(request, entry);
     next(request, new FillExchange(this, key, fill, entry, request, handler, background));
+  }
+
+  /** The origin failed (a 5xx, no endpoint, unreachable, the deadline): stale entries are served without it for a while. */
+  originFailed(reason: StaleReason): void {
+    this.failure = reason;
+    this.failingUntil = this.clock.now() + ERROR_HOLDOFF_MS;
+  }
+
+  /** The origin answered. */
+  originAnswered(): void {
+    this.failingUntil = -Infinity;
   }
 
   /** The fill's answer is known: each waiter is served from the entry, served stale, or goes on its own. */
