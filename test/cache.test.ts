@@ -249,10 +249,16 @@ test('after the origin failed, stale entries are served without asking it for ER
   for (const key of ['/a', '/b', '/a']) assert.equal((await send(upstream, key)).body, 'good');
   assert.equal(o.seen.length, 3, 'no origin request while it is taken to be failing');
   clock.advance(1);
+  let hold: (() => void) | undefined;
+  o.set((req, res) => { hold = () => answer(200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'new')(req, res); });
+  const probe = send(upstream, '/b');
+  await until(() => hold !== undefined);
+  assert.equal((await send(upstream, '/a')).body, 'good', 'while the probe is out, the others are answered stale');
   o.set(answer(200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'new'));
-  assert.equal((await send(upstream, '/b')).body, 'new', 'the probe finds the origin back');
+  hold!();
+  assert.equal((await probe).body, 'new', 'the probe finds the origin back');
   assert.equal((await send(upstream, '/a')).body, 'new');
-  assert.equal(staleCount(cache, 'status'), 4);
+  assert.equal(staleCount(cache, 'status'), 5);
 });
 
 test('stale-if-error defaults to the cache\'s staleIfError when the response says nothing; must-revalidate forbids it', async () => {

@@ -58,8 +58,9 @@ export class Fill {
 
 const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
 /**
- * After the origin failed, stale entries are served without asking it for this long; the first
- * request after it goes, as a probe. nginx's max_fails/fail_timeout does the same per server:
+ * After the origin failed, stale entries are served without asking it for this long; then one
+ * request goes, as a probe, and the others keep getting stale answers until it is back (or for
+ * this long again). nginx's max_fails/fail_timeout does the same per server:
  * without it every request for an expired key during an outage is one more failing origin
  * request (two, with a retry). Short, so that fresh answers follow a recovery within a second.
  */
@@ -89,6 +90,7 @@ export class ResponseCache {
   private readonly fills = new Map<string, Fill>();
   private readonly onStale: ((event: StaleEvent) => void) | undefined;
   /** Until when the origin is taken to be failing (ERROR_HOLDOFF_MS), and how it last failed. */
+  private failing = false;
   private failingUntil = -Infinity;
   private failure: StaleReason = 'error';
 
@@ -136,9 +138,14 @@ export class ResponseCache {
     }
     const key = this.keyOf(request);
     const entry = this.usable(key, request);
-    if (entry !== undefined && this.clock.now() < this.failingUntil && this.staleIfError(entry)) {
-      this.serveStale(entry, request, handler, this.failure);
-      return;
+    if (entry !== undefined && this.failing && this.staleIfError(entry)) {
+      const now = this.clock.now();
+      if (now < this.failingUntil) {
+        this.serveStale(entry, request, handler, this.failure);
+        return;
+      }
+      // This request is the probe: the others keep the stale answers until it is back.
+      this.failingUntil = now + ERROR_HOLDOFF_MS;
     }
     if (entry !== undefined && !cc.has('no-cache') && cc.get('max-age') !== '0' && this.answerFromEntry(key, entry, request, handler, next)) return;
     // HEAD is answered from GET entries but does not fill them (it brings no body).
@@ -204,13 +211,14 @@ export class ResponseCache {
 
   /** The origin failed (a 5xx, no endpoint, unreachable, the deadline): stale entries are served without it for a while. */
   originFailed(reason: StaleReason): void {
+    this.failing = true;
     this.failure = reason;
     this.failingUntil = this.clock.now() + ERROR_HOLDOFF_MS;
   }
 
   /** The origin answered. */
   originAnswered(): void {
-    this.failingUntil = -Infinity;
+    this.failing = false;
   }
 
   /** The fill's answer is known: each waiter is served from the entry, served stale, or goes on its own. */
