@@ -94,3 +94,17 @@ test('tandem/client: a caller adds the cache to its steps and gets the same sema
   assert.equal(backend.seen.length, 1);
   assert.equal(cache.stats.hits, 1);
 });
+
+test('reload: a route keeps its cache (and entries) while its cache settings stay the same; changed settings start empty, a route gone drops its cache', async () => {
+  const { RouteCaches } = await import('../src/gateway/route-caches.js');
+  const { createLogger } = await import('../src/observe/log.js');
+  const caches = new RouteCaches(createLogger('silent'));
+  const routesOf = (raw: unknown) => validateConfig(raw).routes;
+  const first = routesOf({ listen: '127.0.0.1:0', services: { shop: { endpoints: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/a', service: 'shop', cache: true }, { prefix: '/b', service: 'shop', cache: true }] });
+  const before = caches.configure(first);
+  const same = caches.configure(routesOf({ listen: '127.0.0.1:0', services: { shop: { endpoints: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/a', service: 'shop', cache: true }, { prefix: '/b', service: 'shop', cache: { maxSize: '1MiB' } }] }));
+  assert.equal([...same.values()][0], [...before.values()][0]);
+  assert.notEqual([...same.values()][1], [...before.values()][1]);
+  caches.configure(routesOf({ listen: '127.0.0.1:0', services: { shop: { endpoints: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/a', service: 'shop' }] }));
+  assert.equal(caches.size, 0);
+});
