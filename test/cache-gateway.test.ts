@@ -68,6 +68,8 @@ test('gateway: a route with cache answers hits itself, serves stale when every i
   failing = true;
   assert.deepEqual(await get('/c/stale'), { status: 200, cache: 'stale', warning: '111 - "Revalidation Failed"', body: 'body of /c/stale' });
   assert.equal((await get('/plain')).status, 503);
+  const origin = await gw.waitForLog((l) => l.event === 'cache-origin');
+  assert.deepEqual([origin.route, origin.service, origin.failing, origin.reason], ['/c', 'shop', true, 'status']);
   const line = await gw.waitForLog((l) => l.msg === 'served stale');
   assert.deepEqual([line.route, line.path, line.reason], ['/c', '/c/stale', 'status']);
 

@@ -39,6 +39,8 @@ export interface ResponseCacheOptions {
   /** Freshness and staleness are measured on it; default the process clock. */
   clock?: Clock;
   onStale?: (event: StaleEvent) => void;
+  /** The origin started failing (stale entries are served in its place), or answers again. */
+  onOriginState?: (failing: boolean, reason: StaleReason | undefined) => void;
 }
 
 /** How a fill ended, for the requests that waited on it. */
@@ -89,6 +91,7 @@ export class ResponseCache {
   private readonly store: EntryStore;
   private readonly fills = new Map<string, Fill>();
   private readonly onStale: ((event: StaleEvent) => void) | undefined;
+  private readonly onOriginState: ResponseCacheOptions['onOriginState'];
   /** Until when the origin is taken to be failing (ERROR_HOLDOFF_MS), and how it last failed. */
   private failing = false;
   private failingUntil = -Infinity;
@@ -98,6 +101,7 @@ export class ResponseCache {
     this.settings = cacheSettings(settings);
     this.clock = options.clock ?? realClock;
     this.onStale = options.onStale;
+    this.onOriginState = options.onOriginState;
     this.store = new EntryStore(this.settings.maxSize, this.stats);
   }
 
@@ -211,6 +215,7 @@ export class ResponseCache {
 
   /** The origin failed (a 5xx, no endpoint, unreachable, the deadline): stale entries are served without it for a while. */
   originFailed(reason: StaleReason): void {
+    if (!this.failing) this.onOriginState?.(true, reason);
     this.failing = true;
     this.failure = reason;
     this.failingUntil = this.clock.now() + ERROR_HOLDOFF_MS;
@@ -218,6 +223,7 @@ export class ResponseCache {
 
   /** The origin answered. */
   originAnswered(): void {
+    if (this.failing) this.onOriginState?.(false, undefined);
     this.failing = false;
   }
 

@@ -77,7 +77,8 @@ export class Gateway {
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     this.accessLog = new AccessLog(config.log.access, logger);
-    this.caches = new RouteCaches(logger);
+    this.caches = new RouteCaches(logger, (route, service, failing, reason) =>
+      this.feed.record('cache', failing ? `${route}: the origin fails (${reason}); stale entries are served where allowed` : `${route}: the origin answers again`, service));
     this.steps = this.gatewaySteps(config);
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so

@@ -22,7 +22,11 @@ export function routeName(route: Pick<RouteConfig, 'host' | 'prefix'>): string {
 export class RouteCaches {
   private caches = new Map<string, { settings: string; cache: ResponseCache }>();
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    /** A route's origin started failing (its cache answers stale in its place) or answers again: for the dashboard's timeline. */
+    private readonly onOriginState?: (route: string, service: string, failing: boolean, reason: string | undefined) => void,
+  ) {}
 
   /** The caches for these routes, by route config; the caches of routes gone are dropped. */
   configure(routes: readonly RouteConfig[]): Map<RouteConfig, ResponseCache> {
@@ -33,7 +37,7 @@ export class RouteCaches {
       const name = routeName(r);
       const settings = JSON.stringify(r.cache);
       const kept = this.caches.get(name);
-      const cache = kept !== undefined && kept.settings === settings ? kept.cache : this.create(name, r.cache);
+      const cache = kept !== undefined && kept.settings === settings ? kept.cache : this.create(name, r.service, r.cache);
       next.set(name, { settings, cache });
       out.set(r, cache);
     }
@@ -41,12 +45,16 @@ export class RouteCaches {
     return out;
   }
 
-  private create(name: string, c: NonNullable<RouteConfig['cache']> & object): ResponseCache {
+  private create(name: string, service: string, c: NonNullable<RouteConfig['cache']> & object): ResponseCache {
     return new ResponseCache({
       maxSize: c.maxSize, maxEntrySize: c.maxEntrySize, staleIfErrorMs: c.staleIfError,
       staleWhileRevalidateMs: c.staleWhileRevalidate, lockTimeoutMs: c.lockTimeout, key: c.key,
     }, {
       onStale: (e) => this.logger.warn({ msg: 'served stale', event: 'cache-stale', route: name, path: e.path, reason: e.reason, staleMs: e.staleMs }),
+      onOriginState: (failing, reason) => {
+        this.logger[failing ? 'warn' : 'info']({ msg: failing ? 'origin failing: cache serves stale' : 'origin answers again', event: 'cache-origin', route: name, service, failing, reason });
+        this.onOriginState?.(name, service, failing, reason);
+      },
     });
   }
 
