@@ -10,6 +10,12 @@ import { varyNames, type Entry } from './store.js';
 
 /** Statuses after which a stale entry is served instead (RFC 5861 §4: an error is a 500, 502, 503 or 504). */
 const ERROR_STATUS = new Set([500, 502, 503, 504]);
+/**
+ * Statuses that say the origin as a whole is failing (a proxy or the service saying it cannot
+ * serve), so other keys' stale entries are served without asking it for a while. A 500 is often
+ * one URL's bug: it gets its own stale entry, and the others still ask.
+ */
+const ORIGIN_DOWN_STATUS = new Set([502, 503, 504]);
 const X_CACHE = Buffer.from('x-tandem-cache');
 const MISS = Buffer.from('miss');
 
@@ -69,7 +75,7 @@ export class FillExchange implements ResponseHandler {
       return true;
     }
     if (ERROR_STATUS.has(statusCode)) {
-      this.cache.originFailed('status');
+      if (ORIGIN_DOWN_STATUS.has(statusCode)) this.cache.originFailed('status');
       if (this.staleInstead('status')) return true;
     } else this.cache.originAnswered();
     const headers = responseHeaderMap(rawHeaders);
