@@ -8,6 +8,7 @@
 // Usage: npm run drill:cache [-- [--quick] [--outage SECONDS] [--rate N] [--only tandem,nginx] [--keep-tmp]]
 //   --quick        150 GET/s, 3 s outages (default 300 GET/s, 6 s)
 //   env TANDEM_BIN another bin/tandem.js to measure (e.g. main's, for a before/after)
+//   Needs `npm run build` first (the gateway and the load generator run from dist/).
 //
 // Targets, one after the other (never side by side: each gets the machine to itself): a tandem
 // gateway whose route has `cache: true`, and nginx with proxy_cache, proxy_cache_use_stale error
@@ -15,7 +16,7 @@
 // proxy_cache_background_update on. Reported per target and fault: GETs, failed (target 0),
 // origin requests per client request, and how long after recovery the last old answer came
 // (target under 1 s). Results: the table on stdout and bench/results/drill-cache-latest.json.
-import { mkdirSync, mkdtempSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -183,6 +184,7 @@ function summarize(target, fault, results, originRequests, faultAt, recoverAt) {
 }
 
 async function main() {
+  if (!existsSync(join(root, 'dist', 'src', 'drill', 'open-loop.js'))) die('run `npm run build` first (the load generator is dist/src/drill/open-loop.js)');
   if (opts.only.includes('nginx')) {
     const missing = ensureTools(['nginx'], TAG);
     if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y nginx)`);
