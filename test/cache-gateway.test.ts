@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startBackend, shopConfig } from './helpers/backend.js';
-import { metricSum, startGateway } from './helpers/gateway.js';
+import { adminFetch, metricSum, startGateway } from './helpers/gateway.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 import { ConfigError, DEFAULTS, validateConfig } from '../src/config/index.js';
 
@@ -77,6 +77,8 @@ test('gateway: a route with cache answers hits itself, serves stale when every i
   assert.equal(await metricSum(gw, /^tandem_cache_stale_total\{route="\/c",reason="status"\}/), 1);
   assert.ok(await metricSum(gw, /^tandem_cache_bytes\{route="\/c"\}/) > 0);
   assert.equal(await metricSum(gw, /^tandem_cache_entries\{route="\/c"\}/), 2);
+  const cluster = await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json() as { caches: Array<{ route: string; hits: number; stale: Record<string, number> }> };
+  assert.deepEqual(cluster.caches.map((c) => [c.route, c.hits, c.stale.status]), [['/c', 1, 1]]);
 });
 
 test('tandem/client: a caller adds the cache to its steps and gets the same semantics', { timeout: 20_000 }, async () => {

@@ -193,12 +193,13 @@ export class ResponseCache {
     if (running !== undefined) {
       this.stats.coalesced++;
       const waiter: Waiter = { request, handler, next, timer: undefined as unknown as TimerHandle };
+      // A caller's own deadline shorter than lockTimeout bounds the wait too.
       waiter.timer = this.clock.setTimeout(() => {
         const at = running.waiters.indexOf(waiter);
         if (at < 0) return;
         running.waiters.splice(at, 1);
         this.afterWait(key, waiter, 'pass');
-      }, this.settings.lockTimeoutMs, true);
+      }, Math.min(this.settings.lockTimeoutMs, request.timeoutMs ?? Infinity), true);
       running.waiters.push(waiter);
       return;
     }

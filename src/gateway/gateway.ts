@@ -383,7 +383,8 @@ export class Gateway {
         endpoints: u.snapshot(),
       })),
       registry: { instances: this.registry.size, revision: this.registry.currentRevision, services: this.registry.serviceNames() },
-      routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
+      routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix, cache: r.cache !== undefined })),
+      caches: [...this.caches.stats()].map(({ staleReasons, stale, ...c }) => ({ ...c, stale: Object.fromEntries(staleReasons.map((reason, i) => [reason, stale[i] ?? 0])) })),
     };
   }
 }
