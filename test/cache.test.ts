@@ -171,13 +171,20 @@ test('Vary: one entry per value of the named request header', async () => {
   assert.equal(o.seen.length, 2);
 });
 
-test('HEAD is answered from the GET entry, without a body', async () => {
+test('HEAD is answered from the GET entry, without a body — also stale when the origin fails; a HEAD fills nothing', async () => {
   const o = await origin(answer(200, { 'cache-control': 'max-age=60' }, 'hello'));
-  const { upstream } = setup([o]);
+  const { upstream, clock } = setup([o]);
   await send(upstream, '/h');
   const head = await send(upstream, '/h', { method: 'HEAD' });
   assert.deepEqual([head.status, head.body, head.headers['content-length'], head.headers['x-tandem-cache']], [200, '', '5', 'hit']);
   assert.equal(o.seen.length, 1);
+  const miss = await send(upstream, '/other', { method: 'HEAD' });
+  assert.deepEqual([miss.status, miss.headers['x-tandem-cache']], [200, 'miss']);
+  assert.equal((await send(upstream, '/other')).headers['x-tandem-cache'], 'miss', 'a HEAD fills nothing');
+  o.set(answer(503, {}));
+  clock.advance(61_000);
+  const stale = await send(upstream, '/h', { method: 'HEAD' });
+  assert.deepEqual([stale.status, stale.body, stale.headers['x-tandem-cache']], [200, '', 'stale']);
 });
 
 test('an unsafe method that succeeds drops the entry for its URL; one that fails does not', async () => {

@@ -79,7 +79,7 @@ export class FillExchange implements ResponseHandler {
       if (this.staleInstead('status')) return true;
     } else this.cache.originAnswered();
     const headers = responseHeaderMap(rawHeaders);
-    const storable = freshnessOf(statusCode, headers, hasCredentials(this.request), this.cache.settings, Date.now()) !== undefined && this.fits(headers);
+    const storable = this.request.method === 'GET' && freshnessOf(statusCode, headers, hasCredentials(this.request), this.cache.settings, Date.now()) !== undefined && this.fits(headers);
     this.status = statusCode;
     this.headers = rawHeaders;
     this.headerMap = headers;

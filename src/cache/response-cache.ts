@@ -152,13 +152,9 @@ export class ResponseCache {
       this.failingUntil = now + ERROR_HOLDOFF_MS;
     }
     if (entry !== undefined && !cc.has('no-cache') && cc.get('max-age') !== '0' && this.answerFromEntry(key, entry, request, handler, next)) return;
-    // HEAD is answered from GET entries but does not fill them (it brings no body).
-    if (method === 'HEAD') {
-      this.stats.misses++;
-      next(request, handler);
-      return;
-    }
-    this.forward(key, request, handler, next, entry, true);
+    // HEAD is answered from GET entries but does not fill them (it brings no body); it waits
+    // behind no one, and a stale GET entry answers it when the origin fails.
+    this.forward(key, request, handler, next, entry, method === 'GET');
   }
 
   /** Fresh: served. Stale within stale-while-revalidate: served, and one refresh sent. Else false. */
