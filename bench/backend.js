@@ -8,11 +8,14 @@ const port = Number(process.argv[2] ?? process.env.PORT ?? 0);
 const host = process.env.HOST ?? '127.0.0.1';
 const body = Buffer.from('hello world\n');
 const headers = { 'content-type': 'text/plain', 'content-length': String(body.length) };
+// Only /cacheable says how long it may be kept (bench target 'cached': tandem's cache-hit path);
+// every other path answers exactly as before, so no other target sees a difference.
+const cacheable = { ...headers, 'cache-control': 'max-age=3600' };
 
 const server = http.createServer((req, res) => {
   // Drain any request body before answering so keep-alive connections stay usable.
   req.resume();
-  res.writeHead(200, headers);
+  res.writeHead(200, req.url.startsWith('/cacheable') ? cacheable : headers);
   res.end(body);
 });
 // Keep pooled connections from proxies open longer than any proxy idle timeout we configure.

@@ -32,10 +32,11 @@ import { fileURLToPath } from 'node:url';
 import { createProcs, ensureTools as ensureToolsShared, freePorts, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const ALL_TARGETS = ['direct', 'tandem', 'baseline', 'nginx', 'haproxy', 'minimal'];
+const ALL_TARGETS = ['direct', 'tandem', 'cached', 'baseline', 'nginx', 'haproxy', 'minimal'];
 const LABELS = {
   direct: 'direct (1 backend)',
   tandem: 'tandem',
+  cached: 'tandem, cache hits',
   baseline: 'tandem (baseline)',
   nginx: 'nginx (1 worker)',
   haproxy: 'HAProxy (1 thread)',
@@ -225,10 +226,10 @@ function selfTicks() {
 // ---------------------------------------------------------------------------------------------
 // wrk
 
-function runWrk(port, seconds, { latency = true } = {}) {
+function runWrk(port, seconds, { latency = true, path = '/' } = {}) {
   const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`];
   if (latency) args.push('--latency');
-  args.push(`http://127.0.0.1:${port}/`);
+  args.push(`http://127.0.0.1:${port}${path}`);
   if (procs.isCleaningUp()) return Promise.resolve({ code: null, stdout: '', stderr: '', error: new Error('shutting down') });
   return new Promise((resolve) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -368,7 +369,7 @@ ${backends.map((b, i) => `  server b${i + 1} ${b}`).join('\n')}
   return file;
 }
 
-function writeTandemConfig(dir, port, adminPort, backendPorts) {
+function writeTandemConfig(dir, port, adminPort, backendPorts, cached = false) {
   mkdirSync(dir, { recursive: true });
   const conf = `listen: 127.0.0.1:${port}
 admin: 127.0.0.1:${adminPort}
@@ -377,7 +378,7 @@ services:
     endpoints: [${backendPorts.map((p) => `127.0.0.1:${p}`).join(', ')}]
     balancer: round-robin
 routes:
-  - prefix: /
+${cached ? '  - prefix: /cacheable\n    service: shop\n    cache: true\n' : ''}  - prefix: /
     service: shop
 `;
   const file = join(dir, 'tandem.yaml');
@@ -390,16 +391,19 @@ function nginxSupportsE(version) {
   return a > 1 || (a === 1 && (b > 19 || (b === 19 && c >= 5)));
 }
 
-function tandemTarget(name, checkout, ports, backendPorts) {
+function tandemTarget(name, checkout, ports, backendPorts, cached = false) {
   return {
+    // The cache-hit path: the backend says max-age for /cacheable, so after the first request
+    // every request through the route with `cache` is a hit.
+    path: cached ? '/cacheable' : '/',
     start: () => {
       const dir = join(tmpRoot, name);
-      const file = writeTandemConfig(dir, ports.tandem, ports.tandemAdmin, backendPorts);
+      const file = writeTandemConfig(dir, ports.tandem, ports.tandemAdmin, backendPorts, cached);
       const proc = startProc(name, process.execPath, [join(checkout, 'bin', 'tandem.js'), 'gateway', '--config', file], { cwd: checkout });
       return {
         proc,
         port: ports.tandem,
-        readyChecks: [[ports.tandemAdmin, '/readyz'], [ports.tandem, '/']],
+        readyChecks: [[ports.tandemAdmin, '/readyz'], [ports.tandem, cached ? '/cacheable' : '/']],
         readyTimeoutMs: 20_000,
       };
     },
@@ -414,6 +418,7 @@ function makeTargets(ports, backendPorts, versions) {
       start: () => ({ proc: null, port: backendPorts[0], readyChecks: [[backendPorts[0], '/']], readyTimeoutMs: 5000 }),
     },
     tandem: tandemTarget('tandem', root, ports, backendPorts),
+    cached: tandemTarget('cached', root, ports, backendPorts, true),
     // The same config, run by another checkout's gateway (--baseline) on the same ports.
     baseline: tandemTarget('baseline', opts.baseline, ports, backendPorts),
     nginx: {
@@ -479,7 +484,7 @@ async function benchTarget(name, target, backendProcs) {
   const proc = started.proc;
   try {
     // Warm-up (results discarded).
-    const warm = await runWrk(started.port, WARMUP, { latency: false });
+    const warm = await runWrk(started.port, WARMUP, { latency: false, path: target.path });
     if (warm.code !== 0) throw new Error(`warm-up wrk failed (exit ${warm.code}): ${warm.error?.message ?? warm.stderr.trim()}`);
     const warmParsed = parseWrk(warm.stdout);
     result.warmup = { seconds: WARMUP, requests: warmParsed.requests, errors: warmParsed.errors };
@@ -494,7 +499,7 @@ async function benchTarget(name, target, backendProcs) {
     const beBefore = cpuTicks(backendRoots);
     const mBefore = machineTicks();
     const selfBefore = selfTicks();
-    const run = await runWrk(started.port, DURATION);
+    const run = await runWrk(started.port, DURATION, { path: target.path });
     const selfAfter = selfTicks(); // includes the reaped wrk
     const mAfter = machineTicks();
     const beAfter = cpuTicks(backendRoots);
@@ -717,7 +722,7 @@ function oneLine(s) {
 
 function computeRatios(results) {
   const by = Object.fromEntries(results.filter((r) => r.requestsPerSec !== undefined).map((r) => [r.target, r]));
-  const pairs = [['tandem', 'baseline', 'tandem / baseline'], ['tandem', 'minimal', 'tandem / minimal-undici'], ['tandem', 'nginx', 'tandem / nginx'], ['minimal', 'nginx', 'minimal / nginx']];
+  const pairs = [['cached', 'tandem', 'cache hit / proxied (tandem)'], ['tandem', 'baseline', 'tandem / baseline'], ['tandem', 'minimal', 'tandem / minimal-undici'], ['tandem', 'nginx', 'tandem / nginx'], ['minimal', 'nginx', 'minimal / nginx']];
   return pairs.map(([a, b, label]) => {
     const ra = by[a];
     const rb = by[b];

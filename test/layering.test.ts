@@ -16,14 +16,15 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   discovery: ['core'],
   observe: ['core'],
   upstream: ['core', 'discovery'],
-  gateway: ['core', 'config', 'discovery', 'upstream', 'observe', 'version'],
+  cache: ['core', 'upstream'],
+  gateway: ['core', 'config', 'discovery', 'upstream', 'cache', 'observe', 'version'],
   node: ['core', 'discovery', 'observe', 'version'],
-  client: ['core', 'config', 'discovery', 'upstream', 'observe'],
+  client: ['core', 'config', 'discovery', 'upstream', 'cache', 'observe'],
   lead: ['core', 'discovery'],
   events: ['core', 'observe', 'lead'],
   drill: ['core'],
-  cli: ['core', 'config', 'discovery', 'upstream', 'gateway', 'node', 'client', 'events', 'observe', 'drill', 'version'],
-  index: ['core', 'config', 'discovery', 'upstream', 'gateway', 'node', 'client', 'lead', 'events', 'observe', 'version'],
+  cli: ['core', 'config', 'discovery', 'upstream', 'cache', 'gateway', 'node', 'client', 'events', 'observe', 'drill', 'version'],
+  index: ['core', 'config', 'discovery', 'upstream', 'cache', 'gateway', 'node', 'client', 'lead', 'events', 'observe', 'version'],
 };
 
 /**

@@ -1,5 +1,6 @@
 import { DISCOVERY_DEFAULTS as D } from '../core/defaults/discovery.js';
 import { UPSTREAM_DEFAULTS as U } from '../core/defaults/upstream.js';
+import { CACHE_DEFAULTS as C } from '../core/defaults/cache.js';
 
 /**
  * The config file's defaults. Those of the gateway itself are written here; a service's and
@@ -72,7 +73,16 @@ export const DEFAULTS = Object.freeze({
     }),
     hedge: U.hedge,
   }),
-  route: Object.freeze({ stripPrefix: false }),
+  route: Object.freeze({ stripPrefix: false, cache: false }),
+  /** A route's `cache` when it says `true` or leaves a key out: the cache's own defaults (core/defaults/cache.ts). */
+  cache: Object.freeze({
+    maxSize: C.maxSize,
+    maxEntrySize: C.maxEntrySize,
+    staleIfError: C.staleIfError,
+    staleWhileRevalidate: C.staleWhileRevalidate,
+    lockTimeout: C.lockTimeout,
+    key: C.key,
+  }),
   /** The embedded registry on the admin listener (docs/registry.md); its limits are discovery's own (core/defaults/discovery.ts). */
   registry: Object.freeze({
     /**

@@ -124,11 +124,21 @@ const services = Type.Unsafe<Record<string, Static<typeof SERVICE_SCHEMA>>>({
   additionalProperties: SERVICE_SCHEMA,
 });
 
+const cache = Type.Object({
+  maxSize: Type.Optional(Type.Unsafe<string | number>({ ...SIZE, description: 'Bytes the route\'s cache keeps (bodies and headers); the least recently used entries are dropped first.' })),
+  maxEntrySize: Type.Optional(Type.Unsafe<string | number>({ ...SIZE, description: 'A response larger than this is streamed through and not kept.' })),
+  staleIfError: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], format: 'duration', minimum: 0, description: 'How long past its freshness an entry is served when the origin fails, unless the response says (stale-if-error).' })),
+  staleWhileRevalidate: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], format: 'duration', minimum: 0, description: 'How long past its freshness an entry is served while one background request refreshes it, unless the response says (stale-while-revalidate).' })),
+  lockTimeout: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], format: 'duration', minimum: 0, description: 'Longest wait of a request behind another one fetching the same key; then it goes to the origin itself.' })),
+  key: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { uniqueItems: true, description: 'Request headers that are part of the cache key, besides the path with its query.' })),
+}, { additionalProperties: false });
+
 const route = Type.Object({
   prefix: Type.String({ minLength: 1 }),
   host: Type.Optional(Type.String({ minLength: 1 })),
   service: Type.String({ minLength: 1 }),
   stripPrefix: Type.Optional(Type.Boolean()),
+  cache: Type.Optional(byType('boolean', Type.Boolean({ description: 'true caches with the defaults, false (the default) does not cache.' }), cache, { description: 'A response cache for the route (docs/caching.md): true, false, or an object (every key optional).' })),
 }, { additionalProperties: false });
 
 export const CONFIG_SCHEMA = Type.Object({

@@ -85,6 +85,19 @@ export interface RouteConfig {
   host: string | undefined;
   service: string;
   stripPrefix: boolean;
+  /** The route's response cache; false or unset = none. */
+  cache?: false | CacheConfig;
+}
+
+/** A route's response cache (docs/caching.md). Durations ms, sizes bytes. */
+export interface CacheConfig {
+  maxSize: number;
+  maxEntrySize: number;
+  staleIfError: number;
+  staleWhileRevalidate: number;
+  lockTimeout: number;
+  /** Lower-case request header names. */
+  key: string[];
 }
 
 export interface LimitsConfig {

@@ -2,7 +2,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { BlockList, isIP } from 'node:net';
 import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
 import { isLoopbackHost, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
-import { formatDuration, parseDuration, parseSize } from '../core/units.js';
+import { formatDuration, formatSize, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
 import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
 import type { BalancerKind } from '../core/balancing.js';
@@ -12,7 +12,7 @@ import { CONFIG_SCHEMA } from './schema.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
-  AccessLogMode, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, LogLevel, OutlierConfig, RegistryConfig, RetryConfig, RouteConfig, ServiceConfig,
+  AccessLogMode, CacheConfig, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, LogLevel, OutlierConfig, RegistryConfig, RetryConfig, RouteConfig, ServiceConfig,
 } from './types.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
@@ -320,6 +320,24 @@ function outlier(raw: unknown, base: string, problems: ConfigProblem[]): Outlier
   return config;
 }
 
+/** A route's `cache`: true takes every default, an object the keys it sets. */
+function cacheConfig(raw: unknown, path: string, problems: ConfigProblem[]): false | CacheConfig {
+  if (raw !== true && !isObject(raw)) return false;
+  const c = isObject(raw) ? raw : {};
+  const d = DEFAULTS.cache;
+  const out: CacheConfig = {
+    maxSize: sizeOr(c.maxSize, d.maxSize),
+    maxEntrySize: sizeOr(c.maxEntrySize, d.maxEntrySize),
+    staleIfError: durationOr(c.staleIfError, d.staleIfError),
+    staleWhileRevalidate: durationOr(c.staleWhileRevalidate, d.staleWhileRevalidate),
+    lockTimeout: durationOr(c.lockTimeout, d.lockTimeout),
+    key: Array.isArray(c.key) ? c.key.filter((k): k is string => typeof k === 'string').map((k) => k.toLowerCase()) : [...d.key],
+  };
+  if (out.maxSize === 0) problems.push({ path: joinPath(path, 'maxSize'), message: 'must be more than 0 — write `cache: false` to turn the cache off' });
+  if (out.maxEntrySize > out.maxSize) problems.push({ path: joinPath(path, 'maxEntrySize'), message: `${formatSize(out.maxEntrySize)} is larger than maxSize (${formatSize(out.maxSize)}) — no such response could be kept` });
+  return out;
+}
+
 function hashOn(raw: unknown): HashOn | undefined {
   if (raw === 'client-ip') return { kind: 'client-ip' };
   if (!isObject(raw)) return undefined;
@@ -360,7 +378,9 @@ function routes(raw: unknown, services: Map<string, ServiceConfig>, problems: Co
     const dup = seen.get(key);
     if (dup !== undefined) problems.push({ path, message: `same host and prefix as routes[${dup}] — it could never match` });
     seen.set(key, i);
-    out.push({ prefix, host: normHost, service, stripPrefix: item.stripPrefix === true });
+    const cache = cacheConfig(item.cache, joinPath(path, 'cache'), problems);
+    // Unset rather than false: a route without a cache reads as it did before caches existed.
+    out.push({ prefix, host: normHost, service, stripPrefix: item.stripPrefix === true, ...(cache === false ? {} : { cache }) });
   });
   return out;
 }

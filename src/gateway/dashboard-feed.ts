@@ -17,7 +17,7 @@ import { drainingReason, ERROR_RULE, gatewayHealth, serviceReasons, type Gateway
  * numbers the metrics read; the request path is untouched.
  */
 
-export type TimelineKind = 'join' | 'leave' | 'state' | 'ejection' | 'retry' | 'budget' | 'panic' | 'reload' | 'drain' | 'start' | 'peer';
+export type TimelineKind = 'join' | 'leave' | 'state' | 'ejection' | 'retry' | 'budget' | 'panic' | 'reload' | 'drain' | 'start' | 'peer' | 'cache';
 
 export interface TimelineEvent {
   seq: number;

@@ -82,7 +82,7 @@ aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px sol
 #timeline .kind { font-weight: 600; }
 #timeline .where { color: var(--dim); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #timeline .text { grid-column: 1 / -1; overflow-wrap: anywhere; }
-.k-join .kind { color: var(--ok); } .k-leave .kind, .k-ejection .kind, .k-budget .kind, .k-panic .kind { color: var(--bad); }
+.k-join .kind { color: var(--ok); } .k-leave .kind, .k-ejection .kind, .k-budget .kind, .k-panic .kind, .k-cache .kind { color: var(--bad); }
 .k-leave[data-cause=drained] .kind { color: var(--warn); }
 .k-drain .kind, .k-retry .kind { color: var(--warn); } .k-reload .kind, .k-start .kind, .k-state .kind, .k-peer .kind { color: var(--info); }
 @media (max-width: 1000px) { main { grid-template-columns: minmax(0, 1fr); } aside { position: static; max-height: none; } }

@@ -27,6 +27,7 @@ import { HEALTH_STATE_KINDS } from '../upstream/endpoint.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import { upstreamSettingsOf } from './upstream-settings.js';
 import { AccessLog, gatewaySteps } from './access-log.js';
+import { RouteCaches, routeCacheStep } from './route-caches.js';
 import type { Step } from '../upstream/pipeline.js';
 import { TandemError } from '../core/errors.js';
 import { describeChange, PeerWatch } from './peer-watch.js';
@@ -49,6 +50,8 @@ export class Gateway {
   private accessLog: AccessLog;
   /** Put ahead of every service's engine steps; replaced on reload. */
   private steps: Step[];
+  /** The response caches of routes with `cache`, kept across reloads. */
+  private readonly caches: RouteCaches;
   private ctx: ProxyContext;
   private readonly server: Server;
   private readonly admin: Server;
@@ -94,7 +97,9 @@ export class Gateway {
       },
     });
     this.accessLog = new AccessLog(config.log.access, logger);
-    this.steps = gatewaySteps(this.accessLog);
+    this.caches = new RouteCaches(logger, (route, service, failing, reason) =>
+      this.feed.record('cache', failing ? `${route}: the origin fails (${reason}); stale entries are served where allowed` : `${route}: the origin answers again`, service));
+    this.steps = this.gatewaySteps(config);
     const etcd = etcdRegistryOf(config.registry);
     this.external = etcd && new ExternalMembers(etcd, (service, changes) => this.externalChanged(service, changes));
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
@@ -159,6 +164,7 @@ export class Gateway {
       registered: () => this.registeredCounts(),
       registryChanges: () => this.registryChanges,
       gateways: () => (this.config.peers.length > 0 || this.config.virtualAddress !== undefined ? this.peers.views() : []),
+      caches: () => this.caches.stats(),
       version: VERSION,
     });
     this.admin = createAdminServer({
@@ -308,7 +314,7 @@ export class Gateway {
 
     // The gateway's request steps follow the config too (log.access): new requests take them.
     this.accessLog = new AccessLog(next.log.access, this.logger);
-    this.steps = gatewaySteps(this.accessLog);
+    this.steps = this.gatewaySteps(next);
     for (const [name, svc] of next.services) {
       const existing = this.upstreams.get(name);
       if (existing) {
@@ -411,9 +417,18 @@ export class Gateway {
     this.logger.info({ msg: 'no new connections', event: 'handover-quiet', waitedMs: Date.now() - start });
   }
 
+  /**
+   * The access log first: it marks the client's exchange, which the cache answers directly on a
+   * hit. The cache step is in the chains only while some route has a cache.
+   */
+  private gatewaySteps(config: GatewayConfig): Step[] {
+    const steps = gatewaySteps(this.accessLog);
+    return config.routes.some((r) => r.cache !== undefined && r.cache !== false) ? [...steps, routeCacheStep()] : steps;
+  }
+
   private buildContext(config: GatewayConfig): ProxyContext {
     return {
-      router: new Router(config.routes, this.upstreams, config.services),
+      router: new Router(config.routes, this.upstreams, config.services, this.caches.configure(config.routes)),
       trusted: trustedProxyList(config.trustedProxies),
       trustAny: config.trustedProxies.length > 0,
       maxBodySize: config.limits.maxBodySize,
@@ -458,7 +473,8 @@ export class Gateway {
       })),
       registry: { instances: this.registry.size, revision: this.registry.currentRevision, services: this.registry.serviceNames() },
       gateways: this.peers.views(),
-      routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix })),
+      routes: this.ctx.router.all.map((r) => ({ prefix: r.prefix, host: r.host ?? null, service: r.service, stripPrefix: r.stripPrefix, cache: r.cache !== undefined })),
+      caches: [...this.caches.stats()].map(({ staleReasons, stale, ...c }) => ({ ...c, stale: Object.fromEntries(staleReasons.map((reason, i) => [reason, stale[i] ?? 0])) })),
     };
   }
 }

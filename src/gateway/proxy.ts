@@ -8,6 +8,8 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
 import type { HashOn } from '../config/types.js';
 import type { AccessLog, AccessLogged } from './access-log.js';
+import type { ResponseCache } from '../cache/index.js';
+import type { CacheRouted } from './route-caches.js';
 import { clientIp, cookieValue, rewriteResponseHeaders } from './headers.js';
 import { type Route, type Router, stripPrefix } from './router.js';
 import { admit, type Admission, type Refusal } from './admission.js';
@@ -158,7 +160,7 @@ function onClientSocketClose(this: ClientSocket): void {
  * Streams one upstream response to the client. Backpressure is end to end: when the client
  * socket is full, undici stops reading the upstream until it drains.
  */
-class ProxyExchange implements ResponseHandler, StallListener, AccessLogged {
+class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, CacheRouted {
   private endpoint: Endpoint | undefined;
   private abort: ((reason?: Error) => void) | undefined;
   private resume: (() => void) | undefined;
@@ -171,6 +173,8 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged {
   private tried: Endpoint | undefined;
   /** Set by the access-log step when the service's chain has one. */
   accessLog: AccessLog | undefined = undefined;
+  /** The route's cache, for the gateway's cache step. */
+  readonly cache: ResponseCache | undefined;
   /**
    * The client connection, kept: `req.socket` turns null once the request is destroyed, which
    * undici does to a streamed body when the upstream connection fails while it is being sent.
@@ -189,6 +193,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged {
     // Client-gone detection, one listener per connection rather than one per request: the
     // connection remembers the exchange it is serving. A pipelined request that arrives while
     // another is still being served falls back to its own listener.
+    this.cache = route.cache;
     const socket = req.socket as ClientSocket;
     this.socket = socket;
     if (socket[kServing] === undefined) socket.once('close', onClientSocketClose);

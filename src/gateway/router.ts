@@ -1,5 +1,6 @@
 import type { HashOn, RouteConfig, ServiceConfig } from '../config/types.js';
 import type { Upstream } from '../upstream/upstream.js';
+import type { ResponseCache } from '../cache/index.js';
 
 /** A route ready for matching. */
 export interface Route {
@@ -10,6 +11,8 @@ export interface Route {
   readonly upstream: Upstream;
   /** Where the service's consistent-hash key comes from; undefined when it does not hash. */
   readonly hash: HashOn | undefined;
+  /** The route's response cache (`cache` in its config); undefined = none. */
+  readonly cache: ResponseCache | undefined;
   /** 2 exact host, 1 wildcard host ("*.example.com"), 0 any host. */
   readonly hostRank: 0 | 1 | 2;
 }
@@ -24,7 +27,7 @@ export class Router {
   /** When no route names a host, matching skips Host parsing entirely. */
   private readonly usesHost: boolean;
 
-  constructor(configs: readonly RouteConfig[], upstreams: ReadonlyMap<string, Upstream>, services?: ReadonlyMap<string, Pick<ServiceConfig, 'hash'>>) {
+  constructor(configs: readonly RouteConfig[], upstreams: ReadonlyMap<string, Upstream>, services?: ReadonlyMap<string, Pick<ServiceConfig, 'hash'>>, caches?: ReadonlyMap<RouteConfig, ResponseCache>) {
     this.routes = configs.map((c) => ({
       prefix: c.prefix,
       host: c.host,
@@ -32,6 +35,7 @@ export class Router {
       stripPrefix: c.stripPrefix,
       upstream: upstreams.get(c.service)!,
       hash: services?.get(c.service)?.hash,
+      cache: caches?.get(c),
       hostRank: c.host === undefined ? 0 : c.host.startsWith('*.') ? 1 : 2,
     }));
     this.routes.sort((a, b) => b.hostRank - a.hostRank || b.prefix.length - a.prefix.length);

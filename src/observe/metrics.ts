@@ -54,6 +54,14 @@ export const METRICS = Object.freeze({
   gatewayReady: spec('gateway', 'gauge', 'tandem_gateway_ready', ['gateway'], 'This gateway and each of its peers (config peers), by admin address: 1 when its /readyz answered 200 at the last poll, 0 when it answered 503 or not at all.'),
   gatewayHoldsAddress: spec('gateway', 'gauge', 'tandem_gateway_holds_address', ['gateway'], '1 for the gateway that holds the virtual address (config virtualAddress), 0 for the others; absent while unknown.'),
   gatewayInfo: spec('gateway', 'gauge', 'tandem_gateway_info', ['version'], 'Always 1; the version label says which tandem the gateway runs.'),
+  cacheHits: spec('gateway', 'counter', 'tandem_cache_hits_total', ['route'], 'Requests answered from a fresh cache entry, by route (host and prefix).'),
+  cacheMisses: spec('gateway', 'counter', 'tandem_cache_misses_total', ['route'], 'Requests a route\'s cache sent to the origin: no entry, or one to revalidate.'),
+  cacheRevalidated: spec('gateway', 'counter', 'tandem_cache_revalidated_total', ['route'], 'Entries the origin confirmed with 304 and the cache then served, by route.'),
+  cacheStale: spec('gateway', 'counter', 'tandem_cache_stale_total', ['route', 'reason'], 'Stale entries served, by route and reason (updating = refreshed in the background; status, no-endpoint, overloaded, timeout, error = the origin failed).'),
+  cacheCoalesced: spec('gateway', 'counter', 'tandem_cache_coalesced_total', ['route'], 'Requests that waited for another request for the same key instead of going to the origin, by route.'),
+  cacheEvictions: spec('gateway', 'counter', 'tandem_cache_evictions_total', ['route'], 'Entries dropped to keep a route\'s cache within maxSize.'),
+  cacheBytes: spec('gateway', 'gauge', 'tandem_cache_bytes', ['route'], 'Bytes a route\'s cache holds (bodies, headers, a fixed overhead per entry).'),
+  cacheEntries: spec('gateway', 'gauge', 'tandem_cache_entries', ['route'], 'Keys a route\'s cache holds.'),
   // node SDK (served by tandem/node at the instance's /metrics)
   nodeRequests: spec('node', 'counter', 'tandem_node_requests_total', ['service', 'code_class'], 'Requests an instance answered, by service and status class (health checks excluded).'),
   nodeDuration: spec('node', 'histogram', 'tandem_node_request_duration_seconds', ['service'], 'Time an instance took to answer a request, by service.'),
@@ -138,8 +146,26 @@ export interface ServiceStats {
   overloaded: number;
 }
 
+/** What the metrics read of one route's response cache. */
+export interface CacheStatsView {
+  /** The route: its host (if any) and prefix. */
+  route: string;
+  hits: number;
+  misses: number;
+  revalidated: number;
+  /** Stale entries served, indexed as `staleReasons`. */
+  stale: readonly number[];
+  staleReasons: readonly string[];
+  coalesced: number;
+  evictions: number;
+  bytes: number;
+  entries: number;
+}
+
 export interface GatewayStats {
   services(): Iterable<ServiceStats>;
+  /** Routes with a cache. */
+  caches?(): Iterable<CacheStatsView>;
   /** Requests that matched no route, by status class index. */
   unrouted: readonly number[];
   inflight(): number;
@@ -211,9 +237,30 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
     new PulledMetric(M.gatewayHoldsAddress, () =>
       [...(stats.gateways?.() ?? [])].filter((g) => g.holdsAddress !== null).map((g) => ({ labels: { gateway: g.address }, value: g.holdsAddress ? 1 : 0 }))),
     new PulledMetric(M.gatewayInfo, () => [{ labels: { version: stats.version ?? 'unknown' }, value: 1 }]),
+    ...cacheMetrics(() => stats.caches?.() ?? []),
   ];
   for (const m of metrics) registry.registerMetric(m as never);
   return registry;
+}
+
+function cacheMetrics(caches: () => Iterable<CacheStatsView>): PulledMetric[] {
+  const M = METRICS;
+  const per = (spec: MetricSpec, value: (c: CacheStatsView) => number) =>
+    new PulledMetric(spec, () => [...caches()].map((c) => ({ labels: { route: c.route }, value: value(c) })));
+  return [
+    per(M.cacheHits, (c) => c.hits),
+    per(M.cacheMisses, (c) => c.misses),
+    per(M.cacheRevalidated, (c) => c.revalidated),
+    new PulledMetric(M.cacheStale, () => {
+      const out: Sample[] = [];
+      for (const c of caches()) c.staleReasons.forEach((reason, i) => out.push({ labels: { route: c.route, reason }, value: c.stale[i] ?? 0 }));
+      return out;
+    }),
+    per(M.cacheCoalesced, (c) => c.coalesced),
+    per(M.cacheEvictions, (c) => c.evictions),
+    per(M.cacheBytes, (c) => c.bytes),
+    per(M.cacheEntries, (c) => c.entries),
+  ];
 }
 
 /** What the node SDK counts for one served instance (plain numbers, bumped per request). */

@@ -1,0 +1,3 @@
+export { cacheStep, type CacheChoice } from './cache-step.js';
+export { ResponseCache, STALE_REASONS, type CacheStats, type ResponseCacheOptions, type StaleEvent, type StaleReason } from './response-cache.js';
+export { cacheSettings, type CacheSettings, type CacheSettingsInput } from './settings.js';
