@@ -23,7 +23,7 @@ test('the exports map: every subpath loads and has its types file', async () => 
   const observe = (await import(`${pkg.name}/observe`)) as Record<string, unknown>;
   for (const name of ['METRICS', 'metricsRegistry', 'eventCounters', 'traceHeaders', 'continueTrace', 'currentTrace', 'createLogger']) assert.ok(name in observe, `tandem/observe exports ${name}`);
   const leadPart = (await import(`${pkg.name}/lead`)) as Record<string, unknown>;
-  for (const name of ['lead', 'postgresLeaseStore', 'MemoryLeaseStore']) assert.equal(typeof leadPart[name], 'function', `tandem/lead exports ${name}`);
+  for (const name of ['lead', 'postgresLeaseStore', 'MemoryLeaseStore', 'etcdLeaseStore']) assert.equal(typeof leadPart[name], 'function', `tandem/lead exports ${name}`);
   const root = (await import(pkg.name)) as Record<string, unknown>;
   for (const name of ['Gateway', 'Upstream', 'TandemError', 'loadConfigFile', 'validateConfig', 'createBalancer', 'VERSION', 'HttpRegistry', 'EmbeddedRegistry', 'serve']) {
     assert.ok(name in root, `tandem does not export ${name}`);

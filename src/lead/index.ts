@@ -4,3 +4,4 @@ export { MemoryLeaseStore } from './memory.js';
 export { postgresLeaseStore, PostgresLeaseStore } from './postgres.js';
 export type { PostgresLeaseStoreOptions } from './postgres.js';
 export type { LeaseStore, LeaderState, Term } from './types.js';
+export { etcdLeaseStore, EtcdLeaseStore } from './etcd.js';
