@@ -25,6 +25,6 @@ if (files.length === 0) {
   console.error(`no test files found under ${relative(root, testDir)} (did the build run?)`);
   process.exit(1);
 }
-const args = ['--test', '--test-reporter=spec', '--test-concurrency=2', ...files];
+const args = ['--test', '--test-reporter=spec', '--test-concurrency=' + (process.env.TANDEM_TEST_CONCURRENCY ?? '3'), ...files];
 const result = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root });
 process.exit(result.status ?? 1);
