@@ -172,8 +172,11 @@ function recorder() {
   return { logger: { info: push('info'), warn: push('warn') }, lines, waitFor };
 }
 
-test('a drain begun while a gateway is frozen reaches it when it wakes: the instance is draining there, not ready', async () => {
-  const a = await shopGateway();
+/**
+ * An instance of `shop` registered with the gateway at `adminUrl` (heartbeats every 500 ms), with
+ * one request in flight that its server holds until `release()`.
+ */
+async function instanceWithHeldRequest(adminUrl: string) {
   let release!: () => void;
   const held = new Promise<void>((resolve) => { release = resolve; });
   let started!: () => void;
@@ -183,10 +186,16 @@ test('a drain begun while a gateway is frozen reaches it when it wakes: the inst
     void held.then(() => res.end('done'));
   }).listen(0, '127.0.0.1');
   const log = recorder();
-  const instance = await serve(server, { service: 'shop', registry: a.adminUrl, handleSignals: false, logger: log.logger, drainQuietPeriod: 0, heartbeatInterval: 500 });
+  const instance = await serve(server, { service: 'shop', registry: adminUrl, handleSignals: false, logger: log.logger, drainQuietPeriod: 0, heartbeatInterval: 500 });
   defer(async () => { release(); await instance.close(); });
   const slow = fetch(`http://${instance.address}/slow`).then((r) => r.text());
   await inFlight;
+  return { instance, log, slow, release };
+}
+
+test('a drain begun while a gateway is frozen reaches it when it wakes: the instance is draining there, not ready', async () => {
+  const a = await shopGateway();
+  const { instance, log, slow, release } = await instanceWithHeldRequest(a.adminUrl);
 
   a.proc.kill('SIGSTOP');
   defer(async () => { a.proc.kill('SIGCONT'); });
@@ -208,19 +217,7 @@ test('a frozen gateway replaced by a new process on the same address (its host r
   const admin = await freePort();
   const config = { admin: `127.0.0.1:${admin}`, services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }] };
   const a = track(await startGateway(config));
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => { release = resolve; });
-  let started!: () => void;
-  const inFlight = new Promise<void>((resolve) => { started = resolve; });
-  const server: Server = createServer((_req, res) => {
-    started();
-    void held.then(() => res.end('done'));
-  }).listen(0, '127.0.0.1');
-  const log = recorder();
-  const instance = await serve(server, { service: 'shop', registry: a.adminUrl, handleSignals: false, logger: log.logger, drainQuietPeriod: 0, heartbeatInterval: 500 });
-  defer(async () => { release(); await instance.close(); });
-  const slow = fetch(`http://${instance.address}/slow`).then((r) => r.text());
-  await inFlight;
+  const { instance, log, slow, release } = await instanceWithHeldRequest(a.adminUrl);
 
   a.proc.kill('SIGSTOP');
   await log.waitFor((l) => l.msg === 'registry not answering; reconnecting');
