@@ -99,6 +99,8 @@ test('a plaintext and a TLS listener at once: SNI picks the certificate, X-Forwa
   assert.match(wildcard.names, /DNS:\*\.b\.test/);
   // A name no certificate has gets the default one (and the client refuses it, rightly).
   await assert.rejects(get(tlsPort, 'c.test'), /does not match|altnames/i);
+  // SIGTERM drains and closes both listeners.
+  assert.equal(await gw.stop('SIGTERM'), 0);
 });
 
 test('ALPN offers http/1.1; TLS 1.1 is refused by the server', async () => {
