@@ -6,7 +6,7 @@ import { copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request as httpsRequest, Agent } from 'node:https';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { startGateway, runCli, tempDir, type RunningGateway } from './helpers/gateway.js';
+import { adminFetch, startGateway, runCli, tempDir, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, type Backend } from './helpers/backend.js';
 import { makeServerPki } from './helpers/tls-pki.js';
 import { validateConfig } from '../src/config/validate.js';
@@ -88,6 +88,8 @@ test('a plaintext and a TLS listener at once: SNI picks the certificate, X-Forwa
   const { gw, tlsPort } = await tlsGateway();
   const plain = await fetch(`${gw.url}/`);
   assert.deepEqual(await plain.json(), { proto: 'http' });
+  const cluster = await (await adminFetch(`${gw.adminUrl}/admin/cluster`)).json() as { gateway: { listeners: string[] } };
+  assert.equal(cluster.gateway.listeners.length, 2);
 
   const first = await get(tlsPort, 'a.test');
   assert.equal(first.status, 200);
@@ -185,6 +187,8 @@ test('bad TLS config: unreadable file, key of another certificate, a certificate
   assert.equal(ok.listen[0]!.tls, undefined);
   assert.deepEqual(ok.listen[1]!.tls!.certificates[0]!.names, ['a.test', '127.0.0.1']);
   assert.equal(ok.listen[1]!.tls!.minVersion, 'TLSv1.2');
+  const clash = (): unknown => validateConfig({ listen: [{ address: '127.0.0.1:9000' }, { address: '0.0.0.0:9000', tls: { cert: a.cert, key: a.key } }], services: { shop: { endpoints: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/', service: 'shop' }] });
+  assert.throws(clash, (err: ConfigError) => err.problems.some((p) => p.path === 'listen[1].address' && /port 9000 is also listen\[0\]'s/.test(p.message)));
 });
 
 test('tandem gateway refuses to start on a bad certificate, naming the path; nothing binds', async () => {

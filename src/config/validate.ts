@@ -460,17 +460,17 @@ function listeners(raw: unknown, problems: ConfigProblem[]): ListenerConfig[] {
     return [{ ...(hp ?? { host: '127.0.0.1', port: 0 }), tls: undefined }];
   }
   if (!Array.isArray(raw)) return [{ host: '127.0.0.1', port: 0, tls: undefined }];
-  const out: ListenerConfig[] = [];
+  const out: Array<[number, ListenerConfig]> = [];
   raw.forEach((item: unknown, i) => {
     if (!isObject(item)) return;
     const hp = address(item.address, `listen[${i}].address`, true, problems);
     const tls = isObject(item.tls) ? readTls(item.tls, `listen[${i}].tls`, problems) : undefined;
     if (hp === undefined) return;
-    const clash = out.findIndex((o) => o.port !== 0 && o.port === hp.port && hostsOverlap(o.host, hp.host));
-    if (clash >= 0) problems.push({ path: `listen[${i}].address`, message: `port ${hp.port} is also listen[${clash}]'s — two listeners cannot share a port` });
-    out.push({ ...hp, tls });
+    const clash = out.find(([, o]) => o.port !== 0 && o.port === hp.port && hostsOverlap(o.host, hp.host));
+    if (clash) problems.push({ path: `listen[${i}].address`, message: `port ${hp.port} is also listen[${clash[0]}]'s — two listeners cannot share a port` });
+    out.push([i, { ...hp, tls }]);
   });
-  return out;
+  return out.map(([, l]) => l);
 }
 
 function hostsOverlap(a: string, b: string): boolean {

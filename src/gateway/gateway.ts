@@ -477,6 +477,7 @@ export class Gateway {
         draining: this.live.draining,
         inflight: this.live.inflight,
         listen: this.listenAddress,
+        listeners: this.listenUrls,
       },
       services: [...this.upstreams.values()].map((u) => ({
         name: u.name,
