@@ -9,6 +9,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { adminFetch, startGateway, runCli, tempDir, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, type Backend } from './helpers/backend.js';
 import { makeServerPki } from './helpers/tls-pki.js';
+import { WebSocket, WebSocketServer } from 'ws';
 import { validateConfig } from '../src/config/validate.js';
 import { ConfigError } from '../src/config/problems.js';
 
@@ -164,6 +165,35 @@ test('a reload that breaks a certificate is refused with the path; the old certi
   const outcome = await gw.waitForLog((l) => gw.logs.indexOf(l) >= from && (l.msg === 'reloaded' || /reload rejected/.test(String(l.msg))));
   assert.match(JSON.stringify(outcome), /listen\[1\]\.tls\.key/);
   assert.equal((await get(tlsPort, 'a.test')).status, 200);
+});
+
+test('a WebSocket over TLS (wss) is passed through; the endpoint sees X-Forwarded-Proto: https', async () => {
+  let proto: string | undefined;
+  const echo = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  echo.on('connection', (ws, req) => {
+    proto = req.headers['x-forwarded-proto'] as string;
+    ws.on('message', (m) => ws.send(m));
+  });
+  await new Promise((resolve) => echo.once('listening', resolve));
+  const port = (echo.address() as { port: number }).port;
+  try {
+    const dir = tempDir();
+    dirs.push(dir);
+    const gw = await startGateway({
+      listen: [{ address: '127.0.0.1:0', tls: { cert: a.cert, key: a.key } }],
+      services: { ws: { endpoints: [`127.0.0.1:${port}`], healthCheck: false } }, routes: [{ prefix: '/', service: 'ws' }],
+    }, { file: join(dir, 'gateway.json') });
+    gateways.push(gw);
+    const ws = new WebSocket(`wss://127.0.0.1:${gw.port}/chat`, { ca: pki.ca }); // no SNI for an IP: the default certificate, valid for 127.0.0.1
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    const reply = new Promise<string>((resolve) => ws.once('message', (m: Buffer) => resolve(m.toString())));
+    ws.send('over tls');
+    assert.equal(await reply, 'over tls');
+    assert.equal(proto, 'https');
+    ws.close();
+  } finally {
+    echo.close();
+  }
 });
 
 test('bad TLS config: unreadable file, key of another certificate, a certificate for no name — each with its path', () => {
