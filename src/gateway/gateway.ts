@@ -268,7 +268,8 @@ export class Gateway {
   }
 
   private createListener(config: ListenerConfig, limits: LimitsConfig): ClientListener {
-    const ctx = () => (config.tls === undefined ? this.ctx : this.secureCtx);
+    // Chosen once per listener: a plaintext listener's requests read this.ctx as before TLS existed.
+    const ctx = config.tls === undefined ? () => this.ctx : () => this.secureCtx;
     return new ClientListener(config, limits, {
       request: (req, res) => {
         // A response whose headers went out before the gateway started draining said keep-alive:
