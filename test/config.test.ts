@@ -51,7 +51,7 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 describe('the minimal config', () => {
   test('the README/issue file parses and validates as is, with every default applied', () => {
     const c = validateConfig(parseConfigText(MINIMAL_YAML, 'gateway.yaml'));
-    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 8080, tls: undefined }]);
     assert.deepEqual(c.admin, { host: '127.0.0.1', port: 9901 });
     assert.deepEqual([...c.services.keys()], ['shop']);
     const d = DEFAULTS.service;
@@ -85,7 +85,7 @@ describe('the minimal config', () => {
     const fromJson = await loadConfigFile(json);
     assert.equal(fromJson.services.get('shop')!.endpoints.length, 3);
     const example = await loadConfigFile(join(ROOT, 'examples', 'gateway.yaml'));
-    assert.deepEqual(example.listen, { host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(example.listen, [{ host: '127.0.0.1', port: 8080, tls: undefined }]);
     assert.equal(example.routes[0]!.service, 'shop');
   });
 
@@ -163,7 +163,7 @@ describe('units', () => {
 
   test('listeners may use port 0; trusted proxies take addresses and CIDR ranges', () => {
     const c = validateConfig(config({ top: { listen: '127.0.0.1:0', admin: '[::1]:0', trustedProxies: ['10.0.0.0/8', '192.168.1.7', '::1', 'fd00::/8'] } }));
-    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(c.listen, [{ host: '127.0.0.1', port: 0, tls: undefined }]);
     assert.deepEqual(c.admin, { host: '::1', port: 0 });
     assert.deepEqual(c.trustedProxies, ['10.0.0.0/8', '192.168.1.7', '::1', 'fd00::/8']);
   });
@@ -198,7 +198,7 @@ describe('every problem has its path and a hint', () => {
     assertProblems(config({ service: { maxConnections: 'lots' } }), [['services.shop.maxConnections', 'expected integer, got string "lots"']]);
     assertProblems(config({ service: { endpoints: 'x' } }), [['services.shop.endpoints', 'expected array, got string "x"']]);
     assertProblems(config({ route: { stripPrefix: 'yes' } }), [['routes[0].stripPrefix', 'expected boolean, got string "yes"']]);
-    assertProblems(config({ top: { listen: 8080 } }), [['listen', 'expected string, got number 8080']]);
+    assertProblems(config({ top: { listen: 8080 } }), [['listen', 'expected a "host:port" string or a list of listeners, got number 8080']]);
     assertProblems(config({ service: { timeout: true } }), [['services.shop.timeout', 'expected string or number, got boolean true']]);
     assertProblems(config({ top: { routes: { prefix: '/' } } }), [['routes', 'expected array, got an object']]);
     assertProblems(null, [['', 'expected object, got null']]);

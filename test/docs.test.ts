@@ -55,6 +55,9 @@ test('docs/configuration.md documents every key with the default the code uses',
   const props = CONFIG_SCHEMA.properties;
   const sections: Array<[string, Record<string, unknown>, Record<string, unknown>]> = [
     ['Top level', { admin: DEFAULTS.admin, trustedProxies: DEFAULTS.trustedProxies, drainTimeout: DEFAULTS.drainTimeout, peers: DEFAULTS.peers, virtualAddress: DEFAULTS.virtualAddress }, props],
+    ['`listen[]`', {}, props.listen.else.items.properties],
+    ['`listen[].tls`', DEFAULTS.tls, props.listen.else.items.properties.tls.properties],
+    ['`listen[].tls.certificates[]`', {}, props.listen.else.items.properties.tls.properties.certificates.items.properties],
     ['`limits`', DEFAULTS.limits, props.limits.properties],
     ['`log`', DEFAULTS.log, props.log.properties],
     ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier', 'retry', 'hedge'].includes(k))), props.services.additionalProperties.properties],

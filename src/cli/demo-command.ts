@@ -97,7 +97,7 @@ export class DemoCluster {
  */
 export async function runDemo(options: DemoOptions = {}): Promise<number> {
   const config = await loadConfigFile(fileURLToPath(new URL('examples/demo.yaml', root)));
-  if (options.listen !== undefined) config.listen = parseAddress(options.listen, '--listen');
+  if (options.listen !== undefined) config.listen = [{ ...parseAddress(options.listen, '--listen'), tls: undefined }];
   if (options.admin !== undefined) config.admin = parseAddress(options.admin, '--admin');
   const gateway = await Gateway.start(config, createLogger(options.drill ? 'warn' : config.log.level));
   const cluster = new DemoCluster(gateway, options.drill === true);

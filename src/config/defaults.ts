@@ -83,6 +83,11 @@ export const DEFAULTS = Object.freeze({
     lockTimeout: C.lockTimeout,
     key: C.key,
   }),
+  /** A TLS listener's settings (docs/security.md#tls). */
+  tls: Object.freeze({
+    /** TLS 1.0 and 1.1 are refused: both are deprecated (RFC 8996). */
+    minVersion: 'TLSv1.2' as 'TLSv1.2' | 'TLSv1.3',
+  }),
   /** The embedded registry on the admin listener (docs/registry.md); its limits are discovery's own (core/defaults/discovery.ts). */
   registry: Object.freeze({
     /**

@@ -141,8 +141,27 @@ const route = Type.Object({
   cache: Type.Optional(byType('boolean', Type.Boolean({ description: 'true caches with the defaults, false (the default) does not cache.' }), cache, { description: 'A response cache for the route (docs/caching.md): true, false, or an object (every key optional).' })),
 }, { additionalProperties: false });
 
+const pemFile = (what: string) => Type.String({ minLength: 1, description: `PEM file of ${what} (a path relative to the gateway's working directory); read at start and on reload.` });
+
+const certificate = Type.Object({
+  cert: pemFile('the certificate, its intermediate certificates after it'),
+  key: pemFile('the certificate\'s private key'),
+}, { additionalProperties: false });
+
+const tls = Type.Object({
+  cert: pemFile('the default certificate (served when the client sends no name, or a name no certificate has), its intermediate certificates after it'),
+  key: pemFile('the default certificate\'s private key'),
+  certificates: Type.Optional(Type.Array(certificate, { minItems: 1, description: 'More certificates: the client\'s SNI name picks the one whose names (subjectAltName, else CN) include it.' })),
+  minVersion: Type.Optional(oneOf(['TLSv1.2', 'TLSv1.3'] as const, { description: 'Oldest TLS version accepted.' })),
+}, { additionalProperties: false, description: 'TLS on this listener: HTTPS.' });
+
+const listener = Type.Object({
+  address,
+  tls: Type.Optional(tls),
+}, { additionalProperties: false });
+
 export const CONFIG_SCHEMA = Type.Object({
-  listen: address,
+  listen: byType('string', address, Type.Array(listener, { minItems: 1, 'x-expected': 'a "host:port" string or a list of listeners' }), { description: 'The client listener\'s address, or a list of listeners ({ address, tls? }).' }),
   admin: Type.Optional(address),
   trustedProxies: Type.Optional(Type.Array(Type.String())),
   drainTimeout: Type.Optional(duration),

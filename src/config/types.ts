@@ -131,9 +131,35 @@ export interface RegistryConfig {
   etcdKey: string | undefined;
 }
 
+/** One certificate of a TLS listener, read and checked when the config was validated. */
+export interface TlsCertificate {
+  /** The files as written in the config (for messages and logs). */
+  certFile: string;
+  keyFile: string;
+  /** PEM contents: the certificate (its chain after it) and its private key. */
+  cert: string;
+  key: string;
+  /** DNS names (wildcards as `*.example.com`) and IP addresses the certificate is for, lower case. */
+  names: string[];
+}
+
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+/** TLS on a listener: the first certificate is the default; SNI picks among all of them by name. */
+export interface TlsConfig {
+  certificates: TlsCertificate[];
+  minVersion: TlsVersion;
+}
+
+/** One client listener: an address, plaintext HTTP/1.1 unless it has `tls`. */
+export interface ListenerConfig extends HostPort {
+  tls: TlsConfig | undefined;
+}
+
 /** The validated, normalized gateway configuration: every default applied, units resolved. */
 export interface GatewayConfig {
-  listen: HostPort;
+  /** The client listeners, at least one (the config's `listen`: one address, or a list). */
+  listen: ListenerConfig[];
   admin: HostPort;
   trustedProxies: string[];
   drainTimeout: number;

@@ -9,10 +9,11 @@ import type { BalancerKind } from '../core/balancing.js';
 import { isIdempotent } from '../core/methods.js';
 import { isPathProblem, normalizePath } from '../core/path.js';
 import { CONFIG_SCHEMA } from './schema.js';
+import { readTls } from './tls.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
-  AccessLogMode, CacheConfig, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, LogLevel, OutlierConfig, RegistryConfig, RetryConfig, RouteConfig, ServiceConfig,
+  AccessLogMode, CacheConfig, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, ListenerConfig, LogLevel, OutlierConfig, RegistryConfig, RetryConfig, RouteConfig, ServiceConfig,
 } from './types.js';
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
@@ -61,8 +62,10 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
     }
     case 'required':
       return { path: joinPath(path, String(p.missingProperty)), message: 'required' };
-    case 'type':
-      return { path, message: `expected ${String(p.type).replace(',', ' or ')}, got ${kindOf(e.data)}` };
+    case 'type': {
+      const expected = (e.parentSchema as { 'x-expected'?: string } | undefined)?.['x-expected'] ?? String(p.type).replace(',', ' or ');
+      return { path, message: `expected ${expected}, got ${kindOf(e.data)}` };
+    }
     case 'enum': {
       const allowed = (p.allowedValues as unknown[]).map(String);
       const hint = typeof e.data === 'string' ? closest(e.data, allowed) : undefined;
@@ -95,9 +98,9 @@ function describe(e: ErrorObject, path: string): ConfigProblem {
 }
 
 function normalize(raw: Raw, problems: ConfigProblem[]): GatewayConfig {
-  const listen = address(raw.listen, 'listen', true, problems) ?? { host: '127.0.0.1', port: 0 };
+  const listen = listeners(raw.listen, problems);
   const admin = address(raw.admin ?? DEFAULTS.admin, 'admin', true, problems) ?? { host: '127.0.0.1', port: 0 };
-  if (listen.port !== 0 && listen.port === admin.port && hostsOverlap(listen.host, admin.host)) {
+  if (listen.some((l) => l.port !== 0 && l.port === admin.port && hostsOverlap(l.host, admin.host))) {
     problems.push({ path: 'admin', message: `port ${admin.port} is also the listen port — two listeners cannot share a port` });
   }
   const limits = isObject(raw.limits) ? raw.limits : {};
@@ -448,6 +451,26 @@ function address(raw: unknown, path: string, allowZero: boolean, problems: Confi
     return undefined;
   }
   return hp;
+}
+
+/** `listen`: one address (plaintext), or a list of `{ address, tls? }`. */
+function listeners(raw: unknown, problems: ConfigProblem[]): ListenerConfig[] {
+  if (typeof raw === 'string') {
+    const hp = address(raw, 'listen', true, problems);
+    return [{ ...(hp ?? { host: '127.0.0.1', port: 0 }), tls: undefined }];
+  }
+  if (!Array.isArray(raw)) return [{ host: '127.0.0.1', port: 0, tls: undefined }];
+  const out: Array<[number, ListenerConfig]> = [];
+  raw.forEach((item: unknown, i) => {
+    if (!isObject(item)) return;
+    const hp = address(item.address, `listen[${i}].address`, true, problems);
+    const tls = isObject(item.tls) ? readTls(item.tls, `listen[${i}].tls`, problems) : undefined;
+    if (hp === undefined) return;
+    const clash = out.find(([, o]) => o.port !== 0 && o.port === hp.port && hostsOverlap(o.host, hp.host));
+    if (clash) problems.push({ path: `listen[${i}].address`, message: `port ${hp.port} is also listen[${clash[0]}]'s — two listeners cannot share a port` });
+    out.push([i, { ...hp, tls }]);
+  });
+  return out.map(([, l]) => l);
 }
 
 function hostsOverlap(a: string, b: string): boolean {

@@ -36,6 +36,7 @@ export interface Admission {
 export interface AdmissionContext {
   readonly router: Router;
   readonly maxHeaders: number;
+  readonly proto: 'http' | 'https';
 }
 
 /**
@@ -45,7 +46,7 @@ export interface AdmissionContext {
 export function admit(ctx: AdmissionContext, req: IncomingMessage, peerIp: string, trusted: boolean): Admission {
   const url = req.url ?? '/';
   const absolute = url.charCodeAt(0) === 47 /* / */ ? undefined : splitAbsoluteTarget(url);
-  const facts = rewriteRequestHeaders(req.rawHeaders, peerIp, trusted, 'http', false, absolute?.authority);
+  const facts = rewriteRequestHeaders(req.rawHeaders, peerIp, trusted, ctx.proto, false, absolute?.authority);
   const host = absolute?.authority ?? facts.host;
   if (req.httpVersionMajor !== 1) {
     // llhttp hands over "GET /x" (HTTP/0.9, headers and all) and "GET /x HTTP/2.0" as if they

@@ -1,8 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { GatewayConfig, LimitsConfig } from '../config/types.js';
+import type { GatewayConfig, LimitsConfig, ListenerConfig } from '../config/types.js';
+import { ClientListener } from './listener.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
 import { trustedProxyList } from '../config/validate.js';
 import { formatHostPort, type HostPort } from '../core/address.js';
@@ -53,7 +54,10 @@ export class Gateway {
   /** The response caches of routes with `cache`, kept across reloads. */
   private readonly caches: RouteCaches;
   private ctx: ProxyContext;
-  private readonly server: Server;
+  /** The same context for requests on TLS listeners (X-Forwarded-Proto: https). */
+  private secureCtx: ProxyContext;
+  /** The client listeners, in the config's order. */
+  private readonly listeners: ClientListener[];
   private readonly admin: Server;
   private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
   private readonly bodyGuard: BodyGuard;
@@ -85,7 +89,7 @@ export class Gateway {
     this.feed = new ClusterFeed({
       upstreams: () => this.upstreams.values(),
       draining: (service) => [...this.registry.snapshotNow(service).instances, ...(this.external?.instances(service) ?? [])].filter((i) => i.state === 'draining'),
-      gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.server.listening ? this.listenAddress : '' }),
+      gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.listeners[0]!.server.listening ? this.listenAddress : '' }),
       gateways: () => (this.admin.listening ? this.peers.views() : []),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     this.peers = new PeerWatch({
@@ -119,40 +123,9 @@ export class Gateway {
     this.external?.follow(fromRegistry(config));
     this.bodyGuard = new BodyGuard(bodyGuardOptions(config.limits));
     this.ctx = this.buildContext(config);
+    this.secureCtx = { ...this.ctx, proto: 'https' };
     const limits = config.limits;
-    this.server = createServer({
-      maxHeaderSize: limits.maxHeaderSize,
-      headersTimeout: limits.headersTimeout,
-      requestTimeout: limits.requestTimeout,
-      // How often Node checks the two timeouts above; its default (30 s) would let a slow
-      // client hold a connection far past its limit.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeout / 4)),
-      // Checked by the proxy, whose 400 carries a code like every other refusal.
-      requireHostHeader: false,
-      noDelay: true,
-    }, (req, res) => {
-      // A response whose headers went out before the gateway started draining said keep-alive:
-      // its connection is closed right after it, not left idle for the client to reuse after
-      // the address moved (the peer would reset that request).
-      res.once('finish', () => { if (this.live.draining) req.socket.end(); });
-      handleRequest(this.ctx, req, res);
-    });
-    this.server.keepAliveTimeout = limits.keepAliveTimeout;
-    this.server.on('connection', () => { this.lastConnectionAt = Date.now(); });
-    // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
-    // (Content-Length among them). The proxy counts every line against limits.maxHeaders and
-    // refuses the request, and a reload can change that limit for open connections too.
-    this.server.maxHeadersCount = 0;
-    this.server.on('checkContinue', (req, res) => handleCheckContinue(this.ctx, req, res));
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      const status = answerClientError(err, socket);
-      if (status > 0) this.live.unrouted[((status / 100) | 0) - 1]!++;
-    });
-    this.server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
-      this.live.tunnels.add(socket);
-      socket.once('close', () => this.live.tunnels.delete(socket));
-      handleUpgrade(this.ctx, req, socket, head);
-    });
+    this.listeners = config.listen.map((l) => this.createListener(l, limits));
     const registry = createGatewayRegistry({
       services: () => [...this.upstreams.values()].map((u) => ({
         name: u.name, endpoints: u.endpoints, stateKinds: HEALTH_STATE_KINDS, retryReasons: FAILURE_KINDS, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
@@ -194,7 +167,7 @@ export class Gateway {
 
   /** Why an instance may not be at ip:port: it is one of this gateway's own listeners. */
   private ownListener(ip: string, port: number): string | undefined {
-    for (const [name, server] of [['listen', this.server], ['admin', this.admin]] as const) {
+    for (const [name, server] of [...this.servers().map((s) => ['listen', s] as const), ['admin', this.admin] as const]) {
       if (!server.listening) continue;
       const a = boundAddress(server);
       if (a.port === port && isOwnAddress(ip, a.host)) return `${formatHostPort(ip, port)} is this gateway's own ${name} listener, never a service instance`;
@@ -261,24 +234,63 @@ export class Gateway {
     const gw = new Gateway(config, logger);
     try {
       await listen(gw.admin, config.admin.host, config.admin.port, 'admin');
-      await listen(gw.server, config.listen.host, config.listen.port, 'listen');
+      for (const [i, l] of config.listen.entries()) await listen(gw.listeners[i]!.server, l.host, l.port, config.listen.length > 1 ? `listen[${i}]` : 'listen');
     } catch (err) {
       gw.feed.close();
       gw.admin.close();
-      gw.server.close();
+      for (const server of gw.servers()) if (server.listening) server.close();
       await Promise.all([...gw.upstreams.values()].map((u) => u.close()));
       throw err;
     }
     // Where the admin secret comes from, never the secret itself: logs travel further than files.
-    logger.info({ msg: 'listening', listen: gw.listenAddress, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION, secret: gw.secret.source, secretFile: gw.secret.file });
-    gw.feed.record('start', `gateway ${VERSION} started: listening on ${gw.listenAddress}, dashboard at http://${gw.adminAddress}/`);
+    logger.info({ msg: 'listening', listen: gw.listenAddress, listeners: gw.listenUrls, admin: gw.adminAddress, services: [...config.services.keys()], version: VERSION, secret: gw.secret.source, secretFile: gw.secret.file });
+    gw.feed.record('start', `gateway ${VERSION} started: listening on ${gw.listenUrls.join(', ')}, dashboard at http://${gw.adminAddress}/`);
     gw.peers.start();
     return gw;
   }
 
+  /** The first client listener's bound address. */
   get listenAddress(): string {
-    const a = this.server.address() as AddressInfo;
+    const a = this.listeners[0]!.server.address() as AddressInfo;
     return formatHostPort(a.address, a.port);
+  }
+
+  /** Every client listener, as `http://host:port` or `https://host:port`. */
+  get listenUrls(): string[] {
+    return this.listeners.map((l) => {
+      const a = l.server.address() as AddressInfo;
+      return `${l.secure ? 'https' : 'http'}://${formatHostPort(a.address, a.port)}`;
+    });
+  }
+
+  private servers(): Server[] {
+    return this.listeners.map((l) => l.server);
+  }
+
+  private createListener(config: ListenerConfig, limits: LimitsConfig): ClientListener {
+    // Chosen once per listener: a plaintext listener's requests read this.ctx as before TLS existed.
+    const ctx = config.tls === undefined ? () => this.ctx : () => this.secureCtx;
+    return new ClientListener(config, limits, {
+      request: (req, res) => {
+        // A response whose headers went out before the gateway started draining said keep-alive:
+        // its connection is closed right after it, not left idle for the client to reuse after
+        // the address moved (the peer would reset that request).
+        res.once('finish', () => { if (this.live.draining) req.socket.end(); });
+        handleRequest(ctx(), req, res);
+      },
+      checkContinue: (req, res) => handleCheckContinue(ctx(), req, res),
+      connection: () => { this.lastConnectionAt = Date.now(); },
+      clientError: (err, socket) => {
+        const status = answerClientError(err, socket);
+        if (status > 0) this.live.unrouted[((status / 100) | 0) - 1]!++;
+      },
+      upgrade: (req, socket, head) => {
+        this.live.tunnels.add(socket);
+        socket.once('close', () => this.live.tunnels.delete(socket));
+        handleUpgrade(ctx(), req, socket, head);
+      },
+      tlsError: (err) => this.logger.debug({ msg: 'tls handshake failed', event: 'tls-error', code: err.code, error: err.message }),
+    });
   }
 
   /** The admin listener's secret, for a caller in this process (the demo prints the dashboard's URL with it). */
@@ -299,7 +311,8 @@ export class Gateway {
   reload(next: GatewayConfig): void {
     const problems: ConfigProblem[] = [];
     const same = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port;
-    if (!same(next.listen, this.config.listen)) problems.push({ path: 'listen', message: 'cannot change on reload — restart the gateway to move the listener' });
+    const sameListener = (a: ListenerConfig, b: ListenerConfig | undefined) => b !== undefined && same(a, b) && (a.tls === undefined) === (b.tls === undefined);
+    if (next.listen.length !== this.config.listen.length || next.listen.some((l, i) => !sameListener(l, this.config.listen[i]))) problems.push({ path: 'listen', message: 'cannot change on reload — restart the gateway to move the listener' });
     if (!same(next.admin, this.config.admin)) problems.push({ path: 'admin', message: 'cannot change on reload — restart the gateway to move the admin listener' });
     if (next.limits.maxHeaderSize !== this.config.limits.maxHeaderSize) problems.push({ path: 'limits.maxHeaderSize', message: 'cannot change on reload — restart the gateway' });
     for (const key of ['ttl', 'maxMetadataSize', 'maxInstances', 'maxInstancesPerPeer'] as const) {
@@ -336,10 +349,14 @@ export class Gateway {
     this.secret = secret;
     this.bodyGuard.configure(bodyGuardOptions(next.limits));
     this.ctx = this.buildContext(next);
-    this.server.headersTimeout = next.limits.headersTimeout;
+    this.secureCtx = { ...this.ctx, proto: 'https' };
+    next.listen.forEach((l, i) => { if (l.tls) this.listeners[i]!.setTls(l.tls); });
+    for (const server of this.servers()) {
+      server.headersTimeout = next.limits.headersTimeout;
+      server.requestTimeout = next.limits.requestTimeout;
+      server.keepAliveTimeout = next.limits.keepAliveTimeout;
+    }
     this.admin.headersTimeout = next.limits.headersTimeout;
-    this.server.requestTimeout = next.limits.requestTimeout;
-    this.server.keepAliveTimeout = next.limits.keepAliveTimeout;
     this.logger.level = next.log.level;
     this.logger.info({ msg: 'reloaded', event: 'reload', services: [...next.services.keys()], routes: next.routes.length });
     this.feed.record('reload', `config reloaded: ${next.services.size} services, ${next.routes.length} routes`);
@@ -364,7 +381,7 @@ export class Gateway {
     this.live.draining = true;
     if (release) {
       this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
-      this.server.closeIdleConnections();
+      for (const server of this.servers()) server.closeIdleConnections();
       await release();
       await this.untilNoNewConnections();
     }
@@ -373,14 +390,14 @@ export class Gateway {
     this.registrySubscription.dispose();
     this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
     this.feed.record('drain', `gateway draining (${this.live.inflight} ${this.live.inflight === 1 ? 'request' : 'requests'} in flight)`);
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    const closed = Promise.all(this.servers().map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    for (const server of this.servers()) server.closeIdleConnections();
     while ((this.live.inflight > 0 || this.live.tunnels.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
-      this.server.closeIdleConnections();
+      for (const server of this.servers()) server.closeIdleConnections();
     }
     const abandoned = this.live.inflight;
-    this.server.closeAllConnections();
+    for (const server of this.servers()) server.closeAllConnections();
     for (const t of this.live.tunnels) t.destroy();
     await closed;
     // Past the drain timeout nothing is waited for: an endpoint still streaming to a client
@@ -437,6 +454,7 @@ export class Gateway {
       accessLog: this.accessLog,
       logger: this.logger,
       live: this.live,
+      proto: 'http',
     };
   }
 
@@ -460,6 +478,7 @@ export class Gateway {
         draining: this.live.draining,
         inflight: this.live.inflight,
         listen: this.listenAddress,
+        listeners: this.listenUrls,
       },
       services: [...this.upstreams.values()].map((u) => ({
         name: u.name,

@@ -31,6 +31,8 @@ export interface ProxyContext {
   logger: Logger;
   /** Counts client requests in progress and whether the gateway is draining. */
   live: { inflight: number; draining: boolean; unrouted: number[] };
+  /** The listener's scheme, X-Forwarded-Proto's value unless a trusted proxy said. */
+  proto: 'http' | 'https';
 }
 
 const kPeer = Symbol('tandem.peer');
