@@ -50,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
       'virtual-address': { type: 'string', value: 'IP', help: 'on SIGTERM, wait until this address left the host before draining' },
       'handover-timeout': { type: 'string', value: 'S', help: `longest wait for the address to leave (default ${DEFAULT_HANDOVER_TIMEOUT_MS / 1000})` },
       'process-name': { type: 'string', value: 'NAME', help: 'the process name keepalived\'s track_process looks for (default with --track-file: tandem-gateway)' },
+      'handover-drop-syn': { type: 'boolean', help: 'on SIGTERM, drop new connections to the virtual address (nftables; needs CAP_NET_ADMIN) until the open ones ended, then release it' },
     },
     examples: ['tandem gateway --config gateway.yaml', 'tandem gateway --check gateway.yaml', 'kill -HUP <pid>     # reload the config without dropping requests',
       'tandem gateway --config gateway.yaml --track-file /run/tandem/handover --virtual-address 10.0.0.100'],
@@ -61,7 +62,9 @@ const COMMANDS: Record<string, Command> = {
       if (typeof timeout === 'string') return usageError('gateway', timeout, false);
       const trackFile = v['track-file'] as string | undefined;
       const address = v['virtual-address'] as string | undefined;
-      const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000 } : undefined;
+      const dropSyn = v['handover-drop-syn'] === true;
+      if (dropSyn && address === undefined) return usageError('gateway', '--handover-drop-syn goes with --virtual-address (the address whose new connections are dropped)', false);
+      const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000, dropSyn } : undefined;
       const processName = v['process-name'] as string | undefined;
       if (processName !== undefined && !/^[\w.-]{1,15}$/.test(processName)) return usageError('gateway', `--process-name wants 1–15 letters, digits, '.', '_' or '-', got "${processName}"`, false);
       return runGateway({ config: file, check: v.check !== undefined, handover, processName });

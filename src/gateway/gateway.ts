@@ -31,6 +31,7 @@ import { RouteCaches, routeCacheStep } from './route-caches.js';
 import type { Step } from '../upstream/pipeline.js';
 import { TandemError } from '../core/errors.js';
 import { describeChange, PeerWatch } from './peer-watch.js';
+import type { HandoverListener } from './handover.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -62,6 +63,8 @@ export class Gateway {
   private settled = false;
   /** When the client listener last accepted a connection (a handover waits for quiet). */
   private lastConnectionAt = 0;
+  /** Client connections open now (a handover that drops new ones waits for these). */
+  private openConnections = 0;
   private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
@@ -138,7 +141,11 @@ export class Gateway {
       handleRequest(this.ctx, req, res);
     });
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
-    this.server.on('connection', () => { this.lastConnectionAt = Date.now(); });
+    this.server.on('connection', (socket: Socket) => {
+      this.lastConnectionAt = Date.now();
+      this.openConnections++;
+      socket.once('close', () => { this.openConnections--; });
+    });
     // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
     // (Content-Length among them). The proxy counts every line against limits.maxHeaders and
     // refuses the request, and a reload can change that limit for open connections too.
@@ -355,17 +362,16 @@ export class Gateway {
    * resolved (the address left) and no new connection came for HANDOVER_QUIET_MS — a connection
    * refused while clients still send here would be a failed request. Then the drain starts.
    */
-  shutdown(release?: () => Promise<void>): Promise<void> {
+  shutdown(release?: (listener: HandoverListener) => Promise<void>): Promise<void> {
     this.drained ??= this.drain(release);
     return this.drained;
   }
 
-  private async drain(release?: () => Promise<void>): Promise<void> {
+  private async drain(release?: (listener: HandoverListener) => Promise<void>): Promise<void> {
     this.live.draining = true;
     if (release) {
       this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
-      this.server.closeIdleConnections();
-      await release();
+      await release({ openConnections: () => this.openConnections, closeIdleConnections: () => this.server.closeIdleConnections() });
       await this.untilNoNewConnections();
     }
     const deadline = Date.now() + this.config.drainTimeout;
