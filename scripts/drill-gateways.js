@@ -211,7 +211,7 @@ function startKeepalived(h, conf) {
 
 function tandemKeepalived(h, priority) {
   const r = spawnSync(process.execPath, [join(root, 'bin', 'tandem.js'), 'keepalived', '-i', 'eth0', '-a', `${VIP}/24`, '-p', String(priority),
-    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`], { encoding: 'utf8' });
+    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : [])], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tandem keepalived: ${r.stderr}`);
   return r.stdout;
 }

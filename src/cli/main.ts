@@ -120,6 +120,7 @@ const COMMANDS: Record<string, Command> = {
       'track-file': { type: 'string', value: 'FILE', help: 'the handover file, as given to tandem gateway (default /run/tandem/handover)' },
       'advert-int': { type: 'string', value: 'S', help: 'seconds between adverts (default 0.2; VRRPv3 takes 0.01 steps)' },
       'track-process': { type: 'boolean', help: 'also track the gateway process (needs kernel process events; not in every VM)' },
+      'handover-drop-syn': { type: 'boolean', help: 'the gateway runs with --handover-drop-syn: taking the address removes a drop rule left behind' },
       'process-name': { type: 'string', value: 'NAME', help: 'with --track-process: the gateway\'s --process-name (default tandem-gateway)' },
     },
     examples: ['tandem keepalived -i eth0 -a 10.0.0.100/24 -p 250 --config /etc/tandem/gateway.yaml > /etc/keepalived/keepalived.conf',
@@ -130,7 +131,7 @@ const COMMANDS: Record<string, Command> = {
       config: v.config as string | undefined, admin: v.admin as string | undefined, routerId: v['router-id'] as string | undefined,
       peers: typeof v.peer === 'string' ? v.peer.split(',').map((p) => p.trim()).filter(Boolean) : [], source: v.source as string | undefined,
       trackFile: v['track-file'] as string | undefined, advertInt: v['advert-int'] as string | undefined, 
-      processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true,
+      processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true, dropSyn: v['handover-drop-syn'] === true,
     }),
   },
   schema: {

@@ -65,6 +65,8 @@ export class Gateway {
   private lastConnectionAt = 0;
   /** Client connections open now (a handover that drops new ones waits for these). */
   private openConnections = 0;
+  /** A handover waits for the open connections to end by themselves (see HandoverListener.awaitConnections). */
+  private awaitingConnections = false;
   private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
@@ -137,7 +139,10 @@ export class Gateway {
       // A response whose headers went out before the gateway started draining said keep-alive:
       // its connection is closed right after it, not left idle for the client to reuse after
       // the address moved (the peer would reset that request).
-      res.once('finish', () => { if (this.live.draining) req.socket.end(); });
+      // During a handover that drops new connections (--handover-drop-syn) the address stays
+      // until the open connections ended: the client's next request on it gets `Connection: close`
+      // instead of a FIN it may cross (which resets that request).
+      res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) req.socket.end(); });
       handleRequest(this.ctx, req, res);
     });
     this.server.keepAliveTimeout = limits.keepAliveTimeout;
@@ -371,7 +376,12 @@ export class Gateway {
     this.live.draining = true;
     if (release) {
       this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
-      await release({ openConnections: () => this.openConnections, closeIdleConnections: () => this.server.closeIdleConnections() });
+      await release({
+        openConnections: () => this.openConnections,
+        awaitConnections: (on) => { this.awaitingConnections = on; },
+        closeIdleConnections: () => this.server.closeIdleConnections(),
+      });
+      this.awaitingConnections = false;
       await this.untilNoNewConnections();
     }
     const deadline = Date.now() + this.config.drainTimeout;

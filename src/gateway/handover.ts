@@ -29,6 +29,12 @@ export interface HandoverOptions {
 export interface HandoverListener {
   /** Client connections open now. */
   openConnections(): number;
+  /**
+   * While on, a response that said keep-alive before the handover leaves its connection open:
+   * the client's next request on it is answered with `Connection: close`. Off, the connection is
+   * ended after that response (the address may leave any moment).
+   */
+  awaitConnections(on: boolean): void;
   closeIdleConnections(): void;
 }
 
@@ -100,8 +106,11 @@ export function allowNewConnections(logger?: Logger): void {
 export async function releaseAddress(options: HandoverOptions, logger: Logger, listener?: HandoverListener): Promise<void> {
   const start = Date.now();
   const held = options.address !== undefined && holdsAddress(options.address);
+  // Synchronous up to the wait: no response can finish between the drain's start and this.
   if (held && options.dropSyn && listener && dropNewConnections(options.address!, logger)) {
+    listener.awaitConnections(true);
     await untilConnectionsEnded(listener, logger);
+    listener.awaitConnections(false);
   }
   listener?.closeIdleConnections();
   if (options.trackFile) writeFileSync(options.trackFile, '1\n');
