@@ -241,6 +241,11 @@ test('tandem keepalived prints a config with the handover file, the /readyz chec
     assert.ok(ok.stdout.includes(part), `missing ${part}:\n${ok.stdout}`);
   }
   assert.ok(!ok.stdout.includes('track_process'), 'track_process only on request (not every kernel has process events)');
+  assert.ok(!ok.stdout.includes('notify_master'), 'no nft call unless the gateway drops SYNs');
+  const drop = await runCli(['keepalived', '--interface', 'eth1', '--address', '10.1.2.100/24', '--priority', '150', '--handover-drop-syn']);
+  assert.equal(drop.code, 0, drop.stderr);
+  assert.match(drop.stdout, /notify_master "\/usr\/sbin\/nft delete table ip tandem_handover" root/, 'taking the address removes a drop rule left behind');
+  assert.match(drop.stdout, /--handover-drop-syn/, 'the gateway command it names carries the flag');
   const bad = await runCli(['keepalived', '--interface', 'eth1', '--address', '10.1.2.100', '--priority', '150']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /VIP|prefix length/);
