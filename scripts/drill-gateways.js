@@ -6,6 +6,8 @@
 // Usage (as root): npm run drill:gateways [-- [--quick] [--rate N] [--keep-tmp]]
 //   --quick     about 60 s: shorter windows, and only SIGKILL against the classic pair
 //   --rate N    requests per second on the virtual address (default 300)
+//   --no-drop-syn  the tandem gateways hand over without dropping new connections first
+//               (no --handover-drop-syn: the behaviour before it, for comparison)
 //
 // The network is the drill's own: network namespaces named <prefix>-cl (client), -g1 and -g2
 // (gateway hosts), -in (the three instances) and -br (a bridge joining them), addresses
@@ -40,15 +42,16 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { quick: false, rate: 300, keepTmp: false };
+  const opts = { quick: false, rate: 300, keepTmp: false, dropSyn: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--keep-tmp') opts.keepTmp = true;
+    else if (a === '--no-drop-syn') opts.dropSyn = false;
     else if (a === '--rate') {
       opts.rate = Number(argv[++i]);
       if (!Number.isFinite(opts.rate) || opts.rate <= 0 || opts.rate > 2000) die(`--rate needs a number from 1 to 2000, got ${argv[i]}`);
-    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp)`);
+    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp, --no-drop-syn)`);
   }
   return opts;
 }
@@ -189,13 +192,15 @@ function startTandemGateway(h) {
     if (procs.isCleaningUp()) return; // the namespaces and the temp dir are going
     try { writeFileSync(join(tmp, `${h}.handover`), '1\n'); } catch { /* removed meanwhile */ }
     run('ip', ['-n', ns(h), 'addr', 'del', `${VIP}/32`, 'dev', 'lo'], { check: false });
+    // The gateway removes its drop rule as it exits; a killed one cannot (ExecStopPost does it).
+    run('ip', ['netns', 'exec', ns(h), 'nft', 'delete', 'table', 'ip', 'tandem_handover'], { check: false });
   });
   return proc;
 }
 
 function startGatewayProcess(h) {
   return inHost(h, `tandem-${h}`, process.execPath, [join(root, 'bin', 'tandem.js'), 'gateway', '--config', join(tmp, `${h}.yaml`),
-    '--track-file', join(tmp, `${h}.handover`), '--virtual-address', VIP, '--process-name', `tandem-${h}`]);
+    '--track-file', join(tmp, `${h}.handover`), '--virtual-address', VIP, '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : [])]);
 }
 
 function startKeepalived(h, conf) {
@@ -206,7 +211,7 @@ function startKeepalived(h, conf) {
 
 function tandemKeepalived(h, priority) {
   const r = spawnSync(process.execPath, [join(root, 'bin', 'tandem.js'), 'keepalived', '-i', 'eth0', '-a', `${VIP}/24`, '-p', String(priority),
-    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`], { encoding: 'utf8' });
+    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : [])], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tandem keepalived: ${r.stderr}`);
   return r.stdout;
 }
@@ -438,6 +443,11 @@ async function main() {
   if (process.getuid?.() !== 0) die('needs root (network namespaces, keepalived)');
   const missing = ensureTools(['keepalived', 'nginx', 'curl'], TAG);
   if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y keepalived nginx curl)`);
+  if (opts.dropSyn && !which('nft')) {
+    console.log(`${TAG}: installing nftables (nft: the gateways' --handover-drop-syn)`);
+    spawnSync('sh', ['-c', 'apt-get install -y nftables || (apt-get update && apt-get install -y nftables)'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 300_000 });
+    if (!which('nft')) die('missing nft (apt-get install -y nftables), or run with --no-drop-syn');
+  }
   if (!readText(join(root, 'dist', 'src', 'node', 'index.js'))) die('run npm run build first');
   removeStale();
   removeStaleDirs();
@@ -479,7 +489,7 @@ async function main() {
   for (const h of ['g1', 'g2']) await eligible(h);
   const classicRows = await runFaults('nginx', q ? [['SIGKILL', 10]] : [['SIGTERM + restart', 10], ['rolling restart', 20], ['SIGKILL', 10], ['SIGSTOP 5 s', 14]]);
 
-  console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
+  console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; tandem ${opts.dropSyn ? 'with' : 'without'} --handover-drop-syn; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
   console.table([...tandemRows, ...classicRows]);
   // The exit code holds tandem to what it reliably does, so that a CI gate does not flake on a
   // busy machine: no POST twice; the address on the peer within 1 s of a SIGKILL and 2 s of a

@@ -157,6 +157,73 @@ test('SIGTERM with --virtual-address: the gateway serves until the address left 
   }
 });
 
+/**
+ * --handover-drop-syn (root, a namespace of the test's own): from SIGTERM on, new connections to
+ * the address are dropped by an nftables table in the gateway's network namespace — in place
+ * before the address is released (the track file gets 1), gone once the gateway exited. A table
+ * left by a killed run is removed when the gateway starts.
+ */
+const nftUsable = root && spawnSync('nft', ['--version']).status === 0;
+test('SIGTERM with --handover-drop-syn: new connections are dropped before the address is released, and the rule goes with the process', { skip: nftUsable ? false : 'needs root, iproute2 and nft' }, async () => {
+  const ns = `tgdn${process.pid}`;
+  const hostSide = `tgn${process.pid}`.slice(0, 15);
+  const ip = (...args: string[]) => {
+    const r = spawnSync('ip', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+  };
+  const table = () => spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'ip', 'tandem_handover'], { encoding: 'utf8' });
+  const dir = tempDir('tandem-handover-nft-');
+  dirs.push(dir);
+  ip('netns', 'add', ns);
+  try {
+    ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    ip('addr', 'add', '10.213.8.1/24', 'dev', hostSide);
+    ip('link', 'set', hostSide, 'up');
+    ip('-n', ns, 'addr', 'add', '10.213.8.2/24', 'dev', 'eth0');
+    ip('-n', ns, 'addr', 'add', '10.213.8.100/24', 'dev', 'eth0');
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+    // What a gateway killed in the middle of a handover leaves behind.
+    const stale = spawnSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: 'table ip tandem_handover {\n}\n', encoding: 'utf8' });
+    assert.equal(stale.status, 0, stale.stderr);
+    const service = createServer((req, res) => { req.resume(); res.end('ok'); });
+    servers.push(service);
+    await new Promise<void>((resolve) => service.listen(0, '10.213.8.1', resolve));
+    const servicePort = (service.address() as { port: number }).port;
+    const config = join(dir, 'gw.json');
+    const trackFile = join(dir, 'handover');
+    writeFileSync(config, JSON.stringify({ listen: '0.0.0.0:0', admin: '10.213.8.2:0', registry: { token: 'handover-test-token-0123' },
+      services: { shop: { endpoints: [`10.213.8.1:${servicePort}`] } }, routes: [{ prefix: '/', service: 'shop' }] }));
+    const proc = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'gateway', '--config', config, '--track-file', trackFile,
+      '--virtual-address', '10.213.8.100', '--handover-timeout', '60', '--handover-drop-syn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+    const logs = followJsonLines(proc, exited, 'gateway');
+    try {
+      await logs.waitFor((l) => l.msg === 'listening');
+      await until(() => contents(trackFile) === '0\n');
+      assert.notEqual(table().status, 0, 'the table a killed run left is gone once the gateway claims the address');
+      proc.kill('SIGTERM');
+      // Logged after the track file got 1, while the address is still on the host (the test removes it).
+      await logs.waitFor((l) => l.msg === 'handing the address over');
+      const rules = table();
+      assert.equal(rules.status, 0, `the drop rule is in place when the address is released: ${rules.stderr}`);
+      assert.match(rules.stdout, /ip daddr 10\.213\.8\.100 tcp flags syn \/ fin,syn,rst,ack drop/);
+      const order = logs.lines.map((l) => l.msg);
+      assert.ok(order.indexOf('new connections dropped') >= 0 && order.indexOf('new connections dropped') < order.indexOf('connections ended'),
+        `the rule, then the wait for open connections, then the release: ${JSON.stringify(order)}`);
+      ip('-n', ns, 'addr', 'del', '10.213.8.100/24', 'dev', 'eth0');
+      assert.equal(await exited, 0, logs.stderr());
+      assert.notEqual(table().status, 0, 'the drop rule is gone once the gateway stopped');
+    } finally {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+    }
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+    spawnSync('ip', ['link', 'del', hostSide]);
+  }
+});
+
 test('holdsAddress looks at every interface but loopback (the address also stays on lo)', () => {
   const nic = (address: string, internal: boolean) => ({ address, internal, family: 'IPv4' as const, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: `${address}/24` });
   assert.equal(holdsAddress('10.0.0.100', { eth0: [nic('10.0.0.11', false), nic('10.0.0.100', false)], lo: [nic('127.0.0.1', true)] }), true);
@@ -174,6 +241,11 @@ test('tandem keepalived prints a config with the handover file, the /readyz chec
     assert.ok(ok.stdout.includes(part), `missing ${part}:\n${ok.stdout}`);
   }
   assert.ok(!ok.stdout.includes('track_process'), 'track_process only on request (not every kernel has process events)');
+  assert.ok(!ok.stdout.includes('notify_master'), 'no nft call unless the gateway drops SYNs');
+  const drop = await runCli(['keepalived', '--interface', 'eth1', '--address', '10.1.2.100/24', '--priority', '150', '--handover-drop-syn']);
+  assert.equal(drop.code, 0, drop.stderr);
+  assert.match(drop.stdout, /notify_master "\/usr\/sbin\/nft delete table ip tandem_handover" root/, 'taking the address removes a drop rule left behind');
+  assert.match(drop.stdout, /--handover-drop-syn/, 'the gateway command it names carries the flag');
   const bad = await runCli(['keepalived', '--interface', 'eth1', '--address', '10.1.2.100', '--priority', '150']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /VIP|prefix length/);

@@ -2,7 +2,7 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../observe/log.js';
-import { claimAddress, releaseAddress, type HandoverOptions } from '../gateway/handover.js';
+import { allowNewConnections, claimAddress, releaseAddress, type HandoverOptions } from '../gateway/handover.js';
 
 export interface GatewayArgs {
   config: string;
@@ -55,7 +55,9 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
       logger.info({ msg: 'signal', signal });
       try {
         const handover = args.handover;
-        await gateway.shutdown(handover ? () => releaseAddress(handover, logger) : undefined);
+        await gateway.shutdown(handover ? (listener) => releaseAddress(handover, logger, listener) : undefined);
+        // The drop rule goes with the process: this host may hold the address again later.
+        if (handover?.dropSyn) allowNewConnections(logger);
         finish(0);
       } catch (err) {
         logger.error({ msg: 'shutdown failed', err });
@@ -70,7 +72,7 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   if (args.processName !== undefined || args.handover) process.title = args.processName ?? 'tandem-gateway';
   queue = Gateway.start(config, logger).then((started) => {
     gateway = started;
-    if (args.handover) claimAddress(args.handover);
+    if (args.handover) claimAddress(args.handover, logger);
   }, (err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(`tandem: ${err.message}\n`);

@@ -50,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
       'virtual-address': { type: 'string', value: 'IP', help: 'on SIGTERM, wait until this address left the host before draining' },
       'handover-timeout': { type: 'string', value: 'S', help: `longest wait for the address to leave (default ${DEFAULT_HANDOVER_TIMEOUT_MS / 1000})` },
       'process-name': { type: 'string', value: 'NAME', help: 'the process name keepalived\'s track_process looks for (default with --track-file: tandem-gateway)' },
+      'handover-drop-syn': { type: 'boolean', help: 'on SIGTERM, drop new connections to the virtual address (nftables; needs CAP_NET_ADMIN) until the open ones ended, then release it' },
     },
     examples: ['tandem gateway --config gateway.yaml', 'tandem gateway --check gateway.yaml', 'kill -HUP <pid>     # reload the config without dropping requests',
       'tandem gateway --config gateway.yaml --track-file /run/tandem/handover --virtual-address 10.0.0.100'],
@@ -61,7 +62,9 @@ const COMMANDS: Record<string, Command> = {
       if (typeof timeout === 'string') return usageError('gateway', timeout, false);
       const trackFile = v['track-file'] as string | undefined;
       const address = v['virtual-address'] as string | undefined;
-      const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000 } : undefined;
+      const dropSyn = v['handover-drop-syn'] === true;
+      if (dropSyn && address === undefined) return usageError('gateway', '--handover-drop-syn goes with --virtual-address (the address whose new connections are dropped)', false);
+      const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000, dropSyn } : undefined;
       const processName = v['process-name'] as string | undefined;
       if (processName !== undefined && !/^[\w.-]{1,15}$/.test(processName)) return usageError('gateway', `--process-name wants 1–15 letters, digits, '.', '_' or '-', got "${processName}"`, false);
       return runGateway({ config: file, check: v.check !== undefined, handover, processName });
@@ -117,6 +120,7 @@ const COMMANDS: Record<string, Command> = {
       'track-file': { type: 'string', value: 'FILE', help: 'the handover file, as given to tandem gateway (default /run/tandem/handover)' },
       'advert-int': { type: 'string', value: 'S', help: 'seconds between adverts (default 0.2; VRRPv3 takes 0.01 steps)' },
       'track-process': { type: 'boolean', help: 'also track the gateway process (needs kernel process events; not in every VM)' },
+      'handover-drop-syn': { type: 'boolean', help: 'the gateway runs with --handover-drop-syn: taking the address removes a drop rule left behind' },
       'process-name': { type: 'string', value: 'NAME', help: 'with --track-process: the gateway\'s --process-name (default tandem-gateway)' },
     },
     examples: ['tandem keepalived -i eth0 -a 10.0.0.100/24 -p 250 --config /etc/tandem/gateway.yaml > /etc/keepalived/keepalived.conf',
@@ -127,7 +131,7 @@ const COMMANDS: Record<string, Command> = {
       config: v.config as string | undefined, admin: v.admin as string | undefined, routerId: v['router-id'] as string | undefined,
       peers: typeof v.peer === 'string' ? v.peer.split(',').map((p) => p.trim()).filter(Boolean) : [], source: v.source as string | undefined,
       trackFile: v['track-file'] as string | undefined, advertInt: v['advert-int'] as string | undefined, 
-      processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true,
+      processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true, dropSyn: v['handover-drop-syn'] === true,
     }),
   },
   schema: {

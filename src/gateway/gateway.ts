@@ -32,6 +32,7 @@ import { RouteCaches, routeCacheStep } from './route-caches.js';
 import type { Step } from '../upstream/pipeline.js';
 import { TandemError } from '../core/errors.js';
 import { describeChange, PeerWatch } from './peer-watch.js';
+import type { HandoverListener } from './handover.js';
 
 /** Longest wait after start for registered members before /readyz says ready (see membersSettled). */
 export const REGISTRY_WARMUP_MS = 3_000;
@@ -66,6 +67,10 @@ export class Gateway {
   private settled = false;
   /** When the client listener last accepted a connection (a handover waits for quiet). */
   private lastConnectionAt = 0;
+  /** Client connections open now (a handover that drops new ones waits for these). */
+  private openConnections = 0;
+  /** A handover waits for the open connections to end by themselves (see HandoverListener.awaitConnections). */
+  private awaitingConnections = false;
   private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
@@ -275,11 +280,18 @@ export class Gateway {
         // A response whose headers went out before the gateway started draining said keep-alive:
         // its connection is closed right after it, not left idle for the client to reuse after
         // the address moved (the peer would reset that request).
-        res.once('finish', () => { if (this.live.draining) req.socket.end(); });
+        // During a handover that drops new connections (--handover-drop-syn) the address stays
+        // until the open connections ended: the client's next request on it gets `Connection: close`
+        // instead of a FIN it may cross (which resets that request).
+        res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) req.socket.end(); });
         handleRequest(ctx(), req, res);
       },
       checkContinue: (req, res) => handleCheckContinue(ctx(), req, res),
-      connection: () => { this.lastConnectionAt = Date.now(); },
+      connection: (socket) => {
+        this.lastConnectionAt = Date.now();
+        this.openConnections++;
+        socket.once('close', () => { this.openConnections--; });
+      },
       clientError: (err, socket) => {
         const status = answerClientError(err, socket);
         if (status > 0) this.live.unrouted[((status / 100) | 0) - 1]!++;
@@ -372,17 +384,21 @@ export class Gateway {
    * resolved (the address left) and no new connection came for HANDOVER_QUIET_MS — a connection
    * refused while clients still send here would be a failed request. Then the drain starts.
    */
-  shutdown(release?: () => Promise<void>): Promise<void> {
+  shutdown(release?: (listener: HandoverListener) => Promise<void>): Promise<void> {
     this.drained ??= this.drain(release);
     return this.drained;
   }
 
-  private async drain(release?: () => Promise<void>): Promise<void> {
+  private async drain(release?: (listener: HandoverListener) => Promise<void>): Promise<void> {
     this.live.draining = true;
     if (release) {
       this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
-      for (const server of this.servers()) server.closeIdleConnections();
-      await release();
+      await release({
+        openConnections: () => this.openConnections,
+        awaitConnections: (on) => { this.awaitingConnections = on; },
+        closeIdleConnections: () => { for (const server of this.servers()) server.closeIdleConnections(); },
+      });
+      this.awaitingConnections = false;
       await this.untilNoNewConnections();
     }
     const deadline = Date.now() + this.config.drainTimeout;

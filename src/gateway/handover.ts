@@ -1,5 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import type { Logger } from 'pino';
 
 /**
@@ -15,10 +16,38 @@ export interface HandoverOptions {
   address?: string;
   /** Longest wait for the address to leave; past it the drain starts anyway. */
   timeoutMs: number;
+  /**
+   * Drop (not refuse) new connections to the address on this host from the handover on, until
+   * the process ends (`--handover-drop-syn`; an nftables table, so CAP_NET_ADMIN). A client whose
+   * SYN was dropped retransmits it after ~1 s, by when the address is on the peer: no connection
+   * is opened here that the address move could cut between its handshake and its request.
+   */
+  dropSyn?: boolean;
+}
+
+/** What the handover needs of the gateway's client listener. */
+export interface HandoverListener {
+  /** Client connections open now. */
+  openConnections(): number;
+  /**
+   * While on, a response that said keep-alive before the handover leaves its connection open:
+   * the client's next request on it is answered with `Connection: close`. Off, the connection is
+   * ended after that response (the address may leave any moment).
+   */
+  awaitConnections(on: boolean): void;
+  closeIdleConnections(): void;
 }
 
 export const DEFAULT_HANDOVER_TIMEOUT_MS = 5_000;
+/**
+ * With dropSyn, the longest wait for the open connections to end before the address is released.
+ * Kept well under the client's first SYN retransmit (1 s): a SYN dropped at the start of the wait
+ * must find the address on the peer when it comes again.
+ */
+export const DROP_SYN_SETTLE_MS = 500;
 const POLL_MS = 10;
+/** The nftables table the handover adds; one per host (network namespace). */
+export const DROP_SYN_TABLE = 'tandem_handover';
 
 /**
  * Whether a non-loopback interface carries `address`. Loopback is left out on purpose: the
@@ -32,9 +61,41 @@ export function holdsAddress(address: string, interfaces = networkInterfaces()):
   return false;
 }
 
-/** Written once the gateway listens: keepalived may give it the address. */
-export function claimAddress(options: HandoverOptions): void {
+/** Written once the gateway listens: keepalived may give it the address. A drop rule left by a killed run goes first. */
+export function claimAddress(options: HandoverOptions, logger?: Logger): void {
+  if (options.dropSyn) allowNewConnections(logger);
   if (options.trackFile) writeFileSync(options.trackFile, '0\n');
+}
+
+function nft(args: string[], input?: string): { ok: boolean; error: string } {
+  const r = spawnSync('nft', args, { input, encoding: 'utf8' });
+  return { ok: r.status === 0, error: (r.error?.message ?? r.stderr ?? '').trim() };
+}
+
+/** The rule set that drops connection attempts (a SYN without ACK) to `address`, every TCP port. */
+export function dropSynRuleset(address: string): string {
+  return `table ip ${DROP_SYN_TABLE} {
+  chain input {
+    type filter hook input priority -10; policy accept;
+    ip daddr ${address} tcp flags & (fin | syn | rst | ack) == syn drop
+  }
+}
+`;
+}
+
+/** Adds the drop rule; false (and a warning) when nft is missing or not permitted: the handover goes on without it. */
+export function dropNewConnections(address: string, logger: Logger): boolean {
+  // Replaced whole: add-then-flush makes the table exist, delete removes an older copy.
+  const r = nft(['-f', '-'], `table ip ${DROP_SYN_TABLE}\ndelete table ip ${DROP_SYN_TABLE}\n${dropSynRuleset(address)}`);
+  if (r.ok) logger.info({ msg: 'new connections dropped', event: 'handover-drop-syn', address, table: DROP_SYN_TABLE });
+  else logger.warn({ msg: 'could not drop new connections (nft needs CAP_NET_ADMIN); handing over without', event: 'handover-drop-syn-failed', error: r.error });
+  return r.ok;
+}
+
+/** Removes the drop rule when present. */
+export function allowNewConnections(logger?: Logger): void {
+  const r = nft(['-f', '-'], `table ip ${DROP_SYN_TABLE}\ndelete table ip ${DROP_SYN_TABLE}\n`);
+  if (!r.ok) logger?.warn({ msg: 'could not remove the drop rule', event: 'handover-drop-syn-failed', table: DROP_SYN_TABLE, error: r.error });
 }
 
 /**
@@ -42,9 +103,16 @@ export function claimAddress(options: HandoverOptions): void {
  * or after the timeout). Readiness has already dropped when this runs (/readyz says 503), which
  * moves the address too, only more slowly (keepalived's script interval).
  */
-export async function releaseAddress(options: HandoverOptions, logger: Logger): Promise<void> {
+export async function releaseAddress(options: HandoverOptions, logger: Logger, listener?: HandoverListener): Promise<void> {
   const start = Date.now();
   const held = options.address !== undefined && holdsAddress(options.address);
+  // Synchronous up to the wait: no response can finish between the drain's start and this.
+  if (held && options.dropSyn && listener && dropNewConnections(options.address!, logger)) {
+    listener.awaitConnections(true);
+    await untilConnectionsEnded(listener, logger);
+    listener.awaitConnections(false);
+  }
+  listener?.closeIdleConnections();
   if (options.trackFile) writeFileSync(options.trackFile, '1\n');
   if (!held) return;
   const address = options.address!;
@@ -57,4 +125,15 @@ export async function releaseAddress(options: HandoverOptions, logger: Logger): 
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   logger.info({ msg: 'address released', event: 'address-released', address, ms: Date.now() - start });
+}
+
+/**
+ * No connection can open any more; those open get `Connection: close` on their next response.
+ * The address goes once they ended — a request still coming on one of them would otherwise reach
+ * the peer, which resets it — or after DROP_SYN_SETTLE_MS (then idle ones are closed).
+ */
+async function untilConnectionsEnded(listener: HandoverListener, logger: Logger): Promise<void> {
+  const start = Date.now();
+  while (listener.openConnections() > 0 && Date.now() - start < DROP_SYN_SETTLE_MS) await new Promise((r) => setTimeout(r, POLL_MS));
+  logger.info({ msg: 'connections ended', event: 'handover-settled', open: listener.openConnections(), waitedMs: Date.now() - start });
 }

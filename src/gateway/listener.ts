@@ -28,7 +28,8 @@ export interface ListenerEvents {
   checkContinue(req: IncomingMessage, res: ServerResponse): void;
   clientError(err: NodeJS.ErrnoException, socket: Socket): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  connection(): void;
+  /** A TCP connection was accepted (before any TLS handshake). */
+  connection(socket: Socket): void;
   /** A TLS handshake failed (old protocol, no common cipher, not TLS at all). */
   tlsError?(err: NodeJS.ErrnoException): void;
 }
