@@ -15,8 +15,8 @@
 // removed at the end, on Ctrl-C/SIGTERM, and at the start of the next run when a crashed run
 // left namespaces behind (their names carry the prefix "tgd" and the pid of the run).
 //
-// Per fault it prints: failed requests by kind (raw, and for a caller that retries a refused or
-// reset-before-any-byte connection once), POSTs processed twice, the time until the address was
+// Per fault it prints: failed requests by kind (raw, and for a caller that retries once a refused
+// connection, and a GET reset before any response byte), POSTs processed twice, the time until the address was
 // on the peer, the time from the fault to the first success after the last failure, and p99.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -49,7 +49,10 @@ function fire(i, sched) {
   const method = i % 2 ? 'POST' : 'GET';
   attempt(pool, method, id, sched).then(async (first) => {
     const r = { id, method, t: Math.round(sched - t0), status: first.status, err: first.err, lat: 0, retry: null };
-    if (first.status === 0 && !first.gotBytes && (first.err === 'refused' || first.err === 'reset')) {
+    // The caller of the issue: a refused connection (it reached no one) is retried once, whatever
+    // the method; a reset before any response byte only for a GET — a POST may have reached an
+    // instance through a gateway that died (SIGKILL) before it answered.
+    if (first.status === 0 && !first.gotBytes && (first.err === 'refused' || (first.err === 'reset' && method === 'GET'))) {
       const client = new Client(o.origin, { connect: { timeout: TIMEOUT_MS }, headersTimeout: TIMEOUT_MS, bodyTimeout: TIMEOUT_MS });
       const again = await attempt(client, method, id, sched);
       client.destroy().catch(() => {});
