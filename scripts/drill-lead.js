@@ -11,7 +11,7 @@
 // written before it — target 0) and gaps in the sequence (target 0).
 //
 // Usage: npm run drill:lead [-- [--ttl MS] [--keep-tmp]]   (PostgreSQL at 127.0.0.1:5432, trust;
-//   the drill's tables are its own and dropped at the end)
+//   the drill works in a database of its own, dropped at the end)
 import net from 'node:net';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
@@ -76,14 +76,18 @@ async function main() {
   const suffix = randomBytes(4).toString('hex');
   const leases = `tandem_drill_leases_${suffix}`;
   const rowsTable = `tandem_drill_rows_${suffix}`;
-  const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 2 });
+  // A database of the drill's own in the machine's server, dropped at the end.
+  const database = `tandem_drill_lead_${suffix}`;
+  const admin = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
+  await admin.query(`CREATE DATABASE ${database}`);
+  const pool = new pg.Pool({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}`, max: 2 });
   await pool.query(`CREATE TABLE ${rowsTable} (seq bigint PRIMARY KEY, token bigint NOT NULL, holder text NOT NULL)`);
   const cands = [];
   try {
     for (const id of ['c1', 'c2', 'c3']) {
       const proxy = cuttableProxy();
       const port = await proxy.listen();
-      const proc = procs.start(id, process.execPath, [join(root, 'bench', 'lead-candidate.js'), leases, rowsTable, 'drill', id, String(TTL), `postgres://postgres@127.0.0.1:${port}/postgres`], { dir: tmp });
+      const proc = procs.start(id, process.execPath, [join(root, 'bench', 'lead-candidate.js'), leases, rowsTable, 'drill', id, String(TTL), `postgres://postgres@127.0.0.1:${port}/${database}`], { dir: tmp });
       cands.push({ id, proc, proxy });
     }
     console.log(`${TAG}: 3 candidates, lease ${TTL} ms (renewed every ${TTL / 3} ms, local deadline ${Math.round(TTL * 2 / 3)} ms)`);
@@ -134,8 +138,9 @@ async function main() {
     return ok ? 0 : 1;
   } finally {
     for (const c of cands) { await procs.stop(c.proc, { graceMs: 2000 }); c.proxy.close(); }
-    await pool.query(`DROP TABLE IF EXISTS ${rowsTable}, ${leases}`).catch(() => {});
     await pool.end();
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => {});
+    await admin.end();
   }
 }
 

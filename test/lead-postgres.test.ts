@@ -11,7 +11,7 @@ import { lead, postgresLeaseStore, type Term } from '../src/lead/index.js';
 import { TandemError } from '../src/core/errors.js';
 
 /**
- * Leader election on PostgreSQL (the machine's server; tables of this test's own, dropped
+ * Leader election on PostgreSQL (the machine's server, in a database of this test's own, dropped
  * after): fenced writes, and three candidate processes whose leader is SIGKILLed, then frozen
  * and resumed — the sequence they append stays gapless and its tokens never go back.
  */
@@ -20,10 +20,15 @@ const { defer, track } = cleanupAfterAll();
 const suffix = randomBytes(4).toString('hex');
 const LEASES = `tandem_leases_t${suffix}`;
 const ROWS = `tandem_lead_rows_t${suffix}`;
-const pool = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 2 });
+const DATABASE = `tandem_lead_t${suffix}`;
+const URL_OF_DB = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
+const admin = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
+await admin.query(`CREATE DATABASE ${DATABASE}`);
+const pool = new pg.Pool({ connectionString: URL_OF_DB, max: 2 });
 defer(async () => {
-  await pool.query(`DROP TABLE IF EXISTS ${LEASES}, ${ROWS}`);
   await pool.end();
+  await admin.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+  await admin.end();
 });
 
 test('fenced(): a term writes while its token is the latest; after a takeover its writes are refused (TANDEM_ERR_FENCED)', async () => {
@@ -57,7 +62,7 @@ test('lead() on PostgreSQL: a term starts with a greater token than any before i
 interface Candidate { id: string; proc: ReturnType<typeof spawn>; exited: Promise<unknown>; out: JsonLines }
 
 function candidate(id: string): Candidate {
-  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'lead-candidate.js'), LEASES, ROWS, 'drill', id, '600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'lead-candidate.js'), LEASES, ROWS, 'drill', id, '600', URL_OF_DB], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise((resolve) => proc.once('exit', resolve));
   return track({ id, proc, exited, out: followJsonLines(proc, exited, `candidate ${id}`) });
 }
