@@ -81,6 +81,7 @@ async function main() {
   const admin = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
   await admin.query(`CREATE DATABASE ${database}`);
   const pool = new pg.Pool({ connectionString: `postgres://postgres@127.0.0.1:5432/${database}`, max: 2 });
+  pool.on('error', () => {}); // a session ended by the drill's own DROP DATABASE at the end
   await pool.query(`CREATE TABLE ${rowsTable} (seq bigint PRIMARY KEY, token bigint NOT NULL, holder text NOT NULL)`);
   const cands = [];
   try {

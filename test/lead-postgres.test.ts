@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import pg from 'pg';
 import { ROOT } from './helpers/gateway.js';
 import { followJsonLines, type JsonLines } from './helpers/json-lines.js';
@@ -25,6 +26,8 @@ const URL_OF_DB = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
 const admin = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
 await admin.query(`CREATE DATABASE ${DATABASE}`);
 const pool = new pg.Pool({ connectionString: URL_OF_DB, max: 2 });
+// Dropping the database (WITH FORCE) ends any session still open on it; an idle one's error is not a failure here.
+pool.on('error', () => {});
 defer(async () => {
   await pool.end();
   await admin.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
@@ -48,6 +51,21 @@ test('fenced(): a term writes while its token is the latest; after a takeover it
   const rows = (await pool.query(`SELECT token FROM ${ROWS}_f ORDER BY token`)).rows.map((r: { token: string }) => Number(r.token));
   assert.deepEqual(rows, [first, second]);
   await store.close();
+});
+
+test('an idle connection the server ends (restart, failover) does not take the process down: the next call gets a new one', async () => {
+  const store = await postgresLeaseStore({ table: LEASES, connectionString: `${URL_OF_DB}?application_name=tandem-lease-idle` });
+  defer(() => store.close());
+  assert.ok((await store.acquire('idle', 'a', 60_000)) !== undefined);
+  const own = store.pool as unknown as pg.Pool;
+  assert.ok(own.listenerCount('error') > 0, 'the store listens for its pool\'s errors (else an ended idle client is an uncaught exception)');
+  const dropped = once(own, 'error');
+  const ended = await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tandem-lease-idle'`);
+  assert.ok(ended.rowCount! >= 1, 'the store had an idle connection to end');
+  // The pool reports the ended idle client; without the store's own listener this error would
+  // have been an uncaught exception, ending the process.
+  await dropped;
+  assert.equal(await store.renew('idle', 'a', (await store.acquire('idle', 'a', 60_000))!, 60_000), true);
 });
 
 test('lead() on PostgreSQL: a term starts with a greater token than any before it', async () => {

@@ -49,8 +49,12 @@ export interface PostgresInboxOptions<Tx extends PgClientLike = PgClientLike> {
 /** Creates a pg Pool, loading `pg` on first use. */
 export async function createPgPool(connectionString: string | undefined, usedFor: string, max = 10): Promise<PgPoolLike> {
   const pg = await loadOptional('pg', usedFor, () => import('pg'));
-  const pool: PgPoolLike<PgPoolClient> = new pg.default.Pool({ connectionString: connectionString ?? 'postgres://postgres@127.0.0.1:5432/postgres', max });
-  return pool;
+  const pool = new pg.default.Pool({ connectionString: connectionString ?? 'postgres://postgres@127.0.0.1:5432/postgres', max });
+  // An idle client the server closed (a restart, a failover, pg_terminate_backend) is dropped by
+  // the pool and the next query gets a new one; without a listener its error would be thrown as
+  // an uncaught exception and end the process.
+  pool.on('error', () => {});
+  return pool as PgPoolLike<PgPoolClient>;
 }
 
 /**

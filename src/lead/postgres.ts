@@ -36,7 +36,11 @@ export async function postgresLeaseStore(options: PostgresLeaseStoreOptions = {}
   if (pool === undefined) {
     const pg = await loadOptional('pg', 'the PostgreSQL lease store', () => import('pg'));
     // query_timeout: a cut connection must not hold a renewal forever (the leader also stops on its own deadline).
-    pool = new pg.default.Pool({ connectionString: o.connectionString ?? 'postgres://postgres@127.0.0.1:5432/postgres', max: 4, query_timeout: 5000 }) as unknown as PgPool;
+    const own = new pg.default.Pool({ connectionString: o.connectionString ?? 'postgres://postgres@127.0.0.1:5432/postgres', max: 4, query_timeout: 5000 });
+    // An idle client the server closed is dropped by the pool (the next query gets a new one);
+    // unheard, its error would end the process — a database failover must not take the leader down.
+    own.on('error', () => {});
+    pool = own as unknown as PgPool;
   }
   const table = o.table!;
   await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (name text PRIMARY KEY, holder text, token bigint NOT NULL, expires_at timestamptz NOT NULL)`);
