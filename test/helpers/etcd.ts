@@ -1,5 +1,6 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { makeServerPki } from './tls-pki.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,24 +30,13 @@ export interface TestPki {
   clientKey: string;
 }
 
-/** Makes a TestPki with the openssl command (P-256 keys, valid one day); remove `dir` after. */
+/** Makes a TestPki with the openssl command (tls-pki.ts: P-256 keys, valid one day); remove `dir` after. */
 export function makePki(): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'tandem-pki-'));
-  const f = (name: string) => join(dir, name);
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  const key = (name: string) => ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(name));
-  key('ca.key');
-  ssl('req', '-x509', '-new', '-key', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=tandem test CA');
-  const sign = (name: string, cn: string, ext: string) => {
-    key(`${name}.key`);
-    ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
-    writeFileSync(f(`${name}.ext`), ext);
-    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
-  };
+  const pki = makeServerPki();
   // etcd's JSON gateway dials its own gRPC port with the server certificate: it needs clientAuth too.
-  sign('server', '127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
-  sign('client', 'tandem', 'extendedKeyUsage=clientAuth\n');
-  return { dir, ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
+  const server = pki.issue('server', '/CN=127.0.0.1', 'subjectAltName=IP:127.0.0.1', 'serverAuth,clientAuth');
+  const client = pki.issue('client', '/CN=tandem', '', 'clientAuth');
+  return { dir: pki.dir, ca: join(pki.dir, 'ca.pem'), serverCert: server.cert, serverKey: server.key, clientCert: client.cert, clientKey: client.key };
 }
 
 export interface OwnEtcd {

@@ -7,8 +7,11 @@ export interface ServerPki {
   dir: string;
   /** The throwaway CA's certificate (PEM text), for clients. */
   ca: string;
-  /** Issues `name`.pem / `name`.key signed by the CA; `ext` is the openssl extension text (subjectAltName=…). */
-  issue(name: string, subject: string, ext: string): { cert: string; key: string };
+  /**
+   * Issues `name`.pem / `name`.key signed by the CA; `ext` is the openssl extension text
+   * (subjectAltName=…), `usage` the extended key usage (default serverAuth).
+   */
+  issue(name: string, subject: string, ext: string, usage?: string): { cert: string; key: string };
   /** A key that belongs to no certificate. */
   strayKey(): string;
   remove(): void;
@@ -26,10 +29,10 @@ export function makeServerPki(): ServerPki {
   return {
     dir,
     ca: readFileSync(f('ca.pem'), 'utf8'),
-    issue(name, subject, ext) {
+    issue(name, subject, ext, usage = 'serverAuth') {
       key(`${name}.key`);
       ssl('req', '-new', '-key', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', subject);
-      writeFileSync(f(`${name}.ext`), `${ext}\nextendedKeyUsage=serverAuth\n`);
+      writeFileSync(f(`${name}.ext`), `${ext}\nextendedKeyUsage=${usage}\n`);
       ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-set_serial', String(++serial + 1000),
         '-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`));
       return { cert: f(`${name}.pem`), key: f(`${name}.key`) };
