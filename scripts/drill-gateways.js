@@ -8,6 +8,8 @@
 //   --rate N    requests per second on the virtual address (default 300)
 //   --no-drop-syn  the tandem gateways hand over without dropping new connections first
 //               (no --handover-drop-syn: the behaviour before it, for comparison)
+//   --no-watchdog  no `tandem watchdog` beside the gateways: a freeze is seen by keepalived's
+//               /readyz script alone (once a second), as before the watchdog
 //
 // The network is the drill's own: network namespaces named <prefix>-cl (client), -g1 and -g2
 // (gateway hosts), -in (the three instances) and -br (a bridge joining them), addresses
@@ -42,16 +44,17 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { quick: false, rate: 300, keepTmp: false, dropSyn: true };
+  const opts = { quick: false, rate: 300, keepTmp: false, dropSyn: true, watchdog: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
+    else if (a === '--no-watchdog') opts.watchdog = false;
     else if (a === '--keep-tmp') opts.keepTmp = true;
     else if (a === '--no-drop-syn') opts.dropSyn = false;
     else if (a === '--rate') {
       opts.rate = Number(argv[++i]);
       if (!Number.isFinite(opts.rate) || opts.rate <= 0 || opts.rate > 2000) die(`--rate needs a number from 1 to 2000, got ${argv[i]}`);
-    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp, --no-drop-syn)`);
+    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp, --no-drop-syn, --no-watchdog)`);
   }
   return opts;
 }
@@ -203,6 +206,11 @@ function startGatewayProcess(h) {
     '--track-file', join(tmp, `${h}.handover`), '--virtual-address', VIP, '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : [])]);
 }
 
+/** `tandem watchdog` beside the gateway (docs/deployment.md): it outlives the gateway's restarts. */
+function startWatchdog(h) {
+  return inHost(h, `watchdog-${h}`, process.execPath, [join(root, 'bin', 'tandem.js'), 'watchdog', '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.watchdog`)]);
+}
+
 function startKeepalived(h, conf) {
   writeFileSync(join(tmp, `${h}-keepalived.conf`), conf);
   const pidArgs = ['-p', join(tmp, `${h}-ka.pid`), '-r', join(tmp, `${h}-ka-vrrp.pid`), '-c', join(tmp, `${h}-ka-chk.pid`)];
@@ -211,7 +219,8 @@ function startKeepalived(h, conf) {
 
 function tandemKeepalived(h, priority) {
   const r = spawnSync(process.execPath, [join(root, 'bin', 'tandem.js'), 'keepalived', '-i', 'eth0', '-a', `${VIP}/24`, '-p', String(priority),
-    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : [])], { encoding: 'utf8' });
+    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : []),
+    ...(opts.watchdog ? ['--watchdog-file', join(tmp, `${h}.watchdog`)] : [])], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tandem keepalived: ${r.stderr}`);
   return r.stdout;
 }
@@ -464,6 +473,7 @@ async function main() {
       JSON.stringify({ host: HOSTS.in, port: p, id: `i${k + 1}`, token, registry: ['g1', 'g2'].map((h) => `http://${HOSTS[h]}:${ADMIN}`) })]);
   }
   for (const h of ['g1', 'g2']) await ready(h);
+  const dogs = opts.watchdog ? { g1: startWatchdog('g1'), g2: startWatchdog('g2') } : {};
   const ka = { g1: startKeepalived('g1', tandemKeepalived('g1', 250)), g2: startKeepalived('g2', tandemKeepalived('g2', 240)) };
   await waitFor('the address on a gateway', () => holder() !== undefined);
   await waitFor('a success through the address', () => status('cl', `http://${VIP}:${PORT}/shop/items`) === 200);
@@ -475,6 +485,7 @@ async function main() {
   stack.tandem = false;
   for (const h of ['g1', 'g2']) {
     await procs.stop(ka[h]);
+    if (dogs[h]) await procs.stop(dogs[h]);
     await procs.stop(gw[h]);
   }
   for (const h of ['g1', 'g2']) {
@@ -489,7 +500,7 @@ async function main() {
   for (const h of ['g1', 'g2']) await eligible(h);
   const classicRows = await runFaults('nginx', q ? [['SIGKILL', 10]] : [['SIGTERM + restart', 10], ['rolling restart', 20], ['SIGKILL', 10], ['SIGSTOP 5 s', 14]]);
 
-  console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; tandem ${opts.dropSyn ? 'with' : 'without'} --handover-drop-syn; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
+  console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; tandem ${opts.dropSyn ? 'with' : 'without'} --handover-drop-syn, ${opts.watchdog ? 'with' : 'without'} tandem watchdog; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
   console.table([...tandemRows, ...classicRows]);
   // The exit code holds tandem to what it reliably does, so that a CI gate does not flake on a
   // busy machine: no POST twice; the address on the peer within 1 s of a SIGKILL and 2 s of a

@@ -8,7 +8,7 @@ import { DROP_SYN_TABLE } from '../gateway/handover.js';
 
 /**
  * `tandem keepalived`: the keepalived.conf that puts a gateway pair behind one virtual address
- * (docs/deployment.md says why each line is there and what failover costs with it). Three
+ * (docs/deployment.md says why each line is there and what failover costs with it). Four
  * trackers make the address follow a working gateway, each for what the others miss:
  * - track_file, written by the gateway: 1 on SIGTERM, so a planned stop moves the address at
  *   once (inotify), before the drain;
@@ -16,8 +16,10 @@ import { DROP_SYN_TABLE } from '../gateway/handover.js';
  *   docs/deployment.md), so a crash or SIGKILL moves it at once too; or, with --track-process,
  *   track_process on the gateway's process name (needs the kernel's process events, which
  *   some VMs and containers lack: keepalived then keeps the instance in FAULT);
- * - a script on /readyz with a short timeout: a frozen (SIGSTOP, swapping) or not-ready gateway
- *   moves it within interval + timeout.
+ * - track_file again, written by `tandem watchdog` beside the gateway (src/gateway/watchdog.ts):
+ *   a frozen, dead or not-ready gateway moves it within half a second;
+ * - a script on /readyz with a short timeout, for when no watchdog runs: a frozen (SIGSTOP,
+ *   swapping) or not-ready gateway moves it within interval + timeout (whole seconds).
  * All three have weight 0 (failure = FAULT: the holder drops the address and tells the peer with
  * a priority-0 advert, which takes over without waiting for adverts to time out), and the
  * instance does not preempt: a gateway that comes back does not take the address back, which
@@ -35,6 +37,8 @@ export interface KeepalivedArgs {
   /** keepalived's own address for unicast adverts (with peers). */
   source?: string;
   trackFile: string;
+  /** Written by `tandem watchdog`: 1 within half a second of a frozen or dead gateway. */
+  watchdogFile: string;
   /** Adverts per second ×… advert_int in seconds (VRRPv3 takes centiseconds). */
   advertInt: number;
   curl: string;
@@ -50,6 +54,7 @@ export interface KeepalivedArgs {
 export const KEEPALIVED_DEFAULTS = {
   routerId: 51,
   trackFile: '/run/tandem/handover',
+  watchdogFile: '/run/tandem/watchdog',
   advertInt: 0.2,
   admin: '127.0.0.1:9901',
   processName: 'tandem-gateway',
@@ -114,6 +119,15 @@ track_file tandem_handover {
   init_file 0
 }
 
+# Frozen, dead or not ready, within half a second: \`tandem watchdog\` asks /readyz every 100 ms
+# and writes 1 here (keepalived's scripts run at most once a second). Without a watchdog running
+# the file stays 0 and the /readyz script below still moves the address, ~1 s later.
+track_file tandem_watchdog {
+  file "${a.watchdogFile}"
+  weight 0
+  init_file 0
+}
+
 ${a.trackProcess ? `# Crash or SIGKILL: the process named ${a.processName} (the gateway sets its title) is gone.
 vrrp_track_process tandem_gateway {
   process ${a.processName}
@@ -144,6 +158,7 @@ ${unicast.join('\n')}${unicast.length ? '\n' : ''}  virtual_ipaddress {
   }
   track_file {
     tandem_handover
+    tandem_watchdog
   }
 ${a.dropSyn ? `  # The gateway's drop rule (--handover-drop-syn) lives only as long as its handover; should a
   # killed gateway leave it, this host must not hold the address with its connections dropped.
@@ -165,6 +180,7 @@ export interface KeepalivedFlags {
   peers: string[];
   source?: string;
   trackFile?: string;
+  watchdogFile?: string;
   advertInt?: string;
   processName?: string;
   trackProcess: boolean;
@@ -202,7 +218,7 @@ async function resolveArgs(f: KeepalivedFlags): Promise<KeepalivedArgs> {
   const admin = f.config ? await adminFromConfig(f.config) : f.admin ?? KEEPALIVED_DEFAULTS.admin;
   return {
     interface: f.interface!, address: f.address!, priority: priority as number, admin, routerId, peers: f.peers, source: f.source,
-    trackFile: f.trackFile ?? KEEPALIVED_DEFAULTS.trackFile, advertInt, curl: KEEPALIVED_DEFAULTS.curl, processName, trackProcess: f.trackProcess,
+    trackFile: f.trackFile ?? KEEPALIVED_DEFAULTS.trackFile, watchdogFile: f.watchdogFile ?? KEEPALIVED_DEFAULTS.watchdogFile, advertInt, curl: KEEPALIVED_DEFAULTS.curl, processName, trackProcess: f.trackProcess,
     dropSyn: f.dropSyn === true, nft: KEEPALIVED_DEFAULTS.nft,
   };
 }

@@ -5,7 +5,9 @@ import { VERSION } from '../version.js';
 import { runGateway } from './gateway-command.js';
 import { runDemo } from './demo-command.js';
 import { runStatus } from './status-command.js';
-import { runKeepalived } from './keepalived-command.js';
+import { KEEPALIVED_DEFAULTS, runKeepalived } from './keepalived-command.js';
+import { runWatchdog } from './watchdog-command.js';
+import { WATCHDOG_DEFAULTS } from '../gateway/watchdog.js';
 import { DEFAULT_HANDOVER_TIMEOUT_MS } from '../gateway/handover.js';
 
 /**
@@ -118,6 +120,7 @@ const COMMANDS: Record<string, Command> = {
       peer: { type: 'string', value: 'IP,…', help: 'unicast adverts to these peers (where multicast does not pass)' },
       source: { type: 'string', value: 'IP', help: 'this host\'s address for unicast adverts' },
       'track-file': { type: 'string', value: 'FILE', help: 'the handover file, as given to tandem gateway (default /run/tandem/handover)' },
+      'watchdog-file': { type: 'string', value: 'FILE', help: `the file tandem watchdog writes (default ${KEEPALIVED_DEFAULTS.watchdogFile})` },
       'advert-int': { type: 'string', value: 'S', help: 'seconds between adverts (default 0.2; VRRPv3 takes 0.01 steps)' },
       'track-process': { type: 'boolean', help: 'also track the gateway process (needs kernel process events; not in every VM)' },
       'handover-drop-syn': { type: 'boolean', help: 'the gateway runs with --handover-drop-syn: taking the address removes a drop rule left behind' },
@@ -130,9 +133,35 @@ const COMMANDS: Record<string, Command> = {
       interface: v.interface as string | undefined, address: v.address as string | undefined, priority: v.priority as string | undefined,
       config: v.config as string | undefined, admin: v.admin as string | undefined, routerId: v['router-id'] as string | undefined,
       peers: typeof v.peer === 'string' ? v.peer.split(',').map((p) => p.trim()).filter(Boolean) : [], source: v.source as string | undefined,
-      trackFile: v['track-file'] as string | undefined, advertInt: v['advert-int'] as string | undefined, 
+      trackFile: v['track-file'] as string | undefined, watchdogFile: v['watchdog-file'] as string | undefined, advertInt: v['advert-int'] as string | undefined,
       processName: v['process-name'] as string | undefined, trackProcess: v['track-process'] === true, dropSyn: v['handover-drop-syn'] === true,
     }),
+  },
+  watchdog: {
+    summary: 'beside a gateway of a pair: move the address within half a second of a freeze',
+    usage: ['--config FILE --track-file FILE [--interval MS] [--dead-after MS] [--rise N]'],
+    flags: {
+      config: { type: 'string', short: 'c', value: 'FILE', help: 'the gateway\'s config: its admin listener is asked (/readyz)' },
+      admin: { type: 'string', value: 'HOST:PORT', help: 'the admin listener without --config (default 127.0.0.1:9901)' },
+      'track-file': { type: 'string', value: 'FILE', help: `the file keepalived tracks (tandem keepalived --watchdog-file; default ${KEEPALIVED_DEFAULTS.watchdogFile})` },
+      interval: { type: 'string', value: 'MS', help: `milliseconds between probes (default ${WATCHDOG_DEFAULTS.intervalMs})` },
+      'dead-after': { type: 'string', value: 'MS', help: `no answer for this long: 1 in the file (default ${WATCHDOG_DEFAULTS.deadAfterMs})` },
+      rise: { type: 'string', value: 'N', help: `answers in a row before 0 again (default ${WATCHDOG_DEFAULTS.rise})` },
+    },
+    examples: ['tandem watchdog --config /etc/tandem/gateway.yaml --track-file /run/tandem/watchdog'],
+    notes: 'Writes 1 to the file when /readyz has not answered for --dead-after (frozen), refuses the\nconnection (gone) or answers 503 (not ready); 0 after --rise answers of 200. keepalived\nreads the file by inotify (docs/deployment.md#the-watchdog).',
+    run: (v) => {
+      const interval = positive(v.interval, '--interval');
+      const deadAfter = positive(v['dead-after'], '--dead-after');
+      const rise = positive(v.rise, '--rise');
+      for (const bad of [interval, deadAfter, rise]) if (typeof bad === 'string') return usageError('watchdog', bad, false);
+      const intervalMs = (interval as number | undefined) ?? WATCHDOG_DEFAULTS.intervalMs;
+      const deadAfterMs = (deadAfter as number | undefined) ?? WATCHDOG_DEFAULTS.deadAfterMs;
+      if (deadAfterMs <= intervalMs) return usageError('watchdog', `--dead-after (${deadAfterMs}) must be longer than --interval (${intervalMs})`, false);
+      if (rise !== undefined && !Number.isInteger(rise)) return usageError('watchdog', `--rise wants a whole number, got "${String(v.rise)}"`, false);
+      return runWatchdog({ config: v.config as string | undefined, admin: v.admin as string | undefined, trackFile: (v['track-file'] as string | undefined) ?? KEEPALIVED_DEFAULTS.watchdogFile,
+        intervalMs, deadAfterMs, rise: (rise as number | undefined) ?? WATCHDOG_DEFAULTS.rise });
+    },
   },
   schema: {
     summary: 'print the config file\'s JSON Schema',
@@ -155,6 +184,7 @@ Usage:
   tandem status [--admin URL]      ${COMMANDS.status!.summary}
   tandem keepalived -i IFACE -a VIP/PREFIX -p N
                                    ${COMMANDS.keepalived!.summary}
+  tandem watchdog --config FILE    ${COMMANDS.watchdog!.summary}
   tandem schema                    ${COMMANDS.schema!.summary}
   tandem <command> --help          a command's flags and examples
   tandem --version
