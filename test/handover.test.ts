@@ -143,6 +143,12 @@ test('SIGTERM with --virtual-address: the gateway serves until the address left 
       const during = await via('/during');
       assert.deepEqual(during, { status: 200, connection: 'close' }, 'a new connection while the address is still on the host');
       assert.ok(!logs.lines.some((l) => l.msg === 'draining'), 'drained while the address was still here');
+      // Not ready for new traffic, but the handover, not keepalived's check or the watchdog,
+      // decides when the address goes: /readyz?address says hold it until then.
+      const admin = String(listening.admin);
+      const readyz = async (path: string) => { const r = await fetch(`http://${admin}${path}`); return [r.status, await r.text()]; };
+      assert.deepEqual(await readyz('/readyz'), [503, 'not ready\n']);
+      assert.deepEqual(await readyz('/readyz?address'), [200, 'releasing the address\n']);
       ip('-n', ns, 'addr', 'del', '10.213.9.100/24', 'dev', 'eth0');
       await logs.waitFor((l) => l.msg === 'address released');
       await logs.waitFor((l) => l.msg === 'draining');

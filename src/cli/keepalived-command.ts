@@ -83,7 +83,7 @@ export async function adminFromConfig(file: string): Promise<string> {
 
 export function keepalivedConf(a: KeepalivedArgs): string {
   const vip = parseVip(a.address);
-  const readyz = `http://${a.admin}/readyz`;
+  const readyz = `http://${a.admin}/readyz?address`;
   const unicast = a.peers.length === 0 ? [] : [
     ...(a.source ? [`  unicast_src_ip ${a.source}`] : []),
     '  unicast_peer {',

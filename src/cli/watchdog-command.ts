@@ -31,7 +31,8 @@ export async function runWatchdog(args: WatchdogArgs): Promise<number> {
     throw err;
   }
   const logger = createLogger('info');
-  const url = `http://${admin}/readyz`;
+  // ?address: a handover under way still answers 200 until it released the address itself.
+  const url = `http://${admin}/readyz?address`;
   const write = (verdict: Verdict, reason: string): void => {
     writeFileSync(args.trackFile, `${verdict}\n`);
     logger[verdict === 1 ? 'warn' : 'info']({ msg: verdict === 1 ? 'gateway failing: the address goes' : 'gateway ready', event: 'watchdog', verdict, reason, trackFile: args.trackFile });

@@ -8,6 +8,11 @@ import { HOLDS_ADDRESS_HEADER } from './peer-watch.js';
 /** What the admin listener shows; the gateway implements it. */
 export interface AdminView {
   ready(): boolean;
+  /**
+   * A pair's handover is under way and has not released the address yet: the gateway decides
+   * when it goes (its track file), so /readyz?address still says to hold it.
+   */
+  releasing?(): boolean;
   /** Whether this gateway holds the virtual address (null: none configured): said on /readyz for the peers. */
   holdsAddress?(): boolean | null;
   cluster(): unknown;
@@ -70,9 +75,14 @@ async function handle(view: AdminView, req: IncomingMessage, res: ServerResponse
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       return;
     case '/readyz': {
+      // ?address: whether this gateway should hold a pair's virtual address (keepalived's check and
+      // tandem watchdog ask this): while ready, and during a handover until it released the address
+      // by its track file — a 503 then would move the address before the open connections ended.
       const ready = view.ready();
+      const hold = ready || (q >= 0 && url.slice(q + 1) === 'address' && view.releasing?.() === true);
       const holds = view.holdsAddress?.() ?? null;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain', ...(holds === null ? {} : { [HOLDS_ADDRESS_HEADER]: String(holds) }) }).end(ready ? 'ready\n' : 'not ready\n');
+      res.writeHead(hold ? 200 : 503, { 'content-type': 'text/plain', ...(holds === null ? {} : { [HOLDS_ADDRESS_HEADER]: String(holds) }) })
+        .end(ready ? 'ready\n' : hold ? 'releasing the address\n' : 'not ready\n');
       return;
     }
     case '/metrics': {

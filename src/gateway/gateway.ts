@@ -71,6 +71,8 @@ export class Gateway {
   private openConnections = 0;
   /** A handover waits for the open connections to end by themselves (see HandoverListener.awaitConnections). */
   private awaitingConnections = false;
+  /** Between SIGTERM and the address's release (a pair's handover): /readyz?address still says hold it. */
+  private releasing = false;
   private readonly registryChanges: Record<string, number> = {};
   readonly logger: Logger;
   /** The embedded registry: instances that registered over the admin listener. */
@@ -148,6 +150,7 @@ export class Gateway {
     this.admin = createAdminServer({
       feed: this.feed,
       ready: () => this.isReady(),
+      releasing: () => this.releasing,
       holdsAddress: () => this.peers.holdsAddress(),
       cluster: () => this.cluster(),
       registry,
@@ -393,12 +396,14 @@ export class Gateway {
     this.live.draining = true;
     if (release) {
       this.logger.info({ msg: 'releasing the address', event: 'release', inflight: this.live.inflight });
+      this.releasing = true;
       await release({
         openConnections: () => this.openConnections,
         awaitConnections: (on) => { this.awaitingConnections = on; },
         closeIdleConnections: () => { for (const server of this.servers()) server.closeIdleConnections(); },
       });
       this.awaitingConnections = false;
+      this.releasing = false;
       await this.untilNoNewConnections();
     }
     const deadline = Date.now() + this.config.drainTimeout;
