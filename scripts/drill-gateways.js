@@ -195,10 +195,18 @@ function startTandemGateway(h) {
     if (procs.isCleaningUp()) return; // the namespaces and the temp dir are going
     try { writeFileSync(join(tmp, `${h}.handover`), '1\n'); } catch { /* removed meanwhile */ }
     run('ip', ['-n', ns(h), 'addr', 'del', `${VIP}/32`, 'dev', 'lo'], { check: false });
-    // The gateway removes its drop rule as it exits; a killed one cannot (ExecStopPost does it).
-    run('ip', ['netns', 'exec', ns(h), 'nft', 'delete', 'table', 'ip', 'tandem_handover'], { check: false });
+    // With --handover-drop-syn, connection attempts to the address are dropped from the exit on
+    // (ExecStopPost), not refused: in the instant before the address is on the peer a refused
+    // client (or its immediate retry) fails, a dropped one retransmits its SYN to the peer. The
+    // next gateway removes the rule as it starts.
+    if (opts.dropSyn) run('ip', ['netns', 'exec', ns(h), 'nft', dropSynCommand(VIP)], { check: false });
   });
   return proc;
+}
+
+/** The nft command ExecStopPost runs (docs/deployment.md): the handover's rule, added once more. */
+function dropSynCommand(address) {
+  return `table ip tandem_handover { chain input { type filter hook input priority -10; policy accept; ip daddr ${address} tcp flags & (fin | syn | rst | ack) == syn drop; }; }`;
 }
 
 function startGatewayProcess(h) {
@@ -494,6 +502,8 @@ async function main() {
     await procs.stop(ka[h]);
     if (dogs[h]) await procs.stop(dogs[h]);
     await procs.stop(gw[h]);
+    // The stopped gateway's drop rule (its "ExecStopPost") would drop every connection to nginx.
+    run('ip', ['netns', 'exec', ns(h), 'nft', 'delete', 'table', 'ip', 'tandem_handover'], { check: false });
   }
   for (const h of ['g1', 'g2']) {
     writeFileSync(join(tmp, `${h}-nginx.conf`), nginxConfig(h));
