@@ -10,6 +10,7 @@
 //               (no --handover-drop-syn: the behaviour before it, for comparison)
 //   --no-watchdog  no `tandem watchdog` beside the gateways: a freeze is seen by keepalived's
 //               /readyz script alone (once a second), as before the watchdog
+//   --dead-after MS  the watchdog's --dead-after (default 500)
 //
 // The network is the drill's own: network namespaces named <prefix>-cl (client), -g1 and -g2
 // (gateway hosts), -in (the three instances) and -br (a bridge joining them), addresses
@@ -49,12 +50,13 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--no-watchdog') opts.watchdog = false;
+    else if (a === '--dead-after') opts.deadAfter = argv[++i];
     else if (a === '--keep-tmp') opts.keepTmp = true;
     else if (a === '--no-drop-syn') opts.dropSyn = false;
     else if (a === '--rate') {
       opts.rate = Number(argv[++i]);
       if (!Number.isFinite(opts.rate) || opts.rate <= 0 || opts.rate > 2000) die(`--rate needs a number from 1 to 2000, got ${argv[i]}`);
-    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp, --no-drop-syn, --no-watchdog)`);
+    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp, --no-drop-syn, --no-watchdog, --dead-after MS)`);
   }
   return opts;
 }
@@ -216,7 +218,8 @@ function startGatewayProcess(h) {
 
 /** `tandem watchdog` beside the gateway (docs/deployment.md): it outlives the gateway's restarts. */
 function startWatchdog(h) {
-  return inHost(h, `watchdog-${h}`, process.execPath, [join(root, 'bin', 'tandem.js'), 'watchdog', '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.watchdog`)]);
+  return inHost(h, `watchdog-${h}`, process.execPath, [join(root, 'bin', 'tandem.js'), 'watchdog', '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.watchdog`),
+    ...(opts.deadAfter ? ['--dead-after', opts.deadAfter] : [])]);
 }
 
 function startKeepalived(h, conf) {
