@@ -85,18 +85,18 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
       this.bodyPending = true;
     }
     this.live = true;
-    this.endpoint.pool.dispatch(
-      {
-        method: request.method,
-        path: request.path,
-        headers: request.headers,
-        body: request.body,
-        headersTimeout: headersTimeoutMs,
-        bodyTimeout: bodyTimeoutMs,
-        upgrade: request.upgrade ?? null,
-      },
-      this,
-    );
+    const options: DispatchOptions = {
+      method: request.method,
+      path: request.path,
+      headers: request.headers,
+      body: request.body,
+      headersTimeout: headersTimeoutMs,
+      bodyTimeout: bodyTimeoutMs,
+      upgrade: request.upgrade ?? null,
+      // TLS: the endpoint's name, not the Host header's (see requestServername).
+      servername: this.endpoint.servername,
+    };
+    this.endpoint.pool.dispatch(options, this);
   }
 
   /**
@@ -311,6 +311,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     return true;
   }
 }
+
+/** undici's Request takes a `servername`; its typings leave it out. */
+type DispatchOptions = Dispatcher.DispatchOptions & { servername?: string };
 
 /** Most bytes of an abandoned response read to keep its connection, rather than cutting it. */
 const DRAIN_LIMIT = 64 * 1024;

@@ -12,6 +12,9 @@ export function classifyUpstreamError(err: unknown, endpointId: string, unread =
   const e = err as { code?: string; message?: string; name?: string };
   const code = e.code ?? '';
   const cause = err;
+  if (isRefusedStream(err)) {
+    return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} refused the stream before processing it (HTTP/2 REFUSED_STREAM)`, { cause, retryable: true, status: 502 });
+  }
   if (unread) {
     return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} closed a reused connection without reading the request (${e.message ?? code})`, { cause, retryable: true, status: 502 });
   }
@@ -118,5 +121,25 @@ function resetByPeer(code: string): boolean {
  * with `unreadOnReuse`). Not the endpoint's failure: it closed an idle connection as it may.
  */
 export function isStaleConnection(error: TandemError): boolean {
-  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable;
+  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable && !isRefusedStream(error.cause);
+}
+
+/**
+ * An HTTP/2 endpoint reset the request's stream with REFUSED_STREAM: by RFC 9113 §8.7 it did
+ * no processing of it, so any method may go again — elsewhere: an endpoint refuses streams
+ * when it is overloaded, or once it sent GOAWAY (nghttp2 closes the streams above the GOAWAY's
+ * last stream id this way). What undici 7.30 reports, measured (test/upstream-tls.test.ts):
+ *
+ * | the endpoint…                                          | undici reports                                   |
+ * |--------------------------------------------------------|--------------------------------------------------|
+ * | resets the stream with REFUSED_STREAM                   | Node's `ERR_HTTP2_STREAM_ERROR` "Stream closed with error code NGHTTP2_REFUSED_STREAM" |
+ * | sends GOAWAY (any last stream id), streams in flight    | `UND_ERR_SOCKET` 'HTTP/2: "GOAWAY" frame received with code N' for every one of them, those the endpoint had accepted too: undici destroys the connection on GOAWAY |
+ * | resets it with another code (INTERNAL_ERROR, CANCEL …)  | `ERR_HTTP2_STREAM_ERROR` with that code, or a stream closed before the response |
+ *
+ * So a GOAWAY is not proof that a stream went unprocessed with undici 7: those requests are
+ * treated as any reset after sending (only idempotent methods go again).
+ */
+export function isRefusedStream(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  return e?.code === 'ERR_HTTP2_STREAM_ERROR' && (e.message ?? '').includes('NGHTTP2_REFUSED_STREAM');
 }

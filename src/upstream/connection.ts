@@ -1,5 +1,12 @@
 import type { Socket } from 'node:net';
 import { Client, type Dispatcher, type buildConnector } from 'undici';
+import { sniOf } from './tls.js';
+
+/**
+ * Streams one HTTP/2 connection carries at once: undici's own assumption of the peer's limit
+ * until the peer's SETTINGS say otherwise.
+ */
+const H2_STREAMS = 100;
 
 /**
  * The connection one pooled client holds now, seen from the exchanges it carries: enough to tell,
@@ -14,12 +21,22 @@ export class ConnectionLedger {
   exchanges = 0;
   /** When the endpoint's FIN was read, the connection had already been reset by it (see peerGone). */
   resetAtEnd = false;
+  /**
+   * The connection speaks HTTP/2 (agreed by ALPN): its exchanges share it, so its bytes read
+   * say nothing about one of them, and nothing is proven from them (startExchange).
+   */
+  multiplexed = false;
 
-  /** A new connection replaced the previous one. */
+  /**
+   * A new connection replaced the previous one. Over TLS the same holds: `bytesRead` of a TLS
+   * socket counts the decrypted bytes of the responses, and its handle answers getpeername as
+   * a plain TCP one does (both measured, test/upstream-tls.test.ts).
+   */
   connected(socket: Socket): void {
     this.socket = socket;
     this.exchanges = 0;
     this.resetAtEnd = false;
+    this.multiplexed = (socket as Socket & { alpnProtocol?: string | false }).alpnProtocol === 'h2';
     // Before undici's own 'end' listener (added once the connector calls back), which destroys
     // the socket and with it what the kernel knows.
     socket.once('end', () => {
@@ -34,7 +51,7 @@ export class ConnectionLedger {
  * then receives data answers with a reset). A peer that read the request and then closed sent
  * a FIN only: the connection is still half-open (CLOSE_WAIT) and has a peer. Node offers no
  * public way to ask; `getpeername` on the handle fails with ENOTCONN once the connection is
- * reset. Where the handle lacks it (a TLS socket), nothing is proven: false.
+ * reset. A TLS socket's handle has it too; where a handle lacks it, nothing is proven: false.
  */
 function peerGone(socket: Socket): boolean {
   const handle = (socket as unknown as { _handle?: { getpeername?: (out: object) => number } })._handle;
@@ -53,7 +70,7 @@ export interface LedgerAware {
  * connection, or unknown).
  */
 export function startExchange(ledger: ConnectionLedger | undefined): number {
-  if (ledger === undefined || ledger.socket === undefined) return -1;
+  if (ledger === undefined || ledger.socket === undefined || ledger.multiplexed) return -1;
   return ledger.exchanges++ > 0 ? ledger.socket.bytesRead : -1;
 }
 
@@ -69,7 +86,10 @@ export function nothingReadSince(ledger: ConnectionLedger | undefined, readAtSta
 
 /**
  * undici's Client, with a ledger of its current connection handed to every handler that asks
- * for one. The Pool's factory makes these; everything else is undici's own behaviour.
+ * for one. The Pool's factory makes these. Two more things happen as a connection is made:
+ * SNI never names an IP address (sniOf), and a connection that agreed on HTTP/2 takes many
+ * exchanges at once while an HTTP/1.1 one takes one (undici reads one `pipelining` for both);
+ * everything else is undici's own behaviour.
  */
 export class LedgerClient extends Client {
   private readonly ledger: ConnectionLedger;
@@ -77,15 +97,23 @@ export class LedgerClient extends Client {
   constructor(origin: URL | string, options: Client.Options & { connect: buildConnector.connector }) {
     const ledger = new ConnectionLedger();
     const connect = options.connect;
+    /** Set once undici's constructor has run: it is what may call the connector. */
+    const hook: { setStreams?: (streams: number) => void } = {};
     super(origin, {
       ...options,
-      connect: (opts, callback) => connect(opts, (...args) => {
+      connect: (opts, callback) => connect({ ...opts, servername: sniOf(opts.servername) }, (...args) => {
         // undici calls back with the error alone when the connection fails.
         const socket = args[1];
-        if (args[0] === null && socket != null) ledger.connected(socket);
+        if (args[0] === null && socket != null) {
+          ledger.connected(socket);
+          hook.setStreams?.(ledger.multiplexed ? H2_STREAMS : 1);
+        }
         callback(...args);
       }),
     });
+    hook.setStreams = (streams) => {
+      if (this.pipelining !== streams) this.pipelining = streams;
+    };
     this.ledger = ledger;
   }
 
