@@ -18,6 +18,9 @@ export function classifyUpstreamError(err: unknown, endpointId: string, unread =
   if (unread) {
     return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} closed a reused connection without reading the request (${e.message ?? code})`, { cause, retryable: true, status: 502 });
   }
+  if (isTlsHandshakeFailure(code)) {
+    return new TandemError('TANDEM_ERR_UPSTREAM_CONNECT', `TLS with ${endpointId} failed: ${e.message ?? code} (${code})`, { cause, retryable: true, status: 502 });
+  }
   switch (code) {
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
@@ -142,4 +145,23 @@ export function isStaleConnection(error: TandemError): boolean {
 export function isRefusedStream(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | undefined;
   return e?.code === 'ERR_HTTP2_STREAM_ERROR' && (e.message ?? '').includes('NGHTTP2_REFUSED_STREAM');
+}
+
+/** The certificate checks of Node's TLS client (tls.connect), by the codes its errors carry. */
+const CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_CHAIN_TOO_LONG', 'CERT_REVOKED',
+  'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * The TLS handshake failed: the endpoint's certificate did not pass our checks, or the endpoint
+ * refused ours (an alert: with TLS 1.3 it arrives after the client has finished its side of the
+ * handshake, so undici may already have written the request — into a connection whose server
+ * never completed it), or it does not speak TLS at all. In every case its application never
+ * read the request: a connect failure, retryable as one, and counted against the endpoint.
+ */
+function isTlsHandshakeFailure(code: string): boolean {
+  return CERTIFICATE_CODES.has(code) || /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_/.test(code) || code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG';
 }
