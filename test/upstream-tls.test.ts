@@ -65,21 +65,32 @@ async function httpsUpstream(name: string, opts: { mtls?: boolean; answer?: (req
   return listen(server, seen, () => sessions);
 }
 
-/** An HTTP/2 (and HTTP/1.1) endpoint over TLS; `refuse` resets every stream with REFUSED_STREAM before reading it. */
-async function h2Upstream(name: string, opts: { refuse?: boolean } = {}): Promise<TlsUpstream> {
+/**
+ * An HTTP/2 (and HTTP/1.1) endpoint over TLS. `refuse` resets every stream with REFUSED_STREAM
+ * before reading it. `goaway` answers the first stream of a connection, then meets the next one
+ * with a GOAWAY whose last stream id is `below` it (not processed) or `at` it (taken: the
+ * endpoint would process it, and the request is noted in `taken`).
+ */
+async function h2Upstream(name: string, opts: { refuse?: boolean; goaway?: 'below' | 'at'; taken?: string[] } = {}): Promise<TlsUpstream> {
   const seen: Seen[] = [];
   let sessions = 0;
   const server: Http2SecureServer = createSecureServer({ cert: readFileSync(up.cert), key: readFileSync(up.key), allowHTTP1: true });
   server.on('session', () => { sessions++; });
-  if (opts.refuse) {
-    server.on('stream', (stream, headers) => {
-      if (headers[':path'] === '/healthz') return;
-      stream.on('error', () => {});
+  const handled = new WeakSet<object>();
+  server.on('stream', (stream, headers) => {
+    if (headers[':path'] === '/healthz') return;
+    stream.on('error', () => {});
+    if (opts.refuse) {
+      handled.add(stream);
       stream.close(h2.NGHTTP2_REFUSED_STREAM);
-    });
-  }
+    } else if (opts.goaway !== undefined && stream.id !== undefined && stream.id > 1) {
+      handled.add(stream);
+      if (opts.goaway === 'at') opts.taken?.push(String(headers[':path']));
+      stream.session?.goaway(h2.NGHTTP2_NO_ERROR, opts.goaway === 'below' ? stream.id - 2 : stream.id);
+    }
+  });
   server.on('request', (req, res) => {
-    if (opts.refuse && req.url !== '/healthz') return;
+    if (handled.has(req.stream)) return;
     recorder(name, seen)(req as unknown as IncomingMessage, res as unknown as ServerResponse);
   });
   return listen(server, seen, () => sessions);
@@ -276,6 +287,34 @@ test('http2: a stream the endpoint refuses (REFUSED_STREAM) was not processed: a
   const cluster = await clusterService<Cluster>(gw, 'shop');
   assert.ok(cluster.retries['refused-stream']! >= 1, JSON.stringify(cluster.retries));
   assert.equal(cluster.retries.reset, 0);
+});
+
+test('http2: a GOAWAY whose last stream id is below the request\'s: not processed, a POST goes elsewhere; at or above it: not sent twice', async () => {
+  const draining = await h2Upstream('draining', { goaway: 'below' });
+  const good = await h2Upstream('good');
+  const gw = await gateway({ shop: { endpoints: [`https://localhost:${draining.port}`, `https://localhost:${good.port}`], tls: { ca: caFile }, http2: true, balancer: 'round-robin', healthCheck: false, outlier: { consecutiveFailures: 1000 } } });
+  // A connection to each (the first stream of a connection is answered).
+  for (let i = 0; i < 2; i++) assert.equal((await get(gw)).status, 200);
+  for (let i = 0; i < 6; i++) assert.equal((await get(gw, `/orders?i=${i}`, { method: 'POST', body: `order ${i}` })).status, 200, `POST ${i}`);
+  const processed = [...draining.seen, ...good.seen].filter((x) => x.method === 'POST').map((x) => x.body).sort();
+  assert.deepEqual(processed, [0, 1, 2, 3, 4, 5].map((i) => `order ${i}`), 'each POST processed once');
+  const cluster = await clusterService<Cluster>(gw, 'shop');
+  assert.ok(cluster.retries['refused-stream']! >= 1, JSON.stringify(cluster.retries));
+
+  // The endpoint took the stream before its GOAWAY (undici still drops the connection): the POST
+  // may have been processed, so it is answered 502 rather than sent again.
+  const taken: string[] = [];
+  const closing = await h2Upstream('closing', { goaway: 'at', taken });
+  const other = await h2Upstream('other');
+  const gw2 = await gateway({ shop: { endpoints: [`https://localhost:${closing.port}`, `https://localhost:${other.port}`], tls: { ca: caFile }, http2: true, balancer: 'round-robin', healthCheck: false, outlier: { consecutiveFailures: 1000 } } });
+  for (let i = 0; i < 2; i++) assert.equal((await get(gw2)).status, 200);
+  const statuses: number[] = [];
+  for (let i = 0; i < 4; i++) statuses.push((await get(gw2, `/orders?i=${i}`, { method: 'POST', body: `order ${i}` })).status);
+  assert.ok(taken.length >= 1, 'a POST met the GOAWAY');
+  assert.equal(statuses.filter((st) => st === 502).length, taken.length, `${JSON.stringify(statuses)} ${JSON.stringify(taken)}`);
+  const sentTwice = other.seen.filter((x) => taken.includes(x.url));
+  assert.deepEqual(sentTwice, [], 'a POST the endpoint took is not sent to another');
+  assert.equal((await clusterService<Cluster>(gw2, 'shop')).retries['refused-stream'], 0);
 });
 
 /**

@@ -7,14 +7,13 @@ import { nothingReadSince, type ConnectionLedger } from './connection.js';
  * stale connection (see isStaleConnection). `unread`: the exchange went out on a
  * connection that had served an earlier one, and not a byte of response came back.
  */
-export function classifyUpstreamError(err: unknown, endpointId: string, unread = false): TandemError {
+export function classifyUpstreamError(err: unknown, endpointId: string, unread = false, goawayRefused = false): TandemError {
   if (err instanceof TandemError) return err;
   const e = err as { code?: string; message?: string; name?: string };
   const code = e.code ?? '';
   const cause = err;
-  if (isRefusedStream(err)) {
-    return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} refused the stream before processing it (HTTP/2 REFUSED_STREAM)`, { cause, retryable: true, status: 502 });
-  }
+  if (isRefusedStream(err)) return refused(`${endpointId} refused the stream before processing it (HTTP/2 REFUSED_STREAM)`, cause);
+  if (goawayRefused) return refused(`${endpointId} sent GOAWAY before processing the request (its stream was above the last one it took)`, cause);
   if (unread) {
     return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} closed a reused connection without reading the request (${e.message ?? code})`, { cause, retryable: true, status: 502 });
   }
@@ -124,7 +123,24 @@ function resetByPeer(code: string): boolean {
  * with `unreadOnReuse`). Not the endpoint's failure: it closed an idle connection as it may.
  */
 export function isStaleConnection(error: TandemError): boolean {
-  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable && !isRefusedStream(error.cause);
+  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable && !REFUSED.has(error);
+}
+
+/** The errors of refused streams (refused), told from stale connections, which share their code. */
+const REFUSED = new WeakSet<TandemError>();
+
+function refused(message: string, cause: unknown): TandemError {
+  const error = new TandemError('TANDEM_ERR_UPSTREAM_RESET', message, { cause, retryable: true, status: 502 });
+  REFUSED.add(error);
+  return error;
+}
+
+/**
+ * An HTTP/2 endpoint did not process the request: it refused its stream (REFUSED_STREAM), or its
+ * GOAWAY's last stream id was below the stream's (connection.ts, refusedByGoaway).
+ */
+export function isRefused(error: TandemError): boolean {
+  return REFUSED.has(error);
 }
 
 /**
@@ -139,8 +155,10 @@ export function isStaleConnection(error: TandemError): boolean {
  * | sends GOAWAY (any last stream id), streams in flight    | `UND_ERR_SOCKET` 'HTTP/2: "GOAWAY" frame received with code N' for every one of them, those the endpoint had accepted too: undici destroys the connection on GOAWAY |
  * | resets it with another code (INTERNAL_ERROR, CANCEL …)  | `ERR_HTTP2_STREAM_ERROR` with that code, or a stream closed before the response |
  *
- * So a GOAWAY is not proof that a stream went unprocessed with undici 7: those requests are
- * treated as any reset after sending (only idempotent methods go again).
+ * So undici's report of a GOAWAY does not say which streams went unprocessed: the connection's
+ * ledger notes the GOAWAY's last stream id and each exchange's stream id (connection.ts), and a
+ * stream above it is refused too (classifyUpstreamError's `goawayRefused`); one at or below it
+ * may have been processed, and is a reset after sending (only idempotent methods go again).
  */
 export function isRefusedStream(err: unknown): boolean {
   const e = err as { code?: string; message?: string } | undefined;

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2';
 import { Client, type Dispatcher, type buildConnector } from 'undici';
 import { sniOf } from './tls.js';
 
@@ -26,6 +27,10 @@ export class ConnectionLedger {
    * say nothing about one of them, and nothing is proven from them (startExchange).
    */
   multiplexed = false;
+  /** The exchange whose stream undici opens next on this HTTP/2 connection (expectStream). */
+  private awaiting: StreamAware | undefined = undefined;
+  /** The HTTP/2 session on `socket` whose streams and GOAWAY are watched (watch). */
+  private watched: ClientHttp2Session | undefined = undefined;
 
   /**
    * A new connection replaced the previous one. Over TLS the same holds: `bytesRead` of a TLS
@@ -43,6 +48,80 @@ export class ConnectionLedger {
       if (this.socket === socket) this.resetAtEnd = peerGone(socket);
     });
   }
+
+  /**
+   * An exchange begins on this HTTP/2 connection: undici opens its stream right after telling it
+   * (synchronously, in the same call), so the next stream the session opens is its.
+   */
+  expectStream(exchange: StreamAware): void {
+    if (this.sessionOf() !== undefined) this.awaiting = exchange;
+  }
+
+  /**
+   * The HTTP/2 session undici made on the current socket, watched once: each stream it opens is
+   * handed to the exchange awaiting it, and its GOAWAY's last stream id is noted (before undici's
+   * own listener fails the exchanges in flight). undici keeps the session on the socket under a
+   * symbol of its own; when it is not found (another undici), nothing is watched, and a GOAWAY
+   * proves nothing — the safe side.
+   */
+  private sessionOf(): ClientHttp2Session | undefined {
+    const socket = this.socket as (Socket & Record<symbol, unknown>) | undefined;
+    if (socket === undefined) return undefined;
+    if (this.watched !== undefined && socket[sessionKey] === this.watched) return this.watched;
+    const key = Object.getOwnPropertySymbols(socket).find((k) => k.description === 'http2Session');
+    const session = key === undefined ? undefined : socket[key] as ClientHttp2Session | undefined;
+    if (session === undefined || typeof session.request !== 'function') return undefined;
+    sessionKey = key!;
+    this.watch(session);
+    return session;
+  }
+
+  private watch(session: ClientHttp2Session): void {
+    this.watched = session;
+    const request = session.request;
+    const handOver = (stream: ClientHttp2Stream): void => {
+      const exchange = this.awaiting;
+      this.awaiting = undefined;
+      if (exchange !== undefined) exchange.stream = { stream, session };
+    };
+    session.request = function (this: ClientHttp2Session, ...args: Parameters<ClientHttp2Session['request']>): ClientHttp2Stream {
+      const stream = request.apply(this, args);
+      handOver(stream);
+      return stream;
+    };
+    session.prependListener('goaway', (_code: number, lastStreamId: number) => { lastProcessed.set(session, lastStreamId); });
+  }
+}
+
+/** undici's symbol for the session on a socket, once found. */
+let sessionKey: symbol = Symbol('not found yet');
+
+/** An exchange's HTTP/2 stream and the session it belongs to. */
+export interface ExchangeStream {
+  readonly stream: { readonly id?: number | undefined };
+  readonly session: object;
+}
+
+/** An exchange that may go out as an HTTP/2 stream: told its stream as undici opens it. */
+export interface StreamAware {
+  stream: ExchangeStream | undefined;
+}
+
+/** Session → the last stream id its endpoint's GOAWAY said it may have processed. */
+const lastProcessed = new WeakMap<object, number>();
+
+/**
+ * True when the endpoint's GOAWAY said it would not process this exchange's stream: the stream's
+ * id is above the GOAWAY's last stream id, or it never got one (RFC 9113 §6.8: such streams were
+ * not processed and may be retried). undici 7 fails every stream in flight on a GOAWAY alike
+ * (classify.ts), so this is where the two kinds are told apart.
+ */
+export function refusedByGoaway(exchange: ExchangeStream | undefined): boolean {
+  if (exchange === undefined) return false;
+  const last = lastProcessed.get(exchange.session);
+  if (last === undefined) return false;
+  const id = exchange.stream.id;
+  return id === undefined || id > last;
 }
 
 /**
@@ -69,8 +148,12 @@ export interface LedgerAware {
  * connection's bytes read so far when it had carried an exchange before, else -1 (a fresh
  * connection, or unknown).
  */
-export function startExchange(ledger: ConnectionLedger | undefined): number {
-  if (ledger === undefined || ledger.socket === undefined || ledger.multiplexed) return -1;
+export function startExchange(ledger: ConnectionLedger | undefined, exchange?: StreamAware): number {
+  if (ledger === undefined || ledger.socket === undefined) return -1;
+  if (ledger.multiplexed) {
+    if (exchange !== undefined) ledger.expectStream(exchange);
+    return -1;
+  }
   return ledger.exchanges++ > 0 ? ledger.socket.bytesRead : -1;
 }
 

@@ -1,7 +1,7 @@
 import { IDEMPOTENT_METHODS, isIdempotent } from '../../core/methods.js';
 import { isDependencyFailure } from '../../core/dependency.js';
 import type { TandemError } from '../../core/errors.js';
-import { isRefusedStream } from '../classify.js';
+import { isRefused } from '../classify.js';
 
 export { isIdempotent };
 
@@ -36,7 +36,7 @@ export const FAILURE_KINDS = [
    * it (idle) with the request unread. Sent again to the same endpoint (retry-step.ts).
    */
   'stale-connection',
-  /** An HTTP/2 endpoint refused the request's stream (REFUSED_STREAM): it did not process it. */
+  /** An HTTP/2 endpoint refused the request's stream (REFUSED_STREAM, or above its GOAWAY's last stream id): it did not process it. */
   'refused-stream',
   /** Reset or closed after the request may have been sent, without a response. */
   'reset',
@@ -111,7 +111,7 @@ export function failureOfStatus(statusCode: number): FailureKind {
 export function failureOfError(error: TandemError, sent: boolean): FailureKind | undefined {
   switch (error.code) {
     case 'TANDEM_ERR_UPSTREAM_CONNECT': return 'connect';
-    case 'TANDEM_ERR_UPSTREAM_RESET': return isRefusedStream(error.cause) ? 'refused-stream' : error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
+    case 'TANDEM_ERR_UPSTREAM_RESET': return isRefused(error) ? 'refused-stream' : error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT': return 'timeout';
     default: return undefined;
   }
