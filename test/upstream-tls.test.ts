@@ -71,10 +71,10 @@ async function httpsUpstream(name: string, opts: { mtls?: boolean; answer?: (req
  * with a GOAWAY whose last stream id is `below` it (not processed) or `at` it (taken: the
  * endpoint would process it, and the request is noted in `taken`).
  */
-async function h2Upstream(name: string, opts: { refuse?: boolean; goaway?: 'below' | 'at'; taken?: string[] } = {}): Promise<TlsUpstream> {
+async function h2Upstream(name: string, opts: { refuse?: boolean; goaway?: 'below' | 'at'; taken?: string[]; h2only?: boolean } = {}): Promise<TlsUpstream> {
   const seen: Seen[] = [];
   let sessions = 0;
-  const server: Http2SecureServer = createSecureServer({ cert: readFileSync(up.cert), key: readFileSync(up.key), allowHTTP1: true });
+  const server: Http2SecureServer = createSecureServer({ cert: readFileSync(up.cert), key: readFileSync(up.key), allowHTTP1: opts.h2only !== true });
   server.on('session', () => { sessions++; });
   const handled = new WeakSet<object>();
   server.on('stream', (stream, headers) => {
@@ -276,6 +276,11 @@ test('http2: requests go over HTTP/2 (ALPN), multiplexed on one connection per e
   const h1 = await gateway({ shop: { endpoints: [`https://localhost:${a.port}`], tls: { ca: caFile } } });
   await get(h1);
   assert.equal(a.seen.at(-1)!.version, '1.1');
+  // An endpoint that speaks only h2 passes its health checks (they may agree on h2 too) and answers.
+  const only = await h2Upstream('only', { h2only: true });
+  const checked = await gateway({ shop: { endpoints: [`https://localhost:${only.port}`], tls: { ca: caFile }, http2: true } });
+  await until(async () => (await clusterService<Cluster>(checked, 'shop')).endpoints[0]!.state === 'healthy', 'the h2-only endpoint healthy by its checks');
+  assert.deepEqual(await get(checked), { status: 200, body: 'only' });
 });
 
 test('http2: a stream the endpoint refuses (REFUSED_STREAM) was not processed: a POST goes to another endpoint', async () => {
