@@ -34,8 +34,9 @@ export class ConnectionLedger {
 
   /**
    * A new connection replaced the previous one. Over TLS the same holds: `bytesRead` of a TLS
-   * socket counts the decrypted bytes of the responses, and its handle answers getpeername as
-   * a plain TCP one does (both measured, test/upstream-tls.test.ts).
+   * socket counts the decrypted bytes of the responses (test/upstream-tls.test.ts resends a POST
+   * reset unread on a reused TLS connection and not one read, then closed), and its handle
+   * answers getpeername (0 while the peer is there, also after its FIN alone: measured).
    */
   connected(socket: Socket): void {
     this.socket = socket;
