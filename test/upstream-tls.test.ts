@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { createSecureServer, constants as h2, type Http2SecureServer } from 'node:http2';
+import { createSecureServer, constants as h2, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { copyFileSync, readFileSync } from 'node:fs';
@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { adminFetch, clusterService, startGateway, tempDir, type RunningGateway } from './helpers/gateway.js';
 import { makeServerPki } from './helpers/tls-pki.js';
-import { cleanupAfterAll } from './helpers/cleanup.js';
 import { validateConfig } from '../src/config/validate.js';
 import { ConfigError } from '../src/config/problems.js';
 import { createClient } from '../src/client/client.js';
@@ -20,10 +19,21 @@ import { EmbeddedRegistry } from '../src/discovery/embedded.js';
 import { tokenFor } from '../src/core/secret.js';
 import { until } from './helpers/sdk.js';
 
-const { defer } = cleanupAfterAll();
 const pki = makeServerPki();
 const other = makeServerPki();
-after(() => { pki.remove(); other.remove(); });
+/**
+ * Gateways are killed first, then everything else is undone (last first): a server's close waits
+ * for its connections, which a live gateway would hold open.
+ */
+const gateways: RunningGateway[] = [];
+const undo: Array<() => Promise<unknown>> = [];
+const defer = (fn: () => Promise<unknown>): void => { undo.push(fn); };
+after(async () => {
+  await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
+  for (const fn of undo.reverse()) await fn().catch(() => {});
+  pki.remove();
+  other.remove();
+});
 const up = pki.issue('up', '/CN=localhost', 'subjectAltName=DNS:localhost,DNS:shop.internal,IP:127.0.0.1');
 const client = pki.issue('client', '/CN=gateway-one', 'basicConstraints=CA:FALSE', 'clientAuth');
 const client2 = pki.issue('client2', '/CN=gateway-two', 'basicConstraints=CA:FALSE', 'clientAuth');
@@ -75,7 +85,12 @@ async function h2Upstream(name: string, opts: { refuse?: boolean; goaway?: 'belo
   const seen: Seen[] = [];
   let sessions = 0;
   const server: Http2SecureServer = createSecureServer({ cert: readFileSync(up.cert), key: readFileSync(up.key), allowHTTP1: opts.h2only !== true });
-  server.on('session', () => { sessions++; });
+  const open = new Set<ServerHttp2Session>();
+  server.on('session', (session) => {
+    sessions++;
+    open.add(session);
+    session.once('close', () => open.delete(session));
+  });
   const handled = new WeakSet<object>();
   server.on('stream', (stream, headers) => {
     if (headers[':path'] === '/healthz') return;
@@ -93,7 +108,10 @@ async function h2Upstream(name: string, opts: { refuse?: boolean; goaway?: 'belo
     if (handled.has(req.stream)) return;
     recorder(name, seen)(req as unknown as IncomingMessage, res as unknown as ServerResponse);
   });
-  return listen(server, seen, () => sessions);
+  const upstream = await listen(server, seen, () => sessions);
+  // Undone before the server's close (last first), which waits for its sessions.
+  defer(async () => { for (const session of open) session.destroy(); });
+  return upstream;
 }
 
 async function listen(server: HttpsServer | Http2SecureServer, seen: Seen[], sessions: () => number): Promise<TlsUpstream> {
@@ -109,7 +127,7 @@ async function listen(server: HttpsServer | Http2SecureServer, seen: Seen[], ses
 
 async function gateway(services: Record<string, unknown>, file?: string): Promise<RunningGateway> {
   const gw = await startGateway({ log: { level: 'debug' }, services, routes: [{ prefix: '/', service: 'shop' }] }, file === undefined ? {} : { file });
-  defer(() => gw.stop('SIGKILL'));
+  gateways.push(gw);
   return gw;
 }
 
@@ -174,7 +192,7 @@ test('an https:// endpoint with a private CA: verified, SNI is the endpoint\'s n
   assert.deepEqual(cluster.endpoints.map((e) => [e.id, e.state]), [[`https://localhost:${named.port}`, 'healthy']], 'the health checks went over TLS too');
   // The IP endpoint: no SNI at all, and its certificate is checked against the IP (it lists it).
   const routed = await startGateway({ services: { ip: { endpoints: [`https://127.0.0.1:${byIp.port}`], tls: { ca: caFile }, healthCheck: false } }, routes: [{ prefix: '/', service: 'ip' }] });
-  defer(() => routed.stop('SIGKILL'));
+  gateways.push(routed);
   assert.deepEqual(await get(routed, '/', { headers: { host: 'shop.example' } }), { status: 200, body: 'by-ip' });
   assert.equal(byIp.seen[0]!.sni, false);
 });
@@ -329,7 +347,10 @@ test('http2: a GOAWAY whose last stream id is below the request\'s: not processe
  */
 async function rawTlsUpstream(second: 'reset-unread' | 'close-after-read'): Promise<{ port: number; read: string[] }> {
   const read: string[] = [];
+  const raws = new Set<Socket>();
   const server = createNetServer((raw: Socket) => {
+    raws.add(raw);
+    raw.once('close', () => raws.delete(raw));
     const socket = new TLSSocket(raw, { isServer: true, cert: readFileSync(up.cert), key: readFileSync(up.key) });
     socket.on('error', () => {});
     let n = 0;
@@ -349,7 +370,10 @@ async function rawTlsUpstream(second: 'reset-unread' | 'close-after-read'): Prom
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  defer(() => new Promise((resolve) => server.close(resolve)));
+  defer(() => new Promise((resolve) => {
+    for (const raw of raws) raw.destroy();
+    server.close(resolve);
+  }));
   return { port: (server.address() as AddressInfo).port, read };
 }
 
