@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import {
   CONFIG_SCHEMA, DEFAULTS, defineConfig, validateConfig,
   type GatewayConfig, type GatewayConfigInput, type HealthCheckConfig, type HedgeConfig, type LimitsConfig, type OutlierConfig,
-  type RegistryConfig, type RetryConfig, type RouteConfig, type ServiceConfig, type ServiceConfigInput,
+  type RegistryConfig, type RetryConfig, type RouteConfig, type ServiceConfig, type ServiceConfigInput, type UpstreamTlsConfig,
 } from '../src/config/index.js';
 
 /** true when A and B have the same keys; else a type naming the keys only one side has (the compile error shows them). */
@@ -33,8 +33,9 @@ const keyChecks: Array<true> = [
   true satisfies SameKeys<Settings<Service['retry']>, RetryConfig>,
   true satisfies SameKeys<Settings<Settings<Service['retry']>['budget']>, RetryConfig['budget']>,
   true satisfies SameKeys<Settings<Service['hedge']>, HedgeConfig>,
-  // An endpoint's address is parsed into host and port.
-  true satisfies SameKeys<Omit<Settings<NonNullable<Service['endpoints']>[number]>, 'address'> & { host: string; port: number }, ServiceConfig['endpoints'][number]>,
+  // An endpoint's address is parsed into host, port and whether it is https://.
+  true satisfies SameKeys<Omit<Settings<NonNullable<Service['endpoints']>[number]>, 'address'> & { host: string; port: number; tls?: boolean }, ServiceConfig['endpoints'][number]>,
+  true satisfies SameKeys<Settings<Service['tls']>, UpstreamTlsConfig>,
   // The defaults cover the optional settings (and only known ones).
   true satisfies SameKeys<Settings<Input['limits']>, typeof DEFAULTS.limits>,
   true satisfies SameKeys<Settings<Input['registry']>, typeof DEFAULTS.registry>,
@@ -42,6 +43,7 @@ const keyChecks: Array<true> = [
   true satisfies SameKeys<Settings<Service['outlier']>, typeof DEFAULTS.service.outlier>,
   true satisfies SameKeys<Settings<Service['retry']>, typeof DEFAULTS.service.retry>,
   true satisfies SameKeys<Settings<Service['hedge']>, typeof DEFAULTS.service.hedge>,
+  true satisfies SameKeys<Settings<Service['tls']>, typeof DEFAULTS.service.tls>,
 ];
 
 /** Every key and every kind of value a user can write, once. */
@@ -65,6 +67,8 @@ const full = defineConfig({
       hedge: { percentile: 95, minDelay: '10ms', methods: ['GET'] },
     },
     off: { endpoints: ['127.0.0.1:7003'], hash: 'client-ip', balancer: 'consistent-hash', healthCheck: false, retry: false, hedge: false },
+    // ca, cert and key name files: the upstream TLS tests write real ones (test/upstream-tls.test.ts).
+    secure: { endpoints: ['https://127.0.0.1:7004'], tls: { servername: 'shop.internal', insecureSkipVerify: true }, http2: true },
   },
   routes: [{ prefix: '/', service: 'shop', host: 'example.com', stripPrefix: false }, { prefix: '/off', service: 'off' }],
   registry: { token: 'a-secret-of-16-characters', ttl: '10s', maxMetadataSize: '4KiB', maxInstances: 10, maxInstancesPerPeer: 5 },
@@ -95,7 +99,7 @@ const wrong: GatewayConfigInput[] = [
 ];
 
 test('a config typed against the schema validates, and each key reaches the normalized config', () => {
-  assert.equal(keyChecks.length, 18);
+  assert.equal(keyChecks.length, 20);
   assert.equal(wrong.length, 9);
   const c = validateConfig(full);
   assert.equal(c.limits.bodyTimeout, 0);
@@ -109,6 +113,10 @@ test('a config typed against the schema validates, and each key reaches the norm
   assert.equal(off.healthCheck, false);
   assert.equal(off.retry, false);
   assert.equal(off.hedge, false);
+  const secure = c.services.get('secure')!;
+  assert.deepEqual(secure.endpoints, [{ host: '127.0.0.1', port: 7004, weight: 1, tls: true }]);
+  assert.deepEqual(secure.tls, { ca: undefined, cert: undefined, key: undefined, servername: 'shop.internal', insecureSkipVerify: true });
+  assert.equal(secure.http2, true);
   assert.equal(c.registry.maxInstances, 10);
 });
 

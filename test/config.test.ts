@@ -71,6 +71,8 @@ describe('the minimal config', () => {
       panicThreshold: d.panicThreshold,
       retry: { ...d.retry, budget: { ...d.retry.budget } },
       hedge: { ...d.hedge, methods: [...d.hedge.methods] },
+      tls: { ca: undefined, cert: undefined, key: undefined, servername: undefined, insecureSkipVerify: d.tls.insecureSkipVerify },
+      http2: d.http2,
     });
     assert.deepEqual(c.routes, [{ prefix: '/', host: undefined, service: 'shop', stripPrefix: DEFAULTS.route.stripPrefix }]);
     assert.deepEqual(c.limits, { ...DEFAULTS.limits });
@@ -216,9 +218,12 @@ describe('every problem has its path and a hint', () => {
     assertProblems(config({ service: { endpoints: ['127.0.0.1:0'] } }), [['services.shop.endpoints[0]', /port 0 is out of range \(1-65535\)/]]);
     assertProblems(config({ service: { endpoints: ['127.0.0.1:7001', 'my_host!:80'] } }), [['services.shop.endpoints[1]', /"my_host!" is not a valid host name or IP address/]]);
     assertProblems(config({ service: { endpoints: ['::1:7001'] } }), [['services.shop.endpoints[0]', /IPv6 addresses go in brackets: "\[::1\]:8080"/]]);
-    // A URL where an address goes gets the address it meant; a dotted quad must be IPv4.
-    assertProblems(config({ service: { endpoints: ['http://127.0.0.1:7001'] } }), [['services.shop.endpoints[0]', /a URL is not an address: write "127\.0\.0\.1:7001" \(no http:\/\/\)/]]);
-    assertProblems(config({ service: { endpoints: ['https://api.example.com:443/v1'] } }), [['services.shop.endpoints[0]', /write "api\.example\.com:443" \(no https:\/\/, no path\)/]]);
+    // An endpoint may say http:// or https:// (TLS), nothing after the port; other schemes are refused; a dotted quad must be IPv4.
+    assert.deepEqual(validateConfig(config({ service: { endpoints: ['http://127.0.0.1:7001', 'HTTPS://[::1]:7002'] } })).services.get('shop')!.endpoints,
+      [{ host: '127.0.0.1', port: 7001, weight: 1 }, { host: '::1', port: 7002, weight: 1, tls: true }]);
+    assertProblems(config({ service: { endpoints: ['https://api.example.com:443/v1'] } }), [['services.shop.endpoints[0]', /nothing may follow the port: write "https:\/\/api\.example\.com:443"/]]);
+    assertProblems(config({ service: { endpoints: ['ftp://127.0.0.1:7001'] } }), [['services.shop.endpoints[0]', /only http:\/\/ and https:\/\/ may precede "host:port"/]]);
+    assertProblems(config({ service: { endpoints: ['https://127.0.0.1:7001', 'http://127.0.0.1:7001'] } }), [['services.shop.endpoints[1]', /is listed twice/]]);
     for (const bad of ['300.1.1.1:80', '1.2.3:80', '1.2.3.4.5:80', '01.2.3.256:80']) {
       assertProblems(config({ service: { endpoints: [bad] } }), [['services.shop.endpoints[0]', /is not a valid IPv4 address \(four numbers from 0 to 255\)/]]);
     }

@@ -21,6 +21,7 @@ const TABLE: Record<FailureKind, readonly [idempotent: boolean, other: boolean]>
   'connect': [true, true],
   'reset-before-send': [true, true],
   'stale-connection': [true, true],
+  'refused-stream': [true, true],
   'reset': [true, false],
   'timeout': [true, false],
   'status-502': [true, false],
@@ -43,7 +44,7 @@ describe('retry policy', () => {
 
   test('neverSent: only connect failures, resets before sending and stale connections', () => {
     for (const failure of FAILURE_KINDS) {
-      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection', failure);
+      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection' || failure === 'refused-stream', failure);
     }
   });
 

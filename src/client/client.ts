@@ -1,4 +1,5 @@
 import { TandemError } from '../core/errors.js';
+import { formatEndpoint } from '../core/address.js';
 import { OptionsError, kindOf, parseOptions, type OptionSpec } from '../core/options.js';
 import * as rules from '../core/options.js';
 import { currentDeadline, noteFailedDependency } from '../core/deadline.js';
@@ -270,8 +271,8 @@ function settingsOf(service: string, options: ClientOptions): ServiceConfig {
 
 function merge(fixed: readonly EndpointConfig[], found: readonly EndpointConfig[]): EndpointConfig[] {
   if (fixed.length === 0) return [...found];
-  const seen = new Set(fixed.map((e) => `${e.host}:${e.port}`));
-  return [...fixed, ...found.filter((e) => !seen.has(`${e.host}:${e.port}`))];
+  const seen = new Set(fixed.map((e) => formatEndpoint(e.host, e.port, e.tls)));
+  return [...fixed, ...found.filter((e) => !seen.has(formatEndpoint(e.host, e.port, e.tls)))];
 }
 
 function encode(req: ClientRequest): { headers: string[]; body: Buffer | null; traced: boolean } {

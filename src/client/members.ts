@@ -81,7 +81,7 @@ export class Members {
     for (const ids of this.draining.values()) for (const id of ids) byId.delete(id);
     // One endpoint per address, whatever the ids (the same instance registered in two gateways).
     const byAddress = new Map<string, EndpointConfig>();
-    for (const i of byId.values()) byAddress.set(i.address, { host: i.host, port: i.port, weight: i.weight });
+    for (const i of byId.values()) byAddress.set(i.address, { host: i.host, port: i.port, weight: i.weight, ...(i.tls === true ? { tls: true } : {}) });
     this.apply([...byAddress.values()]);
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = nextExpiry === Infinity ? undefined : this.clock.setTimeout(() => this.publish(), nextExpiry - t + 1);

@@ -72,6 +72,8 @@ export const DEFAULTS = Object.freeze({
       budget: Object.freeze({ percent: U.retry.budget.percent, minPerSecond: U.retry.budget.minPerSecond }),
     }),
     hedge: U.hedge,
+    tls: U.tls,
+    http2: U.http2,
   }),
   route: Object.freeze({ stripPrefix: false, cache: false }),
   /** A route's `cache` when it says `true` or leaves a key out: the cache's own defaults (core/defaults/cache.ts). */

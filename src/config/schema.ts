@@ -48,8 +48,12 @@ const size = Type.Unsafe<string | number>(SIZE);
 
 const address = Type.String({ description: '"host:port", or "[ipv6]:port".' });
 
-const endpoint = byType('string', address, Type.Object({
-  address,
+const pemFile = (what: string) => Type.String({ minLength: 1, description: `PEM file of ${what} (a path relative to the gateway's working directory); read at start and on reload.` });
+
+const endpointAddress = Type.String({ description: '"host:port" (plaintext HTTP), or "https://host:port" (TLS: see the service\'s `tls`).' });
+
+const endpoint = byType('string', endpointAddress, Type.Object({
+  address: endpointAddress,
   weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Relative share of traffic. Default 1.' })),
 }, { additionalProperties: false }));
 
@@ -111,6 +115,14 @@ export const SERVICE_SCHEMA = Type.Object({
   panicThreshold: Type.Optional(share),
   retry: Type.Optional(retry),
   hedge: Type.Optional(hedge),
+  tls: Type.Optional(Type.Object({
+    ca: Type.Optional(pemFile('the CA certificates the endpoints\' certificates must chain to (unset: Node\'s built-in root store)')),
+    cert: Type.Optional(pemFile('a client certificate, for endpoints that ask for one (mutual TLS), its intermediate certificates after it')),
+    key: Type.Optional(pemFile('the client certificate\'s private key')),
+    servername: Type.Optional(Type.String({ minLength: 1, description: 'The name sent in SNI and checked in the endpoints\' certificates (unset: each endpoint\'s host name; none for an IP address).' })),
+    insecureSkipVerify: Type.Optional(Type.Boolean({ description: 'true accepts any certificate: the connection is encrypted but the endpoint is not authenticated. Default false.' })),
+  }, { additionalProperties: false, description: 'TLS to the service\'s https:// endpoints.' })),
+  http2: Type.Optional(Type.Boolean({ description: 'Offer HTTP/2 (ALPN) to the service\'s https:// endpoints; plaintext endpoints speak HTTP/1.1. Default false.' })),
 }, { additionalProperties: false });
 
 /**
@@ -140,8 +152,6 @@ const route = Type.Object({
   stripPrefix: Type.Optional(Type.Boolean()),
   cache: Type.Optional(byType('boolean', Type.Boolean({ description: 'true caches with the defaults, false (the default) does not cache.' }), cache, { description: 'A response cache for the route (docs/caching.md): true, false, or an object (every key optional).' })),
 }, { additionalProperties: false });
-
-const pemFile = (what: string) => Type.String({ minLength: 1, description: `PEM file of ${what} (a path relative to the gateway's working directory); read at start and on reload.` });
 
 const certificate = Type.Object({
   cert: pemFile('the certificate, its intermediate certificates after it'),

@@ -3,7 +3,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { DEFAULTS } from './defaults.js';
 import type { ConfigProblem } from './problems.js';
-import type { TlsCertificate, TlsConfig, TlsVersion } from './types.js';
+import type { PemFile, TlsCertificate, TlsConfig, TlsVersion, UpstreamTlsConfig } from './types.js';
 
 type Raw = Record<string, unknown>;
 
@@ -47,6 +47,45 @@ function certificateOf(raw: Raw, path: string, problems: ConfigProblem[]): TlsCe
     return undefined;
   }
   return { certFile, keyFile, cert, key, names };
+}
+
+/**
+ * A service's `tls` (TLS to its https:// endpoints), its files read and checked now, as a
+ * listener's are: a CA file without a certificate, a key that is not the client certificate's,
+ * or one of the two without the other refuses the start or the reload.
+ */
+export function readUpstreamTls(raw: Raw | undefined, path: string, problems: ConfigProblem[]): UpstreamTlsConfig {
+  const r = raw ?? {};
+  const file = (key: 'ca' | 'cert' | 'key'): PemFile | undefined => {
+    const name = r[key];
+    if (typeof name !== 'string') return undefined; // unset, or the shape check said so
+    const pem = readPem(name, `${path}.${key}`, problems);
+    return pem === undefined ? undefined : { file: name, pem };
+  };
+  const ca = file('ca');
+  const cert = file('cert');
+  const key = file('key');
+  if (ca !== undefined) parse(() => new X509Certificate(ca.pem), `${path}.ca`, `"${ca.file}" holds no PEM certificate`, problems);
+  if ((r.cert === undefined) !== (r.key === undefined)) {
+    problems.push({ path: `${path}.${r.cert === undefined ? 'cert' : 'key'}`, message: 'a client certificate needs its key: give tls.cert and tls.key together' });
+  } else if (cert !== undefined && key !== undefined) {
+    clientPair(cert, key, path, problems);
+  }
+  const servername = typeof r.servername === 'string' ? r.servername.toLowerCase() : undefined;
+  if (servername !== undefined && (isIP(servername) !== 0 || !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(servername))) {
+    problems.push({ path: `${path}.servername`, message: `"${r.servername as string}" is not a host name — SNI never carries an IP address; leave servername out to check an IP endpoint's certificate against its IP` });
+  }
+  const insecureSkipVerify = r.insecureSkipVerify === true;
+  if (insecureSkipVerify && r.ca !== undefined) problems.push({ path: `${path}.ca`, message: 'has no effect with insecureSkipVerify: true (no certificate is checked)' });
+  return { ca, cert: key === undefined ? undefined : cert, key: cert === undefined ? undefined : key, servername, insecureSkipVerify };
+}
+
+function clientPair(cert: PemFile, key: PemFile, path: string, problems: ConfigProblem[]): void {
+  const x509 = parse(() => new X509Certificate(cert.pem), `${path}.cert`, `"${cert.file}" holds no PEM certificate`, problems);
+  const privateKey = parse<KeyObject>(() => createPrivateKey(key.pem), `${path}.key`, `"${key.file}" holds no PEM private key (an encrypted key is not supported)`, problems);
+  if (x509 !== undefined && privateKey !== undefined && !x509.checkPrivateKey(privateKey)) {
+    problems.push({ path: `${path}.key`, message: `"${key.file}" is not the private key of the certificate in "${cert.file}"` });
+  }
 }
 
 function readPem(file: string, path: string, problems: ConfigProblem[]): string | undefined {

@@ -20,6 +20,29 @@ export type HashOn = { kind: 'header'; name: string } | { kind: 'cookie'; name: 
 
 export interface EndpointConfig extends HostPort {
   weight: number;
+  /** An https:// endpoint (TLS); plaintext when unset or false. */
+  tls?: boolean;
+}
+
+/** A PEM file of the config, read when the config was validated. */
+export interface PemFile {
+  /** The file as written in the config (for messages and logs). */
+  file: string;
+  /** Its contents. */
+  pem: string;
+}
+
+/** TLS to a service's https:// endpoints (docs/configuration.md#upstream-tls). */
+export interface UpstreamTlsConfig {
+  /** CA certificates the endpoints' certificates must chain to; undefined = Node's root store. */
+  ca: PemFile | undefined;
+  /** Client certificate and key (mutual TLS); both or neither. */
+  cert: PemFile | undefined;
+  key: PemFile | undefined;
+  /** SNI and the name checked; undefined = each endpoint's host name (no SNI for an IP). */
+  servername: string | undefined;
+  /** true: certificates are not checked at all. */
+  insecureSkipVerify: boolean;
 }
 
 export interface ServiceConfig {
@@ -43,6 +66,10 @@ export interface ServiceConfig {
   retry: RetryConfig | false;
   /** Hedged requests, or false when turned off. Needs retries (hedges draw on their budget). */
   hedge: HedgeConfig | false;
+  /** TLS to the https:// endpoints (every key defaulted). */
+  tls: UpstreamTlsConfig;
+  /** Offer HTTP/2 by ALPN to the https:// endpoints. */
+  http2: boolean;
 }
 
 export interface HedgeConfig {

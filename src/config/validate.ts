@@ -1,6 +1,6 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { BlockList, isIP } from 'node:net';
-import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
+import { formatHostPort, parseEndpointAddress, parseHostPort, type HostPort } from '../core/address.js';
 import { isLoopbackHost, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
 import { formatDuration, formatSize, parseDuration, parseSize } from '../core/units.js';
 import { closest } from '../core/suggest.js';
@@ -9,7 +9,7 @@ import type { BalancerKind } from '../core/balancing.js';
 import { isIdempotent } from '../core/methods.js';
 import { isPathProblem, normalizePath } from '../core/path.js';
 import { CONFIG_SCHEMA } from './schema.js';
-import { readTls } from './tls.js';
+import { readTls, readUpstreamTls } from './tls.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
@@ -214,13 +214,16 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
       const path = joinPath(joinPath(base, 'endpoints'), i);
       const text = typeof item === 'string' ? item : isObject(item) ? item.address : undefined;
       if (typeof text !== 'string') return; // reported by the shape check
-      const hp = address(text, isObject(item) ? joinPath(path, 'address') : path, false, problems);
-      if (!hp) return;
-      const key = `${hp.host}:${hp.port}`;
+      const hp = parseEndpointAddress(text);
+      if (typeof hp === 'string') {
+        problems.push({ path: isObject(item) ? joinPath(path, 'address') : path, message: `"${text}" is not a valid address: ${hp}` });
+        return;
+      }
+      const key = formatHostPort(hp.host, hp.port);
       if (seen.has(key)) problems.push({ path, message: `${text} is listed twice` });
       seen.add(key);
       const weight = isObject(item) && typeof item.weight === 'number' ? item.weight : d.weight;
-      endpoints.push({ ...hp, weight });
+      endpoints.push({ host: hp.host, port: hp.port, weight, ...(hp.tls ? { tls: true } : {}) });
     });
   }
   const hash = hashOn(raw.hash);
@@ -246,6 +249,8 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
     panicThreshold: typeof raw.panicThreshold === 'number' ? raw.panicThreshold : d.panicThreshold,
     retry: retry(raw.retry, joinPath(base, 'retry'), problems),
     hedge: hedge(raw.hedge, joinPath(base, 'hedge'), problems),
+    tls: readUpstreamTls(isObject(raw.tls) ? raw.tls : undefined, joinPath(base, 'tls'), problems),
+    http2: typeof raw.http2 === 'boolean' ? raw.http2 : d.http2,
   };
 }
 

@@ -45,3 +45,36 @@ export function parseHostPort(value: unknown, allowZero = false): HostPort | str
 export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/** An instance's address with how to reach it: plaintext HTTP, or TLS (`https://host:port`). */
+export interface EndpointAddress extends HostPort {
+  tls: boolean;
+}
+
+/**
+ * Parses an endpoint: `host:port` (plaintext), `http://host:port` (the same) or
+ * `https://host:port` (TLS). Nothing may follow the port: an endpoint is an address, not a
+ * URL. Returns a reason string when malformed.
+ */
+export function parseEndpointAddress(value: unknown): EndpointAddress | string {
+  if (typeof value !== 'string') return 'expected "host:port" or "https://host:port"';
+  const scheme = /^(https?):\/\//i.exec(value);
+  if (scheme === null) {
+    const hp = parseHostPort(value);
+    return typeof hp === 'string' ? hp.replace(/^a URL is not an address: .*/, 'only http:// and https:// may precede "host:port"') : { ...hp, tls: false };
+  }
+  const rest = value.slice(scheme[0].length);
+  const end = rest.search(/[/?#]/);
+  if (end >= 0) return `nothing may follow the port: write "${scheme[0]}${rest.slice(0, end)}"`;
+  const hp = parseHostPort(rest);
+  return typeof hp === 'string' ? hp : { ...hp, tls: scheme[1]!.toLowerCase() === 'https' };
+}
+
+/**
+ * The one spelling of an endpoint, used as its id (metrics, logs, the dashboard, the registry's
+ * `address`): `host:port` for plaintext, `https://host:port` for TLS — so the same host and port
+ * reached both ways are two endpoints, each with its own connections.
+ */
+export function formatEndpoint(host: string, port: number, tls = false): string {
+  return tls ? `https://${formatHostPort(host, port)}` : formatHostPort(host, port);
+}

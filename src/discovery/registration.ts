@@ -1,4 +1,4 @@
-import { parseHostPort } from '../core/address.js';
+import { formatEndpoint, parseEndpointAddress } from '../core/address.js';
 import { TandemError } from '../core/errors.js';
 import { closest } from '../core/suggest.js';
 import { forbiddenAddress } from './address-policy.js';
@@ -33,8 +33,8 @@ export function checkRegistration(raw: unknown, limits: RegistrationLimits): { i
   }
   const service = text(r.service, 'service', SERVICE_RE, 'letters, digits, "_", "." and "-", at most 128');
   const id = text(r.id, 'id', ID_RE, 'letters, digits, "_", ".", ":", "@" and "-", at most 128');
-  if (typeof r.address !== 'string') throw invalid('address', 'required: "host:port" where the instance takes requests');
-  const hp = parseHostPort(r.address);
+  if (typeof r.address !== 'string') throw invalid('address', 'required: "host:port" (or "https://host:port") where the instance takes requests');
+  const hp = parseEndpointAddress(r.address);
   if (typeof hp === 'string') throw invalid('address', `"${r.address.slice(0, 100)}" is not a valid address: ${hp}`);
   const forbidden = forbiddenAddress(hp.host);
   if (forbidden !== undefined) throw invalid('address', forbidden);
@@ -57,8 +57,10 @@ export function checkRegistration(raw: unknown, limits: RegistrationLimits): { i
     }
     ttl = r.ttl;
   }
-  const address = hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
-  return { instance: Object.freeze({ service, id, address, host: hp.host, port: hp.port, zone, weight, metadata, state }), ttl };
+  // https:// stays in the address (the endpoint's id everywhere); `tls` only when set, so a
+  // plaintext instance reads as it always did.
+  const address = formatEndpoint(hp.host, hp.port, hp.tls);
+  return { instance: Object.freeze({ service, id, address, host: hp.host, port: hp.port, ...(hp.tls ? { tls: true } : {}), zone, weight, metadata, state }), ttl };
 }
 
 export function checkState(raw: unknown): InstanceState {

@@ -1,4 +1,4 @@
-import { formatHostPort } from '../core/address.js';
+import { formatEndpoint } from '../core/address.js';
 import { TandemError } from '../core/errors.js';
 import { Latest } from './latest.js';
 import type { Instance, InstanceState, KeepAlive, KeepAliveOptions, Lease, Registration, Registry, ServiceSnapshot, WatchOptions } from './types.js';
@@ -7,6 +7,8 @@ export interface StaticEndpoint {
   host: string;
   port: number;
   weight: number;
+  /** An https:// endpoint. */
+  tls?: boolean;
 }
 
 function readOnly(): TandemError {
@@ -25,8 +27,8 @@ export class StaticRegistry implements Registry {
     const entries: Array<[string, readonly StaticEndpoint[]]> = services instanceof Map ? [...services.entries()] : Object.entries(services);
     for (const [service, endpoints] of entries) {
       const instances: Instance[] = endpoints.map((ep: StaticEndpoint) => {
-        const address = formatHostPort(ep.host, ep.port);
-        return Object.freeze({ service, id: address, address, host: ep.host, port: ep.port, zone: undefined, weight: ep.weight, metadata: Object.freeze({}), state: 'ready' as const });
+        const address = formatEndpoint(ep.host, ep.port, ep.tls);
+        return Object.freeze({ service, id: address, address, host: ep.host, port: ep.port, ...(ep.tls === true ? { tls: true } : {}), zone: undefined, weight: ep.weight, metadata: Object.freeze({}), state: 'ready' as const });
       });
       this.snapshots.set(service, Object.freeze({ kind: 'snapshot', service, revision: 1, instances: Object.freeze(instances) }));
     }

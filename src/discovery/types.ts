@@ -16,7 +16,7 @@ export interface Registration {
   service: string;
   /** Unique within the service; registering the same id again replaces the old registration. */
   id: string;
-  /** `host:port` (`[v6]:port`) where the instance takes requests. */
+  /** `host:port` (`[v6]:port`) where the instance takes requests; `https://host:port` when it takes them over TLS. */
   address: string;
   zone?: string;
   /** Relative share of traffic, 1–1000. Default 1. */
@@ -36,6 +36,8 @@ export interface Instance {
   readonly address: string;
   readonly host: string;
   readonly port: number;
+  /** Reached over TLS: registered as `https://host:port` (the address keeps the scheme). */
+  readonly tls?: boolean;
   readonly zone: string | undefined;
   readonly weight: number;
   readonly metadata: Readonly<Record<string, string>>;

@@ -6,7 +6,7 @@ import type { GatewayConfig, LimitsConfig, ListenerConfig } from '../config/type
 import { ClientListener } from './listener.js';
 import { ConfigError, type ConfigProblem } from '../config/problems.js';
 import { trustedProxyList } from '../config/validate.js';
-import { formatHostPort, type HostPort } from '../core/address.js';
+import { formatEndpoint, formatHostPort, type HostPort } from '../core/address.js';
 import { isOwnAddress } from './own-address.js';
 import { Upstream, type UpstreamOptions } from '../upstream/upstream.js';
 import { createGatewayRegistry } from '../observe/metrics.js';
@@ -211,12 +211,12 @@ export class Gateway {
     // API applies to a registration is applied here.
     if (svc.endpoints.length === 0 && this.external) for (const i of this.external.instances(svc.name)) if (this.ownListener(i.host, i.port) === undefined) registered.push(i);
     if (registered.length === 0) return svc;
-    const seen = new Set(svc.endpoints.map((e) => formatHostPort(e.host, e.port)));
+    const seen = new Set(svc.endpoints.map((e) => formatEndpoint(e.host, e.port, e.tls)));
     const endpoints: EndpointConfig[] = [...svc.endpoints];
     for (const inst of registered) {
       if (inst.state !== 'ready' || seen.has(inst.address)) continue;
       seen.add(inst.address);
-      endpoints.push({ host: inst.host, port: inst.port, weight: inst.weight });
+      endpoints.push({ host: inst.host, port: inst.port, weight: inst.weight, ...(inst.tls === true ? { tls: true } : {}) });
     }
     return { ...svc, endpoints };
   }

@@ -19,6 +19,14 @@ export function upstreamSettingsOf(c: ServiceConfig): UpstreamSettings {
       connectTimeoutMs: c.connectTimeout,
       keepAliveTimeoutMs: c.keepAliveTimeout,
       maxResponseHeaderSize: c.maxResponseHeaderSize,
+      tls: {
+        ca: c.tls.ca?.pem,
+        cert: c.tls.cert?.pem,
+        key: c.tls.key?.pem,
+        servername: c.tls.servername,
+        verify: !c.tls.insecureSkipVerify,
+      },
+      http2: c.http2,
     },
     healthCheck: c.healthCheck === false ? false : {
       path: c.healthCheck.path,

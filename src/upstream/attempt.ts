@@ -4,7 +4,7 @@ import { COLD_ANSWERS, type Endpoint } from './endpoint.js';
 import type { Leg, ResponseHandler, UpstreamRequest } from './types.js';
 import type { AttemptStep } from './attempt-steps.js';
 import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
-import { startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
+import { refusedByGoaway, startExchange, type ConnectionLedger, type ExchangeStream, type LedgerAware, type StreamAware } from './connection.js';
 import { TandemError } from '../core/errors.js';
 import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 
@@ -15,7 +15,7 @@ import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
  * in-flight count and, when asked, its own per-try timeout. A class rather than closures: one
  * allocation per attempt on the hot path.
  */
-export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
+export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamAware, Leg {
   /** When the endpoint's wait began: the dispatch, or the end of a streamed body (onRequestSent). */
   private started: number;
 
@@ -52,6 +52,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
   connection: ConnectionLedger | undefined = undefined;
   /** Its bytes read when this exchange began on it, if it was reused; -1 otherwise. */
   private readAtStart = -1;
+  /** On an HTTP/2 connection: its stream (set by the connection's ledger, connection.ts). */
+  stream: ExchangeStream | undefined = undefined;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -85,18 +87,18 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
       this.bodyPending = true;
     }
     this.live = true;
-    this.endpoint.pool.dispatch(
-      {
-        method: request.method,
-        path: request.path,
-        headers: request.headers,
-        body: request.body,
-        headersTimeout: headersTimeoutMs,
-        bodyTimeout: bodyTimeoutMs,
-        upgrade: request.upgrade ?? null,
-      },
-      this,
-    );
+    const options: DispatchOptions = {
+      method: request.method,
+      path: request.path,
+      headers: request.headers,
+      body: request.body,
+      headersTimeout: headersTimeoutMs,
+      bodyTimeout: bodyTimeoutMs,
+      upgrade: request.upgrade ?? null,
+      // TLS: the endpoint's name, not the Host header's (see requestServername).
+      servername: this.endpoint.servername,
+    };
+    this.endpoint.pool.dispatch(options, this);
   }
 
   /**
@@ -167,7 +169,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
-    this.readAtStart = startExchange(this.connection);
+    this.readAtStart = startExchange(this.connection, this);
     if (this.done) {
       // Failed (or abandoned) while it waited for a connection: it must not go out now.
       abort(ABANDONED);
@@ -249,7 +251,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     this.stopWaiting();
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
-      : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart));
+      : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart), refusedByGoaway(this.stream));
     // A stale connection (closed by the endpoint with the request unread) is not its failure.
     if (!this.responded && !this.cancelled && !isClientCaused(error) && !isStaleConnection(error)) {
       // Its wait (once the body is sent) is a latency sample too: a hanging endpoint looks as
@@ -311,6 +313,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     return true;
   }
 }
+
+/** undici's Request takes a `servername`; its typings leave it out. */
+type DispatchOptions = Dispatcher.DispatchOptions & { servername?: string };
 
 /** Most bytes of an abandoned response read to keep its connection, rather than cutting it. */
 const DRAIN_LIMIT = 64 * 1024;

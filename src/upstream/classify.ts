@@ -7,13 +7,18 @@ import { nothingReadSince, type ConnectionLedger } from './connection.js';
  * stale connection (see isStaleConnection). `unread`: the exchange went out on a
  * connection that had served an earlier one, and not a byte of response came back.
  */
-export function classifyUpstreamError(err: unknown, endpointId: string, unread = false): TandemError {
+export function classifyUpstreamError(err: unknown, endpointId: string, unread = false, goawayRefused = false): TandemError {
   if (err instanceof TandemError) return err;
   const e = err as { code?: string; message?: string; name?: string };
   const code = e.code ?? '';
   const cause = err;
+  if (isRefusedStream(err)) return refused(`${endpointId} refused the stream before processing it (HTTP/2 REFUSED_STREAM)`, cause);
+  if (goawayRefused) return refused(`${endpointId} sent GOAWAY before processing the request (its stream was above the last one it took)`, cause);
   if (unread) {
     return new TandemError('TANDEM_ERR_UPSTREAM_RESET', `${endpointId} closed a reused connection without reading the request (${e.message ?? code})`, { cause, retryable: true, status: 502 });
+  }
+  if (isTlsHandshakeFailure(code)) {
+    return new TandemError('TANDEM_ERR_UPSTREAM_CONNECT', `TLS with ${endpointId} failed: ${e.message ?? code} (${code})`, { cause, retryable: true, status: 502 });
   }
   switch (code) {
     case 'ECONNREFUSED':
@@ -118,5 +123,63 @@ function resetByPeer(code: string): boolean {
  * with `unreadOnReuse`). Not the endpoint's failure: it closed an idle connection as it may.
  */
 export function isStaleConnection(error: TandemError): boolean {
-  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable;
+  return error.code === 'TANDEM_ERR_UPSTREAM_RESET' && error.retryable && !REFUSED.has(error);
+}
+
+/** The errors of refused streams (refused), told from stale connections, which share their code. */
+const REFUSED = new WeakSet<TandemError>();
+
+function refused(message: string, cause: unknown): TandemError {
+  const error = new TandemError('TANDEM_ERR_UPSTREAM_RESET', message, { cause, retryable: true, status: 502 });
+  REFUSED.add(error);
+  return error;
+}
+
+/**
+ * An HTTP/2 endpoint did not process the request: it refused its stream (REFUSED_STREAM), or its
+ * GOAWAY's last stream id was below the stream's (connection.ts, refusedByGoaway).
+ */
+export function isRefused(error: TandemError): boolean {
+  return REFUSED.has(error);
+}
+
+/**
+ * An HTTP/2 endpoint reset the request's stream with REFUSED_STREAM: by RFC 9113 §8.7 it did
+ * no processing of it, so any method may go again — elsewhere: an endpoint refuses streams
+ * when it is overloaded, or once it sent GOAWAY (nghttp2 closes the streams above the GOAWAY's
+ * last stream id this way). What undici 7.30 reports, measured (test/upstream-tls.test.ts):
+ *
+ * | the endpoint…                                          | undici reports                                   |
+ * |--------------------------------------------------------|--------------------------------------------------|
+ * | resets the stream with REFUSED_STREAM                   | Node's `ERR_HTTP2_STREAM_ERROR` "Stream closed with error code NGHTTP2_REFUSED_STREAM" |
+ * | sends GOAWAY (any last stream id), streams in flight    | `UND_ERR_SOCKET` 'HTTP/2: "GOAWAY" frame received with code N' for every one of them, those the endpoint had accepted too: undici destroys the connection on GOAWAY |
+ * | resets it with another code (INTERNAL_ERROR, CANCEL …)  | `ERR_HTTP2_STREAM_ERROR` with that code, or a stream closed before the response |
+ *
+ * So undici's report of a GOAWAY does not say which streams went unprocessed: the connection's
+ * ledger notes the GOAWAY's last stream id and each exchange's stream id (connection.ts), and a
+ * stream above it is refused too (classifyUpstreamError's `goawayRefused`); one at or below it
+ * may have been processed, and is a reset after sending (only idempotent methods go again).
+ */
+export function isRefusedStream(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  return e?.code === 'ERR_HTTP2_STREAM_ERROR' && (e.message ?? '').includes('NGHTTP2_REFUSED_STREAM');
+}
+
+/** The certificate checks of Node's TLS client (tls.connect), by the codes its errors carry. */
+const CERTIFICATE_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_CHAIN_TOO_LONG', 'CERT_REVOKED',
+  'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * The TLS handshake failed: the endpoint's certificate did not pass our checks, or the endpoint
+ * refused ours (an alert: with TLS 1.3 it arrives after the client has finished its side of the
+ * handshake, so undici may already have written the request — into a connection whose server
+ * never completed it), or it does not speak TLS at all. In every case its application never
+ * read the request: a connect failure, retryable as one, and counted against the endpoint.
+ */
+function isTlsHandshakeFailure(code: string): boolean {
+  return CERTIFICATE_CODES.has(code) || /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_/.test(code) || code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG';
 }

@@ -1,9 +1,10 @@
 import { Pool } from 'undici';
-import { formatHostPort } from '../core/address.js';
+import { formatEndpoint, formatHostPort } from '../core/address.js';
 import { LatencyHistogram } from '../core/histogram.js';
 import { STATUS_CLASSES } from '../core/status-class.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 import { ledgerClientFactory } from './connection.js';
+import { DEFAULT_UPSTREAM_TLS, requestServername, tlsConnectOptions, type UpstreamTls } from './tls.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
 export interface PoolSettings {
@@ -11,6 +12,10 @@ export interface PoolSettings {
   connectTimeoutMs: number;
   keepAliveTimeoutMs: number;
   maxResponseHeaderSize: number;
+  /** TLS to the https:// endpoints (unused for plaintext ones); unset: DEFAULT_UPSTREAM_TLS. */
+  tls?: UpstreamTls;
+  /** Offer HTTP/2 by ALPN to https:// endpoints (plaintext ones speak HTTP/1.1); unset: false. */
+  http2?: boolean;
 }
 
 /**
@@ -67,6 +72,8 @@ export interface EndpointInit {
   host: string;
   port: number;
   weight: number;
+  /** Reached over TLS (an https:// endpoint); plaintext when unset. */
+  tls?: boolean;
 }
 
 /**
@@ -78,6 +85,10 @@ export class Endpoint implements WithHealth {
   readonly id: string;
   readonly host: string;
   readonly port: number;
+  /** An https:// endpoint: its connections are TLS. */
+  readonly tls: boolean;
+  /** What its requests name as `servername` (TLS only; see requestServername). */
+  readonly servername: string | undefined;
   weight: number;
   readonly pool: Pool;
 
@@ -128,8 +139,10 @@ export class Endpoint implements WithHealth {
     this.host = init.host;
     this.port = init.port;
     this.weight = init.weight;
-    this.id = formatHostPort(init.host, init.port);
-    this.pool = new Pool(`http://${this.id}`, {
+    this.tls = init.tls === true;
+    this.id = formatEndpoint(init.host, init.port, this.tls);
+    this.servername = this.tls ? requestServername(init.host, settings.tls ?? DEFAULT_UPSTREAM_TLS) : undefined;
+    this.pool = new Pool(this.origin, {
       connections: settings.maxConnections,
       pipelining: 1,
       // Idle connections the endpoint closes are dropped as soon as undici reads their FIN (it
@@ -138,7 +151,9 @@ export class Endpoint implements WithHealth {
       // as the request goes out: classify.ts sorts those out. Closing idle connections before
       // the endpoint does (a keepAliveTimeout below the endpoint's) avoids even that.
       keepAliveTimeout: settings.keepAliveTimeoutMs,
-      connect: { timeout: settings.connectTimeoutMs },
+      connect: { timeout: settings.connectTimeoutMs, ...(this.tls ? tlsConnectOptions(settings.tls ?? DEFAULT_UPSTREAM_TLS) : {}) },
+      // HTTP/2 only where ALPN can agree on it: over TLS.
+      ...(this.tls && settings.http2 === true ? { allowH2: true } : {}),
       maxHeaderSize: settings.maxResponseHeaderSize,
       strictContentLength: true,
       // Each client keeps a ledger of its connection, so a failed exchange can tell whether the
@@ -181,6 +196,11 @@ export class Endpoint implements WithHealth {
       this.peakStamp = now;
     }
     this.ewmaStamp = now;
+  }
+
+  /** The URL origin its connections go to (`http://host:port` or `https://host:port`). */
+  get origin(): string {
+    return `${this.tls ? 'https' : 'http'}://${formatHostPort(this.host, this.port)}`;
   }
 
   /** Connections currently open to this endpoint. */

@@ -1,4 +1,5 @@
-import { formatHostPort } from '../core/address.js';
+import { formatEndpoint } from '../core/address.js';
+import { DEFAULT_UPSTREAM_TLS } from './tls.js';
 import { Endpoint, HEALTH_STATE_KINDS, type EndpointInit } from './endpoint.js';
 import type { RetrySettings, UpstreamSettings } from './settings.js';
 import { realClock, type Clock } from '../core/clock.js';
@@ -193,7 +194,7 @@ export class Upstream {
     const next: Endpoint[] = [];
     const settings = this.config.pool;
     for (const ep of list) {
-      const id = formatHostPort(ep.host, ep.port);
+      const id = formatEndpoint(ep.host, ep.port, ep.tls === true);
       const existing = byId.get(id);
       if (existing) {
         existing.weight = ep.weight;
@@ -229,7 +230,8 @@ export class Upstream {
   private startProber(endpoint: Endpoint): HealthProber | undefined {
     const hc = this.config.healthCheck;
     if (hc === false) return undefined;
-    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs }, this.clock, this.random);
+    const transport = { tls: this.config.pool.tls ?? DEFAULT_UPSTREAM_TLS, http2: this.config.pool.http2 === true };
+    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs }, this.clock, this.random, transport);
     prober.start();
     return prober;
   }

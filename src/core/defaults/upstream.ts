@@ -33,6 +33,25 @@ export const UPSTREAM_DEFAULTS = Object.freeze({
   /** Largest response header section accepted from an endpoint. */
   maxResponseHeaderSize: 64 * 1024,
   /**
+   * HTTP/1.1 to every endpoint unless asked: HTTP/2 (offered by ALPN on https:// endpoints)
+   * multiplexes every request to an endpoint over one connection, where one slow or lost
+   * connection holds them all up; HTTP/1.1 is what every backend speaks and what the stale
+   * connection handling was measured on.
+   */
+  http2: false,
+  /**
+   * TLS to https:// endpoints. No CA file: Node's built-in root store (plus NODE_EXTRA_CA_CERTS);
+   * SNI and the name checked: the endpoint's host name (none for an IP); no client certificate.
+   * Certificates are always verified unless insecureSkipVerify says otherwise.
+   */
+  tls: Object.freeze({
+    ca: undefined as string | undefined,
+    cert: undefined as string | undefined,
+    key: undefined as string | undefined,
+    servername: undefined as string | undefined,
+    insecureSkipVerify: false,
+  }),
+  /**
    * Active checks. A refused connection fails at once, so a dead instance is out after two
    * checks (≈ 1 s); a frozen one after two timeouts (≈ 1.5 s). Well inside the 2 s goal even
    * with no traffic, where HAProxy's `inter 2s fall 3` takes 6–8 s. A 404 passes: backends

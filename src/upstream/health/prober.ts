@@ -2,6 +2,7 @@ import { Client } from 'undici';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { EndpointHealth } from './state.js';
+import { tlsConnectOptions, type UpstreamTls } from '../tls.js';
 
 export interface ProbeSettings {
   /** Path to GET, e.g. /healthz. */
@@ -9,6 +10,21 @@ export interface ProbeSettings {
   intervalMs: number;
   /** Connect, and then the whole answer, must each come within this. */
   timeoutMs: number;
+}
+
+/** What is checked: an endpoint (its id for messages, `origin` and `servername` when it is https://). */
+export interface ProbeTarget {
+  readonly id: string;
+  readonly health: EndpointHealth;
+  /** `https://host:port` for a TLS endpoint; unset: `http://` + id. */
+  readonly origin?: string;
+  readonly servername?: string | undefined;
+}
+
+/** How an https:// endpoint is reached: its service's TLS, and whether HTTP/2 may be agreed. */
+export interface ProbeTransport {
+  readonly tls: UpstreamTls;
+  readonly http2: boolean;
 }
 
 /** Checks are spread ±10 % so the probes of many gateways do not arrive in lock-step. */
@@ -30,14 +46,20 @@ export class HealthProber {
   private stopped = false;
 
   constructor(
-    private readonly target: { readonly id: string; readonly health: EndpointHealth },
+    private readonly target: ProbeTarget,
     private readonly settings: Readonly<ProbeSettings>,
     private readonly clock: Clock = realClock,
     private readonly random: () => number = Math.random,
+    transport?: ProbeTransport,
   ) {
-    this.client = new Client(`http://${target.id}`, {
+    const origin = target.origin ?? `http://${target.id}`;
+    const tls = origin.startsWith('https:') && transport !== undefined;
+    this.client = new Client(origin, {
       pipelining: 1,
-      connect: { timeout: settings.timeoutMs },
+      // The same TLS as the endpoint's requests (CA, client certificate, SNI), so a check passes
+      // only where a request could go; HTTP/2 where requests may use it (an h2-only endpoint).
+      connect: { timeout: settings.timeoutMs, ...(tls ? tlsConnectOptions(transport.tls) : {}) },
+      ...(tls && transport.http2 ? { allowH2: true } : {}),
       headersTimeout: settings.timeoutMs,
       bodyTimeout: settings.timeoutMs,
       // Kept open between checks (an interval or so), closed well before a server's idle timeout.
@@ -86,6 +108,7 @@ export class HealthProber {
         method: 'GET',
         path: this.settings.path,
         headers: { 'user-agent': 'tandem-health-check', accept: '*/*' },
+        ...(this.target.servername !== undefined ? { servername: this.target.servername } : {}),
         headersTimeout: this.settings.timeoutMs,
         bodyTimeout: this.settings.timeoutMs,
       });

@@ -1,6 +1,7 @@
 import { IDEMPOTENT_METHODS, isIdempotent } from '../../core/methods.js';
 import { isDependencyFailure } from '../../core/dependency.js';
 import type { TandemError } from '../../core/errors.js';
+import { isRefused } from '../classify.js';
 
 export { isIdempotent };
 
@@ -13,7 +14,8 @@ export { isIdempotent };
  *   it, whatever its method and the retry settings (MAX_STALE_RESENDS).
  *
  * - Failures before the request left ('connect', 'reset-before-send') never reached the
- *   upstream: any method may go again — the classic case is a keep-alive connection the
+ *   upstream, and a stream an HTTP/2 endpoint refused ('refused-stream') was not processed:
+ *   any method may go again — the classic case is a keep-alive connection the
  *   upstream closed just as it was reused.
  * - After the request may have left ('reset', 'timeout', a 502/503/504), the upstream may have
  *   acted on it: only idempotent methods go again. A POST or PATCH that may have been
@@ -34,6 +36,8 @@ export const FAILURE_KINDS = [
    * it (idle) with the request unread. Sent again to the same endpoint (retry-step.ts).
    */
   'stale-connection',
+  /** An HTTP/2 endpoint refused the request's stream (REFUSED_STREAM, or above its GOAWAY's last stream id): it did not process it. */
+  'refused-stream',
   /** Reset or closed after the request may have been sent, without a response. */
   'reset',
   /** The per-try timeout elapsed without a response. */
@@ -61,7 +65,7 @@ export interface RetryQuestion {
 
 /** True when the request never reached the upstream, so it cannot have been processed. */
 export function neverSent(failure: FailureKind): boolean {
-  return failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection';
+  return failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection' || failure === 'refused-stream';
 }
 
 /**
@@ -107,7 +111,7 @@ export function failureOfStatus(statusCode: number): FailureKind {
 export function failureOfError(error: TandemError, sent: boolean): FailureKind | undefined {
   switch (error.code) {
     case 'TANDEM_ERR_UPSTREAM_CONNECT': return 'connect';
-    case 'TANDEM_ERR_UPSTREAM_RESET': return error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
+    case 'TANDEM_ERR_UPSTREAM_RESET': return isRefused(error) ? 'refused-stream' : error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT': return 'timeout';
     default: return undefined;
   }
