@@ -9,7 +9,8 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse, Server as HttpServer } from 'node:http';
+import { serve } from '../src/node/serve.js';
 import { adminFetch, clusterService, startGateway, tempDir, type RunningGateway } from './helpers/gateway.js';
 import { makeServerPki } from './helpers/tls-pki.js';
 import { validateConfig } from '../src/config/validate.js';
@@ -389,6 +390,17 @@ test('over TLS, the stale-connection rule holds: reset unread on reuse → sent 
   assert.equal((await get(gw2, '/orders?id=a', { method: 'POST', body: 'a' })).status, 200);
   assert.equal((await get(gw2, '/orders?id=b', { method: 'POST', body: 'b' })).status, 502);
   assert.deepEqual(closing.read, ['a', 'b'], 'the POST the endpoint read is not sent twice');
+});
+
+test('tandem/node: an https.Server registers as https://host:port, and the gateway reaches it over TLS', async () => {
+  const server = createHttpsServer({ cert: readFileSync(up.cert), key: readFileSync(up.key) }, (req, res) => { req.resume(); res.end('sdk over tls'); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  defer(async () => { server.closeAllConnections(); await new Promise<void>((resolve) => server.close(() => resolve())); });
+  const gw = await gateway({ shop: { tls: { ca: caFile } } });
+  const instance = await serve(server as unknown as HttpServer, { service: 'shop', registry: gw.adminUrl, host: 'localhost', handleSignals: false, logger: { info: () => {}, warn: () => {} } });
+  defer(() => instance.close());
+  assert.equal(instance.address, `https://localhost:${(server.address() as AddressInfo).port}`);
+  assert.deepEqual(await get(gw), { status: 200, body: 'sdk over tls' });
 });
 
 test('a registered https:// instance is reached over TLS, through the gateway and through the service client', async () => {

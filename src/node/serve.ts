@@ -1,7 +1,8 @@
 import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { formatHostPort } from '../core/address.js';
+import { Server as TlsServer } from 'node:tls';
+import { formatEndpoint } from '../core/address.js';
 import { openDrainables } from '../core/drain.js';
 import { createLogger } from '../observe/log.js';
 import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../core/deadline.js';
@@ -280,7 +281,8 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
   const wildcard = a.address === '0.0.0.0' || a.address === '::';
   const host = options.host ?? (wildcard ? '127.0.0.1' : a.address);
   const port = options.port ?? a.port;
-  const address = formatHostPort(host, port);
+  // An https.Server registers as https://host:port: the gateway and clients then speak TLS to it.
+  const address = formatEndpoint(host, port, server instanceof TlsServer);
   const id = options.id ?? `${hostname()}-${process.pid}-${port}`.replace(/[^A-Za-z0-9_.:@-]/g, '-');
 
   // Ready = every readiness check passes; until then /readyz says 503 and nothing registers.
