@@ -142,19 +142,36 @@ export class ResponseCache {
     }
     const key = this.keyOf(request);
     const entry = this.usable(key, request);
-    if (entry !== undefined && this.failing && this.staleIfError(entry)) {
-      const now = this.clock.now();
-      if (now < this.failingUntil) {
-        this.serveStale(entry, request, handler, this.failure);
-        return;
-      }
-      // This request is the probe: the others keep the stale answers until it is back.
-      this.failingUntil = now + ERROR_HOLDOFF_MS;
-    }
-    if (entry !== undefined && !cc.has('no-cache') && cc.get('max-age') !== '0' && this.answerFromEntry(key, entry, request, handler, next)) return;
+    const revalidate = cc.has('no-cache') || cc.get('max-age') === '0';
+    if (entry !== undefined && this.heldOff(entry, request, handler, revalidate)) return;
+    if (entry !== undefined && !revalidate && this.answerFromEntry(key, entry, request, handler, next)) return;
     // HEAD is answered from GET entries but does not fill them (it brings no body); it waits
     // behind no one, and a stale GET entry answers it when the origin fails.
     this.forward(key, request, handler, next, entry, method === 'GET');
+  }
+
+  /**
+   * An entry that would have to be refreshed while the origin is taken to be failing — as a
+   * whole (ERROR_HOLDOFF_MS after a failure, then one request probes it), or for this entry
+   * (its last refresh failed less than ERROR_HOLDOFF_MS ago) — is served stale without asking.
+   * A failed refresh is not sent again on every request: nginx's `updating` state does the same.
+   */
+  private heldOff(entry: Entry, request: UpstreamRequest, handler: ResponseHandler, revalidate: boolean): boolean {
+    if (!revalidate && this.isFresh(entry)) return false;
+    if (!this.staleIfError(entry)) return false;
+    const now = this.clock.now();
+    if (now < entry.retryAt) {
+      this.serveStale(entry, request, handler, entry.failure);
+      return true;
+    }
+    if (!this.failing) return false;
+    if (now < this.failingUntil) {
+      this.serveStale(entry, request, handler, this.failure);
+      return true;
+    }
+    // This request is the probe: the others keep the stale answers until it is back.
+    this.failingUntil = now + ERROR_HOLDOFF_MS;
+    return false;
   }
 
   /** Fresh: served. Stale within stale-while-revalidate: served, and one refresh sent. Else false. */
@@ -169,7 +186,7 @@ export class ResponseCache {
     }
     if (over >= f.staleWhileRevalidateMs) return false;
     this.serveStale(entry, request, handler, 'updating');
-    if (!entry.refreshing && !this.fills.has(key)) {
+    if (!entry.refreshing && !this.fills.has(key) && this.clock.now() >= entry.retryAt) {
       entry.refreshing = true;
       // The client has its answer: the refresh is the cache's own request (a copy, so the
       // engine's bookkeeping on it starts clean).
@@ -218,6 +235,13 @@ export class ResponseCache {
     this.failingUntil = this.clock.now() + ERROR_HOLDOFF_MS;
   }
 
+  /** A request to refresh this entry (none: a miss) failed: it is not refreshed again for ERROR_HOLDOFF_MS. */
+  refreshFailed(entry: Entry | undefined, reason: StaleReason): void {
+    if (entry === undefined) return;
+    entry.retryAt = this.clock.now() + ERROR_HOLDOFF_MS;
+    entry.failure = reason;
+  }
+
   /** The origin answered. */
   originAnswered(): void {
     if (this.failing) this.onOriginState?.(false, undefined);
@@ -262,6 +286,10 @@ export class ResponseCache {
   staleIfError(entry: Entry): boolean {
     const f = entry.freshness;
     return !f.revalidateAlways && this.ageOf(entry) < f.lifetimeMs + f.staleIfErrorMs;
+  }
+
+  isFresh(entry: Entry): boolean {
+    return !entry.freshness.revalidateAlways && this.ageOf(entry) < entry.freshness.lifetimeMs;
   }
 
   ageOf(entry: Entry): number {
