@@ -68,6 +68,7 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['`services.<name>.hedge`', DEFAULTS.service.hedge, props.services.additionalProperties.properties.hedge.else.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
     ['`routes[].cache`', DEFAULTS.cache, props.routes.items.properties.cache.else.properties],
+    ['`routes[].cache.redis`', DEFAULTS.cacheRedis, props.routes.items.properties.cache.else.properties.redis.else.properties],
     ['`registry`', DEFAULTS.registry, props.registry.properties],
   ];
   for (const [heading, defaults, schema] of sections) {

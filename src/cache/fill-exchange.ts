@@ -197,6 +197,7 @@ export class FillExchange implements ResponseHandler {
     entry.lastStaleReason = undefined;
     entry.retryAt = -Infinity;
     this.cache.touch(this.key);
+    this.cache.share(this.key, varyNames(map.get('vary')), this.request, entry);
     return entry;
   }
 

@@ -5,6 +5,7 @@ import { parseCacheControl } from './cache-control.js';
 import { FillExchange } from './fill-exchange.js';
 import { dropRequestHeader, hasCredentials, requestHeader } from './headers.js';
 import { cacheSettings, type CacheSettings, type CacheSettingsInput } from './settings.js';
+import type { SharedLevel, SharedResponse } from './shared-level.js';
 import { EntryStore, type Entry } from './store.js';
 
 /** Why a stale entry was served: refreshed in the background, or the origin failed in one of these ways. */
@@ -25,6 +26,12 @@ export interface CacheStats {
   coalesced: number;
   /** Entries dropped to stay within maxSize. */
   evictions: number;
+  /** Answered from the shared level (another process's fill), without the origin. */
+  sharedHits: number;
+  /** Requests that waited for another process's fill of their key. */
+  sharedWaits: number;
+  /** Requests that would have asked the shared level but found it unavailable (down, or its circuit open). */
+  sharedFallbacks: number;
 }
 
 /** A stale entry served, for a log line: the first time an entry is served stale for a reason. */
@@ -41,6 +48,8 @@ export interface ResponseCacheOptions {
   onStale?: (event: StaleEvent) => void;
   /** The origin started failing (stale entries are served in its place), or answers again. */
   onOriginState?: (failing: boolean, reason: StaleReason | undefined) => void;
+  /** A second level shared with other processes (redis-level.ts); none: this process's memory only. */
+  shared?: SharedLevel;
 }
 
 /** How a fill ended, for the requests that waited on it. */
@@ -56,6 +65,8 @@ interface Waiter {
 /** One request for a key on its way to the origin; others for the key wait for its outcome. */
 export class Fill {
   readonly waiters: Waiter[] = [];
+  /** Holds the key's lock in the shared level: released, with the outcome, when the fill ends. */
+  sharedLock = false;
 }
 
 const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
@@ -86,7 +97,8 @@ const WARN_FAILED = Buffer.from('111 - "Revalidation Failed"');
  */
 export class ResponseCache {
   readonly settings: CacheSettings;
-  readonly stats: CacheStats = { hits: 0, misses: 0, revalidated: 0, stale: STALE_REASONS.map(() => 0), coalesced: 0, evictions: 0 };
+  readonly stats: CacheStats = { hits: 0, misses: 0, revalidated: 0, stale: STALE_REASONS.map(() => 0), coalesced: 0, evictions: 0, sharedHits: 0, sharedWaits: 0, sharedFallbacks: 0 };
+  readonly shared: SharedLevel | undefined;
   readonly clock: Clock;
   private readonly store: EntryStore;
   private readonly fills = new Map<string, Fill>();
@@ -102,6 +114,7 @@ export class ResponseCache {
     this.clock = options.clock ?? realClock;
     this.onStale = options.onStale;
     this.onOriginState = options.onOriginState;
+    this.shared = options.shared;
     this.store = new EntryStore(this.settings.maxSize, this.stats);
   }
 
@@ -143,7 +156,11 @@ export class ResponseCache {
     const key = this.keyOf(request);
     const entry = this.usable(key, request);
     const revalidate = cc.has('no-cache') || cc.get('max-age') === '0';
-    if (entry !== undefined && this.heldOff(entry, request, handler, revalidate)) return;
+    const held = entry === undefined ? undefined : this.heldOff(entry, revalidate);
+    if (held !== undefined) {
+      this.serveStale(entry!, request, handler, held);
+      return;
+    }
     if (entry !== undefined && !revalidate && this.answerFromEntry(key, entry, request, handler, next)) return;
     // HEAD is answered from GET entries but does not fill them (it brings no body); it waits
     // behind no one, and a stale GET entry answers it when the origin fails.
@@ -156,22 +173,16 @@ export class ResponseCache {
    * (its last refresh failed less than ERROR_HOLDOFF_MS ago) — is served stale without asking.
    * A failed refresh is not sent again on every request: nginx's `updating` state does the same.
    */
-  private heldOff(entry: Entry, request: UpstreamRequest, handler: ResponseHandler, revalidate: boolean): boolean {
-    if (!revalidate && this.isFresh(entry)) return false;
-    if (!this.staleIfError(entry)) return false;
+  private heldOff(entry: Entry, revalidate: boolean): StaleReason | undefined {
+    if (!revalidate && this.isFresh(entry)) return undefined;
+    if (!this.staleIfError(entry)) return undefined;
     const now = this.clock.now();
-    if (now < entry.retryAt) {
-      this.serveStale(entry, request, handler, entry.failure);
-      return true;
-    }
-    if (!this.failing) return false;
-    if (now < this.failingUntil) {
-      this.serveStale(entry, request, handler, this.failure);
-      return true;
-    }
+    if (now < entry.retryAt) return entry.failure;
+    if (!this.failing) return undefined;
+    if (now < this.failingUntil) return this.failure;
     // This request is the probe: the others keep the stale answers until it is back.
     this.failingUntil = now + ERROR_HOLDOFF_MS;
-    return false;
+    return undefined;
   }
 
   /** Fresh: served. Stale within stale-while-revalidate: served, and one refresh sent. Else false. */
@@ -216,15 +227,90 @@ export class ResponseCache {
       running.waiters.push(waiter);
       return;
     }
-    if (!background) this.stats.misses++;
     let fill: Fill | undefined;
     if (collapse || background) {
       fill = new Fill();
       // A background refresh holds the key too, so that misses behind it wait for it.
       if (!this.fills.has(key)) this.fills.set(key, fill);
     }
+    const shared = this.shared;
+    if (shared !== undefined && fill !== undefined) {
+      if (shared.available) {
+        void this.throughShared(shared, key, request, handler, next, entry, fill, background);
+        return;
+      }
+      this.stats.sharedFallbacks++;
+    }
+    this.toOrigin(key, request, handler, next, entry, fill, background);
+  }
+
+  private toOrigin(key: string, request: UpstreamRequest, handler: ResponseHandler, next: Dispatch, entry: Entry | undefined, fill: Fill | undefined, background: boolean): void {
+    if (!background) this.stats.misses++;
     if (entry !== undefined) conditional(request, entry);
     next(request, new FillExchange(this, key, fill, entry, request, handler, background));
+  }
+
+  /**
+   * Before the origin, the shared level: a fresher response there is taken into the local level
+   * (and answers, when fresh); else this process takes the key's lock and asks the origin, or
+   * waits (at most lockTimeout) for the process that holds it, then looks again. When the other
+   * process's request failed, the stale entry is served here too without asking again.
+   */
+  private async throughShared(shared: SharedLevel, key: string, request: UpstreamRequest, handler: ResponseHandler, next: Dispatch, local: Entry | undefined, fill: Fill, background: boolean): Promise<void> {
+    const revalidate = mustRevalidate(request);
+    let entry = await this.fromShared(shared, key, request, local);
+    // The local entry's holdoff was decided in handle(); one only Redis had is decided here.
+    if (this.answeredShared(key, entry, request, handler, fill, background, revalidate, local === undefined)) return;
+    // Redis failed on the lookup (its circuit is open now): on with the local level.
+    const lock = shared.available ? await shared.lock(key, this.settings.lockTimeoutMs) : 'unavailable';
+    if (lock === 'held') {
+      this.stats.sharedWaits++;
+      const outcome = await shared.waitFill(key, Math.min(this.settings.lockTimeoutMs, request.timeoutMs ?? Infinity));
+      entry = await this.fromShared(shared, key, request, entry);
+      // The fill waited for is the revalidation a no-cache request asked for.
+      if (this.answeredShared(key, entry, request, handler, fill, background, false, false)) return;
+      const failure = STALE_REASONS.find((r) => r === outcome);
+      if (entry !== undefined && failure !== undefined && this.staleIfError(entry)) {
+        this.refreshFailed(entry, failure);
+        if (!background) this.serveStale(entry, request, handler, failure);
+        this.release(key, fill, failure);
+        return;
+      }
+    } else if (lock === 'unavailable') this.stats.sharedFallbacks++;
+    fill.sharedLock = lock === 'acquired';
+    this.toOrigin(key, request, handler, next, entry, fill, background);
+  }
+
+  /** The fresher of the local entry and the shared level's (taken into the local level). */
+  private async fromShared(shared: SharedLevel, key: string, request: UpstreamRequest, local: Entry | undefined): Promise<Entry | undefined> {
+    const found = await shared.get(key, request.headers);
+    if (found === undefined || (local !== undefined && this.ageOf(local) <= found.ageMs)) return local;
+    this.store.put(key, found.vary, request.headers, {
+      status: found.status, headers: found.headers, body: found.body,
+      freshness: { ...found.freshness, initialAgeMs: found.ageMs },
+      receivedAt: this.clock.now(), etag: found.etag, lastModified: found.lastModified,
+      refreshing: false, lastStaleReason: undefined, retryAt: -Infinity, failure: 'error',
+    });
+    return this.usable(key, request);
+  }
+
+  /** Fresh (from the shared level): served, and the key's waiters with it. Held off: served stale. Else false. */
+  private answeredShared(key: string, entry: Entry | undefined, request: UpstreamRequest, handler: ResponseHandler, fill: Fill, background: boolean, revalidate: boolean, holdoff: boolean): boolean {
+    if (entry === undefined) return false;
+    if (!revalidate && this.isFresh(entry)) {
+      if (!background) {
+        this.stats.hits++;
+        this.stats.sharedHits++;
+        this.serve(entry, request, handler, HIT);
+      }
+      this.release(key, fill, 'stored');
+      return true;
+    }
+    const held = holdoff ? this.heldOff(entry, revalidate) : undefined;
+    if (held === undefined) return false;
+    if (!background) this.serveStale(entry, request, handler, held);
+    this.release(key, fill, held);
+    return true;
   }
 
   /** The origin failed (a 5xx, no endpoint, unreachable, the deadline): stale entries are served without it for a while. */
@@ -250,6 +336,10 @@ export class ResponseCache {
 
   /** The fill's answer is known: each waiter is served from the entry, served stale, or goes on its own. */
   release(key: string, fill: Fill | undefined, outcome: FillOutcome): void {
+    if (fill?.sharedLock === true) {
+      fill.sharedLock = false;
+      this.shared?.release(key, outcome);
+    }
     if (fill === undefined || this.fills.get(key) !== fill) return;
     this.fills.delete(key);
     for (const waiter of fill.waiters.splice(0)) {
@@ -296,8 +386,21 @@ export class ResponseCache {
     return entry.freshness.initialAgeMs + Math.max(0, this.clock.now() - entry.receivedAt);
   }
 
+  /** A response from the origin: kept here, and in the shared level until the end of its stale horizon. */
   put(key: string, vary: readonly string[], request: UpstreamRequest, entry: Entry): void {
     this.store.put(key, vary, request.headers, entry);
+    this.share(key, vary, request, entry);
+  }
+
+  /** Writes the entry to the shared level (after a fill, or a 304 that refreshed it). */
+  share(key: string, vary: readonly string[], request: UpstreamRequest, entry: Entry): void {
+    const shared = this.shared;
+    if (shared === undefined) return;
+    const f = entry.freshness;
+    const ageMs = this.ageOf(entry);
+    const ttl = f.lifetimeMs + Math.max(f.staleIfErrorMs, f.staleWhileRevalidateMs) - ageMs;
+    const response: SharedResponse = { status: entry.status, headers: entry.headers, body: entry.body, freshness: f, ageMs, etag: entry.etag, lastModified: entry.lastModified, vary };
+    shared.put(key, request.headers, response, ttl);
   }
 
   /** After a 304 refreshed an entry's headers. */
@@ -341,6 +444,12 @@ function conditional(request: UpstreamRequest, entry: Entry): void {
   dropRequestHeader(request.headers, 'if-modified-since');
   if (entry.etag !== undefined) request.headers.push('if-none-match', entry.etag);
   if (entry.lastModified !== undefined) request.headers.push('if-modified-since', entry.lastModified);
+}
+
+/** A request that asks for the origin's answer even when a fresh entry exists (no-cache, max-age=0). */
+function mustRevalidate(request: UpstreamRequest): boolean {
+  const cc = parseCacheControl(requestHeader(request.headers, 'cache-control'));
+  return cc.has('no-cache') || cc.get('max-age') === '0';
 }
 
 function noop(): void {}

@@ -421,6 +421,7 @@ export class Gateway {
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
     await this.external?.close();
+    await this.caches.close();
     this.bodyGuard.close();
     this.peers.close();
     this.feed.close();
