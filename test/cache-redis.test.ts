@@ -18,6 +18,8 @@ import { DEFAULTS, validateConfig } from '../src/config/index.js';
 
 const { defer, track } = cleanupAfterAll();
 const SHARED_REDIS = 'redis://127.0.0.1:6379';
+/** A Redis command timeout no loaded test machine reaches (the default 100 ms would open the circuit there). */
+const LOADED = '5s';
 
 /** A key prefix of this test's own, its keys deleted after all tests. */
 function prefix(): string {
@@ -108,7 +110,7 @@ test('config: cache.redis takes a URL or { url, keyPrefix, timeout }, with defau
 
 test('two gateways sharing Redis: one answers from the other\'s fill; a burst over both sends one origin request per key per expiry', { timeout: 60_000 }, async () => {
   const o = await origin('max-age=1, stale-if-error=60');
-  const redis = { url: SHARED_REDIS, keyPrefix: prefix() };
+  const redis = { url: SHARED_REDIS, keyPrefix: prefix(), timeout: LOADED };
   const [a, b] = [await gateway(o, redis), await gateway(o, redis)];
 
   assert.deepEqual(await get(a, '/one'), { status: 200, cache: 'miss', body: 'body of /one' });
@@ -137,7 +139,7 @@ test('two gateways sharing Redis: one answers from the other\'s fill; a burst ov
 
 test('two gateways sharing Redis: a gateway that never fetched a key serves it stale from Redis when the origin fails', { timeout: 60_000 }, async () => {
   const o = await origin('max-age=0, stale-if-error=60');
-  const redis = { url: SHARED_REDIS, keyPrefix: prefix() };
+  const redis = { url: SHARED_REDIS, keyPrefix: prefix(), timeout: LOADED };
   const [a, b] = [await gateway(o, redis), await gateway(o, redis)];
   assert.equal((await get(a, '/s')).cache, 'miss');
   o.ctl.failing = true;
@@ -148,7 +150,7 @@ test('two gateways sharing Redis: a gateway that never fetched a key serves it s
 test('a fill lock whose holder died expires: the waiting gateway then asks the origin itself', { timeout: 60_000 }, async () => {
   const o = await origin('max-age=60');
   const keyPrefix = prefix();
-  const gw = await gateway(o, { url: SHARED_REDIS, keyPrefix }, { lockTimeout: '300ms' });
+  const gw = await gateway(o, { url: SHARED_REDIS, keyPrefix, timeout: LOADED }, { lockTimeout: '300ms' });
   const redis = new Redis(SHARED_REDIS);
   defer(() => redis.quit());
   // What a gateway that took the lock and died leaves behind (the cache key is the path here).

@@ -89,7 +89,7 @@ export class RedisLevel implements SharedLevel {
   }
 
   private changed(up: boolean, reason: string | undefined): void {
-    if (up === this.up) return;
+    if (up === this.up || this.closed) return;
     this.up = up;
     if (up) this.breaker = { state: 'closed' };
     this.options.onState?.(up, reason);
@@ -146,6 +146,9 @@ export class RedisLevel implements SharedLevel {
       return 'acquired';
     } catch {
       this.failed();
+      // A command that timed out here may still run there: a lock nobody knows it holds would
+      // keep the other processes waiting. Dropped if it is ours (they are told to go on).
+      client.eval(RELEASE, 1, this.lockKey(key), token, this.channel, `pass\n${key}`).catch(() => {});
       return 'unavailable';
     }
   }

@@ -108,6 +108,8 @@ export class ResponseCache {
   private failing = false;
   private failingUntil = -Infinity;
   private failure: StaleReason = 'error';
+  /** When the origin last failed (cache clock). */
+  private failedAt = -Infinity;
 
   constructor(settings: CacheSettingsInput = {}, options: ResponseCacheOptions = {}) {
     this.settings = cacheSettings(settings);
@@ -277,7 +279,12 @@ export class ResponseCache {
         return;
       }
     } else if (lock === 'unavailable') this.stats.sharedFallbacks++;
-    fill.sharedLock = lock === 'acquired';
+    else {
+      fill.sharedLock = true;
+      // Another process may have stored it between the lookup and the lock: look once more.
+      entry = await this.fromShared(shared, key, request, entry);
+      if (this.answeredShared(key, entry, request, handler, fill, background, revalidate, false)) return;
+    }
     this.toOrigin(key, request, handler, next, entry, fill, background);
   }
 
@@ -285,6 +292,8 @@ export class ResponseCache {
   private async fromShared(shared: SharedLevel, key: string, request: UpstreamRequest, local: Entry | undefined): Promise<Entry | undefined> {
     const found = await shared.get(key, request.headers);
     if (found === undefined || (local !== undefined && this.ageOf(local) <= found.ageMs)) return local;
+    // Another process had an answer from the origin after this one saw it fail: it answers again.
+    if (this.failing && this.clock.now() - found.ageMs > this.failedAt) this.originAnswered();
     this.store.put(key, found.vary, request.headers, {
       status: found.status, headers: found.headers, body: found.body,
       freshness: { ...found.freshness, initialAgeMs: found.ageMs },
@@ -318,7 +327,8 @@ export class ResponseCache {
     if (!this.failing) this.onOriginState?.(true, reason);
     this.failing = true;
     this.failure = reason;
-    this.failingUntil = this.clock.now() + ERROR_HOLDOFF_MS;
+    this.failedAt = this.clock.now();
+    this.failingUntil = this.failedAt + ERROR_HOLDOFF_MS;
   }
 
   /** A request to refresh this entry (none: a miss) failed: it is not refreshed again for ERROR_HOLDOFF_MS. */
