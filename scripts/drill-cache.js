@@ -9,6 +9,7 @@
 // Usage: npm run drill:cache [-- [--quick] [--outage SECONDS] [--rate N] [--only tandem,tandem-redis,nginx] [--keep-tmp]]
 //   --quick        150 GET/s, 3 s outages (default 300 GET/s, 6 s)
 //   env TANDEM_BIN another bin/tandem.js to measure (e.g. main's, for a before/after)
+//   env DRILL_CACHE_FAULTS=503 or kill: one fault only (default both)
 //   Needs `npm run build` first (the gateway and the load generator run from dist/).
 //
 // Targets, one after the other (never side by side: each gets the machine to itself): a tandem
