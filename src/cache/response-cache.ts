@@ -1,5 +1,5 @@
 import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
-import type { TandemError } from '../core/errors.js';
+import { TandemError } from '../core/errors.js';
 import type { Dispatch, ResponseHandler, UpstreamRequest } from '../upstream/types.js';
 import { parseCacheControl } from './cache-control.js';
 import { FillExchange } from './fill-exchange.js';
@@ -238,7 +238,11 @@ export class ResponseCache {
     const shared = this.shared;
     if (shared !== undefined && fill !== undefined) {
       if (shared.available) {
-        void this.throughShared(shared, key, request, handler, next, entry, fill, background);
+        this.throughShared(shared, key, request, handler, next, entry, fill, background).catch((err: unknown) => {
+          // A bug here must not end the process (an unhandled rejection): the key is freed, the caller told.
+          this.release(key, fill, 'pass');
+          if (!background) handler.onError(new TandemError('TANDEM_ERR_INTERNAL', 'the response cache failed', { cause: err, status: 500 }));
+        });
         return;
       }
       this.stats.sharedFallbacks++;
