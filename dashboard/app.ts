@@ -7,6 +7,7 @@ import { $, attr, CAUSE_TEXT, el, fmt, set } from './dom.js';
 import { Series } from './chart.js';
 import { Link } from './link.js';
 import { renderGateways } from './gateways.js';
+import { renderCaches } from './caches.js';
 import { ServiceBox, type Filter } from './service-box.js';
 import type { HealthReason, HistoryMessage, Snapshot, TimelineEvent } from './types.js';
 
@@ -44,6 +45,7 @@ function render(): void {
   const g = snap.gateway;
   set($('gw-version'), `tandem ${g.version}`);
   renderGateways(snap.gateways ?? []);
+  renderCaches(snap.caches ?? []);
   set($('gw-facts'), `listen ${g.listen || '–'} · pid ${g.pid} · up ${fmt.uptime(g.uptimeSeconds)} · ${fmt.rate(g.rate)} req/s · errors ${fmt.pct(g.errorRate)} · in flight ${g.inflight} · ${fmt.bytes(g.rssBytes)}`);
   const filter = filterNow();
   const list = $('services');

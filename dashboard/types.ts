@@ -15,6 +15,10 @@ export interface ServiceView {
 export interface GatewayView { address: string; self: boolean; ready: boolean | null; holdsAddress: boolean | null; lastSeen: string | null; error?: string }
 export interface HealthReason { kind: string; service?: string; text: string }
 export interface TimelineEvent { seq: number; time: string; kind: string; service?: string; endpoint?: string; text: string; cause?: string }
+export interface CacheView {
+  route: string; hits: number; misses: number; stale: number; hitRatio: number | null; entries: number; bytes: number;
+  redis?: { hits: number; errors: number; fallbacks: number };
+}
 export interface Snapshot {
   gateway: {
     version: string; pid: number; uptimeSeconds: number; health: string; inflight: number; listen: string;
@@ -22,6 +26,7 @@ export interface Snapshot {
   };
   services: ServiceView[];
   gateways?: GatewayView[];
+  caches?: CacheView[];
   timeline: TimelineEvent[];
   sampledAt: string;
 }

@@ -1,30 +1,34 @@
 #!/usr/bin/env node
 // Cache drill (tandem issue 16): GETs over 100 keys through a proxy with a response cache while
-// every instance of the origin fails at once, then recovers. The origin says
-// `max-age=1, stale-if-error=60`; keys are requested in turn, so every key is cached before the
-// outage. Two faults, each on a fresh pair of origin instances: every instance answers 503 for the
-// outage, and every instance is SIGKILLed for the outage (restarted on the same ports after).
+// every instance of the origin fails at once, then recovers (scenarios: scripts/lib/cache-drill.js).
+// The origin says `max-age=1, stale-if-error=60`; keys are requested in turn, so every key is
+// cached before the outage. Two faults, each on a fresh pair of origin instances: every instance
+// answers 503 for the outage, and every instance is SIGKILLed for the outage (restarted on the
+// same ports after).
 //
-// Usage: npm run drill:cache [-- [--quick] [--outage SECONDS] [--rate N] [--only tandem,nginx] [--keep-tmp]]
+// Usage: npm run drill:cache [-- [--quick] [--outage SECONDS] [--rate N] [--only tandem,tandem-redis,nginx] [--keep-tmp]]
 //   --quick        150 GET/s, 3 s outages (default 300 GET/s, 6 s)
 //   env TANDEM_BIN another bin/tandem.js to measure (e.g. main's, for a before/after)
+//   env DRILL_CACHE_FAULTS=503 or kill: one fault only (default both)
 //   Needs `npm run build` first (the gateway and the load generator run from dist/).
 //
 // Targets, one after the other (never side by side: each gets the machine to itself): a tandem
-// gateway whose route has `cache: true`, and nginx with proxy_cache, proxy_cache_use_stale error
-// timeout updating http_500 http_502 http_503 http_504, proxy_cache_lock on and
+// gateway whose route has `cache: true`; two tandem gateways sharing a private redis-server
+// (`cache.redis`), the load split between them; nginx with proxy_cache, proxy_cache_use_stale
+// error timeout updating http_500 http_502 http_503 http_504, proxy_cache_lock on and
 // proxy_cache_background_update on. Reported per target and fault: GETs, failed (target 0),
-// origin requests per client request, and how long after recovery the last old answer came
-// (target under 1 s). Results: the table on stdout and bench/results/drill-cache-latest.json.
+// origin requests per client request and per key per expiry (target 1, across both gateways
+// too), and how long after recovery the last old answer came (target under 1 s); origin
+// requests by phase and kind. Results: the tables on stdout and bench/results/drill-cache-latest.json.
 import { existsSync, mkdirSync, mkdtempSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, waitUntilAnswering, which } from './lib/procs.js';
+import { createProcs } from './lib/procs.js';
+import { CACHE_FAULTS, CACHE_KEYS, CACHE_TARGETS, cacheRowFails, cacheTargetMissing, createCacheDrill, printCacheTables } from './lib/cache-drill.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill:cache';
-const KEYS = 100;
 const WARM_S = 2;
 const AFTER_S = 3;
 
@@ -34,7 +38,7 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { rate: 300, outage: 6, only: ['tandem', 'nginx'], keepTmp: false };
+  const opts = { rate: 300, outage: 6, only: CACHE_TARGETS, keepTmp: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') Object.assign(opts, { rate: 150, outage: 3 });
@@ -42,10 +46,10 @@ function parseArgs(argv) {
     else if (a === '--outage') opts.outage = Number(argv[++i]);
     else if (a === '--rate') opts.rate = Number(argv[++i]);
     else if (a === '--only') opts.only = String(argv[++i]).split(',');
-    else die(`unknown argument ${a} (known: --quick, --outage SECONDS, --rate N, --only tandem,nginx, --keep-tmp)`);
+    else die(`unknown argument ${a} (known: --quick, --outage SECONDS, --rate N, --only ${CACHE_TARGETS.join(',')}, --keep-tmp)`);
   }
   if (!(opts.outage > 0) || !(opts.rate > 0)) die('--outage and --rate need positive numbers');
-  for (const t of opts.only) if (!['tandem', 'nginx'].includes(t)) die(`unknown target ${t}`);
+  for (const t of opts.only) if (!CACHE_TARGETS.includes(t)) die(`unknown target ${t}`);
   return opts;
 }
 
@@ -56,150 +60,24 @@ chmodSync(tmp, 0o755); // nginx workers (user nobody) write their cache and temp
 const cleanup = () => { if (!opts.keepTmp) rmSync(tmp, { recursive: true, force: true }); };
 procs.installHandlers(cleanup);
 
-function tandemConfig(port, adminPort, origins) {
-  return `listen: 127.0.0.1:${port}
-admin: 127.0.0.1:${adminPort}
-log: { level: warn }
-services:
-  shop:
-    endpoints: [${origins.map((p) => `127.0.0.1:${p}`).join(', ')}]
-routes:
-  - prefix: /
-    service: shop
-    cache: true
-`;
-}
-
-function nginxConfig(port, origins) {
-  return `# generated by scripts/drill-cache.js
-daemon off;
-master_process on;
-worker_processes 1;
-pid ${tmp}/nginx.pid;
-error_log ${tmp}/nginx.error.log crit;
-events { worker_connections 4096; }
-http {
-  client_body_temp_path ${tmp}/nginx.client_body;
-  proxy_temp_path ${tmp}/nginx.proxy;
-  fastcgi_temp_path ${tmp}/nginx.fastcgi;
-  uwsgi_temp_path ${tmp}/nginx.uwsgi;
-  scgi_temp_path ${tmp}/nginx.scgi;
-  access_log off;
-  proxy_cache_path ${tmp}/nginx.cache levels=1:2 keys_zone=drill:10m max_size=64m inactive=10m use_temp_path=off;
-  upstream shop {
-${origins.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=2s;`).join('\n')}
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://shop;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_next_upstream error timeout http_502 http_503 http_504;
-      proxy_cache drill;
-      proxy_cache_revalidate on;
-      proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;
-      proxy_cache_lock on;
-      proxy_cache_background_update on;
-      add_header x-cache-status $upstream_cache_status;
-    }
-  }
-}
-`;
-}
-
-function startOrigin(name, port, gen = 1) {
-  return procs.start(name, process.execPath, [join(root, 'scripts', 'lib', 'cache-origin.js'), String(port), String(gen)], { dir: tmp });
-}
-
-async function originCount(port) {
-  return Number((await httpRequest(port, '/__count', { timeoutMs: 2000 })).body);
-}
-
-/** One run: warm, the fault for the outage, recovery; returns the load results and the fault's times. */
-async function run(target, fault) {
-  const origins = await freePorts(2);
-  const [port, adminPort] = await freePorts(2);
-  let originProcs = origins.map((p, i) => startOrigin(`${target}-${fault}-origin${i}`, p));
-  await waitUntilAnswering(origins.map((p) => [p, '/__count']), 10_000);
-  let proxy;
-  if (target === 'tandem') {
-    writeFileSync(join(tmp, `tandem-${fault}.yaml`), tandemConfig(port, adminPort, origins));
-    const bin = process.env.TANDEM_BIN || join(root, 'bin', 'tandem.js');
-    proxy = procs.start(`tandem-${fault}`, process.execPath, [bin, 'gateway', '--config', join(tmp, `tandem-${fault}.yaml`)], { dir: tmp });
-  } else {
-    writeFileSync(join(tmp, `nginx-${fault}.conf`), nginxConfig(port, origins));
-    proxy = procs.start(`nginx-${fault}`, which('nginx'), ['-c', join(tmp, `nginx-${fault}.conf`), '-p', tmp, '-e', join(tmp, 'nginx.error.log')], { dir: tmp });
-  }
-  try {
-    await waitUntilAnswering([[port, '/k/0']], 20_000, () => (procs.alive(proxy) ? undefined : `${proxy.name} exited`));
-  } catch (err) {
-    die(`${proxy.name} did not come up: ${err.message}\n${tail(proxy.errFile)}`);
-  }
-  const counted = [];
-  for (const p of origins) counted.push(await originCount(p));
-  const { openLoop } = await import(join(root, 'dist', 'src', 'drill', 'open-loop.js'));
-  const state = { outstanding: 0 };
-  const total = WARM_S + opts.outage + AFTER_S;
-  const load = openLoop({
-    origin: `http://127.0.0.1:${port}`, rate: opts.rate, durationS: total, timeoutMs: 5000, idPrefix: `${target}-${fault}`,
-    request: (i) => ({ method: 'GET', path: `/k/${i % KEYS}` }), tagHeader: 'x-gen', state,
-  });
-  await sleep(WARM_S * 1000);
-  const faultAt = performance.now() - state.t0;
-  let killedCount = 0;
-  if (fault === '503') {
-    for (const p of origins) await httpRequest(p, '/__fail', { method: 'POST', timeoutMs: 2000 });
-  } else {
-    for (const p of origins) killedCount += await originCount(p);
-    for (const o of originProcs) await procs.stop(o, { sig: 'SIGKILL' });
-  }
-  await sleep(opts.outage * 1000);
-  const recoverAt = performance.now() - state.t0;
-  if (fault === '503') {
-    for (const p of origins) await httpRequest(p, '/__recover', { method: 'POST', timeoutMs: 2000 });
-  } else {
-    originProcs = origins.map((p, i) => startOrigin(`${target}-${fault}-origin${i}-again`, p, 2));
-    await waitUntilAnswering(origins.map((p) => [p, '/__count']), 10_000);
-  }
-  const { results } = await load;
-  let originRequests = killedCount;
-  for (const p of origins) originRequests += await originCount(p);
-  if (fault === '503') originRequests -= counted.reduce((a, b) => a + b, 0);
-  for (const o of [proxy, ...originProcs]) await procs.stop(o);
-  return summarize(target, fault, results, originRequests, faultAt, recoverAt);
-}
-
-function summarize(target, fault, results, originRequests, faultAt, recoverAt) {
-  const failed = results.filter((r) => r.status !== 200);
-  const during = failed.filter((r) => r.t !== null && r.t >= faultAt && r.t < recoverAt).length;
-  // The last answer of generation 1 sent after recovery: how long the cache kept the old data.
-  const old = results.filter((r) => r.status === 200 && r.t !== null && r.t >= recoverAt && r.tag === '1').map((r) => r.t - recoverAt);
-  return {
-    target, fault, gets: results.length, failed: failed.length, failedDuringOutage: during,
-    originPerRequest: Number((originRequests / results.length).toFixed(3)),
-    lastOldAnswerAfterRecoveryMs: old.length === 0 ? 0 : Math.round(Math.max(...old)),
-  };
-}
-
 async function main() {
   if (!existsSync(join(root, 'dist', 'src', 'drill', 'open-loop.js'))) die('run `npm run build` first (the load generator is dist/src/drill/open-loop.js)');
-  if (opts.only.includes('nginx')) {
-    const missing = ensureTools(['nginx'], TAG);
-    if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y nginx)`);
-  }
-  console.log(`${TAG}: ${opts.rate} GET/s over ${KEYS} keys; ${WARM_S} s warm, ${opts.outage} s outage, ${AFTER_S} s after; origin max-age=1, stale-if-error=60`);
+  const targets = opts.only.filter((t) => {
+    const missing = cacheTargetMissing(t);
+    if (missing !== undefined) console.log(`${TAG}: skipping ${t} (${missing} is not installed)`);
+    return missing === undefined;
+  });
+  console.log(`${TAG}: ${opts.rate} GET/s over ${CACHE_KEYS} keys; ${WARM_S} s warm, ${opts.outage} s outage, ${AFTER_S} s after; origin max-age=1, stale-if-error=60`);
+  const drill = createCacheDrill({ procs, tmp, root, rate: opts.rate, outageS: opts.outage, warmS: WARM_S, afterS: AFTER_S, fail: die });
   const rows = [];
-  for (const fault of ['503', 'kill']) {
-    for (const target of opts.only) rows.push(await run(target, fault));
+  for (const fault of process.env.DRILL_CACHE_FAULTS?.split(',') ?? CACHE_FAULTS) {
+    for (const target of targets) rows.push(await drill.run(target, fault));
   }
-  console.table(rows);
+  printCacheTables(rows);
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
-  writeFileSync(join(root, 'bench', 'results', 'drill-cache-latest.json'), `${JSON.stringify({ at: new Date().toISOString(), rate: opts.rate, outageS: opts.outage, keys: KEYS, rows }, null, 2)}\n`);
+  writeFileSync(join(root, 'bench', 'results', 'drill-cache-latest.json'), `${JSON.stringify({ at: new Date().toISOString(), rate: opts.rate, outageS: opts.outage, keys: CACHE_KEYS, rows }, null, 2)}\n`);
   cleanup();
-  const tandem = rows.filter((r) => r.target === 'tandem');
-  process.exit(tandem.some((r) => r.failed > 0 || r.lastOldAnswerAfterRecoveryMs > 1000) ? 1 : 0);
+  process.exit(rows.some(cacheRowFails) ? 1 : 0);
 }
 
 main().catch((err) => {

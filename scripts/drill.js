@@ -11,6 +11,11 @@
 // measured from the scheduled send time; a request not answered within the client timeout
 // fails). The fault hits one instance at 25 % of the run and is cleared at 62.5 %.
 // failed = non-2xx or error; duplicates = request ids that backends processed more than once.
+// Cache scenarios (cache-503, cache-kill): GETs over 100 keys with `max-age=1, stale-if-error=60`
+// while every instance fails (503, SIGKILL) — quick: 2 s warm, 2 s outage, 2 s after; full: 2, 6, 3 —
+// through tandem (a route cache), two tandem gateways sharing a private Redis (full profile, when
+// redis-server is installed) and nginx (proxy_cache, use_stale, lock, background_update); HAProxy has no
+// equivalent. Same code as npm run drill:cache (scripts/lib/cache-drill.js).
 // Results: tables on stdout and bench/results/drill-latest.{md,json}.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +23,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { cacheMarkdown, cacheTargetMissing, createCacheDrill } from './lib/cache-drill.js';
 import { createProcs, ensureTools, freePorts, httpRequest, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv, runDrillMain } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -37,6 +43,10 @@ const SCENARIOS = [
   { name: 'kill-two', what: 'SIGKILL two of the three at 25 %, restart them at 62.5 %' },
   { name: 'post', what: 'POST load, no fault (baseline for post-kill)', method: 'POST' },
   { name: 'post-kill', what: 'POST load; SIGKILL one instance at 25 %, restart at 62.5 %', method: 'POST' },
+  // The cache scenarios (scripts/lib/cache-drill.js, as npm run drill:cache): their own targets —
+  // tandem with a route cache, two tandem gateways sharing Redis, nginx with proxy_cache — and table.
+  { name: 'cache-503', what: 'cached GETs over 100 keys; every instance answers 503 for the outage', cache: '503' },
+  { name: 'cache-kill', what: 'cached GETs over 100 keys; every instance SIGKILLed for the outage', cache: 'kill' },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -572,7 +582,43 @@ function machineInfo() {
   };
 }
 
-function buildMarkdown(meta, results) {
+/** The cache scenarios, for the targets asked for that have a cache (tandem also as two gateways sharing Redis). */
+async function runCacheScenarios(selected) {
+  const cacheTargets = [
+    // Two gateways sharing Redis in the full profile only: the quick one stays within ~30 s more.
+    ...(targets.includes('tandem') ? (opts.quick ? ['tandem'] : ['tandem', 'tandem-redis']) : []),
+    ...(targets.includes('nginx') ? ['nginx'] : []),
+  ].filter((t) => {
+    const missing = cacheTargetMissing(t);
+    if (missing !== undefined) console.log(`${TAG}: cache scenarios skip ${t} (${missing} is not installed)`);
+    return missing === undefined;
+  });
+  if (selected.length === 0 || cacheTargets.length === 0) return [];
+  const dir = mkdtempSync(join(tmpRoot, 'cache-'));
+  chmodSync(dir, 0o755); // nginx workers (user nobody) write their cache here
+  // Every key must be stored before the outage: a 1 s warm-up on a loaded machine left some in flight.
+  const [warmS, outageS, afterS] = opts.quick ? [2, 2, 2] : [2, 6, 3];
+  const drill = createCacheDrill({ procs, tmp: dir, root, rate: RATE, outageS, warmS, afterS, fail: (msg) => { throw new Error(msg); } });
+  const rows = [];
+  for (const scenario of selected) {
+    for (const target of cacheTargets) {
+      const t = Date.now();
+      process.stdout.write(`${TAG}: ${scenario.name.padEnd(10)} ${target.padEnd(12)} `);
+      try {
+        const r = await drill.run(target, scenario.cache);
+        rows.push(r);
+        console.log(`GETs ${r.gets}, failed ${r.failed}, origin requests per GET ${r.originPerRequest}, per key per expiry ${r.perKeyPerExpiry}, last old answer ${r.lastOldAnswerAfterRecoveryMs} ms after recovery (${round((Date.now() - t) / 1000)} s)`);
+      } catch (err) {
+        if (procs.isCleaningUp()) return rows;
+        console.log(`ERROR ${err.message}`);
+        rows.push({ target, fault: scenario.cache, error: err.message });
+      }
+    }
+  }
+  return rows;
+}
+
+function buildMarkdown(meta, results, cacheRows = []) {
   const m = meta.machine;
   const out = [
     `# tandem fault drill — ${meta.date}`,
@@ -589,6 +635,12 @@ function buildMarkdown(meta, results) {
   ];
   const pt = postTable(results);
   if (pt) out.push('', pt);
+  const cacheOk = cacheRows.filter((r) => r.error === undefined);
+  if (cacheOk.length > 0) {
+    out.push('', `Cache scenarios: ${meta.params.rate} GET/s over 100 keys, origin \`max-age=1, stale-if-error=60\`, every instance failing for the outage (${meta.params.quick ? '2 s warm, 2 s outage, 2 s after' : '2 s warm, 6 s outage, 3 s after'}); `
+      + '"per key per expiry": answered origin requests per key per max-age window (1 = never fetched twice while fresh, across both gateways for tandem-redis); "last old answer": how long after recovery an answer from before the outage was last served.', '', cacheMarkdown(cacheOk));
+  }
+  for (const r of cacheRows.filter((x) => x.error !== undefined)) out.push('', `Cache scenario ${r.target} / ${r.fault}: ${r.error}`);
   const lag = Math.max(0, ...results.filter((r) => r.maxSendLagMs !== undefined).map((r) => r.maxSendLagMs));
   out.push('', `Latencies are from each request's scheduled send time. Largest send lag of the load generator: ${fmt(lag)} ms.`);
   for (const r of results.filter((x) => (x.status !== 'ok' || x.proxyAlive === false) && x.logTail)) {
@@ -626,7 +678,7 @@ async function main() {
     + `targets ${targets.join(', ')}; scenarios ${scenarios.map((s) => s.name).join(', ')}; temp dir ${tmpRoot}`);
 
   const results = [];
-  for (const scenario of scenarios) {
+  for (const scenario of scenarios.filter((s) => s.cache === undefined)) {
     for (const target of targets) {
       const t = Date.now();
       process.stdout.write(`${TAG}: ${scenario.name.padEnd(9)} ${target.padEnd(8)} `);
@@ -643,6 +695,9 @@ async function main() {
     }
   }
 
+  const cacheRows = await runCacheScenarios(scenarios.filter((s) => s.cache !== undefined));
+  if (procs.isCleaningUp()) return new Promise(() => {});
+
   const now = new Date();
   const meta = {
     date: now.toISOString(),
@@ -652,15 +707,15 @@ async function main() {
     configs: { tandem: tandemConfig(8080, 9901, [7001, 7002, 7003]), nginx: nginxConfig('$TMP', 8080, [7001, 7002, 7003]), haproxy: haproxyConfig(8080, [7001, 7002, 7003]) },
     totalSeconds: round((Date.now() - startedAt) / 1000),
   };
-  const md = buildMarkdown(meta, results);
+  const md = buildMarkdown(meta, results, cacheRows);
   console.log('\n' + md);
   const outDir = join(root, 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
   const base = opts.quick ? 'drill-quick-latest' : 'drill-latest';
   writeFileSync(join(outDir, `${base}.md`), md);
-  writeFileSync(join(outDir, `${base}.json`), JSON.stringify({ meta, scenarios: SCENARIOS, results, markdown: md }, null, 2) + '\n');
+  writeFileSync(join(outDir, `${base}.json`), JSON.stringify({ meta, scenarios: SCENARIOS, results, cache: cacheRows, markdown: md }, null, 2) + '\n');
   console.log(`${TAG}: wrote bench/results/${base}.{md,json} (${meta.totalSeconds} s total)`);
-  return results.some((r) => r.status !== 'ok') ? 1 : 0;
+  return results.some((r) => r.status !== 'ok') || cacheRows.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
 runDrillMain(main, { tag: TAG, procs, tmpDir: () => tmpRoot, keepTmp: () => opts.keepTmp });

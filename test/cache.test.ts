@@ -8,6 +8,7 @@ import { upstreamSettingsOf } from '../src/gateway/upstream-settings.js';
 import { FakeClock } from '../src/core/clock.js';
 import { ERROR_HOLDOFF_MS } from '../src/cache/response-cache.js';
 import { cacheStep, ResponseCache, STALE_REASONS, type CacheSettingsInput, type StaleEvent } from '../src/cache/index.js';
+import type { Step } from '../src/upstream/pipeline.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
 
 /**
@@ -41,6 +42,8 @@ interface Setup {
   cache: ResponseCache;
   clock: FakeClock;
   stale: StaleEvent[];
+  /** Requests the cache sent on to the engine (counted synchronously, before any reaches the origin). */
+  forwarded: { count: number };
 }
 
 function setup(backends: readonly Backend[], settings: CacheSettingsInput = {}, service: Record<string, unknown> = {}): Setup {
@@ -48,9 +51,14 @@ function setup(backends: readonly Backend[], settings: CacheSettingsInput = {}, 
   const stale: StaleEvent[] = [];
   const cache = new ResponseCache(settings, { clock, onStale: (e) => stale.push(e) });
   const config = validateConfig(shopConfig(backends.map((b) => b.address), { healthCheck: false, balancer: 'round-robin', timeout: '10s', retry: false, ...service }, { listen: '127.0.0.1:0' })).services.get('shop')!;
-  const upstream = new Upstream(upstreamSettingsOf(config), [cacheStep(cache)], { clock, random: () => 0 });
+  const forwarded = { count: 0 };
+  const counting: Step = (next) => (request, handler) => {
+    forwarded.count++;
+    next(request, handler);
+  };
+  const upstream = new Upstream(upstreamSettingsOf(config), [cacheStep(cache), counting], { clock, random: () => 0 });
   defer(() => upstream.destroy());
-  return { upstream, cache, clock, stale };
+  return { upstream, cache, clock, stale, forwarded };
 }
 
 interface Outcome { status: number; headers: Record<string, string>; body: string; code: string | undefined }
@@ -72,6 +80,12 @@ function send(upstream: Upstream, path: string, options: { method?: string; head
       onError: (error) => resolve({ status: error.status, headers, body: '', code: error.code }),
     });
   });
+}
+
+/** The entry a plain GET of `path` finds. */
+function entryOf(cache: ResponseCache, path: string): ReturnType<ResponseCache['usable']> {
+  const request = { method: 'GET', path, headers: ['host', 'shop.test'], body: null, hashKey: undefined, bodyLimit: 0 };
+  return cache.usable(cache.keyOf(request), request);
 }
 
 const staleCount = (cache: ResponseCache, reason: string): number => cache.stats.stale[STALE_REASONS.indexOf(reason as never)]!;
@@ -266,6 +280,46 @@ test('after the origin failed, stale entries are served without asking it for ER
   assert.equal((await probe).body, 'new', 'the probe finds the origin back');
   assert.equal((await send(upstream, '/a')).body, 'new');
   assert.equal(staleCount(cache, 'status'), 5);
+});
+
+test('a failed refresh is not sent again for ERROR_HOLDOFF_MS: that key is served stale meanwhile (a 500 holds off only its own key)', async () => {
+  const o = await origin(answer(200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'good'));
+  const { upstream, cache, clock } = setup([o]);
+  await send(upstream, '/a');
+  await send(upstream, '/b');
+  clock.advance(2_000);
+  o.set(answer(200, { 'cache-control': 'max-age=60' }, 'fresh'));
+  await send(upstream, '/c');
+  o.set(answer(500, {}, 'bug'));
+  assert.deepEqual([(await send(upstream, '/a')).body, o.seen.length], ['good', 4]);
+  for (let i = 0; i < 3; i++) assert.equal((await send(upstream, '/a')).headers['x-tandem-cache'], 'stale');
+  assert.equal(o.seen.length, 4, 'the failed key is not asked again at once');
+  assert.equal((await send(upstream, '/b')).body, 'good');
+  assert.equal(o.seen.length, 5, 'a 500 is one URL\'s: another key still asks');
+  const c = await send(upstream, '/c');
+  assert.deepEqual([c.body, c.headers['x-tandem-cache']], ['fresh', 'hit'], 'a fresh entry is a hit whatever failed');
+  clock.advance(ERROR_HOLDOFF_MS);
+  assert.equal((await send(upstream, '/a')).body, 'good');
+  assert.equal(o.seen.length, 6, 'past the holdoff the key is asked again');
+  assert.equal(staleCount(cache, 'status'), 6);
+});
+
+test('stale-while-revalidate: a failed background refresh is not sent again on the next requests, for ERROR_HOLDOFF_MS', async () => {
+  for (const cc of ['max-age=1, stale-while-revalidate=30', 'max-age=1, stale-while-revalidate=30, stale-if-error=0']) {
+    const o = await origin(answer(200, { 'cache-control': cc }, 'v1'));
+    const { upstream, cache, clock, forwarded } = setup([o]);
+    await send(upstream, '/w');
+    clock.advance(2_000);
+    o.set(answer(500, {}, 'bug'));
+    assert.equal((await send(upstream, '/w')).body, 'v1');
+    assert.equal(forwarded.count, 2, 'one background refresh');
+    await until(() => o.seen.length === 2);
+    await until(() => entryOf(cache, '/w')?.refreshing === false);
+    for (let i = 0; i < 3; i++) assert.deepEqual([(await send(upstream, '/w')).body, forwarded.count], ['v1', 2], cc);
+    clock.advance(ERROR_HOLDOFF_MS);
+    assert.equal((await send(upstream, '/w')).body, 'v1');
+    assert.equal(forwarded.count, 3, 'past the holdoff, one refresh again');
+  }
 });
 
 test('stale-if-error defaults to the cache\'s staleIfError when the response says nothing; must-revalidate forbids it', async () => {

@@ -69,6 +69,7 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['`services.<name>.tls`', DEFAULTS.service.tls, props.services.additionalProperties.properties.tls.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
     ['`routes[].cache`', DEFAULTS.cache, props.routes.items.properties.cache.else.properties],
+    ['`routes[].cache.redis`', DEFAULTS.cacheRedis, props.routes.items.properties.cache.else.properties.redis.else.properties],
     ['`registry`', DEFAULTS.registry, props.registry.properties],
   ];
   for (const [heading, defaults, schema] of sections) {

@@ -3,11 +3,15 @@
 // `x-gen` (the generation, so the drill can tell an old answer from a fresh one). Control, on
 // the same port: POST /__fail (every request 503 from now on), POST /__recover (200 again, next
 // generation), GET /__count (requests served outside /__ and /healthz).
-// Usage: node cache-origin.js PORT [GENERATION]
+// Usage: node cache-origin.js PORT [GENERATION [LOG]]
+//   LOG: a file each counted request is appended to as it is answered (written at once, so a
+//   SIGKILL loses none): `<Date.now()> <path> <1 if conditional, else 0> <status>`.
+import { appendFileSync } from 'node:fs';
 import http from 'node:http';
 
 const port = Number(process.argv[2]);
 let gen = Number(process.argv[3] ?? 1);
+const log = process.argv[4];
 let failing = false;
 let count = 0;
 
@@ -18,6 +22,8 @@ const server = http.createServer((req, res) => {
   if (req.url === '/__count') { res.end(String(count)); return; }
   if (req.url === '/healthz') { res.writeHead(failing ? 503 : 200); res.end(); return; }
   count++;
+  const conditional = req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined;
+  if (log !== undefined) res.on('finish', () => appendFileSync(log, `${Date.now()} ${req.url} ${conditional ? 1 : 0} ${res.statusCode}\n`));
   if (failing) {
     res.writeHead(503, { 'content-type': 'text/plain' });
     res.end('unavailable');

@@ -76,6 +76,7 @@ export class FillExchange implements ResponseHandler {
     }
     if (ERROR_STATUS.has(statusCode)) {
       if (ORIGIN_DOWN_STATUS.has(statusCode)) this.cache.originFailed('status');
+      this.cache.refreshFailed(entry, 'status');
       if (this.staleInstead('status')) return true;
     } else this.cache.originAnswered();
     const headers = responseHeaderMap(rawHeaders);
@@ -129,6 +130,7 @@ export class FillExchange implements ResponseHandler {
     if (this.mode === 'dropping') return;
     if (this.mode === 'waiting' && !isClientCaused(error)) {
       this.cache.originFailed(reasonOf(error));
+      this.cache.refreshFailed(this.entry, reasonOf(error));
       if (this.staleInstead(reasonOf(error))) return;
     }
     this.chunks = [];
@@ -171,6 +173,8 @@ export class FillExchange implements ResponseHandler {
       lastModified: headers.get('last-modified'),
       refreshing: false,
       lastStaleReason: undefined,
+      retryAt: -Infinity,
+      failure: 'error',
     });
   }
 
@@ -191,7 +195,9 @@ export class FillExchange implements ResponseHandler {
     entry.lastModified = map.get('last-modified');
     entry.refreshing = false;
     entry.lastStaleReason = undefined;
+    entry.retryAt = -Infinity;
     this.cache.touch(this.key);
+    this.cache.share(this.key, varyNames(map.get('vary')), this.request, entry);
     return entry;
   }
 

@@ -17,7 +17,16 @@ export interface Entry {
   refreshing: boolean;
   /** The reason it was last served stale for (one log line per reason), undefined since it was stored. */
   lastStaleReason: string | undefined;
+  /**
+   * After a request to refresh it failed: until then (cache clock) it is served stale without
+   * asking the origin again (ERROR_HOLDOFF_MS), for `failure`. -Infinity when its last refresh did not fail.
+   */
+  retryAt: number;
+  failure: StaleReasonName;
 }
+
+/** StaleReason (response-cache.ts), named here so that the store does not import the cache. */
+type StaleReasonName = 'updating' | 'status' | 'no-endpoint' | 'overloaded' | 'timeout' | 'error';
 
 /** The responses of one key: one per combination of the request headers its Vary names. */
 interface Variants {

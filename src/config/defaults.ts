@@ -85,6 +85,8 @@ export const DEFAULTS = Object.freeze({
     lockTimeout: C.lockTimeout,
     key: C.key,
   }),
+  /** A route's `cache.redis` when it is a URL or leaves a key out. */
+  cacheRedis: C.redis,
   /** A TLS listener's settings (docs/security.md#tls). */
   tls: Object.freeze({
     /** TLS 1.0 and 1.1 are refused: both are deprecated (RFC 8996). */

@@ -136,6 +136,8 @@ const services = Type.Unsafe<Record<string, Static<typeof SERVICE_SCHEMA>>>({
   additionalProperties: SERVICE_SCHEMA,
 });
 
+const redisUrl = Type.String({ pattern: '^rediss?://', description: 'redis://[user:password@]host:port[/db] (rediss:// for TLS).' });
+
 const cache = Type.Object({
   maxSize: Type.Optional(Type.Unsafe<string | number>({ ...SIZE, description: 'Bytes the route\'s cache keeps (bodies and headers); the least recently used entries are dropped first.' })),
   maxEntrySize: Type.Optional(Type.Unsafe<string | number>({ ...SIZE, description: 'A response larger than this is streamed through and not kept.' })),
@@ -143,6 +145,11 @@ const cache = Type.Object({
   staleWhileRevalidate: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], format: 'duration', minimum: 0, description: 'How long past its freshness an entry is served while one background request refreshes it, unless the response says (stale-while-revalidate).' })),
   lockTimeout: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], format: 'duration', minimum: 0, description: 'Longest wait of a request behind another one fetching the same key; then it goes to the origin itself.' })),
   key: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }), { uniqueItems: true, description: 'Request headers that are part of the cache key, besides the path with its query.' })),
+  redis: Type.Optional(byType('string', redisUrl, Type.Object({
+    url: redisUrl,
+    keyPrefix: Type.Optional(Type.String({ description: 'Prepended to every Redis key (the route follows it). Default tandem:cache:.' })),
+    timeout: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], format: 'duration', minimum: 1, description: 'Longest wait for one Redis command; slower is a Redis failure (the local level answers). Default 100ms.' })),
+  }, { additionalProperties: false }), { description: 'A Redis second level shared by gateways: a URL, or { url, keyPrefix, timeout }.' })),
 }, { additionalProperties: false });
 
 const route = Type.Object({

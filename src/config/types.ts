@@ -125,6 +125,15 @@ export interface CacheConfig {
   lockTimeout: number;
   /** Lower-case request header names. */
   key: string[];
+  /** A Redis second level shared with other gateways; unset = this gateway's memory only. */
+  redis?: CacheRedisConfig;
+}
+
+export interface CacheRedisConfig {
+  url: string;
+  keyPrefix: string;
+  /** ms */
+  timeout: number;
 }
 
 export interface LimitsConfig {

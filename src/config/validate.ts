@@ -341,9 +341,18 @@ function cacheConfig(raw: unknown, path: string, problems: ConfigProblem[]): fal
     lockTimeout: durationOr(c.lockTimeout, d.lockTimeout),
     key: Array.isArray(c.key) ? c.key.filter((k): k is string => typeof k === 'string').map((k) => k.toLowerCase()) : [...d.key],
   };
+  const redis = cacheRedis(c.redis);
+  if (redis !== undefined) out.redis = redis;
   if (out.maxSize === 0) problems.push({ path: joinPath(path, 'maxSize'), message: 'must be more than 0 — write `cache: false` to turn the cache off' });
   if (out.maxEntrySize > out.maxSize) problems.push({ path: joinPath(path, 'maxEntrySize'), message: `${formatSize(out.maxEntrySize)} is larger than maxSize (${formatSize(out.maxSize)}) — no such response could be kept` });
   return out;
+}
+
+function cacheRedis(raw: unknown): CacheConfig['redis'] {
+  const d = DEFAULTS.cacheRedis;
+  if (typeof raw === 'string') return { url: raw, keyPrefix: d.keyPrefix, timeout: d.timeout };
+  if (!isObject(raw) || typeof raw.url !== 'string') return undefined;
+  return { url: raw.url, keyPrefix: typeof raw.keyPrefix === 'string' ? raw.keyPrefix : d.keyPrefix, timeout: durationOr(raw.timeout, d.timeout) };
 }
 
 function hashOn(raw: unknown): HashOn | undefined {

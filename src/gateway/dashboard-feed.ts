@@ -4,6 +4,7 @@ import { LATENCY_BUCKETS_SECONDS } from '../observe/histogram.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import type { LeaveCause } from '../discovery/embedded.js';
 import type { GatewayView } from './peer-watch.js';
+import type { CacheStatsView } from '../observe/metrics.js';
 import { HistoryRing, type HistoryPoint, type ServiceHistory } from './dashboard-history.js';
 import { drainingReason, ERROR_RULE, gatewayHealth, serviceReasons, type GatewayHealth, type HealthReason } from './dashboard-health.js';
 
@@ -80,6 +81,21 @@ export interface ServiceView {
   departed?: Departure[];
 }
 
+/** A route's response cache, counted since the gateway started (or the route's cache was made). */
+export interface CacheView {
+  route: string;
+  hits: number;
+  misses: number;
+  /** Stale answers, every reason. */
+  stale: number;
+  /** Hits over hits and misses; null before the first request. */
+  hitRatio: number | null;
+  entries: number;
+  bytes: number;
+  /** The Redis level, when the route has one. */
+  redis?: { hits: number; errors: number; fallbacks: number };
+}
+
 export interface DashboardSnapshot {
   gateway: {
     version: string; pid: number; uptimeSeconds: number; health: GatewayHealth; inflight: number; listen: string; rssBytes: number; rate: number; errorRate: number;
@@ -89,6 +105,8 @@ export interface DashboardSnapshot {
   services: ServiceView[];
   /** This gateway, then its peers (config `peers`): ready, holding the virtual address, last answer. */
   gateways?: GatewayView[];
+  /** The routes with a response cache. */
+  caches?: CacheView[];
   timeline: TimelineEvent[];
   sampledAt: string;
 }
@@ -99,6 +117,7 @@ export interface FeedSource {
   draining?(service: string): ReadonlyArray<{ address: string; weight: number }>;
   gateway(): { version: string; uptimeSeconds: number; draining: boolean; inflight: number; listen: string };
   gateways?(): GatewayView[];
+  caches?(): Iterable<CacheStatsView>;
 }
 
 /** Samples kept for the p99 window (one a second). */
@@ -328,6 +347,7 @@ export class ClusterFeed {
       },
       services,
       gateways: this.source.gateways?.() ?? [],
+      caches: [...(this.source.caches?.() ?? [])].map(cacheView),
       timeline: this.timeline.slice(-100),
       sampledAt: new Date(wallNow).toISOString(),
     };
@@ -387,4 +407,14 @@ const CAUSE_TEXT: Record<LeaveCause, string> = {
 function round(n: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
+}
+
+function cacheView(c: CacheStatsView): CacheView {
+  const asked = c.hits + c.misses;
+  const view: CacheView = {
+    route: c.route, hits: c.hits, misses: c.misses, stale: c.stale.reduce((a, b) => a + b, 0),
+    hitRatio: asked > 0 ? round(c.hits / asked, 3) : null, entries: c.entries, bytes: c.bytes,
+  };
+  if (c.redis !== undefined) view.redis = { hits: c.redis.hits, errors: c.redis.errors, fallbacks: c.redis.fallbacks };
+  return view;
 }

@@ -38,7 +38,12 @@ body[data-health=disconnected] #gw-reason { color: var(--text); }
 .controls input[type=search] { background: var(--bg); color: var(--text); border: 1px solid var(--line); padding: 3px 6px; border-radius: 4px; min-width: 0; }
 body.stale main { opacity: .45; }
 main { display: grid; grid-template-columns: minmax(0, 1fr) 360px; gap: 16px; padding: 12px 16px; }
-#services { min-width: 0; }
+#services, #services-col { min-width: 0; }
+section.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; margin-bottom: 12px; }
+section.panel header { display: flex; gap: 4px 12px; align-items: baseline; padding: 8px 10px; border-bottom: 1px solid var(--line); }
+section.panel h2 { font-size: 14px; margin: 0; }
+#caches th:first-child, #caches td.c-route { text-align: left; } #caches th:nth-child(2) { text-align: right; }
+#caches tr[data-stale-rising=true] td.c-stale { color: var(--warn); }
 section.service { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; margin-bottom: 12px; content-visibility: auto; contain-intrinsic-size: auto 400px; }
 section.service[data-health=degraded] { border-color: var(--bad); }
 section.service header { display: flex; gap: 4px 12px; align-items: baseline; padding: 8px 10px; border-bottom: 1px solid var(--line); flex-wrap: wrap; }
@@ -116,7 +121,12 @@ aside h2 { font-size: 14px; margin: 0; padding: 8px 10px; border-bottom: 1px sol
   </div>
 </header>
 <main>
+  <div id="services-col">
+  <section id="caches" class="panel" hidden><header><h2>Response caches</h2><span class="dim">since the gateway started</span></header><div class="rows"><table>
+    <thead><tr><th>route</th><th>hit ratio</th><th>hits</th><th>misses</th><th>stale served</th><th>entries</th><th>memory</th><th class="c-redis">Redis hits · errors · fallbacks</th></tr></thead>
+    <tbody id="cache-rows"></tbody></table></div></section>
   <div id="services"></div>
+  </div>
   <aside><h2>Recent events</h2><ul id="timeline"></ul></aside>
 </main>
 <script type="module" src="/dashboard/app.js"></script>

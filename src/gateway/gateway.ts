@@ -98,6 +98,7 @@ export class Gateway {
       draining: (service) => [...this.registry.snapshotNow(service).instances, ...(this.external?.instances(service) ?? [])].filter((i) => i.state === 'draining'),
       gateway: () => ({ version: VERSION, uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000), draining: this.live.draining, inflight: this.live.inflight, listen: this.listeners[0]!.server.listening ? this.listenAddress : '' }),
       gateways: () => (this.admin.listening ? this.peers.views() : []),
+      caches: () => this.caches.stats(),
     }, 1000, (service, refused) => this.logger.warn({ msg: 'retry budget exhausted', event: 'budget-exhausted', service, refused }));
     this.peers = new PeerWatch({
       self: () => ({ address: this.adminAddress, ready: this.isReady() }), peers: config.peers, virtualAddress: config.virtualAddress,
@@ -426,6 +427,7 @@ export class Gateway {
     await Promise.all([...this.upstreams.values()].map((u) => (abandoned > 0 ? u.destroy() : u.close())));
     await this.registry.close();
     await this.external?.close();
+    await this.caches.close();
     this.bodyGuard.close();
     this.peers.close();
     this.feed.close();

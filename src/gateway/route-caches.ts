@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { RouteConfig } from '../config/types.js';
-import { cacheStep, ResponseCache, STALE_REASONS } from '../cache/index.js';
+import { cacheStep, RedisLevel, ResponseCache, STALE_REASONS } from '../cache/index.js';
 import type { CacheStatsView } from '../observe/metrics.js';
 import type { Step } from '../upstream/pipeline.js';
 import type { ResponseHandler } from '../upstream/types.js';
@@ -41,11 +41,22 @@ export class RouteCaches {
       next.set(name, { settings, cache });
       out.set(r, cache);
     }
+    for (const [name, { cache }] of this.caches) if (next.get(name)?.cache !== cache) void cache.shared?.close();
     this.caches = next;
     return out;
   }
 
+  /** Closes the Redis connections (at the gateway's stop). */
+  async close(): Promise<void> {
+    await Promise.all([...this.caches.values()].map(({ cache }) => cache.shared?.close()));
+  }
+
   private create(name: string, service: string, c: NonNullable<RouteConfig['cache']> & object): ResponseCache {
+    const r = c.redis;
+    const shared = r && new RedisLevel({
+      url: r.url, keyPrefix: `${r.keyPrefix}${name}:`, timeoutMs: r.timeout,
+      onState: (up, reason) => this.logger[up ? 'info' : 'warn']({ msg: up ? 'cache: Redis available' : 'cache: Redis unavailable, the local level answers alone', event: 'cache-redis', route: name, up, reason }),
+    });
     return new ResponseCache({
       maxSize: c.maxSize, maxEntrySize: c.maxEntrySize, staleIfErrorMs: c.staleIfError,
       staleWhileRevalidateMs: c.staleWhileRevalidate, lockTimeoutMs: c.lockTimeout, key: c.key,
@@ -55,6 +66,7 @@ export class RouteCaches {
         this.logger[failing ? 'warn' : 'info']({ msg: failing ? 'origin failing: cache serves stale' : 'origin answers again', event: 'cache-origin', route: name, service, failing, reason });
         this.onOriginState?.(name, service, failing, reason);
       },
+      shared,
     });
   }
 
@@ -66,7 +78,8 @@ export class RouteCaches {
   *stats(): Iterable<CacheStatsView> {
     for (const [route, { cache }] of this.caches) {
       const s = cache.stats;
-      yield { route, hits: s.hits, misses: s.misses, revalidated: s.revalidated, stale: s.stale, staleReasons: STALE_REASONS, coalesced: s.coalesced, evictions: s.evictions, bytes: cache.bytes, entries: cache.entries };
+      const redis = cache.shared && { hits: s.sharedHits, waits: s.sharedWaits, errors: cache.shared.errors, fallbacks: s.sharedFallbacks };
+      yield { route, hits: s.hits, misses: s.misses, revalidated: s.revalidated, stale: s.stale, staleReasons: STALE_REASONS, coalesced: s.coalesced, evictions: s.evictions, bytes: cache.bytes, entries: cache.entries, ...(redis && { redis }) };
     }
   }
 }

@@ -62,6 +62,10 @@ export const METRICS = Object.freeze({
   cacheEvictions: spec('gateway', 'counter', 'tandem_cache_evictions_total', ['route'], 'Entries dropped to keep a route\'s cache within maxSize.'),
   cacheBytes: spec('gateway', 'gauge', 'tandem_cache_bytes', ['route'], 'Bytes a route\'s cache holds (bodies, headers, a fixed overhead per entry).'),
   cacheEntries: spec('gateway', 'gauge', 'tandem_cache_entries', ['route'], 'Keys a route\'s cache holds.'),
+  cacheRedisHits: spec('gateway', 'counter', 'tandem_cache_redis_hits_total', ['route'], 'Requests answered from the Redis level (another gateway\'s fill) without the origin, by route.'),
+  cacheRedisWaits: spec('gateway', 'counter', 'tandem_cache_redis_waits_total', ['route'], 'Requests that waited for another gateway\'s fill of their key (its Redis lock), by route.'),
+  cacheRedisErrors: spec('gateway', 'counter', 'tandem_cache_redis_errors_total', ['route'], 'Redis commands of a route\'s cache that failed or timed out.'),
+  cacheRedisFallbacks: spec('gateway', 'counter', 'tandem_cache_redis_fallbacks_total', ['route'], 'Requests that went on with the local level alone because Redis was unavailable (down, or its circuit open), by route.'),
   // node SDK (served by tandem/node at the instance's /metrics)
   nodeRequests: spec('node', 'counter', 'tandem_node_requests_total', ['service', 'code_class'], 'Requests an instance answered, by service and status class (health checks excluded).'),
   nodeDuration: spec('node', 'histogram', 'tandem_node_request_duration_seconds', ['service'], 'Time an instance took to answer a request, by service.'),
@@ -160,6 +164,8 @@ export interface CacheStatsView {
   evictions: number;
   bytes: number;
   entries: number;
+  /** The Redis second level, when the route has one. */
+  redis?: { hits: number; waits: number; errors: number; fallbacks: number };
 }
 
 export interface GatewayStats {
@@ -243,6 +249,13 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
   return registry;
 }
 
+/** Only routes whose cache has a Redis level get these series. */
+function redisMetrics(caches: () => Iterable<CacheStatsView>): PulledMetric[] {
+  const per = (spec: MetricSpec, value: (r: NonNullable<CacheStatsView['redis']>) => number) =>
+    new PulledMetric(spec, () => [...caches()].flatMap((c) => (c.redis === undefined ? [] : [{ labels: { route: c.route }, value: value(c.redis) }])));
+  return [per(METRICS.cacheRedisHits, (r) => r.hits), per(METRICS.cacheRedisWaits, (r) => r.waits), per(METRICS.cacheRedisErrors, (r) => r.errors), per(METRICS.cacheRedisFallbacks, (r) => r.fallbacks)];
+}
+
 function cacheMetrics(caches: () => Iterable<CacheStatsView>): PulledMetric[] {
   const M = METRICS;
   const per = (spec: MetricSpec, value: (c: CacheStatsView) => number) =>
@@ -260,6 +273,7 @@ function cacheMetrics(caches: () => Iterable<CacheStatsView>): PulledMetric[] {
     per(M.cacheEvictions, (c) => c.evictions),
     per(M.cacheBytes, (c) => c.bytes),
     per(M.cacheEntries, (c) => c.entries),
+    ...redisMetrics(caches),
   ];
 }
 

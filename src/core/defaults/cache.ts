@@ -20,4 +20,11 @@ export const CACHE_DEFAULTS = Object.freeze({
   lockTimeout: 5_000,
   /** Request headers that are part of the key, besides method and path with query (nginx's default key has the host). */
   key: Object.freeze(['host']) as readonly string[],
+  /** The Redis second level, when a route names one (`cache.redis`). */
+  redis: Object.freeze({
+    /** Prepended to every key; the gateway adds the route (host and prefix) after it, so routes never share entries. */
+    keyPrefix: 'tandem:cache:',
+    /** Longest wait for one Redis command; a slower one counts as a Redis failure and the request goes on with the local level. */
+    timeout: 100,
+  }),
 });
