@@ -3,5 +3,5 @@ export type { ClientOptions, ClientRequest, ClientResponse } from './client.js';
 export type { Step, Dispatch } from '../upstream/upstream.js';
 export { currentDeadline, runWithDeadline, deadlineOf, TIMEOUT_HEADER } from '../core/deadline.js';
 export { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
-export { cacheStep, ResponseCache, STALE_REASONS } from '../cache/index.js';
-export type { CacheSettingsInput, CacheStats, ResponseCacheOptions, StaleEvent, StaleReason } from '../cache/index.js';
+export { cacheStep, ResponseCache, RedisLevel, STALE_REASONS } from '../cache/index.js';
+export type { CacheSettingsInput, CacheStats, RedisLevelOptions, ResponseCacheOptions, StaleEvent, StaleReason } from '../cache/index.js';
