@@ -226,3 +226,81 @@ test('SIGKILL of an instance under a steady stream of unary calls: 0 failed call
   // The kill was felt: calls met the dead instance and went on to another.
   assert.ok(await metricSum(gw, /^tandem_retries_total\{service="echo"/) > 0);
 });
+
+test('a graceful drain (GOAWAY) of an instance under non-idempotent calls: 0 failed, none ran twice', async () => {
+  const list = await echoServers(3);
+  const gw = await gatewayFor(list.map((s) => s.address), { healthCheck: false });
+  const c = client(gw);
+  let done = 0;
+  let sent = 0;
+  const failures: string[] = [];
+  const running = new Set<Promise<void>>();
+  let drained: Promise<void> | undefined;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      sent++;
+      const p = call(c, 'Put', { text: 'd', delayMs: 20 }, { deadline: Date.now() + 5000 }).then((a) => {
+        done++;
+        if (a.error) failures.push(`${a.error.code} ${a.error.details}`);
+        if (done === 100) drained = list[0]!.drain();
+        if (done >= 400) {
+          clearInterval(timer);
+          resolve();
+        }
+      });
+      running.add(p);
+      void p.then(() => running.delete(p));
+    }, 2);
+  });
+  await Promise.all(running);
+  await drained;
+  assert.deepEqual(failures, []);
+  // Every call ran exactly once, the drained instance's included.
+  assert.equal(list.reduce((n, s) => n + (s.calls.Put ?? 0), 0), sent);
+  assert.ok((list[0]!.calls.Put ?? 0) > 0);
+});
+
+test('an instance killed with calls under way: the idempotent one goes again elsewhere, the other is not sent twice', async () => {
+  const child = await spawnEchoServer();
+  procs.push(child.proc);
+  const [other] = await echoServers(1);
+  const gw = await gatewayFor([child.address, other!.address], { healthCheck: false, balancer: 'round-robin' });
+  const c = client(gw);
+  const puts = [call(c, 'Put', { text: 'p', delayMs: 60_000 }), call(c, 'Put', { text: 'p', delayMs: 300 })];
+  await waitFor('one Put at the other instance', () => other!.calls.Put === 1 || undefined);
+  // The other Put is at the child (round-robin): it dies with the call under way.
+  await kill(child.proc);
+  const answers = await Promise.all(puts);
+  assert.deepEqual(answers.map((a) => a.error?.code ?? 0).sort(), [0, grpc.status.UNAVAILABLE]);
+  assert.equal(other!.calls.Put, 1, 'the Put cut by the kill was not sent again');
+
+  // The same with Gets (idempotent): the cut one is retried on the other instance and succeeds.
+  const child2 = await spawnEchoServer();
+  procs.push(child2.proc);
+  const gw2 = await gatewayFor([child2.address, other!.address], { healthCheck: false, balancer: 'round-robin' });
+  const c2 = client(gw2);
+  const gets = [call(c2, 'Get', { text: 'g', delayMs: 300 }), call(c2, 'Get', { text: 'g', delayMs: 300 })];
+  await waitFor('one Get at the other instance', () => other!.calls.Get === 1 || undefined);
+  await kill(child2.proc);
+  const got = await Promise.all(gets);
+  assert.deepEqual(got.map((a) => a.error?.message), [undefined, undefined]);
+  assert.equal(other!.calls.Get, 2);
+});
+
+test('hedging: a slow instance\'s idempotent calls are hedged to another; non-idempotent ones are not', async () => {
+  const [slow, fast] = await echoServers(2);
+  const gw = await gatewayFor([slow!.address, fast!.address], {
+    healthCheck: false, balancer: 'round-robin', hedge: { percentile: 90, minDelay: '20ms' }, outlier: { consecutiveFailures: 1000 },
+  });
+  const c = client(gw);
+  // Enough answers for a hedge delay (hedging starts after 50).
+  for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 10 }, () => call(c, 'Get', { text: 'warm' })));
+  slow!.slowAll(2000);
+  const puts = await Promise.all(Array.from({ length: 4 }, () => call(c, 'Put', { text: 'p' })));
+  assert.ok(puts.some((a) => a.reply?.instance === String(slow!.port)), 'a Put waited for the slow instance');
+  assert.equal(await metricSum(gw, /^tandem_hedges_total\{service="echo"/), 0);
+  const gets = await Promise.all(Array.from({ length: 4 }, () => call(c, 'Get', { text: 'g' })));
+  assert.deepEqual(gets.map((a) => a.reply?.instance), gets.map(() => String(fast!.port)), 'every Get answered by the fast instance');
+  assert.ok((slow!.calls.Get ?? 0) > 30, 'the slow instance had Gets too');
+  assert.ok(await metricSum(gw, /^tandem_hedges_total\{service="echo"/) > 0);
+});

@@ -93,16 +93,18 @@ export function encodeGrpcMessage(message: string): string {
  * end of the event-loop turn that completed the first message (or, with no data yet, the turn
  * the call began in). Otherwise what arrived so far and the rest flow as a stream. A unary
  * message split over several reads is still buffered: the wait runs until its declared length
- * is in. Costs one setImmediate per call.
+ * is in, for at most `waitMs`. Costs one setImmediate per call.
  */
-export function collectGrpcBody(req: Readable, limit: number, done: (body: Buffer | Readable | undefined, err?: Error) => void): void {
+export function collectGrpcBody(req: Readable, limit: number, waitMs: number, done: (body: Buffer | Readable | undefined, err?: Error) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let settled = false;
   let scheduled = false;
+  let timer: NodeJS.Timeout | undefined;
   const settle = (body: Buffer | Readable | undefined, err?: Error) => {
     if (settled) return;
     settled = true;
+    if (timer !== undefined) clearTimeout(timer);
     req.off('data', onData);
     req.off('end', onEnd);
     req.off('error', onError);
@@ -121,7 +123,10 @@ export function collectGrpcBody(req: Readable, limit: number, done: (body: Buffe
   const firstMessageIn = (): boolean => {
     if (size === 0) return true; // nothing in the first turn: a call the client keeps open
     const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks);
-    return head.length >= 5 && size >= 5 + head.readUInt32BE(1);
+    if (head.length >= 5 && size >= 5 + head.readUInt32BE(1)) return true;
+    // Still coming: not past `waitMs` (a trickling client), then it flows as a stream.
+    timer ??= setTimeout(asStream, waitMs);
+    return false;
   };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);

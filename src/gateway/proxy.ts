@@ -141,8 +141,12 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
   };
   ctx.live.inflight++;
   const exchange = new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop);
-  if (upstream.settings.protocol === 'grpc') dispatchGrpc(upstream, request, req, exchange, started);
-  else upstream.dispatch(request, exchange);
+  if (upstream.settings.protocol === 'grpc') {
+    // No body guard: a streaming call's client may be quiet for as long as the call lasts.
+    dispatchGrpc(upstream, request, req, exchange, started);
+    return;
+  }
+  upstream.dispatch(request, exchange);
   if (hasBody) ctx.bodyGuard.watch(req, exchange);
 }
 
@@ -169,7 +173,10 @@ function dispatchGrpc(upstream: Upstream, request: UpstreamRequest, req: Incomin
     return;
   }
   const retry = upstream.settings.retry;
-  collectGrpcBody(body, retry === false ? 0 : retry.bodyLimit, (read, err) => {
+  // A client that trickles its first message does not hold the call back for long: past the
+  // wait, what came flows on as a stream.
+  const wait = Math.min(timeout ?? upstream.settings.timeoutMs, upstream.settings.timeoutMs);
+  collectGrpcBody(body, retry === false ? 0 : retry.bodyLimit, wait, (read, err) => {
     if (read === undefined) {
       exchange.onError(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the call', { cause: err, status: 499 }));
       return;
@@ -344,7 +351,8 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   }
 
   onData(chunk: Buffer, last: boolean): boolean {
-    if (last) {
+    // A gRPC response's trailers follow its last byte: the end waits for them (onComplete).
+    if (last && !this.grpc) {
       // The whole body is known to be here: one end() instead of write() + end().
       this.res.end(chunk);
       this.ended = true;

@@ -35,6 +35,10 @@ export interface EchoServer {
   setHealth(status: 'SERVING' | 'NOT_SERVING'): void;
   /** Every unary call fails with this gRPC status (0: none do). */
   failAll(code: number): void;
+  /** Every unary call waits this long more. */
+  slowAll(ms: number): void;
+  /** A graceful shutdown (grpc-js tryShutdown: GOAWAY, calls under way finish). */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -44,6 +48,7 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
   const calls: Record<string, number> = {};
   let health = 'SERVING';
   let failing = 0;
+  let extraDelay = 0;
   let bound = 0;
   const reply = (text: string, call: grpc.ServerUnaryCall<EchoRequest, EchoReply> | grpc.ServerWritableStream<EchoRequest, EchoReply>): EchoReply => {
     const deadline = call.getDeadline();
@@ -57,7 +62,7 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
       const code = failing || r.failCode;
       if (code !== 0) cb({ code, details: `failing with ${code} as asked` });
       else cb(null, reply(r.text, call));
-    }, r.delayMs);
+    }, r.delayMs + extraDelay);
   };
   const service = (echoPackage().Echo as grpc.ServiceClientConstructor).service;
   server.addService(service, {
@@ -92,6 +97,8 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
     calls,
     setHealth: (s) => { health = s; },
     failAll: (code) => { failing = code; },
+    slowAll: (ms) => { extraDelay = ms; },
+    drain: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
     close: () => new Promise<void>((resolve) => {
       server.forceShutdown();
       resolve();
