@@ -110,6 +110,11 @@ test('calls of one client connection are spread over the instances; statuses, st
   assert.equal(raw.headers['grpc-status'], '7');
   assert.equal(raw.endStream, true);
 
+  // A call no route takes: UNIMPLEMENTED, as a gRPC status.
+  const nowhere = await rawCall(gw.port, '/other.Svc/Method');
+  assert.equal(nowhere.headers['grpc-status'], String(grpc.status.UNIMPLEMENTED));
+  assert.match(String(nowhere.headers['grpc-message']), /TANDEM_ERR_NO_ROUTE/);
+
   // Metrics carry the method and the status.
   assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Get",status="0"\}/), 60);
   assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Put",status="5"\}/), 1);
@@ -173,6 +178,16 @@ test('UNAVAILABLE before any message: an idempotent call goes to another instanc
   // Each Put ran exactly once: the failed ones on the failing instance, the rest on the good one.
   assert.equal(bad!.calls.Put, failed.length);
   assert.equal(good!.calls.Put, 20 - failed.length);
+
+  // The same when the failing instance sends its response headers first and UNAVAILABLE in
+  // the trailers, with no message between: still nothing processed, still retried.
+  const badGets = bad!.calls.Get ?? 0;
+  const later = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'Get', { text: `m${i}`, metadataFirst: true })));
+  assert.deepEqual(later.filter((a) => a.error !== undefined).map((a) => a.error!.message), []);
+  assert.ok((bad!.calls.Get ?? 0) > badGets);
+  const laterPuts = await Promise.all(Array.from({ length: 20 }, () => call(c, 'Put', { text: 'm', metadataFirst: true })));
+  assert.ok(laterPuts.some((a) => a.error?.code === grpc.status.UNAVAILABLE));
+  assert.equal((bad!.calls.Put ?? 0) + (good!.calls.Put ?? 0), 40);
 });
 
 test('health checks through grpc.health.v1: a NOT_SERVING instance leaves rotation, and comes back', async () => {

@@ -9,7 +9,7 @@ import { ROOT } from './gateway.js';
 
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'grpc');
 
-interface EchoRequest { text: string; delayMs: number; failCode: number; count: number }
+interface EchoRequest { text: string; delayMs: number; failCode: number; count: number; metadataFirst: boolean }
 interface EchoReply { text: string; instance: string; deadlineMs: number }
 
 type EchoClient = grpc.Client & {
@@ -58,6 +58,7 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
   const unary = (name: string) => (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
     calls[name] = (calls[name] ?? 0) + 1;
     const r = call.request;
+    if (r.metadataFirst) call.sendMetadata(new grpc.Metadata());
     setTimeout(() => {
       const code = failing || r.failCode;
       if (code !== 0) cb({ code, details: `failing with ${code} as asked` });
