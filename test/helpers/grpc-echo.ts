@@ -113,6 +113,12 @@ export function echoClient(target: string, options: grpc.ChannelOptions = {}): E
   return new Ctor(target, grpc.credentials.createInsecure(), options) as unknown as EchoClient;
 }
 
+/** A grpc-js client over TLS (`ca` PEM text), naming `servername` in SNI and checking it. */
+export function echoClientTls(target: string, ca: string, servername: string): EchoClient {
+  const Ctor = echoPackage().Echo as grpc.ServiceClientConstructor;
+  return new Ctor(target, grpc.credentials.createSsl(Buffer.from(ca)), { 'grpc.ssl_target_name_override': servername, 'grpc.default_authority': servername }) as unknown as EchoClient;
+}
+
 /** One unary call; resolves with the reply or the error (never rejects). */
 export function call(client: EchoClient, method: 'Get' | 'Put', req: Partial<EchoRequest>, opts: grpc.CallOptions = {}): Promise<{ reply?: EchoReply; error?: grpc.ServiceError }> {
   return new Promise((resolve) => {
