@@ -9,6 +9,8 @@ import {
   neverSent,
   type FailureKind,
 } from '../src/upstream/resilience/retry-policy.js';
+import { RecordingBody } from '../src/upstream/resilience/replayable-body.js';
+import { once } from 'node:events';
 
 const IDEMPOTENT = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'];
 const NOT_IDEMPOTENT = ['POST', 'PATCH', 'CONNECT', 'PROPFIND', 'get', 'Put', ''];
@@ -77,4 +79,22 @@ describe('retry policy', () => {
       assert.equal(mayRetry({ method, failure: 'reset-before-send', bodyReplayable: true }), true);
     }
   });
+});
+
+test('RecordingBody: a streamed body is replayable once its sender ended it within the limit, and not past the limit', async () => {
+  const small = new RecordingBody(10);
+  const passed: Buffer[] = [];
+  small.on('data', (c: Buffer) => passed.push(c));
+  small.write(Buffer.from('abc'));
+  assert.equal(small.replay(), undefined, 'not ended yet');
+  small.end(Buffer.from('def'));
+  await once(small, 'end');
+  assert.equal(Buffer.concat(passed).toString(), 'abcdef', 'everything passes through');
+  assert.equal(small.replay()?.toString(), 'abcdef');
+
+  const big = new RecordingBody(4);
+  big.resume();
+  big.end(Buffer.from('abcdef'));
+  await once(big, 'end');
+  assert.equal(big.replay(), undefined, 'over the limit: not kept');
 });

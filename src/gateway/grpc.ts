@@ -1,4 +1,5 @@
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
+import { RecordingBody } from '../upstream/resilience/replayable-body.js';
 import type { ServerResponse } from 'node:http';
 import type { ServerHttp2Stream } from 'node:http2';
 import { TandemError } from '../core/errors.js';
@@ -120,7 +121,7 @@ export function collectGrpcBody(req: Readable, limit: number, waitMs: number, do
   const asStream = () => {
     if (settled) return;
     req.pause();
-    settle(streamOf(chunks, req));
+    settle(streamOf(chunks, req, limit));
   };
   const check = () => {
     scheduled = false;
@@ -158,9 +159,13 @@ export function collectGrpcBody(req: Readable, limit: number, waitMs: number, do
   setImmediate(check);
 }
 
-/** The chunks already read, then the rest of `req`, as one stream; an error of `req` destroys it. */
-function streamOf(chunks: readonly Buffer[], req: Readable): Readable {
-  const out = new PassThrough();
+/**
+ * The chunks already read, then the rest of `req`, as one stream; an error of `req` destroys it.
+ * It keeps a copy up to `limit` bytes, so a unary call taken for a stream (its message came in a
+ * later read than its headers) can still go again once the client has ended it.
+ */
+function streamOf(chunks: readonly Buffer[], req: Readable, limit: number): Readable {
+  const out = new RecordingBody(limit);
   for (const c of chunks) out.write(c);
   pipeline(req, out, () => {});
   return out;

@@ -191,6 +191,8 @@ class Exchange {
   private responded = false;
   private trailers: IncomingHttpHeaders | undefined;
   private release: (() => void) | undefined;
+  /** Stops reading a streamed request body (set while one is being sent). */
+  private detach: (() => void) | undefined;
 
   constructor(private readonly options: Dispatcher.DispatchOptions, private readonly handler: ExchangeHandler) {}
 
@@ -274,18 +276,28 @@ class Exchange {
       this.handler.onRequestSent?.();
       return;
     }
-    body.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       this.handler.onBodySent?.(chunk);
       if (!stream.write(chunk)) {
         body.pause();
         stream.once('drain', () => body.resume());
       }
-    });
-    body.once('end', () => {
+    };
+    const onEnd = () => {
       stream.end();
       this.handler.onRequestSent?.();
-    });
-    body.once('error', (err) => this.abort(err));
+    };
+    const onError = (err: Error) => this.abort(err);
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+    // A failed exchange lets go of the body: a retry may read (or replay) it.
+    this.detach = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.pause();
+    };
   }
 
   /** The caller gives up (undici's `abort`): the stream is cancelled, onError reports why. */
@@ -297,6 +309,7 @@ class Exchange {
   fail(err: Error): void {
     if (this.done) return;
     this.finish();
+    this.detach?.();
     const stream = this.stream;
     if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
     this.handler.onError?.(err);
