@@ -183,6 +183,9 @@ function dispatchGrpc(upstream: Upstream, request: UpstreamRequest, req: Incomin
     }
     request.body = read;
     request.bodyLength = Buffer.isBuffer(read) ? read.length : -1;
+    // A streaming call's messages add up for as long as it lasts: limits.maxBodySize bounds a
+    // request, not a stream (the server bounds its messages: grpc's max receive message size).
+    if (!Buffer.isBuffer(read)) request.bodyLimit = Infinity;
     go();
   });
 }
