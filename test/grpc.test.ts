@@ -355,3 +355,15 @@ test('gRPC over TLS to the gateway (h2 by ALPN), plaintext h2c to the instances'
     pki.remove();
   }
 });
+
+test('an idle HTTP/2 connection to an instance is closed after keepAliveTimeout; the next call opens another', async () => {
+  const [s] = await echoServers(1);
+  const gw = await gatewayFor([s!.address], { healthCheck: false, keepAliveTimeout: '100ms' });
+  const c = client(gw);
+  type Svc = { endpoints: Array<{ connections: number }> };
+  assert.equal((await call(c, 'Put', { text: 'one' })).reply?.text, 'one');
+  assert.equal((await clusterService<Svc>(gw, 'echo')).endpoints[0]!.connections, 1);
+  await waitFor('the idle connection closed', async () => (await clusterService<Svc>(gw, 'echo')).endpoints[0]!.connections === 0 || undefined);
+  assert.equal((await call(c, 'Put', { text: 'two' })).reply?.text, 'two');
+  assert.equal(s!.calls.Put, 2);
+});

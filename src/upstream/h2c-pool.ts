@@ -143,7 +143,9 @@ class Session {
     });
     // Idle (no stream) for the keep-alive time: closed. Activity restarts Node's timer.
     session.setTimeout(settings.keepAliveTimeoutMs, () => {
-      if (this.open === 0) session.close();
+      if (this.open !== 0) return;
+      this.leave(this); // no new call picks a connection that is closing
+      session.close();
     });
     session.unref();
   }
