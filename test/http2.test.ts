@@ -176,3 +176,40 @@ test('SIGTERM: an HTTP/2 connection gets a GOAWAY, its request under way finishe
   assert.equal((await held).headers[':status'], 200);
   assert.equal(await gw.exited, 0);
 });
+
+test('HTTP/2: a large body each way streams through (flow control both sides)', async () => {
+  const size = 4 * 1024 * 1024;
+  const backend = await startBackend('big', (req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => { n += c.length; });
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-received': String(n) });
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      let left = size;
+      const pump = () => {
+        while (left > 0) {
+          left -= chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+  });
+  backends.push(backend);
+  const { gw, port } = await gateway(backend, false);
+  const session = h2c(port);
+  const answer = await new Promise<{ received: string; bytes: number }>((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': '/shop/big', ':authority': 'a' });
+    let received = '';
+    let bytes = 0;
+    stream.on('response', (h) => { received = String(h['x-received']); });
+    stream.on('data', (c: Buffer) => { bytes += c.length; });
+    stream.on('end', () => resolve({ received, bytes }));
+    stream.on('error', reject);
+    stream.end(Buffer.alloc(size, 1));
+  });
+  assert.deepEqual(answer, { received: String(size), bytes: size });
+  session.close();
+  assert.equal(await gw.stop('SIGTERM'), 0);
+});
