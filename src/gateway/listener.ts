@@ -77,10 +77,10 @@ export class ClientListener {
       noDelay: true,
     };
     const h2Options = {
-      // The header section's size limit (HTTP/2 counts names and values plus 32 bytes per line).
-      maxSendHeaderBlockLength: limits.maxHeaderSize,
       // Past this many header lines nghttp2 refuses the stream; the proxy counts again (limits.maxHeaders).
       maxHeaderListPairs: limits.maxHeaders + 8,
+      // The request header section's size limit, announced to clients (HTTP/2 counts names and
+      // values plus 32 bytes per line).
       settings: { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: limits.maxHeaderSize },
     };
     const request = on.request as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void;
