@@ -127,6 +127,9 @@ test('h2c with prior knowledge and HTTP/1.1 on one plaintext port; pseudo-header
   assert.match(none.body, /TANDEM_ERR_NO_ROUTE/);
   const bad = await h2request(session, { ':method': 'GET', ':path': '/shop/../../etc', ':authority': 'a' });
   assert.equal(bad.headers[':status'], 400);
+  // A header list over limits.maxHeaderSize: 431 on that stream only.
+  const big = await h2request(session, { ':method': 'GET', ':path': '/shop/big', ':authority': 'a', 'x-big': 'a'.repeat(100_000) });
+  assert.equal(big.headers[':status'], 431);
   const again = await h2request(session, { ':method': 'GET', ':path': '/shop/after', ':authority': 'a' });
   assert.equal(again.headers[':status'], 200);
   release();
