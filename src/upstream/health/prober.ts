@@ -28,7 +28,8 @@ const JITTER = 0.1;
  * took longer: a frozen endpoint fails a check every timeout, not every timeout + interval.
  */
 export class HealthProber {
-  private readonly client: Client;
+  /** The HTTP check's connection; undefined for a gRPC endpoint. */
+  private readonly client: Client | undefined;
   /** For a gRPC endpoint, the check that replaces the GET. */
   private readonly grpc: GrpcHealthProbe | undefined;
   private timer: TimerHandle | undefined;
@@ -40,7 +41,8 @@ export class HealthProber {
     private readonly clock: Clock = realClock,
     private readonly random: () => number = Math.random,
   ) {
-    this.client = new Client(`http://${target.id}`, {
+    this.grpc = settings.grpcService === undefined ? undefined : new GrpcHealthProbe(`http://${target.id}`, settings.grpcService, settings.timeoutMs);
+    this.client = this.grpc !== undefined ? undefined : new Client(`http://${target.id}`, {
       pipelining: 1,
       connect: { timeout: settings.timeoutMs },
       headersTimeout: settings.timeoutMs,
@@ -50,8 +52,7 @@ export class HealthProber {
       keepAliveMaxTimeout: UPSTREAM_DEFAULTS.keepAliveTimeout,
     });
     // A connection error reported outside a request (e.g. the endpoint closed an idle socket).
-    this.client.on('connectionError', () => {});
-    this.grpc = settings.grpcService === undefined ? undefined : new GrpcHealthProbe(`http://${target.id}`, settings.grpcService, settings.timeoutMs);
+    this.client?.on('connectionError', () => {});
   }
 
   /** Schedules the first check within one interval, at a random point, so probes spread out. */
@@ -66,7 +67,7 @@ export class HealthProber {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.grpc?.close();
-    return this.client.destroy().catch(() => {});
+    return this.client === undefined ? Promise.resolve() : this.client.destroy().catch(() => {});
   }
 
   private schedule(delayMs: number): void {
@@ -90,7 +91,7 @@ export class HealthProber {
   private async probe(): Promise<boolean> {
     if (this.grpc !== undefined) return this.grpc.check();
     try {
-      const res = await this.client.request({
+      const res = await this.client!.request({
         method: 'GET',
         path: this.settings.path,
         headers: { 'user-agent': 'tandem-health-check', accept: '*/*' },
