@@ -9,6 +9,8 @@ import {
   neverSent,
   type FailureKind,
 } from '../src/upstream/resilience/retry-policy.js';
+import { RecordingBody } from '../src/upstream/resilience/replayable-body.js';
+import { once } from 'node:events';
 
 const IDEMPOTENT = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'];
 const NOT_IDEMPOTENT = ['POST', 'PATCH', 'CONNECT', 'PROPFIND', 'get', 'Put', ''];
@@ -20,6 +22,7 @@ const NOT_IDEMPOTENT = ['POST', 'PATCH', 'CONNECT', 'PROPFIND', 'get', 'Put', ''
 const TABLE: Record<FailureKind, readonly [idempotent: boolean, other: boolean]> = {
   'connect': [true, true],
   'reset-before-send': [true, true],
+  'refused': [true, true],
   'stale-connection': [true, true],
   'refused-stream': [true, true],
   'reset': [true, false],
@@ -27,6 +30,7 @@ const TABLE: Record<FailureKind, readonly [idempotent: boolean, other: boolean]>
   'status-502': [true, false],
   'status-503': [true, false],
   'status-504': [true, false],
+  'grpc-unavailable': [true, false],
 };
 
 describe('retry policy', () => {
@@ -42,15 +46,15 @@ describe('retry policy', () => {
     assert.deepEqual(Object.keys(TABLE).sort(), [...FAILURE_KINDS].sort());
   });
 
-  test('neverSent: only connect failures, resets before sending and stale connections', () => {
+  test('neverSent: only connect failures, resets before sending, refused streams and stale connections', () => {
     for (const failure of FAILURE_KINDS) {
-      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection' || failure === 'refused-stream', failure);
+      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'refused' || failure === 'stale-connection' || failure === 'refused-stream', failure);
     }
   });
 
-  test('drawsOnBudget: all but connect failures and stale connections (they add no load)', () => {
+  test('drawsOnBudget: all but connect failures, refused streams and stale connections (they add no load)', () => {
     for (const failure of FAILURE_KINDS) {
-      assert.equal(drawsOnBudget(failure), failure !== 'connect' && failure !== 'stale-connection', failure);
+      assert.equal(drawsOnBudget(failure), failure !== 'connect' && failure !== 'refused' && failure !== 'stale-connection', failure);
     }
   });
 
@@ -76,4 +80,22 @@ describe('retry policy', () => {
       assert.equal(mayRetry({ method, failure: 'reset-before-send', bodyReplayable: true }), true);
     }
   });
+});
+
+test('RecordingBody: a streamed body is replayable once its sender ended it within the limit, and not past the limit', async () => {
+  const small = new RecordingBody(10);
+  const passed: Buffer[] = [];
+  small.on('data', (c: Buffer) => passed.push(c));
+  small.write(Buffer.from('abc'));
+  assert.equal(small.replay(), undefined, 'not ended yet');
+  small.end(Buffer.from('def'));
+  await once(small, 'end');
+  assert.equal(Buffer.concat(passed).toString(), 'abcdef', 'everything passes through');
+  assert.equal(small.replay()?.toString(), 'abcdef');
+
+  const big = new RecordingBody(4);
+  big.resume();
+  big.end(Buffer.from('abcdef'));
+  await once(big, 'end');
+  assert.equal(big.replay(), undefined, 'over the limit: not kept');
 });

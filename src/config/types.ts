@@ -47,6 +47,9 @@ export interface UpstreamTlsConfig {
 
 export interface ServiceConfig {
   name: string;
+  /** What the endpoints speak: HTTP/1.1, or gRPC over HTTP/2 cleartext. */
+  protocol: 'http' | 'grpc';
+  grpc: GrpcConfig;
   /** The endpoints written in the config (none when the service takes its members from the registry only). */
   endpoints: EndpointConfig[];
   balancer: BalancerKind;
@@ -70,6 +73,13 @@ export interface ServiceConfig {
   tls: UpstreamTlsConfig;
   /** Offer HTTP/2 by ALPN to the https:// endpoints. */
   http2: boolean;
+}
+
+export interface GrpcConfig {
+  /** Full method names (`/pkg.Service/Method`) retried after they may have been processed, and hedged. */
+  idempotentMethods: string[];
+  /** The service asked in grpc.health.v1.Health/Check ('' = the whole server). */
+  healthService: string;
 }
 
 export interface HedgeConfig {

@@ -5,12 +5,13 @@
  */
 export const ERROR_CATALOG = {
   TANDEM_ERR_CONFIG: 'The configuration is invalid; `problems` lists every path with a hint.',
-  TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards (HTTP 400, connection closed): an HTTP/0.9 or HTTP/2 request line, invalid HTTP/1.1 framing, a target that is not a path, a malformed percent-escape, a fragment or a path that climbs above the root, no single valid Host, Transfer-Encoding on HTTP/1.0.',
+  TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards (HTTP 400, connection closed): an HTTP/0.9 or HTTP/2 request line, invalid HTTP/1.1 framing, a target that is not a path, a malformed percent-escape, a fragment or a path that climbs above the root, no single valid Host, Transfer-Encoding on HTTP/1.0. Over HTTP/2 only the stream ends, not the connection.',
   TANDEM_ERR_NO_ROUTE: 'No route matches the request host and path (HTTP 404).',
   TANDEM_ERR_NO_HEALTHY_ENDPOINT: 'The service has no endpoint that can take the request, or a draining gateway refuses a new WebSocket upgrade (HTTP 503).',
   TANDEM_ERR_OVERLOADED: 'The service has concurrencyLimit requests in progress; this one is refused at once (HTTP 503 with Retry-After).',
   TANDEM_ERR_UPSTREAM_CONNECT: 'Connecting to the upstream endpoint failed (HTTP 502).',
   TANDEM_ERR_UPSTREAM_RESET: 'The upstream connection closed or reset before the response completed (HTTP 502).',
+  TANDEM_ERR_UPSTREAM_REFUSED: 'The upstream refused the request before processing it — an HTTP/2 REFUSED_STREAM, or a GOAWAY that left its stream out — so it is sent to another endpoint whatever its method (HTTP 502; gRPC UNAVAILABLE).',
   TANDEM_ERR_UPSTREAM_PROTOCOL: 'The upstream answered something that is not valid HTTP/1.1 (HTTP 502).',
   TANDEM_ERR_UPSTREAM_TIMEOUT: 'The upstream did not answer within the timeout (HTTP 504).',
   TANDEM_ERR_BODY_TOO_LARGE: 'The request body is larger than limits.maxBodySize (HTTP 413).',
@@ -56,6 +57,7 @@ export const ERROR_STATUS: { readonly [C in ErrorCode]: readonly [number, ...num
   TANDEM_ERR_OVERLOADED: [503],
   TANDEM_ERR_UPSTREAM_CONNECT: [502],
   TANDEM_ERR_UPSTREAM_RESET: [502],
+  TANDEM_ERR_UPSTREAM_REFUSED: [502],
   TANDEM_ERR_UPSTREAM_PROTOCOL: [502],
   TANDEM_ERR_UPSTREAM_TIMEOUT: [504],
   TANDEM_ERR_BODY_TOO_LARGE: [413],

@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import { COLD_ANSWERS, type Endpoint } from './endpoint.js';
-import type { Leg, ResponseHandler, UpstreamRequest } from './types.js';
+import type { Leg, ResponseHandler, Trailers, UpstreamRequest } from './types.js';
+import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc } from './grpc.js';
 import type { AttemptStep } from './attempt-steps.js';
 import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
 import { refusedByGoaway, startExchange, type ConnectionLedger, type ExchangeStream, type LedgerAware, type StreamAware } from './connection.js';
@@ -54,6 +55,20 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   private readAtStart = -1;
   /** On an HTTP/2 connection: its stream (set by the connection's ledger, connection.ts). */
   stream: ExchangeStream | undefined = undefined;
+  /** A gRPC call: its outcome is its grpc-status, not its HTTP status. */
+  private grpc = false;
+  /**
+   * A gRPC call that answered 200 with headers only: the attempt steps hear of it when its
+   * trailers give the status (onComplete), with this wait; -1 when nothing is pending.
+   */
+  private grpcWaited = -1;
+  private grpcPending = false;
+  /**
+   * A gRPC call's response headers, held from its handler until its first message or its end
+   * (see onHeaders): `resume` for them, undefined when nothing is held.
+   */
+  private heldHeaders: Buffer[] | undefined;
+  private heldResume: (() => void) | undefined;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -81,6 +96,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
    * (≈ 0.5–1 s): shorter waits are timed here (timeAfter).
    */
   dispatch(request: UpstreamRequest, headersTimeoutMs: number, bodyTimeoutMs: number): void {
+    this.grpc = request.grpc !== undefined;
     if (request.body !== null && !Buffer.isBuffer(request.body)) {
       this.bodyLimit = request.bodyLimit;
       this.clientBody = request.body;
@@ -93,7 +109,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
       headers: request.headers,
       body: request.body,
       headersTimeout: headersTimeoutMs,
-      bodyTimeout: bodyTimeoutMs,
+      // A gRPC stream may be quiet for long between messages; its deadline bounds it.
+      bodyTimeout: this.grpc ? 0 : bodyTimeoutMs,
       upgrade: request.upgrade ?? null,
       // TLS: the endpoint's name, not the Host header's (see requestServername).
       servername: this.endpoint.servername,
@@ -208,9 +225,19 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
     // about the endpoint's latency: the time so far was the client's.
     const now = this.clock.now();
     const waited = this.bodyPending ? -1 : now - this.started;
-    for (const step of this.steps) step.answered(this.endpoint, statusCode, rawHeaders, waited, now);
+    if (this.grpc && statusCode === 200) this.grpcAnswered(rawHeaders, waited, now);
+    else for (const step of this.steps) step.answered(this.endpoint, statusCode, rawHeaders, waited, now);
     this.responded = true;
     this.readFraming(rawHeaders);
+    if (this.grpcPending) {
+      // Headers without a status: held until the first message shows the call is answering, or
+      // its end brings the status — then headers and trailers go on together, as the one
+      // Trailers-Only answer they amount to, and an UNAVAILABLE before any message can still be
+      // retried like one sent Trailers-Only.
+      this.heldHeaders = rawHeaders;
+      this.heldResume = resume;
+      return true;
+    }
     const more = this.handler.onHeaders(statusCode, rawHeaders, resume, this);
     if (statusCode === 204 || statusCode === 304) {
       // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
@@ -236,14 +263,57 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
    * A pause the handler asked for and did not get is harmless: its later `resume` is a no-op.
    */
   onData(chunk: Buffer): boolean {
+    if (this.heldHeaders !== undefined) {
+      const headers = this.heldHeaders;
+      this.heldHeaders = undefined;
+      this.handler.onHeaders(200, headers, this.heldResume!, this);
+    }
     if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
     const last = this.responseLeft === 0;
     const more = this.handler.onData(chunk, last);
     return more || this.unpausable || last;
   }
 
-  onComplete(): void {
-    if (this.finish()) this.handler.onComplete();
+  /**
+   * undici passes HTTP/1.1 trailers as raw Buffers (not forwarded, as before), the HTTP/2 pool
+   * an object of them (forwarded: a gRPC call's status is there).
+   */
+  onComplete(trailers?: unknown): void {
+    const t = trailers !== null && typeof trailers === 'object' && !Array.isArray(trailers) ? trailers as Trailers : undefined;
+    if (this.grpcPending) {
+      this.grpcPending = false;
+      if (!this.cancelled) this.tell(httpStatusOfGrpc(grpcStatusOfTrailers(t)), this.grpcWaited);
+    }
+    const held = this.heldHeaders;
+    if (held !== undefined) {
+      // No message came: the headers and trailers go on as one Trailers-Only answer.
+      this.heldHeaders = undefined;
+      this.handler.onHeaders(200, withTrailers(held, t), this.heldResume!, this);
+      if (this.finish()) this.handler.onComplete(undefined);
+      return;
+    }
+    if (this.finish()) this.handler.onComplete(t);
+  }
+
+  /**
+   * A gRPC answer with HTTP 200: Trailers-Only (grpc-status in these headers) is told to the
+   * attempt steps now, as the HTTP status its gRPC status maps to (grpc.ts); otherwise the
+   * status comes with the trailers, and the steps hear of the call then.
+   */
+  private grpcAnswered(rawHeaders: readonly Buffer[], waited: number, now: number): void {
+    const code = grpcStatusOfHeaders(rawHeaders);
+    if (code >= 0) {
+      for (const step of this.steps) step.answered(this.endpoint, httpStatusOfGrpc(code), rawHeaders, waited, now);
+      return;
+    }
+    this.grpcPending = true;
+    this.grpcWaited = waited;
+  }
+
+  /** The attempt steps learn a deferred gRPC outcome as `statusCode`. */
+  private tell(statusCode: number, waited: number): void {
+    const now = this.clock.now();
+    for (const step of this.steps) step.answered(this.endpoint, statusCode, NO_HEADERS, waited, now);
   }
 
   onError(err: Error): void {
@@ -252,6 +322,11 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
       : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart), refusedByGoaway(this.stream));
+    // A gRPC call cut after its headers ended without a status: the endpoint's failure too.
+    if (this.grpcPending) {
+      this.grpcPending = false;
+      if (!this.cancelled && !isClientCaused(error)) this.tell(500, this.grpcWaited);
+    }
     // A stale connection (closed by the endpoint with the request unread) is not its failure.
     if (!this.responded && !this.cancelled && !isClientCaused(error) && !isStaleConnection(error)) {
       // Its wait (once the body is sent) is a latency sample too: a hanging endpoint looks as
@@ -320,6 +395,20 @@ type DispatchOptions = Dispatcher.DispatchOptions & { servername?: string };
 /** Most bytes of an abandoned response read to keep its connection, rather than cutting it. */
 const DRAIN_LIMIT = 64 * 1024;
 const ABANDONED = new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'exchange abandoned for a retry', { status: 502 });
+
+const NO_HEADERS: readonly Buffer[] = [];
+
+/** Response headers followed by the trailers, as one raw list (a Trailers-Only answer's shape). */
+function withTrailers(headers: readonly Buffer[], trailers: Trailers | undefined): Buffer[] {
+  const out = [...headers];
+  if (trailers === undefined) return out;
+  for (const name in trailers) {
+    const v = trailers[name];
+    if (v === undefined || name.charCodeAt(0) === 58 /* : */) continue;
+    for (const one of Array.isArray(v) ? v : [v]) out.push(Buffer.from(name, 'latin1'), Buffer.from(one, 'latin1'));
+  }
+  return out;
+}
 
 /** Where an abandoned exchange's callbacks go: its body is read and dropped. */
 const DISCARD: ResponseHandler = {

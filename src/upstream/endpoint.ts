@@ -5,6 +5,7 @@ import { STATUS_CLASSES } from '../core/status-class.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 import { ledgerClientFactory } from './connection.js';
 import { DEFAULT_UPSTREAM_TLS, requestServername, tlsConnectOptions, type UpstreamTls } from './tls.js';
+import { H2cPool, type EndpointPool } from './h2c-pool.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
 export interface PoolSettings {
@@ -16,6 +17,8 @@ export interface PoolSettings {
   tls?: UpstreamTls;
   /** Offer HTTP/2 by ALPN to https:// endpoints (plaintext ones speak HTTP/1.1); unset: false. */
   http2?: boolean;
+  /** `grpc`: HTTP/2 cleartext (h2c) connections carrying many calls each; unset or `http`: HTTP/1.1. */
+  protocol?: 'http' | 'grpc';
 }
 
 /**
@@ -90,7 +93,7 @@ export class Endpoint implements WithHealth {
   /** What its requests name as `servername` (TLS only; see requestServername). */
   readonly servername: string | undefined;
   weight: number;
-  readonly pool: Pool;
+  readonly pool: EndpointPool;
 
   /** Requests dispatched to this endpoint and not finished yet. */
   inflight = 0;
@@ -142,7 +145,8 @@ export class Endpoint implements WithHealth {
     this.tls = init.tls === true;
     this.id = formatEndpoint(init.host, init.port, this.tls);
     this.servername = this.tls ? requestServername(init.host, settings.tls ?? DEFAULT_UPSTREAM_TLS) : undefined;
-    this.pool = new Pool(this.origin, {
+    // gRPC: HTTP/2 cleartext, calls multiplexed (h2c-pool.ts); otherwise undici's HTTP/1.1 pool.
+    this.pool = settings.protocol === 'grpc' ? new H2cPool(this.origin, settings) : new Pool(this.origin, {
       connections: settings.maxConnections,
       pipelining: 1,
       // Idle connections the endpoint closes are dropped as soon as undici reads their FIN (it
@@ -208,3 +212,4 @@ export class Endpoint implements WithHealth {
     return this.pool.stats.connected;
   }
 }
+

@@ -3,6 +3,7 @@ import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { EndpointHealth } from './state.js';
 import { tlsConnectOptions, type UpstreamTls } from '../tls.js';
+import { GrpcHealthProbe } from './grpc-probe.js';
 
 export interface ProbeSettings {
   /** Path to GET, e.g. /healthz. */
@@ -10,6 +11,8 @@ export interface ProbeSettings {
   intervalMs: number;
   /** Connect, and then the whole answer, must each come within this. */
   timeoutMs: number;
+  /** A gRPC endpoint: checked through grpc.health.v1.Health/Check for this service ('' = the server) instead of `path`. */
+  grpcService?: string;
 }
 
 /** What is checked: an endpoint (its id for messages, `origin` and `servername` when it is https://). */
@@ -41,7 +44,10 @@ const JITTER = 0.1;
  * took longer: a frozen endpoint fails a check every timeout, not every timeout + interval.
  */
 export class HealthProber {
-  private readonly client: Client;
+  /** The HTTP check's connection; undefined for a gRPC endpoint. */
+  private readonly client: Client | undefined;
+  /** For a gRPC endpoint, the check that replaces the GET. */
+  private readonly grpc: GrpcHealthProbe | undefined;
   private timer: TimerHandle | undefined;
   private stopped = false;
 
@@ -54,7 +60,8 @@ export class HealthProber {
   ) {
     const origin = target.origin ?? `http://${target.id}`;
     const tls = origin.startsWith('https:') && transport !== undefined;
-    this.client = new Client(origin, {
+    this.grpc = settings.grpcService === undefined ? undefined : new GrpcHealthProbe(origin, settings.grpcService, settings.timeoutMs);
+    this.client = this.grpc !== undefined ? undefined : new Client(origin, {
       pipelining: 1,
       // The same TLS as the endpoint's requests (CA, client certificate, SNI), so a check passes
       // only where a request could go; HTTP/2 where requests may use it (an h2-only endpoint).
@@ -67,7 +74,7 @@ export class HealthProber {
       keepAliveMaxTimeout: UPSTREAM_DEFAULTS.keepAliveTimeout,
     });
     // A connection error reported outside a request (e.g. the endpoint closed an idle socket).
-    this.client.on('connectionError', () => {});
+    this.client?.on('connectionError', () => {});
   }
 
   /** Schedules the first check within one interval, at a random point, so probes spread out. */
@@ -81,7 +88,8 @@ export class HealthProber {
     this.stopped = true;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
-    return this.client.destroy().catch(() => {});
+    this.grpc?.close();
+    return this.client === undefined ? Promise.resolve() : this.client.destroy().catch(() => {});
   }
 
   private schedule(delayMs: number): void {
@@ -103,8 +111,9 @@ export class HealthProber {
   }
 
   private async probe(): Promise<boolean> {
+    if (this.grpc !== undefined) return this.grpc.check();
     try {
-      const res = await this.client.request({
+      const res = await this.client!.request({
         method: 'GET',
         path: this.settings.path,
         headers: { 'user-agent': 'tandem-health-check', accept: '*/*' },

@@ -2,9 +2,10 @@ import type { Duplex } from 'node:stream';
 import type { TandemError } from '../../core/errors.js';
 import type { Endpoint } from '../endpoint.js';
 import type { RequestPath } from '../request-path.js';
-import type { Dispatch, Leg, ResponseHandler, Step, UpstreamRequest } from '../types.js';
+import type { Dispatch, Leg, ResponseHandler, Step, Trailers, UpstreamRequest } from '../types.js';
 import { isClientCaused } from '../classify.js';
 import { isHeldStatus } from './retry-policy.js';
+import { RecordingBody } from './replayable-body.js';
 
 /**
  * Hedging: when a request has waited longer than the service's hedge delay (a recent latency
@@ -18,9 +19,9 @@ export function hedge(path: RequestPath): Step {
     const flight = request.flight!;
     const retry = path.settings.retry;
     const body = request.body;
-    const delay = flight.hedged || retry === false || flight.attempts + 1 >= retry.attempts || (body !== null && !Buffer.isBuffer(body))
+    const delay = flight.hedged || retry === false || flight.attempts + 1 >= retry.attempts || (body !== null && !Buffer.isBuffer(body) && !(body instanceof RecordingBody))
       ? undefined
-      : path.hedgeDelay(request.method);
+      : path.hedgeDelay(request.method, request.grpc?.idempotent);
     if (delay === undefined) {
       next(request, handler);
       return;
@@ -65,7 +66,15 @@ export class HedgeRace implements ResponseHandler {
     const retry = this.path.settings.retry;
     if (this.forwarded || !first.live || flight.hedged || retry === false) return;
     if (flight.attempts >= retry.attempts || this.path.clock.now() >= flight.deadline) return;
+    // A recorded streamed body (a gRPC call's) can go twice only once its sender has ended it.
+    const body = this.request.body;
+    const whole = body instanceof RecordingBody ? body.replay() : undefined;
+    if (body instanceof RecordingBody && whole === undefined) return;
     if (!this.path.hasCandidateBesides(first.endpoint) || !this.path.withdrawHedge()) return;
+    if (whole !== undefined) {
+      this.request.body = whole;
+      this.request.bodyLength = whole.length;
+    }
     (flight.tried ??= []).push(first.endpoint);
     flight.hedged = true;
     this.next(this.request, this);
@@ -87,7 +96,7 @@ export class HedgeRace implements ResponseHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume, leg);
-    const held = isHeldStatus(statusCode, rawHeaders);
+    const held = isHeldStatus(statusCode, rawHeaders, this.request.grpc !== undefined);
     const other = this.otherLive(leg);
     if (other !== undefined && held) {
       // The other leg is still out: drop this answer and wait for it.
@@ -119,9 +128,9 @@ export class HedgeRace implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
+  onComplete(trailers?: Trailers): void {
     this.finish();
-    this.handler.onComplete();
+    this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Leg): void {

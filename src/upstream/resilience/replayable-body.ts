@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { TandemError } from '../../core/errors.js';
 import type { Step } from '../types.js';
 
@@ -47,4 +47,33 @@ function readWhole(body: Readable, length: number, done: (buffer: Buffer | undef
   body.once('end', () => finish());
   body.once('error', (err: Error) => finish(err));
   body.once('close', () => finish(at === length ? undefined : new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the body early')));
+}
+
+/**
+ * A streamed request body that keeps a copy of what passes through it, up to `limit` bytes: once
+ * the sender has ended it (within the limit), `replay()` gives it whole, so a retry can send it
+ * again although it went out as a stream. The gateway streams a gRPC call's body this way when
+ * it could not tell at once that the call was unary (gateway/grpc.ts).
+ */
+export class RecordingBody extends Transform {
+  private chunks: Buffer[] | undefined = [];
+  private size = 0;
+
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.chunks !== undefined) {
+      this.size += chunk.length;
+      if (this.size > this.limit) this.chunks = undefined;
+      else this.chunks.push(chunk);
+    }
+    done(null, chunk);
+  }
+
+  /** The whole body, when the sender ended it within the limit; undefined otherwise. */
+  replay(): Buffer | undefined {
+    return this.writableFinished && this.chunks !== undefined ? Buffer.concat(this.chunks, this.size) : undefined;
+  }
 }

@@ -3,8 +3,9 @@ import { TandemError } from '../../core/errors.js';
 import type { Endpoint } from '../endpoint.js';
 import type { RequestPath } from '../request-path.js';
 import type { RetrySettings } from '../settings.js';
-import type { Dispatch, Leg, ResponseHandler, Step, UpstreamRequest } from '../types.js';
+import type { Dispatch, Leg, ResponseHandler, Step, Trailers, UpstreamRequest } from '../types.js';
 import { isClientCaused } from '../classify.js';
+import { RecordingBody } from './replayable-body.js';
 import { MAX_STALE_RESENDS, failureOfError, failureOfStatus, isHeldStatus, mayRetry, neverSent, type FailureKind } from './retry-policy.js';
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
@@ -57,7 +58,7 @@ class RetryLoop implements ResponseHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
-    if (!this.forwarded && leg !== undefined && isHeldStatus(statusCode, rawHeaders)) {
+    if (!this.forwarded && leg !== undefined && isHeldStatus(statusCode, rawHeaders, this.request.grpc !== undefined)) {
       const failure = failureOfStatus(statusCode);
       if (this.mayGoAgain(failure, leg.endpoint)) {
         // Held back: the caller never sees this answer.
@@ -74,9 +75,9 @@ class RetryLoop implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
+  onComplete(trailers?: Trailers): void {
     this.done = true;
-    this.handler.onComplete();
+    this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Leg): void {
@@ -125,7 +126,7 @@ class RetryLoop implements ResponseHandler {
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
     const flight = this.request.flight!;
     if (flight.attempts - this.staleResends >= this.policy.attempts) return false;
-    if (!mayRetry({ method: this.request.method, failure, bodyReplayable: this.replayable(failure) })) return false;
+    if (!mayRetry({ method: this.request.method, idempotent: this.request.grpc?.idempotent, failure, bodyReplayable: this.replayable(failure) })) return false;
     if (this.path.clock.now() >= flight.deadline) {
       this.expired = true;
       return false;
@@ -135,12 +136,22 @@ class RetryLoop implements ResponseHandler {
   }
 
   /**
-   * A buffered body (or none) can always go again. A streamed one only when the failure came
-   * before the request was written and not a byte of the body was read.
+   * A buffered body (or none) can always go again, and a recorded one the sender has ended. A
+   * streamed one only when the failure came before the request was written and not a byte of
+   * the body was read.
    */
   private replayable(failure: FailureKind): boolean {
     const body = this.request.body;
     if (body === null || Buffer.isBuffer(body)) return true;
+    if (body instanceof RecordingBody) {
+      // Streamed, but kept: whole once the sender ended it.
+      const whole = body.replay();
+      if (whole !== undefined) {
+        this.request.body = whole;
+        this.request.bodyLength = whole.length;
+        return true;
+      }
+    }
     return neverSent(failure) && !body.readableDidRead && !body.destroyed;
   }
 
@@ -149,7 +160,7 @@ class RetryLoop implements ResponseHandler {
    * random pause, so that retries from many callers do not arrive together.
    */
   private again(failure: FailureKind): void {
-    if (failure === 'connect') {
+    if (failure === 'connect' || failure === 'refused') {
       this.next(this.request, this);
       return;
     }
