@@ -2,7 +2,8 @@
 // test/fixtures/grpc), a real gateway process; raw node:http2 where the frames themselves matter.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type IncomingHttpHeaders } from 'node:http2';
+import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { startGateway, clusterService, metricSum, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill } from './helpers/backend.js';
@@ -129,10 +130,16 @@ test('grpc-timeout: the endpoint is told the time left; the gateway ends a call 
   const left = answer.reply!.deadlineMs;
   assert.ok(left > 0 && left <= 3000, `the endpoint saw ${left} ms left`);
 
-  // The gateway's own enforcement, seen on the wire: the caller's grpc-timeout is 200 ms, the
-  // endpoint takes 2 s; the client does not time out by itself here (a raw HTTP/2 client).
-  const slow = Buffer.from([0, 0, 0, 0, 3, 0x10, 0xd0, 0x0f]); // delay_ms = 2000
-  const raw = await rawCall(gw.port, GET, { 'grpc-timeout': '200m' }, slow);
+  // The gateway's own enforcement, seen on the wire: the caller's grpc-timeout is 200 ms and the
+  // endpoint never answers — a bare HTTP/2 server that ignores grpc-timeout (grpc-js would end
+  // the call itself with its own DEADLINE_EXCEEDED); the client does not time out by itself
+  // here (a raw HTTP/2 client).
+  const mute = createH2cServer();
+  mute.on('stream', (stream) => { stream.on('error', () => {}); });
+  await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+  const muteGw = await gatewayFor([`127.0.0.1:${(mute.address() as AddressInfo).port}`], { healthCheck: false });
+  const raw = await rawCall(muteGw.port, GET, { 'grpc-timeout': '200m' });
+  mute.close();
   assert.equal(raw.headers[':status'], 200);
   assert.equal(raw.headers['grpc-status'], '4');
   assert.equal(raw.endStream, true, 'Trailers-Only');
