@@ -249,3 +249,22 @@ test('createGrpcClient() with fixed endpoints (no registry tells it of the drain
   assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
   assert.equal(ran.length, 300);
 });
+
+test('createGrpcClient(): an idempotent call stuck at an instance is hedged to another; a write is not', async () => {
+  const [fast] = await instances('hedged', 1);
+  const c = client('hedged', { settings: { balancer: 'round-robin' } });
+  // The hedge delay is a recent percentile: it needs samples first.
+  for (let i = 0; i < 60; i++) assert.equal((await call(c, 'echo', { text: `w${i}` })).err, null);
+  const [stuck] = await instances('hedged', 1, { id: 'hedged-stuck', hold: true });
+  await waitFor('the client uses both instances', () => c.snapshot().length === 2);
+  const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'echo', { text: `h${i}` }, { deadline: Date.now() + 10_000 })));
+  assert.deepEqual(reads.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every read succeeded');
+  assert.ok(callsTo(stuck!, 'Echo').length > 0, 'some reads went to the stuck instance first');
+  assert.ok(reads.every((o) => o.reply!.instance === fast!.id), 'the hedges answered them');
+
+  const writes = await Promise.all(Array.from({ length: 6 }, (_, i) => call(c, 'charge', { text: `x${i}` }, { deadline: Date.now() + 1000 })));
+  const failed = writes.flatMap((o, i) => (o.err === null ? [] : [`x${i}`]));
+  assert.deepEqual(failed.sort(), callsTo(stuck!, 'Charge').sort(), 'the writes the stuck instance took were not hedged: they ran out of time');
+  assert.ok(failed.length > 0);
+  assert.ok(writes.every((o) => o.err === null || o.err.code === grpc.status.DEADLINE_EXCEEDED));
+});
