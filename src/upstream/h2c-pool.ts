@@ -2,14 +2,8 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, ty
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { TandemError } from '../core/errors.js';
+import type { EndpointPool } from './endpoint.js';
 
-/** What an endpoint's pool must offer the engine: undici's `Pool` for HTTP/1.1, `H2cPool` for gRPC. */
-export interface EndpointPool {
-  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
-  close(): Promise<void>;
-  destroy(): Promise<void>;
-  readonly stats: { readonly connected: number };
-}
 
 export interface H2cPoolSettings {
   maxConnections: number;
