@@ -118,6 +118,8 @@ function nodeProperties(node, nodes, dir) {
     'num.partitions=1',
     'auto.create.topics.enable=false',
     'group.initial.rebalance.delay.ms=0',
+    // Tests use short consumer session timeouts (the broker's floor is 6 s by default).
+    'group.min.session.timeout.ms=1000',
     // A dead broker leaves the ISR within seconds (default 30 s), so acks=all writes go on.
     'replica.lag.time.max.ms=5000',
     'unclean.leader.election.enable=false',
