@@ -86,7 +86,21 @@ export class KafkaSubscription implements Subscription {
     this.loop = this.run(this.stream);
   }
 
+  /**
+   * A stream on the current consumer, or on a new one when there is none or it is no longer in
+   * its group: a new member costs the whole group a rebalance, so a stream that failed (a broker
+   * away for longer than the client retries) is reopened on the same member when it can be.
+   */
   private async open(): Promise<Stream> {
+    const current = this.consumer;
+    if (current?.isActive()) {
+      return current.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
+    }
+    if (current) {
+      this.consumer = undefined;
+      this.progress.clear(); // a new member: what the old one had running is redelivered
+      await closeConsumer(current);
+    }
     const kafka = this.host.kafka as Kafka;
     const consumer = new kafka.Consumer<string, Buffer, string, string>({
       ...this.host.consumerOptions,
@@ -98,6 +112,7 @@ export class KafkaSubscription implements Subscription {
     try {
       return await consumer.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
     } catch (err) {
+      this.consumer = undefined;
       await closeConsumer(consumer);
       throw err;
     }
@@ -110,7 +125,7 @@ export class KafkaSubscription implements Subscription {
     for (const key of this.progress.keys()) if (!keep.has(key)) this.progress.delete(key);
   }
 
-  /** Reads the stream; when it fails (a broker gone for longer than the client retries), a new consumer takes over. */
+  /** Reads the stream; when it fails, open() gives another (on the same member if it still is one). */
   private async run(first: Stream): Promise<void> {
     let stream: Stream | undefined = first;
     let failures = 0;
@@ -127,19 +142,24 @@ export class KafkaSubscription implements Subscription {
       } catch (err) {
         if (this.runner.isClosing) break;
         this.host.onError(err);
-        const old = this.consumer;
+        const failed = stream;
         stream = undefined;
-        this.progress.clear(); // a new member: what the old one had running is redelivered
-        if (old) await closeConsumer(old);
+        await failed?.close().catch(() => {});
         await sleep(this.host.backoff.delay(++failures));
       }
     }
+  }
+
+  /** Is the partition assigned to this member now? Records fetched before a rebalance took it away are left to its new owner. */
+  private owns(topic: string, partition: number): boolean {
+    return this.consumer?.assignments?.some((a) => a.topic === topic && a.partitions.includes(partition)) ?? false;
   }
 
   private async accept(record: Record_): Promise<void> {
     const pkey = `${record.topic}:${record.partition}`;
     let p = this.progress.get(pkey);
     if (!p) {
+      if (!this.owns(record.topic, record.partition)) return;
       p = new PartitionProgress(record.topic, record.partition);
       p.committed = record.offset;
       this.progress.set(pkey, p);

@@ -47,6 +47,13 @@ interface StoredRecord {
 }
 
 const REPLAYED = 'tandem-replayed';
+
+/** A send not acknowledged in the time it had (it may still be written). */
+class OutOfTime extends Error {
+  constructor(ms: number) {
+    super(`no acknowledgement within ${ms} ms`);
+  }
+}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const str = (b: Buffer | null | undefined): string | undefined => (b == null ? undefined : b.toString('utf8'));
 
@@ -87,7 +94,8 @@ export class KafkaBus implements Bus {
     const session = o.sessionTimeout;
     this.host = {
       kafka,
-      consumerOptions: { ...base, sessionTimeout: session, heartbeatInterval: Math.max(100, Math.floor(session / 10)), rebalanceTimeout: session * 2, maxWaitTime: 500, autocommit: false },
+      // More tries than the producer's: a consumer that gives up on a join or a fetch leaves work for the rest of the group.
+      consumerOptions: { ...base, retries: 10, retryDelay: Math.max(250, o.reconnectInitial), sessionTimeout: session, heartbeatInterval: Math.max(100, Math.floor(session / 10)), rebalanceTimeout: session * 2, maxWaitTime: 500, autocommit: false },
       backoff: this.backoff,
       onError: (err) => this.o.onError(err),
       sendUntil: (what, record, stop) => this.sendUntil(what, record, stop),
@@ -147,18 +155,11 @@ export class KafkaBus implements Bus {
     if (envelope.trace.tracestate !== undefined) headers.tracestate = envelope.trace.tracestate;
     const record: OutRecord = { topic: this.topicName(envelope.topic), value: encodeEnvelope(envelope), headers };
     if (envelope.key !== undefined) record.key = envelope.key;
-    if (this.ready.has(envelope.topic)) {
-      try {
-        await this.timed(this.send(record), Math.min(this.o.publishTimeout, 5_000));
-        this.metrics.countPublished(envelope.topic);
-        return;
-      } catch {
-        // fall through to the retrying path
-      }
-    }
-    await this.confirmed(`publish to ${envelope.topic}`, async (timeout) => {
-      await this.ensureTopic(record.topic, this.o.partitions);
-      await this.timed(this.send(record), timeout);
+    await this.confirmed(`publish to ${envelope.topic}`, async (left) => {
+      if (!this.ready.has(envelope.topic)) await this.ensureTopic(record.topic, this.o.partitions);
+      // All the time left: a record still queued or in flight is never sent a second time by us
+      // (under load a short per-try timeout re-sent records that were merely slow, and every copy was written).
+      await this.timed(this.send(record), left);
     });
     this.ready.add(envelope.topic);
     this.metrics.countPublished(envelope.topic);
@@ -168,13 +169,13 @@ export class KafkaBus implements Bus {
     return this.sender.enqueue(record);
   }
 
-  /** Rejects after `ms` (the send itself goes on: the idempotent producer may still write it, and a retry is a duplicate the inbox absorbs). */
+  /** Rejects after `ms` (the send itself goes on and may still be written: a publish the caller repeats is a duplicate the inbox absorbs). */
   private timed<T>(p: Promise<T>, ms: number): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     return Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', `no acknowledgement within ${ms} ms`, { retryable: true })), ms);
+        timer = setTimeout(() => reject(new OutOfTime(ms)), ms);
       }),
     ]).finally(() => clearTimeout(timer));
   }
@@ -186,11 +187,12 @@ export class KafkaBus implements Bus {
       const left = deadline - Date.now();
       if (left <= 0) break;
       try {
-        await op(Math.max(200, Math.min(left, 5_000)));
+        await op(Math.max(200, left));
         return;
       } catch (err) {
         lastError = err;
         if (this.closed) throw new TandemError('TANDEM_ERR_BUS_CLOSED', `${what}: the bus closed`, { cause: err });
+        if (err instanceof OutOfTime) break;
         await sleep(Math.min(this.backoff.delay(attempt), Math.max(0, deadline - Date.now())));
       }
     }
@@ -202,7 +204,8 @@ export class KafkaBus implements Bus {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.ensureTopic(record.topic, record.topic.includes('__dlq.') ? 1 : this.o.partitions);
-        await this.timed(this.send(record), 5_000);
+        // Long: a retry or dead letter re-sent while the first copy is merely slow is written twice.
+        await this.timed(this.send(record), 30_000);
         return;
       } catch (err) {
         if (stop() || this.closed) throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', `${what}: given up, the subscription closed`, { cause: err, retryable: true });
