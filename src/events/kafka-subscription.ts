@@ -64,6 +64,8 @@ export class KafkaSubscription implements Subscription {
   private waiting = 0;
   private readonly waitingDone: Array<() => void> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Woken whenever a record finishes (or the subscription closes): the fetch loop may be waiting for a partition's commit point. */
+  private progressWaiters: Array<() => void> = [];
   private committing: Promise<void> | undefined;
   private commitAgain = false;
   private loop: Promise<void> | undefined;
@@ -164,8 +166,13 @@ export class KafkaSubscription implements Subscription {
       p.committed = record.offset;
       this.progress.set(pkey, p);
     }
-    if (!p.take(record.offset)) return;
     const retried = record.topic === this.names.retry;
+    // Bounds what a crash or a rebalance hands to the next owner again: a partition runs at most
+    // `4 × concurrency` records past its oldest unfinished one (the commit point); one slow
+    // handler then pauses the subscription instead of letting thousands finish uncommittable.
+    const ahead = BigInt(this.runner.options.concurrency * 4);
+    while (!retried && record.offset - p.commitPoint >= ahead && p.next >= 0n && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
+    if (this.runner.isClosing || !p.take(record.offset)) return;
     const attempt = retried ? Number(record.headers.get('tandem-attempt') ?? 1) || 1 : 1;
     const due = retried ? Number(record.headers.get('tandem-due') ?? 0) || 0 : 0;
     const key = record.key || undefined;
@@ -243,6 +250,7 @@ export class KafkaSubscription implements Subscription {
 
   private finish(p: PartitionProgress, offset: bigint): void {
     p.finish(offset);
+    for (const w of this.progressWaiters.splice(0)) w();
     if (this.progress.get(`${p.topic}:${p.partition}`) === p) this.commitSoon();
   }
 
@@ -287,6 +295,7 @@ export class KafkaSubscription implements Subscription {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const w of this.waitingDone.splice(0)) w();
+    for (const w of this.progressWaiters.splice(0)) w();
     await drained;
     await this.committing;
     await this.commitSoon();
