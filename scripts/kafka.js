@@ -272,14 +272,15 @@ export async function startKafka({ nodes: count = 1 } = {}) {
         pids.set(nodeId, undefined);
         save();
       },
-      /** Starts a stopped node again (same ports, same data); resolves once every broker is back in the metadata. */
+      /** Starts a stopped node again (same ports, same data); resolves once it answers metadata requests with every broker. */
       async restart(nodeId) {
         const node = nodes.find((n) => n.id === nodeId);
         if (!node) throw new Error(`kafka: no node ${nodeId}`);
         if (pids.get(nodeId) !== undefined && alive(pids.get(nodeId))) return;
         pids.set(nodeId, launch(classpath, dir, node));
         save();
-        await waitReady(bootstrap, count, new Map([[nodeId, pids.get(nodeId)]]), dir);
+        // Asked of the restarted node itself: the others list a dead broker until it is fenced.
+        await waitReady([`127.0.0.1:${node.port}`], count, new Map([[nodeId, pids.get(nodeId)]]), dir);
       },
       async stop() {
         await stopCluster(dir);

@@ -48,6 +48,31 @@ interface StoredRecord {
 
 const REPLAYED = 'tandem-replayed';
 
+let roundRobin = 0;
+
+function newProducer(kafka: Kafka, base: { clientId: string; bootstrapBrokers: string[]; retries: number; retryDelay: number }): Producer {
+  return new kafka.Producer<string, Buffer, string, string>({
+    ...base,
+    idempotent: true,
+    acks: kafka.ProduceAcks.ALL,
+    // A key: Java's partitioner (the same partition as from any other Kafka client). No key: round robin.
+    partitioner: (message, key) => (key ? kafka.compatibilityPartitioner(message, key) : (roundRobin = (roundRobin + 1) & 0x7fffffff)),
+    serializers: { key: kafka.stringSerializer, headerKey: kafka.stringSerializer, headerValue: kafka.stringSerializer },
+  });
+}
+
+/** Broker answers after which the producer's id and sequence numbers are of no use any more. */
+const PRODUCER_STATE_ERRORS = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
+
+/** Searches the client's nested errors (`errors`, `cause`) for one of PRODUCER_STATE_ERRORS. */
+function needsNewProducer(err: unknown, depth = 0): boolean {
+  if (typeof err !== 'object' || err === null || depth > 4) return false;
+  const e = err as { apiId?: unknown; errors?: unknown; cause?: unknown };
+  if (typeof e.apiId === 'string' && PRODUCER_STATE_ERRORS.has(e.apiId)) return true;
+  const inner = [...(Array.isArray(e.errors) ? e.errors : []), e.cause];
+  return inner.some((x) => needsNewProducer(x, depth + 1));
+}
+
 /** A send not acknowledged in the time it had (it may still be written). */
 class OutOfTime extends Error {
   constructor(ms: number) {
@@ -80,12 +105,24 @@ export class KafkaBus implements Bus {
   private reader: Reader | undefined;
   private closed = false;
   private readonly sender = new SerialSender(async (messages) => {
-    await this.producer.send({ messages });
+    const producer = this.producer;
+    try {
+      await producer.send({ messages });
+    } catch (err) {
+      // The client's idempotent producer does not recover its sequence numbers after a leader
+      // fails over (the broker then refuses every batch as out of order, for good): a new
+      // producer (a new producer id, sequences from 0) takes over, as the Java client does.
+      if (this.producer === producer && !this.closed && needsNewProducer(err)) {
+        this.producer = newProducer(this.kafka, this.base);
+        void producer.close().catch(() => {});
+      }
+      throw err;
+    }
   });
 
   private constructor(
     private readonly kafka: Kafka,
-    private readonly producer: Producer,
+    private producer: Producer,
     private readonly admin: Admin,
     private readonly o: ReturnType<typeof parseKafkaBusOptions>,
     private readonly base: { clientId: string; bootstrapBrokers: string[]; retries: number; retryDelay: number },
@@ -108,15 +145,7 @@ export class KafkaBus implements Bus {
     const o = parseKafkaBusOptions(kafkaOptions);
     const kafka = await loadOptional('@platformatic/kafka', 'the Kafka adapter', () => import('@platformatic/kafka'));
     const base = { clientId: o.name ?? 'tandem', bootstrapBrokers: typeof o.brokers === 'string' ? [o.brokers] : [...o.brokers], retries: 3, retryDelay: o.reconnectInitial };
-    let roundRobin = 0;
-    const producer = new kafka.Producer<string, Buffer, string, string>({
-      ...base,
-      idempotent: true,
-      acks: kafka.ProduceAcks.ALL,
-      // A key: Java's partitioner (the same partition as from any other Kafka client). No key: round robin.
-      partitioner: (message, key) => (key ? kafka.compatibilityPartitioner(message, key) : (roundRobin = (roundRobin + 1) & 0x7fffffff)),
-      serializers: { key: kafka.stringSerializer, headerKey: kafka.stringSerializer, headerValue: kafka.stringSerializer },
-    });
+    const producer = newProducer(kafka, base);
     const admin = new kafka.Admin(base);
     try {
       await admin.metadata({ topics: [] });
