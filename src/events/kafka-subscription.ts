@@ -1,3 +1,4 @@
+import { TandemError } from '../core/errors.js';
 import type { Subscription } from './bus.js';
 import type { Backoff } from './backoff.js';
 import { PartitionProgress } from './kafka-offsets.js';
@@ -108,7 +109,7 @@ export class KafkaSubscription implements Subscription {
       ...this.host.consumerOptions,
       groupId: this.names.groupId,
       deserializers: { key: kafka.stringDeserializer, headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
-    } as ConstructorParameters<Kafka['Consumer']>[0] as never);
+    } as import('@platformatic/kafka').ConsumerOptions<string, Buffer, string, string>);
     consumer.on('consumer:group:join', (p: GroupJoin) => this.assigned(p));
     this.consumer = consumer;
     try {
@@ -140,7 +141,7 @@ export class KafkaSubscription implements Subscription {
           await this.accept(record);
         }
         if (this.runner.isClosing) break;
-        throw new Error('the Kafka message stream ended');
+        throw new TandemError('TANDEM_ERR_INTERNAL', 'the Kafka message stream ended while the subscription was open (it is reopened)');
       } catch (err) {
         if (this.runner.isClosing) break;
         this.host.onError(err);

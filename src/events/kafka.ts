@@ -49,6 +49,8 @@ interface StoredRecord {
 const REPLAYED = 'tandem-replayed';
 
 let roundRobin = 0;
+/** Longest wait for the answer to one produce request before the producer is replaced. */
+const PRODUCE_STALL_MS = 60_000;
 
 function newProducer(kafka: Kafka, base: { clientId: string; bootstrapBrokers: string[]; retries: number; retryDelay: number }): Producer {
   return new kafka.Producer<string, Buffer, string, string>({
@@ -107,12 +109,14 @@ export class KafkaBus implements Bus {
   private readonly sender = new SerialSender(async (messages) => {
     const producer = this.producer;
     try {
-      await producer.send({ messages });
+      // A request that never settles must not hold up every publish after it.
+      await this.timed(producer.send({ messages }), PRODUCE_STALL_MS);
     } catch (err) {
       // The client's idempotent producer does not recover its sequence numbers after a leader
       // fails over (the broker then refuses every batch as out of order, for good): a new
-      // producer (a new producer id, sequences from 0) takes over, as the Java client does.
-      if (this.producer === producer && !this.closed && needsNewProducer(err)) {
+      // producer (a new producer id, sequences from 0) takes over, as the Java client does. So
+      // it does after a stalled request, which must not run beside the next one (#326).
+      if (this.producer === producer && !this.closed && (err instanceof OutOfTime || needsNewProducer(err))) {
         this.producer = newProducer(this.kafka, this.base);
         void producer.close().catch(() => {});
       }
