@@ -15,14 +15,15 @@ const pool = settings.database && (await pgPool(settings.database));
 if (pool) await createTables(pool, 'CREATE TABLE IF NOT EXISTS shop_shipments (order_id text PRIMARY KEY, sent_at timestamptz NOT NULL DEFAULT now())');
 const inbox = pool ? await PostgresInbox.connect({ pool }) : new MemoryInbox();
 
-await bus.subscribe('orders.paid', 'shipping', async ({ payload: order }, tx) => {
+async function ship({ payload: order }, tx) {
   await tx?.query('INSERT INTO shop_shipments (order_id) VALUES ($1)', [order.id]);
   // Booking the parcel and sending its notice would go here; the shop writes it to stdout.
   log({ msg: 'shipment', order: order.id, text: `Shipping ${order.qty} × ${order.sku} for order ${order.id}.` });
-}, { inbox, maxAttempts: 10 });
+}
 
-// Without a broker, orders pushes its messages here over HTTP (lib/events.js).
-const server = createServer(bus.kind === 'memory' ? acceptPushed(bus) : (req, res) => res.writeHead(404).end());
+// From the broker; without one, orders pushes each message over HTTP instead (lib/events.js).
+if (bus.kind !== 'memory') await bus.subscribe('orders.paid', 'shipping', ship, { inbox, maxAttempts: 10 });
+const server = createServer(bus.kind === 'memory' ? acceptPushed('shipping', ship, inbox) : (req, res) => res.writeHead(404).end());
 server.listen(0, '127.0.0.1');
 const instance = await serve(server, { service: 'shipping', registry: settings.registry, onDrain: [() => pool?.end(), () => inbox.close?.()] });
 log({ msg: 'serving', service: 'shipping', id: instance.id, address: instance.address });

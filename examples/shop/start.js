@@ -28,7 +28,7 @@ function parseFlags(args) {
   const flags = {};
   for (const arg of args) {
     const [, name, value] = /^--([a-z]+)(?:=(.*))?$/.exec(arg) ?? [];
-    if (name === undefined || !(name in SWITCHES || ['listen', 'admin', 'drill', 'quick'].includes(name))) {
+    if (name === undefined || !(name in SWITCHES || ['listen', 'admin', 'drill', 'quick', 'duration', 'rate'].includes(name))) {
       throw new Error(`unknown argument ${arg}; flags: ${Object.keys(SWITCHES).map((n) => `--${n}[=…]`).join(' ')} --listen=host:port --admin=host:port`);
     }
     flags[name] = value ?? true;
@@ -88,9 +88,8 @@ function parseJson(line) {
   }
 }
 
-async function main() {
-  const flags = parseFlags(process.argv.slice(2));
-  if (flags.drill) throw new Error('--drill: the full-system drill is not written yet');
+/** Starts the gateway and every instance with the flags' settings; resolves once all are serving. */
+export async function launch(flags, { quiet = false } = {}) {
   const env = { ...process.env };
   for (const [name, [variable, fallback]] of Object.entries(SWITCHES)) {
     if (flags[name] !== undefined) env[variable] = flags[name] === true ? fallback : flags[name];
@@ -101,21 +100,32 @@ async function main() {
   if (flags.admin) config.admin = address(flags.admin);
   const gateway = await Gateway.start(config, createLogger('warn'));
   env.TANDEM_REGISTRY = `http://${gateway.adminAddress}`;
-  const shop = new Shop(gateway, env);
+  const shop = new Shop(gateway, env, { quiet });
   // State in a process's memory cannot be shared: without PostgreSQL, orders and payments run once.
   const stateful = env.DATABASE_URL ? 3 : 1;
-  const plan = { catalog: 3, orders: stateful, payments: stateful, notifications: 2, shipping: 2 };
+  shop.plan = { catalog: 3, orders: stateful, payments: stateful, notifications: 2, shipping: 2 };
   try {
     // First one instance of each, but shipping: their first starts create the tables of
     // tandem's inbox (notifications) and outbox (orders) and would race for them.
     const first = ['payments', 'catalog', 'notifications', 'orders'];
     await Promise.all(first.map((service) => shop.start(service)));
-    const rest = Object.entries(plan).flatMap(([service, count]) => Array(count - (first.includes(service) ? 1 : 0)).fill(service));
+    const rest = Object.entries(shop.plan).flatMap(([service, count]) => Array(count - (first.includes(service) ? 1 : 0)).fill(service));
     await Promise.all(rest.map((service) => shop.start(service)));
   } catch (err) {
     await shop.stop();
     throw err;
   }
+  return shop;
+}
+
+async function main() {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.drill) {
+    const { runDrill } = await import('./drill.js');
+    process.exit(await runDrill(flags));
+  }
+  const shop = await launch(flags);
+  const { gateway, env, plan } = shop;
   const base = `http://${gateway.listenAddress}`;
   const uses = Object.entries(SWITCHES).filter(([, [variable]]) => env[variable]).map(([name, [variable]]) => `${name} (${variable}=${env[variable]})`);
   process.stdout.write(`

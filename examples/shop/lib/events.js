@@ -37,14 +37,22 @@ export async function pushTo(bus, topic, services) {
   }
 }
 
-/** The consumer's side of pushTo: a request handler that puts pushed messages on the local bus. */
-export function acceptPushed(bus) {
+/**
+ * The consumer's side of pushTo: a request handler that runs `handler` on a pushed message
+ * through the inbox, and answers 202 once the effect is done — so a message whose instance died
+ * first is pushed again (to the next instance on the ring).
+ */
+export function acceptPushed(group, handler, inbox) {
   return async (req, res) => {
     const envelope = await readJson(req);
     if (req.method !== 'POST' || !req.url.startsWith('/events/') || typeof envelope?.id !== 'string') {
       return send(res, 404, { error: 'POST /events/<topic> takes a pushed message' });
     }
-    await bus.publishEnvelope(envelope);
-    send(res, 202, { accepted: envelope.id });
+    try {
+      await inbox.once(group, envelope.id, (tx) => handler({ ...envelope, attempt: 1, redelivered: false }, tx));
+      send(res, 202, { done: envelope.id });
+    } catch (err) {
+      send(res, 500, { error: err.message });
+    }
   };
 }
