@@ -124,3 +124,18 @@ test('the shop with PostgreSQL and NATS: the same, with three orders and three p
     shop.proc.kill('SIGKILL');
   }
 });
+
+test('npm start -- --drill with the embedded defaults: SIGKILLs and a freeze under load, every check at 0', async (t) => {
+  const proc = spawn(process.execPath, [START, '--drill', '--duration=8', '--rate=60', '--listen=127.0.0.1:0', '--admin=127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  const code = await new Promise<number | string>((resolve) => proc.once('exit', (c, signal) => resolve(c ?? signal ?? -1)));
+  t.diagnostic(out.split('\n').filter((l) => /^\s+(\||ok|FAIL|PASS|skipped)/.test(l)).join('\n'));
+  assert.equal(code, 0, out);
+  for (const service of ['catalog', 'notifications', 'shipping']) assert.match(out, new RegExp(`SIGKILL ${service}-1`));
+  assert.match(out, /SIGSTOP catalog-\d for 4 s/);
+  assert.match(out, /\| POST \/orders \| 160 \| 0 \|/);
+  assert.match(out, /ok {4}0 {2}orders without exactly one confirmation and one shipping notice once quiet \(of 160 paid\)/);
+  assert.match(out, /PASS/);
+});

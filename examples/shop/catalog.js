@@ -47,7 +47,7 @@ async function redisCache(url) {
 }
 
 async function postgresProducts(connectionString) {
-  const pool = await pgPool(connectionString, 4);
+  const pool = await pgPool(connectionString, 2);
   await createTables(pool, 'CREATE TABLE IF NOT EXISTS shop_products (sku text PRIMARY KEY, name text NOT NULL, price_cents bigint NOT NULL)');
   for (const p of PRODUCTS) await pool.query('INSERT INTO shop_products VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [p.sku, p.name, p.priceCents]);
   return {

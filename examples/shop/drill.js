@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openLoop, percentile } from '../../dist/src/drill/open-loop.js';
 import { launch } from './start.js';
@@ -22,6 +23,16 @@ export async function runDrill(flags) {
   const duration = Number(flags.duration ?? (quick ? 20 : 60));
   const rate = Number(flags.rate ?? (quick ? 150 : 300));
   const cleanups = [];
+  // Ctrl-C: the instances and the broker are this process's children and would outlive it.
+  const abort = () => {
+    out('  interrupted: stopping every instance, the gateway and the drill\'s broker');
+    void (async () => {
+      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+      process.exit(130);
+    })();
+  };
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
   try {
     let nats;
     if (flags.nats === true) {
@@ -40,6 +51,8 @@ export async function runDrill(flags) {
     cleanups.push(() => shop.stop());
     return await drive(shop, { duration, rate, nats, db });
   } finally {
+    process.off('SIGINT', abort);
+    process.off('SIGTERM', abort);
     for (const cleanup of cleanups.reverse()) await cleanup().catch((err) => out(`  cleanup: ${err.message}`));
   }
 }
@@ -59,6 +72,8 @@ async function drive(shop, { duration, rate, nats, db }) {
     if (i % 3 === 1) return { method: 'POST', path: '/orders', headers: { 'content-type': 'application/json', 'idempotency-key': `${runId}-${i}` }, body: JSON.stringify({ sku, qty: 1 }) };
     return { method: 'GET', path: `/orders/${readIds[i % readIds.length]}` };
   };
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
   const state = { outstanding: 0, t0: performance.now() };
   const faults = [];
   const load = openLoop({ origin, rate, durationS: duration, idPrefix: 'drill', timeoutMs: CLIENT_TIMEOUT_MS, request, tagHeader: 'location', state });
@@ -103,6 +118,8 @@ async function drive(shop, { duration, rate, nats, db }) {
     await nats.start();
   }
   const run = await load;
+  loopDelay.disable();
+  out(`  the drill's own process (gateway and load generator): event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms; the generator's largest send lag ${run.maxSendLagMs.toFixed(0)} ms`);
   await Promise.allSettled(starts);
   return report(shop, run, faults, { origin, db, runId, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),

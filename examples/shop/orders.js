@@ -63,7 +63,7 @@ function memoryStore() {
 }
 
 async function postgresStore(connectionString) {
-  const pool = await pgPool(connectionString, 16);
+  const pool = await pgPool(connectionString, 5);
   await createTables(pool, `CREATE TABLE IF NOT EXISTS shop_orders (id text PRIMARY KEY, key text UNIQUE NOT NULL, sku text NOT NULL,
     qty int NOT NULL, total_cents bigint NOT NULL, status text NOT NULL, charge_id text, created_at timestamptz NOT NULL DEFAULT now())`);
   const outbox = await PostgresOutbox.connect({ pool });

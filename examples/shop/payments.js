@@ -38,7 +38,7 @@ function memoryLedger() {
 }
 
 async function postgresLedger(connectionString) {
-  const pool = await pgPool(connectionString);
+  const pool = await pgPool(connectionString, 3);
   await createTables(pool, `CREATE TABLE IF NOT EXISTS shop_charges (order_id text PRIMARY KEY, charge_id text NOT NULL,
     amount_cents bigint NOT NULL, charged_at timestamptz NOT NULL DEFAULT now())`);
   return {

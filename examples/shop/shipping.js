@@ -11,7 +11,7 @@ import { acceptPushed, openBus } from './lib/events.js';
 import { createTables, log, pgPool, settings } from './lib/settings.js';
 
 const bus = await openBus();
-const pool = settings.database && (await pgPool(settings.database));
+const pool = settings.database && (await pgPool(settings.database, 4));
 if (pool) await createTables(pool, 'CREATE TABLE IF NOT EXISTS shop_shipments (order_id text PRIMARY KEY, sent_at timestamptz NOT NULL DEFAULT now())');
 const inbox = pool ? await PostgresInbox.connect({ pool }) : new MemoryInbox();
 
@@ -22,7 +22,8 @@ async function ship({ payload: order }, tx) {
 }
 
 // From the broker; without one, orders pushes each message over HTTP instead (lib/events.js).
-if (bus.kind !== 'memory') await bus.subscribe('orders.paid', 'shipping', ship, { inbox, maxAttempts: 10 });
+// The PostgreSQL inbox holds a pool connection per running handler: concurrency below the pool size.
+if (bus.kind !== 'memory') await bus.subscribe('orders.paid', 'shipping', ship, { inbox, concurrency: 3, maxAttempts: 10 });
 const server = createServer(bus.kind === 'memory' ? acceptPushed('shipping', ship, inbox) : (req, res) => res.writeHead(404).end());
 server.listen(0, '127.0.0.1');
 const instance = await serve(server, { service: 'shipping', registry: settings.registry, onDrain: [() => pool?.end(), () => inbox.close?.()] });

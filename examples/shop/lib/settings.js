@@ -29,8 +29,8 @@ export function log(fields) {
   process.stdout.write(`${JSON.stringify(fields)}\n`);
 }
 
-/** A PostgreSQL pool (`pg` is loaded only when a database is configured). */
-export async function pgPool(connectionString, max = 10) {
+/** A PostgreSQL pool of at most `max` connections (`pg` is loaded only when a database is configured). */
+export async function pgPool(connectionString, max) {
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString, max });
   pool.on('error', () => {}); // an idle client the server ended: the pool makes a new one
