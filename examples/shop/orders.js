@@ -81,6 +81,8 @@ async function postgresStore(connectionString) {
     async paid(order, chargeId) {
       // The order turns paid and its event is written in one transaction: both or neither.
       const client = await pool.connect();
+      const ended = () => {}; // the server ended the session: the query fails and says why
+      client.on('error', ended);
       try {
         await client.query('BEGIN');
         const { rows: [paid] } = await client.query("UPDATE shop_orders SET status = 'paid', charge_id = $2 WHERE id = $1 AND status = 'pending' RETURNING *", [order.id, chargeId]);
@@ -90,6 +92,7 @@ async function postgresStore(connectionString) {
         await client.query('ROLLBACK').catch(() => {});
         throw err;
       } finally {
+        client.off('error', ended);
         client.release();
       }
       return get(order.id);
