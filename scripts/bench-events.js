@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Events benchmark: tandem's adapters against the bare client library doing the same work in
-// the same run, on this machine's brokers (NATS 127.0.0.1:4222, RabbitMQ 127.0.0.1:5672).
+// the same run, on this machine's brokers (NATS 127.0.0.1:4222, RabbitMQ 127.0.0.1:5672) and a
+// Kafka broker of its own (scripts/kafka.js: Apache Kafka 4.1, one KRaft node, stopped at the end).
 //
 // Usage: npm run bench:events [-- [--messages 10000] [--window 64] [--concurrency 16]
-//          [--rate 1000] [--latency-messages 3000] [--rounds 2] [--only nats,rabbitmq,memory] [--no-build]]
+//          [--rate 1000] [--latency-messages 3000] [--rounds 2] [--only nats,rabbitmq,kafka,memory] [--no-build]]
 //
 // The work, identical for both: publish messages (≈ 100-byte JSON payload), each awaited until
 // the broker confirms it, while one consumer in the same process takes them with `concurrency`
@@ -11,9 +12,14 @@
 // publishes in flight; msgs/s = N / (first publish → last handled). Latency: messages published
 // on a fixed schedule at `rate`/s (open loop); end-to-end = publish call → handler, p50 and p99. Bare NATS: js.publish with msgID + consumer.consume() on a durable pull
 // consumer, file storage, the same connection options as tandem's (noAsyncTraces). Bare RabbitMQ: confirm-channel publish to a durable quorum queue +
-// consume with prefetch. Rounds alternate bare/tandem; the best round of each is reported.
+// consume with prefetch. Bare Kafka (@platformatic/kafka): a producer with acks=all but NOT
+// idempotent (its idempotent producer loses concurrent sends, platformatic/kafka#326, so bare
+// code with `window` sends in flight cannot use it; tandem's adapter keeps one request in flight
+// and batches instead), a consumer stream with the client's autocommit (every 100 ms) and
+// `concurrency` handlers at most; 6 partitions like tandem's topics. Rounds alternate
+// bare/tandem; the best round of each is reported.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +38,7 @@ let N = N_THROUGHPUT;
 const WINDOW = Number(opt('window', '64'));
 const CONC = Number(opt('concurrency', '16'));
 const ROUNDS = Number(opt('rounds', '2'));
-const ONLY = opt('only', 'nats,rabbitmq,memory').split(',');
+const ONLY = opt('only', 'nats,rabbitmq,kafka,memory').split(',');
 const AMQP = process.env.TANDEM_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS = process.env.TANDEM_NATS_URL ?? 'nats://127.0.0.1:4222';
 
@@ -153,15 +159,72 @@ async function bareRabbit() {
   return c.summary(seconds);
 }
 
+let kafkaCluster;
+// The broker's JVM must not outlive a failed run: killed by pid, its temp dir removed.
+process.on('exit', () => {
+  if (!kafkaCluster) return;
+  for (const n of kafkaCluster.nodes) {
+    try { process.kill(kafkaCluster.pid(n.id), 'SIGKILL'); } catch { /* gone */ }
+  }
+  rmSync(kafkaCluster.dir, { recursive: true, force: true });
+});
+async function kafkaBrokers() {
+  if (!kafkaCluster) {
+    const { startKafka } = await import('./kafka.js');
+    kafkaCluster = await startKafka();
+  }
+  return kafkaCluster.bootstrap;
+}
+
+async function bareKafka() {
+  const { Producer, Consumer, Admin, ProduceAcks } = await import('@platformatic/kafka');
+  const base = { clientId: 'bench-bare', bootstrapBrokers: await kafkaBrokers() };
+  const topic = `bench.bare.${randomBytes(3).toString('hex')}`;
+  const admin = new Admin(base);
+  await admin.createTopics({ topics: [topic], partitions: 6, replicas: -1 });
+  const producer = new Producer({ ...base, acks: ProduceAcks.ALL });
+  const consumer = new Consumer({ ...base, groupId: `${topic}.bench`, maxWaitTime: 500 });
+  const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: 100 });
+  const c = collector();
+  let inflight = 0;
+  const waiters = [];
+  void (async () => {
+    for await (const m of stream) {
+      while (inflight >= CONC) await new Promise((r) => waiters.push(r));
+      inflight++;
+      void (async () => {
+        const p = JSON.parse(m.value.toString('utf8'));
+        c.record(p.t);
+        inflight--;
+        waiters.shift()?.();
+      })();
+    }
+  })();
+  const seconds = await drive((i) => producer.send({ messages: [{ topic, value: Buffer.from(JSON.stringify(payload(i))) }] }), c.consumed);
+  await stream.close();
+  await new Promise((r) => consumer.close(true, r));
+  await producer.close();
+  await admin.deleteTopics({ topics: [topic] });
+  await admin.close();
+  return c.summary(seconds);
+}
+
+async function openBus(events, adapter) {
+  if (adapter === 'nats') return events.NatsBus.connect({ servers: NATS });
+  if (adapter === 'rabbitmq') return events.RabbitMqBus.connect({ url: AMQP });
+  if (adapter === 'kafka') return events.KafkaBus.connect({ brokers: await kafkaBrokers() });
+  return new events.MemoryBus();
+}
+
 async function tandem(events, adapter) {
-  const bus = adapter === 'nats' ? await events.NatsBus.connect({ servers: NATS }) : adapter === 'rabbitmq' ? await events.RabbitMqBus.connect({ url: AMQP }) : new events.MemoryBus();
+  const bus = await openBus(events, adapter);
   const topic = `bench.${randomBytes(3).toString('hex')}`;
   const c = collector();
   const sub = await bus.subscribe(topic, 'bench', (m) => c.record(m.payload.t), { concurrency: CONC });
   const seconds = await drive((i) => bus.publish(topic, payload(i)), c.consumed);
   await sub.close();
   if (adapter === 'nats') await bus.deleteTopic(topic);
-  if (adapter === 'rabbitmq') await bus.deleteTopic(topic, ['bench']);
+  if (adapter === 'rabbitmq' || adapter === 'kafka') await bus.deleteTopic(topic, ['bench']);
   await bus.close();
   return c.summary(seconds);
 }
@@ -184,6 +247,7 @@ for (const adapter of ONLY) {
     for (let r = 0; r < ROUNDS; r++) {
       if (adapter === 'nats') runs.bare[m].push(await bareNats());
       if (adapter === 'rabbitmq') runs.bare[m].push(await bareRabbit());
+      if (adapter === 'kafka') runs.bare[m].push(await bareKafka());
       runs.tandem[m].push(await tandem(events, adapter));
     }
   }
@@ -199,6 +263,7 @@ console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(`| ${r.adapter} | ${r.tandem.msgsPerSec} | ${r.bare?.msgsPerSec ?? '—'} | ${r.ratio ?? '—'} | ${r.tandem.cpuUsPerMsg} / ${r.bare?.cpuUsPerMsg ?? '—'} | ${r.tandem.p50ms} / ${r.tandem.p99ms} | ${r.bare ? `${r.bare.p50ms} / ${r.bare.p99ms}` : '—'} |`);
 }
+await kafkaCluster?.stop();
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 writeFileSync(join(root, 'bench/results/bench-events-latest.json'), JSON.stringify({ when: new Date().toISOString(), node: process.version, messages: N_THROUGHPUT, window: WINDOW, concurrency: CONC, rate: RATE, latencyMessages: N_LATENCY, rows }, null, 2));
 process.exit(0);

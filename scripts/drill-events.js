@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Reliable-events drill with real processes and real brokers, per adapter (NATS JetStream, RabbitMQ).
+// Reliable-events drill with real processes and real brokers, per adapter (NATS JetStream, RabbitMQ, Kafka).
 //
-// Usage: npm run drill:events [-- [--only nats,rabbitmq] [--messages 10000] [--rate 400] [--backlog 2000] [--rabbit private|shared] [--no-build] [--json file]]
+// Usage: npm run drill:events [-- [--only nats,rabbitmq,kafka] [--messages 10000] [--rate 400] [--backlog 2000] [--rabbit private|shared] [--no-build] [--json file]]
 //
 // Per adapter: a producer (this process) publishes N messages (ids drill-0 … drill-N-1) at a
 // steady rate, each awaited until the broker confirms it (a publish that fails with the
@@ -23,6 +23,13 @@
 //     127.0.0.1:5672 (TANDEM_AMQP_URL), which is never restarted: every connection of the
 //     producer and the consumer is closed from the server side (rabbitmqctl close_connection)
 //     instead. `--rabbit shared` chooses that fallback on purpose.
+//   Kafka gets a three-node KRaft cluster of its own (scripts/kafka.js: replication factor 3,
+//   min.insync.replicas 2) and its own faults: the consumer SIGKILLed at 20 % and 50 % and
+//   restarted; a second consumer process added at 35 % and removed (SIGTERM, a graceful close)
+//   at 85 %; at 60 % a broker that leads no partition of the topic is SIGKILLed and restarted
+//   3 s later; at 75 % the leader of the topic's partition 0 is SIGKILLed and restarted 3 s later.
+//   For each fault the drill reports how long the group took to recover: from the fault until
+//   the first message published after it had its effect.
 //   Every broker process the drill started is stopped at the end, and killed (by pid: the
 //   processes it spawned and their descendants) on a failure, Ctrl-C or SIGTERM.
 // Verdict: lost = ids without an effect; duplicate effects = ids with more than one effect
@@ -59,7 +66,17 @@ const children = new Set();
 const rabbitScripts = new Set();
 /** Temp dirs of the brokers this drill started, removed when it exits. */
 const tempDirs = new Set();
+/** Kafka clusters (scripts/kafka.js) this drill started: their JVMs are killed by pid on exit. */
+const kafkaClusters = new Set();
 function killEverythingSync() {
+  for (const k of kafkaClusters) {
+    for (const n of k.nodes) {
+      const pid = k.pid(n.id);
+      if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    rmSync(k.dir, { recursive: true, force: true });
+  }
+  kafkaClusters.clear();
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const pid of rabbitScripts) killTree(pid, 'SIGKILL');
   rabbitScripts.clear();
@@ -103,8 +120,16 @@ if (args[0] === '--consumer') await consumer(JSON.parse(args[1]));
 else await main();
 
 async function openBus(events, cfg, name) {
+  if (cfg.adapter === 'kafka') return events.KafkaBus.connect({ brokers: cfg.kafkaBrokers, name, reconnectInitial: 100, reconnectMax: 1_000, publishTimeout: 30_000, sessionTimeout: 6_000, replicationFactor: 3, onError: (err) => console.error(`  [kafka] ${name}: ${describeError(err)}`) });
   if (cfg.adapter === 'nats') return events.NatsBus.connect({ servers: cfg.natsUrl, name, reconnectInitial: 50, reconnectMax: 500, publishTimeout: 30_000, ackWait: 5_000 });
   return events.RabbitMqBus.connect({ url: cfg.amqpUrl, name, reconnectInitial: 100, reconnectMax: 1_000, publishTimeout: 30_000 });
+}
+
+/** An error with what it wraps (the Kafka client nests the broker's answers in `errors` and `cause`). */
+function describeError(err, depth = 0) {
+  if (!err || depth > 3) return '';
+  const inner = [...(err.errors ?? []), ...(err.cause ? [err.cause] : [])].map((e) => describeError(e, depth + 1)).filter(Boolean);
+  return `${err.message}${inner.length ? ` [${[...new Set(inner)].join('; ')}]` : ''}`;
 }
 
 /** The consumer process: subscribe with a PostgreSQL inbox; the effect is a row written in the inbox's transaction. */
@@ -305,8 +330,16 @@ async function drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs)
   const id = randomBytes(3).toString('hex');
   const cfg = { adapter, name: `tandem-drill-${id}`, topic: `drill.${adapter}.${id}`, table: `tandem_drill_${id}` };
   const log = (s) => console.log(`  [${adapter}] ${s}`);
-  let natsProc, natsDir, rabbit, broker;
-  if (adapter === 'nats') {
+  let natsProc, natsDir, rabbit, broker, kafka;
+  if (adapter === 'kafka') {
+    const { startKafka } = await import('./kafka.js');
+    const t = Date.now();
+    kafka = await startKafka({ nodes: 3 });
+    kafkaClusters.add(kafka);
+    cfg.kafkaBrokers = kafka.bootstrap;
+    broker = `private 3-node Kafka cluster (KRaft) on ${kafka.bootstrap.join(', ')}`;
+    log(`${broker} ready after ${Date.now() - t} ms`);
+  } else if (adapter === 'nats') {
     natsDir = mkdtempSync(join(os.tmpdir(), 'tandem-drill-nats-'));
     tempDirs.add(natsDir);
     let port;
@@ -332,15 +365,19 @@ async function drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs)
     broker = `shared RabbitMQ (${AMQP.replace(/\/\/[^@]*@/, '//')}), connections cut instead of a restart`;
   }
   try {
-    return await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit }, backlogMs);
+    return await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit, kafka }, backlogMs);
   } finally {
     await rabbit?.remove();
+    if (kafka) {
+      await kafka.stop();
+      kafkaClusters.delete(kafka);
+    }
   }
 }
 
 async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, brokers, backlogMs) {
   let { natsProc } = brokers;
-  const { natsDir, rabbit } = brokers;
+  const { natsDir, rabbit, kafka } = brokers;
   for (const t of ['effects', 'redeliveries', 'absorbed']) await pg.query(`CREATE TABLE ${cfg.table}_${t} (id text NOT NULL, attempt int)`);
   const bus = await openBus(events, cfg, `${cfg.name}-producer`);
   let child = await startConsumer(cfg);
@@ -362,14 +399,53 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
       }
     }
   };
+  let published = 0;
+  /** Kafka: from the fault until the first message published after it has its effect. */
+  const recovery = async (t, index) => {
+    while (Date.now() - t < 120_000) {
+      if ((await pg.query(`SELECT 1 FROM ${cfg.table}_effects WHERE id = $1`, [`drill-${index}`])).rowCount > 0) return Date.now() - t;
+      await sleep(50);
+    }
+    return null;
+  };
   const fault = async (at, what, fn) => {
     const t = Date.now();
+    const next = published;
     await fn();
-    faults.push({ at, what, ms: Date.now() - t });
-    log(`${what} at message ${at} (${Date.now() - t} ms)${heldAtStop !== null && faults.length === 3 ? `; ${heldAtStop} confirmed messages without an effect yet at the fault` : ''}`);
+    const entry = { at, what, ms: Date.now() - t };
+    if (adapter === 'kafka') entry.recoveryMs = await recovery(t, Math.min(next, messages - 1));
+    faults.push(entry);
+    log(`${what} at message ${at} (${entry.ms} ms${entry.recoveryMs !== undefined ? `; the group handled new messages again after ${entry.recoveryMs} ms` : ''})${heldAtStop !== null && faults.length === 3 ? `; ${heldAtStop} confirmed messages without an effect yet at the fault` : ''}`);
   };
   const interval = 1000 / rate;
-  const pendingFaults = [
+  let extra;
+  /** Restarts a Kafka node `ms` after killing it: the broker that leads partition 0 of the topic, or one that leads none of it. */
+  const kafkaKill = async (leader) => {
+    const { Admin } = await import('@platformatic/kafka');
+    const admin = new Admin({ clientId: 'drill', bootstrapBrokers: kafka.bootstrap });
+    const name = `tandem.${cfg.topic}`;
+    let node;
+    try {
+      const md = await admin.metadata({ topics: [name], forceUpdate: true });
+      const leaders = md.topics.get(name).partitions.map((p) => p.leader);
+      node = leader ? leaders[0] : kafka.nodes.map((n) => n.id).find((id) => !leaders.includes(id)) ?? kafka.nodes.map((n) => n.id).find((id) => id !== leaders[0]);
+    } finally {
+      await admin.close();
+    }
+    await kafka.kill(node, 'SIGKILL');
+    await sleep(3_000);
+    await kafka.restart(node);
+    return node;
+  };
+  const kafkaFaults = () => [
+    [Math.floor(messages * 0.2), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
+    [Math.floor(messages * 0.35), 'a second consumer process joins the group', async () => { extra = await startConsumer(cfg); }],
+    [Math.floor(messages * 0.5), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
+    [Math.floor(messages * 0.6), 'a broker leading no partition of the topic SIGKILLed, restarted after 3 s', async () => { await kafkaKill(false); }],
+    [Math.floor(messages * 0.75), "the leader of the topic's partition 0 SIGKILLed, restarted after 3 s", async () => { await kafkaKill(true); }],
+    [Math.floor(messages * 0.85), 'the second consumer leaves (SIGTERM: a graceful close)', async () => { await stop(extra); }],
+  ];
+  const pendingFaults = adapter === 'kafka' ? kafkaFaults() : [
     [Math.floor(messages * 0.25), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
     [Math.floor(messages * 0.5), 'consumer SIGKILL + restart', async () => { await killHard(child); child = await startConsumer(cfg); }],
     [Math.floor(messages * 0.75), adapter === 'nats' ? 'nats-server SIGTERM, restart after 1.5 s' : rabbit ? 'RabbitMQ node SIGTERM, restart after 1.5 s (same port and data dir)' : 'all producer and consumer connections closed by the shared broker (rabbitmqctl close_connection; fallback, no restart)', async () => {
@@ -413,16 +489,20 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
     }
   }
   const faultRuns = [];
+  let kafkaChain = Promise.resolve();
   for (let i = 0; i < messages; i++) {
     const due = t0 + i * interval;
     const wait = due - Date.now();
     if (wait > 0) await sleep(wait);
     if (pendingFaults.length && i === pendingFaults[0][0]) {
       const [at, what, fn] = pendingFaults.shift();
-      faultRuns.push(fault(at, what, fn)); // the producer keeps its pace while the fault happens
+      // The producer keeps its pace while the fault happens. Kafka's faults build on each other
+      // (the consumer added is the one removed later): each waits for the one before it.
+      faultRuns.push(adapter === 'kafka' ? (kafkaChain = kafkaChain.then(() => fault(at, what, fn))) : fault(at, what, fn));
     }
     const p = publishOne(i).finally(() => inflight.delete(p));
     inflight.add(p);
+    published = i + 1;
   }
   await Promise.all(faultRuns);
   await Promise.all(inflight);
@@ -445,7 +525,9 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
     .reduce((acc, r) => { acc[Math.min(4, Number(r.q)) - 1] += Number(r.n); return acc; }, [0, 0, 0, 0]);
   const redeliveriesByQuarter = { handlerRanAgain: await phases('redeliveries'), absorbed: await phases('absorbed') };
   const seconds = (Date.now() - t0) / 1000;
+  const kafkaRecords = adapter === 'kafka' ? await kafkaDiagnose(kafka, cfg, log, distinct < messages) : undefined;
   await stop(child);
+  if (extra) await stop(extra);
   if (adapter === 'nats') await bus.deleteTopic(cfg.topic);
   else await bus.deleteTopic(cfg.topic, ['drill']);
   await bus.close();
@@ -456,13 +538,40 @@ async function drillOn(adapter, messages, rate, events, pg, cfg, log, broker, br
     tempDirs.delete(natsDir);
   }
   const restarted = adapter === 'nats' || Boolean(rabbit);
-  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: restarted ? 1 : 0, connectionCuts: restarted ? 0 : 1, backlogMs, heldAtStop, redeliveriesByQuarter, faults, publishSeconds, seconds };
+  return { adapter, broker, messages, rate, confirmed, lost: messages - distinct, duplicateEffects: total - distinct, redeliveries, inboxAbsorbed: absorbed, publishRetries, consumerKills: 2, brokerRestarts: adapter === 'kafka' ? 2 : restarted ? 1 : 0, connectionCuts: restarted || adapter === 'kafka' ? 0 : 1, kafkaRecords, backlogMs, heldAtStop, redeliveriesByQuarter, faults, publishSeconds, seconds };
+}
+
+/**
+ * Records in the topic (more than the messages: the producer wrote copies) and, when messages
+ * are missing, per partition the end offset and the group's committed offset, and the members.
+ */
+async function kafkaDiagnose(kafka, cfg, log, missing) {
+  const { Admin } = await import('@platformatic/kafka');
+  const admin = new Admin({ clientId: 'drill-diagnose', bootstrapBrokers: kafka.bootstrap });
+  try {
+    const name = `tandem.${cfg.topic}`;
+    const idx = [0, 1, 2, 3, 4, 5];
+    const [committed] = await admin.listConsumerGroupOffsets({ groups: [{ groupId: `tandem.${cfg.topic}.drill`, topics: [{ name, partitionIndexes: idx }] }] });
+    const ends = await admin.listOffsets({ topics: [{ name, partitions: idx.map((partitionIndex) => ({ partitionIndex, timestamp: -1n })) }] });
+    const records = ends[0].partitions.reduce((n, p) => n + Number(p.offset), 0);
+    log(`${records} records in the topic`);
+    if (!missing) return records;
+    log(`committed: ${committed.topics.flatMap((t) => t.partitions.map((p) => `${p.partitionIndex}:${p.committedOffset}`)).join(' ')}; ends: ${ends[0].partitions.map((p) => `${p.partitionIndex}:${p.offset}`).join(' ')}`);
+    const groups = await admin.describeGroups({ groups: [`tandem.${cfg.topic}.drill`] });
+    for (const [, g] of groups) log(`group ${g.state}: ${[...g.members.values()].map((m) => `${m.id.slice(-6)} ${JSON.stringify([...(m.assignments?.values() ?? [])])}`).join('; ')}`);
+    return records;
+  } catch (err) {
+    log(`diagnosis failed: ${err.message}`);
+    return undefined;
+  } finally {
+    await admin.close();
+  }
 }
 
 async function main() {
   const messages = Number(opt('messages', '10000'));
   const rate = Number(opt('rate', '400'));
-  const only = opt('only', 'nats,rabbitmq').split(',');
+  const only = opt('only', 'nats,rabbitmq,kafka').split(',');
   const rabbitMode = opt('rabbit', 'private');
   const backlogMs = Number(opt('backlog', '2000'));
   if (rabbitMode !== 'private' && rabbitMode !== 'shared') throw new Error(`--rabbit must be private or shared, not ${rabbitMode}`);
@@ -474,13 +583,15 @@ async function main() {
   const pg = new (await import('pg')).default.Pool({ connectionString: PG, max: 2 });
   const results = [];
   for (const adapter of only) {
-    console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %${backlogMs > 0 ? ` (consumer paused ${backlogMs} ms before it, until the broker is back)` : ''}`);
+    if (adapter === 'kafka') console.log(`== kafka: ${messages} messages at ${rate}/s; consumer SIGKILLed at 20 % and 50 %, a second consumer from 35 % to 85 %, a broker SIGKILLed at 60 % and the partition leader at 75 % (each restarted after 3 s)`);
+    else console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %${backlogMs > 0 ? ` (consumer paused ${backlogMs} ms before it, until the broker is back)` : ''}`);
     results.push(await drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs));
   }
   await pg.end();
   console.log('\n| adapter | messages | broker restarts | lost | duplicate effects | redeliveries (total) | … handler ran again (effect not yet committed) | … absorbed by the inbox | publish retries | broker fault incl. consumer pause (ms) | confirmed, not yet handled at the stop | time (s) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) console.log(`| ${r.adapter} | ${r.messages} | ${r.brokerRestarts}${r.connectionCuts ? ' (connections cut instead)' : ''} | ${r.lost} | ${r.duplicateEffects} | ${r.redeliveries + r.inboxAbsorbed} | ${r.redeliveries} | ${r.inboxAbsorbed} | ${r.publishRetries} | ${r.faults[2]?.ms ?? '-'} | ${r.heldAtStop ?? '-'} | ${r.seconds.toFixed(1)} |`);
+  for (const r of results) console.log(`| ${r.adapter} | ${r.messages} | ${r.brokerRestarts}${r.connectionCuts ? ' (connections cut instead)' : ''} | ${r.lost} | ${r.duplicateEffects} | ${r.redeliveries + r.inboxAbsorbed} | ${r.redeliveries} | ${r.inboxAbsorbed} | ${r.publishRetries} | ${r.adapter === 'kafka' ? '-' : r.faults[2]?.ms ?? '-'} | ${r.heldAtStop ?? '-'} | ${r.seconds.toFixed(1)} |`);
+  for (const r of results.filter((x) => x.adapter === 'kafka')) console.log(`kafka faults: ${r.faults.map((f) => `${f.what} at ${f.at}: recovered after ${f.recoveryMs ?? 'never'} ms`).join('; ')}`);
   for (const r of results) console.log(`${r.adapter}: ${r.broker}; redeliveries by the quarter of their message ids (0–25 %/25–50 %/50–75 %/75–100 %; the faults come as the producer reaches 25, 50 and 75 %): handler ran again ${r.redeliveriesByQuarter.handlerRanAgain.join('/')}, absorbed by the inbox ${r.redeliveriesByQuarter.absorbed.join('/')}`);
   const out = opt('json', join(root, 'bench/results/drill-events-latest.json'));
   mkdirSync(join(out, '..'), { recursive: true });

@@ -39,11 +39,11 @@ export interface ReplayOptions {
 }
 
 /**
- * The events port. Every adapter (memory, NATS JetStream, RabbitMQ) keeps the same promises;
+ * The events port. Every adapter (memory, NATS JetStream, RabbitMQ, Kafka) keeps the same promises;
  * test/events/contract.ts checks them against each.
  */
 export interface Bus {
-  readonly kind: 'memory' | 'nats' | 'rabbitmq';
+  readonly kind: 'memory' | 'nats' | 'rabbitmq' | 'kafka';
   /** Resolves with the envelope once the broker has confirmed the message (persisted). */
   publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>>;
   /** Publishes a ready-made envelope (the outbox relay's path): id, time and trace are kept. */

@@ -27,6 +27,10 @@ export const EVENTS_DEFAULTS = Object.freeze({
   natsAckWait: 30_000,
   /** RabbitMQ: quorum-queue x-delivery-limit, the safety net for a message that crashes its consumer. */
   rabbitDeliveryLimit: 20,
+  /** Kafka: partitions of the topics the bus creates (the most consumers of a group that get work). */
+  kafkaPartitions: 6,
+  /** Kafka: a consumer not heard from this long leaves its group; its partitions go to the others. */
+  kafkaSessionTimeout: 10_000,
   /** Outbox relay: poll interval when idle, rows per batch, sent rows kept for. */
   outboxPollInterval: 100,
   outboxBatchSize: 200,

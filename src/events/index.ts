@@ -1,6 +1,6 @@
 /**
  * `tandem-ha/events`: reliable messaging between services. A `Bus` port with adapters for
- * NATS JetStream, RabbitMQ and memory; an inbox for idempotent consumers (memory, Redis,
+ * NATS JetStream, RabbitMQ, Apache Kafka and memory; an inbox for idempotent consumers (memory, Redis,
  * PostgreSQL); a transactional outbox for PostgreSQL. Broker and store clients are optional
  * peer dependencies, loaded only when their adapter is used.
  */
@@ -23,5 +23,7 @@ export { PostgresInbox } from './inbox-postgres.js';
 export type { PostgresInboxOptions, PgTransaction, PgPoolLike, PgClientLike, PgResultLike } from './inbox-postgres.js';
 export { RabbitMqBus } from './rabbitmq.js';
 export type { RabbitMqBusOptions, AmqpConnectionLike } from './rabbitmq.js';
+export { KafkaBus } from './kafka.js';
+export type { KafkaBusOptions } from './kafka.js';
 export { PostgresOutbox, OutboxRelay } from './outbox.js';
 export type { PostgresOutboxOptions, RelayOptions, Queryable } from './outbox.js';

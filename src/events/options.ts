@@ -5,6 +5,7 @@ import { EVENTS_DEFAULTS } from './defaults.js';
 import type { MemoryBusOptions } from './memory.js';
 import type { NatsBusOptions } from './nats.js';
 import type { RabbitMqBusOptions } from './rabbitmq.js';
+import type { KafkaBusOptions } from './kafka.js';
 import type { RedisInboxOptions } from './inbox-redis.js';
 import type { PostgresInboxOptions } from './inbox-postgres.js';
 import type { PostgresOutboxOptions, RelayOptions } from './outbox.js';
@@ -70,6 +71,26 @@ const RABBITMQ_SPEC: OptionSpec = {
 };
 export function parseRabbitMqBusOptions(options: unknown): Readonly<RabbitMqBusOptions & typeof DEFAULT_RABBITMQ_BUS_OPTIONS> {
   return parseOptions<RabbitMqBusOptions & typeof DEFAULT_RABBITMQ_BUS_OPTIONS>('RabbitMqBus.connect()', options, RABBITMQ_SPEC, DEFAULT_RABBITMQ_BUS_OPTIONS, [], reconnectOrder);
+}
+
+export const DEFAULT_KAFKA_BUS_OPTIONS = rules.defaults({
+  brokers: '127.0.0.1:9092' as string | string[],
+  prefix: 'tandem',
+  ...brokerDefaults,
+  partitions: EVENTS_DEFAULTS.kafkaPartitions,
+  sessionTimeout: EVENTS_DEFAULTS.kafkaSessionTimeout,
+});
+const KAFKA_SPEC: OptionSpec = {
+  brokers: rules.stringOrStrings,
+  // Kafka topic characters; no '_' (tandem's own suffixes use "__").
+  prefix: rules.pattern(/^[A-Za-z0-9.-]{1,60}$/, 'a Kafka topic name part (letters, digits, . and -)'),
+  ...brokerRules,
+  partitions: rules.integer(1, 10_000),
+  replicationFactor: rules.integer(1, 100),
+  sessionTimeout: rules.duration(1_000),
+};
+export function parseKafkaBusOptions(options: unknown): Readonly<KafkaBusOptions & typeof DEFAULT_KAFKA_BUS_OPTIONS> {
+  return parseOptions<KafkaBusOptions & typeof DEFAULT_KAFKA_BUS_OPTIONS>('KafkaBus.connect()', options, KAFKA_SPEC, DEFAULT_KAFKA_BUS_OPTIONS, [], reconnectOrder);
 }
 
 export const DEFAULT_SUBSCRIBE_OPTIONS = rules.defaults({ concurrency: EVENTS_DEFAULTS.concurrency, maxAttempts: EVENTS_DEFAULTS.maxAttempts });

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { ROOT, tempDir } from '../helpers/gateway.js';
 import { GUARD_MS } from '../helpers/wait.js';
 
-const OPTIONAL = new Set(['@nats-io', 'amqplib', 'pg', 'ioredis']);
+const OPTIONAL = new Set(['@nats-io', '@platformatic', 'amqplib', 'pg', 'ioredis']);
 
 /**
  * A copy of the package whose node_modules lacks the broker and store clients, as in an
@@ -29,7 +29,7 @@ test('without the optional clients installed, tandem/events loads and each adapt
       let got; await bus.subscribe('t.x', 'g', (m) => { got = m.payload; });
       await bus.publish('t.x', 'hello'); while (got === undefined) await new Promise((r) => setTimeout(r, 5));
       out.memory = got;
-      for (const [name, f] of Object.entries({ nats: () => ev.NatsBus.connect(), rabbitmq: () => ev.RabbitMqBus.connect(), pg: () => ev.PostgresInbox.connect(), outbox: () => ev.PostgresOutbox.connect(), redis: () => ev.RedisInbox.connect() })) {
+      for (const [name, f] of Object.entries({ nats: () => ev.NatsBus.connect(), rabbitmq: () => ev.RabbitMqBus.connect(), kafka: () => ev.KafkaBus.connect(), pg: () => ev.PostgresInbox.connect(), outbox: () => ev.PostgresOutbox.connect(), redis: () => ev.RedisInbox.connect() })) {
         try { await f(); out[name] = 'connected?'; } catch (e) { out[name] = e.code + ': ' + e.message; }
       }
       console.log(JSON.stringify(out));
@@ -41,6 +41,7 @@ test('without the optional clients installed, tandem/events loads and each adapt
     assert.equal(out.memory, 'hello');
     assert.equal(out.nats, 'TANDEM_ERR_MISSING_DEPENDENCY: install @nats-io/transport-node to use the NATS adapter (npm install @nats-io/transport-node)');
     assert.equal(out.rabbitmq, 'TANDEM_ERR_MISSING_DEPENDENCY: install amqplib to use the RabbitMQ adapter (npm install amqplib)');
+    assert.equal(out.kafka, 'TANDEM_ERR_MISSING_DEPENDENCY: install @platformatic/kafka to use the Kafka adapter (npm install @platformatic/kafka)');
     assert.equal(out.pg, 'TANDEM_ERR_MISSING_DEPENDENCY: install pg to use the PostgreSQL inbox (npm install pg)');
     assert.equal(out.outbox, 'TANDEM_ERR_MISSING_DEPENDENCY: install pg to use the PostgreSQL outbox (npm install pg)');
     assert.equal(out.redis, 'TANDEM_ERR_MISSING_DEPENDENCY: install ioredis to use the Redis inbox (npm install ioredis)');

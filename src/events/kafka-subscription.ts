@@ -1,0 +1,299 @@
+import type { Subscription } from './bus.js';
+import type { Backoff } from './backoff.js';
+import { PartitionProgress } from './kafka-offsets.js';
+import type { Delivery, HandlerRunner } from './runner.js';
+
+type Kafka = typeof import('@platformatic/kafka');
+type Consumer = import('@platformatic/kafka').Consumer<string, Buffer, string, string>;
+type Stream = import('@platformatic/kafka').MessagesStream<string, Buffer, string, string>;
+type Record_ = import('@platformatic/kafka').Message<string, Buffer, string, string>;
+type GroupJoin = import('@platformatic/kafka').ConsumerGroupJoinPayload;
+
+/** A record to produce: key and header values are strings, the value the envelope's bytes. */
+export interface OutRecord {
+  topic: string;
+  key?: string;
+  value: Buffer;
+  headers: Record<string, string>;
+}
+
+/** What a subscription needs from its bus. */
+export interface KafkaSubscriptionHost {
+  /** The loaded `@platformatic/kafka` module (typed `unknown` here: tandem's declarations never name an optional peer's types). */
+  readonly kafka: unknown;
+  readonly consumerOptions: Record<string, unknown>;
+  readonly backoff: Backoff;
+  readonly onError: (err: unknown) => void;
+  /** Produces with acks=all, retrying until it is written or `stop()` says to give up. */
+  sendUntil(what: string, record: OutRecord, stop: () => boolean): Promise<void>;
+}
+
+export interface KafkaSubscriptionNames {
+  topic: string;
+  group: string;
+  groupId: string;
+  main: string;
+  retry: string;
+  dlq: string;
+}
+
+/** Headers tandem reads on the retry topic; never forwarded from one hop to the next. */
+const OURS = new Set(['tandem-attempt', 'tandem-due', 'tandem-error', 'tandem-attempts', 'tandem-failed-at', 'tandem-replayed-from']);
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Closes a consumer (leaving its group), forcing its streams shut; never rejects. */
+export function closeConsumer(c: { close(force: boolean, callback: (err?: Error | null) => void): void }): Promise<void> {
+  return new Promise((resolve) => c.close(true, () => resolve()));
+}
+
+/**
+ * One subscription: a consumer of the group on the topic and on the group's retry topic. Each
+ * record is handed to the shared runner; its offset is committed once it and every record
+ * before it in its partition have an outcome (ack, retry written, dead letter written). Records
+ * with the same key run one after another, in offset order; others run concurrently.
+ */
+export class KafkaSubscription implements Subscription {
+  readonly topic: string;
+  readonly group: string;
+  private consumer: Consumer | undefined;
+  private stream: Stream | undefined;
+  private readonly progress = new Map<string, PartitionProgress>();
+  /** The last running or waiting record of each key: the next one with that key starts after it. */
+  private readonly keyTails = new Map<string, Promise<void>>();
+  /** Records waiting for their key or their retry time (not holding a handler slot). */
+  private waiting = 0;
+  private readonly waitingDone: Array<() => void> = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private committing: Promise<void> | undefined;
+  private commitAgain = false;
+  private loop: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly host: KafkaSubscriptionHost,
+    readonly names: KafkaSubscriptionNames,
+    readonly runner: HandlerRunner<unknown, unknown>,
+    private readonly drainTimeout: number,
+    private readonly onClosed: () => void,
+  ) {
+    this.topic = names.topic;
+    this.group = names.group;
+  }
+
+  /** Joins the group and starts fetching; resolves once the stream is open. */
+  async start(): Promise<void> {
+    this.stream = await this.open();
+    this.loop = this.run(this.stream);
+  }
+
+  /**
+   * A stream on the current consumer, or on a new one when there is none or it is no longer in
+   * its group: a new member costs the whole group a rebalance, so a stream that failed (a broker
+   * away for longer than the client retries) is reopened on the same member when it can be.
+   */
+  private async open(): Promise<Stream> {
+    const current = this.consumer;
+    if (current?.isActive()) {
+      return current.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
+    }
+    if (current) {
+      this.consumer = undefined;
+      this.progress.clear(); // a new member: what the old one had running is redelivered
+      await closeConsumer(current);
+    }
+    const kafka = this.host.kafka as Kafka;
+    const consumer = new kafka.Consumer<string, Buffer, string, string>({
+      ...this.host.consumerOptions,
+      groupId: this.names.groupId,
+      deserializers: { key: kafka.stringDeserializer, headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
+    } as ConstructorParameters<Kafka['Consumer']>[0] as never);
+    consumer.on('consumer:group:join', (p: GroupJoin) => this.assigned(p));
+    this.consumer = consumer;
+    try {
+      return await consumer.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
+    } catch (err) {
+      this.consumer = undefined;
+      await closeConsumer(consumer);
+      throw err;
+    }
+  }
+
+  /** A new generation: forget partitions that went to another member (their running records will not be committed by us). */
+  private assigned(p: GroupJoin): void {
+    const keep = new Set<string>();
+    for (const a of p.assignments ?? []) for (const partition of a.partitions) keep.add(`${a.topic}:${partition}`);
+    for (const key of this.progress.keys()) if (!keep.has(key)) this.progress.delete(key);
+  }
+
+  /** Reads the stream; when it fails, open() gives another (on the same member if it still is one). */
+  private async run(first: Stream): Promise<void> {
+    let stream: Stream | undefined = first;
+    let failures = 0;
+    while (!this.runner.isClosing) {
+      try {
+        stream ??= this.stream = await this.open();
+        for await (const record of stream as AsyncIterable<Record_>) {
+          failures = 0;
+          if (this.runner.isClosing) break;
+          await this.accept(record);
+        }
+        if (this.runner.isClosing) break;
+        throw new Error('the Kafka message stream ended');
+      } catch (err) {
+        if (this.runner.isClosing) break;
+        this.host.onError(err);
+        const failed = stream;
+        stream = undefined;
+        await failed?.close().catch(() => {});
+        await sleep(this.host.backoff.delay(++failures));
+      }
+    }
+  }
+
+  /** Is the partition assigned to this member now? Records fetched before a rebalance took it away are left to its new owner. */
+  private owns(topic: string, partition: number): boolean {
+    return this.consumer?.assignments?.some((a) => a.topic === topic && a.partitions.includes(partition)) ?? false;
+  }
+
+  private async accept(record: Record_): Promise<void> {
+    const pkey = `${record.topic}:${record.partition}`;
+    let p = this.progress.get(pkey);
+    if (!p) {
+      if (!this.owns(record.topic, record.partition)) return;
+      p = new PartitionProgress(record.topic, record.partition);
+      p.committed = record.offset;
+      this.progress.set(pkey, p);
+    }
+    if (!p.take(record.offset)) return;
+    const retried = record.topic === this.names.retry;
+    const attempt = retried ? Number(record.headers.get('tandem-attempt') ?? 1) || 1 : 1;
+    const due = retried ? Number(record.headers.get('tandem-due') ?? 0) || 0 : 0;
+    const key = record.key || undefined;
+    const prev = key === undefined ? undefined : this.keyTails.get(key);
+    const wait = due - Date.now();
+    if (prev === undefined && wait <= 0) {
+      const slot = this.runner.slot();
+      if (slot !== true && !(slot !== false && (await slot))) return; // closing: left uncommitted, redelivered to the group
+      this.track(key, this.runner.run(this.delivery(p, record, attempt)));
+      return;
+    }
+    // Waits for its key or its time without a handler slot; the stream pauses while too many wait.
+    this.waiting++;
+    const later = (async () => {
+      if (wait > 0) await this.delay(wait);
+      if (prev) await prev;
+      if (this.runner.isClosing) return;
+      const slot = this.runner.slot();
+      if (slot !== true && !(slot !== false && (await slot))) return;
+      await this.runner.run(this.delivery(p, record, attempt));
+    })().finally(() => {
+      this.waiting--;
+      this.waitingDone.shift()?.();
+    });
+    this.track(key, later);
+    while (this.waiting >= this.runner.options.concurrency * 4 && !this.runner.isClosing) await new Promise<void>((r) => this.waitingDone.push(r));
+  }
+
+  private track(key: string | undefined, run: Promise<void>): void {
+    if (key === undefined) return;
+    this.keyTails.set(key, run);
+    void run.then(() => {
+      if (this.keyTails.get(key) === run) this.keyTails.delete(key);
+    });
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
+
+  private delivery(p: PartitionProgress, record: Record_, attempt: number): Delivery {
+    const forward: Record<string, string> = {};
+    for (const [k, v] of record.headers) if (!OURS.has(k) && v !== undefined) forward[k] = v;
+    const out = (topic: string, headers: Record<string, string>): Parameters<KafkaSubscriptionHost['sendUntil']>[1] => ({
+      topic,
+      ...(record.key ? { key: record.key } : {}),
+      value: record.value ?? Buffer.alloc(0),
+      headers: { ...forward, ...headers },
+    });
+    const stop = () => this.stopped;
+    return {
+      body: record.value ?? Buffer.alloc(0),
+      attempt,
+      // Kafka keeps no delivery count: a record a dead consumer had taken comes again as it was.
+      redelivered: false,
+      ack: () => this.finish(p, record.offset),
+      retry: async (delayMs) => {
+        const h = { 'tandem-attempt': String(attempt + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
+        await this.host.sendUntil(`retry to ${this.names.retry}`, out(this.names.retry, h), stop);
+        this.finish(p, record.offset);
+      },
+      deadLetter: async (error, attempts) => {
+        const h = { 'tandem-error': JSON.stringify(error), 'tandem-attempts': String(attempts), 'tandem-failed-at': new Date().toISOString() };
+        await this.host.sendUntil(`dead-letter to ${this.names.dlq}`, out(this.names.dlq, h), stop);
+        this.finish(p, record.offset);
+      },
+    };
+  }
+
+  private finish(p: PartitionProgress, offset: bigint): void {
+    p.finish(offset);
+    if (this.progress.get(`${p.topic}:${p.partition}`) === p) this.commitSoon();
+  }
+
+  /** One commit at a time, of every partition that moved; progress made meanwhile goes in the next one. */
+  private commitSoon(): Promise<void> {
+    if (this.committing) {
+      this.commitAgain = true;
+      return this.committing;
+    }
+    this.committing = (async () => {
+      let failures = 0;
+      do {
+        this.commitAgain = false;
+        const consumer = this.consumer;
+        const moved = [...this.progress.values()].filter((p) => p.dirty).map((p) => ({ p, offset: p.commitPoint }));
+        if (!consumer || moved.length === 0) break;
+        try {
+          await consumer.commit({ offsets: moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, leaderEpoch: -1 })) });
+          for (const { p, offset } of moved) if (offset > p.committed) p.committed = offset;
+          failures = 0;
+        } catch (err) {
+          // A rebalance or a broker away: the next generation's assignment or the next try settles it.
+          if (this.stopped) break;
+          this.host.onError(err);
+          await sleep(this.host.backoff.delay(++failures));
+          this.commitAgain = true;
+        }
+      } while (this.commitAgain && !this.stopped);
+      this.committing = undefined;
+    })();
+    return this.committing;
+  }
+
+  get inFlight(): number {
+    return this.runner.inFlight;
+  }
+
+  /** Stops fetching, waits for running handlers (up to drainTimeout), commits what they finished, then leaves the group. */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    const drained = this.runner.drain(this.drainTimeout);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    for (const w of this.waitingDone.splice(0)) w();
+    await drained;
+    await this.committing;
+    await this.commitSoon();
+    this.stopped = true;
+    await this.stream?.close().catch(() => {});
+    await this.loop;
+    if (this.consumer) await closeConsumer(this.consumer);
+    this.onClosed();
+  }
+}
