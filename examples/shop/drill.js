@@ -2,8 +2,9 @@
 // shop under open-loop mixed traffic — browse the catalog, place orders, read them back — while
 // an instance of every service is SIGKILLed, one is frozen for 4 s, orders and payments get a
 // rolling deploy and the broker is restarted. Then it checks what clients and the business saw.
-// --nats without a URL and --postgres use a broker and a database of the drill's own (a private
-// nats-server, a database created and dropped), never the machine's shared ones.
+// --nats or --kafka without a URL and --postgres use a broker and a database of the drill's own
+// (a nats-server, a Kafka node from scripts/kafka.js, a database created and dropped), never
+// the machine's shared ones.
 /* global fetch, AbortSignal */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -34,11 +35,20 @@ export async function runDrill(flags) {
   process.once('SIGINT', abort);
   process.once('SIGTERM', abort);
   try {
-    let nats;
+    let broker; // one of the drill's own, which it may kill
     if (flags.nats === true) {
-      nats = await startNats();
+      const nats = await startNats();
       cleanups.push(() => nats.destroy());
       flags = { ...flags, nats: nats.url };
+      broker = { what: 'the NATS server', kill: () => nats.stop('SIGKILL'), start: () => nats.start() };
+    } else if (flags.kafka === true) {
+      const { startKafka } = await import('../../scripts/kafka.js').catch(() => {
+        throw new Error('--kafka without brokers starts a broker with scripts/kafka.js, which only a clone of tandem has: give --kafka=host:port');
+      });
+      const kafka = await startKafka();
+      cleanups.push(() => kafka.stop());
+      flags = { ...flags, kafka: kafka.bootstrap.join(',') };
+      broker = { what: 'the Kafka broker', kill: () => kafka.kill(1), start: () => kafka.restart(1) };
     }
     let db;
     if (flags.postgres !== undefined) {
@@ -46,10 +56,11 @@ export async function runDrill(flags) {
       cleanups.push(() => db.drop());
       flags = { ...flags, postgres: db.url };
     }
-    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${nats ? 'a NATS server of its own' : flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? 'RabbitMQ' : flags.kafka ? 'Kafka' : 'the memory bus'})`);
+    const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? 'RabbitMQ' : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
+    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''})`);
     const shop = await launch(flags, { quiet: true });
     cleanups.push(() => shop.stop());
-    return await drive(shop, { duration, rate, nats, db });
+    return await drive(shop, { duration, rate, broker, db });
   } finally {
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
@@ -57,7 +68,7 @@ export async function runDrill(flags) {
   }
 }
 
-async function drive(shop, { duration, rate, nats, db }) {
+async function drive(shop, { duration, rate, broker, db }) {
   const origin = `http://${shop.gateway.listenAddress}`;
   const stateful = shop.plan.orders > 1;
   out(`  drill: ${rate} req/s for ${duration} s through ${origin} — GET /catalog/items/…, POST /orders, GET /orders/<id> in turn`);
@@ -110,12 +121,12 @@ async function drive(shop, { duration, rate, nats, db }) {
       out(`           ${fresh.name} serving, ${old.name} drained and exited ${code}`);
     }
   }
-  if (nats) {
+  if (broker) {
     await at(0.8);
-    note('SIGKILL the NATS server, start it again 2 s later');
-    await nats.stop('SIGKILL');
+    note(`SIGKILL ${broker.what}, start it again 2 s later`);
+    await broker.kill();
     await sleep(2000);
-    await nats.start();
+    await broker.start();
   }
   const run = await load;
   loopDelay.disable();
@@ -123,7 +134,7 @@ async function drive(shop, { duration, rate, nats, db }) {
   await Promise.allSettled(starts);
   return report(shop, run, faults, { origin, db, runId, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
-    ...(nats ? [] : ['broker restart: no broker of the drill\'s own (use --nats without a URL)']),
+    ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats or --kafka without a URL)']),
     'gateway pair: the shop runs one gateway',
   ] });
 }
@@ -142,14 +153,15 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
     const failed = results.filter((r) => !(r.status === 200 || r.status === 201)).length;
     out(`  | ${kind} | ${results.length} | ${failed} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
   }
-  // How long each fault was visible: failed requests scheduled between it and the next fault.
+  // How long each fault was visible: failed requests that ended between it and the next fault.
   out();
-  out('  | fault | at s | failed requests after it | first–last failure after it (s) |');
+  out('  | fault | at s | failed requests after it | first–last failure after it (s, by the end of the request) |');
   out('  |---|---:|---:|---|');
+  const failures = run.results.filter((r) => r.t !== null && !(r.status === 200 || r.status === 201)).map((r) => r.t + r.lat).sort((a, b) => a - b);
   faults.forEach((f, k) => {
     const end = faults[k + 1]?.t ?? Infinity;
-    const failed = run.results.filter((r) => r.t !== null && r.t >= f.t && r.t < end && !(r.status === 200 || r.status === 201));
-    const span = failed.length === 0 ? '—' : `${((failed[0].t - f.t) / 1000).toFixed(2)}–${((failed.at(-1).t - f.t) / 1000).toFixed(2)}`;
+    const failed = failures.filter((t) => t >= f.t && t < end);
+    const span = failed.length === 0 ? '—' : `${((failed[0] - f.t) / 1000).toFixed(2)}–${((failed.at(-1) - f.t) / 1000).toFixed(2)}`;
     out(`  | ${f.what} | ${(f.t / 1000).toFixed(1)} | ${failed.length} | ${span} |`);
   });
 
