@@ -1,7 +1,8 @@
 // The shop example (examples/shop, `npm start`) as a user runs it: the launcher, a gateway and
 // every service as real child processes. An order placed through the gateway is charged once
 // and gets one confirmation and one shipping notice — with the embedded defaults (memory stores,
-// the memory bus) and with PostgreSQL (a database of the test's own) and NATS (a server of its own).
+// the memory bus) and with PostgreSQL (a database of the test's own), NATS (a server of its own)
+// and the machine's Redis (the catalog's read cache: keys shop:product:*, 10 s).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -17,19 +18,26 @@ interface Order { id: string; status: string; totalCents: number; sku: string; q
 
 /** Runs the launcher; resolves once its banner is out. */
 async function startShop(args: string[] = []) {
-  const proc = spawn(process.execPath, [START, '--listen=127.0.0.1:0', '--admin=127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: a failed test kills the launcher and every instance at once.
+  const proc = spawn(process.execPath, [START, '--listen=127.0.0.1:0', '--admin=127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const killAll = () => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } };
   let out = '';
   let err = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   proc.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  await waitFor(() => `the banner (so far: ${out}${err})`, () => /the shop: gateway/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
-  assert.equal(proc.exitCode, null, `${out}\n${err}`);
+  try {
+    await waitFor(() => `the banner (so far: ${out}${err})`, () => /the shop: gateway/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+    assert.equal(proc.exitCode, null, `${out}\n${err}`);
+  } catch (error) {
+    killAll();
+    throw error;
+  }
   const base = /the shop: gateway (http:\/\/\S+)\//.exec(out)![1]!;
   const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(proc.pid)], { encoding: 'utf8' }).split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
   /** Lines `[<service>-<n>] <text>` the launcher printed for `order`. */
   const effects = (pattern: RegExp, order: string) => out.split('\n').filter((l) => pattern.test(l) && l.includes(order));
-  return { proc, base, children, exited, effects, output: () => `${out}\n${err}` };
+  return { proc, base, children, exited, effects, killAll, output: () => `${out}\n${err}` };
 }
 
 function placeOrder(base: string, key: string, body: object) {
@@ -90,11 +98,11 @@ test('the shop with the embedded defaults: an order through the gateway is charg
     await stopShop(shop);
     assertOnce(shop, order);
   } finally {
-    shop.proc.kill('SIGKILL');
+    shop.killAll();
   }
 });
 
-test('the shop with PostgreSQL and NATS: the same, with three orders and three payments instances', async (t) => {
+test('the shop with PostgreSQL, NATS and Redis: the same, with three orders and three payments instances', async (t) => {
   const nats = await startNatsServer();
   const database = `tandem_shop_${process.pid}`;
   const admin = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres', max: 1 });
@@ -104,8 +112,9 @@ test('the shop with PostgreSQL and NATS: the same, with three orders and three p
     await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
     await admin.end();
   });
-  const shop = await startShop([`--postgres=postgres://postgres@127.0.0.1:5432/${database}`, `--nats=${nats.url}`]);
+  const shop = await startShop([`--postgres=postgres://postgres@127.0.0.1:5432/${database}`, `--nats=${nats.url}`, '--redis']);
   try {
+    assert.match(shop.output(), /using +postgres .*, redis .*, nats /);
     assert.equal(shop.children.length, 3 + 3 + 3 + 2 + 2);
     const order = await orderOnce(shop);
     await stopShop(shop);
@@ -121,7 +130,7 @@ test('the shop with PostgreSQL and NATS: the same, with three orders and three p
       await db.end();
     }
   } finally {
-    shop.proc.kill('SIGKILL');
+    shop.killAll();
   }
 });
 
