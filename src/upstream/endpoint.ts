@@ -1,4 +1,4 @@
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { formatHostPort } from '../core/address.js';
 import { LatencyHistogram } from '../core/histogram.js';
 import { STATUS_CLASSES } from '../core/status-class.js';
@@ -70,6 +70,23 @@ export interface EndpointInit {
 }
 
 /**
+ * What an endpoint's exchanges go through: undici's Pool (HTTP/1.1) unless the Upstream's owner
+ * makes something else (UpstreamOptions.pool) — tandem/client's gRPC transport over HTTP/2. It
+ * takes undici's dispatch options and handler callbacks, so an Attempt drives either alike.
+ */
+export interface EndpointPool {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  /** Closes once idle. */
+  close(): Promise<void>;
+  /** Closes now, failing what is in flight. */
+  destroy(): Promise<void>;
+  readonly stats: { readonly connected: number };
+}
+
+/** Makes an endpoint's pool (UpstreamOptions.pool); `id` is its `host:port`. */
+export type PoolFactory = (endpoint: Readonly<EndpointInit> & { readonly id: string }, settings: PoolSettings) => EndpointPool;
+
+/**
  * One instance of a service as the upstream sees it: where it is, its connection pool and the
  * live numbers the balancers read. The hot path mutates plain fields; nothing here allocates
  * per request.
@@ -79,7 +96,7 @@ export class Endpoint implements WithHealth {
   readonly host: string;
   readonly port: number;
   weight: number;
-  readonly pool: Pool;
+  readonly pool: EndpointPool;
 
   /** Requests dispatched to this endpoint and not finished yet. */
   inflight = 0;
@@ -114,7 +131,7 @@ export class Endpoint implements WithHealth {
   /** Where it stands: only probation and healthy endpoints are candidates (outside panic). */
   readonly health: EndpointHealth;
 
-  constructor(init: EndpointInit, settings: PoolSettings, health: Partial<HealthOptions> = {}, now = 0) {
+  constructor(init: EndpointInit, settings: PoolSettings, health: Partial<HealthOptions> = {}, now = 0, makePool?: PoolFactory) {
     this.health = new EndpointHealth(health, now);
     this.warmingSince = now;
     // Back from failing its checks it is most likely a restarted process: as cold as a new one.
@@ -129,7 +146,7 @@ export class Endpoint implements WithHealth {
     this.port = init.port;
     this.weight = init.weight;
     this.id = formatHostPort(init.host, init.port);
-    this.pool = new Pool(`http://${this.id}`, {
+    this.pool = makePool?.({ host: init.host, port: init.port, weight: init.weight, id: this.id }, settings) ?? new Pool(`http://${this.id}`, {
       connections: settings.maxConnections,
       pipelining: 1,
       // Idle connections the endpoint closes are dropped as soon as undici reads their FIN (it
