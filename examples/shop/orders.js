@@ -8,8 +8,7 @@
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { serve } from 'tandem-ha/node';
-import { createClient } from 'tandem-ha/client';
-import { createGrpcClient } from './lib/grpc-interim.js'; // TEMPORARY
+import { createClient, createGrpcClient } from 'tandem-ha/client';
 import { PostgresOutbox } from 'tandem-ha/events';
 import { openBus, pushTo } from './lib/events.js';
 import { readJson, send } from './lib/http.js';
