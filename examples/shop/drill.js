@@ -1,0 +1,307 @@
+// The full-system drill (`npm start -- --drill [--quick] [--postgres] [--nats]`, issue 18): the
+// shop under open-loop mixed traffic — browse the catalog, place orders, read them back — while
+// an instance of every service is SIGKILLed, one is frozen for 4 s, orders and payments get a
+// rolling deploy and the broker is restarted. Then it checks what clients and the business saw.
+// --nats or --kafka without a URL and --postgres use a broker and a database of the drill's own
+// (a nats-server, a Kafka node from scripts/kafka.js, a database created and dropped), never
+// the machine's shared ones.
+/* global fetch, AbortSignal */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { openLoop, percentile } from '../../dist/src/drill/open-loop.js';
+import { launch } from './start.js';
+
+const SKUS = ['apple', 'bread', 'cheese'];
+const CLIENT_TIMEOUT_MS = 10_000;
+const out = (line = '') => process.stdout.write(`${line}\n`);
+
+export async function runDrill(flags) {
+  const quick = flags.quick === true;
+  const duration = Number(flags.duration ?? (quick ? 20 : 60));
+  const rate = Number(flags.rate ?? (quick ? 150 : 300));
+  const cleanups = [];
+  // Ctrl-C: the instances and the broker are this process's children and would outlive it.
+  const abort = () => {
+    out('  interrupted: stopping every instance, the gateway and the drill\'s broker');
+    void (async () => {
+      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+      process.exit(130);
+    })();
+  };
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
+  try {
+    let broker; // one of the drill's own, which it may kill
+    if (flags.nats === true) {
+      const nats = await startNats();
+      cleanups.push(() => nats.destroy());
+      flags = { ...flags, nats: nats.url };
+      broker = { what: 'the NATS server', kill: () => nats.stop('SIGKILL'), start: () => nats.start() };
+    } else if (flags.kafka === true) {
+      const { startKafka } = await import('../../scripts/kafka.js').catch(() => {
+        throw new Error('--kafka without brokers starts a broker with scripts/kafka.js, which only a clone of tandem has: give --kafka=host:port');
+      });
+      const kafka = await startKafka();
+      cleanups.push(() => kafka.stop());
+      flags = { ...flags, kafka: kafka.bootstrap.join(',') };
+      broker = { what: 'the Kafka broker', kill: () => kafka.kill(1), start: () => kafka.restart(1) };
+    }
+    let db;
+    if (flags.postgres !== undefined) {
+      db = await privateDatabase(flags.postgres === true ? 'postgres://postgres@127.0.0.1:5432/postgres' : flags.postgres);
+      cleanups.push(() => db.drop());
+      flags = { ...flags, postgres: db.url };
+    }
+    const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? 'RabbitMQ' : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
+    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''})`);
+    const shop = await launch(flags, { quiet: true });
+    cleanups.push(() => shop.stop());
+    return await drive(shop, { duration, rate, broker, db });
+  } finally {
+    process.off('SIGINT', abort);
+    process.off('SIGTERM', abort);
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((err) => out(`  cleanup: ${err.message}`));
+  }
+}
+
+async function drive(shop, { duration, rate, broker, db }) {
+  const origin = `http://${shop.gateway.listenAddress}`;
+  const stateful = shop.plan.orders > 1;
+  out(`  drill: ${rate} req/s for ${duration} s through ${origin} — GET /catalog/items/…, POST /orders, GET /orders/<id> in turn`);
+  // Warm-up: orders to read back during the load, connections, caches.
+  const warm = await Promise.all(Array.from({ length: 30 }, (_, i) => place(origin, `warm-${Date.now()}-${i}`, SKUS[i % 3])));
+  const readIds = warm.filter((a) => a.order).map((a) => a.order.id);
+  if (readIds.length === 0) throw new Error(`the warm-up placed no order: ${JSON.stringify(warm[0])}`);
+  const runId = Date.now().toString(36);
+  const request = (i) => {
+    const sku = SKUS[i % 3];
+    if (i % 3 === 0) return { method: 'GET', path: `/catalog/items/${sku}` };
+    if (i % 3 === 1) return { method: 'POST', path: '/orders', headers: { 'content-type': 'application/json', 'idempotency-key': `${runId}-${i}` }, body: JSON.stringify({ sku, qty: 1 }) };
+    return { method: 'GET', path: `/orders/${readIds[i % readIds.length]}` };
+  };
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  const state = { outstanding: 0, t0: performance.now() };
+  const faults = [];
+  const load = openLoop({ origin, rate, durationS: duration, idPrefix: 'drill', timeoutMs: CLIENT_TIMEOUT_MS, request, tagHeader: 'location', state });
+  const note = (what) => {
+    const t = performance.now() - state.t0;
+    faults.push({ what, t });
+    out(`  ${(t / 1000).toFixed(1).padStart(6)} s  ${what}`);
+  };
+  const at = (fraction) => sleep(Math.max(0, state.t0 + fraction * duration * 1000 - performance.now()));
+  const starts = [];
+  const replace = (service) => starts.push(shop.start(service).then((i) => out(`           ${i.name} serving`)));
+
+  await at(0.1);
+  for (const service of ['catalog', 'notifications', 'shipping', ...(stateful ? ['orders', 'payments'] : [])]) {
+    const victim = shop.running(service)[0];
+    note(`SIGKILL ${victim.name}`);
+    victim.child.kill('SIGKILL');
+    replace(service);
+    await sleep(1000);
+  }
+  await at(0.35);
+  const frozen = shop.running(stateful ? 'orders' : 'catalog')[0];
+  note(`SIGSTOP ${frozen.name} for 4 s`);
+  frozen.child.kill('SIGSTOP');
+  await sleep(4000);
+  frozen.child.kill('SIGCONT');
+  await at(0.5);
+  for (const service of stateful ? ['orders', 'payments'] : []) {
+    note(`rolling deploy of ${service}`);
+    for (const old of shop.running(service)) {
+      const fresh = await shop.start(service);
+      old.child.kill('SIGTERM');
+      const code = await old.exited;
+      out(`           ${fresh.name} serving, ${old.name} drained and exited ${code}`);
+    }
+  }
+  if (broker) {
+    await at(0.8);
+    note(`SIGKILL ${broker.what}, start it again 2 s later`);
+    await broker.kill();
+    await sleep(2000);
+    await broker.start();
+  }
+  const run = await load;
+  loopDelay.disable();
+  out(`  the drill's own process (gateway and load generator): event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms; the generator's largest send lag ${run.maxSendLagMs.toFixed(0)} ms`);
+  await Promise.allSettled(starts);
+  return report(shop, run, faults, { origin, db, runId, skipped: [
+    ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
+    ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats or --kafka without a URL)']),
+    'gateway pair: the shop runs one gateway',
+  ] });
+}
+
+async function report(shop, run, faults, { origin, db, runId, skipped }) {
+  const kinds = { 'GET /catalog/items/…': [], 'POST /orders': [], 'GET /orders/<id>': [] };
+  for (const r of run.results) {
+    const n = Number(r.id.split('-')[1]);
+    kinds[Object.keys(kinds)[n % 3]].push(r);
+  }
+  out();
+  out('  | requests | sent | failed | p50 ms | p99 ms |');
+  out('  |---|---:|---:|---:|---:|');
+  for (const [kind, results] of Object.entries(kinds)) {
+    const lat = results.map((r) => r.lat).sort((a, b) => a - b);
+    const failed = results.filter((r) => !(r.status === 200 || r.status === 201)).length;
+    out(`  | ${kind} | ${results.length} | ${failed} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
+  }
+  // How long each fault was visible: failed requests that ended between it and the next fault.
+  out();
+  out('  | fault | at s | failed requests after it | first–last failure after it (s, by the end of the request) |');
+  out('  |---|---:|---:|---|');
+  const failures = run.results.filter((r) => r.t !== null && !(r.status === 200 || r.status === 201)).map((r) => r.t + r.lat).sort((a, b) => a - b);
+  faults.forEach((f, k) => {
+    const end = faults[k + 1]?.t ?? Infinity;
+    const failed = failures.filter((t) => t >= f.t && t < end);
+    const span = failed.length === 0 ? '—' : `${((failed[0] - f.t) / 1000).toFixed(2)}–${((failed.at(-1) - f.t) / 1000).toFixed(2)}`;
+    out(`  | ${f.what} | ${(f.t / 1000).toFixed(1)} | ${failed.length} | ${span} |`);
+  });
+
+  // The business: every POST's key, retried by the client with the same key when it failed.
+  const posts = kinds['POST /orders'];
+  let errorButTaken = 0;
+  let okButNotTaken = 0;
+  let neverPlaced = 0;
+  const orders = new Map(); // id → key
+  for (const r of posts) {
+    if (r.status === 201) {
+      const id = r.tag?.split('/').pop();
+      const read = await fetch(`${origin}/orders/${id}`).then((res) => (res.status === 200 ? res.json() : null));
+      if (read?.status !== 'paid') okButNotTaken++;
+      else orders.set(id, read);
+    } else {
+      const i = Number(r.id.split('-')[1]);
+      const retry = await placeWithRetries(origin, `${runId}-${i}`, SKUS[i % 3]);
+      if (retry.status === 200) errorButTaken++;
+      if (retry.order) orders.set(retry.order.id, retry.order);
+      else neverPlaced++;
+    }
+  }
+  const effects = await settle(shop, [...orders.keys()], db);
+  const charged = countBy(shop.effects.filter((e) => e.msg === 'charged').map((e) => e.order));
+  const chargedTwice = [...charged.values()].filter((n) => n > 1).length;
+  const notOnce = [...orders.keys()].filter((id) => effects.confirmations.get(id) !== 1 || effects.shipments.get(id) !== 1);
+  const notCharged = [...orders.keys()].filter((id) => !charged.has(id) && !db).length;
+  const checks = [
+    ['failed GETs', kinds['GET /catalog/items/…'].concat(kinds['GET /orders/<id>']).filter((r) => r.status !== 200).length],
+    ['order POSTs answered with an error although the order was taken (the client\'s retry with its key found it)', errorButTaken],
+    ['order POSTs answered OK although the order was not taken (not there, or not paid)', okButNotTaken],
+    ['orders charged twice', chargedTwice],
+    [`orders without exactly one confirmation and one shipping notice once quiet (of ${orders.size} paid)`, notOnce.length],
+  ];
+  out();
+  for (const [what, n] of checks) out(`  ${n === 0 ? 'ok  ' : 'FAIL'}  ${n}  ${what}`);
+  out(`        ${neverPlaced} POSTs failed and their retry placed no order either; ${notCharged} paid orders without a charge line`);
+  for (const s of skipped) out(`  skipped: ${s}`);
+  if (notOnce.length > 0) out(`  e.g. ${notOnce.slice(0, 3).map((id) => `${id}: ${effects.confirmations.get(id) ?? 0} confirmations, ${effects.shipments.get(id) ?? 0} notices`).join('; ')}`);
+  const pass = checks.every(([, n]) => n === 0);
+  out(pass ? '  PASS' : '  FAIL');
+  return pass ? 0 : 1;
+}
+
+const countBy = (values) => values.reduce((m, v) => m.set(v, (m.get(v) ?? 0) + 1), new Map());
+
+/** Waits until every paid order has its confirmation and its notice and nothing changed for 3 s (at most 60 s). */
+async function settle(shop, ids, db) {
+  const count = async () => {
+    if (db) {
+      const rows = async (table) => countBy((await db.pool.query(`SELECT order_id FROM ${table}`)).rows.map((r) => r.order_id));
+      return { confirmations: await rows('shop_confirmations'), shipments: await rows('shop_shipments') };
+    }
+    return {
+      confirmations: countBy(shop.effects.filter((e) => e.msg === 'confirmation').map((e) => e.order)),
+      shipments: countBy(shop.effects.filter((e) => e.msg === 'shipment').map((e) => e.order)),
+    };
+  };
+  const deadline = performance.now() + 60_000;
+  let last = '';
+  let stableSince = performance.now();
+  for (;;) {
+    const now = await count();
+    const done = ids.every((id) => now.confirmations.has(id) && now.shipments.has(id));
+    const sig = `${[...now.confirmations.values()].reduce((a, b) => a + b, 0)}/${[...now.shipments.values()].reduce((a, b) => a + b, 0)}`;
+    if (sig !== last) {
+      last = sig;
+      stableSince = performance.now();
+    }
+    if ((done && performance.now() - stableSince > 3000) || performance.now() > deadline) return now;
+    await sleep(250);
+  }
+}
+
+async function place(origin, key, sku) {
+  try {
+    const res = await fetch(`${origin}/orders`, { method: 'POST', headers: { 'idempotency-key': key, 'content-type': 'application/json' }, body: JSON.stringify({ sku, qty: 1 }), signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS) });
+    const body = await res.json().catch(() => null);
+    return { status: res.status, order: res.status === 200 || res.status === 201 ? body : undefined };
+  } catch (err) {
+    return { status: 0, error: err.message };
+  }
+}
+
+/** A client's retry: the same key until an answer (at most 5 tries). */
+async function placeWithRetries(origin, key, sku) {
+  let answer;
+  for (let i = 0; i < 5; i++) {
+    answer = await place(origin, key, sku);
+    if (answer.order || (answer.status >= 400 && answer.status < 500)) return answer;
+    await sleep(500);
+  }
+  return answer;
+}
+
+/** A nats-server of the drill's own: JetStream in a temp dir, a free port; restartable on the same port. */
+async function startNats() {
+  const dir = mkdtempSync(join(tmpdir(), 'shop-drill-nats-'));
+  const bin = process.env.NATS_SERVER ?? 'nats-server';
+  let proc;
+  let port = -1;
+  const start = () => new Promise((resolve, reject) => {
+    proc = spawn(bin, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    proc.on('error', (err) => reject(new Error(`cannot run ${bin} (set NATS_SERVER to its path): ${err.message}`)));
+    proc.stderr.setEncoding('utf8').on('data', (d) => {
+      log += d;
+      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
+      if (m) port = Number(m[1]);
+      if (log.includes('Server is ready')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${log.slice(-300)}`)));
+  });
+  await start();
+  const stop = (signal = 'SIGTERM') => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill(signal);
+    return exited;
+  };
+  return { url: `nats://127.0.0.1:${port}`, start, stop, destroy: async () => { await stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/** A database of the drill's own on the server of `url`, dropped at the end. */
+async function privateDatabase(url) {
+  const { default: pg } = await import('pg');
+  const name = `shop_drill_${process.pid}`;
+  const admin = new pg.Pool({ connectionString: url, max: 1 });
+  await admin.query(`CREATE DATABASE ${name}`);
+  const own = new URL(url);
+  own.pathname = `/${name}`;
+  const pool = new pg.Pool({ connectionString: own.href, max: 2 });
+  return {
+    url: own.href,
+    pool,
+    async drop() {
+      await pool.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
