@@ -122,6 +122,31 @@ test('POST and PUT: never re-sent once they may have been processed; re-sent whe
   assert.equal(ids(...all).filter((id) => id.startsWith('big')).length, 9, 'a large PUT was sent twice');
 });
 
+test('retry.idempotencyHeader: a POST carrying the key goes again after it may have been processed; one without it does not', async () => {
+  const cutter = await backend('cutter', cutAfterReading);
+  const good = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];
+  const gw = await gateway(shopConfig([cutter.address, ...good.map((b) => b.address)], {
+    healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 }, retry: { idempotencyHeader: 'Idempotency-Key' },
+  }));
+  const send = async (id: string, key: boolean) => {
+    const res = await fetch(`${gw.url}/x?id=${id}`, { method: 'POST', body: '{}', headers: key ? { 'idempotency-key': id } : {} });
+    await res.arrayBuffer();
+    return res.status;
+  };
+  const keyed: number[] = [];
+  for (let i = 0; i < 9; i++) keyed.push(await send(`keyed${i}`, true));
+  assert.deepEqual(keyed, Array(9).fill(200), 'every keyed POST answered');
+  const cutKeyed = ids(cutter).filter((id) => id.startsWith('keyed'));
+  assert.ok(cutKeyed.length >= 2, `the cutter got ${cutKeyed.length} keyed POSTs`);
+  for (const id of cutKeyed) assert.equal(ids(...good).filter((x) => x === id).length, 1, `${id} went again once`);
+  const plain: number[] = [];
+  for (let i = 0; i < 9; i++) plain.push(await send(`plain${i}`, false));
+  const cutPlain = ids(cutter).filter((id) => id.startsWith('plain'));
+  assert.ok(cutPlain.length >= 2);
+  assert.equal(plain.filter((s) => s === 502).length, cutPlain.length, 'a POST without the key is not sent twice');
+  assert.equal(ids(...good).filter((id) => cutPlain.includes(id)).length, 0);
+});
+
 test('POST when the picked endpoint refuses connections: retried (it never left), 200, processed once', async () => {
   const dead = await freePort();
   const good = [await backend('a', answerOk('a')), await backend('b', answerOk('b'))];

@@ -71,6 +71,7 @@ export const DEFAULTS = Object.freeze({
       attempts: U.retry.attempts,
       perTryTimeout: U.retry.perTryTimeout,
       bodyLimit: U.retry.bodyLimit,
+      idempotencyHeader: U.retry.idempotencyHeader,
       budget: Object.freeze({ percent: U.retry.budget.percent, minPerSecond: U.retry.budget.minPerSecond }),
     }),
     hedge: U.hedge,

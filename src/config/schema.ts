@@ -88,6 +88,7 @@ const retry = objectOrFalse(Type.Object({
   attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'Attempts in total, the first included.' })),
   perTryTimeout: Type.Optional(duration),
   bodyLimit: Type.Optional(size),
+  idempotencyHeader: Type.Optional(Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$', description: 'A request carrying this header (e.g. Idempotency-Key) may be retried whatever its method: the service makes a repeat harmless. Unset: only idempotent methods.' })),
   budget: Type.Optional(Type.Object({
     percent: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, description: 'Retries allowed as a percentage of requests.' })),
     minPerSecond: Type.Optional(Type.Number({ minimum: 0, maximum: 1_000_000, description: 'Retries allowed per second on top.' })),

@@ -98,6 +98,8 @@ export interface RetryConfig {
   perTryTimeout: number | undefined;
   /** Largest request body (bytes, by Content-Length) kept in memory for replay. */
   bodyLimit: number;
+  /** Lower-case header name: a request carrying it counts as idempotent for retries; undefined: none. */
+  idempotencyHeader: string | undefined;
   budget: { percent: number; minPerSecond: number };
 }
 

@@ -288,6 +288,7 @@ function retry(raw: unknown, base: string, problems: ConfigProblem[]): RetryConf
     attempts: typeof r.attempts === 'number' ? r.attempts : d.attempts,
     perTryTimeout,
     bodyLimit: sizeOr(r.bodyLimit, d.bodyLimit),
+    idempotencyHeader: typeof r.idempotencyHeader === 'string' ? r.idempotencyHeader.toLowerCase() : d.idempotencyHeader,
     budget: {
       percent: typeof b.percent === 'number' ? b.percent : d.budget.percent,
       minPerSecond: typeof b.minPerSecond === 'number' ? b.minPerSecond : d.budget.minPerSecond,

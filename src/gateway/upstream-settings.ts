@@ -49,6 +49,7 @@ export function upstreamSettingsOf(c: ServiceConfig): UpstreamSettings {
       attempts: c.retry.attempts,
       perTryTimeoutMs: c.retry.perTryTimeout,
       bodyLimit: c.retry.bodyLimit,
+      idempotencyHeader: c.retry.idempotencyHeader,
       budget: { percent: c.retry.budget.percent / 100, minPerSecond: c.retry.budget.minPerSecond },
     },
     hedge: c.hedge === false ? false : { percentile: c.hedge.percentile / 100, minDelayMs: c.hedge.minDelay, methods: c.hedge.methods },

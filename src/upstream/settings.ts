@@ -54,6 +54,8 @@ export interface RetrySettings {
   readonly perTryTimeoutMs: number | undefined;
   /** Largest request body (bytes, by Content-Length) read into memory so it can be sent again. */
   readonly bodyLimit: number;
+  /** Lower-case: a request carrying this header may go again whatever its method (e.g. idempotency-key). */
+  readonly idempotencyHeader?: string;
   /** `percent` is a share of requests here (0.2 = one retry per five requests). */
   readonly budget: Pick<RetryBudgetOptions, 'percent' | 'minPerSecond'>;
 }

@@ -120,6 +120,12 @@ export const UPSTREAM_DEFAULTS = Object.freeze({
     /** Request bodies up to this size (by Content-Length) are kept in memory so a retry can send them again (Linkerd: 64 KiB). */
     bodyLimit: 64 * 1024,
     /**
+     * No header makes a non-idempotent request safe to resend unless the service says so: the
+     * IETF's Idempotency-Key (draft-ietf-httpapi-idempotency-key-header) needs a server that
+     * stores the key's outcome.
+     */
+    idempotencyHeader: undefined as string | undefined,
+    /**
      * Finagle's budget: retries (and hedges) may add at most 20 % of the requests seen over
      * the last 10 s, plus 10 per second so a quiet service can still retry (a reserve of 100
      * retries per 10 s). Per-request limits multiply under an outage; a budget caps the extra

@@ -122,11 +122,20 @@ class RetryLoop implements ResponseHandler {
     return true;
   }
 
+  /** The request carries the service's idempotency header: safe to resend whatever its method (else the method decides). */
+  private keyed(): true | undefined {
+    const name = this.policy.idempotencyHeader;
+    if (name === undefined) return undefined;
+    const h = this.request.headers;
+    for (let i = 0; i < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) return true;
+    return undefined;
+  }
+
   /** Policy, attempts, deadline, another endpoint, budget — in that order (the budget last: it is spent). */
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
     const flight = this.request.flight!;
     if (flight.attempts - this.staleResends >= this.policy.attempts) return false;
-    if (!mayRetry({ method: this.request.method, idempotent: this.request.grpc?.idempotent, failure, bodyReplayable: this.replayable(failure) })) return false;
+    if (!mayRetry({ method: this.request.method, idempotent: this.request.grpc?.idempotent ?? this.keyed(), failure, bodyReplayable: this.replayable(failure) })) return false;
     if (this.path.clock.now() >= flight.deadline) {
       this.expired = true;
       return false;
