@@ -2,7 +2,6 @@ import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { formatHostPort } from '../core/address.js';
-import { openDrainables } from '../core/drain.js';
 import { createLogger } from '../observe/log.js';
 import { deadlineOf, listenForFailedDependencies, runWithDeadline } from '../core/deadline.js';
 import { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
@@ -13,15 +12,11 @@ import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
 import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
-import { TandemError } from '../core/errors.js';
+import { allPass, closeBusesAndHooks, drainOnSignals, runCheck, sleep, type Check, type DrainHook } from './lifecycle.js';
 import { parseOptions, type OptionSpec } from '../core/options.js';
 import * as rules from '../core/options.js';
 
-/** A check passes when it returns (or resolves to) anything but `false` without throwing. */
-export type Check = () => unknown;
-
-/** Part of the drain (see ServeOptions.onDrain); may return a promise. */
-export type DrainHook = () => unknown;
+export type { Check, DrainHook };
 
 export interface ServeOptions {
   /** The service this instance belongs to. */
@@ -121,7 +116,7 @@ export const DEFAULT_SERVE_OPTIONS = rules.defaults({ ...DEFAULTS, handleSignals
 
 type ParsedServeOptions = ServeOptions & typeof DEFAULT_SERVE_OPTIONS;
 
-const SERVE_SPEC: OptionSpec = {
+export const SERVE_SPEC: OptionSpec = {
   service: rules.string,
   registry: registryUrls,
   token: rules.string,
@@ -153,8 +148,6 @@ export function parseServeOptions(options: unknown): Readonly<ParsedServeOptions
 /** The gateway's line format (pino, ISO times), warnings and up, on stderr: the application owns stdout. */
 let defaultLogger: LinkLogger | undefined;
 const stderrLogger = (): LinkLogger => (defaultLogger ??= createLogger('warn', process.stderr));
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Makes any node:http Server (plain, express, fastify's `server`, koa's `app.listen()`) a
@@ -238,41 +231,12 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
     log.info({ msg: 'drained' });
   };
   /** Open buses (their handlers finish first), then the application's hooks, within drainTimeout. */
-  const closeTheRest = async () => {
-    const work = (async () => {
-      const buses = openDrainables();
-      if (buses.length > 0) log.info({ msg: 'closing', what: buses.map((b) => b.drainName) });
-      await Promise.all(buses.map((b) => b.close().catch((err: unknown) => log.warn({ msg: 'close failed', what: b.drainName, error: (err as Error).message }))));
-      for (const hook of [...hooks].reverse()) {
-        try {
-          await hook();
-        } catch (err) {
-          log.warn({ msg: 'drain hook failed', error: (err as Error).message });
-        }
-      }
-    })();
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<true>((resolve) => { timer = setTimeout(() => resolve(true), options.drainTimeout); });
-    const timedOut = await Promise.race([work.then(() => false), late]);
-    clearTimeout(timer);
-    if (timedOut) throw new TandemError('TANDEM_ERR_DRAIN_TIMEOUT', `buses and drain hooks still running after ${options.drainTimeout} ms (drainTimeout)`);
-  };
+  const closeTheRest = () => closeBusesAndHooks(hooks, options.drainTimeout, log);
   const close = () => {
     closing ??= drain();
     return closing;
   };
-  if (options.handleSignals) {
-    // Installed before anything else: a SIGTERM while starting drains too (nothing to deregister yet).
-    const onSignal = (signal: NodeJS.Signals) => {
-      log.info({ msg: 'signal', signal });
-      close().then(() => process.exit(0), (err: unknown) => {
-        log.warn({ msg: 'drain failed', error: (err as Error).message });
-        process.exit(1);
-      });
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-  }
+  if (options.handleSignals) drainOnSignals(close, log);
 
   await tracingReady;
   if (!server.listening) await new Promise<void>((resolve) => server.once('listening', resolve));
@@ -314,26 +278,11 @@ function one(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function allPass(checks: ReadonlyMap<string, Check>): Promise<boolean> {
-  for (const check of checks.values()) {
-    if (!(await run(check)).ok) return false;
-  }
-  return true;
-}
-
-async function run(check: Check): Promise<{ ok: boolean; error?: string }> {
-  try {
-    return (await check()) === false ? { ok: false } : { ok: true };
-  } catch (err) {
-    return { ok: false, error: (err as Error).message };
-  }
-}
-
 async function answerChecks(checks: ReadonlyMap<string, Check>, base: boolean, state: ServedState, res: ServerResponse): Promise<void> {
   const results: Record<string, string> = {};
   let ok = base;
   for (const [name, check] of checks) {
-    const r = await run(check);
+    const r = await runCheck(check);
     results[name] = r.ok ? 'ok' : `fail${r.error ? `: ${r.error}` : ''}`;
     ok &&= r.ok;
   }

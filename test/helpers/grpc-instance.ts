@@ -1,0 +1,55 @@
+// A gRPC service instance as a real child process: a @grpc/grpc-js server with the Echo
+// service (echo.proto), made a member by tandem/node's serveGrpc(). For tests.
+// Usage: node grpc-instance.js '<json options>'
+//   { registry: string | string[], service, id?, listen?, unavailable?: boolean,
+//     drainQuietPeriod?, drainTimeout?, heartbeatInterval? }
+// Prints {"msg":"serving","id","address","port"} once serveGrpc() resolved, {"msg":"call",
+// "method","text"} as each call arrives and {"msg":"answered",…} as it is answered. With
+// `unavailable`, every call is answered UNAVAILABLE (an instance that is up but cannot serve).
+// A call with a negative delayMs is held until the process gets SIGUSR2.
+import * as grpc from '@grpc/grpc-js';
+import { serveGrpc } from '../../src/node/index.js';
+import { echoPackage, type EchoReply, type EchoRequest } from './grpc-echo.js';
+
+const opts = JSON.parse(process.argv[2] ?? '{}') as {
+  registry: string | string[]; service: string; id?: string; listen?: string; unavailable?: boolean;
+  drainQuietPeriod?: number; drainTimeout?: number; heartbeatInterval?: number;
+};
+const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+let id = opts.id ?? '';
+/** Calls asked to wait (delayMs < 0) until SIGUSR2. */
+const held: Array<() => void> = [];
+process.on('SIGUSR2', () => { for (const answer of held.splice(0)) answer(); });
+
+function handler(method: string): grpc.handleUnaryCall<EchoRequest, EchoReply> {
+  return (call, callback) => {
+    const text = call.request.text ?? '';
+    out({ msg: 'call', method, text });
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date || typeof deadline === 'number' ? Math.round(Number(deadline) - Date.now()) : -1;
+    const answer = () => {
+      out({ msg: 'answered', method, text });
+      if (opts.unavailable) callback({ code: grpc.status.UNAVAILABLE, details: `${id} cannot serve (test)` });
+      else callback(null, { text, instance: id, deadlineMs: Number.isFinite(deadlineMs) ? deadlineMs : -1 });
+    };
+    const delay = call.request.delayMs ?? 0;
+    if (delay < 0) held.push(answer);
+    else setTimeout(answer, delay);
+  };
+}
+
+const server = new grpc.Server();
+server.addService(echoPackage().Echo.service, { Echo: handler('Echo'), Charge: handler('Charge') });
+const instance = await serveGrpc(server, {
+  service: opts.service,
+  registry: opts.registry,
+  id: opts.id,
+  listen: opts.listen,
+  drainQuietPeriod: opts.drainQuietPeriod,
+  drainTimeout: opts.drainTimeout,
+  heartbeatInterval: opts.heartbeatInterval,
+  healthServices: ['tandem.test.Echo'],
+  logger: { info: out, warn: (f) => out({ level: 'warn', ...f }) },
+});
+id = instance.id;
+out({ msg: 'serving', id: instance.id, address: instance.address, port: instance.port });
