@@ -106,16 +106,17 @@ test('a plaintext and a TLS listener at once: SNI picks the certificate, X-Forwa
   assert.equal(await gw.stop('SIGTERM'), 0);
 });
 
-test('ALPN offers http/1.1; TLS 1.1 is refused by the server', async () => {
+test('ALPN offers h2 and http/1.1; TLS 1.1 is refused by the server', async () => {
   const { tlsPort } = await tlsGateway();
-  const alpn = await new Promise<string | false | null>((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: tlsPort, servername: 'a.test', ca: pki.ca, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+  const alpn = (offer: string[]) => new Promise<string | false | null>((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: tlsPort, servername: 'a.test', ca: pki.ca, ALPNProtocols: offer }, () => {
       resolve(s.alpnProtocol);
       s.end();
     });
     s.on('error', reject);
   });
-  assert.equal(alpn, 'http/1.1');
+  assert.equal(await alpn(['h2', 'http/1.1']), 'h2');
+  assert.equal(await alpn(['http/1.1']), 'http/1.1');
 
   // The client allows TLS 1.0–1.1 (security level 0, or OpenSSL itself would refuse to offer them):
   // the refusal seen is the server's protocol_version alert.

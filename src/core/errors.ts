@@ -5,7 +5,7 @@
  */
 export const ERROR_CATALOG = {
   TANDEM_ERR_CONFIG: 'The configuration is invalid; `problems` lists every path with a hint.',
-  TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards (HTTP 400, connection closed): an HTTP/0.9 or HTTP/2 request line, invalid HTTP/1.1 framing, a target that is not a path, a malformed percent-escape, a fragment or a path that climbs above the root, no single valid Host, Transfer-Encoding on HTTP/1.0.',
+  TANDEM_ERR_BAD_REQUEST: 'The request is not one the gateway forwards (HTTP 400, connection closed): an HTTP/0.9 or HTTP/2 request line, invalid HTTP/1.1 framing, a target that is not a path, a malformed percent-escape, a fragment or a path that climbs above the root, no single valid Host, Transfer-Encoding on HTTP/1.0. Over HTTP/2 only the stream ends, not the connection.',
   TANDEM_ERR_NO_ROUTE: 'No route matches the request host and path (HTTP 404).',
   TANDEM_ERR_NO_HEALTHY_ENDPOINT: 'The service has no endpoint that can take the request, or a draining gateway refuses a new WebSocket upgrade (HTTP 503).',
   TANDEM_ERR_OVERLOADED: 'The service has concurrencyLimit requests in progress; this one is refused at once (HTTP 503 with Retry-After).',

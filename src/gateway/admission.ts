@@ -44,6 +44,7 @@ export interface AdmissionContext {
  * the request target, Host, Transfer-Encoding on HTTP/1.0, the path; then routes.
  */
 export function admit(ctx: AdmissionContext, req: IncomingMessage, peerIp: string, trusted: boolean): Admission {
+  if (req.httpVersionMajor === 2 && isHttp2(req)) return admitHttp2(ctx, req, peerIp, trusted);
   const url = req.url ?? '/';
   const absolute = url.charCodeAt(0) === 47 /* / */ ? undefined : splitAbsoluteTarget(url);
   const facts = rewriteRequestHeaders(req.rawHeaders, peerIp, trusted, ctx.proto, false, absolute?.authority);
@@ -70,7 +71,54 @@ export function admit(ctx: AdmissionContext, req: IncomingMessage, peerIp: strin
     // and the next request's start cannot be known.
     return refused(facts, url, host, badRequest('Transfer-Encoding in an HTTP/1.0 request'));
   }
-  const path = normalizePath(absolute?.path ?? url);
+  return routed(ctx, facts, url, host, absolute?.path ?? url);
+}
+
+/**
+ * An HTTP/2 request (RFC 9113 §8.3): the pseudo-headers are not forwarded; `:authority` is the
+ * authority routed by and forwarded as Host (the client's Host header, if it sent one too, is
+ * replaced, as for an absolute-form target); cookie lines are joined into one (§8.2.3). The
+ * framing is HTTP/2's own — no Transfer-Encoding, no request line — and Node has already refused
+ * connection-specific headers; nothing the HTTP/1.1 checks guard against can reach here.
+ */
+function admitHttp2(ctx: AdmissionContext, req: IncomingMessage & { authority?: string }, peerIp: string, trusted: boolean): Admission {
+  const url = req.url ?? '/';
+  const raw = http2HeaderLines(req.rawHeaders);
+  const authority = req.authority || undefined;
+  const facts = rewriteRequestHeaders(raw, peerIp, trusted, ctx.proto, false, authority);
+  const host = authority ?? facts.host;
+  if (raw.length > 2 * ctx.maxHeaders) {
+    return refused(facts, url, host, { status: 431, code: 'TANDEM_ERR_HEADERS_TOO_LARGE', message: `more than ${ctx.maxHeaders} header lines`, close: false });
+  }
+  if (url.charCodeAt(0) !== 47) return refused(facts, url, host, stream400('the :path is not a path'));
+  if (host === undefined) return refused(facts, url, host, stream400('an HTTP/2 request needs :authority or Host'));
+  if (facts.hostLines > 1 && authority === undefined) return refused(facts, url, host, stream400(`${facts.hostLines} Host headers; one is allowed`));
+  if (!isValidAuthority(host)) return refused(facts, url, host, stream400('the authority is not a valid host[:port]'));
+  return routed(ctx, facts, url, host, url);
+}
+
+/** The HTTP/2 request's header lines without its pseudo-headers, its cookie crumbs joined into one line. */
+export function http2HeaderLines(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  let cookie: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (name === 'cookie') cookie = cookie === undefined ? raw[i + 1]! : `${cookie}; ${raw[i + 1]!}`;
+    else out.push(name, raw[i + 1]!);
+  }
+  if (cookie !== undefined) out.push('cookie', cookie);
+  return out;
+}
+
+/** A request arrived over HTTP/2 (Node's compatibility API): it has a stream of its own. */
+export function isHttp2(req: object): boolean {
+  return (req as { stream?: unknown }).stream !== undefined;
+}
+
+/** The path normalized and routed. */
+function routed(ctx: AdmissionContext, facts: RequestFacts, url: string, host: string | undefined, target: string): Admission {
+  const path = normalizePath(target);
   if (isPathProblem(path)) return refused(facts, url, host, badRequest(path.problem));
   const route = ctx.router.match(host, path);
   if (route === undefined) {
@@ -85,4 +133,9 @@ function refused(facts: RequestFacts, path: string, host: string | undefined, re
 
 function badRequest(message: string): Refusal {
   return { status: 400, code: 'TANDEM_ERR_BAD_REQUEST', message, close: true };
+}
+
+/** An HTTP/2 request refused: its stream ends, the connection's other streams go on. */
+function stream400(message: string): Refusal {
+  return { status: 400, code: 'TANDEM_ERR_BAD_REQUEST', message, close: false };
 }

@@ -1,4 +1,5 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -286,7 +287,8 @@ export class Gateway {
         // During a handover that drops new connections (--handover-drop-syn) the address stays
         // until the open connections ended: the client's next request on it gets `Connection: close`
         // instead of a FIN it may cross (which resets that request).
-        res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) req.socket.end(); });
+        // An HTTP/2 connection gets a GOAWAY instead: its other streams finish.
+        res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) endConnection(req); });
         handleRequest(ctx(), req, res);
       },
       checkContinue: (req, res) => handleCheckContinue(ctx(), req, res),
@@ -366,11 +368,7 @@ export class Gateway {
     this.ctx = this.buildContext(next);
     this.secureCtx = { ...this.ctx, proto: 'https' };
     next.listen.forEach((l, i) => { if (l.tls) this.listeners[i]!.setTls(l.tls); });
-    for (const server of this.servers()) {
-      server.headersTimeout = next.limits.headersTimeout;
-      server.requestTimeout = next.limits.requestTimeout;
-      server.keepAliveTimeout = next.limits.keepAliveTimeout;
-    }
+    for (const l of this.listeners) l.setLimits(next.limits);
     this.admin.headersTimeout = next.limits.headersTimeout;
     this.logger.level = next.log.level;
     this.logger.info({ msg: 'reloaded', event: 'reload', services: [...next.services.keys()], routes: next.routes.length });
@@ -400,7 +398,7 @@ export class Gateway {
       await release({
         openConnections: () => this.openConnections,
         awaitConnections: (on) => { this.awaitingConnections = on; },
-        closeIdleConnections: () => { for (const server of this.servers()) server.closeIdleConnections(); },
+        closeIdleConnections: () => { for (const l of this.listeners) l.closeIdle(); },
       });
       this.awaitingConnections = false;
       this.releasing = false;
@@ -412,13 +410,13 @@ export class Gateway {
     this.logger.info({ msg: 'draining', event: 'drain', inflight: this.live.inflight, drainTimeoutMs: this.config.drainTimeout });
     this.feed.record('drain', `gateway draining (${this.live.inflight} ${this.live.inflight === 1 ? 'request' : 'requests'} in flight)`);
     const closed = Promise.all(this.servers().map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-    for (const server of this.servers()) server.closeIdleConnections();
+    for (const l of this.listeners) l.closeIdle();
     while ((this.live.inflight > 0 || this.live.tunnels.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
-      for (const server of this.servers()) server.closeIdleConnections();
+      for (const l of this.listeners) l.closeIdle();
     }
     const abandoned = this.live.inflight;
-    for (const server of this.servers()) server.closeAllConnections();
+    for (const l of this.listeners) l.closeAll();
     for (const t of this.live.tunnels) t.destroy();
     await closed;
     // Past the drain timeout nothing is waited for: an endpoint still streaming to a client
@@ -522,6 +520,12 @@ export class Gateway {
 /** The services whose members come from etcd: those the config gives no endpoints. */
 function fromRegistry(config: GatewayConfig): string[] {
   return [...config.services.values()].filter((s) => s.endpoints.length === 0).map((s) => s.name);
+}
+
+/** After the response: an HTTP/1.1 connection is ended, an HTTP/2 one gets a GOAWAY (its other streams finish). */
+function endConnection(req: IncomingMessage): void {
+  if (req.httpVersionMajor === 2) (req as unknown as Http2ServerRequest).stream.session?.close();
+  else req.socket.end();
 }
 
 function boundAddress(server: Server): HostPort {

@@ -1,9 +1,13 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createSecureServer } from 'node:https';
+import { createServer, Server as HttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createSecureServer, createServer as createH2Server, type Http2SecureServer, type Http2Server,
+  type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Session,
+} from 'node:http2';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { LimitsConfig, ListenerConfig, TlsConfig } from '../config/types.js';
+import { peekPreface } from './h2c-preface.js';
 
 /**
  * TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AEAD ciphers only, no CBC, no RSA
@@ -17,11 +21,18 @@ export const TLS_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/** Protocols offered by ALPN on a TLS listener, preferred first (docs/security.md#tls). */
+export const ALPN_PROTOCOLS = ['h2', 'http/1.1'];
+
 /**
- * Protocols offered by ALPN. `h2` joins when the listener moves to
- * `http2.createSecureServer({ allowHTTP1: true })` (docs/security.md#tls).
+ * Streams one HTTP/2 client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+ * Node's default is unbounded; each stream is a request in flight through the gateway, and
+ * the services' concurrency limits count them, but one connection should not hold thousands.
  */
-export const ALPN_PROTOCOLS = ['http/1.1'];
+export const H2_MAX_CONCURRENT_STREAMS = 1000;
+
+/** A request or response on either protocol: the proxy reads both through the HTTP/1.1 shape. */
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
 
 export interface ListenerEvents {
   request(req: IncomingMessage, res: ServerResponse): void;
@@ -35,42 +46,78 @@ export interface ListenerEvents {
 }
 
 /**
- * One client listener: a plain `http.Server`, or an `https.Server` whose certificates can be
- * swapped while it runs. Both carry the same HTTP/1.1 options and events, so the request path
- * is the same code; a plaintext listener is exactly the server it was before TLS existed.
+ * One client listener. Plaintext: an `http.Server` that also takes h2c with prior knowledge —
+ * each new connection's first bytes are looked at once (h2c-preface.ts): the HTTP/2 preface
+ * hands the connection to an HTTP/2 server that never listens itself, anything else to the
+ * HTTP/1.1 server as before (no cost per request). TLS: `http2.createSecureServer` with
+ * `allowHTTP1`, ALPN choosing `h2` or `http/1.1`, certificates by SNI and swapped on reload.
+ *
+ * HTTP/2 requests come through Node's compatibility API (`Http2ServerRequest` and
+ * `Http2ServerResponse`), which has the shape of HTTP/1.1's: the proxy handles both alike and
+ * branches only where the protocols differ (pseudo-headers, connection-specific headers,
+ * closing a connection).
  */
 export class ClientListener {
+  /** The listening server. */
   readonly server: Server;
+  /** Serves the HTTP/2 connections: the TLS server itself, or the h2c server fed by the plaintext one. */
+  private readonly h2: Http2Server | Http2SecureServer;
+  /** HTTP/2 connections open now: a drain sends each a GOAWAY (closeIdle) or cuts it (closeAll). */
+  private readonly sessions = new Set<Http2Session>();
   /** Certificates by name, for SNI; replaced whole on reload (handshakes under way keep theirs). */
   private byName = new Map<string, SecureContext>();
+  /** An HTTP/2 connection without a stream for this long is closed (limits.keepAliveTimeout). */
+  private idleMs = 0;
 
   constructor(readonly config: ListenerConfig, limits: LimitsConfig, on: ListenerEvents) {
-    const options = {
+    const http1 = {
       maxHeaderSize: limits.maxHeaderSize,
-      headersTimeout: limits.headersTimeout,
-      requestTimeout: limits.requestTimeout,
-      // How often Node checks the two timeouts above; its default (30 s) would let a slow
-      // client hold a connection far past its limit.
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeout / 4)),
       // Checked by the proxy, whose 400 carries a code like every other refusal.
       requireHostHeader: false,
       noDelay: true,
     };
+    const h2Options = {
+      // The header section's size limit (HTTP/2 counts names and values plus 32 bytes per line).
+      maxSendHeaderBlockLength: limits.maxHeaderSize,
+      // Past this many header lines nghttp2 refuses the stream; the proxy counts again (limits.maxHeaders).
+      maxHeaderListPairs: limits.maxHeaders + 8,
+      settings: { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS, maxHeaderListSize: limits.maxHeaderSize },
+    };
+    const request = on.request as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void;
     const tls = config.tls;
-    this.server = tls === undefined ? createServer(options, on.request) : createSecureServer({
-      ...options,
-      ...contextOptions(tls, tls.certificates[0]!),
-      ALPNProtocols: ALPN_PROTOCOLS,
-      // tls.Server's own default is 120 s: a peer that opens a socket and says nothing would
-      // hold it that long. A handshake is part of getting the headers in.
-      handshakeTimeout: limits.headersTimeout,
-      SNICallback: (name, done) => done(null, this.contextFor(name)),
-    }, on.request) as unknown as Server;
-    if (tls !== undefined) {
+    if (tls === undefined) {
+      this.server = createServer(http1, on.request);
+      this.h2 = createH2Server(h2Options, request);
+      // The HTTP/1.1 server's own connection handler, now called only for HTTP/1.1 connections.
+      const [http1Connection] = this.server.listeners('connection') as Array<(socket: Socket) => void>;
+      this.server.removeAllListeners('connection');
+      this.server.on('connection', (socket: Socket) => peekPreface(socket, limits.headersTimeout, (h2) => {
+        if (h2) this.h2.emit('connection', socket);
+        else http1Connection!.call(this.server, socket);
+      }));
+    } else {
+      const secure = createSecureServer({
+        ...h2Options,
+        allowHTTP1: true,
+        ...contextOptions(tls, tls.certificates[0]!),
+        ALPNProtocols: ALPN_PROTOCOLS,
+        // tls.Server's own default is 120 s: a peer that opens a socket and says nothing would
+        // hold it that long. A handshake is part of getting the headers in.
+        handshakeTimeout: limits.headersTimeout,
+        SNICallback: (name, done) => done(null, this.contextFor(name)),
+      }, request);
+      // The HTTP/1.1 connections of an allowHTTP1 server are served by Node's http code, which
+      // reads these fields from the server object.
+      Object.assign(secure, http1);
+      this.h2 = secure;
+      this.server = secure as unknown as Server;
       this.byName = contextsByName(tls);
       if (on.tlsError) this.server.on('tlsClientError', on.tlsError);
     }
-    this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    // How often Node checks the HTTP/1.1 timeouts; its default (30 s) would let a slow client
+    // hold a connection far past its limit. Read when the server starts listening.
+    (this.server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(100, Math.min(1000, limits.headersTimeout / 4));
+    this.setLimits(limits);
     // No cap in Node's parser: past its maxHeadersCount it drops header lines without a word
     // (Content-Length among them). The proxy counts every line against limits.maxHeaders.
     this.server.maxHeadersCount = 0;
@@ -78,10 +125,20 @@ export class ClientListener {
     this.server.on('checkContinue', on.checkContinue);
     this.server.on('clientError', on.clientError);
     this.server.on('upgrade', on.upgrade);
+    if (tls === undefined) this.h2.on('checkContinue', on.checkContinue as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+    this.h2.on('session', (session: ServerHttp2Session) => this.track(session));
   }
 
   get secure(): boolean {
     return this.config.tls !== undefined;
+  }
+
+  /** The timeouts a reload may change. */
+  setLimits(limits: LimitsConfig): void {
+    this.server.headersTimeout = limits.headersTimeout;
+    this.server.requestTimeout = limits.requestTimeout;
+    this.server.keepAliveTimeout = limits.keepAliveTimeout;
+    this.idleMs = limits.keepAliveTimeout;
   }
 
   /**
@@ -89,9 +146,41 @@ export class ClientListener {
    * already open keep the session they made, so none is dropped.
    */
   setTls(tls: TlsConfig): void {
-    const server = this.server as unknown as { setSecureContext(o: SecureContextOptions): void };
-    server.setSecureContext(contextOptions(tls, tls.certificates[0]!));
+    (this.h2 as Http2SecureServer).setSecureContext(contextOptions(tls, tls.certificates[0]!));
     this.byName = contextsByName(tls);
+  }
+
+  /**
+   * Idle HTTP/1.1 connections are closed; every HTTP/2 connection gets a GOAWAY — its streams
+   * under way finish, the client opens new ones elsewhere.
+   */
+  closeIdle(): void {
+    HttpServer.prototype.closeIdleConnections.call(this.server);
+    for (const session of this.sessions) if (!session.closed) session.close();
+  }
+
+  /** Every connection is cut. */
+  closeAll(): void {
+    // An allowHTTP1 server tracks its HTTP/1.1 connections as http.Server does, but has only
+    // one of the two methods: http.Server's own serve both.
+    HttpServer.prototype.closeAllConnections.call(this.server);
+    for (const session of this.sessions) session.destroy();
+  }
+
+  private track(session: ServerHttp2Session): void {
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+    const s = session as StreamCounted;
+    s[kStreams] = 0;
+    session.on('stream', (stream) => {
+      s[kStreams]!++;
+      stream.once('close', () => { s[kStreams]!--; });
+    });
+    // Idle as an HTTP/1.1 keep-alive connection would be: closed (GOAWAY). One with streams open
+    // is left alone — a gRPC stream may be quiet for long; the timer runs again on activity.
+    session.setTimeout(this.idleMs, () => {
+      if (s[kStreams] === 0) session.close();
+    });
   }
 
   /** The certificate for an SNI name: exact, then the wildcard one label up; else the default (undefined). */
@@ -103,6 +192,9 @@ export class ClientListener {
     return dot > 0 ? this.byName.get(`*${lower.slice(dot)}`) : undefined;
   }
 }
+
+const kStreams = Symbol('tandem.streams');
+type StreamCounted = ServerHttp2Session & { [kStreams]?: number };
 
 function contextOptions(tls: TlsConfig, cert: { cert: string; key: string }): SecureContextOptions {
   return { cert: cert.cert, key: cert.key, minVersion: tls.minVersion, ciphers: TLS_CIPHERS, honorCipherOrder: false };

@@ -12,7 +12,7 @@ import type { ResponseCache } from '../cache/index.js';
 import type { CacheRouted } from './route-caches.js';
 import { clientIp, cookieValue, rewriteResponseHeaders } from './headers.js';
 import { type Route, type Router, stripPrefix } from './router.js';
-import { admit, type Admission, type Refusal } from './admission.js';
+import { admit, isHttp2, type Admission, type Refusal } from './admission.js';
 import type { BodyGuard, StallListener } from './body-guard.js';
 import { sendError } from './respond.js';
 import { parseTraceparent, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
@@ -65,7 +65,11 @@ export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
   return peer;
 }
 
-/** No further request on this connection is forwarded (its answers would be dropped anyway). */
+/**
+ * No further request on this connection is forwarded (its answers would be dropped anyway).
+ * Never for HTTP/2 (`socket` is then the stream's proxy, which has no `kPeer`): a stream that
+ * fails leaves the connection's framing intact.
+ */
 function closeAfterThis(socket: Socket): void {
   const peer = (socket as PeerSocket)[kPeer];
   if (peer !== undefined) peer.closing = true;
@@ -109,13 +113,16 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
   const upstream = route.upstream;
   if (tooLarge(ctx, facts.contentLength)) {
     upstream.stats.local[3]!++;
-    // The body was not read: the connection cannot carry another request.
-    peer.closing = true;
+    // The body was not read: the connection cannot carry another request (an HTTP/2 stream is
+    // reset instead, its connection goes on).
+    if (!isHttp2(req)) peer.closing = true;
     sendError(res, 413, 'TANDEM_ERR_BODY_TOO_LARGE', `request body of ${facts.contentLength} bytes exceeds ${ctx.maxBodySize}`, facts.requestId, true);
     ctx.accessLog.write({ req, route, endpoint: undefined, status: 413, started, requestId: facts.requestId, code: 'TANDEM_ERR_BODY_TOO_LARGE', attempts: 0, traceId: parseTraceparent(facts.traceparent)?.traceId });
     return;
   }
-  const hasBody = facts.contentLength !== undefined ? facts.contentLength !== '0' : facts.chunked;
+  // HTTP/2 frames a body without Content-Length or chunking: the request has one unless its
+  // HEADERS frame ended the stream.
+  const hasBody = facts.contentLength !== undefined ? facts.contentLength !== '0' : facts.chunked || hasHttp2Body(req);
   // The gateway's hop of the trace: the endpoint sees it as its parent span.
   const hop = startHop(`${req.method!} ${route.prefix}`, 'server', parseTraceparent(facts.traceparent), { 'http.request.method': req.method!, 'tandem.service': route.service });
   facts.headers.push('traceparent', formatTraceparent(hop.context));
@@ -142,7 +149,7 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
  */
 function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, peer: PeerInfo, admission: Admission, started: number): void {
   const refusal = admission.refusal ?? CLOSING;
-  if (refusal.close) peer.closing = true;
+  if (refusal.close && !isHttp2(req)) peer.closing = true;
   ctx.live.unrouted[Math.min(5, ((refusal.status / 100) | 0) - 1)]!++;
   const requestId = admission.facts.requestId;
   sendError(res, refusal.status, refusal.code, refusal.message, requestId, refusal.close);
@@ -198,6 +205,11 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     this.cache = route.cache;
     const socket = req.socket as ClientSocket;
     this.socket = socket;
+    // An HTTP/2 request's socket is a proxy of its stream, shared by none: its own close is the client's.
+    if (isHttp2(req)) {
+      res.once('close', () => this.onClientClose());
+      return;
+    }
     if (socket[kServing] === undefined) socket.once('close', onClientSocketClose);
     if (socket[kServing]) res.once('close', () => this.onClientClose());
     else socket[kServing] = this;
@@ -242,7 +254,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     this.status = statusCode;
     this.resume = resume;
     const headers = rewriteResponseHeaders(rawHeaders, false, statusCode === 204);
-    if (this.ctx.live.draining) headers.push('connection', 'close');
+    if (this.ctx.live.draining && !isHttp2(this.res)) headers.push('connection', 'close');
     this.res.writeHead(statusCode, headers);
     return true;
   }
@@ -301,7 +313,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   private finish(error: TandemError | undefined): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.socket[kServing] === this) this.socket[kServing] = null;
+    if (this.socket[kServing] === this && !isHttp2(this.req)) this.socket[kServing] = null;
     this.ctx.live.inflight--;
     const seconds = (performance.now() - this.started) / 1000;
     this.route.upstream.stats.latency.observe(seconds);
@@ -315,6 +327,12 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
       log.write({ req: this.req, route: this.route, endpoint: this.endpoint ?? this.tried, status, started: this.started, requestId: this.requestId, code: error?.code, attempts: this.attempts, traceId: this.hop.context.traceId });
     }
   }
+}
+
+/** An HTTP/2 request whose HEADERS frame did not end its stream: a body follows. */
+function hasHttp2Body(req: IncomingMessage): boolean {
+  const stream = (req as { stream?: { endAfterHeaders: boolean } }).stream;
+  return stream !== undefined && !stream.endAfterHeaders;
 }
 
 function hashKeyOf(on: HashOn, req: IncomingMessage, ip: string, cookie: string | undefined): string | undefined {

@@ -14,7 +14,8 @@ export function sendError(res: ServerResponse, status: number, code: ErrorCode, 
   const body = JSON.stringify({ error: { code, message, requestId } });
   const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'x-request-id', requestId];
   if (status === 503) headers.push('retry-after', '1');
-  if (close) headers.push('connection', 'close');
+  // HTTP/2 has no Connection header (RFC 9113 §8.2.2): the stream ends, the connection stays.
+  if (close && (res as { stream?: unknown }).stream === undefined) headers.push('connection', 'close');
   res.writeHead(status, headers);
   res.end(body);
 }
