@@ -5,10 +5,10 @@
 //
 // Usage: npm run drill:grpc [-- [--quick] [--only gateway,client,nginx] [--fault kill,stop,rolling,unavailable]
 //                              [--rate N] [--no-build] [--keep-tmp]]
-//   --quick   CI profile (under 60 s): 2 s faults, short warm-up and tail, gateway and client only
-//             (nginx still runs when named in --only)
+//   --quick   CI profile (about a minute): 2 s faults back to back on one set of processes per
+//             setup, 1 s streams, gateway and client only (nginx still runs when named in --only)
 //   --rate N  unary calls per second (default 300); streams: 5 new Watch streams per second, each
-//             40 messages 50 ms apart (2 s)
+//             40 messages 50 ms apart (2 s; 20 with --quick)
 //
 // Setups, one after the other (each gets the machine to itself):
 //   gateway  a grpc-js client (one channel) → a tandem gateway (`protocol: grpc`, Get and Watch
@@ -18,7 +18,9 @@
 //   nginx    a grpc-js client → nginx grpc_pass with `grpc_next_upstream error timeout http_502
 //            http_503 http_504 non_idempotent` → the same instances (still registered with a
 //            tandem gateway, which carries no calls, so they drain exactly as in the other setups)
-// Faults, each on fresh processes, on instance 1 after the warm-up:
+// Faults, after a warm-up, on one instance: in the full profile each fault on fresh processes;
+// with --quick one set of processes per setup takes the four faults in turn (kill on i1, stop on
+// i2, unavailable on i3, then the rolling deploy), each after the previous one's recovery window:
 //   kill         SIGKILL, restarted on the same port after the fault window
 //   stop         SIGSTOP for the fault window (4 s), then SIGCONT
 //   unavailable  every call answered UNAVAILABLE (in trailers) for the fault window; health stays SERVING
@@ -86,7 +88,7 @@ const opts = parseArgs(process.argv.slice(2));
 const P = opts.quick
   ? { warmS: 0.5, beforeS: 1, faultS: 2, afterS: 1.5, rollingGapS: 0.5 }
   : { warmS: 1, beforeS: 2, faultS: 4, afterS: 4, rollingGapS: 2 };
-const STREAM = { rate: 5, ticks: 40, intervalMs: 50, slackMs: 6000 };
+const STREAM = { rate: 5, ticks: opts.quick ? 20 : 40, intervalMs: 50, slackMs: 6000 };
 const UNARY_TIMEOUT_MS = 5000;
 
 const procs = createProcs({ tag: TAG, root });
@@ -249,66 +251,61 @@ async function watchWorks(caller) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Faults: run beside the load; note the fault's window (ms on the load's clock) in ctx
+// Faults: run beside the load on instance `seg.slot`; each notes its window (ms on the load's
+// clock) in `seg`: faultAt when it hits, clearAt when it is over (the instance back or restarted)
 
-async function until(ctx, s) {
-  const wait = s * 1000 - ctx.load.now();
-  if (wait > 0) await sleep(wait);
-}
-
-const note = (ctx, what) => ctx.events.push({ t: Math.round(ctx.load.now()), what });
+const note = (ctx, seg, what) => seg.events.push({ t: Math.round(ctx.load.now()), what });
 
 const RUN_FAULT = {
-  async kill(ctx) {
-    await until(ctx, P.beforeS);
-    ctx.faultAt = ctx.load.now();
-    await ctx.instances.kill(0);
-    note(ctx, 'SIGKILL i1');
-    await until(ctx, P.beforeS + P.faultS);
-    await ctx.instances.start(0);
-    ctx.clearAt = ctx.load.now();
-    note(ctx, `${ctx.instances.slots[0].id} serving`);
+  async kill(ctx, seg) {
+    const name = ctx.instances.slots[seg.slot].id;
+    seg.faultAt = ctx.load.now();
+    await ctx.instances.kill(seg.slot);
+    note(ctx, seg, `SIGKILL ${name}`);
+    await sleep(P.faultS * 1000 - (ctx.load.now() - seg.faultAt));
+    await ctx.instances.start(seg.slot);
+    seg.clearAt = ctx.load.now();
+    note(ctx, seg, `${ctx.instances.slots[seg.slot].id} serving`);
   },
-  async stop(ctx) {
-    await until(ctx, P.beforeS);
-    ctx.faultAt = ctx.load.now();
-    ctx.instances.signal(0, 'SIGSTOP');
-    note(ctx, 'SIGSTOP i1');
-    await until(ctx, P.beforeS + P.faultS);
-    ctx.instances.signal(0, 'SIGCONT');
-    ctx.clearAt = ctx.load.now();
-    note(ctx, 'SIGCONT i1');
+  async stop(ctx, seg) {
+    const name = ctx.instances.slots[seg.slot].id;
+    seg.faultAt = ctx.load.now();
+    ctx.instances.signal(seg.slot, 'SIGSTOP');
+    note(ctx, seg, `SIGSTOP ${name}`);
+    await sleep(P.faultS * 1000);
+    ctx.instances.signal(seg.slot, 'SIGCONT');
+    seg.clearAt = ctx.load.now();
+    note(ctx, seg, `SIGCONT ${name}`);
   },
-  async unavailable(ctx) {
-    await until(ctx, P.beforeS);
-    ctx.faultAt = ctx.load.now();
-    await ctx.instances.setUnavailable(0, true);
-    note(ctx, 'i1 answers UNAVAILABLE');
-    await until(ctx, P.beforeS + P.faultS);
-    await ctx.instances.setUnavailable(0, false);
-    ctx.clearAt = ctx.load.now();
-    note(ctx, 'i1 serves again');
+  async unavailable(ctx, seg) {
+    const name = ctx.instances.slots[seg.slot].id;
+    seg.faultAt = ctx.load.now();
+    await ctx.instances.setUnavailable(seg.slot, true);
+    note(ctx, seg, `${name} answers UNAVAILABLE`);
+    await sleep(P.faultS * 1000 - (ctx.load.now() - seg.faultAt));
+    await ctx.instances.setUnavailable(seg.slot, false);
+    seg.clearAt = ctx.load.now();
+    note(ctx, seg, `${name} serves again`);
   },
-  async rolling(ctx) {
-    await until(ctx, P.beforeS);
-    ctx.faultAt = ctx.load.now();
+  async rolling(ctx, seg) {
+    seg.faultAt = ctx.load.now();
     for (let i = 0; i < 3; i++) {
       const old = ctx.instances.slots[i].id;
-      note(ctx, `SIGTERM ${old}`);
+      note(ctx, seg, `SIGTERM ${old}`);
       const code = await ctx.instances.term(i);
-      note(ctx, `${old} exited (${code})`);
-      if (code !== 0) ctx.problems.push(`${old} exited with ${code} after SIGTERM`);
+      note(ctx, seg, `${old} exited (${code})`);
+      if (code !== 0) seg.problems.push(`${old} exited with ${code} after SIGTERM`);
       await ctx.instances.start(i);
-      note(ctx, `${ctx.instances.slots[i].id} serving`);
+      note(ctx, seg, `${ctx.instances.slots[i].id} serving`);
       if (i < 2) await sleep(P.rollingGapS * 1000);
     }
-    ctx.clearAt = ctx.load.now();
-    ctx.faultSlot = 2;
+    seg.clearAt = ctx.load.now();
+    seg.slot = 2; // "back in rotation": the last one restarted
   },
 };
 
 // ---------------------------------------------------------------------------------------------
-// One run
+// One run: one setup, fresh processes, the faults in turn (one per run in the full profile)
 
 const round1 = (n) => (n === null || n === undefined || !Number.isFinite(n) ? null : Math.round(n * 10) / 10);
 
@@ -323,21 +320,25 @@ function countBy(items, key) {
   return out;
 }
 
-async function runOne(setup, fault) {
-  const dir = mkdtempSync(join(tmpRoot, `${setup}-${fault}-`));
+async function runOne(setup, faults) {
+  const dir = mkdtempSync(join(tmpRoot, `${setup}-${faults.join('-')}-`));
   chmodSync(dir, 0o755);
   const [p1, p2, p3, gwPort, adminPort, nginxPort] = await freePorts(6);
   const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const result = { setup, fault, status: 'ok' };
+  const base = { setup, status: 'ok' };
   const instances = new Instances(dir, [p1, p2, p3], adminUrl);
   let gateway = null;
   let nginx = null;
   let caller = null;
+  let results;
   try {
     gateway = startGateway(dir, gwPort, adminPort, setup === 'gateway');
-    await waitUntilAnswering([[adminPort, '/readyz']], 20_000, () => (procs.alive(gateway) ? undefined : `gateway exited: ${tail(gateway.errFile, 10)}`));
-    await instances.startAll();
-    result.serveGrpc = instances.slots.every((s) => s.serveGrpc);
+    // The instances start beside the gateway: each registers once the registry answers.
+    await Promise.all([
+      waitUntilAnswering([[adminPort, '/readyz']], 20_000, () => (procs.alive(gateway) ? undefined : `gateway exited: ${tail(gateway.errFile, 10)}`)),
+      instances.startAll(),
+    ]);
+    base.serveGrpc = instances.slots.every((s) => s.serveGrpc);
     if (setup === 'nginx') {
       nginx = startNginx(dir, nginxPort, instances.ports.map((p) => `127.0.0.1:${p}`));
       await sleep(300);
@@ -347,7 +348,7 @@ async function runOne(setup, fault) {
     if (!caller) throw new Error('tandem/client has no createGrpcClient (build the branch with the gRPC client)');
     await untilAllAnswer(caller, instances.slots.map((s) => s.id), 15_000);
     const streams = await watchWorks(caller);
-    result.streams = streams ? 'yes' : 'not supported by this caller';
+    base.streams = streams ? 'yes' : 'not supported by this caller';
     // Warm-up (discarded): JIT, connections, the balancer's latency estimates.
     const warm = grpcLoad({ unary: caller.unary, watch: null, rate: opts.rate, idPrefix: 'w', unaryTimeoutMs: 2000 });
     await sleep(P.warmS * 1000);
@@ -357,18 +358,28 @@ async function runOne(setup, fault) {
       unary: caller.unary, watch: streams ? caller.watch : null, rate: opts.rate, idPrefix: 'm', unaryTimeoutMs: UNARY_TIMEOUT_MS,
       streamRate: STREAM.rate, streamTicks: STREAM.ticks, streamIntervalMs: STREAM.intervalMs, streamSlackMs: STREAM.slackMs,
     });
-    const ctx = { load, instances, events: [], problems: [], faultAt: null, clearAt: null, faultSlot: 0 };
-    await RUN_FAULT[fault](ctx);
+    const ctx = { load, instances };
+    const segments = [];
+    for (const [k, fault] of faults.entries()) {
+      await sleep((k === 0 ? P.beforeS : P.afterS) * 1000);
+      const seg = { fault, slot: k % 3, events: [], problems: [], faultAt: null, clearAt: null };
+      segments.push(seg);
+      await RUN_FAULT[fault](ctx, seg);
+    }
     await sleep(P.afterS * 1000);
     const run = await load.stop();
-    Object.assign(result, analyse(run, ctx, fault), { events: ctx.events });
-    if (ctx.problems.length) result.problems = ctx.problems;
     if (gateway && !procs.alive(gateway)) throw new Error(`the gateway died during the run: ${tail(gateway.errFile, 10)}`);
     if (nginx && !procs.alive(nginx)) throw new Error('nginx died during the run');
+    results = segments.map((seg, k) => {
+      const from = k === 0 ? -Infinity : seg.faultAt;
+      const to = k + 1 < segments.length ? segments[k + 1].faultAt : Infinity;
+      const r = { ...base, fault: seg.fault, ...analyse(run, seg, instances, from, to), events: seg.events };
+      if (seg.problems.length) r.problems = seg.problems;
+      return r;
+    });
   } catch (err) {
-    result.status = 'error';
-    result.error = err.message;
-    if (gateway) result.gatewayLog = tail(gateway.errFile, 15);
+    const gatewayLog = gateway ? tail(gateway.errFile, 15) : undefined;
+    results = faults.map((fault) => ({ ...base, fault, status: 'error', error: err.message, gatewayLog }));
   } finally {
     try { caller?.close(); } catch { /* closing a broken client */ }
     await procs.stop(nginx, { graceMs: 1000 });
@@ -376,22 +387,28 @@ async function runOne(setup, fault) {
     await procs.stop(gateway, { graceMs: 1000 });
     if (!opts.keepTmp) rmSync(dir, { recursive: true, force: true });
   }
-  return result;
+  return results;
 }
 
-function analyse(run, ctx, fault) {
-  const { calls, streams } = run;
+/**
+ * The figures of one fault: unary calls scheduled in [from, to) and streams that ended in it
+ * (a stream is cut, or hangs, when the fault hits it, whenever it started).
+ */
+function analyse(run, seg, instances, from, to) {
+  const calls = run.calls.filter((c) => c.t >= from && c.t < to);
+  const streams = run.streams.filter((s) => s.t + s.lat >= from && s.t + s.lat < to);
   const failed = calls.filter((c) => c.code !== grpc.status.OK);
   const lats = calls.map((c) => c.lat).sort((a, b) => a - b);
-  const duringLats = calls.filter((c) => c.t >= ctx.faultAt && c.t <= ctx.clearAt).map((c) => c.lat).sort((a, b) => a - b);
-  const bad = calls.filter((c) => c.code !== grpc.status.OK || c.lat > SLOW_MS);
-  const affectedMs = bad.length ? Math.max(0, Math.max(...bad.map((c) => c.t + c.lat)) - ctx.faultAt) : 0;
-  const id = ctx.instances.slots[ctx.faultSlot].id;
-  const back = calls.filter((c) => c.t >= ctx.clearAt && c.code === grpc.status.OK && c.instance === id).map((c) => c.t + c.lat - ctx.clearAt);
+  const duringLats = calls.filter((c) => c.t >= seg.faultAt && c.t <= seg.clearAt).map((c) => c.lat).sort((a, b) => a - b);
+  const bad = calls.filter((c) => c.t >= seg.faultAt && (c.code !== grpc.status.OK || c.lat > SLOW_MS));
+  const affectedMs = bad.length ? Math.max(0, Math.max(...bad.map((c) => c.t + c.lat)) - seg.faultAt) : 0;
+  const id = instances.slots[seg.slot].id;
+  const back = calls.filter((c) => c.t >= seg.clearAt && c.code === grpc.status.OK && c.instance === id).map((c) => c.t + c.lat - seg.clearAt);
   const hung = (s) => s.code === grpc.status.DEADLINE_EXCEEDED || s.code === -1;
   const failedEarly = streams.filter((s) => s.code !== grpc.status.OK && s.messages === 0 && !hung(s));
   const cut = streams.filter((s) => s.code !== grpc.status.OK && s.messages > 0 && !hung(s));
   return {
+    instance: seg.fault === 'rolling' ? 'all' : instances.slots[seg.slot].name,
     calls: calls.length,
     failed: failed.length,
     failedBy: countBy(failed, (c) => statusName(c.code)),
@@ -400,11 +417,11 @@ function analyse(run, ctx, fault) {
     p99: round1(pct(lats, 99)),
     max: round1(lats[lats.length - 1]),
     p99DuringFault: round1(pct(duringLats, 99)),
-    faultWindowMs: [Math.round(ctx.faultAt), Math.round(ctx.clearAt)],
+    faultWindowMs: [Math.round(seg.faultAt), Math.round(seg.clearAt)],
     affectedMs: Math.round(affectedMs),
     backInRotationMs: back.length ? Math.round(Math.min(...back)) : null,
     perInstance: countBy(calls.filter((c) => c.code === grpc.status.OK), (c) => c.instance),
-    streamsStarted: streams.length,
+    streamsEnded: streams.length,
     streamsOk: streams.filter((s) => s.code === grpc.status.OK).length,
     streamsFailedBeforeMessages: failedEarly.length,
     streamsFailedBeforeMessagesBy: countBy(failedEarly, (s) => statusName(s.code)),
@@ -415,7 +432,6 @@ function analyse(run, ctx, fault) {
     streamsStalled: streams.filter((s) => s.maxGapMs > 1000).length,
     maxSendLagMs: round1(run.maxSendLagMs),
     hardStopped: run.hardStopped,
-    fault,
   };
 }
 
@@ -438,7 +454,7 @@ function verdict(r) {
 
 function markdownTable(results) {
   const lines = [
-    '| Fault | Setup | Calls | Failed | Failed by status | p50 (ms) | p99 (ms) | p99 in fault (ms) | Streams | Failed before a message | Cut (how they ended) | Hung | Affected for (ms) | Back in rotation (ms) | Verdict |',
+    '| Fault | Setup | Calls | Failed | Failed by status | p50 (ms) | p99 (ms) | p99 in fault (ms) | Streams ended | Failed before a message | Cut (how they ended) | Hung | Affected for (ms) | Back in rotation (ms) | Verdict |',
     '|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|',
   ];
   for (const r of results) {
@@ -448,7 +464,7 @@ function markdownTable(results) {
     }
     const streams = r.streams === 'yes';
     lines.push(`| ${r.fault} | ${r.setup} | ${r.calls} | ${r.failed} | ${by(r.failedBy) || '—'} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.p99DuringFault)} | `
-      + `${streams ? r.streamsStarted : 'n/a'} | ${streams ? r.streamsFailedBeforeMessages : '—'} | ${streams ? `${r.streamsCut}${r.streamsCut ? ` (${by(r.streamsCutBy)})` : ''}` : '—'} | `
+      + `${streams ? r.streamsEnded : 'n/a'} | ${streams ? r.streamsFailedBeforeMessages : '—'} | ${streams ? `${r.streamsCut}${r.streamsCut ? ` (${by(r.streamsCutBy)})` : ''}` : '—'} | `
       + `${streams ? r.streamsHung : '—'} | ${r.affectedMs} | ${r.backInRotationMs ?? 'never'} | ${verdict(r)} |`);
   }
   return lines.join('\n');
@@ -522,22 +538,25 @@ async function main() {
   console.log(`${TAG}: ${opts.quick ? 'quick' : 'full'} profile: ${opts.rate} calls/s + ${STREAM.rate} streams/s; fault window ${P.faultS} s; `
     + `setups ${opts.setups.join(', ')}; faults ${opts.faults.join(', ')}; load average ${machine.loadavg.join(' ')}`);
   const results = [];
-  for (const fault of opts.faults) {
-    for (const setup of opts.setups) {
-      const t = Date.now();
-      process.stdout.write(`${TAG}: ${fault.padEnd(11)} ${setup.padEnd(7)} `);
-      const r = await runOne(setup, fault);
-      if (procs.isCleaningUp()) return new Promise(() => {});
+  // Full profile: fresh processes for every fault; quick: every fault in turn on one set per setup.
+  const plan = opts.quick ? opts.setups.map((setup) => [setup, opts.faults]) : opts.faults.flatMap((fault) => opts.setups.map((setup) => [setup, [fault]]));
+  for (const [setup, faults] of plan) {
+    const t = Date.now();
+    const rows = await runOne(setup, faults);
+    if (procs.isCleaningUp()) return new Promise(() => {});
+    for (const r of rows) {
       r.seconds = Math.round((Date.now() - t) / 100) / 10;
       results.push(r);
+      process.stdout.write(`${TAG}: ${r.fault.padEnd(11)} ${setup.padEnd(7)} `);
       if (r.status !== 'ok') console.log(`ERROR ${r.error}`);
       else {
         console.log(`calls ${r.calls}, failed ${r.failed}${r.failed ? ` [${by(r.failedBy)}]` : ''}, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, in fault ${fmt(r.p99DuringFault)} ms; `
-          + (r.streams === 'yes' ? `streams ${r.streamsStarted}, failed early ${r.streamsFailedBeforeMessages}, cut ${r.streamsCut}${r.streamsCut ? ` [${by(r.streamsCutBy)}]` : ''}, hung ${r.streamsHung}; ` : 'no streams; ')
-          + `affected ${r.affectedMs} ms, back ${r.backInRotationMs ?? 'never'} ms (${r.seconds} s)`);
+          + (r.streams === 'yes' ? `streams ${r.streamsEnded}, failed early ${r.streamsFailedBeforeMessages}, cut ${r.streamsCut}${r.streamsCut ? ` [${by(r.streamsCutBy)}]` : ''}, hung ${r.streamsHung}; ` : 'no streams; ')
+          + `affected ${r.affectedMs} ms, back ${r.backInRotationMs ?? 'never'} ms (run ${r.seconds} s)`);
       }
     }
   }
+  results.sort((a, b) => FAULTS.indexOf(a.fault) - FAULTS.indexOf(b.fault) || SETUPS.indexOf(a.setup) - SETUPS.indexOf(b.setup));
   const meta = {
     date: new Date().toISOString(), machine, versions, totalSeconds: Math.round((Date.now() - startedAt) / 1000),
     params: { quick: opts.quick, rate: opts.rate, setups: opts.setups, faults: opts.faults, phases: P, stream: STREAM, unaryTimeoutMs: UNARY_TIMEOUT_MS },
