@@ -57,6 +57,8 @@ describe('the minimal config', () => {
     const d = DEFAULTS.service;
     assert.deepEqual(c.services.get('shop'), {
       name: 'shop',
+      protocol: 'http',
+      grpc: { idempotentMethods: [], healthService: '' },
       endpoints: [7001, 7002, 7003].map((port) => ({ host: '127.0.0.1', port, weight: d.weight })),
       balancer: d.balancer,
       hash: undefined,

@@ -41,7 +41,7 @@ test('docs/configuration.md documents every key with the default the code uses',
   const doc = tables(readFileSync(join(ROOT, 'docs/configuration.md'), 'utf8'));
   const show = (v: unknown, kind: 'duration' | 'size' | 'plain') => {
     if (v === undefined) return 'none';
-    if (Array.isArray(v)) return `\`${JSON.stringify(v)}\``;
+    if (Array.isArray(v) || v === '') return `\`${JSON.stringify(v)}\``;
     if (typeof v === 'number' && kind === 'duration') return `\`${formatDuration(v)}\``;
     if (typeof v === 'number' && kind === 'size') return `\`${formatSize(v)}\``;
     return `\`${String(v)}\``;
@@ -60,12 +60,13 @@ test('docs/configuration.md documents every key with the default the code uses',
     ['`listen[].tls.certificates[]`', {}, props.listen.else.items.properties.tls.properties.certificates.items.properties],
     ['`limits`', DEFAULTS.limits, props.limits.properties],
     ['`log`', DEFAULTS.log, props.log.properties],
-    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier', 'retry', 'hedge'].includes(k))), props.services.additionalProperties.properties],
+    ['`services.<name>`', Object.fromEntries(Object.entries(DEFAULTS.service).filter(([k]) => !['weight', 'healthCheck', 'outlier', 'retry', 'hedge', 'grpc'].includes(k))), props.services.additionalProperties.properties],
     ['`services.<name>.healthCheck`', DEFAULTS.service.healthCheck, props.services.additionalProperties.properties.healthCheck.else.properties],
     ['`services.<name>.outlier`', DEFAULTS.service.outlier, props.services.additionalProperties.properties.outlier.properties],
     ['`services.<name>.retry`', Object.fromEntries(Object.entries(DEFAULTS.service.retry).filter(([k]) => k !== 'budget')), props.services.additionalProperties.properties.retry.else.properties],
     ['`services.<name>.retry.budget`', DEFAULTS.service.retry.budget, props.services.additionalProperties.properties.retry.else.properties.budget.properties],
     ['`services.<name>.hedge`', DEFAULTS.service.hedge, props.services.additionalProperties.properties.hedge.else.properties],
+    ['`services.<name>.grpc`', DEFAULTS.service.grpc, props.services.additionalProperties.properties.grpc.properties],
     ['`routes[]`', DEFAULTS.route, props.routes.items.properties],
     ['`routes[].cache`', DEFAULTS.cache, props.routes.items.properties.cache.else.properties],
     ['`registry`', DEFAULTS.registry, props.registry.properties],

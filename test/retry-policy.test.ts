@@ -20,12 +20,14 @@ const NOT_IDEMPOTENT = ['POST', 'PATCH', 'CONNECT', 'PROPFIND', 'get', 'Put', ''
 const TABLE: Record<FailureKind, readonly [idempotent: boolean, other: boolean]> = {
   'connect': [true, true],
   'reset-before-send': [true, true],
+  'refused': [true, true],
   'stale-connection': [true, true],
   'reset': [true, false],
   'timeout': [true, false],
   'status-502': [true, false],
   'status-503': [true, false],
   'status-504': [true, false],
+  'grpc-unavailable': [true, false],
 };
 
 describe('retry policy', () => {
@@ -41,15 +43,15 @@ describe('retry policy', () => {
     assert.deepEqual(Object.keys(TABLE).sort(), [...FAILURE_KINDS].sort());
   });
 
-  test('neverSent: only connect failures, resets before sending and stale connections', () => {
+  test('neverSent: only connect failures, resets before sending, refused streams and stale connections', () => {
     for (const failure of FAILURE_KINDS) {
-      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection', failure);
+      assert.equal(neverSent(failure), failure === 'connect' || failure === 'reset-before-send' || failure === 'refused' || failure === 'stale-connection', failure);
     }
   });
 
-  test('drawsOnBudget: all but connect failures and stale connections (they add no load)', () => {
+  test('drawsOnBudget: all but connect failures, refused streams and stale connections (they add no load)', () => {
     for (const failure of FAILURE_KINDS) {
-      assert.equal(drawsOnBudget(failure), failure !== 'connect' && failure !== 'stale-connection', failure);
+      assert.equal(drawsOnBudget(failure), failure !== 'connect' && failure !== 'refused' && failure !== 'stale-connection', failure);
     }
   });
 

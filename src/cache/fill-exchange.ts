@@ -105,7 +105,7 @@ export class FillExchange implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
+  onComplete(trailers?: Parameters<ResponseHandler['onComplete']>[0]): void {
     switch (this.mode) {
       case 'dropping': return;
       case 'revalidated': {
@@ -122,7 +122,7 @@ export class FillExchange implements ResponseHandler {
       default:
         this.end('pass');
     }
-    this.handler.onComplete();
+    this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Leg): void {

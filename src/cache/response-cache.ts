@@ -351,8 +351,8 @@ class Invalidating implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
-    this.handler.onComplete();
+  onComplete(trailers?: Parameters<ResponseHandler['onComplete']>[0]): void {
+    this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Parameters<ResponseHandler['onError']>[1]): void {

@@ -49,6 +49,8 @@ export const DEFAULTS = Object.freeze({
   log: Object.freeze({ level: 'info' as const, access: 'errors' as const }),
   /** Every service setting's default is the engine's own (core/defaults/upstream.ts). */
   service: Object.freeze({
+    protocol: U.protocol,
+    grpc: U.grpc,
     balancer: U.balancer,
     connectTimeout: U.connectTimeout,
     timeout: U.timeout,

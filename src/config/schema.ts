@@ -96,7 +96,14 @@ const hedge = objectOrFalse(Type.Object({
   methods: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true, description: 'Methods that hedge; idempotent ones only.' })),
 }, { additionalProperties: false }), 'false turns hedging off.', 'Hedged requests: an object (every key optional) or false.');
 
+const grpc = Type.Object({
+  idempotentMethods: Type.Optional(Type.Array(Type.String({ pattern: '^/[^/]+/[^/]+$' }), { uniqueItems: true, description: 'Full gRPC method names (/pkg.Service/Method) safe to run twice: retried after they may have been processed, and hedged.' })),
+  healthService: Type.Optional(Type.String({ description: 'The service name asked in grpc.health.v1.Health/Check; empty = the server as a whole.' })),
+}, { additionalProperties: false, description: 'gRPC settings (protocol: grpc).' });
+
 export const SERVICE_SCHEMA = Type.Object({
+  protocol: Type.Optional(oneOf(['http', 'grpc'] as const, { description: 'http: HTTP/1.1 to the endpoints; grpc: gRPC over HTTP/2 cleartext.' })),
+  grpc: Type.Optional(grpc),
   endpoints: Type.Optional(Type.Array(endpoint, { minItems: 1, description: 'Instances of the service written here; without them the service takes its members from the registry (both may mix).' })),
   balancer: Type.Optional(oneOf(BALANCER_KINDS)),
   hash: Type.Optional(hash),

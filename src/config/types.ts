@@ -24,6 +24,9 @@ export interface EndpointConfig extends HostPort {
 
 export interface ServiceConfig {
   name: string;
+  /** What the endpoints speak: HTTP/1.1, or gRPC over HTTP/2 cleartext. */
+  protocol: 'http' | 'grpc';
+  grpc: GrpcConfig;
   /** The endpoints written in the config (none when the service takes its members from the registry only). */
   endpoints: EndpointConfig[];
   balancer: BalancerKind;
@@ -43,6 +46,13 @@ export interface ServiceConfig {
   retry: RetryConfig | false;
   /** Hedged requests, or false when turned off. Needs retries (hedges draw on their budget). */
   hedge: HedgeConfig | false;
+}
+
+export interface GrpcConfig {
+  /** Full method names (`/pkg.Service/Method`) retried after they may have been processed, and hedged. */
+  idempotentMethods: string[];
+  /** The service asked in grpc.health.v1.Health/Check ('' = the whole server). */
+  healthService: string;
 }
 
 export interface HedgeConfig {

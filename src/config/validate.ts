@@ -230,8 +230,15 @@ function service(name: string, raw: Raw, problems: ConfigProblem[]): ServiceConf
   if (balancer !== 'consistent-hash' && raw.hash !== undefined) {
     problems.push({ path: joinPath(base, 'hash'), message: `only used with balancer: consistent-hash (this service uses ${balancer})` });
   }
+  const g = isObject(raw.grpc) ? raw.grpc : {};
+  if (raw.grpc !== undefined && raw.protocol !== 'grpc') problems.push({ path: joinPath(base, 'grpc'), message: 'only used with protocol: grpc' });
   return {
     name,
+    protocol: raw.protocol === 'grpc' ? 'grpc' : d.protocol,
+    grpc: {
+      idempotentMethods: Array.isArray(g.idempotentMethods) ? g.idempotentMethods.filter((m): m is string => typeof m === 'string') : [...d.grpc.idempotentMethods],
+      healthService: typeof g.healthService === 'string' ? g.healthService : d.grpc.healthService,
+    },
     endpoints,
     balancer,
     hash,

@@ -4,6 +4,7 @@ import type { Step } from '../upstream/pipeline.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { AccessLogMode } from '../config/types.js';
 import type { Route } from './router.js';
+import { httpStatusOfGrpc } from '../upstream/grpc.js';
 
 /** What an access line says about one request; docs/logging.md lists the fields. */
 export interface AccessEntry {
@@ -17,6 +18,8 @@ export interface AccessEntry {
   code: string | undefined;
   attempts: number;
   traceId: string | undefined;
+  /** A gRPC call's status (-1: none came, the call failed before it); undefined for other requests. */
+  grpcStatus?: number;
 }
 
 /** Writes access lines at `log.access`'s level of detail ('errors': failed requests only). */
@@ -28,10 +31,12 @@ export class AccessLog {
 
   write(e: AccessEntry): void {
     if (this.mode === 'off') return;
-    if (this.mode === 'errors' && e.status < 500 && e.code === undefined) return;
+    // A gRPC call that failed on the service's side (UNAVAILABLE, INTERNAL, …) is a failure whatever its HTTP 200.
+    const grpcFailed = e.grpcStatus !== undefined && e.grpcStatus > 0 && httpStatusOfGrpc(e.grpcStatus) >= 500;
+    if (this.mode === 'errors' && e.status < 500 && e.code === undefined && !grpcFailed) return;
     // A failure is not news at info: a 5xx is a warning, and an answer cut off mid-body (the
     // status was sent, then the endpoint failed) an error — `log.level: warn` still shows both.
-    const level = e.status >= 500 ? 'warn' : e.code !== undefined && e.status < 400 ? 'error' : 'info';
+    const level = e.status >= 500 || grpcFailed ? 'warn' : e.code !== undefined && e.status < 400 ? 'error' : 'info';
     this.logger[level]({
       msg: 'request',
       requestId: e.requestId,
@@ -45,6 +50,7 @@ export class AccessLog {
       durationMs: Math.round((performance.now() - e.started) * 100) / 100,
       attempts: e.attempts,
       error: e.code,
+      ...(e.grpcStatus === undefined ? {} : { grpcMethod: e.req.url, grpcStatus: e.grpcStatus }),
     });
   }
 }

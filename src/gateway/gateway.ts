@@ -138,7 +138,7 @@ export class Gateway {
       services: () => [...this.upstreams.values()].map((u) => ({
         name: u.name, endpoints: u.endpoints, stateKinds: HEALTH_STATE_KINDS, retryReasons: FAILURE_KINDS, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
         retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted,
-        active: u.stats.active, overloaded: u.stats.overloaded,
+        active: u.stats.active, overloaded: u.stats.overloaded, grpcCalls: u.grpcCalls,
       })),
       unrouted: this.live.unrouted,
       inflight: () => this.live.inflight,

@@ -5,7 +5,10 @@ import type { Logger } from 'pino';
 import { TandemError } from '../core/errors.js';
 import { isClientCaused } from '../upstream/classify.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import type { ResponseHandler, UpstreamRequest } from '../upstream/types.js';
+import type { ResponseHandler, Trailers, UpstreamRequest } from '../upstream/types.js';
+import type { Upstream } from '../upstream/upstream.js';
+import { grpcCallOf, grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, parseGrpcTimeout } from '../upstream/grpc.js';
+import { collectGrpcBody, grpcStatusOfError, sendGrpcStatus, sendTrailersOnly } from './grpc.js';
 import type { HashOn } from '../config/types.js';
 import type { AccessLog, AccessLogged } from './access-log.js';
 import type { ResponseCache } from '../cache/index.js';
@@ -138,8 +141,62 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
   };
   ctx.live.inflight++;
   const exchange = new ProxyExchange(ctx, req, res, route, facts.requestId, started, hop);
+  if (upstream.settings.protocol === 'grpc') {
+    // No body guard: a streaming call's client may be quiet for as long as the call lasts.
+    dispatchGrpc(upstream, request, req, exchange, started);
+    return;
+  }
   upstream.dispatch(request, exchange);
   if (hasBody) ctx.bodyGuard.watch(req, exchange);
+}
+
+/**
+ * A call to a `protocol: grpc` service: its deadline is the client's `grpc-timeout` (taken off
+ * the headers; each attempt sends what is left, upstream/resilience/deadline-step.ts) less the
+ * time already spent here, enforced over the whole call; its body is read first when the call
+ * is unary (gateway/grpc.ts), so it can go again.
+ */
+function dispatchGrpc(upstream: Upstream, request: UpstreamRequest, req: IncomingMessage, exchange: ProxyExchange, started: number): void {
+  request.grpc = grpcCallOf(request.path, upstream.settings.grpc);
+  const timeout = parseGrpcTimeout(takeHeader(request.headers, 'grpc-timeout'));
+  const go = () => {
+    if (timeout !== undefined) {
+      const left = Math.max(1, Math.floor(timeout - (performance.now() - started)));
+      request.timeoutMs = left;
+      exchange.deadlineIn(left);
+    }
+    upstream.dispatch(request, exchange);
+  };
+  const body = request.body;
+  if (body === null || Buffer.isBuffer(body)) {
+    go();
+    return;
+  }
+  const retry = upstream.settings.retry;
+  // A client that trickles its first message does not hold the call back for long: past the
+  // wait, what came flows on as a stream.
+  const wait = Math.min(timeout ?? upstream.settings.timeoutMs, upstream.settings.timeoutMs);
+  collectGrpcBody(body, retry === false ? 0 : retry.bodyLimit, wait, (read, err) => {
+    if (read === undefined) {
+      exchange.onError(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the call', { cause: err, status: 499 }));
+      return;
+    }
+    request.body = read;
+    request.bodyLength = Buffer.isBuffer(read) ? read.length : -1;
+    go();
+  });
+}
+
+/** Removes a header (lower-case name) from a flat list and returns its first value. */
+function takeHeader(headers: string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.length !== name.length || headers[i]!.toLowerCase() !== name) continue;
+    value ??= headers[i + 1];
+    headers.splice(i, 2);
+    i -= 2;
+  }
+  return value;
 }
 
 /**
@@ -182,6 +239,14 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   private tried: Endpoint | undefined;
   /** Set by the access-log step when the service's chain has one. */
   accessLog: AccessLog | undefined = undefined;
+  /** A gRPC call: answered with gRPC statuses, never an HTTP error page. */
+  private readonly grpc: boolean;
+  /** The call's gRPC status, once known (-1 before). */
+  private grpcStatus = -1;
+  /** A Trailers-Only answer held until its end, to be sent as one HEADERS frame. */
+  private trailersOnly: string[] | undefined;
+  /** The gRPC deadline's timer (deadlineIn). */
+  private deadlineTimer: NodeJS.Timeout | undefined;
   /** The route's cache, for the gateway's cache step. */
   readonly cache: ResponseCache | undefined;
   /**
@@ -203,6 +268,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     // connection remembers the exchange it is serving. A pipelined request that arrives while
     // another is still being served falls back to its own listener.
     this.cache = route.cache;
+    this.grpc = route.upstream.settings.protocol === 'grpc';
     const socket = req.socket as ClientSocket;
     this.socket = socket;
     // An HTTP/2 request's socket is a proxy of its stream, shared by none: its own close is the client's.
@@ -250,17 +316,43 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     else this.res.once('close', () => abort(error));
   }
 
+  /**
+   * The call's deadline (grpc-timeout) is enforced over the whole call, not only until the
+   * response headers: when it passes the endpoint's exchange is cancelled and the client gets
+   * DEADLINE_EXCEEDED (in trailers, when the response had begun).
+   */
+  deadlineIn(ms: number): void {
+    this.deadlineTimer = setTimeout(() => {
+      this.deadlineTimer = undefined;
+      if (this.finished) return;
+      const error = new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `the call's deadline (grpc-timeout) passed after ${ms} ms`, { status: 504 });
+      const abort = this.abort;
+      this.onError(error);
+      abort?.(error);
+    }, ms);
+  }
+
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.status = statusCode;
     this.resume = resume;
     const headers = rewriteResponseHeaders(rawHeaders, false, statusCode === 204);
+    if (this.grpc && statusCode === 200) {
+      const code = grpcStatusOfHeaders(rawHeaders);
+      if (code >= 0) {
+        // Trailers-Only: sent as one frame when the endpoint's stream ends (onComplete).
+        this.grpcStatus = code;
+        this.trailersOnly = headers;
+        return true;
+      }
+    }
     if (this.ctx.live.draining && !isHttp2(this.res)) headers.push('connection', 'close');
     this.res.writeHead(statusCode, headers);
     return true;
   }
 
   onData(chunk: Buffer, last: boolean): boolean {
-    if (last) {
+    // A gRPC response's trailers follow its last byte: the end waits for them (onComplete).
+    if (last && !this.grpc) {
       // The whole body is known to be here: one end() instead of write() + end().
       this.res.end(chunk);
       this.ended = true;
@@ -279,7 +371,14 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     return ok;
   }
 
-  onComplete(): void {
+  onComplete(trailers?: Trailers): void {
+    if (this.trailersOnly !== undefined) {
+      sendTrailersOnly(this.res, this.trailersOnly);
+      this.finish(undefined);
+      return;
+    }
+    if (this.grpc) this.grpcStatus = grpcStatusOfTrailers(trailers);
+    if (trailers !== undefined && !this.ended && isHttp2(this.res)) addTrailers(this.res, trailers);
     if (!this.ended) this.res.end();
     this.finish(undefined);
   }
@@ -287,6 +386,14 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   onError(error: TandemError): void {
     if (this.finished) return; // answered already (the body stalled)
     if (error.code === 'TANDEM_ERR_CLIENT_ABORTED' || this.res.destroyed) {
+      this.finish(error);
+      return;
+    }
+    if (this.grpc) {
+      // A gRPC client reads statuses, not error pages: Trailers-Only (or trailers, mid-response).
+      this.grpcStatus = grpcStatusOfError(error);
+      if (!this.res.headersSent) this.status = 200;
+      sendGrpcStatus(this.res, this.grpcStatus, `${error.code}: ${error.message}`, ['x-request-id', this.requestId]);
       this.finish(error);
       return;
     }
@@ -313,6 +420,8 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   private finish(error: TandemError | undefined): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    if (this.grpc) this.route.upstream.countGrpc(this.req.url ?? '', this.grpcStatus);
     if (this.socket[kServing] === this && !isHttp2(this.req)) this.socket[kServing] = null;
     this.ctx.live.inflight--;
     const seconds = (performance.now() - this.started) / 1000;
@@ -323,8 +432,9 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     this.route.upstream.stats.answered[cut ? 5 : Math.min(5, Math.max(0, ((status / 100) | 0) - 1))]!++;
     this.hop.end(status, error?.code);
     const log = this.accessLog;
-    if (log !== undefined && (log.mode === 'all' || error !== undefined || this.status >= 500)) {
-      log.write({ req: this.req, route: this.route, endpoint: this.endpoint ?? this.tried, status, started: this.started, requestId: this.requestId, code: error?.code, attempts: this.attempts, traceId: this.hop.context.traceId });
+    const grpcFailed = this.grpcStatus > 0 && httpStatusOfGrpc(this.grpcStatus) >= 500;
+    if (log !== undefined && (log.mode === 'all' || error !== undefined || this.status >= 500 || grpcFailed)) {
+      log.write({ req: this.req, route: this.route, endpoint: this.endpoint ?? this.tried, status, started: this.started, requestId: this.requestId, code: error?.code, attempts: this.attempts, traceId: this.hop.context.traceId, grpcStatus: this.grpc ? this.grpcStatus : undefined });
     }
   }
 }
@@ -333,6 +443,19 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
 function hasHttp2Body(req: IncomingMessage): boolean {
   const stream = (req as { stream?: { endAfterHeaders: boolean } }).stream;
   return stream !== undefined && !stream.endAfterHeaders;
+}
+
+/** Trailers for an HTTP/2 response (Node sends them after the last DATA frame). */
+function addTrailers(res: ServerResponse, trailers: Trailers): void {
+  const out: Record<string, string | string[]> = {};
+  let any = false;
+  for (const name in trailers) {
+    const v = trailers[name];
+    if (v === undefined || name.charCodeAt(0) === 58 /* : */) continue;
+    out[name] = v;
+    any = true;
+  }
+  if (any) res.addTrailers(out);
 }
 
 function hashKeyOf(on: HashOn, req: IncomingMessage, ip: string, cookie: string | undefined): string | undefined {

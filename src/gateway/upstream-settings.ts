@@ -14,7 +14,10 @@ export function upstreamSettingsOf(c: ServiceConfig): UpstreamSettings {
     balancer: c.balancer,
     timeoutMs: c.timeout,
     concurrencyLimit: c.concurrencyLimit,
+    protocol: c.protocol,
+    grpc: c.protocol === 'grpc' ? { idempotentMethods: c.grpc.idempotentMethods, healthService: c.grpc.healthService } : undefined,
     pool: {
+      ...(c.protocol === 'grpc' ? { protocol: 'grpc' as const } : {}),
       maxConnections: c.maxConnections,
       connectTimeoutMs: c.connectTimeout,
       keepAliveTimeoutMs: c.keepAliveTimeout,

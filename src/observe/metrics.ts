@@ -43,6 +43,7 @@ export const METRICS = Object.freeze({
   transitions: spec('gateway', 'counter', 'tandem_endpoint_transitions_total', ['service', 'endpoint', 'to'], 'Health state changes of an endpoint, by the state entered.'),
   ejections: spec('gateway', 'counter', 'tandem_outlier_ejections_total', ['service'], 'Endpoints taken out of rotation by passive outlier detection, by service.'),
   panic: spec('gateway', 'gauge', 'tandem_service_panic', ['service'], '1 while a service is in panic: too few endpoints eligible, traffic spread over all.'),
+  grpcCalls: spec('gateway', 'counter', 'tandem_grpc_calls_total', ['service', 'method', 'status'], 'gRPC calls through the gateway (services with protocol: grpc), by service, full method name (/pkg.Service/Method; past 200 methods per service the rest count as other) and gRPC status code (none: the call ended without one).'),
   retries: spec('gateway', 'counter', 'tandem_retries_total', ['service', 'reason'], 'Retries sent to another endpoint, by service and the failure that caused them.'),
   active: spec('gateway', 'gauge', 'tandem_service_requests_active', ['service'], 'Requests in progress for a service (retries included), the figure concurrencyLimit caps.'),
   rejected: spec('gateway', 'counter', 'tandem_requests_rejected_total', ['service', 'reason'], 'Requests refused at once with 503, by service and reason.'),
@@ -144,6 +145,8 @@ export interface ServiceStats {
   /** Requests in progress now, and requests refused at the concurrency limit so far. */
   active: number;
   overloaded: number;
+  /** gRPC calls by method: counts indexed by status code 0–16, then one for "none". */
+  grpcCalls?: ReadonlyMap<string, readonly number[]>;
 }
 
 /** What the metrics read of one route's response cache. */
@@ -222,6 +225,7 @@ export function createGatewayRegistry(stats: GatewayStats): Registry {
     new PulledMetric(M.ejections, () => perService(stats.services(), (s) => s.ejections)),
     new PulledMetric(M.panic, () => perService(stats.services(), (s) => (s.panic ? 1 : 0))),
     new PulledMetric(M.retries, () => retriesOf(stats.services())),
+    new PulledMetric(M.grpcCalls, () => grpcCallsOf(stats.services())),
     new PulledMetric(M.active, () => perService(stats.services(), (s) => s.active)),
     new PulledMetric(M.rejected, () =>
       [...stats.services()].map((s) => ({ labels: { service: s.name, reason: 'concurrency-limit' }, value: s.overloaded }))),
@@ -402,6 +406,18 @@ function endpointStates(services: Iterable<ServiceStats>): Sample[] {
     for (const e of s.endpoints) {
       const current = e.health.state.kind;
       for (const state of s.stateKinds) out.push({ labels: { service: s.name, endpoint: e.id, state }, value: state === current ? 1 : 0 });
+    }
+  }
+  return out;
+}
+
+function grpcCallsOf(services: Iterable<ServiceStats>): Sample[] {
+  const out: Sample[] = [];
+  for (const s of services) {
+    for (const [method, counts] of s.grpcCalls ?? []) {
+      counts.forEach((value, code) => {
+        if (value > 0) out.push({ labels: { service: s.name, method, status: code < counts.length - 1 ? String(code) : 'none' }, value });
+      });
     }
   }
   return out;

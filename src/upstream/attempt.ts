@@ -1,7 +1,8 @@
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import { COLD_ANSWERS, type Endpoint } from './endpoint.js';
-import type { Leg, ResponseHandler, UpstreamRequest } from './types.js';
+import type { Leg, ResponseHandler, Trailers, UpstreamRequest } from './types.js';
+import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc } from './grpc.js';
 import type { AttemptStep } from './attempt-steps.js';
 import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
 import { startExchange, type ConnectionLedger, type LedgerAware } from './connection.js';
@@ -52,6 +53,14 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
   connection: ConnectionLedger | undefined = undefined;
   /** Its bytes read when this exchange began on it, if it was reused; -1 otherwise. */
   private readAtStart = -1;
+  /** A gRPC call: its outcome is its grpc-status, not its HTTP status. */
+  private grpc = false;
+  /**
+   * A gRPC call that answered 200 with headers only: the attempt steps hear of it when its
+   * trailers give the status (onComplete), with this wait; -1 when nothing is pending.
+   */
+  private grpcWaited = -1;
+  private grpcPending = false;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -85,6 +94,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
       this.bodyPending = true;
     }
     this.live = true;
+    this.grpc = request.grpc !== undefined;
     this.endpoint.pool.dispatch(
       {
         method: request.method,
@@ -206,7 +216,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     // about the endpoint's latency: the time so far was the client's.
     const now = this.clock.now();
     const waited = this.bodyPending ? -1 : now - this.started;
-    for (const step of this.steps) step.answered(this.endpoint, statusCode, rawHeaders, waited, now);
+    if (this.grpc && statusCode === 200) this.grpcAnswered(rawHeaders, waited, now);
+    else for (const step of this.steps) step.answered(this.endpoint, statusCode, rawHeaders, waited, now);
     this.responded = true;
     this.readFraming(rawHeaders);
     const more = this.handler.onHeaders(statusCode, rawHeaders, resume, this);
@@ -240,8 +251,38 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     return more || this.unpausable || last;
   }
 
-  onComplete(): void {
-    if (this.finish()) this.handler.onComplete();
+  /**
+   * undici passes HTTP/1.1 trailers as raw Buffers (not forwarded, as before), the HTTP/2 pool
+   * an object of them (forwarded: a gRPC call's status is there).
+   */
+  onComplete(trailers?: unknown): void {
+    const t = trailers !== null && typeof trailers === 'object' && !Array.isArray(trailers) ? trailers as Trailers : undefined;
+    if (this.grpcPending) {
+      this.grpcPending = false;
+      if (!this.cancelled) this.tell(httpStatusOfGrpc(grpcStatusOfTrailers(t)), this.grpcWaited);
+    }
+    if (this.finish()) this.handler.onComplete(t);
+  }
+
+  /**
+   * A gRPC answer with HTTP 200: Trailers-Only (grpc-status in these headers) is told to the
+   * attempt steps now, as the HTTP status its gRPC status maps to (grpc.ts); otherwise the
+   * status comes with the trailers, and the steps hear of the call then.
+   */
+  private grpcAnswered(rawHeaders: readonly Buffer[], waited: number, now: number): void {
+    const code = grpcStatusOfHeaders(rawHeaders);
+    if (code >= 0) {
+      for (const step of this.steps) step.answered(this.endpoint, httpStatusOfGrpc(code), rawHeaders, waited, now);
+      return;
+    }
+    this.grpcPending = true;
+    this.grpcWaited = waited;
+  }
+
+  /** The attempt steps learn a deferred gRPC outcome as `statusCode`. */
+  private tell(statusCode: number, waited: number): void {
+    const now = this.clock.now();
+    for (const step of this.steps) step.answered(this.endpoint, statusCode, NO_HEADERS, waited, now);
   }
 
   onError(err: Error): void {
@@ -250,6 +291,11 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
       : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart));
+    // A gRPC call cut after its headers ended without a status: the endpoint's failure too.
+    if (this.grpcPending) {
+      this.grpcPending = false;
+      if (!this.cancelled && !isClientCaused(error)) this.tell(500, this.grpcWaited);
+    }
     // A stale connection (closed by the endpoint with the request unread) is not its failure.
     if (!this.responded && !this.cancelled && !isClientCaused(error) && !isStaleConnection(error)) {
       // Its wait (once the body is sent) is a latency sample too: a hanging endpoint looks as
@@ -315,6 +361,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
 /** Most bytes of an abandoned response read to keep its connection, rather than cutting it. */
 const DRAIN_LIMIT = 64 * 1024;
 const ABANDONED = new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'exchange abandoned for a retry', { status: 502 });
+
+const NO_HEADERS: readonly Buffer[] = [];
 
 /** Where an abandoned exchange's callbacks go: its body is read and dropped. */
 const DISCARD: ResponseHandler = {

@@ -4,6 +4,7 @@ import { LatencyHistogram } from '../core/histogram.js';
 import { STATUS_CLASSES } from '../core/status-class.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 import { ledgerClientFactory } from './connection.js';
+import { H2cPool, type EndpointPool } from './h2c-pool.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
 export interface PoolSettings {
@@ -11,6 +12,8 @@ export interface PoolSettings {
   connectTimeoutMs: number;
   keepAliveTimeoutMs: number;
   maxResponseHeaderSize: number;
+  /** `grpc`: HTTP/2 cleartext (h2c) connections carrying many calls each; unset or `http`: HTTP/1.1. */
+  protocol?: 'http' | 'grpc';
 }
 
 /**
@@ -79,7 +82,7 @@ export class Endpoint implements WithHealth {
   readonly host: string;
   readonly port: number;
   weight: number;
-  readonly pool: Pool;
+  readonly pool: EndpointPool;
 
   /** Requests dispatched to this endpoint and not finished yet. */
   inflight = 0;
@@ -129,7 +132,8 @@ export class Endpoint implements WithHealth {
     this.port = init.port;
     this.weight = init.weight;
     this.id = formatHostPort(init.host, init.port);
-    this.pool = new Pool(`http://${this.id}`, {
+    // gRPC: HTTP/2 cleartext, calls multiplexed (h2c-pool.ts); otherwise undici's HTTP/1.1 pool.
+    this.pool = settings.protocol === 'grpc' ? new H2cPool(`http://${this.id}`, settings) : new Pool(`http://${this.id}`, {
       connections: settings.maxConnections,
       pipelining: 1,
       // Idle connections the endpoint closes are dropped as soon as undici reads their FIN (it
@@ -188,3 +192,4 @@ export class Endpoint implements WithHealth {
     return this.pool.stats.connected;
   }
 }
+

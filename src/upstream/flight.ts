@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { TandemError } from '../core/errors.js';
 import type { Endpoint } from './endpoint.js';
-import type { Leg, ResponseHandler } from './types.js';
+import type { Leg, ResponseHandler, Trailers } from './types.js';
 
 /**
  * One request in flight through the engine, made by the concurrency-limit step: what the steps
@@ -47,8 +47,8 @@ export class Flight implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
-    if (this.settle()) this.handler.onComplete();
+  onComplete(trailers?: Trailers): void {
+    if (this.settle()) this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Leg): void {

@@ -73,8 +73,8 @@ export class RequestPath {
   }
 
   /** Milliseconds after which a request with this method is hedged; undefined = never. */
-  hedgeDelay(method: string): number | undefined {
-    return this.hedging?.policy.delayFor(method);
+  hedgeDelay(method: string, idempotentCall?: boolean): number | undefined {
+    return this.hedging?.policy.delayFor(method, idempotentCall);
   }
 
   /** Calls `race.hedgeDue()` `delayMs` from now; returns a ticket for `cancelHedge`. */

@@ -32,6 +32,17 @@ export interface UpstreamSettings {
   readonly retry: RetrySettings | false;
   /** Hedged requests, or false. Hedges draw on the retry budget: off when `retry` is. */
   readonly hedge: HedgeOptions | false;
+  /** What the endpoints speak; unset = `http`. `grpc` also sets `pool.protocol`. */
+  readonly protocol?: 'http' | 'grpc';
+  /** gRPC settings, for `protocol: grpc`. */
+  readonly grpc?: GrpcSettings;
+}
+
+export interface GrpcSettings {
+  /** Full method names (`/pkg.Service/Method`) safe to run twice: retried after they may have been processed, and hedged. */
+  readonly idempotentMethods: readonly string[];
+  /** The service asked by the grpc.health.v1 check ('' = the whole server). */
+  readonly healthService: string;
 }
 
 export type HealthCheckSettings = ProbeSettings & HealthOptions;

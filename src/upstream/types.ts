@@ -2,6 +2,10 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Endpoint } from './endpoint.js';
 import type { TandemError } from '../core/errors.js';
 import type { Flight } from './flight.js';
+import type { GrpcCall } from './grpc.js';
+
+/** Response trailers (HTTP/2), by lower-case name; empty when none came. */
+export type Trailers = Readonly<Record<string, string | string[] | undefined>>;
 
 /** A request as the upstream engine sees it; the gateway and the service client both build these. */
 export interface UpstreamRequest {
@@ -22,6 +26,12 @@ export interface UpstreamRequest {
   upgrade?: string;
   /** Wait for response headers over all attempts (ms); unset = the service's `timeout`. */
   timeoutMs?: number;
+  /**
+   * A gRPC call (the service's `protocol: grpc`): its outcome is read from `grpc-status`, its
+   * retry and hedging follow `idempotent` rather than the method (always POST), and each
+   * attempt tells the endpoint the time left in `grpc-timeout`.
+   */
+  grpc?: GrpcCall;
   /**
    * Set by the engine (its concurrency-limit step), never by a caller: what the steps below
    * share about this request — its deadline, attempts, the endpoints tried (flight.ts).
@@ -63,7 +73,8 @@ export interface ResponseHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean;
   /** `last` is true when this chunk completes a body of known length (onComplete follows). */
   onData(chunk: Buffer, last: boolean): boolean;
-  onComplete(): void;
+  /** The response ended; `trailers` when it had any (HTTP/2: gRPC's status is there). */
+  onComplete(trailers?: Trailers): void;
   /** The exchange failed; `error.status` says which HTTP status a proxy should answer with. */
   onError(error: TandemError, leg?: Leg): void;
   /** For upgrade requests: the upstream switched protocols and hands over its socket. */

@@ -16,6 +16,9 @@ import { createBalancer, type BalancerOptions } from './balancer/index.js';
 import { LatencyHistogram } from '../core/histogram.js';
 
 export { compose };
+
+/** Distinct gRPC method names counted per service (countGrpc). */
+export const GRPC_METHODS_COUNTED = 200;
 export type { Dispatch, Step };
 
 export interface EndpointSnapshot {
@@ -104,6 +107,9 @@ export class Upstream {
     active: 0,
   };
 
+  /** gRPC calls finished, by full method name: counts by status code 0–16, then calls without one (countGrpc). */
+  readonly grpcCalls = new Map<string, number[]>();
+
   constructor(config: UpstreamSettings, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
     this.name = config.name;
     this.config = config;
@@ -130,6 +136,26 @@ export class Upstream {
   setSteps(steps: readonly Step[]): void {
     this.callerSteps = steps;
     (this as { dispatch: Dispatch }).dispatch = requestPipeline(steps, this.path);
+  }
+
+  /**
+   * One gRPC call finished with `status` (-1: none). Methods are counted by name up to
+   * GRPC_METHODS_COUNTED; past that a client sending made-up names cannot grow the table (and
+   * the metrics) without bound: the rest count under `other`.
+   */
+  countGrpc(path: string, status: number): void {
+    const q = path.indexOf('?');
+    let method = q < 0 ? path : path.slice(0, q);
+    let counts = this.grpcCalls.get(method);
+    if (counts === undefined) {
+      if (this.grpcCalls.size >= GRPC_METHODS_COUNTED) method = 'other';
+      counts = this.grpcCalls.get(method);
+      if (counts === undefined) {
+        counts = new Array<number>(18).fill(0);
+        this.grpcCalls.set(method, counts);
+      }
+    }
+    counts[status >= 0 && status <= 16 ? status : 17]!++;
   }
 
   /** Latency samples are stamped with the Upstream's clock (Attempt): peak-EWMA decays on it too. */
@@ -229,7 +255,8 @@ export class Upstream {
   private startProber(endpoint: Endpoint): HealthProber | undefined {
     const hc = this.config.healthCheck;
     if (hc === false) return undefined;
-    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs }, this.clock, this.random);
+    const grpcService = this.config.protocol === 'grpc' ? this.config.grpc?.healthService ?? '' : undefined;
+    const prober = new HealthProber(endpoint, { path: hc.path, intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, grpcService }, this.clock, this.random);
     prober.start();
     return prober;
   }

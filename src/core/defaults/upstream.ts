@@ -128,6 +128,23 @@ export const UPSTREAM_DEFAULTS = Object.freeze({
      */
     methods: Object.freeze(['GET', 'HEAD', 'OPTIONS']) as readonly string[],
   }),
+  /**
+   * What the endpoints speak: `http` (HTTP/1.1, a keep-alive pool of connections) or `grpc`
+   * (HTTP/2 cleartext, many calls multiplexed on a connection, gRPC statuses read from trailers).
+   */
+  protocol: 'http' as 'http' | 'grpc',
+  /** gRPC settings of a `protocol: grpc` service. */
+  grpc: Object.freeze({
+    /**
+     * Full method names (`/pkg.Service/Method`) safe to run twice: retried after they may have
+     * been processed (a reset, a timeout, UNAVAILABLE before any response message) and hedged
+     * when hedging is on. None by default: a gRPC call is a POST, and nothing says a method is
+     * idempotent but its author.
+     */
+    idempotentMethods: Object.freeze([]) as readonly string[],
+    /** The service name asked in grpc.health.v1.Health/Check; '' = the server as a whole. */
+    healthService: '',
+  }),
   /** The recent latency hedging reads (resilience/latency.ts). */
   latency: Object.freeze({
     /**

@@ -2,6 +2,7 @@ import { Client } from 'undici';
 import { realClock, type Clock, type TimerHandle } from '../../core/clock.js';
 import { UPSTREAM_DEFAULTS } from '../../core/defaults/upstream.js';
 import type { EndpointHealth } from './state.js';
+import { GrpcHealthProbe } from './grpc-probe.js';
 
 export interface ProbeSettings {
   /** Path to GET, e.g. /healthz. */
@@ -9,6 +10,8 @@ export interface ProbeSettings {
   intervalMs: number;
   /** Connect, and then the whole answer, must each come within this. */
   timeoutMs: number;
+  /** A gRPC endpoint: checked through grpc.health.v1.Health/Check for this service ('' = the server) instead of `path`. */
+  grpcService?: string;
 }
 
 /** Checks are spread ±10 % so the probes of many gateways do not arrive in lock-step. */
@@ -26,6 +29,8 @@ const JITTER = 0.1;
  */
 export class HealthProber {
   private readonly client: Client;
+  /** For a gRPC endpoint, the check that replaces the GET. */
+  private readonly grpc: GrpcHealthProbe | undefined;
   private timer: TimerHandle | undefined;
   private stopped = false;
 
@@ -46,6 +51,7 @@ export class HealthProber {
     });
     // A connection error reported outside a request (e.g. the endpoint closed an idle socket).
     this.client.on('connectionError', () => {});
+    this.grpc = settings.grpcService === undefined ? undefined : new GrpcHealthProbe(`http://${target.id}`, settings.grpcService, settings.timeoutMs);
   }
 
   /** Schedules the first check within one interval, at a random point, so probes spread out. */
@@ -59,6 +65,7 @@ export class HealthProber {
     this.stopped = true;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
+    this.grpc?.close();
     return this.client.destroy().catch(() => {});
   }
 
@@ -81,6 +88,7 @@ export class HealthProber {
   }
 
   private async probe(): Promise<boolean> {
+    if (this.grpc !== undefined) return this.grpc.check();
     try {
       const res = await this.client.request({
         method: 'GET',

@@ -1,5 +1,8 @@
 import { TIMEOUT_HEADER } from '../../core/deadline.js';
 import type { Clock } from '../../core/clock.js';
+import { formatGrpcTimeout } from '../grpc.js';
+
+const GRPC_TIMEOUT = 'grpc-timeout';
 import type { Flight } from '../flight.js';
 import type { Step, UpstreamRequest } from '../types.js';
 
@@ -23,8 +26,8 @@ export function deadline(clock: Clock, serviceTimeoutMs: () => number): Step {
 /**
  * How long the attempt about to go out waits for its headers: what is left of the deadline
  * (the first attempt: exactly the timeout), capped by the per-try timeout. Also written into
- * the request's timeout header, so the endpoint (and its own calls) know how long the caller
- * will wait.
+ * the request's timeout header — and a gRPC call's `grpc-timeout` — so the endpoint (and its own
+ * calls) know how long the caller will wait.
  */
 export function attemptWait(request: UpstreamRequest, flight: Flight, perTryTimeoutMs: number | undefined, clock: Clock): number {
   const left = flight.attempts === 1 ? flight.timeoutMs : Math.max(1, Math.ceil(flight.deadline - clock.now()));
@@ -33,8 +36,11 @@ export function attemptWait(request: UpstreamRequest, flight: Flight, perTryTime
   if (flight.headerAt < 0) {
     headers.push(TIMEOUT_HEADER, String(wait));
     flight.headerAt = headers.length - 1;
+    // A gRPC endpoint reads its deadline from grpc-timeout (the caller's own was taken off).
+    if (request.grpc !== undefined) headers.push(GRPC_TIMEOUT, formatGrpcTimeout(wait));
   } else {
     headers[flight.headerAt] = String(wait);
+    if (request.grpc !== undefined) headers[flight.headerAt + 2] = formatGrpcTimeout(wait);
   }
   return wait;
 }

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { TandemError } from '../../core/errors.js';
 import type { Endpoint } from '../endpoint.js';
 import type { RequestPath } from '../request-path.js';
-import type { Dispatch, Leg, ResponseHandler, Step, UpstreamRequest } from '../types.js';
+import type { Dispatch, Leg, ResponseHandler, Step, Trailers, UpstreamRequest } from '../types.js';
 import { isClientCaused } from '../classify.js';
 import { isHeldStatus } from './retry-policy.js';
 
@@ -20,7 +20,7 @@ export function hedge(path: RequestPath): Step {
     const body = request.body;
     const delay = flight.hedged || retry === false || flight.attempts + 1 >= retry.attempts || (body !== null && !Buffer.isBuffer(body))
       ? undefined
-      : path.hedgeDelay(request.method);
+      : path.hedgeDelay(request.method, request.grpc?.idempotent);
     if (delay === undefined) {
       next(request, handler);
       return;
@@ -87,7 +87,7 @@ export class HedgeRace implements ResponseHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
     if (this.forwarded) return this.handler.onHeaders(statusCode, rawHeaders, resume, leg);
-    const held = isHeldStatus(statusCode, rawHeaders);
+    const held = isHeldStatus(statusCode, rawHeaders, this.request.grpc !== undefined);
     const other = this.otherLive(leg);
     if (other !== undefined && held) {
       // The other leg is still out: drop this answer and wait for it.
@@ -119,9 +119,9 @@ export class HedgeRace implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
+  onComplete(trailers?: Trailers): void {
     this.finish();
-    this.handler.onComplete();
+    this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Leg): void {

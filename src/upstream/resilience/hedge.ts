@@ -38,8 +38,9 @@ export class HedgePolicy {
    * not be hedged: the method is not one that hedges, or there are too few recent samples to
    * know what "slow" is.
    */
-  delayFor(method: string): number | undefined {
-    if (!this.methods.has(method)) return undefined;
+  delayFor(method: string, idempotentCall?: boolean): number | undefined {
+    // A gRPC call (always POST) hedges when it is configured idempotent, whatever `methods` says.
+    if (idempotentCall === undefined ? !this.methods.has(method) : !idempotentCall) return undefined;
     const p = this.latency.percentile(this.options.percentile);
     return p === undefined ? undefined : Math.max(this.options.minDelayMs, p);
   }

@@ -1,6 +1,7 @@
 import { IDEMPOTENT_METHODS, isIdempotent } from '../../core/methods.js';
 import { isDependencyFailure } from '../../core/dependency.js';
 import type { TandemError } from '../../core/errors.js';
+import { GRPC, grpcStatusOfHeaders } from '../grpc.js';
 
 export { isIdempotent };
 
@@ -29,6 +30,8 @@ export const FAILURE_KINDS = [
   'connect',
   /** A pooled connection was found closed before the request was written. */
   'reset-before-send',
+  /** The endpoint refused the request unprocessed: HTTP/2 REFUSED_STREAM, or left out by a GOAWAY. */
+  'refused',
   /**
    * The endpoint reset a reused keep-alive connection before a byte of response: it had closed
    * it (idle) with the request unread. Sent again to the same endpoint (retry-step.ts).
@@ -42,6 +45,8 @@ export const FAILURE_KINDS = [
   'status-502',
   'status-503',
   'status-504',
+  /** A gRPC call answered UNAVAILABLE before any response message (Trailers-Only). */
+  'grpc-unavailable',
 ] as const;
 
 export type FailureKind = (typeof FAILURE_KINDS)[number];
@@ -54,6 +59,8 @@ export const DEFAULT_RETRY_POLICY = Object.freeze({
 export interface RetryQuestion {
   /** The request method exactly as sent (methods are case-sensitive: 'get' is not GET). */
   method: string;
+  /** Decides instead of the method when set: a gRPC call (always POST) configured idempotent or not. */
+  idempotent?: boolean;
   failure: FailureKind;
   /** True when the body can be sent again: buffered, or there is no body. */
   bodyReplayable: boolean;
@@ -61,7 +68,7 @@ export interface RetryQuestion {
 
 /** True when the request never reached the upstream, so it cannot have been processed. */
 export function neverSent(failure: FailureKind): boolean {
-  return failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection';
+  return failure === 'connect' || failure === 'reset-before-send' || failure === 'stale-connection' || failure === 'refused';
 }
 
 /**
@@ -69,7 +76,7 @@ export function neverSent(failure: FailureKind): boolean {
  * request never reached an application), and the budget guards against retry storms.
  */
 export function drawsOnBudget(failure: FailureKind): boolean {
-  return failure !== 'connect' && failure !== 'stale-connection';
+  return failure !== 'connect' && failure !== 'stale-connection' && failure !== 'refused';
 }
 
 /**
@@ -86,7 +93,7 @@ export const MAX_STALE_RESENDS = 2;
 
 export function mayRetry(question: RetryQuestion): boolean {
   if (!question.bodyReplayable) return false;
-  return neverSent(question.failure) || isIdempotent(question.method);
+  return neverSent(question.failure) || (question.idempotent ?? isIdempotent(question.method));
 }
 
 /**
@@ -94,19 +101,21 @@ export function mayRetry(question: RetryQuestion): boolean {
  * in a hedge, while the other leg is out) — unless it reports a dependency's failure
  * (core/dependency.ts): the siblings share the dependency, so it goes to the caller at once.
  */
-export function isHeldStatus(statusCode: number, rawHeaders: readonly Buffer[]): boolean {
+export function isHeldStatus(statusCode: number, rawHeaders: readonly Buffer[], grpc = false): boolean {
+  if (grpc && statusCode === 200) return grpcStatusOfHeaders(rawHeaders) === GRPC.UNAVAILABLE;
   return (statusCode === 502 || statusCode === 503 || statusCode === 504) && !isDependencyFailure(statusCode, rawHeaders);
 }
 
 /** The failure kind of a held status (isHeldStatus). */
 export function failureOfStatus(statusCode: number): FailureKind {
-  return statusCode === 502 ? 'status-502' : statusCode === 503 ? 'status-503' : 'status-504';
+  return statusCode === 200 ? 'grpc-unavailable' : statusCode === 502 ? 'status-502' : statusCode === 503 ? 'status-503' : 'status-504';
 }
 
 /** Which kind of failure an attempt's error is; undefined = never sent again. `sent`: see Leg.sent. */
 export function failureOfError(error: TandemError, sent: boolean): FailureKind | undefined {
   switch (error.code) {
     case 'TANDEM_ERR_UPSTREAM_CONNECT': return 'connect';
+    case 'TANDEM_ERR_UPSTREAM_REFUSED': return 'refused';
     case 'TANDEM_ERR_UPSTREAM_RESET': return error.retryable ? 'stale-connection' : sent ? 'reset' : 'reset-before-send';
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT': return 'timeout';
     default: return undefined;

@@ -3,7 +3,7 @@ import { TandemError } from '../../core/errors.js';
 import type { Endpoint } from '../endpoint.js';
 import type { RequestPath } from '../request-path.js';
 import type { RetrySettings } from '../settings.js';
-import type { Dispatch, Leg, ResponseHandler, Step, UpstreamRequest } from '../types.js';
+import type { Dispatch, Leg, ResponseHandler, Step, Trailers, UpstreamRequest } from '../types.js';
 import { isClientCaused } from '../classify.js';
 import { MAX_STALE_RESENDS, failureOfError, failureOfStatus, isHeldStatus, mayRetry, neverSent, type FailureKind } from './retry-policy.js';
 
@@ -57,7 +57,7 @@ class RetryLoop implements ResponseHandler {
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
-    if (!this.forwarded && leg !== undefined && isHeldStatus(statusCode, rawHeaders)) {
+    if (!this.forwarded && leg !== undefined && isHeldStatus(statusCode, rawHeaders, this.request.grpc !== undefined)) {
       const failure = failureOfStatus(statusCode);
       if (this.mayGoAgain(failure, leg.endpoint)) {
         // Held back: the caller never sees this answer.
@@ -74,9 +74,9 @@ class RetryLoop implements ResponseHandler {
     return this.handler.onData(chunk, last);
   }
 
-  onComplete(): void {
+  onComplete(trailers?: Trailers): void {
     this.done = true;
-    this.handler.onComplete();
+    this.handler.onComplete(trailers);
   }
 
   onError(error: TandemError, leg?: Leg): void {
@@ -125,7 +125,7 @@ class RetryLoop implements ResponseHandler {
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
     const flight = this.request.flight!;
     if (flight.attempts - this.staleResends >= this.policy.attempts) return false;
-    if (!mayRetry({ method: this.request.method, failure, bodyReplayable: this.replayable(failure) })) return false;
+    if (!mayRetry({ method: this.request.method, idempotent: this.request.grpc?.idempotent, failure, bodyReplayable: this.replayable(failure) })) return false;
     if (this.path.clock.now() >= flight.deadline) {
       this.expired = true;
       return false;
@@ -149,7 +149,7 @@ class RetryLoop implements ResponseHandler {
    * random pause, so that retries from many callers do not arrive together.
    */
   private again(failure: FailureKind): void {
-    if (failure === 'connect') {
+    if (failure === 'connect' || failure === 'refused') {
       this.next(this.request, this);
       return;
     }

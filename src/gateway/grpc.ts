@@ -1,0 +1,161 @@
+import { PassThrough, pipeline, type Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
+import { TandemError } from '../core/errors.js';
+import { GRPC } from '../upstream/grpc.js';
+
+/**
+ * The gateway's side of gRPC (a service with `protocol: grpc`): what it answers itself, and how
+ * it reads a call's request body. The engine's side — outcomes from grpc-status, retries of
+ * idempotent calls, grpc-timeout per attempt — is upstream/grpc.ts.
+ */
+
+/**
+ * The gRPC status a client gets for a call the gateway could not complete. UNAVAILABLE is what a
+ * gRPC client retries by itself (and what the issue asks for when no instance can take a call);
+ * a deadline that ran out is DEADLINE_EXCEEDED.
+ */
+export function grpcStatusOfError(error: TandemError): number {
+  switch (error.code) {
+    case 'TANDEM_ERR_UPSTREAM_TIMEOUT': case 'TANDEM_ERR_REQUEST_TIMEOUT': return GRPC.DEADLINE_EXCEEDED;
+    case 'TANDEM_ERR_CLIENT_ABORTED': return GRPC.CANCELLED;
+    case 'TANDEM_ERR_BODY_TOO_LARGE': case 'TANDEM_ERR_HEADERS_TOO_LARGE': return GRPC.RESOURCE_EXHAUSTED;
+    case 'TANDEM_ERR_NO_ROUTE': return GRPC.UNIMPLEMENTED;
+    case 'TANDEM_ERR_BAD_REQUEST': case 'TANDEM_ERR_UPSTREAM_PROTOCOL': return GRPC.INTERNAL;
+    default: return GRPC.UNAVAILABLE; // no endpoint, overloaded, connect, reset, refused
+  }
+}
+
+/**
+ * Ends a call with `code` and `message`: a Trailers-Only response (one HEADERS frame with
+ * END_STREAM: HTTP 200, content-type application/grpc, grpc-status, grpc-message) when nothing
+ * was sent yet — never an HTTP error page, which a gRPC client would report as a protocol
+ * error — or trailers after the response headers already went out.
+ */
+export function sendGrpcStatus(res: ServerResponse, code: number, message: string, extra: readonly string[] = []): void {
+  const stream = (res as { stream?: ServerHttp2Stream }).stream;
+  const status = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message) };
+  if (stream === undefined) {
+    // Not HTTP/2: no trailers to speak of; the status goes in the headers, as Trailers-Only would.
+    if (res.headersSent) res.destroy();
+    else res.writeHead(200, ['content-type', 'application/grpc', 'grpc-status', status['grpc-status'], 'grpc-message', status['grpc-message'], ...extra]).end();
+    return;
+  }
+  if (stream.destroyed || stream.closed) return;
+  if (!stream.headersSent) {
+    const headers: Record<string, string> = { ':status': '200', 'content-type': 'application/grpc', ...status };
+    for (let i = 0; i < extra.length; i += 2) headers[extra[i]!.toLowerCase()] = extra[i + 1]!;
+    stream.respond(headers, { endStream: true });
+    return;
+  }
+  (res as unknown as { addTrailers(t: Record<string, string>): void }).addTrailers(status);
+  res.end();
+}
+
+/**
+ * An endpoint's Trailers-Only answer (its only HEADERS frame carries grpc-status) relayed as
+ * one: through the compatibility API it would become headers and then empty trailers, which a
+ * gRPC client reads as a call without a status.
+ */
+export function sendTrailersOnly(res: ServerResponse, headers: readonly string[]): void {
+  const stream = (res as { stream?: ServerHttp2Stream }).stream;
+  if (stream === undefined) {
+    res.writeHead(200, headers as string[]).end();
+    return;
+  }
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
+  const out: Record<string, string | string[]> = { ':status': '200' };
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase();
+    const had = out[name];
+    out[name] = had === undefined ? headers[i + 1]! : [...(Array.isArray(had) ? had : [had]), headers[i + 1]!];
+  }
+  stream.respond(out, { endStream: true });
+}
+
+/** grpc-message is percent-encoded UTF-8 outside printable ASCII (and `%` itself). */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * Reads a call's request body, to decide between a Buffer (a unary or short client-streaming
+ * call: the client ended its stream, within `limit` bytes — it can be sent again on a retry or a
+ * hedge) and a stream (a call the client keeps open: bidirectional or long client streaming,
+ * which must flow at once or it would wait forever on an answer that waits for it).
+ *
+ * The gateway cannot know a method's kind, so it looks at what arrived: a client ends a unary
+ * call right after its one message, in the same write; so the stream must have ended by the
+ * end of the event-loop turn that completed the first message (or, with no data yet, the turn
+ * the call began in). Otherwise what arrived so far and the rest flow as a stream. A unary
+ * message split over several reads is still buffered: the wait runs until its declared length
+ * is in, for at most `waitMs`. Costs one setImmediate per call.
+ */
+export function collectGrpcBody(req: Readable, limit: number, waitMs: number, done: (body: Buffer | Readable | undefined, err?: Error) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  let scheduled = false;
+  let timer: NodeJS.Timeout | undefined;
+  const settle = (body: Buffer | Readable | undefined, err?: Error) => {
+    if (settled) return;
+    settled = true;
+    if (timer !== undefined) clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('error', onError);
+    req.off('close', onClose);
+    done(body, err);
+  };
+  const asStream = () => {
+    if (settled) return;
+    req.pause();
+    settle(streamOf(chunks, req));
+  };
+  const check = () => {
+    scheduled = false;
+    if (!settled && firstMessageIn()) asStream();
+  };
+  const firstMessageIn = (): boolean => {
+    if (size === 0) return true; // nothing in the first turn: a call the client keeps open
+    const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks);
+    if (head.length >= 5 && size >= 5 + head.readUInt32BE(1)) return true;
+    // Still coming: not past `waitMs` (a trickling client), then it flows as a stream.
+    timer ??= setTimeout(asStream, waitMs);
+    return false;
+  };
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) asStream();
+    else if (!scheduled && firstMessageIn()) {
+      scheduled = true;
+      setImmediate(check);
+    }
+  };
+  const onEnd = () => settle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  const onError = (err: Error) => settle(undefined, err);
+  const onClose = () => settle(undefined, new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the call before its request ended', { status: 499 }));
+  req.on('data', onData);
+  req.once('end', onEnd);
+  req.once('error', onError);
+  req.once('close', onClose);
+  if (limit <= 0) {
+    asStream();
+    return;
+  }
+  scheduled = true;
+  setImmediate(check);
+}
+
+/** The chunks already read, then the rest of `req`, as one stream; an error of `req` destroys it. */
+function streamOf(chunks: readonly Buffer[], req: Readable): Readable {
+  const out = new PassThrough();
+  for (const c of chunks) out.write(c);
+  pipeline(req, out, () => {});
+  return out;
+}

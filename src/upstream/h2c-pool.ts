@@ -1,0 +1,334 @@
+import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { TandemError } from '../core/errors.js';
+
+/** What an endpoint's pool must offer the engine: undici's `Pool` for HTTP/1.1, `H2cPool` for gRPC. */
+export interface EndpointPool {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+  readonly stats: { readonly connected: number };
+}
+
+export interface H2cPoolSettings {
+  maxConnections: number;
+  connectTimeoutMs: number;
+  /** A connection without a stream for this long is closed. */
+  keepAliveTimeoutMs: number;
+  maxResponseHeaderSize: number;
+}
+
+/**
+ * Streams one connection carries at once unless the endpoint's SETTINGS say fewer; past it the
+ * pool opens another connection (up to `maxConnections`), then queues on the least busy one.
+ */
+export const H2_STREAMS_PER_CONNECTION = 100;
+
+/**
+ * HTTP/2 with prior knowledge (h2c) to one endpoint, over node:http2: the pool of a
+ * `protocol: grpc` endpoint. Why not undici's HTTP/2 client (7.x): on a GOAWAY it destroys the
+ * connection and with it every stream under way — a graceful drain of a gRPC server would cut
+ * calls it is finishing — and it sends a non-idempotent request (every gRPC call is a POST) or a
+ * streamed body only when nothing else is running on the connection. Here:
+ *
+ * - a GOAWAY takes the connection out of rotation; its streams under way finish (RFC 9113
+ *   §6.8), streams above the peer's last stream id are reported as refused (never processed:
+ *   the engine sends them elsewhere, whatever the method), new calls open a new connection;
+ * - a call waiting for a connection that fails (refused, timed out) is reported with the
+ *   connect error, and `onConnect` is called only when its stream is made: the engine knows it
+ *   never left (`Leg.sent`);
+ * - calls are multiplexed, up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS per connection.
+ *
+ * It speaks undici's dispatch-handler protocol (onConnect, onHeaders, onData, onComplete with
+ * the trailers, onError), so an `Attempt` drives it exactly as it drives an undici Pool.
+ */
+export class H2cPool implements EndpointPool {
+  private readonly sessions: Session[] = [];
+  private closing = false;
+
+  constructor(private readonly origin: string, private readonly settings: H2cPoolSettings) {}
+
+  get stats(): { connected: number } {
+    let connected = 0;
+    for (const s of this.sessions) if (s.connected) connected++;
+    return { connected };
+  }
+
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const exchange = new Exchange(options, handler as unknown as ExchangeHandler);
+    if (this.closing) {
+      exchange.fail(new TandemError('TANDEM_ERR_UPSTREAM_REFUSED', `${this.origin}: the endpoint's pool is closed`, { status: 502 }));
+      return false;
+    }
+    this.pick().start(exchange);
+    return true;
+  }
+
+  /** Sends GOAWAY on every connection; resolves when their streams finished and they closed. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.sessions.map((s) => s.close()));
+  }
+
+  async destroy(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.sessions.map((s) => s.destroy()));
+  }
+
+  /** The first connection with room, else a new one, else the least busy. */
+  private pick(): Session {
+    let least: Session | undefined;
+    for (const s of this.sessions) {
+      if (s.open < s.capacity) return s;
+      if (least === undefined || s.open < least.open) least = s;
+    }
+    if (least !== undefined && this.sessions.length >= this.settings.maxConnections) return least;
+    const session = new Session(this.origin, this.settings, (gone) => {
+      const i = this.sessions.indexOf(gone);
+      if (i >= 0) this.sessions.splice(i, 1);
+    });
+    this.sessions.push(session);
+    return session;
+  }
+}
+
+/** One HTTP/2 connection and the exchanges waiting for it to connect. */
+class Session {
+  readonly session: ClientHttp2Session;
+  connected = false;
+  /** Streams open (or waiting for the connection). */
+  open = 0;
+  /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS, capped. */
+  capacity = H2_STREAMS_PER_CONNECTION;
+  private waiting: Exchange[] = [];
+  private readonly closed: Promise<void>;
+
+  constructor(origin: string, settings: H2cPoolSettings, private readonly leave: (s: Session) => void) {
+    this.session = connect(origin, {
+      settings: { enablePush: false, maxHeaderListSize: settings.maxResponseHeaderSize },
+      maxHeaderListPairs: 256,
+    });
+    const session = this.session;
+    let failure: Error | undefined;
+    this.closed = new Promise((resolve) => session.once('close', resolve));
+    const timer = setTimeout(() => {
+      failure = new TandemError('TANDEM_ERR_UPSTREAM_CONNECT', `connect to ${origin} timed out after ${settings.connectTimeoutMs} ms`, { retryable: true, status: 502 });
+      session.destroy();
+    }, settings.connectTimeoutMs);
+    session.once('connect', () => {
+      clearTimeout(timer);
+      this.connected = true;
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const e of waiting) this.open_(e);
+    });
+    session.on('remoteSettings', (s) => {
+      if (s.maxConcurrentStreams !== undefined) this.capacity = Math.max(1, Math.min(H2_STREAMS_PER_CONNECTION, s.maxConcurrentStreams));
+    });
+    // Out of rotation: its streams under way finish, new calls go to another connection.
+    session.once('goaway', () => this.leave(this));
+    session.on('error', (err: Error) => { failure ??= err; });
+    session.once('close', () => {
+      clearTimeout(timer);
+      this.leave(this);
+      const waiting = this.waiting;
+      this.waiting = [];
+      const error = failure ?? new TandemError('TANDEM_ERR_UPSTREAM_REFUSED', `${origin}: the connection closed before the call went out`, { status: 502 });
+      for (const e of waiting) e.fail(error);
+    });
+    // Idle (no stream) for the keep-alive time: closed. Activity restarts Node's timer.
+    session.setTimeout(settings.keepAliveTimeoutMs, () => {
+      if (this.open === 0) session.close();
+    });
+    session.unref();
+  }
+
+  start(exchange: Exchange): void {
+    this.open++;
+    this.session.ref();
+    if (this.connected) this.open_(exchange);
+    else this.waiting.push(exchange);
+  }
+
+  private open_(exchange: Exchange): void {
+    exchange.begin(this.session, () => {
+      if (--this.open === 0) this.session.unref();
+    });
+  }
+
+  close(): Promise<void> {
+    if (!this.session.closed) this.session.close();
+    return this.closed;
+  }
+
+  destroy(): Promise<void> {
+    this.session.destroy();
+    return this.closed;
+  }
+}
+
+/** undici's (legacy) dispatch handler callbacks, as `Attempt` implements them. */
+interface ExchangeHandler {
+  onConnect?(abort: (err?: Error) => void): void;
+  onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  onData?(chunk: Buffer): boolean;
+  /** HTTP/2 trailers as node:http2 gives them (an object; empty when none came). */
+  onComplete?(trailers: IncomingHttpHeaders): void;
+  onError?(err: Error): void;
+  onBodySent?(chunk: Buffer): void;
+  onRequestSent?(): void;
+}
+
+/** One request/response on a stream, reported to an undici-style dispatch handler. */
+class Exchange {
+  private stream: ClientHttp2Stream | undefined;
+  private done = false;
+  private responded = false;
+  private trailers: IncomingHttpHeaders | undefined;
+  private release: (() => void) | undefined;
+
+  constructor(private readonly options: Dispatcher.DispatchOptions, private readonly handler: ExchangeHandler) {}
+
+  begin(session: ClientHttp2Session, release: () => void): void {
+    this.release = release;
+    const o = this.options;
+    const body = o.body as Buffer | Readable | null | undefined;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(requestHeaders(o), { endStream: body == null });
+    } catch (err) {
+      // The session went away between the pick and now (GOAWAY, closed): nothing went out.
+      release();
+      this.release = undefined;
+      this.fail(new TandemError('TANDEM_ERR_UPSTREAM_REFUSED', `the connection could take no new stream: ${(err as Error).message}`, { cause: err, status: 502 }));
+      return;
+    }
+    this.stream = stream;
+    this.handler.onConnect?.((err?: Error) => this.abort(err));
+    if (this.done) return; // aborted in onConnect
+    const headersTimeout = o.headersTimeout ?? 300_000;
+    if (headersTimeout > 0) stream.setTimeout(headersTimeout);
+    stream.on('timeout', () => {
+      const body = this.responded;
+      this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', body ? 'the endpoint stalled while sending the response body' : 'the endpoint sent no response headers in time', { status: 504 }));
+    });
+    stream.once('response', (headers) => this.onResponse(headers));
+    stream.on('data', (chunk: Buffer) => {
+      if (!this.done && this.handler.onData?.(chunk) === false) stream.pause();
+    });
+    stream.once('trailers', (trailers) => { this.trailers = trailers; });
+    stream.once('end', () => {
+      if (this.done) return;
+      if (!this.responded) {
+        this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the stream without a response', { status: 502 }));
+        return;
+      }
+      this.finish();
+      this.handler.onComplete?.(this.trailers ?? {});
+    });
+    stream.once('close', () => {
+      this.release?.();
+      this.release = undefined;
+      if (this.done) return;
+      this.fail(streamClosedError(stream.rstCode));
+    });
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.done) return;
+      const refused = err.message.includes('NGHTTP2_REFUSED_STREAM') || err.code === 'ERR_HTTP2_GOAWAY_SESSION';
+      this.fail(refused ? streamClosedError(constants.NGHTTP2_REFUSED_STREAM) : err);
+    });
+    this.sendBody(stream, body ?? null);
+  }
+
+  private onResponse(headers: IncomingHttpHeaders): void {
+    if (this.done) return;
+    const status = Number(headers[':status']);
+    if (status < 200) return; // an interim response
+    this.responded = true;
+    const timeout = this.options.bodyTimeout ?? 300_000;
+    this.stream!.setTimeout(timeout > 0 ? timeout : 0);
+    const raw: Buffer[] = [];
+    for (const name in headers) {
+      if (name.charCodeAt(0) === 58 /* : */) continue;
+      const value = headers[name];
+      if (Array.isArray(value)) for (const v of value) raw.push(Buffer.from(name), Buffer.from(v));
+      else if (value !== undefined) raw.push(Buffer.from(name), Buffer.from(String(value)));
+    }
+    const stream = this.stream!;
+    if (this.handler.onHeaders?.(status, raw, () => stream.resume(), '') === false) stream.pause();
+  }
+
+  private sendBody(stream: ClientHttp2Stream, body: Buffer | Readable | null): void {
+    if (body === null) {
+      this.handler.onRequestSent?.();
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      stream.end(body);
+      this.handler.onBodySent?.(body);
+      this.handler.onRequestSent?.();
+      return;
+    }
+    body.on('data', (chunk: Buffer) => {
+      this.handler.onBodySent?.(chunk);
+      if (!stream.write(chunk)) {
+        body.pause();
+        stream.once('drain', () => body.resume());
+      }
+    });
+    body.once('end', () => {
+      stream.end();
+      this.handler.onRequestSent?.();
+    });
+    body.once('error', (err) => this.abort(err));
+  }
+
+  /** The caller gives up (undici's `abort`): the stream is cancelled, onError reports why. */
+  private abort(err?: Error): void {
+    if (this.done) return;
+    this.fail(err ?? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the request was aborted', { status: 499 }));
+  }
+
+  fail(err: Error): void {
+    if (this.done) return;
+    this.finish();
+    const stream = this.stream;
+    if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+    this.handler.onError?.(err);
+  }
+
+  private finish(): void {
+    this.done = true;
+  }
+}
+
+/** The HTTP/2 request headers: the pseudo-headers from the options, the rest from the flat list. */
+function requestHeaders(o: Dispatcher.DispatchOptions): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = { ':method': o.method, ':path': o.path, ':scheme': 'http' };
+  const list = o.headers as string[] | null | undefined;
+  if (list != null) {
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!.toLowerCase();
+      const value = list[i + 1]!;
+      if (name === 'host') out[':authority'] = value;
+      else if (name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === 'upgrade' || name === 'proxy-connection') continue;
+      else {
+        const had = out[name];
+        out[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [String(had), value];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * A stream the endpoint reset. REFUSED_STREAM (RFC 9113 §8.7: "the stream was not processed")
+ * — sent by the peer, or by our own side for streams above a GOAWAY's last stream id — is
+ * marked `refused`: the call certainly did no work there.
+ */
+function streamClosedError(code: number): TandemError {
+  return code === constants.NGHTTP2_REFUSED_STREAM
+    ? new TandemError('TANDEM_ERR_UPSTREAM_REFUSED', 'the endpoint refused the stream (REFUSED_STREAM): not processed', { status: 502 })
+    : new TandemError('TANDEM_ERR_UPSTREAM_RESET', `the endpoint reset the stream (HTTP/2 error code ${code})`, { status: 502 });
+}

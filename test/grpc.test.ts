@@ -1,0 +1,306 @@
+// gRPC through the gateway (issue 15): real @grpc/grpc-js servers and clients (the .proto in
+// test/fixtures/grpc), a real gateway process; raw node:http2 where the frames themselves matter.
+import { test, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type IncomingHttpHeaders } from 'node:http2';
+import type { ChildProcess } from 'node:child_process';
+import { startGateway, clusterService, metricSum, type RunningGateway } from './helpers/gateway.js';
+import { freePort, kill } from './helpers/backend.js';
+import { call, echoClient, grpc, spawnEchoServer, startEchoServer, type EchoServer } from './helpers/grpc-echo-server.js';
+import { waitFor } from './helpers/wait.js';
+
+let gateways: RunningGateway[] = [];
+let servers: EchoServer[] = [];
+let procs: ChildProcess[] = [];
+let clients: grpc.Client[] = [];
+afterEach(async () => {
+  for (const c of clients) c.close();
+  await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
+  await Promise.all(servers.map((s) => s.close()));
+  await Promise.all(procs.map((p) => kill(p)));
+  gateways = [];
+  servers = [];
+  procs = [];
+  clients = [];
+});
+
+const GET = '/tandem.test.Echo/Get';
+
+async function gatewayFor(endpoints: string[], service: Record<string, unknown> = {}): Promise<RunningGateway> {
+  const gw = await startGateway({
+    services: { echo: { protocol: 'grpc', endpoints, grpc: { idempotentMethods: [GET] }, ...service } },
+    routes: [{ prefix: '/tandem.test.Echo/', service: 'echo' }],
+    log: { level: 'info', access: 'errors' },
+  });
+  gateways.push(gw);
+  return gw;
+}
+
+function client(gw: RunningGateway): ReturnType<typeof echoClient> {
+  const c = echoClient(`${gw.host}:${gw.port}`);
+  clients.push(c);
+  return c;
+}
+
+async function echoServers(n: number): Promise<EchoServer[]> {
+  const list = await Promise.all(Array.from({ length: n }, () => startEchoServer()));
+  servers.push(...list);
+  return list;
+}
+
+/** A raw HTTP/2 gRPC call: the response's header frames as they came, and whether the first ended the stream. */
+function rawCall(port: number, path: string, headers: Record<string, string> = {}, message = Buffer.alloc(5)): Promise<{ headers: IncomingHttpHeaders; endStream: boolean; trailers: IncomingHttpHeaders | undefined; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+    let first: IncomingHttpHeaders = {};
+    let endStream = false;
+    let trailers: IncomingHttpHeaders | undefined;
+    const chunks: Buffer[] = [];
+    stream.on('response', (h, flags) => { first = h; endStream = (flags & 1) === 1; });
+    stream.on('trailers', (t) => { trailers = t; });
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('close', () => {
+      session.close();
+      resolve({ headers: first, endStream, trailers, body: Buffer.concat(chunks) });
+    });
+    stream.end(message);
+  });
+}
+
+test('calls of one client connection are spread over the instances; statuses, streams and trailers are relayed', async () => {
+  const list = await echoServers(3);
+  const gw = await gatewayFor(list.map((s) => s.address));
+  const c = client(gw);
+  const answers = await Promise.all(Array.from({ length: 60 }, (_, i) => call(c, 'Get', { text: `hi ${i}` })));
+  assert.deepEqual(answers.filter((a) => a.error !== undefined), []);
+  assert.equal(answers[7]!.reply!.text, 'hi 7');
+  // One HTTP/2 connection from the client; the calls went to every instance.
+  for (const s of list) assert.ok((s.calls.Get ?? 0) > 0, `${s.address} got ${s.calls.Get ?? 0} of 60 calls`);
+
+  // A status from the service (Trailers-Only from grpc-js) reaches the client as it was.
+  const notFound = await call(c, 'Put', { text: 'x', failCode: grpc.status.NOT_FOUND });
+  assert.equal(notFound.error?.code, grpc.status.NOT_FOUND);
+  assert.match(notFound.error!.details, /failing with 5 as asked/);
+
+  // Server streaming: every message, then the status in trailers.
+  const watched: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const s = c.Watch({ text: 'w', count: 3, delayMs: 5 });
+    s.on('data', (r: { text: string }) => watched.push(r.text));
+    s.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? resolve() : reject(new Error(st.details))));
+    s.on('error', reject);
+  });
+  assert.deepEqual(watched, ['w 0', 'w 1', 'w 2']);
+
+  // Bidirectional: the client keeps its stream open and waits for each answer.
+  const chat = c.Chat();
+  const said: string[] = [];
+  for (const text of ['one', 'two']) {
+    const answered = new Promise<void>((resolve) => chat.once('data', (r: { text: string }) => { said.push(r.text); resolve(); }));
+    chat.write({ text });
+    await answered;
+  }
+  chat.end();
+  assert.deepEqual(said, ['re: one', 're: two']);
+
+  // The raw frames: a relayed Trailers-Only answer is one HEADERS frame that ends the stream.
+  const raw = await rawCall(gw.port, '/tandem.test.Echo/Put', {}, Buffer.from([0, 0, 0, 0, 2, 0x18, 0x07]));
+  assert.equal(raw.headers['grpc-status'], '7');
+  assert.equal(raw.endStream, true);
+
+  // Metrics carry the method and the status.
+  assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Get",status="0"\}/), 60);
+  assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Put",status="5"\}/), 1);
+});
+
+test('grpc-timeout: the endpoint is told the time left; the gateway ends a call past its deadline with DEADLINE_EXCEEDED', async () => {
+  const [s] = await echoServers(1);
+  const gw = await gatewayFor([s!.address]);
+  const c = client(gw);
+  const answer = await call(c, 'Get', { text: 'd' }, { deadline: Date.now() + 3000 });
+  const left = answer.reply!.deadlineMs;
+  assert.ok(left > 0 && left <= 3000, `the endpoint saw ${left} ms left`);
+
+  // The gateway's own enforcement, seen on the wire: the caller's grpc-timeout is 200 ms, the
+  // endpoint takes 2 s; the client does not time out by itself here (a raw HTTP/2 client).
+  const slow = Buffer.from([0, 0, 0, 0, 3, 0x10, 0xd0, 0x0f]); // delay_ms = 2000
+  const raw = await rawCall(gw.port, GET, { 'grpc-timeout': '200m' }, slow);
+  assert.equal(raw.headers[':status'], 200);
+  assert.equal(raw.headers['grpc-status'], '4');
+  assert.equal(raw.endStream, true, 'Trailers-Only');
+  assert.match(String(raw.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
+});
+
+test('no instance can take a call: Trailers-Only UNAVAILABLE with a message, never an HTTP error page', async () => {
+  const gw = await gatewayFor([`127.0.0.1:${await freePort()}`], { healthCheck: false });
+  const raw = await rawCall(gw.port, GET);
+  assert.equal(raw.headers[':status'], 200);
+  assert.equal(raw.headers['content-type'], 'application/grpc');
+  assert.equal(raw.headers['grpc-status'], '14');
+  assert.equal(raw.endStream, true);
+  assert.match(String(raw.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_CONNECT|TANDEM_ERR_NO_HEALTHY_ENDPOINT/);
+  const answer = await call(client(gw), 'Put', { text: 'x' });
+  assert.equal(answer.error?.code, grpc.status.UNAVAILABLE);
+  assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Put",status="14"\}/), 1);
+});
+
+test('a refused connection sends the call on to another instance, a non-idempotent one too', async () => {
+  const [s] = await echoServers(1);
+  const gw = await gatewayFor([`127.0.0.1:${await freePort()}`, s!.address], { healthCheck: false, balancer: 'round-robin' });
+  const c = client(gw);
+  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'Put', { text: `p${i}` })));
+  assert.deepEqual(answers.filter((a) => a.error !== undefined).map((a) => a.error!.message), []);
+  assert.equal(s!.calls.Put, 20);
+});
+
+test('UNAVAILABLE before any message: an idempotent call goes to another instance, a non-idempotent one is never sent twice', async () => {
+  const [bad, good] = await echoServers(2);
+  bad!.failAll(grpc.status.UNAVAILABLE);
+  // No health checks and no ejection: every call meets the failing instance's share.
+  const gw = await gatewayFor([bad!.address, good!.address], { healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 } });
+  const c = client(gw);
+  const gets = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'Get', { text: `g${i}` })));
+  assert.deepEqual(gets.filter((a) => a.error !== undefined).map((a) => a.error!.message), []);
+  assert.ok((bad!.calls.Get ?? 0) > 0, 'the failing instance had its share');
+  assert.equal(good!.calls.Get, 20);
+
+  const puts = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'Put', { text: `p${i}` })));
+  const failed = puts.filter((a) => a.error !== undefined);
+  assert.ok(failed.length > 0, 'some Put met the failing instance');
+  assert.ok(failed.every((a) => a.error!.code === grpc.status.UNAVAILABLE));
+  // Each Put ran exactly once: the failed ones on the failing instance, the rest on the good one.
+  assert.equal(bad!.calls.Put, failed.length);
+  assert.equal(good!.calls.Put, 20 - failed.length);
+});
+
+test('health checks through grpc.health.v1: a NOT_SERVING instance leaves rotation, and comes back', async () => {
+  const [a, b] = await echoServers(2);
+  const gw = await gatewayFor([a!.address, b!.address], { healthCheck: { interval: '100ms', timeout: '500ms' } });
+  type Svc = { endpoints: Array<{ id: string; state: string }> };
+  const stateOf = async (s: EchoServer) => (await clusterService<Svc>(gw, 'echo')).endpoints.find((e) => e.id === s.address)!.state;
+  await waitFor('both healthy', async () => ((await stateOf(a!)) === 'healthy' && (await stateOf(b!)) === 'healthy') || undefined);
+  a!.setHealth('NOT_SERVING');
+  await waitFor('a unhealthy', async () => (await stateOf(a!)) === 'unhealthy' || undefined);
+  const before = a!.calls.Get ?? 0;
+  const c = client(gw);
+  const answers = await Promise.all(Array.from({ length: 20 }, () => call(c, 'Get', { text: 'h' })));
+  assert.deepEqual(answers.filter((x) => x.error !== undefined), []);
+  assert.equal(a!.calls.Get ?? 0, before, 'no call went to the NOT_SERVING instance');
+  a!.setHealth('SERVING');
+  await waitFor('a back', async () => (await stateOf(a!)) !== 'unhealthy' || undefined);
+});
+
+test('SIGKILL of an instance under a steady stream of unary calls: 0 failed calls', async () => {
+  const spawned = await Promise.all([0, 1, 2].map(() => spawnEchoServer()));
+  procs.push(...spawned.map((s) => s.proc));
+  const gw = await gatewayFor(spawned.map((s) => s.address));
+  const c = client(gw);
+  let done = 0;
+  const failures: string[] = [];
+  const running = new Set<Promise<void>>();
+  let killedAt = -1;
+  // Open loop: a call every 2 ms whatever the answers do, until 300 calls after the kill.
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const p = call(c, 'Get', { text: 'k' }, { deadline: Date.now() + 5000 }).then((a) => {
+        done++;
+        if (a.error) failures.push(`${a.error.code} ${a.error.details}`);
+        if (done === 100 && killedAt < 0) {
+          killedAt = done;
+          void kill(spawned[0]!.proc);
+        }
+        if (killedAt >= 0 && done >= killedAt + 300) {
+          clearInterval(timer);
+          resolve();
+        }
+      });
+      running.add(p);
+      void p.then(() => running.delete(p));
+    }, 2);
+  });
+  await Promise.all(running);
+  assert.deepEqual(failures, []);
+  assert.ok(done >= 400);
+  // The kill was felt: calls met the dead instance and went on to another.
+  assert.ok(await metricSum(gw, /^tandem_retries_total\{service="echo"/) > 0);
+});
+
+test('a graceful drain (GOAWAY) of an instance under non-idempotent calls: 0 failed, none ran twice', async () => {
+  const list = await echoServers(3);
+  const gw = await gatewayFor(list.map((s) => s.address), { healthCheck: false });
+  const c = client(gw);
+  let done = 0;
+  let sent = 0;
+  const failures: string[] = [];
+  const running = new Set<Promise<void>>();
+  let drained: Promise<void> | undefined;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      sent++;
+      const p = call(c, 'Put', { text: 'd', delayMs: 20 }, { deadline: Date.now() + 5000 }).then((a) => {
+        done++;
+        if (a.error) failures.push(`${a.error.code} ${a.error.details}`);
+        if (done === 100) drained = list[0]!.drain();
+        if (done >= 400) {
+          clearInterval(timer);
+          resolve();
+        }
+      });
+      running.add(p);
+      void p.then(() => running.delete(p));
+    }, 2);
+  });
+  await Promise.all(running);
+  await drained;
+  assert.deepEqual(failures, []);
+  // Every call ran exactly once, the drained instance's included.
+  assert.equal(list.reduce((n, s) => n + (s.calls.Put ?? 0), 0), sent);
+  assert.ok((list[0]!.calls.Put ?? 0) > 0);
+});
+
+test('an instance killed with calls under way: the idempotent one goes again elsewhere, the other is not sent twice', async () => {
+  const child = await spawnEchoServer();
+  procs.push(child.proc);
+  const [other] = await echoServers(1);
+  const gw = await gatewayFor([child.address, other!.address], { healthCheck: false, balancer: 'round-robin' });
+  const c = client(gw);
+  const puts = [call(c, 'Put', { text: 'p', delayMs: 60_000 }), call(c, 'Put', { text: 'p', delayMs: 300 })];
+  await waitFor('one Put at the other instance', () => other!.calls.Put === 1 || undefined);
+  // The other Put is at the child (round-robin): it dies with the call under way.
+  await kill(child.proc);
+  const answers = await Promise.all(puts);
+  assert.deepEqual(answers.map((a) => a.error?.code ?? 0).sort(), [0, grpc.status.UNAVAILABLE]);
+  assert.equal(other!.calls.Put, 1, 'the Put cut by the kill was not sent again');
+
+  // The same with Gets (idempotent): the cut one is retried on the other instance and succeeds.
+  const child2 = await spawnEchoServer();
+  procs.push(child2.proc);
+  const gw2 = await gatewayFor([child2.address, other!.address], { healthCheck: false, balancer: 'round-robin' });
+  const c2 = client(gw2);
+  const gets = [call(c2, 'Get', { text: 'g', delayMs: 300 }), call(c2, 'Get', { text: 'g', delayMs: 300 })];
+  await waitFor('one Get at the other instance', () => other!.calls.Get === 1 || undefined);
+  await kill(child2.proc);
+  const got = await Promise.all(gets);
+  assert.deepEqual(got.map((a) => a.error?.message), [undefined, undefined]);
+  assert.equal(other!.calls.Get, 2);
+});
+
+test('hedging: a slow instance\'s idempotent calls are hedged to another; non-idempotent ones are not', async () => {
+  const [slow, fast] = await echoServers(2);
+  const gw = await gatewayFor([slow!.address, fast!.address], {
+    healthCheck: false, balancer: 'round-robin', hedge: { percentile: 90, minDelay: '20ms' }, outlier: { consecutiveFailures: 1000 },
+  });
+  const c = client(gw);
+  // Enough answers for a hedge delay (hedging starts after 50).
+  for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 10 }, () => call(c, 'Get', { text: 'warm' })));
+  slow!.slowAll(2000);
+  const puts = await Promise.all(Array.from({ length: 4 }, () => call(c, 'Put', { text: 'p' })));
+  assert.ok(puts.some((a) => a.reply?.instance === String(slow!.port)), 'a Put waited for the slow instance');
+  assert.equal(await metricSum(gw, /^tandem_hedges_total\{service="echo"/), 0);
+  const gets = await Promise.all(Array.from({ length: 4 }, () => call(c, 'Get', { text: 'g' })));
+  assert.deepEqual(gets.map((a) => a.reply?.instance), gets.map(() => String(fast!.port)), 'every Get answered by the fast instance');
+  assert.ok((slow!.calls.Get ?? 0) > 30, 'the slow instance had Gets too');
+  assert.ok(await metricSum(gw, /^tandem_hedges_total\{service="echo"/) > 0);
+});
