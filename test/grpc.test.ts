@@ -6,8 +6,9 @@ import { connect, type IncomingHttpHeaders } from 'node:http2';
 import type { ChildProcess } from 'node:child_process';
 import { startGateway, clusterService, metricSum, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill } from './helpers/backend.js';
-import { call, echoClient, grpc, spawnEchoServer, startEchoServer, type EchoServer } from './helpers/grpc-echo-server.js';
+import { call, echoClient, echoClientTls, grpc, spawnEchoServer, startEchoServer, type EchoServer } from './helpers/grpc-echo-server.js';
 import { waitFor } from './helpers/wait.js';
+import { makeServerPki } from './helpers/tls-pki.js';
 
 let gateways: RunningGateway[] = [];
 let servers: EchoServer[] = [];
@@ -110,6 +111,11 @@ test('calls of one client connection are spread over the instances; statuses, st
   assert.equal(raw.headers['grpc-status'], '7');
   assert.equal(raw.endStream, true);
 
+  // A call no route takes: UNIMPLEMENTED, as a gRPC status.
+  const nowhere = await rawCall(gw.port, '/other.Svc/Method');
+  assert.equal(nowhere.headers['grpc-status'], String(grpc.status.UNIMPLEMENTED));
+  assert.match(String(nowhere.headers['grpc-message']), /TANDEM_ERR_NO_ROUTE/);
+
   // Metrics carry the method and the status.
   assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Get",status="0"\}/), 60);
   assert.equal(await metricSum(gw, /^tandem_grpc_calls_total\{service="echo",method="\/tandem\.test\.Echo\/Put",status="5"\}/), 1);
@@ -173,6 +179,16 @@ test('UNAVAILABLE before any message: an idempotent call goes to another instanc
   // Each Put ran exactly once: the failed ones on the failing instance, the rest on the good one.
   assert.equal(bad!.calls.Put, failed.length);
   assert.equal(good!.calls.Put, 20 - failed.length);
+
+  // The same when the failing instance sends its response headers first and UNAVAILABLE in
+  // the trailers, with no message between: still nothing processed, still retried.
+  const badGets = bad!.calls.Get ?? 0;
+  const later = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'Get', { text: `m${i}`, metadataFirst: true })));
+  assert.deepEqual(later.filter((a) => a.error !== undefined).map((a) => a.error!.message), []);
+  assert.ok((bad!.calls.Get ?? 0) > badGets);
+  const laterPuts = await Promise.all(Array.from({ length: 20 }, () => call(c, 'Put', { text: 'm', metadataFirst: true })));
+  assert.ok(laterPuts.some((a) => a.error?.code === grpc.status.UNAVAILABLE));
+  assert.equal((bad!.calls.Put ?? 0) + (good!.calls.Put ?? 0), 40);
 });
 
 test('health checks through grpc.health.v1: a NOT_SERVING instance leaves rotation, and comes back', async () => {
@@ -303,4 +319,39 @@ test('hedging: a slow instance\'s idempotent calls are hedged to another; non-id
   assert.deepEqual(gets.map((a) => a.reply?.instance), gets.map(() => String(fast!.port)), 'every Get answered by the fast instance');
   assert.ok((slow!.calls.Get ?? 0) > 30, 'the slow instance had Gets too');
   assert.ok(await metricSum(gw, /^tandem_hedges_total\{service="echo"/) > 0);
+});
+
+test('outlier detection counts gRPC statuses: an instance answering INTERNAL to every call is ejected', async () => {
+  const [bad, good] = await echoServers(2);
+  bad!.failAll(grpc.status.INTERNAL);
+  const gw = await gatewayFor([bad!.address, good!.address], { healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 3 } });
+  const c = client(gw);
+  type Svc = { endpoints: Array<{ id: string; state: string; responses: Record<string, number> }> };
+  for (let i = 0; i < 10; i++) await call(c, 'Put', { text: 'o' });
+  const svc = await clusterService<Svc>(gw, 'echo');
+  const badView = svc.endpoints.find((e) => e.id === bad!.address)!;
+  assert.equal(badView.state, 'ejected');
+  assert.ok(badView.responses['5xx']! >= 3, 'INTERNAL counted as a 5xx');
+  assert.equal(svc.endpoints.find((e) => e.id === good!.address)!.state !== 'ejected', true);
+});
+
+test('gRPC over TLS to the gateway (h2 by ALPN), plaintext h2c to the instances', async () => {
+  const pki = makeServerPki();
+  try {
+    const cert = pki.issue('gw', '/CN=gw.test', 'subjectAltName=DNS:gw.test,IP:127.0.0.1');
+    const [s] = await echoServers(1);
+    const gw = await startGateway({
+      listen: [{ address: '127.0.0.1:0' }, { address: '127.0.0.1:0', tls: { cert: cert.cert, key: cert.key } }],
+      services: { echo: { protocol: 'grpc', endpoints: [s!.address] } },
+      routes: [{ prefix: '/tandem.test.Echo/', service: 'echo' }],
+    });
+    gateways.push(gw);
+    const tlsUrl = (gw.logs.find((l) => l.msg === 'listening')!.listeners as string[])[1]!;
+    const c = echoClientTls(`127.0.0.1:${new URL(tlsUrl).port}`, pki.ca, 'gw.test');
+    clients.push(c);
+    const answer = await call(c, 'Get', { text: 'over tls' });
+    assert.equal(answer.reply?.text, 'over tls');
+  } finally {
+    pki.remove();
+  }
 });

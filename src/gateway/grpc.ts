@@ -15,7 +15,7 @@ import { GRPC } from '../upstream/grpc.js';
  * gRPC client retries by itself (and what the issue asks for when no instance can take a call);
  * a deadline that ran out is DEADLINE_EXCEEDED.
  */
-export function grpcStatusOfError(error: TandemError): number {
+export function grpcStatusOfError(error: { readonly code: string }): number {
   switch (error.code) {
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT': case 'TANDEM_ERR_REQUEST_TIMEOUT': return GRPC.DEADLINE_EXCEEDED;
     case 'TANDEM_ERR_CLIENT_ABORTED': return GRPC.CANCELLED;
@@ -24,6 +24,12 @@ export function grpcStatusOfError(error: TandemError): number {
     case 'TANDEM_ERR_BAD_REQUEST': case 'TANDEM_ERR_UPSTREAM_PROTOCOL': return GRPC.INTERNAL;
     default: return GRPC.UNAVAILABLE; // no endpoint, overloaded, connect, reset, refused
   }
+}
+
+/** A gRPC client's request (by its content-type): the gateway's refusals answer it in gRPC's terms. */
+export function isGrpcRequest(headers: { readonly [name: string]: string | string[] | undefined }): boolean {
+  const type = headers['content-type'];
+  return typeof type === 'string' && type.startsWith('application/grpc');
 }
 
 /**

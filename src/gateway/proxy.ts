@@ -8,7 +8,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, Trailers, UpstreamRequest } from '../upstream/types.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { grpcCallOf, grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, parseGrpcTimeout } from '../upstream/grpc.js';
-import { collectGrpcBody, grpcStatusOfError, sendGrpcStatus, sendTrailersOnly } from './grpc.js';
+import { collectGrpcBody, grpcStatusOfError, isGrpcRequest, sendGrpcStatus, sendTrailersOnly } from './grpc.js';
 import type { HashOn } from '../config/types.js';
 import type { AccessLog, AccessLogged } from './access-log.js';
 import type { ResponseCache } from '../cache/index.js';
@@ -209,7 +209,9 @@ function refuse(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, pe
   if (refusal.close && !isHttp2(req)) peer.closing = true;
   ctx.live.unrouted[Math.min(5, ((refusal.status / 100) | 0) - 1)]!++;
   const requestId = admission.facts.requestId;
-  sendError(res, refusal.status, refusal.code, refusal.message, requestId, refusal.close);
+  // A gRPC client reads a status, not an error page: no route is UNIMPLEMENTED, and so on.
+  if (isHttp2(req) && isGrpcRequest(req.headers)) sendGrpcStatus(res, grpcStatusOfError(refusal), `${refusal.code}: ${refusal.message}`, ['x-request-id', requestId]);
+  else sendError(res, refusal.status, refusal.code, refusal.message, requestId, refusal.close);
   ctx.accessLog.write({ req, route: undefined, endpoint: undefined, status: refusal.status, started, requestId, code: refusal.code, attempts: 0, traceId: parseTraceparent(admission.facts.traceparent)?.traceId });
 }
 

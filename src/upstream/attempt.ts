@@ -61,6 +61,12 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
    */
   private grpcWaited = -1;
   private grpcPending = false;
+  /**
+   * A gRPC call's response headers, held from its handler until its first message or its end
+   * (see onHeaders): `resume` for them, undefined when nothing is held.
+   */
+  private heldHeaders: Buffer[] | undefined;
+  private heldResume: (() => void) | undefined;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -88,13 +94,13 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
    * (≈ 0.5–1 s): shorter waits are timed here (timeAfter).
    */
   dispatch(request: UpstreamRequest, headersTimeoutMs: number, bodyTimeoutMs: number): void {
+    this.grpc = request.grpc !== undefined;
     if (request.body !== null && !Buffer.isBuffer(request.body)) {
       this.bodyLimit = request.bodyLimit;
       this.clientBody = request.body;
       this.bodyPending = true;
     }
     this.live = true;
-    this.grpc = request.grpc !== undefined;
     this.endpoint.pool.dispatch(
       {
         method: request.method,
@@ -102,7 +108,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
         headers: request.headers,
         body: request.body,
         headersTimeout: headersTimeoutMs,
-        bodyTimeout: bodyTimeoutMs,
+        // A gRPC stream may be quiet for long between messages; its deadline bounds it.
+        bodyTimeout: this.grpc ? 0 : bodyTimeoutMs,
         upgrade: request.upgrade ?? null,
       },
       this,
@@ -220,6 +227,15 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     else for (const step of this.steps) step.answered(this.endpoint, statusCode, rawHeaders, waited, now);
     this.responded = true;
     this.readFraming(rawHeaders);
+    if (this.grpcPending) {
+      // Headers without a status: held until the first message shows the call is answering, or
+      // its end brings the status — then headers and trailers go on together, as the one
+      // Trailers-Only answer they amount to, and an UNAVAILABLE before any message can still be
+      // retried like one sent Trailers-Only.
+      this.heldHeaders = rawHeaders;
+      this.heldResume = resume;
+      return true;
+    }
     const more = this.handler.onHeaders(statusCode, rawHeaders, resume, this);
     if (statusCode === 204 || statusCode === 304) {
       // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
@@ -245,6 +261,11 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
    * A pause the handler asked for and did not get is harmless: its later `resume` is a no-op.
    */
   onData(chunk: Buffer): boolean {
+    if (this.heldHeaders !== undefined) {
+      const headers = this.heldHeaders;
+      this.heldHeaders = undefined;
+      this.handler.onHeaders(200, headers, this.heldResume!, this);
+    }
     if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
     const last = this.responseLeft === 0;
     const more = this.handler.onData(chunk, last);
@@ -260,6 +281,14 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, Leg {
     if (this.grpcPending) {
       this.grpcPending = false;
       if (!this.cancelled) this.tell(httpStatusOfGrpc(grpcStatusOfTrailers(t)), this.grpcWaited);
+    }
+    const held = this.heldHeaders;
+    if (held !== undefined) {
+      // No message came: the headers and trailers go on as one Trailers-Only answer.
+      this.heldHeaders = undefined;
+      this.handler.onHeaders(200, withTrailers(held, t), this.heldResume!, this);
+      if (this.finish()) this.handler.onComplete(undefined);
+      return;
     }
     if (this.finish()) this.handler.onComplete(t);
   }
@@ -363,6 +392,18 @@ const DRAIN_LIMIT = 64 * 1024;
 const ABANDONED = new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'exchange abandoned for a retry', { status: 502 });
 
 const NO_HEADERS: readonly Buffer[] = [];
+
+/** Response headers followed by the trailers, as one raw list (a Trailers-Only answer's shape). */
+function withTrailers(headers: readonly Buffer[], trailers: Trailers | undefined): Buffer[] {
+  const out = [...headers];
+  if (trailers === undefined) return out;
+  for (const name in trailers) {
+    const v = trailers[name];
+    if (v === undefined || name.charCodeAt(0) === 58 /* : */) continue;
+    for (const one of Array.isArray(v) ? v : [v]) out.push(Buffer.from(name, 'latin1'), Buffer.from(one, 'latin1'));
+  }
+  return out;
+}
 
 /** Where an abandoned exchange's callbacks go: its body is read and dropped. */
 const DISCARD: ResponseHandler = {

@@ -126,8 +126,12 @@ class Session {
     session.on('remoteSettings', (s) => {
       if (s.maxConcurrentStreams !== undefined) this.capacity = Math.max(1, Math.min(H2_STREAMS_PER_CONNECTION, s.maxConcurrentStreams));
     });
-    // Out of rotation: its streams under way finish, new calls go to another connection.
-    session.once('goaway', () => this.leave(this));
+    // Out of rotation: its streams under way finish, new calls go to another connection; then
+    // it closes (close() waits for the streams open).
+    session.once('goaway', () => {
+      this.leave(this);
+      if (!session.closed) session.close();
+    });
     session.on('error', (err: Error) => { failure ??= err; });
     session.once('close', () => {
       clearTimeout(timer);

@@ -9,7 +9,7 @@ import { ROOT } from './gateway.js';
 
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'grpc');
 
-interface EchoRequest { text: string; delayMs: number; failCode: number; count: number }
+interface EchoRequest { text: string; delayMs: number; failCode: number; count: number; metadataFirst: boolean }
 interface EchoReply { text: string; instance: string; deadlineMs: number }
 
 type EchoClient = grpc.Client & {
@@ -58,6 +58,7 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
   const unary = (name: string) => (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
     calls[name] = (calls[name] ?? 0) + 1;
     const r = call.request;
+    if (r.metadataFirst) call.sendMetadata(new grpc.Metadata());
     setTimeout(() => {
       const code = failing || r.failCode;
       if (code !== 0) cb({ code, details: `failing with ${code} as asked` });
@@ -110,6 +111,12 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
 export function echoClient(target: string, options: grpc.ChannelOptions = {}): EchoClient {
   const Ctor = echoPackage().Echo as grpc.ServiceClientConstructor;
   return new Ctor(target, grpc.credentials.createInsecure(), options) as unknown as EchoClient;
+}
+
+/** A grpc-js client over TLS (`ca` PEM text), naming `servername` in SNI and checking it. */
+export function echoClientTls(target: string, ca: string, servername: string): EchoClient {
+  const Ctor = echoPackage().Echo as grpc.ServiceClientConstructor;
+  return new Ctor(target, grpc.credentials.createSsl(Buffer.from(ca)), { 'grpc.ssl_target_name_override': servername, 'grpc.default_authority': servername }) as unknown as EchoClient;
 }
 
 /** One unary call; resolves with the reply or the error (never rejects). */
