@@ -432,7 +432,22 @@ function analyse(run, seg, instances, from, to) {
     streamsStalled: streams.filter((s) => s.maxGapMs > 1000).length,
     maxSendLagMs: round1(run.maxSendLagMs),
     hardStopped: run.hardStopped,
+    timeline: timeline(calls),
   };
+}
+
+/** Per 500 ms of scheduled send time: calls, failed, p50 and max latency (the JSON's, to see when a fault hurt). */
+function timeline(calls) {
+  const buckets = new Map();
+  for (const c of calls) {
+    const b = Math.floor(c.t / 500) * 500;
+    if (!buckets.has(b)) buckets.set(b, []);
+    buckets.get(b).push(c);
+  }
+  return [...buckets].sort((x, y) => x[0] - y[0]).map(([t, cs]) => {
+    const lats = cs.map((c) => c.lat).sort((x, y) => x - y);
+    return { t, calls: cs.length, failed: cs.filter((c) => c.code !== grpc.status.OK).length, p50: round1(pct(lats, 50)), max: round1(lats[lats.length - 1]) };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
