@@ -10,7 +10,8 @@ import { isEtcdUrl } from '../discovery/etcd-options.js';
 import type { Registry } from '../discovery/types.js';
 import { Upstream, type EndpointTransition, type Step } from '../upstream/upstream.js';
 import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
-import { HEALTH_STATE_KINDS, type Endpoint } from '../upstream/endpoint.js';
+import { HEALTH_STATE_KINDS, type Endpoint, type PoolFactory } from '../upstream/endpoint.js';
+import type { UpstreamSettings } from '../upstream/settings.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
 import type { ResponseHandler } from '../upstream/types.js';
 import { isClientCaused } from '../upstream/classify.js';
@@ -81,6 +82,14 @@ export interface ClientResponse {
   endpoint: string;
   text(): string;
   json<T = unknown>(): T;
+}
+
+/** How a client built on ServiceClient reaches its endpoints (see the constructor). */
+export interface ClientTransport {
+  /** Makes each endpoint's pool (the engine's default: undici over HTTP/1.1). */
+  pool?: PoolFactory;
+  /** Adjusts the engine's settings made from ClientOptions.settings. */
+  settings?: (settings: UpstreamSettings) => UpstreamSettings;
 }
 
 /** Largest response body a client request buffers. */
@@ -155,12 +164,17 @@ export class ServiceClient {
   /** What tandem_client_* metrics read (registered in the process's metrics while open). */
   private readonly stats: () => ServiceStats;
 
-  constructor(service: string, clientOptions: ClientOptions = {}) {
+  /**
+   * `transport` is for tandem's own clients over other protocols (the gRPC client): how each
+   * endpoint is reached, and the settings as the engine takes them.
+   */
+  constructor(service: string, clientOptions: ClientOptions = {}, transport?: ClientTransport) {
     const options = parseClientOptions(service, clientOptions);
     this.service = service;
     const settings = settingsOf(service, options);
     const fixed = settings.endpoints;
-    this.upstream = new Upstream(upstreamSettingsOf(settings), options.steps ?? [], { onTransition: options.onTransition });
+    const engineSettings = upstreamSettingsOf(settings);
+    this.upstream = new Upstream(transport?.settings?.(engineSettings) ?? engineSettings, options.steps ?? [], { onTransition: options.onTransition, pool: transport?.pool });
     this.membershipTimeout = options.membershipTimeout;
     const urls = options.registry === undefined ? [] : typeof options.registry === 'string' ? [options.registry] : [...options.registry];
     this.owned = urls.map((url) => registryFromUrl(url, options.token));

@@ -5,3 +5,10 @@ export { currentDeadline, runWithDeadline, deadlineOf, TIMEOUT_HEADER } from '..
 export { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 export { cacheStep, ResponseCache, STALE_REASONS } from '../cache/index.js';
 export type { CacheSettingsInput, CacheStats, ResponseCacheOptions, StaleEvent, StaleReason } from '../cache/index.js';
+export { createGrpcClient, GrpcUnaryCall } from './grpc-client.js';
+export type {
+  GrpcClient, GrpcClientControls, GrpcClientOptions, GrpcCallOptions, GrpcCallback, GrpcMetadataLike,
+  GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError, GrpcUnaryMethod,
+} from './grpc-client.js';
+export { GRPC_STATUS } from './grpc-status.js';
+export type { GrpcStatusName } from './grpc-status.js';

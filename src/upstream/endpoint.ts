@@ -1,10 +1,10 @@
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { formatHostPort } from '../core/address.js';
 import { LatencyHistogram } from '../core/histogram.js';
 import { STATUS_CLASSES } from '../core/status-class.js';
 import { EndpointHealth, type HealthOptions, type HealthStateKind, type WithHealth } from './health/state.js';
 import { ledgerClientFactory } from './connection.js';
-import { H2cPool, type EndpointPool } from './h2c-pool.js';
+import { H2cPool } from './h2c-pool.js';
 
 /** Per-endpoint connection settings, already resolved from config. */
 export interface PoolSettings {
@@ -73,6 +73,23 @@ export interface EndpointInit {
 }
 
 /**
+ * What an endpoint's exchanges go through: undici's Pool (HTTP/1.1) unless the Upstream's owner
+ * makes something else (UpstreamOptions.pool) — tandem/client's gRPC transport over HTTP/2. It
+ * takes undici's dispatch options and handler callbacks, so an Attempt drives either alike.
+ */
+export interface EndpointPool {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  /** Closes once idle. */
+  close(): Promise<void>;
+  /** Closes now, failing what is in flight. */
+  destroy(): Promise<void>;
+  readonly stats: { readonly connected: number };
+}
+
+/** Makes an endpoint's pool (UpstreamOptions.pool); `id` is its `host:port`. */
+export type PoolFactory = (endpoint: Readonly<EndpointInit> & { readonly id: string }, settings: PoolSettings) => EndpointPool;
+
+/**
  * One instance of a service as the upstream sees it: where it is, its connection pool and the
  * live numbers the balancers read. The hot path mutates plain fields; nothing here allocates
  * per request.
@@ -117,7 +134,7 @@ export class Endpoint implements WithHealth {
   /** Where it stands: only probation and healthy endpoints are candidates (outside panic). */
   readonly health: EndpointHealth;
 
-  constructor(init: EndpointInit, settings: PoolSettings, health: Partial<HealthOptions> = {}, now = 0) {
+  constructor(init: EndpointInit, settings: PoolSettings, health: Partial<HealthOptions> = {}, now = 0, makePool?: PoolFactory) {
     this.health = new EndpointHealth(health, now);
     this.warmingSince = now;
     // Back from failing its checks it is most likely a restarted process: as cold as a new one.
@@ -132,8 +149,10 @@ export class Endpoint implements WithHealth {
     this.port = init.port;
     this.weight = init.weight;
     this.id = formatHostPort(init.host, init.port);
-    // gRPC: HTTP/2 cleartext, calls multiplexed (h2c-pool.ts); otherwise undici's HTTP/1.1 pool.
-    this.pool = settings.protocol === 'grpc' ? new H2cPool(`http://${this.id}`, settings) : new Pool(`http://${this.id}`, {
+    // A pool the caller makes (tandem/client's gRPC connections); else gRPC: HTTP/2 cleartext,
+    // calls multiplexed (h2c-pool.ts); otherwise undici's HTTP/1.1 pool.
+    this.pool = makePool?.({ host: init.host, port: init.port, weight: init.weight, id: this.id }, settings)
+      ?? (settings.protocol === 'grpc' ? new H2cPool(`http://${this.id}`, settings) : new Pool(`http://${this.id}`, {
       connections: settings.maxConnections,
       pipelining: 1,
       // Idle connections the endpoint closes are dropped as soon as undici reads their FIN (it
@@ -148,7 +167,7 @@ export class Endpoint implements WithHealth {
       // Each client keeps a ledger of its connection, so a failed exchange can tell whether the
       // endpoint closed a reused connection with the request unread (connection.ts, classify.ts).
       factory: ledgerClientFactory,
-    });
+    }));
   }
 
   /**

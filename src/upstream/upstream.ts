@@ -1,5 +1,5 @@
 import { formatHostPort } from '../core/address.js';
-import { Endpoint, HEALTH_STATE_KINDS, type EndpointInit } from './endpoint.js';
+import { Endpoint, HEALTH_STATE_KINDS, type EndpointInit, type PoolFactory } from './endpoint.js';
 import type { RetrySettings, UpstreamSettings } from './settings.js';
 import { realClock, type Clock } from '../core/clock.js';
 import { OutlierDetector } from './health/outlier.js';
@@ -53,6 +53,8 @@ export interface UpstreamOptions {
   onTransition?: (transition: EndpointTransition) => void;
   /** The service entered (true) or left (false) panic. */
   onPanic?: (service: string, panic: boolean) => void;
+  /** Makes each endpoint's pool; default undici's Pool (HTTP/1.1). tandem/client's gRPC client passes its HTTP/2 transport. */
+  pool?: PoolFactory;
 }
 
 /** What an Upstream keeps per member besides the Endpoint itself. */
@@ -226,7 +228,7 @@ export class Upstream {
         next.push(existing);
         byId.delete(id);
       } else {
-        next.push(this.admit(new Endpoint(ep, settings, healthOptionsOf(this.config), this.clock.now())));
+        next.push(this.admit(new Endpoint(ep, settings, healthOptionsOf(this.config), this.clock.now(), this.hooks.pool)));
       }
     }
     for (const removed of byId.values()) this.retire(removed, true);

@@ -1,18 +1,18 @@
 // A gRPC service instance as a real child process: a @grpc/grpc-js server with the Echo
 // service (echo.proto), made a member by tandem/node's serveGrpc(). For tests.
 // Usage: node grpc-instance.js '<json options>'
-//   { registry: string | string[], service, id?, listen?, unavailable?: boolean,
+//   { registry: string | string[], service, id?, listen?, unavailable?: boolean, hold?: boolean,
 //     drainQuietPeriod?, drainTimeout?, heartbeatInterval? }
 // Prints {"msg":"serving","id","address","port"} once serveGrpc() resolved, {"msg":"call",
 // "method","text"} as each call arrives and {"msg":"answered",…} as it is answered. With
 // `unavailable`, every call is answered UNAVAILABLE (an instance that is up but cannot serve).
-// A call with a negative delayMs is held until the process gets SIGUSR2.
+// A call with a negative delayMs — with `hold`, every call — is held until the process gets SIGUSR2.
 import * as grpc from '@grpc/grpc-js';
 import { serveGrpc } from '../../src/node/index.js';
 import { echoPackage, type EchoReply, type EchoRequest } from './grpc-echo.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as {
-  registry: string | string[]; service: string; id?: string; listen?: string; unavailable?: boolean;
+  registry: string | string[]; service: string; id?: string; listen?: string; unavailable?: boolean; hold?: boolean;
   drainQuietPeriod?: number; drainTimeout?: number; heartbeatInterval?: number;
 };
 const out = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -33,7 +33,7 @@ function handler(method: string): grpc.handleUnaryCall<EchoRequest, EchoReply> {
       else callback(null, { text, instance: id, deadlineMs: Number.isFinite(deadlineMs) ? deadlineMs : -1 });
     };
     const delay = call.request.delayMs ?? 0;
-    if (delay < 0) held.push(answer);
+    if (delay < 0 || opts.hold) held.push(answer);
     else setTimeout(answer, delay);
   };
 }

@@ -1,0 +1,251 @@
+// tandem/client's createGrpcClient(): real @grpc/grpc-js servers (serveGrpc() in child
+// processes) registered with a real gateway's embedded registry, called through the engine.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { constants as h2, createServer as createH2Server, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { startGateway, type RunningGateway } from './helpers/gateway.js';
+import { spawnInstance, type SdkInstance } from './helpers/sdk.js';
+import { waitFor } from './helpers/wait.js';
+import { echoPackage, type EchoReply, type EchoRequest } from './helpers/grpc-echo.js';
+import { createGrpcClient, type GrpcClient, type GrpcServiceError } from '../src/client/index.js';
+
+const { Echo } = echoPackage();
+const cleanup: Array<() => unknown> = [];
+after(async () => { for (const c of cleanup.reverse()) await c(); });
+
+let gw: RunningGateway | undefined;
+async function gateway(): Promise<RunningGateway> {
+  if (gw === undefined) {
+    const g = await startGateway({ services: { placeholder: {} }, routes: [{ prefix: '/', service: 'placeholder' }] });
+    cleanup.push(() => g.stop('SIGKILL'));
+    gw = g;
+  }
+  return gw;
+}
+
+async function instances(service: string, n: number, extra: Record<string, unknown> = {}): Promise<SdkInstance[]> {
+  const g = await gateway();
+  return Promise.all(Array.from({ length: n }, (_, i) => spawnInstance({ registry: g.adminUrl, service, id: `${service}-${i}`, heartbeatInterval: 200, ...extra }, 'grpc-instance').then((inst) => {
+    cleanup.push(() => { if (inst.proc.exitCode === null && inst.proc.signalCode === null) inst.proc.kill('SIGKILL'); });
+    return inst;
+  })));
+}
+
+function client(service: string, options: Record<string, unknown> = {}): GrpcClient {
+  const c = createGrpcClient(service, Echo.service, { registry: gw!.adminUrl, ...options });
+  cleanup.push(() => c.close());
+  return c;
+}
+
+type Outcome = { err: GrpcServiceError | null; reply?: EchoReply };
+function call(c: GrpcClient, method: 'echo' | 'charge', req: EchoRequest, options?: { deadline?: number; metadata?: grpc.Metadata }): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const done = (err: GrpcServiceError | null, reply?: unknown) => resolve({ err, reply: reply as EchoReply | undefined });
+    if (options?.metadata !== undefined) c[method]!(req, options.metadata, { deadline: options.deadline }, done);
+    else if (options?.deadline !== undefined) c[method]!(req, { deadline: options.deadline }, done);
+    else c[method]!(req, done);
+  });
+}
+
+/** Calls sent at `rate` per second, whatever happened to the earlier ones (open loop); resolves with every outcome. */
+async function openLoop(count: number, rate: number, send: (i: number) => Promise<Outcome>, onSent?: (i: number) => void): Promise<Outcome[]> {
+  const outcomes: Array<Promise<Outcome>> = [];
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    outcomes.push(send(i));
+    onSent?.(i);
+  }
+  return Promise.all(outcomes);
+}
+
+const callsTo = (inst: SdkInstance, method: string) => inst.lines.filter((l) => l.msg === 'call' && l.method === method).map((l) => String(l.text));
+
+test('createGrpcClient(): calls spread over the registered instances, with grpc-js\'s signatures; the deadline reaches the instance as grpc-timeout', async () => {
+  const group = await instances('spread', 3);
+  const c = client('spread');
+  const outcomes = await Promise.all(Array.from({ length: 60 }, (_, i) => call(c, i % 2 ? 'echo' : 'charge', { text: `m${i}` })));
+  assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), []);
+  assert.deepEqual(outcomes.map((o) => o.reply!.text), Array.from({ length: 60 }, (_, i) => `m${i}`));
+  const by = new Map<string, number>();
+  for (const o of outcomes) by.set(o.reply!.instance, (by.get(o.reply!.instance) ?? 0) + 1);
+  assert.deepEqual([...by.keys()].sort(), group.map((g) => g.id).sort(), `every instance took calls: ${JSON.stringify([...by])}`);
+
+  const md = new grpc.Metadata();
+  md.set('x-caller', 'test');
+  const timed = await call(c, 'Echo' as 'echo', { text: 'timed' }, { deadline: Date.now() + 5000, metadata: md });
+  assert.equal(timed.err, null);
+  assert.ok(timed.reply!.deadlineMs > 0 && timed.reply!.deadlineMs <= 5000, `the instance saw the call's deadline: ${timed.reply!.deadlineMs} ms`);
+  const untimed = await call(c, 'echo', { text: 'untimed' });
+  assert.ok(untimed.reply!.deadlineMs > 0 && untimed.reply!.deadlineMs <= 15_000, `without a deadline, the service timeout (15 s) is the call's deadline: ${untimed.reply!.deadlineMs} ms`);
+});
+
+test('createGrpcClient(): SIGKILL of an instance under load — 0 failed calls; the calls it held are answered by the others', async () => {
+  const survivors = await instances('kill', 2);
+  // The victim holds every call it gets (a slow instance): calls are in flight there when it dies.
+  const [victim] = await instances('kill', 1, { id: 'kill-victim', hold: true });
+  // No hedging: the calls it holds are saved by the retry after the reset, not by a hedge.
+  const c = client('kill', { settings: { hedge: false } });
+  let killedAt = -1;
+  const outcomes = await openLoop(300, 100, (i) => call(c, 'echo', { text: `k${i}`, delayMs: 20 }, { deadline: Date.now() + 10_000 }), (i) => {
+    if (killedAt < 0 && i >= 50 && callsTo(victim!, 'Echo').length > 0) {
+      killedAt = i;
+      victim!.proc.kill('SIGKILL');
+    }
+  });
+  assert.ok(killedAt > 0, 'the victim was killed while holding calls');
+  assert.equal(await victim!.exited, 'SIGKILL');
+  const lost = callsTo(victim!, 'Echo');
+  assert.ok(lost.length > 0, 'calls were in flight at the victim when it died');
+  const failed = outcomes.filter((o) => o.err !== null);
+  assert.deepEqual(failed.map((o) => `${o.err!.code} ${o.err!.details}`), [], '0 failed calls');
+  const replies = new Map(outcomes.map((o) => [o.reply!.text, o.reply!.instance]));
+  const survivorIds = survivors.map((s) => s.id);
+  for (const text of lost) assert.ok(survivorIds.includes(replies.get(text)!), `${text}, held by the victim, was answered by a survivor`);
+});
+
+test('createGrpcClient(): UNAVAILABLE from an instance is retried elsewhere for idempotent methods only; a non-idempotent call is never run twice', async () => {
+  const [healthy] = await instances('flaky', 1);
+  const [broken] = await instances('flaky', 1, { id: 'flaky-broken', unavailable: true });
+  // Round robin: the broken instance gets every other first attempt (until it is ejected).
+  const idempotent = client('flaky', { settings: { balancer: 'round-robin', hedge: false } });
+  const echoes = await Promise.all(Array.from({ length: 20 }, (_, i) => call(idempotent, 'echo', { text: `e${i}` })));
+  assert.deepEqual(echoes.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every idempotent call succeeded');
+  assert.ok(callsTo(broken!, 'Echo').length > 0, 'the broken instance answered some of them UNAVAILABLE first');
+  assert.ok(echoes.every((o) => o.reply!.instance === healthy!.id));
+
+  const writes = client('flaky', { settings: { balancer: 'round-robin', hedge: false } });
+  const charges = await Promise.all(Array.from({ length: 20 }, (_, i) => call(writes, 'charge', { text: `c${i}` })));
+  const failed = charges.flatMap((o, i) => (o.err === null ? [] : [`c${i}`]));
+  assert.ok(failed.length > 0, 'some writes reached the broken instance');
+  assert.ok(charges.every((o) => o.err === null || o.err.code === grpc.status.UNAVAILABLE), 'they fail with UNAVAILABLE');
+  assert.deepEqual(failed.sort(), callsTo(broken!, 'Charge').sort(), 'exactly the writes the broken instance took failed: none was sent again');
+  const ran = [...callsTo(healthy!, 'Charge'), ...callsTo(broken!, 'Charge')];
+  assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
+});
+
+test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no instance, DEADLINE_EXCEEDED past the deadline, CANCELLED on cancel(), the instance\'s own status', async () => {
+  await gateway();
+  const none = client('nobody');
+  const unavailable = await call(none, 'echo', { text: 'x' });
+  assert.equal(unavailable.err?.code, grpc.status.UNAVAILABLE);
+  assert.match(unavailable.err!.message, /^14 UNAVAILABLE: service nobody has no endpoint available/);
+  assert.ok(unavailable.err!.metadata instanceof grpc.Metadata, 'metadata is a grpc-js Metadata');
+
+  const [slow] = await instances('errors', 1);
+  const c = client('errors');
+  const late = await call(c, 'charge', { text: 'late', delayMs: 60_000 }, { deadline: Date.now() + 300 });
+  assert.equal(late.err?.code, grpc.status.DEADLINE_EXCEEDED, late.err?.message);
+  const past = await call(c, 'charge', { text: 'past' }, { deadline: Date.now() - 1 });
+  assert.equal(past.err?.code, grpc.status.DEADLINE_EXCEEDED);
+  assert.equal(callsTo(slow!, 'Charge').includes('past'), false, 'a call whose deadline has passed is not sent');
+
+  const cancelled = new Promise<GrpcServiceError | null>((resolve) => {
+    const pending = c.charge!({ text: 'held', delayMs: -1 }, (err) => resolve(err));
+    void slow!.waitForLine((l) => l.msg === 'call' && l.text === 'held').then(() => pending.cancel());
+  });
+  assert.equal((await cancelled)?.code, grpc.status.CANCELLED);
+
+  const [refusing] = await instances('refusing', 1, { unavailable: true });
+  const r = client('refusing');
+  const answered = await call(r, 'charge', { text: 'no' });
+  assert.equal(answered.err?.code, grpc.status.UNAVAILABLE);
+  assert.equal(answered.err?.details, `${refusing!.id} cannot serve (test)`, 'the instance\'s own message');
+  assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], idempotent: ['Ecko'] }), /options\.idempotent\[0\]: no method "Ecko" in the service — did you mean Echo\?/);
+});
+
+test('createGrpcClient(): an instance drained (SIGTERM) under load of writes — 0 failed calls, none run twice', async () => {
+  const group = await instances('drain', 3, { drainQuietPeriod: 100 });
+  const leaving = group[0]!;
+  const c = client('drain');
+  let stopped = false;
+  const outcomes = await openLoop(300, 100, (i) => call(c, 'charge', { text: `d${i}`, delayMs: 100 }), (i) => {
+    if (!stopped && i >= 100) {
+      stopped = true;
+      leaving.proc.kill('SIGTERM');
+    }
+  });
+  assert.equal(await leaving.exited, 0);
+  assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], '0 failed calls');
+  const ran = group.flatMap((g) => callsTo(g, 'Charge'));
+  assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
+  assert.ok(callsTo(leaving, 'Charge').length > 0, 'the leaving instance took calls before it drained');
+  await waitFor('the survivors answer everything', () => outcomes.slice(250).every((o) => o.reply!.instance !== leaving.id));
+});
+
+test('createGrpcClient(): a call an instance refused unprocessed (above a GOAWAY\'s last stream, or REFUSED_STREAM) goes to another instance, even a write', async () => {
+  const [good] = await instances('refuse', 1);
+  // A raw HTTP/2 peer that answers one call in three and refuses the others unprocessed, in
+  // turn: a GOAWAY whose last stream id is the call it answered before (the client's nghttp2
+  // then fails the newer stream with REFUSED_STREAM), and RST_STREAM(REFUSED_STREAM).
+  const seen: string[] = [];
+  const answered: string[] = [];
+  let lastAnswered = 0;
+  const raw = createH2Server();
+  raw.on('stream', (stream) => {
+    stream.on('error', () => {});
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      const turn = seen.length % 3;
+      if (turn === 0) {
+        seen.push('answered');
+        lastAnswered = stream.id!;
+        const request = Echo.service.Charge!.requestDeserialize(Buffer.concat(chunks).subarray(5)) as EchoRequest;
+        answered.push(request.text!);
+        const message = Echo.service.Charge!.responseSerialize({ text: request.text, instance: 'raw', deadlineMs: -1 });
+        const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
+        framed.writeUInt32BE(message.length, 1);
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end(framed);
+      } else if (turn === 1) {
+        seen.push('goaway');
+        stream.session?.goaway(h2.NGHTTP2_NO_ERROR, lastAnswered);
+      } else {
+        seen.push('refused-stream');
+        stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      }
+    });
+  });
+  // Its sessions end with the test: a server session whose stream was refused (never answered) stays open.
+  const sessions = new Set<ServerHttp2Session>();
+  raw.on('session', (session) => { sessions.add(session); session.once('close', () => sessions.delete(session)); });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise<void>((resolve) => {
+    raw.close(() => resolve());
+    for (const session of sessions) session.destroy();
+  }));
+  const rawAddress = `127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  const c = createGrpcClient('refuse', Echo.service, { endpoints: [rawAddress, good!.address], settings: { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } } });
+  cleanup.push(() => c.close());
+  const outcomes: Outcome[] = [];
+  for (let i = 0; i < 12; i++) outcomes.push(await call(c, 'charge', { text: `r${i}` }, { deadline: Date.now() + 5000 }));
+  assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every write succeeded');
+  assert.ok(seen.includes('goaway') && seen.includes('refused-stream'), `both refusals happened: ${seen.join(', ')}`);
+  const ran = [...answered, ...callsTo(good!, 'Charge')].sort();
+  assert.deepEqual(ran, outcomes.map((_, i) => `r${i}`).sort(), 'each write ran exactly once');
+});
+
+test('createGrpcClient() with fixed endpoints (no registry tells it of the drain): an instance drained under load of writes — 0 failed calls, none run twice', async () => {
+  const group = await instances('fixed', 3, { drainQuietPeriod: 0 });
+  const leaving = group[0]!;
+  const c = createGrpcClient('fixed', Echo.service, { endpoints: group.map((g) => g.address) });
+  cleanup.push(() => c.close());
+  let stopped = false;
+  const outcomes = await openLoop(300, 100, (i) => call(c, 'charge', { text: `f${i}`, delayMs: 100 }), (i) => {
+    if (!stopped && i >= 100) {
+      stopped = true;
+      leaving.proc.kill('SIGTERM');
+    }
+  });
+  assert.equal(await leaving.exited, 0);
+  assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], '0 failed calls');
+  const ran = group.flatMap((g) => callsTo(g, 'Charge'));
+  assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
+  assert.equal(ran.length, 300);
+});
