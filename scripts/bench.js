@@ -955,7 +955,7 @@ async function main() {
     h2 = await runH2Section({
       root, tmpRoot, procs, rounds: ROUNDS, durationS: DURATION, warmupS: WARMUP, targets: selectedH2, baseline: opts.baseline,
       connections: CONNECTIONS, h2Connections: envInt('BENCH_H2_CONNECTIONS', 10), h2Streams: envInt('BENCH_H2_STREAMS', 10),
-      cpuTicks, clkTck: CLK_TCK, parseWrk, log: (line) => process.stdout.write(line),
+      cpuTicks, clkTck: CLK_TCK, machineTicks, selfTicks, parseWrk, log: (line) => process.stdout.write(line),
       runWrk: (url, seconds, o) => runWrk(null, seconds, { ...o, url }),
     });
     if (procs.isCleaningUp()) return new Promise(() => {});

@@ -24,12 +24,15 @@ import { freePorts, sleep, tail, versionOf, waitUntilAnswering, which } from './
 
 export const H2_TARGETS = ['tandem', 'baseline', 'nginx', 'caddy'];
 export const H2_SCENARIOS = ['h2c', 'h2-tls', 'grpc', 'h1-tls', 'tls-handshakes'];
+/** Above this share of the machine's CPU used by other processes, a run is flagged (as in bench.js). */
+const OTHER_LOAD_WARN_PCT = 5;
 const LABELS = { tandem: 'tandem', baseline: 'tandem (baseline)', nginx: 'nginx (1 worker)', caddy: 'Caddy' };
 
 /**
  * Runs the section. `env`: { root, tmpRoot, procs, rounds, durationS, warmupS, targets (names),
  * baseline (dir or null), connections (wrk), h2Connections, h2Streams, cpuTicks(pids) → {ticks},
- * clkTck, runWrk(url, seconds, { latency, headers }), parseWrk(stdout), log(line) }.
+ * clkTck, machineTicks() → {idle, total}, selfTicks(), runWrk(url, seconds, { latency, headers }),
+ * parseWrk(stdout), log(line) }.
  * Resolves { params, results: [{ scenario, target, runs: [...] , ...medians }], ratios, markdown }.
  */
 export async function runH2Section(env) {
@@ -51,7 +54,7 @@ export async function runH2Section(env) {
   ];
   try {
     await Promise.all([waitUntilAnswering(h1Ports.map((p) => [p, '/']), 10_000), ...h2Ports.map((p) => untilAnswers(p, false, '/', 10_000))]);
-    const ctx = { env, dir, tls, frameFile, plain, secure, admin, h1: h1Ports.map(ep), h2: h2Ports.map(ep), h2Ports };
+    const ctx = { env, dir, tls, frameFile, plain, secure, admin, h1: h1Ports.map(ep), h2: h2Ports.map(ep), h2Ports, backendPids: backends.map((b) => b.child.pid) };
     const runs = [];
     for (let round = 1; round <= env.rounds; round++) {
       for (const target of targets) {
@@ -292,7 +295,7 @@ async function benchTarget(ctx, target, round) {
       const r = await measure(ctx, scenario, started.proc);
       Object.assign(r, { scenario, target, round });
       if (!env.procs.alive(started.proc)) Object.assign(r, { status: 'crashed', error: `died during the run: ${logs(started.proc)}` });
-      env.log(r.requestsPerSec === undefined ? `${r.status}: ${r.error}\n` : `${fmtInt(r.requestsPerSec)} req/s, p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms, ${fmtUs(r.proxyCpuUsPerReq)} µs CPU/req${r.errors ? `, ⚠ ${r.errors} errors` : ''}${r.note ? ` (${r.note})` : ''}\n`);
+      env.log(r.requestsPerSec === undefined ? `${r.status}: ${r.error}\n` : `${fmtInt(r.requestsPerSec)} req/s, p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms, ${fmtUs(r.proxyCpuUsPerReq)} µs CPU/req${r.errors ? `, ⚠ ${r.errors} errors` : ''}${r.note ? ` (${r.note})` : ''}${r.otherCpuPct > OTHER_LOAD_WARN_PCT ? ` (⚠ other load ${r.otherCpuPct}% of the CPU)` : ''}\n`);
       out.push(r);
       if (r.status === 'crashed') break;
     }
@@ -376,8 +379,16 @@ async function measure(ctx, scenario, proc) {
     await sleep(300);
     const callsBefore = scenario === 'grpc' ? await backendCalls(ctx) : 0;
     const before = env.cpuTicks([proc.child.pid]);
+    const ours0 = env.cpuTicks(ctx.backendPids).ticks + env.selfTicks();
+    const m0 = env.machineTicks();
     const run = useWrk ? await env.runWrk(wrkUrl, env.durationS, { latency: true, headers: wrkHeaders }) : await runH2load(ctx, scenario, env.durationS, logFile);
+    const m1 = env.machineTicks();
+    const ours1 = env.cpuTicks(ctx.backendPids).ticks + env.selfTicks(); // the reaped load generator included
     const after = env.cpuTicks([proc.child.pid]);
+    // CPU used by anything outside the benchmark (proxy, backends, load generator, this script).
+    const machineTotal = Math.max(1, m1.total - m0.total);
+    const machineBusy = machineTotal - (m1.idle - m0.idle);
+    const otherCpuPct = Math.round(Math.max(0, (100 * (machineBusy - (after.ticks - before.ticks) - (ours1 - ours0))) / machineTotal) * 10) / 10;
     if (run.code !== 0) return { status: 'failed', error: `${useWrk ? 'wrk' : 'h2load'} failed (exit ${run.code}): ${oneLine(run.stderr || run.stdout)}` };
     let r;
     if (useWrk) {
@@ -394,6 +405,7 @@ async function measure(ctx, scenario, proc) {
       command: run.command,
       proxyCpuUsPerReq: Math.round((cpuSeconds * 1e6 / r.requests) * 10) / 10,
       proxyCoresUsed: Math.round((cpuSeconds / env.durationS) * 100) / 100,
+      otherCpuPct,
     });
     if (scenario === 'grpc') {
       // Calls the backends answered in the run (the warm-up's are before `callsBefore`).
@@ -441,6 +453,7 @@ function aggregate(runs, targets) {
           requests: ok.reduce((a, r) => a + r.requests, 0),
           errors: ok.reduce((a, r) => a + r.errors, 0),
           notes: [...new Set(ok.map((r) => r.note).filter(Boolean))],
+          otherCpuPctMax: Math.max(...ok.map((r) => r.otherCpuPct ?? 0)),
         });
       }
       out.push(row);
@@ -491,7 +504,8 @@ function markdown(params, results, ratios) {
       continue;
     }
     const spread = r.runs.length > 1 ? `${fmtInt(r.requestsPerSecMin)}–${fmtInt(r.requestsPerSecMax)}` : '—';
-    const errs = [r.errors ? `⚠ ${r.errors}` : '0', r.status !== 'ok' ? r.status : '', ...r.notes].filter(Boolean).join('; ');
+    const errs = [r.errors ? `⚠ ${r.errors}` : '0', r.status !== 'ok' ? r.status : '', ...r.notes.map((n) => `⚠ ${n}`),
+      r.otherCpuPctMax > OTHER_LOAD_WARN_PCT ? `⚠ other load up to ${r.otherCpuPctMax}% of the CPU` : ''].filter(Boolean).join('; ');
     lines.push(`| ${r.scenario} | ${r.label} | ${fmtInt(r.requestsPerSec)} | ${spread} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtUs(r.proxyCpuUsPerReq)} | ${r.proxyCoresUsed ?? '—'} | ${fmtInt(r.requests)} | ${errs} |`);
   }
   if (ratios.length) {
@@ -499,6 +513,7 @@ function markdown(params, results, ratios) {
     for (const q of ratios) lines.push(`| ${q.scenario} | ${q.label} | ${q.requestsPerSec.toFixed(2)}× | ${q.perCore === null ? 'n/a' : `${q.perCore.toFixed(2)}×`} |`);
   }
   lines.push('', 'Proxy CPU = utime+stime of the proxy\'s process tree (/proc/PID/stat) over the measured run ÷ requests; "per core" compares requests per CPU-second (the inverse of CPU per request). '
-    + 'tls-handshakes: every request is a new TLS connection, so req/s is handshakes per second.');
+    + 'tls-handshakes: every request is a new TLS connection, so req/s is handshakes per second. '
+    + `⚠ other load: processes outside the benchmark used more than ${OTHER_LOAD_WARN_PCT}% of the machine's CPU during a run (its figures are skewed).`);
   return `${lines.join('\n')}\n`;
 }
