@@ -63,6 +63,8 @@ async function openLoop(count: number, rate: number, send: (i: number) => Promis
   return Promise.all(outcomes);
 }
 
+/** Waits until the instances' logs (read from their stdout, which may lag behind the calls' answers) hold `n` calls of `method`. */
+const logged = (group: readonly SdkInstance[], method: string, n: number) => waitFor(`${n} ${method} calls in the instances' logs`, () => group.reduce((sum, g) => sum + callsTo(g, method).length, 0) >= n);
 const callsTo = (inst: SdkInstance, method: string) => inst.lines.filter((l) => l.msg === 'call' && l.method === method).map((l) => String(l.text));
 
 test('createGrpcClient(): calls spread over the registered instances, with grpc-js\'s signatures; the deadline reaches the instance as grpc-timeout', async () => {
@@ -115,13 +117,14 @@ test('createGrpcClient(): UNAVAILABLE from an instance is retried elsewhere for 
   const idempotent = client('flaky', { settings: { balancer: 'round-robin', hedge: false } });
   const echoes = await Promise.all(Array.from({ length: 20 }, (_, i) => call(idempotent, 'echo', { text: `e${i}` })));
   assert.deepEqual(echoes.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every idempotent call succeeded');
-  assert.ok(callsTo(broken!, 'Echo').length > 0, 'the broken instance answered some of them UNAVAILABLE first');
+  await logged([broken!], 'Echo', 1); // the broken instance answered some of them UNAVAILABLE first
   assert.ok(echoes.every((o) => o.reply!.instance === healthy!.id));
 
   const writes = client('flaky', { settings: { balancer: 'round-robin', hedge: false } });
   const charges = await Promise.all(Array.from({ length: 20 }, (_, i) => call(writes, 'charge', { text: `c${i}` })));
   const failed = charges.flatMap((o, i) => (o.err === null ? [] : [`c${i}`]));
   assert.ok(failed.length > 0, 'some writes reached the broken instance');
+  await logged([healthy!, broken!], 'Charge', 20);
   assert.ok(charges.every((o) => o.err === null || o.err.code === grpc.status.UNAVAILABLE), 'they fail with UNAVAILABLE');
   assert.deepEqual(failed.sort(), callsTo(broken!, 'Charge').sort(), 'exactly the writes the broken instance took failed: none was sent again');
   const ran = [...callsTo(healthy!, 'Charge'), ...callsTo(broken!, 'Charge')];
@@ -171,6 +174,7 @@ test('createGrpcClient(): an instance drained (SIGTERM) under load of writes —
   });
   assert.equal(await leaving.exited, 0);
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], '0 failed calls');
+  await logged(group, 'Charge', 300);
   const ran = group.flatMap((g) => callsTo(g, 'Charge'));
   assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
   assert.ok(callsTo(leaving, 'Charge').length > 0, 'the leaving instance took calls before it drained');
@@ -227,6 +231,7 @@ test('createGrpcClient(): a call an instance refused unprocessed (above a GOAWAY
   for (let i = 0; i < 12; i++) outcomes.push(await call(c, 'charge', { text: `r${i}` }, { deadline: Date.now() + 5000 }));
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every write succeeded');
   assert.ok(seen.includes('goaway') && seen.includes('refused-stream'), `both refusals happened: ${seen.join(', ')}`);
+  await logged([good!], 'Charge', 12 - answered.length);
   const ran = [...answered, ...callsTo(good!, 'Charge')].sort();
   assert.deepEqual(ran, outcomes.map((_, i) => `r${i}`).sort(), 'each write ran exactly once');
 });
@@ -245,7 +250,28 @@ test('createGrpcClient() with fixed endpoints (no registry tells it of the drain
   });
   assert.equal(await leaving.exited, 0);
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], '0 failed calls');
+  await logged(group, 'Charge', 300);
   const ran = group.flatMap((g) => callsTo(g, 'Charge'));
   assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
   assert.equal(ran.length, 300);
+});
+
+test('createGrpcClient(): an idempotent call stuck at an instance is hedged to another; a write is not', async () => {
+  const [fast] = await instances('hedged', 1);
+  const c = client('hedged', { settings: { balancer: 'round-robin' } });
+  // The hedge delay is a recent percentile: it needs samples first.
+  for (let i = 0; i < 60; i++) assert.equal((await call(c, 'echo', { text: `w${i}` })).err, null);
+  const [stuck] = await instances('hedged', 1, { id: 'hedged-stuck', hold: true });
+  await waitFor('the client uses both instances', () => c.snapshot().length === 2);
+  const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'echo', { text: `h${i}` }, { deadline: Date.now() + 10_000 })));
+  assert.deepEqual(reads.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every read succeeded');
+  await logged([stuck!], 'Echo', 1); // some reads went to the stuck instance first
+  assert.ok(reads.every((o) => o.reply!.instance === fast!.id), 'the hedges answered them');
+
+  const writes = await Promise.all(Array.from({ length: 6 }, (_, i) => call(c, 'charge', { text: `x${i}` }, { deadline: Date.now() + 1000 })));
+  const failed = writes.flatMap((o, i) => (o.err === null ? [] : [`x${i}`]));
+  await logged([fast!, stuck!], 'Charge', 6);
+  assert.deepEqual(failed.sort(), callsTo(stuck!, 'Charge').sort(), 'the writes the stuck instance took were not hedged: they ran out of time');
+  assert.ok(failed.length > 0);
+  assert.ok(writes.every((o) => o.err === null || o.err.code === grpc.status.DEADLINE_EXCEEDED));
 });

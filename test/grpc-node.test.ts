@@ -103,6 +103,7 @@ test('serveGrpc(): SIGTERM — Watch says NOT_SERVING, the registry hears "drain
   assert.equal(done.err, null, `the call in flight finished: ${done.err?.message}`);
   assert.equal(done.reply?.text, 'slow');
   assert.equal(await instance.exited, 0);
+  await instance.waitForLine((l) => l.msg === 'drained');
   const lines = instance.lines.map((l) => l.msg);
   assert.ok(lines.indexOf('answered') < lines.indexOf('drained'), 'drained after the call was answered');
   assert.deepEqual((await registrySnapshot(g.adminUrl, SERVICE)).instances.filter((i) => i.id === 'grpc-drain'), [], 'deregistered');
@@ -142,7 +143,7 @@ test('serveGrpc(): a call still running after drainTimeout is cancelled and the 
   await instance.waitForLine((l) => l.msg === 'call' && l.text === 'stuck');
   instance.proc.kill('SIGTERM');
   assert.equal(await instance.exited, 0);
-  assert.ok(instance.lines.some((l) => l.msg === 'calls still running after drainTimeout; cancelling them'));
+  await instance.waitForLine((l) => l.msg === 'calls still running after drainTimeout; cancelling them');
   const err = await stuck;
   assert.ok(err !== null && (err.code === grpc.status.CANCELLED || err.code === grpc.status.UNAVAILABLE), `the stuck call ends with an error: ${err?.message}`);
 });

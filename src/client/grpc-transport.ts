@@ -138,6 +138,9 @@ export class GrpcConnection implements EndpointPool {
   }
 }
 
+/** Largest response a call buffers (as createClient's requests). */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
 type SessionWithError = ClientHttp2Session & { lastError?: Error };
 
 /** One unary call on a GrpcConnection, reporting to an Attempt (undici's handler callbacks). */
@@ -148,6 +151,7 @@ class GrpcExchange {
   private headers: IncomingHttpHeaders | undefined;
   private trailers: IncomingHttpHeaders | undefined;
   private readonly chunks: Buffer[] = [];
+  private size = 0;
 
   constructor(
     private readonly connection: GrpcConnection,
@@ -175,7 +179,11 @@ class GrpcExchange {
     }
     stream.on('response', (headers) => { this.headers = headers; });
     stream.on('trailers', (trailers) => { this.trailers = trailers; });
-    stream.on('data', (chunk: Buffer) => { this.chunks.push(chunk); });
+    stream.on('data', (chunk: Buffer) => {
+      this.size += chunk.length;
+      if (this.size > MAX_RESPONSE_BYTES) this.abort(new TandemError('TANDEM_ERR_UPSTREAM_PROTOCOL', `${this.connection.id} sent a response larger than ${MAX_RESPONSE_BYTES} bytes`));
+      else this.chunks.push(chunk);
+    });
     stream.on('error', () => {}); // the outcome is read on 'close'
     stream.once('close', () => this.closed(stream));
     const body = this.options.body;

@@ -1,0 +1,217 @@
+import { EventEmitter } from 'node:events';
+import { isTandemError } from '../core/errors.js';
+import { parseOptions, kindOf, type OptionSpec } from '../core/options.js';
+import type { ClientResponse, ServiceClient } from './client.js';
+import { GRPC_STATUS, grpcStatusName, grpcStatusOfError, grpcStatusOfHttp } from './grpc-status.js';
+
+/**
+ * One method of a grpc-js service definition — what `@grpc/proto-loader` and grpc-tools make —
+ * as this client uses it (declared here: tandem's types do not import grpc-js's).
+ */
+export interface GrpcMethodDefinition {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize(value: never): Buffer;
+  responseDeserialize(bytes: Buffer): unknown;
+  originalName?: string;
+  /** The method's options from the .proto (proto-loader): `idempotency_level` is read. */
+  options?: { idempotency_level?: unknown };
+}
+
+/** A grpc-js service definition (`Constructor.service`), by method name. */
+export type GrpcServiceDefinition = Readonly<Record<string, GrpcMethodDefinition>>;
+
+/** grpc-js's `Metadata`, as far as this client uses it. */
+export interface GrpcMetadataLike {
+  toHttp2Headers(): Record<string, string | string[] | number | undefined>;
+}
+
+/** grpc-js's `ServiceError`: an Error with the call's status. */
+export interface GrpcServiceError extends Error {
+  code: number;
+  details: string;
+  /** grpc-js `Metadata`: the response's headers and trailers. */
+  metadata: unknown;
+}
+
+/** grpc-js's call options, as far as this client takes them. */
+export interface GrpcCallOptions {
+  /**
+   * When the call must be done: a Date or milliseconds since the epoch (grpc-js's `Deadline`).
+   * Unset: what is left of the deadline of the request being handled (tandem/node), capped by
+   * the service's `timeout` (default 15 s) — never unbounded.
+   */
+  deadline?: Date | number;
+}
+
+export type GrpcCallback<T = unknown> = (error: GrpcServiceError | null, response?: T) => void;
+
+/** The call a method returns: cancel it as a grpc-js call; 'metadata' and 'status' are emitted as grpc-js does. */
+export class GrpcUnaryCall extends EventEmitter {
+  /** The instance that answered (`host:port`), once known. */
+  peer = '';
+
+  constructor(private readonly aborts: AbortController) {
+    super();
+  }
+
+  /** Ends the call with CANCELLED (the caller's callback hears it). */
+  cancel(): void {
+    this.aborts.abort();
+  }
+
+  getPeer(): string {
+    return this.peer;
+  }
+}
+
+/**
+ * The engine decides retries and hedging by HTTP method. A gRPC call is always a POST on the
+ * wire; to the engine an idempotent call is presented as a GET (repeatable, hedged when hedging
+ * is on), any other as a POST (sent again only when it never reached the instance).
+ */
+export const IDEMPOTENT_AS = 'GET';
+export const NOT_IDEMPOTENT_AS = 'POST';
+
+const CALL_OPTIONS: OptionSpec = {
+  deadline: (value, path, problems) => {
+    if (!(value instanceof Date) && typeof value !== 'number') problems.push({ path, message: `expected a Date or milliseconds since the epoch, got ${kindOf(value)}` });
+  },
+};
+
+/** Headers of the request the caller may not set: the transport's own. */
+const RESERVED = new Set(['content-type', 'te', 'grpc-timeout', 'content-length', 'user-agent']);
+
+/** The parts of the grpc-js module the calls use (declared: tandem's declarations import nothing of grpc-js). */
+export interface GrpcModule {
+  Metadata: {
+    new (): unknown;
+    fromHttp2Headers(headers: Record<string, string | string[]>): unknown;
+  };
+}
+
+/** Makes the calls of one client: encodes, sends through the ServiceClient, decodes. */
+export class GrpcCaller {
+  private module: GrpcModule | undefined;
+
+  constructor(
+    private readonly client: ServiceClient,
+    private readonly grpc: Promise<GrpcModule>,
+  ) {
+    void grpc.then((m) => { this.module = m; }, () => {});
+  }
+
+  call(method: GrpcMethodDefinition, idempotent: boolean, request: unknown, metadata: GrpcMetadataLike | undefined, options: GrpcCallOptions, callback: GrpcCallback): GrpcUnaryCall {
+    // Like grpc-js, a malformed call throws at once; everything else reaches the callback.
+    parseOptions('a gRPC call', options, CALL_OPTIONS);
+    const aborts = new AbortController();
+    const call = new GrpcUnaryCall(aborts);
+    void this.run(method, idempotent, request, metadata, options, aborts.signal, call).then(
+      (reply) => callback(null, reply),
+      (error: GrpcServiceError) => callback(error),
+    );
+    return call;
+  }
+
+  private async run(method: GrpcMethodDefinition, idempotent: boolean, request: unknown, metadata: GrpcMetadataLike | undefined, options: GrpcCallOptions, signal: AbortSignal, call: GrpcUnaryCall): Promise<unknown> {
+    const grpc = this.module ?? (await this.grpc);
+    let message: Buffer;
+    try {
+      message = (method.requestSerialize as (value: unknown) => Buffer)(request);
+    } catch (err) {
+      throw serviceError(grpc, GRPC_STATUS.INTERNAL, `request message serialization failure: ${(err as Error).message}`, undefined, err);
+    }
+    const deadline = options.deadline === undefined ? Infinity : Number(options.deadline);
+    let timeout: number | undefined;
+    if (Number.isFinite(deadline)) {
+      timeout = Math.floor(deadline - Date.now());
+      if (timeout <= 0) throw serviceError(grpc, GRPC_STATUS.DEADLINE_EXCEEDED, 'the deadline passed before the call started');
+    }
+    let res: ClientResponse;
+    try {
+      res = await this.client.request({
+        method: idempotent ? IDEMPOTENT_AS : NOT_IDEMPOTENT_AS,
+        path: method.path,
+        headers: headersOf(metadata),
+        body: frame(message),
+        timeout,
+        signal,
+      });
+    } catch (err) {
+      if (!isTandemError(err)) throw err;
+      throw serviceError(grpc, grpcStatusOfError(err), err.message, undefined, err);
+    }
+    call.peer = res.endpoint;
+    const responseMetadata = metadataOf(grpc, res.headers);
+    call.emit('metadata', responseMetadata);
+    const status = Number(res.headers['grpc-status']);
+    const code = Number.isInteger(status) ? status : grpcStatusOfHttp(res.status);
+    const details = detailsOf(res.headers['grpc-message']);
+    call.emit('status', { code, details, metadata: responseMetadata });
+    if (code !== GRPC_STATUS.OK) throw serviceError(grpc, code, details, responseMetadata);
+    const body = onlyMessage(res.body);
+    if (typeof body === 'string') throw serviceError(grpc, GRPC_STATUS.INTERNAL, body, responseMetadata);
+    try {
+      return method.responseDeserialize(body);
+    } catch (err) {
+      throw serviceError(grpc, GRPC_STATUS.INTERNAL, `response message parsing error: ${(err as Error).message}`, responseMetadata, err);
+    }
+  }
+}
+
+/** A gRPC message frame: uncompressed flag, length (big-endian), bytes. */
+function frame(message: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
+  return out;
+}
+
+/** The one message of a unary response, or what is wrong with the frames. */
+function onlyMessage(body: Buffer): Buffer | string {
+  if (body.length < 5) return body.length === 0 ? 'the response has no message' : 'the response ends inside a message frame';
+  if (body[0] !== 0) return 'the response message is compressed, and the call accepted no compression';
+  const length = body.readUInt32BE(1);
+  if (body.length !== 5 + length) return body.length < 5 + length ? 'the response ends inside a message frame' : 'a unary call got more than one response message';
+  return body.subarray(5);
+}
+
+function headersOf(metadata: GrpcMetadataLike | undefined): Record<string, string | readonly string[]> {
+  const out: Record<string, string | readonly string[]> = {};
+  if (metadata === undefined) return out;
+  for (const [name, value] of Object.entries(metadata.toHttp2Headers())) {
+    if (value === undefined || RESERVED.has(name)) continue;
+    out[name] = Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return out;
+}
+
+/** The response's headers and trailers as grpc-js Metadata, without the protocol's own. */
+function metadataOf(grpc: GrpcModule, headers: Record<string, string | string[]>): unknown {
+  const own: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name === 'grpc-status' || name === 'grpc-message' || name === 'content-type' || name === 'content-length' || name.startsWith('grpc-')) continue;
+    own[name] = value;
+  }
+  return grpc.Metadata.fromHttp2Headers(own);
+}
+
+/** grpc-message is percent-encoded (PROTOCOL-HTTP2.md). */
+function detailsOf(value: string | string[] | undefined): string {
+  const text = Array.isArray(value) ? value.join(', ') : value ?? '';
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function serviceError(grpc: GrpcModule, code: number, details: string, metadata?: unknown, cause?: unknown): GrpcServiceError {
+  const error = new Error(`${code} ${grpcStatusName(code)}: ${details}`, cause === undefined ? undefined : { cause }) as GrpcServiceError;
+  error.code = code;
+  error.details = details;
+  error.metadata = metadata ?? new grpc.Metadata();
+  return error;
+}
