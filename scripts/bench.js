@@ -2,7 +2,9 @@
 // Benchmark orchestrator: tandem vs. nginx vs. HAProxy vs. a minimal undici proxy vs. direct.
 //
 // Usage: npm run bench [-- [--quick] [--rounds N] [--only tandem,nginx] [--no-build] [--keep-tmp]
-//                         [--baseline DIR]]
+//                         [--baseline DIR] [--section h1,h2]]
+//   --section:  h1 (HTTP/1.1 over plaintext, the table below), h2 (HTTP/2, gRPC and TLS: tandem,
+//               nginx, Caddy; scripts/lib/bench-h2.js); default both, h1 first
 //   --baseline DIR: also measure the tandem of another checkout (built, e.g. a `git worktree` of
 //               the commit before a change) as target 'baseline', interleaved with this one:
 //               the before and after of a change in one run, under the same conditions
@@ -29,6 +31,7 @@ import {
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { H2_SCENARIOS, H2_TARGETS, runH2Section } from './lib/bench-h2.js';
 import { createProcs, ensureTools as ensureToolsShared, freePorts, sleep, tail, versionOf, waitUntilAnswering, which, positiveEnv } from './lib/procs.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -47,7 +50,7 @@ const LABELS = {
 // Options
 
 function parseArgs(argv) {
-  const opts = { quick: false, only: null, build: true, keepTmp: false, rounds: null, baseline: null };
+  const opts = { quick: false, only: null, build: true, keepTmp: false, rounds: null, baseline: null, sections: ['h1', 'h2'] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
@@ -64,11 +67,17 @@ function parseArgs(argv) {
       if (!Number.isInteger(n) || n <= 0) die(`--rounds must be a positive integer, got ${v ?? '(nothing)'}`);
       opts.rounds = n;
     }
+    else if (a === '--section' || a.startsWith('--section=')) {
+      const v = a === '--section' ? argv[++i] : a.slice('--section='.length);
+      opts.sections = String(v ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+      if (!opts.sections.length || opts.sections.some((x) => x !== 'h1' && x !== 'h2')) die(`--section takes h1, h2 or h1,h2, got ${v ?? '(nothing)'}`);
+    }
     else if (a === '--only' || a.startsWith('--only=')) {
       const v = a === '--only' ? argv[++i] : a.slice('--only='.length);
       opts.only = String(v ?? '').split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
-      const bad = opts.only.filter((n) => !ALL_TARGETS.includes(n));
-      if (bad.length) die(`unknown target(s) in --only: ${bad.join(', ')} (known: ${ALL_TARGETS.join(', ')})`);
+      const known = [...new Set([...ALL_TARGETS, ...H2_TARGETS])];
+      const bad = opts.only.filter((n) => !known.includes(n));
+      if (bad.length) die(`unknown target(s) in --only: ${bad.join(', ')} (known: ${known.join(', ')}; caddy is in the h2 section only)`);
     } else if (a === '--help' || a === '-h') {
       console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((l, i, a) => a.slice(0, i + 1).every((x) => x.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n'));
       process.exit(0);
@@ -92,8 +101,10 @@ function die(msg) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
-const selected = (opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t) || (t === 'baseline' && opts.baseline)) : ALL_TARGETS)
+const selected = !opts.sections.includes('h1') ? [] : (opts.only ? ALL_TARGETS.filter((t) => opts.only.includes(t) || (t === 'baseline' && opts.baseline)) : ALL_TARGETS)
   .filter((t) => t !== 'baseline' || opts.baseline !== null);
+// The HTTP/2 + gRPC section's targets (scripts/lib/bench-h2.js), filtered by --only as well.
+const selectedH2 = !opts.sections.includes('h2') ? [] : H2_TARGETS.filter((t) => (opts.only ? opts.only.includes(t) || t === 'baseline' : true));
 if (opts.baseline) {
   const sha = spawnSync('git', ['-C', opts.baseline, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim();
   LABELS.baseline = `tandem (baseline${sha ? ` ${sha}` : ''})`;
@@ -226,10 +237,11 @@ function selfTicks() {
 // ---------------------------------------------------------------------------------------------
 // wrk
 
-function runWrk(port, seconds, { latency = true, path = '/' } = {}) {
+function runWrk(port, seconds, { latency = true, path = '/', url = null, headers = {} } = {}) {
   const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`];
   if (latency) args.push('--latency');
-  args.push(`http://127.0.0.1:${port}${path}`);
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  args.push(url ?? `http://127.0.0.1:${port}${path}`);
   if (procs.isCleaningUp()) return Promise.resolve({ code: null, stdout: '', stderr: '', error: new Error('shutting down') });
   return new Promise((resolve) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -848,7 +860,8 @@ async function main() {
   const tools = ['wrk'];
   if (selected.includes('nginx')) tools.push('nginx');
   if (selected.includes('haproxy')) tools.push('haproxy');
-  ensureTools(tools);
+  if (selectedH2.length) tools.push('h2load', 'openssl', ...selectedH2.filter((t) => t === 'nginx' || t === 'caddy'));
+  ensureTools([...new Set(tools)]);
 
   const versions = {
     wrk: versionOf('wrk', ['-v'], /wrk (\S+)/),
@@ -858,7 +871,7 @@ async function main() {
   };
 
   let build = null;
-  if (selected.includes('tandem') && opts.build) {
+  if ((selected.includes('tandem') || selectedH2.includes('tandem')) && opts.build) {
     console.log('bench: npm run build ...');
     const t = Date.now();
     const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: root, encoding: 'utf8', timeout: 180_000 });
@@ -885,8 +898,8 @@ async function main() {
   const backendPorts = [b1, b2, b3];
   const ports = { tandem, tandemAdmin, nginx, haproxy, minimal };
 
-  console.log(`bench: targets ${selected.join(', ')}; ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}; wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s (warm-up ${WARMUP}s); temp dir ${tmpRoot}`);
-  const backendProcs = backendPorts.map((p, i) => startProc(`backend${i + 1}`, process.execPath, [join(root, 'bench', 'backend.js'), String(p)]));
+  if (selected.length) console.log(`bench: targets ${selected.join(', ')}; ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}; wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION}s (warm-up ${WARMUP}s); temp dir ${tmpRoot}`);
+  const backendProcs = (selected.length ? backendPorts : []).map((p, i) => startProc(`backend${i + 1}`, process.execPath, [join(root, 'bench', 'backend.js'), String(p)]));
   try {
     await Promise.all(backendProcs.map((p, i) => waitReady(p, [[backendPorts[i], '/']], 10_000)));
   } catch (e) {
@@ -894,7 +907,7 @@ async function main() {
     for (const p of backendProcs) console.error(procLogs(p));
     throw e;
   }
-  console.log(`bench: backends up on ${backendPorts.join(', ')}`);
+  if (selected.length) console.log(`bench: backends up on ${backendPorts.join(', ')}`);
 
   const targets = makeTargets(ports, backendPorts, versions);
   const runsByTarget = Object.fromEntries(selected.map((name) => [name, []]));
@@ -935,6 +948,19 @@ async function main() {
 
   await Promise.all(backendProcs.map((p) => stopProc(p)));
 
+  // The HTTP/2 + gRPC section: its own backends, targets and tables (scripts/lib/bench-h2.js).
+  let h2 = null;
+  if (selectedH2.length) {
+    console.log(`bench: HTTP/2 + gRPC section: targets ${selectedH2.filter((t) => t !== 'baseline' || opts.baseline).join(', ')}; scenarios ${H2_SCENARIOS.join(', ')}`);
+    h2 = await runH2Section({
+      root, tmpRoot, procs, rounds: ROUNDS, durationS: DURATION, warmupS: WARMUP, targets: selectedH2, baseline: opts.baseline,
+      connections: CONNECTIONS, h2Connections: envInt('BENCH_H2_CONNECTIONS', 10), h2Streams: envInt('BENCH_H2_STREAMS', 10),
+      cpuTicks, clkTck: CLK_TCK, machineTicks, selfTicks, parseWrk, log: (line) => process.stdout.write(line),
+      runWrk: (url, seconds, o) => runWrk(null, seconds, { ...o, url }),
+    });
+    if (procs.isCleaningUp()) return new Promise(() => {});
+  }
+
   const results = selected.map((name) => aggregate(name, runsByTarget[name]));
   const ratios = computeRatios(results);
   const now = new Date();
@@ -943,20 +969,21 @@ async function main() {
     machine: machineInfo(),
     versions,
     params: {
-      threads: THREADS, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP, rounds: ROUNDS, quick: opts.quick, targets: selected,
+      threads: THREADS, connections: CONNECTIONS, durationS: DURATION, warmupS: WARMUP, rounds: ROUNDS, quick: opts.quick, targets: selected, sections: opts.sections,
     },
     build,
     idleBefore,
     backendRestarts,
     totalSeconds: round((Date.now() - startedAt) / 1000, 1),
   };
-  const md = buildMarkdown(meta, results, ratios);
+  const h1md = selected.length ? buildMarkdown(meta, results, ratios) : `# tandem benchmark — ${meta.date}\n\nMachine: ${meta.machine.cpuModel}, ${meta.machine.cores} cores; Node ${meta.machine.node}; nginx ${versions.nginx ?? '?'}${meta.machine.gitCommit ? `; tandem @ ${meta.machine.gitCommit}` : ''}.\n`;
+  const md = h2 ? `${h1md}\n${h2.markdown}` : h1md;
   console.log('\n' + md);
 
   const outDir = join(root, 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
-  const json = JSON.stringify({ meta, results, ratios, markdown: md }, null, 2) + '\n';
+  const json = JSON.stringify({ meta, results, ratios, h2, markdown: md }, null, 2) + '\n';
   for (const base of [`bench-${stamp}`, 'latest']) {
     writeFileSync(join(outDir, `${base}.md`), md);
     writeFileSync(join(outDir, `${base}.json`), json);
