@@ -146,6 +146,22 @@ test('grpc-timeout: the endpoint is told the time left; the gateway ends a call 
   assert.match(String(raw.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
 });
 
+test('an endpoint whose stream ends after a message but without a gRPC status (its process killed): the caller gets UNAVAILABLE in trailers, not an unfinished call', async () => {
+  const cut = createH2cServer();
+  cut.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    stream.end(Buffer.from([0, 0, 0, 0, 0])); // one empty message, then END_STREAM: no trailers
+  });
+  await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve));
+  const gw = await gatewayFor([`127.0.0.1:${(cut.address() as AddressInfo).port}`], { healthCheck: false });
+  const raw = await rawCall(gw.port, '/tandem.test.Echo/Watch');
+  cut.close();
+  assert.equal(raw.headers[':status'], 200);
+  assert.equal(raw.trailers?.['grpc-status'], '14', JSON.stringify(raw));
+  assert.match(String(raw.trailers?.['grpc-message']), /without a gRPC status/);
+});
+
 test('no instance can take a call: Trailers-Only UNAVAILABLE with a message, never an HTTP error page', async () => {
   const gw = await gatewayFor([`127.0.0.1:${await freePort()}`], { healthCheck: false });
   const raw = await rawCall(gw.port, GET);

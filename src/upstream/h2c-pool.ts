@@ -185,6 +185,8 @@ class Exchange {
   private stream: ClientHttp2Stream | undefined;
   private done = false;
   private responded = false;
+  /** The response headers carried grpc-status (a Trailers-Only answer). */
+  private statusInHeaders = false;
   private trailers: IncomingHttpHeaders | undefined;
   private release: (() => void) | undefined;
   /** Stops reading a streamed request body (set while one is being sent). */
@@ -226,6 +228,13 @@ class Exchange {
         this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the stream without a response', { status: 502 }));
         return;
       }
+      // A gRPC call ends with its status: in the trailers, or in the headers (Trailers-Only).
+      // Neither came — the endpoint's connection ended under the call (a process killed, its
+      // FIN before any RST): the call was cut, not finished.
+      if (this.trailers === undefined && !this.statusInHeaders) {
+        this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the call without a gRPC status', { status: 502 }));
+        return;
+      }
       this.finish();
       this.handler.onComplete?.(this.trailers ?? {});
     });
@@ -248,6 +257,7 @@ class Exchange {
     const status = Number(headers[':status']);
     if (status < 200) return; // an interim response
     this.responded = true;
+    this.statusInHeaders = headers['grpc-status'] !== undefined;
     const timeout = this.options.bodyTimeout ?? 300_000;
     this.stream!.setTimeout(timeout > 0 ? timeout : 0);
     const raw: Buffer[] = [];
