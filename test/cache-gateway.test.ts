@@ -112,3 +112,39 @@ test('reload: a route keeps its cache (and entries) while its cache settings sta
   caches.configure(routesOf({ listen: '127.0.0.1:0', services: { shop: { endpoints: ['127.0.0.1:7001'] } }, routes: [{ prefix: '/a', service: 'shop' }] }));
   assert.equal(caches.size, 0);
 });
+
+test('a failing origin is probed with one attempt per holdoff: the probe is not retried on the other instances (its stale answer is there)', { timeout: 30_000 }, async () => {
+  let failing = false;
+  const answer = (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    if (failing) {
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('down');
+      return;
+    }
+    res.writeHead(200, { 'cache-control': 'max-age=0, stale-if-error=60', 'content-type': 'text/plain' }).end(`body of ${req.url}`);
+  };
+  const backends = [await startBackend('a', answer), await startBackend('b', answer), await startBackend('c', answer)];
+  defer(() => Promise.all(backends.map((b) => b.close())));
+  const seen = () => backends.reduce((n, b) => n + b.seen.filter((s) => s.url === '/c/k').length, 0);
+  const config = shopConfig(backends.map((b) => b.address), { healthCheck: false, outlier: { consecutiveFailures: 1000 }, balancer: 'round-robin', retry: { attempts: 3, budget: { percent: 100, minPerSecond: 100 } } });
+  const gw = track(await startGateway({ ...config, log: { level: 'info', access: 'off' }, routes: [{ prefix: '/c', service: 'shop', cache: true }] }));
+  const get = async () => {
+    const r = await fetch(`${gw.url}/c/k`);
+    await r.arrayBuffer();
+    return r.headers.get('x-tandem-cache');
+  };
+  assert.equal(await get(), 'miss');
+  failing = true;
+  // The first request to find the origin failing is an ordinary one: retried on the others.
+  const before = seen();
+  assert.equal(await get(), 'stale');
+  assert.equal(seen() - before, 3, 'the request that found the origin failing went to all three');
+  // Then stale answers without asking, until one request probes: one origin request, no retry.
+  const probes: number[] = [];
+  while (probes.length < 3) {
+    const n = seen();
+    assert.equal(await get(), 'stale');
+    if (seen() > n) probes.push(seen() - n);
+  }
+  assert.deepEqual(probes, [1, 1, 1], 'each probe asked the origin once');
+});

@@ -158,7 +158,7 @@ export class ResponseCache {
     const key = this.keyOf(request);
     const entry = this.usable(key, request);
     const revalidate = cc.has('no-cache') || cc.get('max-age') === '0';
-    const held = entry === undefined ? undefined : this.heldOff(entry, revalidate);
+    const held = entry === undefined ? undefined : this.heldOff(entry, revalidate, request);
     if (held !== undefined) {
       this.serveStale(entry!, request, handler, held);
       return;
@@ -175,15 +175,18 @@ export class ResponseCache {
    * (its last refresh failed less than ERROR_HOLDOFF_MS ago) — is served stale without asking.
    * A failed refresh is not sent again on every request: nginx's `updating` state does the same.
    */
-  private heldOff(entry: Entry, revalidate: boolean): StaleReason | undefined {
+  private heldOff(entry: Entry, revalidate: boolean, request: UpstreamRequest): StaleReason | undefined {
     if (!revalidate && this.isFresh(entry)) return undefined;
     if (!this.staleIfError(entry)) return undefined;
     const now = this.clock.now();
     if (now < entry.retryAt) return entry.failure;
     if (!this.failing) return undefined;
     if (now < this.failingUntil) return this.failure;
-    // This request is the probe: the others keep the stale answers until it is back.
+    // This request is the probe: the others keep the stale answers until it is back. One
+    // attempt: a failing origin is asked once per holdoff, not once per retry (its stale answer
+    // is there if it fails).
     this.failingUntil = now + ERROR_HOLDOFF_MS;
+    request.maxAttempts = 1;
     return undefined;
   }
 
@@ -319,7 +322,7 @@ export class ResponseCache {
       this.release(key, fill, 'stored');
       return true;
     }
-    const held = holdoff ? this.heldOff(entry, revalidate) : undefined;
+    const held = holdoff ? this.heldOff(entry, revalidate, request) : undefined;
     if (held === undefined) return false;
     if (!background) this.serveStale(entry, request, handler, held);
     this.release(key, fill, held);

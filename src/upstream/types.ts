@@ -26,6 +26,8 @@ export interface UpstreamRequest {
   upgrade?: string;
   /** Wait for response headers over all attempts (ms); unset = the service's `timeout`. */
   timeoutMs?: number;
+  /** At most this many attempts (retries and hedges included), below the service's `retry.attempts`: a cache's probe of a failing origin is one. */
+  maxAttempts?: number;
   /**
    * A gRPC call (the service's `protocol: grpc`): its outcome is read from `grpc-status`, its
    * retry and hedging follow `idempotent` rather than the method (always POST), and each

@@ -19,7 +19,7 @@ export function hedge(path: RequestPath): Step {
     const flight = request.flight!;
     const retry = path.settings.retry;
     const body = request.body;
-    const delay = flight.hedged || retry === false || flight.attempts + 1 >= retry.attempts || (body !== null && !Buffer.isBuffer(body) && !(body instanceof RecordingBody))
+    const delay = flight.hedged || retry === false || flight.attempts + 1 >= Math.min(retry.attempts, request.maxAttempts ?? Infinity) || (body !== null && !Buffer.isBuffer(body) && !(body instanceof RecordingBody))
       ? undefined
       : path.hedgeDelay(request.method, request.grpc?.idempotent);
     if (delay === undefined) {

@@ -134,7 +134,7 @@ class RetryLoop implements ResponseHandler {
   /** Policy, attempts, deadline, another endpoint, budget — in that order (the budget last: it is spent). */
   private mayGoAgain(failure: FailureKind, last: Endpoint): boolean {
     const flight = this.request.flight!;
-    if (flight.attempts - this.staleResends >= this.policy.attempts) return false;
+    if (flight.attempts - this.staleResends >= Math.min(this.policy.attempts, this.request.maxAttempts ?? Infinity)) return false;
     if (!mayRetry({ method: this.request.method, idempotent: this.request.grpc?.idempotent ?? this.keyed(), failure, bodyReplayable: this.replayable(failure) })) return false;
     if (this.path.clock.now() >= flight.deadline) {
       this.expired = true;
