@@ -185,7 +185,13 @@ await check('tandem demo from the installed package', () => demo(nodes[0]));
 
 await check(`optional peers at their oldest (node ${oldest.version})`, () => {
   const r = ok(npm(oldest, ['install', ...oldestPeers], app), 'npm install <oldest peers>');
-  if (WARNINGS.test(r.out)) throw new Error(`npm warned:\n${r.out}`);
+  // @grpc/grpc-js brings protobufjs (through @grpc/proto-loader), whose postinstall npm 11 asks the
+  // application to approve: grpc-js's own dependency, which its users meet without tandem too. Any
+  // other warning fails the check.
+  const PEER_SCRIPTS = /install-scripts\s+protobufjs@/;
+  const out = r.out.split('\n').filter((l) => !PEER_SCRIPTS.test(l)
+    && !/^npm warn install-scripts( 1 package has install scripts not yet covered by allowScripts:| Run `npm install-scripts ls`|\s*$)/.test(l)).join('\n');
+  if (WARNINGS.test(out)) throw new Error(`npm warned:\n${r.out}`);
   ok(npm(oldest, ['ls', '--all'], app), 'npm ls');
   const seen = [];
   for (const node of nodes) {
@@ -193,7 +199,7 @@ await check(`optional peers at their oldest (node ${oldest.version})`, () => {
     if (out.status !== 0) throw new Error(`node ${node.version}: ${out.out.slice(-3000)}`);
     seen.push(`${node.version}: ${Object.entries(JSON.parse(out.stdout)).map(([k, v]) => `${k} ${v.ms} ms`).join(', ')}`);
   }
-  return `${oldestPeers.join(' ')} installed with no warning; NATS and RabbitMQ publish/consume round trip, PostgreSQL and Redis inbox (done, then duplicate) — ${seen.join('; ')}`;
+  return `${oldestPeers.join(' ')} installed with no warning (but grpc-js's protobufjs postinstall, npm's to approve); NATS and RabbitMQ publish/consume round trip, PostgreSQL and Redis inbox (done, then duplicate) — ${seen.join('; ')}`;
 });
 
 await check('types with the oldest clients\' own types', () => {
