@@ -1,6 +1,7 @@
 import { openDrainables } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
-import type { LinkLogger } from './registry-link.js';
+import { RegistryLink, type LinkLogger } from './registry-link.js';
+import type { Registration } from '../discovery/types.js';
 
 /** A check passes when it returns (or resolves to) anything but `false` without throwing. */
 export type Check = () => unknown;
@@ -65,4 +66,22 @@ export function drainOnSignals(close: () => Promise<void>, log: LinkLogger): voi
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+}
+
+/** What registering needs of serve()'s and serveGrpc()'s options. */
+export interface JoinOptions {
+  registry: string | readonly string[];
+  token?: string;
+  heartbeatInterval: number;
+  registryTimeout: number;
+}
+
+/** Registers with every registry of `options` and starts heartbeating; resolves once each took the registration. */
+export async function joinRegistries(options: JoinOptions, registration: () => Registration, log: LinkLogger): Promise<RegistryLink[]> {
+  const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
+  const links = urls.map((url) => new RegistryLink({
+    url, token: options.token, registration, heartbeatInterval: options.heartbeatInterval, answerTimeout: options.registryTimeout, log,
+  }));
+  await Promise.all(links.map((l) => l.start()));
+  return links;
 }

@@ -9,7 +9,7 @@ import { registryUrls } from '../discovery/from-url.js';
 import { createLogger } from '../observe/log.js';
 import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { HEALTH_SERVICE, HealthService } from './grpc-health.js';
-import { allPass, closeBusesAndHooks, drainOnSignals, sleep, type Check, type DrainHook } from './lifecycle.js';
+import { allPass, closeBusesAndHooks, drainOnSignals, joinRegistries, sleep, type Check, type DrainHook } from './lifecycle.js';
 import { RegistryLink, type LinkLogger } from './registry-link.js';
 import { SERVE_SPEC, type ServeOptions, type ServedState } from './serve.js';
 
@@ -141,11 +141,7 @@ export async function serveGrpc(server: GrpcServerLike, serveOptions: ServeGrpcO
       service: options.service, id, address, zone: options.zone, weight: options.weight, ttl: options.ttl,
       metadata: { ...options.metadata, protocol: 'grpc' },
     });
-    const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    links = urls.map((url) => new RegistryLink({
-      url, token: options.token, registration, heartbeatInterval: options.heartbeatInterval, answerTimeout: options.registryTimeout, log,
-    }));
-    await Promise.all(links.map((l) => l.start()));
+    links = await joinRegistries(options, registration, log);
   }
   return {
     id,

@@ -13,7 +13,7 @@ import { NODE_DEFAULTS as DEFAULTS } from './defaults.js';
 import { LatencyHistogram } from '../observe/histogram.js';
 import { metricsRegistry, processStats, type NodeStats } from '../observe/metrics.js';
 import { TRACEPARENT, TRACESTATE, parseTraceparent, startHop, tracingReady } from '../observe/trace.js';
-import { allPass, closeBusesAndHooks, drainOnSignals, runCheck, sleep, type Check, type DrainHook } from './lifecycle.js';
+import { allPass, closeBusesAndHooks, drainOnSignals, joinRegistries, runCheck, sleep, type Check, type DrainHook } from './lifecycle.js';
 import { parseOptions, type OptionSpec } from '../core/options.js';
 import * as rules from '../core/options.js';
 
@@ -256,11 +256,7 @@ export async function serve(server: Server, serveOptions: ServeOptions): Promise
     const registration = (): Registration => ({
       service: options.service, id, address, zone: options.zone, weight: options.weight, metadata: options.metadata, ttl: options.ttl,
     });
-    const urls = typeof options.registry === 'string' ? [options.registry] : [...options.registry];
-    links = urls.map((url) => new RegistryLink({
-      url, token: options.token, registration, heartbeatInterval: options.heartbeatInterval, answerTimeout: options.registryTimeout, log,
-    }));
-    await Promise.all(links.map((l) => l.start()));
+    links = await joinRegistries(options, registration, log);
   }
   return {
     id,
