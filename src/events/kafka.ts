@@ -1,7 +1,7 @@
 import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
 import { loadOptional } from '../core/optional.js';
-import { Backoff } from './backoff.js';
+import { Backoff, untilConfirmed } from './backoff.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { checkGroup, checkTopic, decodeEnvelope, encodeEnvelope, publishPayload, type Envelope, type PublishOptions } from './envelope.js';
 import { closeConsumer, KafkaSubscription, type KafkaSubscriptionHost, type OutRecord } from './kafka-subscription.js';
@@ -213,23 +213,11 @@ export class KafkaBus implements Bus {
     ]).finally(() => clearTimeout(timer));
   }
 
-  private async confirmed(what: string, op: (timeout: number) => Promise<void>): Promise<void> {
-    const deadline = Date.now() + this.o.publishTimeout;
-    let lastError: unknown;
-    for (let attempt = 1; ; attempt++) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      try {
-        await op(Math.max(200, left));
-        return;
-      } catch (err) {
-        lastError = err;
-        if (this.closed) throw new TandemError('TANDEM_ERR_BUS_CLOSED', `${what}: the bus closed`, { cause: err });
-        if (err instanceof OutOfTime) break;
-        await sleep(Math.min(this.backoff.delay(attempt), Math.max(0, deadline - Date.now())));
-      }
-    }
-    throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', `${what}: not acknowledged by Kafka within ${this.o.publishTimeout} ms`, { cause: lastError, retryable: true });
+  private confirmed(what: string, op: (timeout: number) => Promise<void>): Promise<void> {
+    return untilConfirmed({
+      what, by: 'acknowledged by Kafka', timeoutMs: this.o.publishTimeout, backoff: this.backoff,
+      closed: () => this.closed, final: (err) => err instanceof OutOfTime,
+    }, (left) => op(Math.max(200, left)));
   }
 
   /** A retry or dead letter: written before the record's offset may be committed, so it tries until it is (or the subscription gives up). */

@@ -1,7 +1,7 @@
 import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
-import { Backoff } from './backoff.js';
+import { Backoff, untilConfirmed } from './backoff.js';
 import { parseDeadLetterOptions, parseNatsBusOptions, parseReplayOptions } from './options.js';
 import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
 import { EventMetrics, type EventStats } from './metrics.js';
@@ -166,22 +166,9 @@ export class NatsBus implements Bus {
     this.metrics.countPublished(envelope.topic);
   }
 
-  private async confirmed(what: string, op: (timeout: number) => Promise<void>): Promise<void> {
-    const deadline = Date.now() + this.o.publishTimeout;
-    let lastError: unknown;
-    for (let attempt = 1; ; attempt++) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      try {
-        await op(Math.max(200, Math.min(left, 5_000)));
-        return;
-      } catch (err) {
-        lastError = err;
-        if (this.closed) throw new TandemError('TANDEM_ERR_BUS_CLOSED', `${what}: the bus closed`, { cause: err });
-        await sleep(Math.min(this.reconnectBackoff.delay(attempt), Math.max(0, deadline - Date.now())));
-      }
-    }
-    throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', `${what}: not confirmed by NATS within ${this.o.publishTimeout} ms`, { cause: lastError, retryable: true });
+  private confirmed(what: string, op: (timeout: number) => Promise<void>): Promise<void> {
+    return untilConfirmed({ what, by: 'confirmed by NATS', timeoutMs: this.o.publishTimeout, backoff: this.reconnectBackoff, closed: () => this.closed },
+      (left) => op(Math.max(200, Math.min(left, 5_000))));
   }
 
   private ensureStream(topic: string): Promise<void> {

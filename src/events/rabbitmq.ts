@@ -1,6 +1,6 @@
 import { trackForDrain } from '../core/drain.js';
 import { TandemError } from '../core/errors.js';
-import { Backoff } from './backoff.js';
+import { Backoff, untilConfirmed } from './backoff.js';
 import type { Bus, DeadLetter, Handler, ReplayOptions, SubscribeOptions, Subscription } from './bus.js';
 import { parseDeadLetterOptions, parseRabbitMqBusOptions, parseReplayOptions } from './options.js';
 import { checkGroup, checkTopic, publishPayload, decodeEnvelope, encodeEnvelope, type Envelope, type PublishOptions } from './envelope.js';
@@ -176,30 +176,19 @@ export class RabbitMqBus implements Bus {
   }
 
   /** Sends until the broker confirms, across reconnects, for at most publishTimeout. */
-  private async confirmed(what: string, send: (ch: ConfirmChannel, done: (err: unknown) => void) => void): Promise<void> {
-    const deadline = Date.now() + this.o.publishTimeout;
-    let lastError: unknown;
-    for (let attempt = 1; ; attempt++) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      try {
-        const ch = await this.channel(left);
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'no confirm in time', { retryable: true })), Math.max(1, deadline - Date.now()));
-          send(ch, (err) => {
-            clearTimeout(timer);
-            if (err) reject(err instanceof Error ? err : new TandemError('TANDEM_ERR_PUBLISH_FAILED', `broker refused the message (nack): ${String(err)}`, { retryable: true }));
-            else resolve();
-          });
+  private confirmed(what: string, send: (ch: ConfirmChannel, done: (err: unknown) => void) => void): Promise<void> {
+    return untilConfirmed({ what, by: 'confirmed by RabbitMQ', timeoutMs: this.o.publishTimeout, backoff: this.backoff, closed: () => this.closed }, async (left) => {
+      const deadline = Date.now() + left;
+      const ch = await this.channel(left);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new TandemError('TANDEM_ERR_PUBLISH_FAILED', 'no confirm in time', { retryable: true })), Math.max(1, deadline - Date.now()));
+        send(ch, (err) => {
+          clearTimeout(timer);
+          if (err) reject(err instanceof Error ? err : new TandemError('TANDEM_ERR_PUBLISH_FAILED', `broker refused the message (nack): ${String(err)}`, { retryable: true }));
+          else resolve();
         });
-        return;
-      } catch (err) {
-        lastError = err;
-        if (this.closed) throw new TandemError('TANDEM_ERR_BUS_CLOSED', `${what}: the bus closed`, { cause: err });
-        await sleep(Math.min(this.backoff.delay(attempt), Math.max(0, deadline - Date.now())));
-      }
-    }
-    throw new TandemError('TANDEM_ERR_PUBLISH_FAILED', `${what}: not confirmed by RabbitMQ within ${this.o.publishTimeout} ms`, { cause: lastError, retryable: true });
+      });
+    });
   }
 
   publish<T>(topic: string, payload: T, options?: PublishOptions): Promise<Envelope<T>> {
