@@ -120,6 +120,16 @@ async function relays(targets) {
   };
 }
 
+// "B: 12 timeout, A: 3 503": which gateway's client saw which failure (the id carries the gateway).
+function failureKinds(failures) {
+  const counts = new Map();
+  for (const r of failures) {
+    const key = `${r.id.split('-')[0]}: ${r.err ?? r.status}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts].map(([k, n]) => `${k.replace(': ', `: ${n} `)}`).join(', ');
+}
+
 async function main() {
   if (!which('etcd')) throw new Error('etcd is not installed: apt-get install -y etcd-server');
   if (!args.includes('--no-build')) {
@@ -284,7 +294,7 @@ async function main() {
   const failed = (r) => r.err !== null || r.status !== 200;
   const rows = phases.map((p) => {
     const inPhase = results.filter((r) => r.t >= p.start && r.t < p.end);
-    return { ...p, requests: inPhase.length, failed: inPhase.filter(failed).length };
+    return { ...p, requests: inPhase.length, failed: inPhase.filter(failed).length, why: failureKinds(inPhase.filter(failed)) };
   });
   const before = results.filter((r) => r.t < phases[0].start);
   const tail = results.filter((r) => r.t >= phases.at(-1).end);
@@ -293,7 +303,7 @@ async function main() {
   console.log('| phase | what happened | requests | failed |');
   console.log('|---|---|---:|---:|');
   console.log(`| steady | — | ${before.length} | ${before.filter(failed).length} |`);
-  for (const r of rows) console.log(`| ${r.name} | ${r.detail} | ${r.requests} | ${r.failed} |`);
+  for (const r of rows) console.log(`| ${r.name} | ${r.detail} | ${r.requests} | ${r.failed}${r.failed ? ` (${r.why})` : ''} |`);
   console.log(`| steady (after) | — | ${tail.length} | ${tail.filter(failed).length} |`);
   console.log('');
   const totalFailed = results.filter(failed).length;
@@ -315,8 +325,8 @@ async function main() {
 main().then(
   async (code) => {
     for (const p of [...procs.children]) await procs.stop(p, { graceMs: 2000 });
-    if (args.includes('--keep-tmp')) console.log(`${TAG}: logs kept in ${tmp}`);
-    else rmSync(tmp, { recursive: true, force: true });
+    if (args.includes('--keep-tmp') || code !== 0) console.log(`${TAG}: logs kept in ${tmp}`);
+    if (!args.includes('--keep-tmp') && code === 0) rmSync(tmp, { recursive: true, force: true });
     process.exit(code);
   },
   (err) => procs.fatal(1, err?.stack ?? String(err), () => rmSync(tmp, { recursive: true, force: true })),
