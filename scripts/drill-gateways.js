@@ -186,9 +186,10 @@ routes:
  * The gateway, supervised as the systemd unit in docs/deployment.md does it: while it runs, a
  * copy of the address sits on lo (scope host), so that responses in flight when the address
  * moves can still leave this host; when the process ends, however it ends, 1 goes into the
- * handover file (keepalived moves the address) and the copy goes — from then on a connection
- * attempt still reaching this host is dropped, not refused, and the client's SYN retransmit
- * lands on the peer.
+ * handover file (keepalived moves the address) and the copy goes. With --handover-drop-syn the
+ * gateway's guard (an nftables table it installs when it listens, and leaves) drops a
+ * connection attempt that finds nothing listening — from the instant of a SIGKILL, before any
+ * supervisor could act — so the client's SYN retransmit lands on the peer instead of failing.
  */
 function startTandemGateway(h) {
   run('ip', ['-n', ns(h), 'addr', 'replace', `${VIP}/32`, 'dev', 'lo', 'scope', 'host']);
@@ -197,18 +198,8 @@ function startTandemGateway(h) {
     if (procs.isCleaningUp()) return; // the namespaces and the temp dir are going
     try { writeFileSync(join(tmp, `${h}.handover`), '1\n'); } catch { /* removed meanwhile */ }
     run('ip', ['-n', ns(h), 'addr', 'del', `${VIP}/32`, 'dev', 'lo'], { check: false });
-    // With --handover-drop-syn, connection attempts to the address are dropped from the exit on
-    // (ExecStopPost), not refused: in the instant before the address is on the peer a refused
-    // client (or its immediate retry) fails, a dropped one retransmits its SYN to the peer. The
-    // next gateway removes the rule as it starts.
-    if (opts.dropSyn) run('ip', ['netns', 'exec', ns(h), 'nft', dropSynCommand(VIP)], { check: false });
   });
   return proc;
-}
-
-/** The nft command ExecStopPost runs (docs/deployment.md): the handover's rule, added once more. */
-function dropSynCommand(address) {
-  return `table ip tandem_handover { chain input { type filter hook input priority -10; policy accept; ip daddr ${address} tcp flags & (fin | syn | rst | ack) == syn drop; }; }`;
 }
 
 function startGatewayProcess(h) {
@@ -505,8 +496,9 @@ async function main() {
     await procs.stop(ka[h]);
     if (dogs[h]) await procs.stop(dogs[h]);
     await procs.stop(gw[h]);
-    // The stopped gateway's drop rule (its "ExecStopPost") would drop every connection to nginx.
-    run('ip', ['netns', 'exec', ns(h), 'nft', 'delete', 'table', 'ip', 'tandem_handover'], { check: false });
+    // The tandem gateway's guard would spare nginx its refused connections after a SIGKILL: the
+    // classic pair runs without it, as it is deployed.
+    for (const table of ['tandem_handover', 'tandem_guard']) run('ip', ['netns', 'exec', ns(h), 'nft', 'delete', 'table', 'ip', table], { check: false });
   }
   for (const h of ['g1', 'g2']) {
     writeFileSync(join(tmp, `${h}-nginx.conf`), nginxConfig(h));

@@ -4,10 +4,11 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, request, type Server } from 'node:http';
 import { spawn, spawnSync } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { startGateway, tempDir, runCli, BIN, type RunningGateway } from './helpers/gateway.js';
 import { followJsonLines } from './helpers/json-lines.js';
 import { startBackend, type Backend } from './helpers/backend.js';
-import { holdsAddress } from '../src/gateway/handover.js';
+import { guardRuleset, holdsAddress } from '../src/gateway/handover.js';
 
 /**
  * A gateway of a pair behind a virtual address (issue 13): SIGTERM moves the address first —
@@ -170,7 +171,7 @@ test('SIGTERM with --virtual-address: the gateway serves until the address left 
  * left by a killed run is removed when the gateway starts.
  */
 const nftUsable = root && spawnSync('nft', ['--version']).status === 0;
-test('SIGTERM with --handover-drop-syn: new connections are dropped before the address is released, and the rule goes with the process', { skip: nftUsable ? false : 'needs root, iproute2 and nft' }, async () => {
+test('--handover-drop-syn: a guard drops connection attempts while nothing listens; from SIGTERM on, new connections are dropped before the address is released, and that rule goes with the process', { skip: nftUsable ? false : 'needs root, iproute2 and nft' }, async () => {
   const ns = `tgdn${process.pid}`;
   const hostSide = `tgn${process.pid}`.slice(0, 15);
   const ip = (...args: string[]) => {
@@ -178,6 +179,8 @@ test('SIGTERM with --handover-drop-syn: new connections are dropped before the a
     if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
   };
   const table = () => spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'ip', 'tandem_handover'], { encoding: 'utf8' });
+  const guardTable = () => spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'ip', 'tandem_guard'], { encoding: 'utf8' });
+  const droppedByGuard = () => Number(/counter packets (\d+)/.exec(guardTable().stdout)?.[1] ?? -1);
   const dir = tempDir('tandem-handover-nft-');
   dirs.push(dir);
   ip('netns', 'add', ns);
@@ -208,6 +211,13 @@ test('SIGTERM with --handover-drop-syn: new connections are dropped before the a
       await logs.waitFor((l) => l.msg === 'listening');
       await until(() => contents(trackFile) === '0\n');
       assert.notEqual(table().status, 0, 'the table a killed run left is gone once the gateway claims the address');
+      const port = Number(String(logs.lines.find((l) => l.msg === 'listening')!.listen).split(':').pop());
+      const guard = guardTable();
+      assert.equal(guard.status, 0, `the guard is in place once the gateway listens: ${guard.stderr}`);
+      assert.match(guard.stdout, new RegExp(`ip daddr 10\\.213\\.8\\.100 tcp dport ${port} tcp flags syn / fin,syn,rst,ack socket transparent 0 accept`));
+      const served = await fetch(`http://10.213.8.100:${port}/`);
+      assert.equal(served.status, 200, 'the guard lets connections through while the gateway listens');
+      await served.text();
       proc.kill('SIGTERM');
       // Logged after the track file got 1, while the address is still on the host (the test removes it).
       await logs.waitFor((l) => l.msg === 'handing the address over');
@@ -220,6 +230,15 @@ test('SIGTERM with --handover-drop-syn: new connections are dropped before the a
       ip('-n', ns, 'addr', 'del', '10.213.8.100/24', 'dev', 'eth0');
       assert.equal(await exited, 0, logs.stderr());
       assert.notEqual(table().status, 0, 'the drop rule is gone once the gateway stopped');
+      // Nothing listens now: a connection attempt is dropped by the guard (its SYN retransmitted
+      // later, to whichever host holds the address), not refused.
+      ip('-n', ns, 'addr', 'add', '10.213.8.100/24', 'dev', 'eth0');
+      const dropped = droppedByGuard();
+      const attempt = createConnection({ host: '10.213.8.100', port });
+      const outcome = new Promise<string>((resolve) => { attempt.once('connect', () => resolve('connected')); attempt.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error')); });
+      await until(() => droppedByGuard() > dropped);
+      assert.equal(await Promise.race([outcome, Promise.resolve('pending')]), 'pending', 'a connection attempt with no gateway listening is neither refused nor taken');
+      attempt.destroy();
     } finally {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;
@@ -228,6 +247,12 @@ test('SIGTERM with --handover-drop-syn: new connections are dropped before the a
     spawnSync('ip', ['netns', 'del', ns]);
     spawnSync('ip', ['link', 'del', hostSide]);
   }
+});
+
+test('the guard covers each listener port once, on the address only', () => {
+  const rules = guardRuleset('10.0.0.100', [8443, 8080, 8443]);
+  assert.match(rules, /ip daddr 10\.0\.0\.100 tcp dport \{ 8080, 8443 \} tcp flags & \(fin \| syn \| rst \| ack\) == syn socket transparent 0 accept\n/);
+  assert.match(rules, /ip daddr 10\.0\.0\.100 tcp dport \{ 8080, 8443 \} tcp flags & \(fin \| syn \| rst \| ack\) == syn counter drop\n/);
 });
 
 test('holdsAddress looks at every interface but loopback (the address also stays on lo)', () => {

@@ -72,7 +72,7 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   if (args.processName !== undefined || args.handover) process.title = args.processName ?? 'tandem-gateway';
   queue = Gateway.start(config, logger).then((started) => {
     gateway = started;
-    if (args.handover) claimAddress(args.handover, logger);
+    if (args.handover) claimAddress(args.handover, logger, started.listenPorts);
   }, (err: unknown) => {
     if (err instanceof ConfigError) {
       process.stderr.write(`tandem: ${err.message}\n`);

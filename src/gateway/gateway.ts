@@ -273,6 +273,11 @@ export class Gateway {
     });
   }
 
+  /** The client listeners' bound ports (a pair's guard drops connection attempts to them while nothing listens). */
+  get listenPorts(): number[] {
+    return this.listeners.map((l) => (l.server.address() as AddressInfo).port);
+  }
+
   private servers(): Server[] {
     return this.listeners.map((l) => l.server);
   }

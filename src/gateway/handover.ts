@@ -61,9 +61,18 @@ export function holdsAddress(address: string, interfaces = networkInterfaces()):
   return false;
 }
 
-/** Written once the gateway listens: keepalived may give it the address. A drop rule left by a killed run goes first. */
-export function claimAddress(options: HandoverOptions, logger?: Logger): void {
-  if (options.dropSyn) allowNewConnections(logger);
+/** The nftables table that drops connection attempts to the address while nothing listens; it outlives the gateway. */
+export const GUARD_TABLE = 'tandem_guard';
+
+/**
+ * Written once the gateway listens: keepalived may give it the address. A drop rule left by a
+ * killed run goes first; with dropSyn the guard for `ports` (the listeners' ports) goes in.
+ */
+export function claimAddress(options: HandoverOptions, logger?: Logger, ports: readonly number[] = []): void {
+  if (options.dropSyn) {
+    allowNewConnections(logger);
+    if (options.address !== undefined && ports.length > 0) guardListeners(options.address, ports, logger);
+  }
   if (options.trackFile) writeFileSync(options.trackFile, '0\n');
 }
 
@@ -81,6 +90,34 @@ export function dropSynRuleset(address: string): string {
   }
 }
 `;
+}
+
+/**
+ * The guard: a connection attempt to `address` on one of `ports` is dropped when no socket is
+ * there to take it (the kernel's socket lookup finds none) — from a SIGKILL or a crash until the
+ * address is on the peer, or until the supervisor restarted the gateway. Refused, the client (and
+ * its immediate retry) would fail; dropped, it retransmits the SYN ~1 s later, to whichever host
+ * holds the address then. While the gateway listens the rule matches nothing it would drop. It
+ * stays when the process ends, on purpose: that is when it works.
+ */
+export function guardRuleset(address: string, ports: readonly number[]): string {
+  const set = `{ ${[...new Set(ports)].sort((a, b) => a - b).join(', ')} }`;
+  return `table ip ${GUARD_TABLE} {
+  chain input {
+    type filter hook input priority -10; policy accept;
+    ip daddr ${address} tcp dport ${set} tcp flags & (fin | syn | rst | ack) == syn socket transparent 0 accept
+    ip daddr ${address} tcp dport ${set} tcp flags & (fin | syn | rst | ack) == syn counter drop
+  }
+}
+`;
+}
+
+/** Installs (replaces) the guard; false (and a warning) when nft is missing or not permitted. */
+export function guardListeners(address: string, ports: readonly number[], logger?: Logger): boolean {
+  const r = nft(['-f', '-'], `table ip ${GUARD_TABLE}\ndelete table ip ${GUARD_TABLE}\n${guardRuleset(address, ports)}`);
+  if (r.ok) logger?.info({ msg: 'connection attempts dropped while nothing listens', event: 'guard', address, ports, table: GUARD_TABLE });
+  else logger?.warn({ msg: 'could not install the guard (nft needs CAP_NET_ADMIN): a killed gateway\'s connections are refused until the address moves', event: 'guard-failed', error: r.error });
+  return r.ok;
 }
 
 /** Adds the drop rule; false (and a warning) when nft is missing or not permitted: the handover goes on without it. */
