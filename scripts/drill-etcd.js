@@ -237,6 +237,7 @@ async function main() {
     await relay.cut();
     const leaving = [...instances.values()].find((i) => !i.stopped);
     leaving.stopped = true;
+    leaving.stoppedAt = Date.now();
     procs.signalProc(leaving.proc, 'SIGTERM');
     await leaving.proc.exited;
     // B cannot see this join until it is reconnected: not a sample of the join latency.
@@ -259,6 +260,7 @@ async function main() {
   await phase('crash', async () => {
     const victim = [...instances.values()].find((i) => !i.stopped);
     victim.stopped = true;
+    victim.stoppedAt = Date.now();
     const t = performance.now();
     procs.signalProc(victim.proc, 'SIGKILL');
     const gone = await Promise.all(gateways.map(async (g) => {
@@ -274,6 +276,7 @@ async function main() {
     const fresh = await startInstance().serving;
     const old = [...instances.values()].find((i) => !i.stopped && i !== fresh);
     old.stopped = true;
+    old.stoppedAt = Date.now();
     procs.signalProc(old.proc, 'SIGTERM');
     await old.proc.exited;
     return `${fresh.id} started, then ${old.id} drained`;
@@ -288,7 +291,10 @@ async function main() {
     if (seen.every(Boolean) && inst.servedAt !== undefined && !inst.duringCut) visible.push(Math.max(...seen.map((l) => Date.parse(l.time))) - inst.servedAt);
   }
   visible.sort((a, b) => a - b);
-  const dropped = logs.flatMap((lines, gi) => lines.filter((l) => l.msg === 'registry' && l.event === 'leave' && !instances.get(l.instance)?.stopped).map((l) => `${gateways[gi].name}: ${l.instance}`));
+  // A leave logged before the drill stopped that instance (or of one it never stopped) is a drop:
+  // an instance that lost its place while alive (its lease expired behind a frozen member, say).
+  const droppedEarly = (l) => { const inst = instances.get(l.instance); return inst?.stoppedAt === undefined || Date.parse(l.time) < inst.stoppedAt; };
+  const dropped = logs.flatMap((lines, gi) => lines.filter((l) => l.msg === 'registry' && l.event === 'leave' && droppedEarly(l)).map((l) => `${gateways[gi].name}: ${l.instance} at ${l.time}`));
 
   const results = runs.flatMap((r) => r.results).filter((r) => r.t !== null);
   const failed = (r) => r.err !== null || r.status !== 200;

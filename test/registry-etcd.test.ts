@@ -84,6 +84,54 @@ test('3 members: a frozen member, then a killed one — registrations and the wa
   await iter.return?.();
 });
 
+/**
+ * drill:etcd (leader-freeze, then quorum loss) saw etcd expire the 3 s leases of two live
+ * instances: their beat waited out the connection's 2 s timeout on a frozen member before the
+ * next member was asked, and beat + wait outlasted the TTL. A beat now waits at most TTL/3 on one
+ * member, and beats come every TTL/3 at most. A follower is frozen (a frozen leader would have
+ * its successor extend every lease): the lease must be renewed through the others, again and
+ * again, and never end.
+ */
+test('a lease kept alive through a member that freezes is renewed through the others within its TTL (a beat waits TTL/3 at most on one member)', async () => {
+  const etcd = await own(3);
+  await etcd.healthy();
+  const status = await Promise.all(etcd.endpoints.map((e) => etcdPost(e, '/v3/maintenance/status', {})));
+  const leader = String(status[0]!.leader);
+  const frozen = etcd.endpoints.findIndex((_, i) => String((status[i]!.header as { member_id: string }).member_id) !== leader);
+  const others = etcd.endpoints.filter((_, i) => i !== frozen);
+  // The frozen member first: the writer's requests go there until it fails to answer.
+  class CountingRegistry extends EtcdRegistry {
+    beats = 0;
+    override async heartbeat(leaseId: string, timeout?: number): Promise<void> {
+      await super.heartbeat(leaseId, timeout);
+      this.beats++;
+    }
+  }
+  const writer = new CountingRegistry({ endpoints: [etcd.endpoints[frozen]!, ...others] });
+  defer(() => writer.close());
+  const lease = await writer.register({ service: 'shop', id: 'a', address: '127.0.0.1:7001', ttl: 2000 });
+  // What serve() passes: a beat a second, 1.5 s to answer.
+  const ka = writer.keepAlive(lease.id, { interval: 1000, timeout: 1500 });
+  defer(() => ka.close());
+  let lost: string | undefined;
+  void ka.lost.then((l) => { lost = l.kind; }, () => undefined);
+  const etcdId = BigInt(`0x${lease.id}`).toString();
+  // Whole seconds left; 0 (the last second) is left out of the JSON; an expired lease says -1.
+  const ttlLeft = async () => Number((await etcdPost(others[0]!, '/v3/lease/timetolive', { ID: etcdId })).TTL ?? 0);
+  assert.ok(await ttlLeft() >= 0);
+  await etcd.members[frozen]!.signal('SIGSTOP');
+  defer(() => etcd.members[frozen]!.signal('SIGCONT'));
+  const before = writer.beats;
+  // Beats answered through the others for more than twice the TTL, the lease alive throughout.
+  await until(async () => {
+    const left = await ttlLeft();
+    assert.ok(left >= 0, `the lease expired behind the frozen member after ${writer.beats - before} beats (TTL left ${left}; keep-alive lost: ${lost})`);
+    return writer.beats - before >= 6; // twice the TTL at one beat per TTL/3
+  }, 'beats for twice the TTL while a member is frozen');
+  assert.equal(lost, undefined);
+  await etcd.members[frozen]!.signal('SIGCONT');
+});
+
 /** A TCP relay to `target` that the test can cut (every connection closed, new ones refused) and restore. */
 async function relay(target: string): Promise<{ endpoint: string; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
   const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];

@@ -64,12 +64,12 @@ export class EtcdClient {
   }
 
   /** One unary call; tried on each member in turn while they are unavailable. */
-  async call<T>(path: string, body: object): Promise<T> {
+  async call<T>(path: string, body: object, timeout?: number): Promise<T> {
     let last: TandemError | undefined;
     for (let tries = 0; tries < this.connection.endpoints.length; tries++) {
       const at = this.current;
       try {
-        return await this.callAt<T>(at, path, body);
+        return await this.callAt<T>(at, path, body, true, timeout);
       } catch (err) {
         if (!(err instanceof TandemError) || err.code !== 'TANDEM_ERR_REGISTRY_UNAVAILABLE') throw err;
         last = err;
@@ -80,7 +80,7 @@ export class EtcdClient {
   }
 
   /** One unary call to member `at`, no failover (the watch's check of its own member). */
-  async callAt<T>(at: number, path: string, body: object, reauth = true): Promise<T> {
+  async callAt<T>(at: number, path: string, body: object, reauth = true, timeout = this.connection.requestTimeout): Promise<T> {
     const headers = await this.headers(at, path !== '/v3/auth/authenticate');
     const base = this.connection.endpoints[at]!;
     let status: number;
@@ -88,7 +88,7 @@ export class EtcdClient {
     try {
       const res = await request(`${base}${path}`, {
         method: 'POST', body: JSON.stringify(body), headers, dispatcher: this.agent,
-        headersTimeout: this.connection.requestTimeout, bodyTimeout: this.connection.requestTimeout,
+        headersTimeout: timeout, bodyTimeout: timeout,
       });
       status = res.statusCode;
       text = await res.body.text();
@@ -100,7 +100,7 @@ export class EtcdClient {
     const err = errorOf(base, status, parsed as GatewayError | undefined, text);
     if (err.code === 'TANDEM_ERR_UNAUTHORIZED' && reauth && this.connection.username !== undefined && !path.startsWith('/v3/auth/')) {
       this.token = undefined;
-      return await this.callAt<T>(at, path, body, false);
+      return await this.callAt<T>(at, path, body, false, timeout);
     }
     throw err;
   }

@@ -49,6 +49,8 @@ export class EtcdRegistry implements Registry {
   private readonly checkInterval: number;
   /** The key of each lease registered from this process: spares a lookup on setState/deregister. */
   private readonly keys = new Map<string, string>();
+  /** The TTL etcd granted each lease registered from this process (ms): paces its keep-alive. */
+  private readonly ttls = new Map<string, number>();
   private readonly watches = new Set<EtcdWatch>();
   private readonly keepAlives = new Set<() => void>();
   private checkTimer: NodeJS.Timeout | undefined;
@@ -92,15 +94,18 @@ export class EtcdRegistry implements Registry {
     }
     const leaseId = leaseIdOf(grant.ID);
     this.keys.set(leaseId, this.keyOf(instance.service, instance.id));
+    this.ttls.set(leaseId, Number(grant.TTL) * 1000);
     return { id: leaseId, ttl: Number(grant.TTL) * 1000, instance };
   }
 
-  async heartbeat(leaseId: string): Promise<void> {
+  /** `timeout`: the longest wait for one member's answer (default: the connection's requestTimeout). */
+  async heartbeat(leaseId: string, timeout?: number): Promise<void> {
     const id = etcdIdOf(leaseId);
     if (id === undefined) throw leaseNotFound();
-    const res = await this.client.call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: id });
+    const res = await this.client.call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: id }, timeout);
     if (!(Number(res.result?.TTL ?? 0) > 0)) {
       this.keys.delete(leaseId);
+      this.ttls.delete(leaseId);
       throw leaseNotFound();
     }
   }
@@ -111,6 +116,14 @@ export class EtcdRegistry implements Registry {
    * registers again. A beat that no member answers makes `lost` `disconnected`.
    */
   keepAlive(leaseId: string, options: KeepAliveOptions): KeepAlive {
+    // Paced by the lease as well: a beat every TTL/3 at most, and a member that does not answer
+    // a beat within TTL/3 is left for the next one — so that one frozen or cut-off member (its
+    // beat waited out, then the next member asked) still renews the lease inside its TTL. With
+    // the connection's 2 s timeout and a 3 s TTL, a beat stuck on a frozen member let etcd expire
+    // the lease of a live instance (drill:etcd, leader-freeze).
+    const third = Math.max(100, Math.floor((this.ttls.get(leaseId) ?? this.ttl) / 3));
+    const interval = Math.min(options.interval, third);
+    const timeout = Math.min(options.timeout ?? third, third);
     let settle!: (loss: LeaseLoss) => void;
     const lost = new Promise<LeaseLoss>((resolve) => { settle = resolve; });
     let done = false;
@@ -122,9 +135,9 @@ export class EtcdRegistry implements Registry {
     };
     const beat = () => {
       if (done) return;
-      this.heartbeat(leaseId).then(() => {
+      this.heartbeat(leaseId, timeout).then(() => {
         if (done) return;
-        timer = setTimeout(beat, options.interval);
+        timer = setTimeout(beat, interval);
         timer.unref();
       }, (err: unknown) => {
         if (done) return;
@@ -153,6 +166,7 @@ export class EtcdRegistry implements Registry {
   async deregister(leaseId: string): Promise<void> {
     const id = etcdIdOf(leaseId);
     this.keys.delete(leaseId);
+    this.ttls.delete(leaseId);
     if (id === undefined) return;
     try {
       await this.client.call('/v3/lease/revoke', { ID: id });
