@@ -16,7 +16,7 @@ import { isTandemError } from '../src/core/errors.js';
 import { nextMatching, registryContract } from './helpers/registry-contract.js';
 import { makePki, startEtcd, type OwnEtcd } from './helpers/etcd.js';
 import { cleanupAfterAll } from './helpers/cleanup.js';
-import { startGateway } from './helpers/gateway.js';
+import { clusterService, startGateway } from './helpers/gateway.js';
 import pino from 'pino';
 import { Gateway } from '../src/gateway/gateway.js';
 import { validateConfig } from '../src/config/validate.js';
@@ -268,6 +268,46 @@ test('gateway, node SDK and client on etcd: join, drain, crash within the lease;
   await gw.waitForLog((l) => l.msg === 'registry' && l.event === 'leave' && l.instance === 'b', 10_000);
   const r = await request(`${gw.url}/x`);
   assert.equal(((await r.body.json()) as { instance: string }).instance, 'c');
+});
+
+/**
+ * etcd can end the lease of a live instance: a leader woken from a stall revokes leases it saw
+ * unrenewed (etcd#15247, the machine's etcd 3.4.23; drill:etcd's leader freeze), and while etcd has
+ * no quorum the instance cannot register again. The gateway keeps an instance that left without
+ * a drain while it passes its health checks (Envoy keeps a host gone from discovery while it
+ * passes its checks), and lets it go once a check fails.
+ */
+test('an instance whose etcd lease ends while it serves is kept while it passes its checks, and goes once they fail', async () => {
+  const etcd = await own(1);
+  const gw = track(await startGateway({ services: { shop: {} }, routes: [{ prefix: '/', service: 'shop' }], registry: { etcd: etcd.endpoints } }));
+  const spawn = (id: string) => spawnInstance({ registry: etcd.url, service: 'shop', id, ttl: 2000, heartbeatInterval: 300 }).then(track);
+  const logged = (event: string, id: string) => gw.waitForLog((l) => l.msg === 'registry' && l.event === event && l.instance === id, 10_000);
+  const [a, b] = await Promise.all([spawn('a'), spawn('b')]);
+  await Promise.all([logged('join', 'a'), logged('join', 'b')]);
+  const healthy = async () => (await clusterService<{ endpoints: Array<{ state: string }> }>(gw, 'shop')).endpoints.filter((e) => e.state === 'healthy').length;
+  await until(async () => await healthy() === 2, 10_000, 'both instances healthy');
+  const revoke = async (id: string) => {
+    const key = Buffer.from(`/tandem/services/shop/${id}`).toString('base64');
+    const kv = ((await etcdPost(etcd.endpoints[0]!, '/v3/kv/range', { key })).kvs as Array<{ lease: string }>)[0]!;
+    await etcdPost(etcd.endpoints[0]!, '/v3/lease/revoke', { ID: kv.lease });
+  };
+  // b's lease revoked while it serves: kept (lost, not leave) until its SDK has registered again.
+  const since = gw.logs.length;
+  await revoke('b');
+  await logged('lost', 'b');
+  await until(() => gw.logs.slice(since).some((l) => l.msg === 'registry' && l.event === 'join' && l.instance === 'b'), 10_000, 'b registered again');
+  assert.ok(!gw.logs.slice(since).some((l) => l.msg === 'registry' && l.event === 'leave' && l.instance === 'b'), 'b never left the gateway');
+  // a frozen, then its lease revoked: kept while its checks still pass, gone once they fail.
+  a.proc.kill('SIGSTOP');
+  defer(async () => { a.proc.kill('SIGCONT'); });
+  await revoke('a');
+  await logged('lost', 'a');
+  await logged('leave', 'a');
+  for (let i = 0; i < 5; i++) {
+    const r = await request(`${gw.url}/x`);
+    assert.equal(((await r.body.json()) as { instance: string }).instance, 'b');
+  }
+  a.proc.kill('SIGCONT');
 });
 
 test('a gateway starts while etcd cannot be reached (its members come once it can); the etcd keys cannot change on reload', async () => {

@@ -5,10 +5,14 @@ import { EtcdRegistry } from '../discovery/etcd.js';
 import type { EtcdRegistryOptions } from '../discovery/etcd-options.js';
 import type { Instance, Registry } from '../discovery/types.js';
 
-/** What changed for one instance between two snapshots of its service. */
+/**
+ * What changed for one instance between two snapshots of its service. `lost`: it left the
+ * registry while ready (its lease ended without a drain) and is kept while it keeps passing its
+ * health checks; `leave` follows when they fail (or at once when it is not kept).
+ */
 export interface MemberChange {
   readonly service: string;
-  readonly kind: 'join' | 'leave' | 'drain' | 'state';
+  readonly kind: 'join' | 'leave' | 'drain' | 'state' | 'lost';
   readonly instance: Instance;
 }
 
@@ -20,16 +24,38 @@ export interface MemberChange {
  */
 export class ExternalMembers {
   private readonly snapshots = new Map<string, ReadonlyMap<string, Instance>>();
+  /** Instances gone from the registry while ready, kept while `keep` says they serve, by service and id. */
+  private readonly lost = new Map<string, Map<string, Instance>>();
   private readonly watching = new Map<string, AbortController>();
 
+  /**
+   * `keep(service, instance)`: whether an instance that left the registry while ready (its lease
+   * ended, no drain before) still serves — passes its active health checks — and is kept until
+   * `forget` (Envoy keeps a host gone from discovery while it passes its checks). A registry can
+   * end the lease of a live instance: an etcd leader woken from a stall revokes leases it saw
+   * unrenewed (etcd#15247, in etcd < 3.4.25 and < 3.5.8), and while etcd has no quorum the
+   * instance cannot register again. A crashed or frozen instance has failed its checks by then.
+   */
   constructor(
     readonly registry: Registry,
     private readonly onChange: (service: string, changes: readonly MemberChange[]) => void,
+    private readonly keep: (service: string, instance: Instance) => boolean = () => false,
   ) {}
 
-  /** The instances of `service` as last seen (empty before the first snapshot). */
-  instances(service: string): Iterable<Instance> {
-    return this.snapshots.get(service)?.values() ?? [];
+  /** The instances of `service` as last seen (empty before the first snapshot), and those kept after leaving. */
+  *instances(service: string): Iterable<Instance> {
+    const snapshot = this.snapshots.get(service);
+    if (snapshot) yield* snapshot.values();
+    for (const i of this.lost.get(service)?.values() ?? []) if (!snapshot?.has(i.id)) yield i;
+  }
+
+  /** A kept instance at `address` failed its checks: it leaves now (a `leave` change). */
+  forget(service: string, address: string): void {
+    const kept = this.lost.get(service);
+    if (kept === undefined) return;
+    const gone = [...kept.values()].filter((i) => i.address === address);
+    for (const i of gone) kept.delete(i.id);
+    if (gone.length > 0) this.onChange(service, gone.map((instance) => ({ service, kind: 'leave', instance })));
   }
 
   /** Watches exactly `services` from now on. */
@@ -40,6 +66,7 @@ export class ExternalMembers {
       ac.abort();
       this.watching.delete(service);
       this.snapshots.delete(service);
+      this.lost.delete(service);
     }
     for (const service of wanted) if (!this.watching.has(service)) this.watch(service);
   }
@@ -59,13 +86,25 @@ export class ExternalMembers {
           const before = this.snapshots.get(service) ?? new Map<string, Instance>();
           const after = new Map(snap.instances.map((i) => [i.id, i]));
           this.snapshots.set(service, after);
-          const changes = diff(service, before, after);
+          const changes = this.keepLost(service, diff(service, before, after));
           if (changes.length > 0) this.onChange(service, changes);
         }
       } catch {
         // A watch ends only when closed; the members it gave stay.
       }
     })();
+  }
+
+  /** A ready instance's leave becomes `lost` while `keep` says it serves; a kept one that registers again is no longer kept. */
+  private keepLost(service: string, changes: MemberChange[]): MemberChange[] {
+    let kept = this.lost.get(service);
+    return changes.map((c) => {
+      if (c.kind === 'join') kept?.delete(c.instance.id);
+      if (c.kind !== 'leave' || c.instance.state !== 'ready' || !this.keep(service, c.instance)) return c;
+      if (kept === undefined) this.lost.set(service, (kept = new Map()));
+      kept.set(c.instance.id, c.instance);
+      return { ...c, kind: 'lost' };
+    });
   }
 }
 

@@ -114,7 +114,7 @@ export class Gateway {
       this.feed.record('cache', failing ? `${route}: the origin fails (${reason}); stale entries are served where allowed` : `${route}: the origin answers again`, service));
     this.steps = this.gatewaySteps(config);
     const etcd = etcdRegistryOf(config.registry);
-    this.external = etcd && new ExternalMembers(etcd, (service, changes) => this.externalChanged(service, changes));
+    this.external = etcd && new ExternalMembers(etcd, (service, changes) => this.externalChanged(service, changes), (service, instance) => this.passesChecks(service, instance.address));
     for (const [name, svc] of config.services) this.upstreams.set(name, new Upstream(upstreamSettingsOf(this.withMembers(svc)), this.steps, this.upstreamOptions()));
     // Synchronous: when the registry answers a state change, the upstreams have applied it, so
     // an instance told "draining" is acknowledged gets no new request from this gateway.
@@ -170,9 +170,20 @@ export class Gateway {
     const svc = this.config.services.get(service);
     if (upstream && svc && !this.live.draining) upstream.setMembers(this.withMembers(svc).endpoints);
     for (const { kind, instance: { id, address, state } } of changes) {
+      if (kind === 'lost') {
+        this.logger.warn({ msg: 'registry', event: 'lost', registry: 'etcd', service, instance: id, address, state, detail: 'left etcd without a drain while passing its health checks: kept until a check fails or it registers again' });
+        this.feed.record('leave', `${id} (${address}) left etcd while serving: kept while its checks pass`, service, address);
+        continue;
+      }
       this.logger.info({ msg: 'registry', event: kind === 'state' ? 'instance-state' : kind, registry: 'etcd', service, instance: id, address, state });
       this.feed.record(kind, `${id} (${address}) ${kind === 'join' ? 'joined' : kind === 'leave' ? 'left' : `is ${state}`} (etcd)`, service, address);
     }
+  }
+
+  /** Whether the endpoint at `address` of `service` is judged healthy by active health checks (the gateway's own evidence it serves). */
+  private passesChecks(service: string, address: string): boolean {
+    if (this.config.services.get(service)?.healthCheck === false) return false;
+    return this.upstreams.get(service)?.snapshot().some((e) => e.id === address && e.state === 'healthy') ?? false;
   }
 
   /** Why an instance may not be at ip:port: it is one of this gateway's own listeners. */
@@ -228,6 +239,8 @@ export class Gateway {
     return {
       onTransition: (t) => {
         const out = t.to === 'ejected' || t.to === 'unhealthy';
+        // An instance kept after leaving etcd goes once it fails (after this transition: it changes the members).
+        if (out && this.external) queueMicrotask(() => this.external?.forget(t.service, t.endpoint));
         this.logger[out ? 'warn' : 'info']({ msg: 'endpoint state', event: t.to === 'ejected' ? 'ejection' : 'endpoint-state', service: t.service, endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
         this.feed.record(t.to === 'ejected' ? 'ejection' : 'state', `${t.from} → ${t.to}${t.reason === t.to ? '' : ` (${t.reason})`}`, t.service, t.endpoint);
       },
