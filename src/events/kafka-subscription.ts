@@ -1,7 +1,9 @@
 import { TandemError } from '../core/errors.js';
 import type { Subscription } from './bus.js';
 import type { Backoff } from './backoff.js';
+import { commitWithWindow } from './kafka-commit.js';
 import { PartitionProgress } from './kafka-offsets.js';
+import { decodeWindow } from './kafka-window.js';
 import type { Delivery, HandlerRunner } from './runner.js';
 
 type Kafka = typeof import('@platformatic/kafka');
@@ -27,6 +29,8 @@ export interface KafkaSubscriptionHost {
   readonly onError: (err: unknown) => void;
   /** Produces with acks=all, retrying until it is written or `stop()` says to give up. */
   sendUntil(what: string, record: OutRecord, stop: () => boolean): Promise<void>;
+  /** The group's committed offset of a partition and its metadata (-1 and null: none). */
+  committed(groupId: string, topic: string, partition: number): Promise<{ offset: bigint; metadata: string | null }>;
 }
 
 export interface KafkaSubscriptionNames {
@@ -67,6 +71,8 @@ export class KafkaSubscription implements Subscription {
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Woken whenever a record finishes (or the subscription closes): the fetch loop may be waiting for a partition's commit point. */
   private progressWaiters: Array<() => void> = [];
+  /** Handlers waiting for the commit that records their start (kafka-window.ts). */
+  private startWaiters: Array<{ p: PartitionProgress; version: number; resolve: (ours: boolean) => void }> = [];
   private committing: Promise<void> | undefined;
   private commitAgain = false;
   private loop: Promise<void> | undefined;
@@ -102,6 +108,7 @@ export class KafkaSubscription implements Subscription {
     if (current) {
       this.consumer = undefined;
       this.progress.clear(); // a new member: what the old one had running is redelivered
+      this.wakeStarters();
       await closeConsumer(current);
     }
     const kafka = this.host.kafka as Kafka;
@@ -126,6 +133,7 @@ export class KafkaSubscription implements Subscription {
     const keep = new Set<string>();
     for (const a of p.assignments ?? []) for (const partition of a.partitions) keep.add(`${a.topic}:${partition}`);
     for (const key of this.progress.keys()) if (!keep.has(key)) this.progress.delete(key);
+    this.wakeStarters();
   }
 
   /** Reads the stream; when it fails, open() gives another (on the same member if it still is one). */
@@ -163,7 +171,9 @@ export class KafkaSubscription implements Subscription {
     let p = this.progress.get(pkey);
     if (!p) {
       if (!this.owns(record.topic, record.partition)) return;
-      p = new PartitionProgress(record.topic, record.partition);
+      const prior = await this.priorWindow(record.topic, record.partition);
+      if (prior === undefined || this.progress.has(pkey) || !this.owns(record.topic, record.partition)) return;
+      p = new PartitionProgress(record.topic, record.partition, prior);
       p.committed = record.offset;
       this.progress.set(pkey, p);
     }
@@ -174,6 +184,11 @@ export class KafkaSubscription implements Subscription {
     const ahead = BigInt(this.runner.options.concurrency * 4);
     while (!retried && record.offset - p.commitPoint >= ahead && p.next >= 0n && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
     if (this.runner.isClosing || !p.take(record.offset)) return;
+    if (p.wasDone(record.offset)) {
+      // It had its outcome under the partition's previous owner, which could not commit past an earlier record.
+      this.finish(p, record.offset);
+      return;
+    }
     const attempt = retried ? Number(record.headers.get('tandem-attempt') ?? 1) || 1 : 1;
     const due = retried ? Number(record.headers.get('tandem-due') ?? 0) || 0 : 0;
     const key = record.key || undefined;
@@ -220,6 +235,42 @@ export class KafkaSubscription implements Subscription {
     });
   }
 
+  /**
+   * The delivery window the partition's previous owner committed, read when this member first
+   * sees a record of it (retried while the broker does not answer; undefined once the partition
+   * is no longer ours or the subscription closes).
+   */
+  private async priorWindow(topic: string, partition: number): Promise<Map<bigint, number> | undefined> {
+    for (let failures = 0; ; ) {
+      try {
+        const c = await this.host.committed(this.names.groupId, topic, partition);
+        return decodeWindow(c.offset, c.metadata);
+      } catch (err) {
+        if (this.runner.isClosing || !this.owns(topic, partition)) return undefined;
+        this.host.onError(err);
+        await sleep(this.host.backoff.delay(++failures));
+      }
+    }
+  }
+
+  /** Resolves true once a commit carried `version` of the partition, false if the partition is no longer ours. */
+  private durable(p: PartitionProgress, version: number): boolean | Promise<boolean> {
+    if (p.durable >= version) return true;
+    if (this.stopped || this.progress.get(`${p.topic}:${p.partition}`) !== p) return false;
+    return new Promise((resolve) => this.startWaiters.push({ p, version, resolve }));
+  }
+
+  private wakeStarters(): void {
+    if (this.startWaiters.length === 0) return;
+    const still: typeof this.startWaiters = [];
+    for (const w of this.startWaiters) {
+      if (w.p.durable >= w.version) w.resolve(true);
+      else if (this.stopped || this.progress.get(`${w.p.topic}:${w.p.partition}`) !== w.p) w.resolve(false);
+      else still.push(w);
+    }
+    this.startWaiters = still;
+  }
+
   private delivery(p: PartitionProgress, record: Record_, attempt: number): Delivery {
     const forward: Record<string, string> = {};
     for (const [k, v] of record.headers) if (!OURS.has(k) && v !== undefined) forward[k] = v;
@@ -230,11 +281,24 @@ export class KafkaSubscription implements Subscription {
       headers: { ...forward, ...headers },
     });
     const stop = () => this.stopped;
+    // Kafka keeps no delivery count: ours is in the commit metadata (kafka-window.ts), written before the handler runs.
+    let starts = 1;
     return {
       body: record.value ?? Buffer.alloc(0),
-      attempt,
-      // Kafka keeps no delivery count: a record a dead consumer had taken comes again as it was.
-      redelivered: false,
+      // Deliveries that ended without an outcome (a crash, a rebalance mid-handler) count as attempts, as on NATS and RabbitMQ.
+      get attempt() {
+        return attempt + starts - 1;
+      },
+      get redelivered() {
+        return starts > 1;
+      },
+      begin: () => {
+        if (this.progress.get(`${p.topic}:${p.partition}`) !== p) return false;
+        starts = p.start(record.offset);
+        const version = p.version;
+        void this.commitSoon();
+        return this.durable(p, version);
+      },
       ack: () => this.finish(p, record.offset),
       retry: async (delayMs) => {
         const h = { 'tandem-attempt': String(attempt + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
@@ -266,14 +330,19 @@ export class KafkaSubscription implements Subscription {
       do {
         this.commitAgain = false;
         const consumer = this.consumer;
-        const moved = [...this.progress.values()].filter((p) => p.dirty).map((p) => ({ p, offset: p.commitPoint }));
+        const moved = [...this.progress.values()].filter((p) => p.dirty).map((p) => ({ p, offset: p.commitPoint, version: p.version }));
         if (!consumer || moved.length === 0) break;
         try {
-          await consumer.commit({ offsets: moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, leaderEpoch: -1 })) });
-          for (const { p, offset } of moved) if (offset > p.committed) p.committed = offset;
+          await commitWithWindow(this.host.kafka, consumer, moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, metadata: p.window(offset) })));
+          for (const { p, offset, version } of moved) {
+            if (offset > p.committed) p.committed = offset;
+            if (version > p.durable) p.durable = version;
+          }
           failures = 0;
+          this.wakeStarters();
         } catch (err) {
           // A rebalance or a broker away: the next generation's assignment or the next try settles it.
+          this.wakeStarters();
           if (this.stopped) break;
           this.host.onError(err);
           await sleep(this.host.backoff.delay(++failures));
@@ -301,6 +370,7 @@ export class KafkaSubscription implements Subscription {
     await this.committing;
     await this.commitSoon();
     this.stopped = true;
+    this.wakeStarters();
     await this.stream?.close().catch(() => {});
     await this.loop;
     if (this.consumer) await closeConsumer(this.consumer);
