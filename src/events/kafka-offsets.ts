@@ -36,6 +36,14 @@ export class PartitionProgress {
     return true;
   }
 
+  /** Set while a suspect (below) is waiting or running: the partition's later records wait for it. */
+  barrier: Promise<void> | undefined;
+
+  /** Was the record started before without an outcome (it may be what killed its consumer)? */
+  suspect(offset: bigint): boolean {
+    return (this.prior.get(offset) ?? 0) > 0;
+  }
+
   /** Had the record an outcome under a previous owner (it is then skipped)? */
   wasDone(offset: bigint): boolean {
     return this.prior.get(offset) === 0;
@@ -47,6 +55,14 @@ export class PartitionProgress {
     this.running.set(offset, starts);
     this.version++;
     return starts;
+  }
+
+  /** The record was counted as started but never ran (the subscription closed first): the count goes back. */
+  unstart(offset: bigint): void {
+    const n = this.running.get(offset);
+    if (!n) return;
+    this.running.set(offset, n - 1);
+    this.version++;
   }
 
   finish(offset: bigint): void {

@@ -29,6 +29,8 @@ export interface KafkaSubscriptionHost {
   readonly onError: (err: unknown) => void;
   /** Produces with acks=all, retrying until it is written or `stop()` says to give up. */
   sendUntil(what: string, record: OutRecord, stop: () => boolean): Promise<void>;
+  /** Connections for commits (kafka-commit.ts): the admin client's, never held by a fetch. */
+  readonly commitPool: unknown;
   /** The group's committed offset of a partition and its metadata (-1 and null: none). */
   committed(groupId: string, topic: string, partition: number): Promise<{ offset: bigint; metadata: string | null }>;
 }
@@ -68,6 +70,9 @@ export class KafkaSubscription implements Subscription {
   /** Records waiting for their key or their retry time (not holding a handler slot). */
   private waiting = 0;
   private readonly waitingDone: Array<() => void> = [];
+  /** Records counted as delivered whose start is being committed or that wait for a handler slot (at most `concurrency`). */
+  private readonly ready = new Map<object, Promise<void>>();
+  private readonly readyDone: Array<() => void> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Woken whenever a record finishes (or the subscription closes): the fetch loop may be waiting for a partition's commit point. */
   private progressWaiters: Array<() => void> = [];
@@ -134,6 +139,7 @@ export class KafkaSubscription implements Subscription {
     for (const a of p.assignments ?? []) for (const partition of a.partitions) keep.add(`${a.topic}:${partition}`);
     for (const key of this.progress.keys()) if (!keep.has(key)) this.progress.delete(key);
     this.wakeStarters();
+    for (const w of this.progressWaiters.splice(0)) w();
   }
 
   /** Reads the stream; when it fails, open() gives another (on the same member if it still is one). */
@@ -194,10 +200,43 @@ export class KafkaSubscription implements Subscription {
     const key = record.key || undefined;
     const prev = key === undefined ? undefined : this.keyTails.get(key);
     const wait = due - Date.now();
-    if (prev === undefined && wait <= 0) {
-      const slot = this.runner.slot();
-      if (slot !== true && !(slot !== false && (await slot))) return; // closing: left uncommitted, redelivered to the group
-      this.track(key, this.runner.run(this.delivery(p, record, attempt)));
+    const { delivery, mark, unmark } = this.delivery(p, record, attempt);
+    // A record started before without an outcome runs alone in its partition: the records before
+    // it finish first, the ones after it wait, so that if it is what killed the last consumer,
+    // only its own count goes up the next time, not its neighbours' (the first crash counted them).
+    const suspect = p.suspect(record.offset);
+    const barrier = p.barrier;
+    let release: (() => void) | undefined;
+    if (suspect) {
+      const mine = new Promise<void>((r) => (release = r));
+      p.barrier = mine;
+      void mine.then(() => {
+        if (p.barrier === mine) p.barrier = undefined;
+      });
+    }
+    if (prev === undefined && wait <= 0 && barrier === undefined && !suspect) {
+      // Counted as delivered now: its start is committed while it waits for a handler slot, so
+      // that the commit's round trip overlaps the handlers running (a broker counts what it
+      // prefetched the same way). At most `concurrency` records wait so; then the stream pauses.
+      if (!mark()) return;
+      const token = {};
+      const run = (async () => {
+        let go = false;
+        try {
+          if (await delivery.begin!()) {
+            const slot = this.runner.slot();
+            go = slot === true || (slot !== false && (await slot));
+          }
+          if (!go) unmark(); // closing: left uncommitted, redelivered to the group without this count
+        } finally {
+          this.ready.delete(token);
+          this.readyDone.shift()?.();
+        }
+        if (go) await this.runner.run(delivery);
+      })();
+      this.ready.set(token, run);
+      this.track(key, run);
+      while (this.ready.size >= this.runner.options.concurrency * 4 && !this.runner.isClosing) await new Promise<void>((r) => this.readyDone.push(r));
       return;
     }
     // Waits for its key or its time without a handler slot; the stream pauses while too many wait.
@@ -205,11 +244,17 @@ export class KafkaSubscription implements Subscription {
     const later = (async () => {
       if (wait > 0) await this.delay(wait);
       if (prev) await prev;
+      if (barrier) await barrier;
+      if (suspect) {
+        const pkey = `${p.topic}:${p.partition}`;
+        while (p.commitPoint < record.offset && this.progress.get(pkey) === p && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
+      }
       if (this.runner.isClosing) return;
       const slot = this.runner.slot();
       if (slot !== true && !(slot !== false && (await slot))) return;
-      await this.runner.run(this.delivery(p, record, attempt));
+      await this.runner.run(delivery);
     })().finally(() => {
+      release?.();
       this.waiting--;
       this.waitingDone.shift()?.();
     });
@@ -271,7 +316,12 @@ export class KafkaSubscription implements Subscription {
     this.startWaiters = still;
   }
 
-  private delivery(p: PartitionProgress, record: Record_, attempt: number): Delivery {
+  /**
+   * The delivery of a record, and `mark()`, which counts it as started (kafka-window.ts) and
+   * has the count committed; the delivery's `begin()` marks it unless marked already and
+   * resolves once that commit is acknowledged. `unmark()` takes the count back.
+   */
+  private delivery(p: PartitionProgress, record: Record_, attempt: number): { delivery: Delivery; mark: () => boolean; unmark: () => void } {
     const forward: Record<string, string> = {};
     for (const [k, v] of record.headers) if (!OURS.has(k) && v !== undefined) forward[k] = v;
     const out = (topic: string, headers: Record<string, string>): Parameters<KafkaSubscriptionHost['sendUntil']>[1] => ({
@@ -282,26 +332,35 @@ export class KafkaSubscription implements Subscription {
     });
     const stop = () => this.stopped;
     // Kafka keeps no delivery count: ours is in the commit metadata (kafka-window.ts), written before the handler runs.
-    let starts = 1;
-    return {
+    let starts = 0;
+    let version = 0;
+    const ours = () => this.progress.get(`${p.topic}:${p.partition}`) === p;
+    const mark = (): boolean => {
+      if (starts > 0) return true;
+      if (!ours()) return false;
+      starts = p.start(record.offset);
+      version = p.version;
+      void this.commitSoon();
+      return true;
+    };
+    const unmark = (): void => {
+      if (starts > 0 && ours()) p.unstart(record.offset);
+      starts = 0;
+    };
+    // Deliveries that ended without an outcome (a crash, a rebalance mid-handler) count as attempts, as on NATS and RabbitMQ.
+    const current = () => attempt + Math.max(1, starts) - 1;
+    const delivery: Delivery = {
       body: record.value ?? Buffer.alloc(0),
-      // Deliveries that ended without an outcome (a crash, a rebalance mid-handler) count as attempts, as on NATS and RabbitMQ.
       get attempt() {
-        return attempt + starts - 1;
+        return current();
       },
       get redelivered() {
         return starts > 1;
       },
-      begin: () => {
-        if (this.progress.get(`${p.topic}:${p.partition}`) !== p) return false;
-        starts = p.start(record.offset);
-        const version = p.version;
-        void this.commitSoon();
-        return this.durable(p, version);
-      },
+      begin: () => (mark() ? this.durable(p, version) : false),
       ack: () => this.finish(p, record.offset),
       retry: async (delayMs) => {
-        const h = { 'tandem-attempt': String(attempt + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
+        const h = { 'tandem-attempt': String(current() + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
         await this.host.sendUntil(`retry to ${this.names.retry}`, out(this.names.retry, h), stop);
         this.finish(p, record.offset);
       },
@@ -311,6 +370,7 @@ export class KafkaSubscription implements Subscription {
         this.finish(p, record.offset);
       },
     };
+    return { delivery, mark, unmark };
   }
 
   private finish(p: PartitionProgress, offset: bigint): void {
@@ -333,7 +393,7 @@ export class KafkaSubscription implements Subscription {
         const moved = [...this.progress.values()].filter((p) => p.dirty).map((p) => ({ p, offset: p.commitPoint, version: p.version }));
         if (!consumer || moved.length === 0) break;
         try {
-          await commitWithWindow(this.host.kafka, consumer, moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, metadata: p.window(offset) })));
+          await commitWithWindow(this.host.kafka, consumer, this.host.commitPool, moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, metadata: p.window(offset) })));
           for (const { p, offset, version } of moved) {
             if (offset > p.committed) p.committed = offset;
             if (version > p.durable) p.durable = version;
@@ -365,8 +425,11 @@ export class KafkaSubscription implements Subscription {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const w of this.waitingDone.splice(0)) w();
+    for (const w of this.readyDone.splice(0)) w();
     for (const w of this.progressWaiters.splice(0)) w();
     await drained;
+    // Records counted but not run take their counts back before the last commit.
+    await Promise.all(this.ready.values());
     await this.committing;
     await this.commitSoon();
     this.stopped = true;

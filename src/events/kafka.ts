@@ -141,6 +141,7 @@ export class KafkaBus implements Bus {
       onError: (err) => this.o.onError(err),
       sendUntil: (what, record, stop) => this.sendUntil(what, record, stop),
       committed: (groupId, topic, partition) => this.committedOffset(groupId, topic, partition),
+      commitPool: admin.connections,
     };
   }
 
