@@ -70,7 +70,7 @@ export class KafkaSubscription implements Subscription {
   /** Records waiting for their key or their retry time (not holding a handler slot). */
   private waiting = 0;
   private readonly waitingDone: Array<() => void> = [];
-  /** Records counted as delivered whose start is being committed or that wait for a handler slot (at most `concurrency`). */
+  /** Records counted as delivered whose start is being committed or that wait for a handler slot (at most `4 × concurrency`). */
   private readonly ready = new Map<object, Promise<void>>();
   private readonly readyDone: Array<() => void> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -81,6 +81,8 @@ export class KafkaSubscription implements Subscription {
   private committing: Promise<void> | undefined;
   private commitAgain = false;
   private loop: Promise<void> | undefined;
+  /** close() began: no record starts any more, even one whose start was committed. */
+  private closing = false;
   private stopped = false;
 
   constructor(
@@ -217,7 +219,7 @@ export class KafkaSubscription implements Subscription {
     if (prev === undefined && wait <= 0 && barrier === undefined && !suspect) {
       // Counted as delivered now: its start is committed while it waits for a handler slot, so
       // that the commit's round trip overlaps the handlers running (a broker counts what it
-      // prefetched the same way). At most `concurrency` records wait so; then the stream pauses.
+      // prefetched the same way). At most `4 × concurrency` records wait so; then the stream pauses.
       if (!mark()) return;
       const token = {};
       const run = (async () => {
@@ -300,8 +302,8 @@ export class KafkaSubscription implements Subscription {
 
   /** Resolves true once a commit carried `version` of the partition, false if the partition is no longer ours. */
   private durable(p: PartitionProgress, version: number): boolean | Promise<boolean> {
+    if (this.closing || this.progress.get(`${p.topic}:${p.partition}`) !== p) return false;
     if (p.durable >= version) return true;
-    if (this.stopped || this.progress.get(`${p.topic}:${p.partition}`) !== p) return false;
     return new Promise((resolve) => this.startWaiters.push({ p, version, resolve }));
   }
 
@@ -309,8 +311,8 @@ export class KafkaSubscription implements Subscription {
     if (this.startWaiters.length === 0) return;
     const still: typeof this.startWaiters = [];
     for (const w of this.startWaiters) {
-      if (w.p.durable >= w.version) w.resolve(true);
-      else if (this.stopped || this.progress.get(`${w.p.topic}:${w.p.partition}`) !== w.p) w.resolve(false);
+      if (this.closing || this.progress.get(`${w.p.topic}:${w.p.partition}`) !== w.p) w.resolve(false);
+      else if (w.p.durable >= w.version) w.resolve(true);
       else still.push(w);
     }
     this.startWaiters = still;
@@ -357,7 +359,19 @@ export class KafkaSubscription implements Subscription {
       get redelivered() {
         return starts > 1;
       },
-      begin: () => (mark() ? this.durable(p, version) : false),
+      begin: () => {
+        if (!mark()) return false;
+        const ok = this.durable(p, version);
+        if (ok === true) return true;
+        if (ok === false) {
+          unmark();
+          return false;
+        }
+        return ok.then((yes) => {
+          if (!yes) unmark(); // closing, or the partition went elsewhere (then there is nothing to take back)
+          return yes;
+        });
+      },
       ack: () => this.finish(p, record.offset),
       retry: async (delayMs) => {
         const h = { 'tandem-attempt': String(current() + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
@@ -422,6 +436,8 @@ export class KafkaSubscription implements Subscription {
   async close(): Promise<void> {
     if (this.stopped) return;
     const drained = this.runner.drain(this.drainTimeout);
+    this.closing = true;
+    this.wakeStarters();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const w of this.waitingDone.splice(0)) w();
