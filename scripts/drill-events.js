@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Reliable-events drill with real processes and real brokers, per adapter (NATS JetStream, RabbitMQ, Kafka).
 //
-// Usage: npm run drill:events [-- [--only nats,rabbitmq,kafka] [--messages 10000] [--rate 400] [--backlog 2000] [--rabbit private|shared] [--no-build] [--json file]]
+// Usage: npm run drill:events [-- [--quick] [--only nats,rabbitmq,kafka] [--messages 10000] [--rate 400] [--backlog 2000] [--rabbit private|shared] [--no-build] [--json file]]
+//
+// --quick (CI): the same faults on fewer messages — 1200 per adapter, at 400/s on NATS and
+// RabbitMQ and 100/s on Kafka (its six faults need ≈ 12 s of publishing to land while messages
+// flow) — unless --messages / --rate say otherwise. `--quick --only kafka` takes ≈ 60–80 s here.
 //
 // Per adapter: a producer (this process) publishes N messages (ids drill-0 … drill-N-1) at a
 // steady rate, each awaited until the broker confirms it (a publish that fails with the
@@ -569,8 +573,9 @@ async function kafkaDiagnose(kafka, cfg, log, missing) {
 }
 
 async function main() {
-  const messages = Number(opt('messages', '10000'));
-  const rate = Number(opt('rate', '400'));
+  const quick = args.includes('--quick');
+  const messages = Number(opt('messages', quick ? '1200' : '10000'));
+  const rateFor = (adapter) => Number(opt('rate', quick && adapter === 'kafka' ? '100' : '400'));
   const only = opt('only', 'nats,rabbitmq,kafka').split(',');
   const rabbitMode = opt('rabbit', 'private');
   const backlogMs = Number(opt('backlog', '2000'));
@@ -583,6 +588,7 @@ async function main() {
   const pg = new (await import('pg')).default.Pool({ connectionString: PG, max: 2 });
   const results = [];
   for (const adapter of only) {
+    const rate = rateFor(adapter);
     if (adapter === 'kafka') console.log(`== kafka: ${messages} messages at ${rate}/s; consumer SIGKILLed at 20 % and 50 %, a second consumer from 35 % to 85 %, a broker SIGKILLed at 60 % and the partition leader at 75 % (each restarted after 3 s)`);
     else console.log(`== ${adapter}: ${messages} messages at ${rate}/s; consumer SIGKILLed at 25 % and 50 %, broker restart at 75 %${backlogMs > 0 ? ` (consumer paused ${backlogMs} ms before it, until the broker is back)` : ''}`);
     results.push(await drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs));

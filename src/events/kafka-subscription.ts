@@ -1,7 +1,9 @@
 import { TandemError } from '../core/errors.js';
 import type { Subscription } from './bus.js';
 import type { Backoff } from './backoff.js';
+import { commitWithWindow } from './kafka-commit.js';
 import { PartitionProgress } from './kafka-offsets.js';
+import { decodeWindow } from './kafka-window.js';
 import type { Delivery, HandlerRunner } from './runner.js';
 
 type Kafka = typeof import('@platformatic/kafka');
@@ -27,6 +29,10 @@ export interface KafkaSubscriptionHost {
   readonly onError: (err: unknown) => void;
   /** Produces with acks=all, retrying until it is written or `stop()` says to give up. */
   sendUntil(what: string, record: OutRecord, stop: () => boolean): Promise<void>;
+  /** Connections for commits (kafka-commit.ts): the admin client's, never held by a fetch. */
+  readonly commitPool: unknown;
+  /** The group's committed offset of a partition and its metadata (-1 and null: none). */
+  committed(groupId: string, topic: string, partition: number): Promise<{ offset: bigint; metadata: string | null }>;
 }
 
 export interface KafkaSubscriptionNames {
@@ -64,12 +70,19 @@ export class KafkaSubscription implements Subscription {
   /** Records waiting for their key or their retry time (not holding a handler slot). */
   private waiting = 0;
   private readonly waitingDone: Array<() => void> = [];
+  /** Records counted as delivered whose start is being committed or that wait for a handler slot (at most `4 × concurrency`). */
+  private readonly ready = new Map<object, Promise<void>>();
+  private readonly readyDone: Array<() => void> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   /** Woken whenever a record finishes (or the subscription closes): the fetch loop may be waiting for a partition's commit point. */
   private progressWaiters: Array<() => void> = [];
+  /** Handlers waiting for the commit that records their start (kafka-window.ts). */
+  private startWaiters: Array<{ p: PartitionProgress; version: number; resolve: (ours: boolean) => void }> = [];
   private committing: Promise<void> | undefined;
   private commitAgain = false;
   private loop: Promise<void> | undefined;
+  /** close() began: no record starts any more, even one whose start was committed. */
+  private closing = false;
   private stopped = false;
 
   constructor(
@@ -102,6 +115,7 @@ export class KafkaSubscription implements Subscription {
     if (current) {
       this.consumer = undefined;
       this.progress.clear(); // a new member: what the old one had running is redelivered
+      this.wakeStarters();
       await closeConsumer(current);
     }
     const kafka = this.host.kafka as Kafka;
@@ -126,6 +140,8 @@ export class KafkaSubscription implements Subscription {
     const keep = new Set<string>();
     for (const a of p.assignments ?? []) for (const partition of a.partitions) keep.add(`${a.topic}:${partition}`);
     for (const key of this.progress.keys()) if (!keep.has(key)) this.progress.delete(key);
+    this.wakeStarters();
+    for (const w of this.progressWaiters.splice(0)) w();
   }
 
   /** Reads the stream; when it fails, open() gives another (on the same member if it still is one). */
@@ -163,7 +179,9 @@ export class KafkaSubscription implements Subscription {
     let p = this.progress.get(pkey);
     if (!p) {
       if (!this.owns(record.topic, record.partition)) return;
-      p = new PartitionProgress(record.topic, record.partition);
+      const prior = await this.priorWindow(record.topic, record.partition);
+      if (prior === undefined || this.progress.has(pkey) || !this.owns(record.topic, record.partition)) return;
+      p = new PartitionProgress(record.topic, record.partition, prior);
       p.committed = record.offset;
       this.progress.set(pkey, p);
     }
@@ -174,15 +192,53 @@ export class KafkaSubscription implements Subscription {
     const ahead = BigInt(this.runner.options.concurrency * 4);
     while (!retried && record.offset - p.commitPoint >= ahead && p.next >= 0n && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
     if (this.runner.isClosing || !p.take(record.offset)) return;
+    if (p.wasDone(record.offset)) {
+      // It had its outcome under the partition's previous owner, which could not commit past an earlier record.
+      this.finish(p, record.offset);
+      return;
+    }
     const attempt = retried ? Number(record.headers.get('tandem-attempt') ?? 1) || 1 : 1;
     const due = retried ? Number(record.headers.get('tandem-due') ?? 0) || 0 : 0;
     const key = record.key || undefined;
     const prev = key === undefined ? undefined : this.keyTails.get(key);
     const wait = due - Date.now();
-    if (prev === undefined && wait <= 0) {
-      const slot = this.runner.slot();
-      if (slot !== true && !(slot !== false && (await slot))) return; // closing: left uncommitted, redelivered to the group
-      this.track(key, this.runner.run(this.delivery(p, record, attempt)));
+    const { delivery, mark, unmark } = this.delivery(p, record, attempt);
+    // A record started before without an outcome runs alone in its partition: the records before
+    // it finish first, the ones after it wait, so that if it is what killed the last consumer,
+    // only its own count goes up the next time, not its neighbours' (the first crash counted them).
+    const suspect = p.suspect(record.offset);
+    const barrier = p.barrier;
+    let release: (() => void) | undefined;
+    if (suspect) {
+      const mine = new Promise<void>((r) => (release = r));
+      p.barrier = mine;
+      void mine.then(() => {
+        if (p.barrier === mine) p.barrier = undefined;
+      });
+    }
+    if (prev === undefined && wait <= 0 && barrier === undefined && !suspect) {
+      // Counted as delivered now: its start is committed while it waits for a handler slot, so
+      // that the commit's round trip overlaps the handlers running (a broker counts what it
+      // prefetched the same way). At most `4 × concurrency` records wait so; then the stream pauses.
+      if (!mark()) return;
+      const token = {};
+      const run = (async () => {
+        let go = false;
+        try {
+          if (await delivery.begin!()) {
+            const slot = this.runner.slot();
+            go = slot === true || (slot !== false && (await slot));
+          }
+          if (!go) unmark(); // closing: left uncommitted, redelivered to the group without this count
+        } finally {
+          this.ready.delete(token);
+          this.readyDone.shift()?.();
+        }
+        if (go) await this.runner.run(delivery);
+      })();
+      this.ready.set(token, run);
+      this.track(key, run);
+      while (this.ready.size >= this.runner.options.concurrency * 4 && !this.runner.isClosing) await new Promise<void>((r) => this.readyDone.push(r));
       return;
     }
     // Waits for its key or its time without a handler slot; the stream pauses while too many wait.
@@ -190,11 +246,17 @@ export class KafkaSubscription implements Subscription {
     const later = (async () => {
       if (wait > 0) await this.delay(wait);
       if (prev) await prev;
+      if (barrier) await barrier;
+      if (suspect) {
+        const pkey = `${p.topic}:${p.partition}`;
+        while (p.commitPoint < record.offset && this.progress.get(pkey) === p && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
+      }
       if (this.runner.isClosing) return;
       const slot = this.runner.slot();
       if (slot !== true && !(slot !== false && (await slot))) return;
-      await this.runner.run(this.delivery(p, record, attempt));
+      await this.runner.run(delivery);
     })().finally(() => {
+      release?.();
       this.waiting--;
       this.waitingDone.shift()?.();
     });
@@ -220,7 +282,48 @@ export class KafkaSubscription implements Subscription {
     });
   }
 
-  private delivery(p: PartitionProgress, record: Record_, attempt: number): Delivery {
+  /**
+   * The delivery window the partition's previous owner committed, read when this member first
+   * sees a record of it (retried while the broker does not answer; undefined once the partition
+   * is no longer ours or the subscription closes).
+   */
+  private async priorWindow(topic: string, partition: number): Promise<Map<bigint, number> | undefined> {
+    for (let failures = 0; ; ) {
+      try {
+        const c = await this.host.committed(this.names.groupId, topic, partition);
+        return decodeWindow(c.offset, c.metadata);
+      } catch (err) {
+        if (this.runner.isClosing || !this.owns(topic, partition)) return undefined;
+        this.host.onError(err);
+        await sleep(this.host.backoff.delay(++failures));
+      }
+    }
+  }
+
+  /** Resolves true once a commit carried `version` of the partition, false if the partition is no longer ours. */
+  private durable(p: PartitionProgress, version: number): boolean | Promise<boolean> {
+    if (this.closing || this.progress.get(`${p.topic}:${p.partition}`) !== p) return false;
+    if (p.durable >= version) return true;
+    return new Promise((resolve) => this.startWaiters.push({ p, version, resolve }));
+  }
+
+  private wakeStarters(): void {
+    if (this.startWaiters.length === 0) return;
+    const still: typeof this.startWaiters = [];
+    for (const w of this.startWaiters) {
+      if (this.closing || this.progress.get(`${w.p.topic}:${w.p.partition}`) !== w.p) w.resolve(false);
+      else if (w.p.durable >= w.version) w.resolve(true);
+      else still.push(w);
+    }
+    this.startWaiters = still;
+  }
+
+  /**
+   * The delivery of a record, and `mark()`, which counts it as started (kafka-window.ts) and
+   * has the count committed; the delivery's `begin()` marks it unless marked already and
+   * resolves once that commit is acknowledged. `unmark()` takes the count back.
+   */
+  private delivery(p: PartitionProgress, record: Record_, attempt: number): { delivery: Delivery; mark: () => boolean; unmark: () => void } {
     const forward: Record<string, string> = {};
     for (const [k, v] of record.headers) if (!OURS.has(k) && v !== undefined) forward[k] = v;
     const out = (topic: string, headers: Record<string, string>): Parameters<KafkaSubscriptionHost['sendUntil']>[1] => ({
@@ -230,14 +333,48 @@ export class KafkaSubscription implements Subscription {
       headers: { ...forward, ...headers },
     });
     const stop = () => this.stopped;
-    return {
+    // Kafka keeps no delivery count: ours is in the commit metadata (kafka-window.ts), written before the handler runs.
+    let starts = 0;
+    let version = 0;
+    const ours = () => this.progress.get(`${p.topic}:${p.partition}`) === p;
+    const mark = (): boolean => {
+      if (starts > 0) return true;
+      if (!ours()) return false;
+      starts = p.start(record.offset);
+      version = p.version;
+      void this.commitSoon();
+      return true;
+    };
+    const unmark = (): void => {
+      if (starts > 0 && ours()) p.unstart(record.offset);
+      starts = 0;
+    };
+    // Deliveries that ended without an outcome (a crash, a rebalance mid-handler) count as attempts, as on NATS and RabbitMQ.
+    const current = () => attempt + Math.max(1, starts) - 1;
+    const delivery: Delivery = {
       body: record.value ?? Buffer.alloc(0),
-      attempt,
-      // Kafka keeps no delivery count: a record a dead consumer had taken comes again as it was.
-      redelivered: false,
+      get attempt() {
+        return current();
+      },
+      get redelivered() {
+        return starts > 1;
+      },
+      begin: () => {
+        if (!mark()) return false;
+        const ok = this.durable(p, version);
+        if (ok === true) return true;
+        if (ok === false) {
+          unmark();
+          return false;
+        }
+        return ok.then((yes) => {
+          if (!yes) unmark(); // closing, or the partition went elsewhere (then there is nothing to take back)
+          return yes;
+        });
+      },
       ack: () => this.finish(p, record.offset),
       retry: async (delayMs) => {
-        const h = { 'tandem-attempt': String(attempt + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
+        const h = { 'tandem-attempt': String(current() + 1), 'tandem-due': String(Date.now() + Math.round(delayMs)) };
         await this.host.sendUntil(`retry to ${this.names.retry}`, out(this.names.retry, h), stop);
         this.finish(p, record.offset);
       },
@@ -247,6 +384,7 @@ export class KafkaSubscription implements Subscription {
         this.finish(p, record.offset);
       },
     };
+    return { delivery, mark, unmark };
   }
 
   private finish(p: PartitionProgress, offset: bigint): void {
@@ -266,14 +404,19 @@ export class KafkaSubscription implements Subscription {
       do {
         this.commitAgain = false;
         const consumer = this.consumer;
-        const moved = [...this.progress.values()].filter((p) => p.dirty).map((p) => ({ p, offset: p.commitPoint }));
+        const moved = [...this.progress.values()].filter((p) => p.dirty).map((p) => ({ p, offset: p.commitPoint, version: p.version }));
         if (!consumer || moved.length === 0) break;
         try {
-          await consumer.commit({ offsets: moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, leaderEpoch: -1 })) });
-          for (const { p, offset } of moved) if (offset > p.committed) p.committed = offset;
+          await commitWithWindow(this.host.kafka, consumer, this.host.commitPool, moved.map(({ p, offset }) => ({ topic: p.topic, partition: p.partition, offset, metadata: p.window(offset) })));
+          for (const { p, offset, version } of moved) {
+            if (offset > p.committed) p.committed = offset;
+            if (version > p.durable) p.durable = version;
+          }
           failures = 0;
+          this.wakeStarters();
         } catch (err) {
           // A rebalance or a broker away: the next generation's assignment or the next try settles it.
+          this.wakeStarters();
           if (this.stopped) break;
           this.host.onError(err);
           await sleep(this.host.backoff.delay(++failures));
@@ -293,14 +436,20 @@ export class KafkaSubscription implements Subscription {
   async close(): Promise<void> {
     if (this.stopped) return;
     const drained = this.runner.drain(this.drainTimeout);
+    this.closing = true;
+    this.wakeStarters();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const w of this.waitingDone.splice(0)) w();
+    for (const w of this.readyDone.splice(0)) w();
     for (const w of this.progressWaiters.splice(0)) w();
     await drained;
+    // Records counted but not run take their counts back before the last commit.
+    await Promise.all(this.ready.values());
     await this.committing;
     await this.commitSoon();
     this.stopped = true;
+    this.wakeStarters();
     await this.stream?.close().catch(() => {});
     await this.loop;
     if (this.consumer) await closeConsumer(this.consumer);

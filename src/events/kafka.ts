@@ -140,6 +140,8 @@ export class KafkaBus implements Bus {
       backoff: this.backoff,
       onError: (err) => this.o.onError(err),
       sendUntil: (what, record, stop) => this.sendUntil(what, record, stop),
+      committed: (groupId, topic, partition) => this.committedOffset(groupId, topic, partition),
+      commitPool: admin.connections,
     };
   }
 
@@ -258,6 +260,13 @@ export class KafkaBus implements Bus {
       p.catch(() => this.ensured.delete(name));
     }
     return p;
+  }
+
+  /** A group's committed offset of one partition, with the metadata its last commit carried. */
+  private async committedOffset(groupId: string, name: string, partition: number): Promise<{ offset: bigint; metadata: string | null }> {
+    const [group] = await this.admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name, partitionIndexes: [partition] }] }] });
+    const x = group?.topics.find((t) => t.name === name)?.partitions.find((q) => q.partitionIndex === partition);
+    return { offset: x?.committedOffset ?? -1n, metadata: x?.metadata ?? null };
   }
 
   private async partitionsOf(name: string): Promise<number> {

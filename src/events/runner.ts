@@ -19,6 +19,12 @@ export interface Delivery {
   deadLetter(error: DeadLetter['error'], attempts: number): Promise<void>;
   /** Tells the broker the handler is still busy (NATS: extends the ack deadline). */
   working?(): void;
+  /**
+   * Called before anything else, holding a handler slot: records the start durably (Kafka: its
+   * delivery count) and settles `attempt` and `redelivered`. False: the message is no longer
+   * this consumer's to handle (its partition went to another) and is left alone.
+   */
+  begin?(): boolean | Promise<boolean>;
 }
 
 export interface ResolvedSubscribeOptions<Tx> {
@@ -88,10 +94,14 @@ export class HandlerRunner<T, Tx> {
   async run(d: Delivery): Promise<void> {
     this.inFlight++;
     const c = this.counts;
-    c.delivered++;
-    if (d.redelivered) c.redelivered++;
-    if (d.working) this.keepAlive(d);
     try {
+      if (d.begin) {
+        const ours = d.begin();
+        if (ours !== true && !(ours !== false && (await ours))) return;
+      }
+      c.delivered++;
+      if (d.redelivered) c.redelivered++;
+      if (d.working) this.keepAlive(d);
       await this.settle(d);
     } catch (err) {
       this.onError(err);

@@ -67,7 +67,7 @@ test('events drill (short): consumer killed twice and broker restarted while pub
 test('events drill (short), Kafka: consumers killed, added and removed, brokers killed; nothing lost, no duplicate effect', { timeout: 300_000 }, async () => {
   const dir = tempDir('tandem-drill-kafka-');
   const json = join(dir, 'result.json');
-  const child = spawn(process.execPath, [join(ROOT, 'scripts/drill-events.js'), '--no-build', '--only', 'kafka', '--messages', '1200', '--rate', '100', '--json', json], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(process.execPath, [join(ROOT, 'scripts/drill-events.js'), '--no-build', '--only', 'kafka', '--quick', '--json', json], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
