@@ -200,12 +200,17 @@ function grpcJsCaller(port) {
 }
 
 let clientModule;
-async function tandemClientCaller(adminUrl) {
+async function tandemClientCaller(adminUrl, now) {
   clientModule ??= await import(pathToFileURL(join(root, 'dist', 'src', 'client', 'index.js')).href);
   if (typeof clientModule.createGrpcClient !== 'function') return null;
   const { Drill } = drillPackage();
-  const c = clientModule.createGrpcClient('drill', Drill.service, { registry: adminUrl });
+  // The client's endpoint state changes (ejected, back, draining…), on the drill's clock: what
+  // explains failed calls the table alone does not.
+  const transitions = [];
+  const onTransition = (t) => transitions.push({ t: Math.round(now()), endpoint: t.endpoint, from: t.from, to: t.to, reason: t.reason });
+  const c = clientModule.createGrpcClient('drill', Drill.service, { registry: adminUrl, onTransition });
   return {
+    transitions,
     unary: (req, o, cb) => c.Get(req, o, cb),
     // Server streams through tandem/client: used when its Watch makes a grpc-js-like stream.
     watch: typeof c.Watch === 'function' ? (req, o) => c.Watch(req, o) : null,
@@ -344,7 +349,7 @@ async function runOne(setup, faults) {
       await sleep(300);
       if (!procs.alive(nginx)) throw new Error(`nginx exited: ${tail(nginx.errFile, 10)} ${tail(nginx.extraLog, 10)}`);
     }
-    caller = setup === 'client' ? await tandemClientCaller(adminUrl) : grpcJsCaller(setup === 'nginx' ? nginxPort : gwPort);
+    caller = setup === 'client' ? await tandemClientCaller(adminUrl, () => performance.now()) : grpcJsCaller(setup === 'nginx' ? nginxPort : gwPort);
     if (!caller) throw new Error('tandem/client has no createGrpcClient (build the branch with the gRPC client)');
     await untilAllAnswer(caller, instances.slots.map((s) => s.id), 15_000);
     const streams = await watchWorks(caller);
@@ -374,6 +379,8 @@ async function runOne(setup, faults) {
       const from = k === 0 ? -Infinity : seg.faultAt;
       const to = k + 1 < segments.length ? segments[k + 1].faultAt : Infinity;
       const r = { ...base, fault: seg.fault, ...analyse(run, seg, instances, from, to), events: seg.events };
+      // On the load's clock (ms since its t0; negative: during start-up and warm-up).
+      if (caller.transitions) r.transitions = caller.transitions.map((x) => ({ ...x, t: Math.round(x.t - load.state.t0), instance: instances.slots.find((sl) => x.endpoint.endsWith(`:${sl.port}`))?.name })).filter((x) => x.t >= from && x.t < to);
       if (seg.problems.length) r.problems = seg.problems;
       return r;
     });
