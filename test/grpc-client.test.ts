@@ -275,3 +275,39 @@ test('createGrpcClient(): an idempotent call stuck at an instance is hedged to a
   assert.ok(failed.length > 0);
   assert.ok(writes.every((o) => o.err === null || o.err.code === grpc.status.DEADLINE_EXCEEDED));
 });
+
+test('createGrpcClient(): the calls waiting on an instance paused for a moment (SIGSTOP) count as one sign of silence, not one each; a pause that goes on still ejects it', async () => {
+  const group = await instances('pause', 3);
+  const paused = group[0]!;
+  // Round robin: every third first attempt goes to the paused instance; outlier detection as by default (5 in a row).
+  const c = client('pause', { settings: { balancer: 'round-robin' } });
+  await waitFor('the client uses the three instances', () => c.snapshot().length === 3);
+  // Warm: every instance past its cold answers (a race a cold one loses is never held against
+  // it), and enough samples for the hedge delay.
+  for (let round = 0; round < 10; round++) {
+    const warm = await Promise.all(Array.from({ length: 12 }, (_, i) => call(c, 'echo', { text: `w${round}-${i}` })));
+    assert.deepEqual(warm.filter((o) => o.err !== null).map((o) => o.err!.message), []);
+  }
+  const stateOfPaused = () => c.snapshot().find((e) => e.id === paused.address)!.state;
+  assert.equal(stateOfPaused(), 'healthy');
+
+  // A pause (a descheduled or throttled process, a GC) with 10 calls waiting on it: their hedges
+  // win, and all 10 races are lost in the same moment of silence. Held against the instance one
+  // by one, they would be 10 failures in a row — an ejection for 30 s of a healthy instance
+  // (which then, with the ejection cap reached, kept an instance that really failed in rotation).
+  paused.proc.kill('SIGSTOP');
+  cleanup.push(() => paused.proc.kill('SIGCONT'));
+  const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => call(c, 'echo', { text: `b${i}` }, { deadline: Date.now() + 10_000 })));
+  assert.deepEqual(burst.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every call was answered (by a hedge when it went to the paused instance)');
+  assert.equal(burst.filter((o) => o.reply!.instance === paused.id).length, 0, 'the paused instance answered none');
+  assert.equal(stateOfPaused(), 'healthy', 'one pause with many calls waiting on it did not eject the instance');
+
+  // The pause goes on: calls keep losing races to it, one after another — it is ejected.
+  let sent = 0;
+  while (stateOfPaused() !== 'ejected') {
+    assert.ok(sent < 3000, `the instance still paused is ejected (after ${sent} calls it is ${stateOfPaused()})`);
+    const o = await call(c, 'echo', { text: `p${sent++}` }, { deadline: Date.now() + 10_000 });
+    assert.equal(o.err, null, o.err?.message);
+  }
+  paused.proc.kill('SIGCONT');
+});
