@@ -67,6 +67,7 @@ export function grpcStatusOfError(error: TandemError): number {
     case 'TANDEM_ERR_NO_HEALTHY_ENDPOINT':
     case 'TANDEM_ERR_UPSTREAM_CONNECT':
     case 'TANDEM_ERR_UPSTREAM_RESET':
+    case 'TANDEM_ERR_UPSTREAM_REFUSED':
     case 'TANDEM_ERR_CLIENT_CLOSED':
       return GRPC_STATUS.UNAVAILABLE;
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT':
