@@ -6,9 +6,9 @@
 // Usage: npm run drill:grpc [-- [--quick] [--only gateway,client,nginx] [--fault kill,stop,rolling,unavailable]
 //                              [--rate N] [--no-build] [--keep-tmp]]
 //   --quick   CI profile (under a minute): 1.5 s faults back to back on one set of processes per
-//             setup, 1 s streams; nginx too when installed (measured, not judged: see below)
+//             setup, 0.5 s streams; nginx too when installed (measured, not judged: see below)
 //   --rate N  unary calls per second (default 300); streams: 5 new Watch streams per second, each
-//             40 messages 50 ms apart (2 s; 20 with --quick)
+//             40 messages 50 ms apart (2 s; 10 with --quick: a draining instance waits for them)
 //
 // Setups, one after the other (each gets the machine to itself):
 //   gateway  a grpc-js client (one channel) → a tandem gateway (`protocol: grpc`, Get and Watch
@@ -88,9 +88,9 @@ function parseArgs(argv) {
 const opts = parseArgs(process.argv.slice(2));
 // Seconds: load before the fault, the fault window, load after it; rolling: pause between instances.
 const P = opts.quick
-  ? { warmS: 0.5, beforeS: 0.5, faultS: 1.5, afterS: 1, rollingGapS: 0.3 }
+  ? { warmS: 0.5, beforeS: 0.5, faultS: 1.5, afterS: 1, rollingGapS: 0.2 }
   : { warmS: 1, beforeS: 2, faultS: 4, afterS: 4, rollingGapS: 2 };
-const STREAM = { rate: 5, ticks: opts.quick ? 20 : 40, intervalMs: 50, slackMs: 6000 };
+const STREAM = { rate: 5, ticks: opts.quick ? 10 : 40, intervalMs: 50, slackMs: 6000 };
 const UNARY_TIMEOUT_MS = 5000;
 
 const procs = createProcs({ tag: TAG, root });
