@@ -10,6 +10,7 @@ import { spawnInstance, type SdkInstance } from './helpers/sdk.js';
 import { waitFor } from './helpers/wait.js';
 import { echoPackage, type EchoReply, type EchoRequest } from './helpers/grpc-echo.js';
 import { createGrpcClient, type GrpcClient, type GrpcServiceError } from '../src/client/index.js';
+import { metricsRegistry } from '../src/observe/index.js';
 
 const { Echo } = echoPackage();
 const cleanup: Array<() => unknown> = [];
@@ -158,6 +159,14 @@ test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no
   const answered = await call(r, 'put', { text: 'no' });
   assert.equal(answered.err?.code, grpc.status.UNAVAILABLE);
   assert.equal(answered.err?.details, `${refusing!.id} cannot serve (test)`, 'the instance\'s own message');
+  // The process's metrics count every call by method and the status its caller got.
+  const metrics = await metricsRegistry().metrics();
+  const counted = (service: string, method: string, status: number) => Number(new RegExp(`^tandem_client_grpc_calls_total\\{service="${service}",method="/tandem\\.test\\.Echo/${method}",status="${status}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+  assert.equal(counted('nobody', 'Get', grpc.status.UNAVAILABLE), 1, metrics.split('\n').filter((l) => l.startsWith('tandem_client_grpc')).join('\n'));
+  assert.equal(counted('errors', 'Put', grpc.status.DEADLINE_EXCEEDED), 2, 'late and past');
+  assert.equal(counted('errors', 'Put', grpc.status.CANCELLED), 1);
+  assert.equal(counted('refusing', 'Put', grpc.status.UNAVAILABLE), 1);
+  assert.equal(counted('errors', 'Put', grpc.status.OK), 0);
   // Streaming methods throw when called, saying why (a stream cannot be retried or hedged once its messages flowed).
   const streams = c as unknown as Record<'watch' | 'chat', () => void>;
   assert.throws(() => streams.watch(), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
