@@ -8,8 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { spawnInstance, type SdkInstance } from './helpers/sdk.js';
 import { waitFor } from './helpers/wait.js';
-import { echoPackage, type EchoReply, type EchoRequest } from './helpers/echo-package.js';
+import { echoPackage, type EchoReply, type EchoRequest } from './helpers/grpc-echo.js';
 import { createGrpcClient, type GrpcClient, type GrpcServiceError } from '../src/client/index.js';
+import { metricsRegistry } from '../src/observe/index.js';
 
 const { Echo } = echoPackage();
 const cleanup: Array<() => unknown> = [];
@@ -40,7 +41,7 @@ function client(service: string, options: Record<string, unknown> = {}): GrpcCli
 }
 
 type Outcome = { err: GrpcServiceError | null; reply?: EchoReply };
-function call(c: GrpcClient, method: 'echo' | 'charge', req: EchoRequest, options?: { deadline?: number; metadata?: grpc.Metadata }): Promise<Outcome> {
+function call(c: GrpcClient, method: 'get' | 'put', req: EchoRequest, options?: { deadline?: number; metadata?: grpc.Metadata }): Promise<Outcome> {
   return new Promise((resolve) => {
     const done = (err: GrpcServiceError | null, reply?: unknown) => resolve({ err, reply: reply as EchoReply | undefined });
     if (options?.metadata !== undefined) c[method]!(req, options.metadata, { deadline: options.deadline }, done);
@@ -70,7 +71,7 @@ const callsTo = (inst: SdkInstance, method: string) => inst.lines.filter((l) => 
 test('createGrpcClient(): calls spread over the registered instances, with grpc-js\'s signatures; the deadline reaches the instance as grpc-timeout', async () => {
   const group = await instances('spread', 3);
   const c = client('spread');
-  const outcomes = await Promise.all(Array.from({ length: 60 }, (_, i) => call(c, i % 2 ? 'echo' : 'charge', { text: `m${i}` })));
+  const outcomes = await Promise.all(Array.from({ length: 60 }, (_, i) => call(c, i % 2 ? 'get' : 'put', { text: `m${i}` })));
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), []);
   assert.deepEqual(outcomes.map((o) => o.reply!.text), Array.from({ length: 60 }, (_, i) => `m${i}`));
   const by = new Map<string, number>();
@@ -79,10 +80,10 @@ test('createGrpcClient(): calls spread over the registered instances, with grpc-
 
   const md = new grpc.Metadata();
   md.set('x-caller', 'test');
-  const timed = await call(c, 'Echo' as 'echo', { text: 'timed' }, { deadline: Date.now() + 5000, metadata: md });
+  const timed = await call(c, 'Get' as 'get', { text: 'timed' }, { deadline: Date.now() + 5000, metadata: md });
   assert.equal(timed.err, null);
   assert.ok(timed.reply!.deadlineMs > 0 && timed.reply!.deadlineMs <= 5000, `the instance saw the call's deadline: ${timed.reply!.deadlineMs} ms`);
-  const untimed = await call(c, 'echo', { text: 'untimed' });
+  const untimed = await call(c, 'get', { text: 'untimed' });
   assert.ok(untimed.reply!.deadlineMs > 0 && untimed.reply!.deadlineMs <= 15_000, `without a deadline, the service timeout (15 s) is the call's deadline: ${untimed.reply!.deadlineMs} ms`);
 });
 
@@ -93,15 +94,15 @@ test('createGrpcClient(): SIGKILL of an instance under load — 0 failed calls; 
   // No hedging: the calls it holds are saved by the retry after the reset, not by a hedge.
   const c = client('kill', { settings: { hedge: false } });
   let killedAt = -1;
-  const outcomes = await openLoop(300, 100, (i) => call(c, 'echo', { text: `k${i}`, delayMs: 20 }, { deadline: Date.now() + 10_000 }), (i) => {
-    if (killedAt < 0 && i >= 50 && callsTo(victim!, 'Echo').length > 0) {
+  const outcomes = await openLoop(300, 100, (i) => call(c, 'get', { text: `k${i}`, delayMs: 20 }, { deadline: Date.now() + 10_000 }), (i) => {
+    if (killedAt < 0 && i >= 50 && callsTo(victim!, 'Get').length > 0) {
       killedAt = i;
       victim!.proc.kill('SIGKILL');
     }
   });
   assert.ok(killedAt > 0, 'the victim was killed while holding calls');
   assert.equal(await victim!.exited, 'SIGKILL');
-  const lost = callsTo(victim!, 'Echo');
+  const lost = callsTo(victim!, 'Get');
   assert.ok(lost.length > 0, 'calls were in flight at the victim when it died');
   const failed = outcomes.filter((o) => o.err !== null);
   assert.deepEqual(failed.map((o) => `${o.err!.code} ${o.err!.details}`), [], '0 failed calls');
@@ -115,50 +116,63 @@ test('createGrpcClient(): UNAVAILABLE from an instance is retried elsewhere for 
   const [broken] = await instances('flaky', 1, { id: 'flaky-broken', unavailable: true });
   // Round robin: the broken instance gets every other first attempt (until it is ejected).
   const idempotent = client('flaky', { settings: { balancer: 'round-robin', hedge: false } });
-  const echoes = await Promise.all(Array.from({ length: 20 }, (_, i) => call(idempotent, 'echo', { text: `e${i}` })));
+  const echoes = await Promise.all(Array.from({ length: 20 }, (_, i) => call(idempotent, 'get', { text: `e${i}` })));
   assert.deepEqual(echoes.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every idempotent call succeeded');
-  await logged([broken!], 'Echo', 1); // the broken instance answered some of them UNAVAILABLE first
+  await logged([broken!], 'Get', 1); // the broken instance answered some of them UNAVAILABLE first
   assert.ok(echoes.every((o) => o.reply!.instance === healthy!.id));
 
   const writes = client('flaky', { settings: { balancer: 'round-robin', hedge: false } });
-  const charges = await Promise.all(Array.from({ length: 20 }, (_, i) => call(writes, 'charge', { text: `c${i}` })));
+  const charges = await Promise.all(Array.from({ length: 20 }, (_, i) => call(writes, 'put', { text: `c${i}` })));
   const failed = charges.flatMap((o, i) => (o.err === null ? [] : [`c${i}`]));
   assert.ok(failed.length > 0, 'some writes reached the broken instance');
-  await logged([healthy!, broken!], 'Charge', 20);
+  await logged([healthy!, broken!], 'Put', 20);
   assert.ok(charges.every((o) => o.err === null || o.err.code === grpc.status.UNAVAILABLE), 'they fail with UNAVAILABLE');
-  assert.deepEqual(failed.sort(), callsTo(broken!, 'Charge').sort(), 'exactly the writes the broken instance took failed: none was sent again');
-  const ran = [...callsTo(healthy!, 'Charge'), ...callsTo(broken!, 'Charge')];
+  assert.deepEqual(failed.sort(), callsTo(broken!, 'Put').sort(), 'exactly the writes the broken instance took failed: none was sent again');
+  const ran = [...callsTo(healthy!, 'Put'), ...callsTo(broken!, 'Put')];
   assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
 });
 
 test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no instance, DEADLINE_EXCEEDED past the deadline, CANCELLED on cancel(), the instance\'s own status', async () => {
   await gateway();
   const none = client('nobody');
-  const unavailable = await call(none, 'echo', { text: 'x' });
+  const unavailable = await call(none, 'get', { text: 'x' });
   assert.equal(unavailable.err?.code, grpc.status.UNAVAILABLE);
   assert.match(unavailable.err!.message, /^14 UNAVAILABLE: service nobody has no endpoint available/);
   assert.ok(unavailable.err!.metadata instanceof grpc.Metadata, 'metadata is a grpc-js Metadata');
 
   const [slow] = await instances('errors', 1);
   const c = client('errors');
-  const late = await call(c, 'charge', { text: 'late', delayMs: 60_000 }, { deadline: Date.now() + 300 });
+  const late = await call(c, 'put', { text: 'late', delayMs: 60_000 }, { deadline: Date.now() + 300 });
   assert.equal(late.err?.code, grpc.status.DEADLINE_EXCEEDED, late.err?.message);
-  const past = await call(c, 'charge', { text: 'past' }, { deadline: Date.now() - 1 });
+  const past = await call(c, 'put', { text: 'past' }, { deadline: Date.now() - 1 });
   assert.equal(past.err?.code, grpc.status.DEADLINE_EXCEEDED);
-  assert.equal(callsTo(slow!, 'Charge').includes('past'), false, 'a call whose deadline has passed is not sent');
+  assert.equal(callsTo(slow!, 'Put').includes('past'), false, 'a call whose deadline has passed is not sent');
 
   const cancelled = new Promise<GrpcServiceError | null>((resolve) => {
-    const pending = c.charge!({ text: 'held', delayMs: -1 }, (err) => resolve(err));
+    const pending = c.put!({ text: 'held', delayMs: -1 }, (err) => resolve(err));
     void slow!.waitForLine((l) => l.msg === 'call' && l.text === 'held').then(() => pending.cancel());
   });
   assert.equal((await cancelled)?.code, grpc.status.CANCELLED);
 
   const [refusing] = await instances('refusing', 1, { unavailable: true });
   const r = client('refusing');
-  const answered = await call(r, 'charge', { text: 'no' });
+  const answered = await call(r, 'put', { text: 'no' });
   assert.equal(answered.err?.code, grpc.status.UNAVAILABLE);
   assert.equal(answered.err?.details, `${refusing!.id} cannot serve (test)`, 'the instance\'s own message');
-  assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], idempotent: ['Ecko'] }), /options\.idempotent\[0\]: no method "Ecko" in the service — did you mean Echo\?/);
+  // The process's metrics count every call by method and the status its caller got.
+  const metrics = await metricsRegistry().metrics();
+  const counted = (service: string, method: string, status: number) => Number(new RegExp(`^tandem_client_grpc_calls_total\\{service="${service}",method="/tandem\\.test\\.Echo/${method}",status="${status}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+  assert.equal(counted('nobody', 'Get', grpc.status.UNAVAILABLE), 1, metrics.split('\n').filter((l) => l.startsWith('tandem_client_grpc')).join('\n'));
+  assert.equal(counted('errors', 'Put', grpc.status.DEADLINE_EXCEEDED), 2, 'late and past');
+  assert.equal(counted('errors', 'Put', grpc.status.CANCELLED), 1);
+  assert.equal(counted('refusing', 'Put', grpc.status.UNAVAILABLE), 1);
+  assert.equal(counted('errors', 'Put', grpc.status.OK), 0);
+  // Streaming methods throw when called, saying why (a stream cannot be retried or hedged once its messages flowed).
+  const streams = c as unknown as Record<'watch' | 'chat', () => void>;
+  assert.throws(() => streams.watch(), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
+    && /Watch is a server-streaming method, and tandem's gRPC client makes unary calls only: .*cannot be once its messages flowed/.test(err.message));
+  assert.throws(() => streams.chat(), /Chat is a bidirectional streaming method/);
+  assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], idempotent: ['Gett'] }), /options\.idempotent\[0\]: no method "Gett" in the service — did you mean Get\?/);
 });
 
 test('createGrpcClient(): an instance drained (SIGTERM) under load of writes — 0 failed calls, none run twice', async () => {
@@ -166,7 +180,7 @@ test('createGrpcClient(): an instance drained (SIGTERM) under load of writes —
   const leaving = group[0]!;
   const c = client('drain');
   let stopped = false;
-  const outcomes = await openLoop(300, 100, (i) => call(c, 'charge', { text: `d${i}`, delayMs: 100 }), (i) => {
+  const outcomes = await openLoop(300, 100, (i) => call(c, 'put', { text: `d${i}`, delayMs: 100 }), (i) => {
     if (!stopped && i >= 100) {
       stopped = true;
       leaving.proc.kill('SIGTERM');
@@ -174,10 +188,10 @@ test('createGrpcClient(): an instance drained (SIGTERM) under load of writes —
   });
   assert.equal(await leaving.exited, 0);
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], '0 failed calls');
-  await logged(group, 'Charge', 300);
-  const ran = group.flatMap((g) => callsTo(g, 'Charge'));
+  await logged(group, 'Put', 300);
+  const ran = group.flatMap((g) => callsTo(g, 'Put'));
   assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
-  assert.ok(callsTo(leaving, 'Charge').length > 0, 'the leaving instance took calls before it drained');
+  assert.ok(callsTo(leaving, 'Put').length > 0, 'the leaving instance took calls before it drained');
   await waitFor('the survivors answer everything', () => outcomes.slice(250).every((o) => o.reply!.instance !== leaving.id));
 });
 
@@ -199,9 +213,9 @@ test('createGrpcClient(): a call an instance refused unprocessed (above a GOAWAY
       if (turn === 0) {
         seen.push('answered');
         lastAnswered = stream.id!;
-        const request = Echo.service.Charge!.requestDeserialize(Buffer.concat(chunks).subarray(5)) as EchoRequest;
+        const request = Echo.service.Put!.requestDeserialize(Buffer.concat(chunks).subarray(5)) as EchoRequest;
         answered.push(request.text!);
-        const message = Echo.service.Charge!.responseSerialize({ text: request.text, instance: 'raw', deadlineMs: -1 });
+        const message = Echo.service.Put!.responseSerialize({ text: request.text, instance: 'raw', deadlineMs: -1 });
         const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
         framed.writeUInt32BE(message.length, 1);
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
@@ -228,11 +242,11 @@ test('createGrpcClient(): a call an instance refused unprocessed (above a GOAWAY
   const c = createGrpcClient('refuse', Echo.service, { endpoints: [rawAddress, good!.address], settings: { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } } });
   cleanup.push(() => c.close());
   const outcomes: Outcome[] = [];
-  for (let i = 0; i < 12; i++) outcomes.push(await call(c, 'charge', { text: `r${i}` }, { deadline: Date.now() + 5000 }));
+  for (let i = 0; i < 12; i++) outcomes.push(await call(c, 'put', { text: `r${i}` }, { deadline: Date.now() + 5000 }));
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every write succeeded');
   assert.ok(seen.includes('goaway') && seen.includes('refused-stream'), `both refusals happened: ${seen.join(', ')}`);
-  await logged([good!], 'Charge', 12 - answered.length);
-  const ran = [...answered, ...callsTo(good!, 'Charge')].sort();
+  await logged([good!], 'Put', 12 - answered.length);
+  const ran = [...answered, ...callsTo(good!, 'Put')].sort();
   assert.deepEqual(ran, outcomes.map((_, i) => `r${i}`).sort(), 'each write ran exactly once');
 });
 
@@ -242,7 +256,7 @@ test('createGrpcClient() with fixed endpoints (no registry tells it of the drain
   const c = createGrpcClient('fixed', Echo.service, { endpoints: group.map((g) => g.address) });
   cleanup.push(() => c.close());
   let stopped = false;
-  const outcomes = await openLoop(300, 100, (i) => call(c, 'charge', { text: `f${i}`, delayMs: 100 }), (i) => {
+  const outcomes = await openLoop(300, 100, (i) => call(c, 'put', { text: `f${i}`, delayMs: 100 }), (i) => {
     if (!stopped && i >= 100) {
       stopped = true;
       leaving.proc.kill('SIGTERM');
@@ -250,8 +264,8 @@ test('createGrpcClient() with fixed endpoints (no registry tells it of the drain
   });
   assert.equal(await leaving.exited, 0);
   assert.deepEqual(outcomes.filter((o) => o.err !== null).map((o) => o.err!.message), [], '0 failed calls');
-  await logged(group, 'Charge', 300);
-  const ran = group.flatMap((g) => callsTo(g, 'Charge'));
+  await logged(group, 'Put', 300);
+  const ran = group.flatMap((g) => callsTo(g, 'Put'));
   assert.equal(ran.length, new Set(ran).size, 'no write ran twice');
   assert.equal(ran.length, 300);
 });
@@ -260,18 +274,53 @@ test('createGrpcClient(): an idempotent call stuck at an instance is hedged to a
   const [fast] = await instances('hedged', 1);
   const c = client('hedged', { settings: { balancer: 'round-robin' } });
   // The hedge delay is a recent percentile: it needs samples first.
-  for (let i = 0; i < 60; i++) assert.equal((await call(c, 'echo', { text: `w${i}` })).err, null);
+  for (let i = 0; i < 60; i++) assert.equal((await call(c, 'get', { text: `w${i}` })).err, null);
   const [stuck] = await instances('hedged', 1, { id: 'hedged-stuck', hold: true });
   await waitFor('the client uses both instances', () => c.snapshot().length === 2);
-  const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'echo', { text: `h${i}` }, { deadline: Date.now() + 10_000 })));
+  const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => call(c, 'get', { text: `h${i}` }, { deadline: Date.now() + 10_000 })));
   assert.deepEqual(reads.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every read succeeded');
-  await logged([stuck!], 'Echo', 1); // some reads went to the stuck instance first
+  await logged([stuck!], 'Get', 1); // some reads went to the stuck instance first
   assert.ok(reads.every((o) => o.reply!.instance === fast!.id), 'the hedges answered them');
 
-  const writes = await Promise.all(Array.from({ length: 6 }, (_, i) => call(c, 'charge', { text: `x${i}` }, { deadline: Date.now() + 1000 })));
+  const writes = await Promise.all(Array.from({ length: 6 }, (_, i) => call(c, 'put', { text: `x${i}` }, { deadline: Date.now() + 1000 })));
   const failed = writes.flatMap((o, i) => (o.err === null ? [] : [`x${i}`]));
-  await logged([fast!, stuck!], 'Charge', 6);
-  assert.deepEqual(failed.sort(), callsTo(stuck!, 'Charge').sort(), 'the writes the stuck instance took were not hedged: they ran out of time');
+  await logged([fast!, stuck!], 'Put', 6);
+  assert.deepEqual(failed.sort(), callsTo(stuck!, 'Put').sort(), 'the writes the stuck instance took were not hedged: they ran out of time');
   assert.ok(failed.length > 0);
   assert.ok(writes.every((o) => o.err === null || o.err.code === grpc.status.DEADLINE_EXCEEDED));
+});
+
+test('createGrpcClient(): the calls waiting on an instance paused for a moment (SIGSTOP) count as one sign of silence, not one each; a pause that goes on still ejects it', async () => {
+  const group = await instances('pause', 3);
+  const paused = group[0]!;
+  // Round robin: every third first attempt goes to the paused instance; outlier detection as by default (5 in a row).
+  const c = client('pause', { settings: { balancer: 'round-robin' } });
+  await waitFor('the client uses the three instances', () => c.snapshot().length === 3);
+  // Warm: every instance past its cold answers (a race a cold one loses is never held against
+  // it), and enough samples for the hedge delay — which the engine works out at most every
+  // 100 ms (latency.refresh): a warm-up quicker than that would leave it unknown, and no call hedged.
+  const warmFrom = performance.now();
+  for (let i = 0; i < 90 || performance.now() - warmFrom < 300; i++) assert.equal((await call(c, 'get', { text: `w${i}` })).err, null);
+  const stateOfPaused = () => c.snapshot().find((e) => e.id === paused.address)!.state;
+  assert.equal(stateOfPaused(), 'healthy');
+
+  // A pause (a descheduled or throttled process, a GC) with 10 calls waiting on it: their hedges
+  // win, and all 10 races are lost in the same moment of silence. Held against the instance one
+  // by one, they would be 10 failures in a row — an ejection for 30 s of a healthy instance
+  // (which then, with the ejection cap reached, kept an instance that really failed in rotation).
+  paused.proc.kill('SIGSTOP');
+  cleanup.push(() => paused.proc.kill('SIGCONT'));
+  const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => call(c, 'get', { text: `b${i}` }, { deadline: Date.now() + 10_000 })));
+  assert.deepEqual(burst.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every call was answered (by a hedge when it went to the paused instance)');
+  assert.equal(burst.filter((o) => o.reply!.instance === paused.id).length, 0, 'the paused instance answered none');
+  assert.equal(stateOfPaused(), 'healthy', 'one pause with many calls waiting on it did not eject the instance');
+
+  // The pause goes on: calls keep losing races to it, one after another — it is ejected.
+  let sent = 0;
+  while (stateOfPaused() !== 'ejected') {
+    assert.ok(sent < 3000, `the instance still paused is ejected (after ${sent} calls it is ${stateOfPaused()})`);
+    const o = await call(c, 'get', { text: `p${sent++}` }, { deadline: Date.now() + 10_000 });
+    assert.equal(o.err, null, o.err?.message);
+  }
+  paused.proc.kill('SIGCONT');
 });

@@ -7,7 +7,7 @@ import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { registrySnapshot, spawnInstance, type SdkInstance } from './helpers/sdk.js';
 import { freePort } from './helpers/backend.js';
 import { waitFor } from './helpers/wait.js';
-import { echoPackage, type EchoReply, type EchoRequest } from './helpers/echo-package.js';
+import { echoPackage, type EchoReply, type EchoRequest } from './helpers/grpc-echo.js';
 import { HEALTH_SERVICE, SERVING_STATUS, serveGrpc } from '../src/node/index.js';
 
 const Health = grpc.makeGenericClientConstructor(HEALTH_SERVICE, 'Health');
@@ -62,7 +62,7 @@ test('serveGrpc(): registers with the gateway\'s registry (protocol grpc), answe
   const echo = new Echo(instance.address, grpc.credentials.createInsecure());
   cleanup.push(() => echo.close());
   const reply = await new Promise<EchoReply>((resolve, reject) => {
-    (echo as unknown as { echo(r: EchoRequest, cb: (e: Error | null, r?: EchoReply) => void): void }).echo({ text: 'hi' }, (e, r) => (e ? reject(e) : resolve(r!)));
+    (echo as unknown as { get(r: EchoRequest, cb: (e: Error | null, r?: EchoReply) => void): void }).get({ text: 'hi' }, (e, r) => (e ? reject(e) : resolve(r!)));
   });
   assert.deepEqual([reply.text, reply.instance], ['hi', 'grpc-a']);
   instance.proc.kill('SIGTERM');
@@ -80,9 +80,9 @@ test('serveGrpc(): SIGTERM — Watch says NOT_SERVING, the registry hears "drain
   await waitFor('the first Watch message', () => statuses.length > 0);
   assert.deepEqual(statuses, [SERVING_STATUS.SERVING]);
 
-  const echo = new Echo(instance.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { echo(r: EchoRequest, cb: (e: grpc.ServiceError | null, r?: EchoReply) => void): void };
+  const echo = new Echo(instance.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { get(r: EchoRequest, cb: (e: grpc.ServiceError | null, r?: EchoReply) => void): void };
   cleanup.push(() => echo.close());
-  const unary = (req: EchoRequest) => new Promise<{ err: grpc.ServiceError | null; reply?: EchoReply }>((resolve) => echo.echo(req, (err, reply) => resolve({ err, reply })));
+  const unary = (req: EchoRequest) => new Promise<{ err: grpc.ServiceError | null; reply?: EchoReply }>((resolve) => echo.get(req, (err, reply) => resolve({ err, reply })));
   // The slow call is in the instance's hands before SIGTERM, held until SIGUSR2.
   let slowDone = false;
   const slow = unary({ text: 'slow', delayMs: -1 }).finally(() => { slowDone = true; });
@@ -137,9 +137,9 @@ test('serveGrpc(): NOT_SERVING and not registered while a readiness check fails;
 test('serveGrpc(): a call still running after drainTimeout is cancelled and the process exits', async () => {
   const g = await gateway();
   const instance = await spawnGrpc({ registry: g.adminUrl, id: 'grpc-stuck', drainQuietPeriod: 0, drainTimeout: 300 });
-  const echo = new Echo(instance.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { echo(r: EchoRequest, cb: (e: grpc.ServiceError | null, r?: EchoReply) => void): void };
+  const echo = new Echo(instance.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { get(r: EchoRequest, cb: (e: grpc.ServiceError | null, r?: EchoReply) => void): void };
   cleanup.push(() => echo.close());
-  const stuck = new Promise<grpc.ServiceError | null>((resolve) => echo.echo({ text: 'stuck', delayMs: 60_000 }, (err) => resolve(err)));
+  const stuck = new Promise<grpc.ServiceError | null>((resolve) => echo.get({ text: 'stuck', delayMs: 60_000 }, (err) => resolve(err)));
   await instance.waitForLine((l) => l.msg === 'call' && l.text === 'stuck');
   instance.proc.kill('SIGTERM');
   assert.equal(await instance.exited, 0);

@@ -200,7 +200,11 @@ test('a hedge that falls due while the answer is already in (event loop blocked)
   assert.equal(upstream.stats.hedges, before, 'no hedge for requests whose answers were already in');
 });
 
-/** a answers `?slow` requests after 500 ms and the rest at once; b answers `?slow` after 50 ms. */
+/**
+ * a answers `?slow` requests after 500 ms and the rest at once; b answers `?slow` after 150 ms:
+ * lost races one after another are more than SILENCE_CHARGE_MS (100 ms) apart, each a new sign
+ * of a silent endpoint.
+ */
 async function slowOnRequest(service: Record<string, unknown>) {
   const handler = (slowMs: number) => (req: IncomingMessage, res: ServerResponse) => {
     req.resume();
@@ -208,7 +212,7 @@ async function slowOnRequest(service: Record<string, unknown>) {
     globalThis.setTimeout(() => res.writeHead(200).end(), slow ? slowMs : 0);
   };
   const a = await backend('a', handler(500));
-  const b = await backend('b', handler(50));
+  const b = await backend('b', handler(150));
   const gw = await gateway(shopConfig([a.address, b.address], { healthCheck: false, balancer: 'consistent-hash', hash: { header: 'x-key' }, outlier: { consecutiveFailures: 2 }, ...service }));
   for (let i = 0; i < 200; i++) assert.equal((await fetch(`${gw.url}/warm?i=${i}`)).status, 200);
   await hedgeDelayKnown(gw);
@@ -228,7 +232,7 @@ test('a first attempt that loses to its hedge on an endpoint that still answers 
   const get = (path: string) => fetch(`${gw.url}${path}`, { headers: { 'x-key': key } }).then(async (r) => { await r.arrayBuffer(); return r.status; });
   for (let round = 0; round < 2; round++) {
     // Three slow requests at once; a answers a quick one while they wait; then their hedges
-    // (b, 50 ms) win one after the other — three lost races in a row, each after an answer.
+    // (b, 150 ms) win one after the other — three lost races in a row, each after an answer.
     const slow = [0, 1, 2].map((i) => get(`/slow?r=${round}&i=${i}`));
     assert.equal(await get(`/quick?r=${round}`), 200);
     assert.deepEqual(await Promise.all(slow), [200, 200, 200]);
@@ -259,7 +263,7 @@ test('a cold endpoint — just back from failing its health checks — is not ch
     globalThis.setTimeout(() => res.writeHead(200).end(), (req.url ?? '').includes('slow') ? slowMs : 0);
   };
   const a = await backend('a', handler(500));
-  const b = await backend('b', handler(50));
+  const b = await backend('b', handler(150));
   const gw = await gateway(shopConfig([a.address, b.address], {
     healthCheck: { interval: '100ms', timeout: '100ms' }, balancer: 'consistent-hash', hash: { header: 'x-key' }, outlier: { consecutiveFailures: 2 },
   }));

@@ -190,8 +190,14 @@ export class ServiceClient {
     this.stats = () => ({
       name: u.name, endpoints: u.endpoints, stateKinds: HEALTH_STATE_KINDS, retryReasons: FAILURE_KINDS, localResponses: u.stats.local, latency: u.stats.latency, ejections: u.stats.ejections, panic: u.inPanic,
       retries: u.stats.retries, hedges: u.stats.hedges, hedgeWins: u.stats.hedgeWins, budgetExhausted: u.stats.budgetExhausted, active: u.stats.active, overloaded: u.stats.overloaded,
+      grpcCalls: u.grpcCalls,
     });
     processStats.clients.add(this.stats);
+  }
+
+  /** A gRPC call of this client ended with `status` (the gRPC client's; tandem_client_grpc_calls_total). */
+  countGrpc(method: string, status: number): void {
+    this.upstream.countGrpc(method, status);
   }
 
   /** Replaces the caller's request steps; calls already under way keep theirs. */

@@ -108,8 +108,14 @@ export class GrpcCaller {
     const aborts = new AbortController();
     const call = new GrpcUnaryCall(aborts);
     void this.run(method, idempotent, request, metadata, options, aborts.signal, call).then(
-      (reply) => callback(null, reply),
-      (error: GrpcServiceError) => callback(error),
+      (reply) => {
+        this.client.countGrpc(method.path, GRPC_STATUS.OK);
+        callback(null, reply);
+      },
+      (error: GrpcServiceError) => {
+        this.client.countGrpc(method.path, typeof error.code === 'number' ? error.code : -1);
+        callback(error);
+      },
     );
     return call;
   }

@@ -84,7 +84,7 @@ export function createGrpcClient(service: string, definition: GrpcServiceDefinit
   };
   for (const [name, method] of Object.entries(methods)) {
     const call = method.requestStream || method.responseStream
-      ? streaming(where, name)
+      ? streaming(where, name, method)
       : unary(caller, method, idempotent.has(name));
     out[name] = call;
     if (method.originalName !== undefined && !(method.originalName in out)) out[method.originalName] = call;
@@ -158,9 +158,19 @@ function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcSe
   return { idempotent, clientOptions: rest as ClientOptions };
 }
 
-function streaming(where: string, name: string): () => never {
+/**
+ * A streaming method throws when called. What this client adds over a grpc-js channel is the
+ * engine's: a failed call sent again to another instance, a slow one hedged. Both need the
+ * whole request in hand and the whole answer before the caller sees any of it — and a stream's
+ * messages, once they flowed, cannot be sent again. A stream through tandem goes through the
+ * gateway, which balances each stream and ends a cut one with UNAVAILABLE.
+ */
+function streaming(where: string, name: string, method: GrpcMethodDefinition): () => never {
+  const kind = method.requestStream && method.responseStream ? 'bidirectional streaming' : method.requestStream ? 'client-streaming' : 'server-streaming';
   return () => {
-    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${where}: ${name} is a streaming method; tandem's gRPC client makes unary calls (use a grpc-js client for streams)`);
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${where}: ${name} is a ${kind} method, and tandem's gRPC client makes unary calls only: `
+      + 'it retries and hedges a call on another instance, which a stream cannot be once its messages flowed. '
+      + 'Call it with a grpc-js client (through the tandem gateway to have each stream balanced).');
   };
 }
 

@@ -1,25 +1,8 @@
 import type { TandemError } from '../core/errors.js';
+import { GRPC, httpStatusOfGrpc } from '../upstream/grpc.js';
 
-/** gRPC status codes (grpc/grpc doc/statuscodes.md), by name. */
-export const GRPC_STATUS = Object.freeze({
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-});
+/** gRPC status codes (grpc/grpc doc/statuscodes.md), by name: the engine's (upstream/grpc.ts). */
+export const GRPC_STATUS = GRPC;
 
 export type GrpcStatusName = keyof typeof GRPC_STATUS;
 
@@ -30,17 +13,12 @@ export function grpcStatusName(code: number): string {
 }
 
 /**
- * The HTTP status the engine counts a gRPC status as (the mapping grpc-gateway and Google's
- * APIs use). The engine judges endpoints and retries by HTTP status: UNAVAILABLE as 503 is
+ * The HTTP status the engine counts a gRPC status as (upstream/grpc.ts): UNAVAILABLE as 503 is
  * what makes it retry an idempotent call elsewhere, count it against the instance (outlier
  * detection) and spend the budget on it; DEADLINE_EXCEEDED as 504 likewise; a caller's mistake
  * (INVALID_ARGUMENT, NOT_FOUND …) as a 4xx is neither retried nor held against the instance.
  */
-const AS_HTTP: readonly number[] = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
-
-export function httpStatusOfGrpc(code: number): number {
-  return AS_HTTP[code] ?? 500;
-}
+export { httpStatusOfGrpc };
 
 /**
  * The gRPC status of a response without `grpc-status` (not a gRPC server, or a proxy's error
@@ -67,6 +45,7 @@ export function grpcStatusOfError(error: TandemError): number {
     case 'TANDEM_ERR_NO_HEALTHY_ENDPOINT':
     case 'TANDEM_ERR_UPSTREAM_CONNECT':
     case 'TANDEM_ERR_UPSTREAM_RESET':
+    case 'TANDEM_ERR_UPSTREAM_REFUSED':
     case 'TANDEM_ERR_CLIENT_CLOSED':
       return GRPC_STATUS.UNAVAILABLE;
     case 'TANDEM_ERR_UPSTREAM_TIMEOUT':

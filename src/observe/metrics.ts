@@ -79,6 +79,7 @@ export const METRICS = Object.freeze({
   clientState: spec('client', 'gauge', 'tandem_client_endpoint_state', ['service', 'endpoint', 'state'], 'Health state of an endpoint as a client sees it: 1 for its current state, 0 for the others.'),
   clientRetries: spec('client', 'counter', 'tandem_client_retries_total', ['service', 'reason'], 'Retries a client sent to another endpoint, by called service and failure.'),
   clientBudgetExhausted: spec('client', 'counter', 'tandem_client_retry_budget_exhausted_total', ['service'], 'Retries and hedges a client did not send because the retry budget was spent.'),
+  clientGrpcCalls: spec('client', 'counter', 'tandem_client_grpc_calls_total', ['service', 'method', 'status'], 'gRPC calls made through createGrpcClient(), by called service, full method name (/pkg.Service/Method) and the gRPC status code the caller got.'),
   // events (the names tandem/events uses; emitted through eventCounters(), same /metrics as the node SDK)
   eventsPublished: spec('events', 'counter', 'tandem_events_published_total', ['topic'], 'Events published and confirmed by the broker, by topic.'),
   eventsDelivered: spec('events', 'counter', 'tandem_events_delivered_total', ['topic', 'group'], 'Deliveries handed to a handler of a consumer group (retries and redeliveries included).'),
@@ -386,6 +387,7 @@ export function metricsRegistry(): Registry {
     new PulledMetric(M.clientState, () => endpointStates(clients())),
     new PulledMetric(M.clientRetries, () => retriesOf(clients())),
     new PulledMetric(M.clientBudgetExhausted, () => perService(clients(), (s) => s.budgetExhausted)),
+    new PulledMetric(M.clientGrpcCalls, () => grpcCallsOf(clients())),
     new PulledMetric(M.eventsPublished, () => publishers().map((c) => ({ labels: { topic: c.topic }, value: c.published }))),
     new PulledMetric(M.eventsDelivered, () => perGroup(consumers(), (c) => c.delivered)),
     new PulledMetric(M.eventsAcked, () => perGroup(consumers(), (c) => c.acked)),

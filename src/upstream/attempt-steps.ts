@@ -25,7 +25,7 @@ export interface AttemptStep {
 
 /**
  * Status counting: answers by class and failures (the endpoint's `responses`), and when it last
- * answered — which tells a stuck endpoint from a slow one (Attempt.looksStuck).
+ * answered — which tells a stuck endpoint from a slow one (Attempt.chargeSilence).
  */
 export const statusCounting: AttemptStep = {
   answered(endpoint, statusCode, _raw, _waited, now) {

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
-import { COLD_ANSWERS, type Endpoint } from './endpoint.js';
+import { COLD_ANSWERS, SILENCE_CHARGE_MS, type Endpoint } from './endpoint.js';
 import type { Leg, ResponseHandler, Trailers, UpstreamRequest } from './types.js';
 import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc } from './grpc.js';
 import type { AttemptStep } from './attempt-steps.js';
@@ -21,14 +21,21 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   private started: number;
 
   /**
-   * True when no response has come from the endpoint since this exchange went out and it is not
-   * cold: it looks stuck, not merely slower than its peers. A process that has just joined or
-   * come back answers its first requests slowly (cold code, new connections) and has just
+   * Whether losing its race to a hedge is held against its endpoint, and if so records that it
+   * was: true when no response has come from the endpoint since this exchange went out, it is
+   * not cold, and it was not charged for its silence within SILENCE_CHARGE_MS. It then looks
+   * stuck, not merely slower than its peers, and this is a new sign of it: the other calls
+   * that lose their races in the same pause say nothing more. A process that has just joined
+   * or come back answers its first requests slowly (cold code, new connections) and has just
    * passed its health checks; a frozen one is found by those checks.
    */
-  get looksStuck(): boolean {
+  chargeSilence(): boolean {
     const e = this.endpoint;
-    return e.answeredAt <= this.started && e.answersSinceWarming >= COLD_ANSWERS;
+    if (e.answeredAt > this.started || e.answersSinceWarming < COLD_ANSWERS) return false;
+    const now = this.clock.now();
+    if (now - e.silenceChargedAt < SILENCE_CHARGE_MS) return false;
+    e.silenceChargedAt = now;
+    return true;
   }
   private done = false;
   private responded = false;

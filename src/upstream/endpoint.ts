@@ -63,6 +63,16 @@ export const SLOW_START_MS = 1_000;
  * are slow (new code paths, new connections), and a race lost to a hedge then says nothing.
  */
 export const COLD_ANSWERS = 20;
+/**
+ * A silent endpoint is charged at most once per this many ms for the races it loses (see
+ * Attempt.chargeSilence). The calls waiting on it during one pause — a process descheduled on a
+ * busy host, throttled for the rest of its CPU quota's 100 ms period, or stopped by a GC — are
+ * one sign of that pause, not one each: at 100 calls a second, ten calls lose their races in
+ * the same moment, and counted one by one they ejected a healthy instance for 30 s. An endpoint
+ * that stays silent is still charged again and again: with 5 failures to eject, after about
+ * half a second of silence while calls keep coming (hedges answer them in the meantime).
+ */
+export const SILENCE_CHARGE_MS = 100;
 /** The share factor a slow-starting endpoint begins with, so it gets samples from the start. */
 export const SLOW_START_MIN_FACTOR = 0.1;
 
@@ -136,6 +146,8 @@ export class Endpoint implements WithHealth {
   answeredAt = 0;
   /** Responses since it joined or came back from failing its checks (counted up to COLD_ANSWERS). */
   answersSinceWarming = 0;
+  /** When a lost race was last held against it for its silence (ms, the Upstream's clock; see SILENCE_CHARGE_MS). */
+  silenceChargedAt = -Infinity;
   /** Completed requests by status class, see STATUS_CLASSES. */
   readonly responses = [0, 0, 0, 0, 0, 0];
   /** Time to response headers, every sample (tandem_endpoint_response_seconds, the dashboard's p99). */

@@ -7,12 +7,12 @@ import type { GrpcSettings } from './settings.js';
  */
 
 /** The status codes the engine and the gateway act on (grpc/status.h). */
-export const GRPC = {
+export const GRPC = Object.freeze({
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5,
   ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9,
   ABORTED: 10, OUT_OF_RANGE: 11, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15,
   UNAUTHENTICATED: 16,
-} as const;
+} as const);
 
 /** One call as the engine sees it: set on the request by the caller for a `protocol: grpc` service. */
 export interface GrpcCall {

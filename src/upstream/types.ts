@@ -52,8 +52,12 @@ export interface Leg {
   readonly live: boolean;
   /** undici may have written the request: a failure while this is false never reached the endpoint. */
   readonly sent: boolean;
-  /** No answer from its endpoint since it went out, and the endpoint is not cold (Attempt.looksStuck). */
-  readonly looksStuck: boolean;
+  /**
+   * It lost a race: is that held against its endpoint? Yes when the endpoint answered nothing
+   * since it went out, is not cold, and was not charged for this silence already (records the
+   * charge: Attempt.chargeSilence).
+   */
+  chargeSilence(): boolean;
   /** undici's abort for the exchange, once it has a connection. */
   readonly abortFn: ((reason?: Error) => void) | undefined;
   /**

@@ -1,5 +1,6 @@
 // A real @grpc/grpc-js server of test/fixtures/grpc/echo.proto (and grpc.health.v1), in this
-// process or as a child process (`node grpc-echo.js` prints its port), and a client for it.
+// process or as a child process (`node grpc-echo.js` prints its port), a client for it, and the
+// loaded package (the definition tandem/client and serveGrpc() instances take).
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,21 +10,25 @@ import { ROOT } from './gateway.js';
 
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'grpc');
 
-interface EchoRequest { text: string; delayMs: number; failCode: number; count: number; metadataFirst: boolean }
-interface EchoReply { text: string; instance: string; deadlineMs: number }
+/** A request as a caller writes it (unset fields are the proto's defaults). */
+export interface EchoRequest { text?: string; delayMs?: number; failCode?: number; count?: number; metadataFirst?: boolean }
+export interface EchoReply { text: string; instance: string; deadlineMs: number }
+/** A request as a server reads it (proto-loader's `defaults: true` fills every field). */
+type Received = Required<EchoRequest>;
 
 type EchoClient = grpc.Client & {
-  Get(req: Partial<EchoRequest>, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, reply?: EchoReply) => void): grpc.ClientUnaryCall;
-  Put(req: Partial<EchoRequest>, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, reply?: EchoReply) => void): grpc.ClientUnaryCall;
-  Watch(req: Partial<EchoRequest>, opts?: grpc.CallOptions): grpc.ClientReadableStream<EchoReply>;
-  Chat(opts?: grpc.CallOptions): grpc.ClientDuplexStream<Partial<EchoRequest>, EchoReply>;
+  Get(req: EchoRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, reply?: EchoReply) => void): grpc.ClientUnaryCall;
+  Put(req: EchoRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, reply?: EchoReply) => void): grpc.ClientUnaryCall;
+  Watch(req: EchoRequest, opts?: grpc.CallOptions): grpc.ClientReadableStream<EchoReply>;
+  Chat(opts?: grpc.CallOptions): grpc.ClientDuplexStream<EchoRequest, EchoReply>;
 };
 
 function load(file: string): grpc.GrpcObject {
   return grpc.loadPackageDefinition(protoLoader.loadSync(join(FIXTURES, file), { keepCase: false, longs: Number, enums: String, defaults: true }));
 }
 
-const echoPackage = () => (load('echo.proto').tandem as grpc.GrpcObject).test as grpc.GrpcObject;
+/** test/fixtures/grpc/echo.proto through proto-loader, as an application loads its .proto: `Echo` has `.service`, the definition. */
+export const echoPackage = (): { Echo: grpc.ServiceClientConstructor } => (load('echo.proto').tandem as grpc.GrpcObject).test as unknown as { Echo: grpc.ServiceClientConstructor };
 const healthPackage = () => ((load('health.proto').grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject;
 
 export interface EchoServer {
@@ -50,12 +55,12 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
   let failing = 0;
   let extraDelay = 0;
   let bound = 0;
-  const reply = (text: string, call: grpc.ServerUnaryCall<EchoRequest, EchoReply> | grpc.ServerWritableStream<EchoRequest, EchoReply>): EchoReply => {
+  const reply = (text: string, call: grpc.ServerUnaryCall<Received, EchoReply> | grpc.ServerWritableStream<Received, EchoReply>): EchoReply => {
     const deadline = call.getDeadline();
     const left = deadline instanceof Date ? deadline.getTime() - Date.now() : typeof deadline === 'number' && Number.isFinite(deadline) ? deadline - Date.now() : -1;
     return { text, instance: String(bound), deadlineMs: Math.round(left) };
   };
-  const unary = (name: string) => (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
+  const unary = (name: string) => (call: grpc.ServerUnaryCall<Received, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
     calls[name] = (calls[name] ?? 0) + 1;
     const r = call.request;
     if (r.metadataFirst) call.sendMetadata(new grpc.Metadata());
@@ -65,11 +70,11 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
       else cb(null, reply(r.text, call));
     }, r.delayMs + extraDelay);
   };
-  const service = (echoPackage().Echo as grpc.ServiceClientConstructor).service;
+  const service = echoPackage().Echo.service;
   server.addService(service, {
     Get: unary('Get'),
     Put: unary('Put'),
-    Watch: (call: grpc.ServerWritableStream<EchoRequest, EchoReply>) => {
+    Watch: (call: grpc.ServerWritableStream<Received, EchoReply>) => {
       calls.Watch = (calls.Watch ?? 0) + 1;
       let n = 0;
       const next = () => {
@@ -82,9 +87,9 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
       };
       next();
     },
-    Chat: (call: grpc.ServerDuplexStream<EchoRequest, EchoReply>) => {
+    Chat: (call: grpc.ServerDuplexStream<Received, EchoReply>) => {
       calls.Chat = (calls.Chat ?? 0) + 1;
-      call.on('data', (r: EchoRequest) => call.write({ text: `re: ${r.text}`, instance: String(bound), deadlineMs: -1 }));
+      call.on('data', (r: Received) => call.write({ text: `re: ${r.text}`, instance: String(bound), deadlineMs: -1 }));
       call.on('end', () => call.end());
     },
   });
@@ -109,18 +114,18 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
 
 /** A grpc-js client of the echo service at `target` (host:port), plaintext. */
 export function echoClient(target: string, options: grpc.ChannelOptions = {}): EchoClient {
-  const Ctor = echoPackage().Echo as grpc.ServiceClientConstructor;
+  const Ctor = echoPackage().Echo;
   return new Ctor(target, grpc.credentials.createInsecure(), options) as unknown as EchoClient;
 }
 
 /** A grpc-js client over TLS (`ca` PEM text), naming `servername` in SNI and checking it. */
 export function echoClientTls(target: string, ca: string, servername: string): EchoClient {
-  const Ctor = echoPackage().Echo as grpc.ServiceClientConstructor;
+  const Ctor = echoPackage().Echo;
   return new Ctor(target, grpc.credentials.createSsl(Buffer.from(ca)), { 'grpc.ssl_target_name_override': servername, 'grpc.default_authority': servername }) as unknown as EchoClient;
 }
 
 /** One unary call; resolves with the reply or the error (never rejects). */
-export function call(client: EchoClient, method: 'Get' | 'Put', req: Partial<EchoRequest>, opts: grpc.CallOptions = {}): Promise<{ reply?: EchoReply; error?: grpc.ServiceError }> {
+export function call(client: EchoClient, method: 'Get' | 'Put', req: EchoRequest, opts: grpc.CallOptions = {}): Promise<{ reply?: EchoReply; error?: grpc.ServiceError }> {
   return new Promise((resolve) => {
     client[method](req, new grpc.Metadata(), opts, (error, reply) => resolve(error ? { error } : { reply: reply! }));
   });

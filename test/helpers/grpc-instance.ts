@@ -1,5 +1,6 @@
 // A gRPC service instance as a real child process: a @grpc/grpc-js server with the Echo
-// service (echo.proto), made a member by tandem/node's serveGrpc(). For tests.
+// service (fixtures/grpc/echo.proto: its unary Get and Put), made a member by tandem/node's
+// serveGrpc(). For tests.
 // Usage: node grpc-instance.js '<json options>'
 //   { registry: string | string[], service, id?, listen?, unavailable?: boolean, hold?: boolean,
 //     drainQuietPeriod?, drainTimeout?, heartbeatInterval? }
@@ -9,7 +10,7 @@
 // A call with a negative delayMs — with `hold`, every call — is held until the process gets SIGUSR2.
 import * as grpc from '@grpc/grpc-js';
 import { serveGrpc } from '../../src/node/index.js';
-import { echoPackage, type EchoReply, type EchoRequest } from './echo-package.js';
+import { echoPackage, type EchoReply, type EchoRequest } from './grpc-echo.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as {
   registry: string | string[]; service: string; id?: string; listen?: string; unavailable?: boolean; hold?: boolean;
@@ -39,7 +40,7 @@ function handler(method: string): grpc.handleUnaryCall<EchoRequest, EchoReply> {
 }
 
 const server = new grpc.Server();
-server.addService(echoPackage().Echo.service, { Echo: handler('Echo'), Charge: handler('Charge') });
+server.addService(echoPackage().Echo.service, { Get: handler('Get'), Put: handler('Put') });
 const instance = await serveGrpc(server, {
   service: opts.service,
   registry: opts.registry,

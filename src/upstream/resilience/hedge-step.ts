@@ -110,12 +110,13 @@ export class HedgeRace implements ResponseHandler {
       // slower than its hedge is held against its endpoint (a failure for outlier detection,
       // its wait a latency sample) when that endpoint looks stuck — it has answered nothing
       // since the leg went out, and is not cold (just joined or back) — or a frozen endpoint
-      // would keep getting requests that all need a hedge until its health checks fail. An
+      // would keep getting requests that all need a hedge until its health checks fail; once
+      // per moment of silence (the legs that lose in the same pause are one sign of it). An
       // endpoint that is merely slower (a busy CPU, a cold dependency) still answers its other
       // requests: losing races then is the balancer's business, not an ejection's; counting it
       // ejected healthy instances of a loaded service within seconds. Nor when the winning
       // answer is a 5xx (one naming a failed dependency): it says nothing about the first endpoint.
-      other.abandon(other === this.second || statusCode >= 500 || !other.looksStuck);
+      other.abandon(other === this.second || statusCode >= 500 || !other.chargeSilence());
     }
     if (leg === this.second && leg !== undefined) {
       if (!held) this.path.hedgeWon();
