@@ -2,9 +2,10 @@
 // shop under open-loop mixed traffic — browse the catalog, place orders, read them back — while
 // an instance of every service is SIGKILLed, one is frozen for 4 s, orders and payments get a
 // rolling deploy and the broker is restarted. Then it checks what clients and the business saw.
-// --nats or --kafka without a URL and --postgres use a broker and a database of the drill's own
-// (a nats-server, a Kafka node from scripts/kafka.js, a database created and dropped), never
-// the machine's shared ones.
+// --nats, --kafka or --rabbitmq without a URL and --postgres use a broker and a database of the
+// drill's own (a nats-server, a Kafka node from scripts/kafka.js, a RabbitMQ node from
+// scripts/lib/rabbit.js, a database created and dropped), never the machine's shared ones.
+// The gateway listens on free ports unless --listen/--admin say otherwise.
 /* global fetch, AbortSignal */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,6 +50,15 @@ export async function runDrill(flags) {
       cleanups.push(() => kafka.stop());
       flags = { ...flags, kafka: kafka.bootstrap.join(',') };
       broker = { what: 'the Kafka broker', kill: () => kafka.kill(1), start: () => kafka.restart(1) };
+    } else if (flags.rabbitmq === true) {
+      const { privateRabbit } = await import('../../scripts/lib/rabbit.js').catch(() => {
+        throw new Error('--rabbitmq without a URL starts a node with scripts/lib/rabbit.js, which only a clone of tandem has: give --rabbitmq=amqp://…');
+      });
+      const rabbit = await privateRabbit();
+      cleanups.push(() => rabbit.remove());
+      await rabbit.start();
+      flags = { ...flags, rabbitmq: rabbit.url };
+      broker = { what: 'the RabbitMQ node', kill: () => rabbit.kill(), start: () => rabbit.start() };
     }
     let db;
     if (flags.postgres !== undefined) {
@@ -56,9 +66,10 @@ export async function runDrill(flags) {
       cleanups.push(() => db.drop());
       flags = { ...flags, postgres: db.url };
     }
-    const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? 'RabbitMQ' : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
+    const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? `RabbitMQ ${flags.rabbitmq.replace(/\/\/[^@]*@/, '//')}` : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
     out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''})`);
-    const shop = await launch(flags, { quiet: true });
+    // Free ports: a drill must not collide with a shop (or another drill) running on gateway.yaml's.
+    const shop = await launch({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', ...flags }, { quiet: true });
     cleanups.push(() => shop.stop());
     return await drive(shop, { duration, rate, broker, db });
   } finally {
@@ -134,7 +145,7 @@ async function drive(shop, { duration, rate, broker, db }) {
   await Promise.allSettled(starts);
   return report(shop, run, faults, { origin, db, runId, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
-    ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats or --kafka without a URL)']),
+    ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats, --kafka or --rabbitmq without a URL)']),
     'gateway pair: the shop runs one gateway',
   ] });
 }
@@ -146,12 +157,13 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
     kinds[Object.keys(kinds)[n % 3]].push(r);
   }
   out();
-  out('  | requests | sent | failed | p50 ms | p99 ms |');
-  out('  |---|---:|---:|---:|---:|');
+  out('  | requests | sent | failed | how (status or error × count) | p50 ms | p99 ms |');
+  out('  |---|---:|---:|---|---:|---:|');
   for (const [kind, results] of Object.entries(kinds)) {
     const lat = results.map((r) => r.lat).sort((a, b) => a - b);
-    const failed = results.filter((r) => !(r.status === 200 || r.status === 201)).length;
-    out(`  | ${kind} | ${results.length} | ${failed} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
+    const failed = results.filter((r) => !(r.status === 200 || r.status === 201));
+    const how = [...countBy(failed.map((r) => r.err ?? r.status))].map(([what, n]) => `${what} × ${n}`).join(', ') || '—';
+    out(`  | ${kind} | ${results.length} | ${failed.length} | ${how} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
   }
   // How long each fault was visible: failed requests that ended between it and the next fault.
   out();
