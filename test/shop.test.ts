@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ROOT } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
@@ -151,4 +152,34 @@ test('npm start -- --drill with the embedded defaults: under SIGKILLs and a free
   assert.match(out, /ok {4}0 {2}orders charged twice/);
   assert.match(out, /ok {4}0 {2}orders without exactly one confirmation and one shipping notice once quiet \(of 160 paid\)/);
   assert.match(out, /0 POSTs failed and their retry placed no order either/);
+});
+
+test('the drill\'s order check: a POST answered 200 (the gateway retried it by its Idempotency-Key and another instance found the order) is an order placed, not an error', async () => {
+  const { checkOrderPosts } = await import(pathToFileURL(join(ROOT, 'examples', 'shop', 'drill.js')).href) as {
+    checkOrderPosts: (posts: object[], io: { read: (id: string) => Promise<object | null>; retry: (r: { id: string }) => Promise<{ status: number; order?: { id: string } }> }) =>
+      Promise<{ errorButTaken: number; okButNotTaken: number; neverPlaced: number; orders: Map<string, object> }>;
+  };
+  const paid = (id: string) => ({ id, status: 'paid' });
+  const retried: string[] = [];
+  const posts = [
+    { id: 'drill-1', status: 201, tag: '/orders/a' },
+    { id: 'drill-4', status: 200, tag: '/orders/b' }, // placed by an instance that died answering; found by the next
+    { id: 'drill-7', status: 502 }, // an error, and the retry finds the order: taken although answered with an error
+    { id: 'drill-10', status: 0 }, // no answer, and the retry places it
+  ];
+  const result = await checkOrderPosts(posts, {
+    read: async (id) => paid(id),
+    retry: async (r) => {
+      retried.push(r.id);
+      return r.id === 'drill-7' ? { status: 200, order: paid('c') } : { status: 201, order: paid('d') };
+    },
+  });
+  assert.deepEqual(retried, ['drill-7', 'drill-10'], 'only the errors are retried');
+  assert.equal(result.errorButTaken, 1);
+  assert.equal(result.okButNotTaken, 0);
+  assert.equal(result.neverPlaced, 0);
+  assert.deepEqual([...result.orders.keys()].sort(), ['a', 'b', 'c', 'd']);
+
+  const unpaid = await checkOrderPosts([{ id: 'drill-1', status: 200, tag: '/orders/e' }], { read: async (id) => ({ id, status: 'pending' }), retry: async () => ({ status: 0 }) });
+  assert.equal(unpaid.okButNotTaken, 1, 'an OK answer must name a paid order');
 });

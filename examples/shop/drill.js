@@ -22,7 +22,7 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 
 export async function runDrill(flags) {
   const quick = flags.quick === true;
-  const duration = Number(flags.duration ?? (quick ? 20 : 60));
+  const duration = Number(flags.duration ?? (quick ? 30 : 60));
   const rate = Number(flags.rate ?? (quick ? 150 : 300));
   const cleanups = [];
   // Ctrl-C: the instances and the broker are this process's children and would outlive it.
@@ -101,8 +101,10 @@ async function drive(shop, { duration, rate, broker, db }) {
   const load = openLoop({ origin, rate, durationS: duration, idPrefix: 'drill', timeoutMs: CLIENT_TIMEOUT_MS, request, tagHeader: 'location', state });
   const note = (what) => {
     const t = performance.now() - state.t0;
-    faults.push({ what, t });
+    const fault = { what, t, end: t };
+    faults.push(fault);
     out(`  ${(t / 1000).toFixed(1).padStart(6)} s  ${what}`);
+    return fault;
   };
   const at = (fraction) => sleep(Math.max(0, state.t0 + fraction * duration * 1000 - performance.now()));
   const starts = [];
@@ -122,35 +124,40 @@ async function drive(shop, { duration, rate, broker, db }) {
   frozen.child.kill('SIGSTOP');
   await sleep(4000);
   frozen.child.kill('SIGCONT');
-  await at(0.5);
-  for (const service of stateful ? ['orders', 'payments'] : []) {
-    note(`rolling deploy of ${service}`);
+  faults.at(-1).end = performance.now() - state.t0;
+  if (broker) {
+    await at(0.5);
+    const fault = note(`SIGKILL ${broker.what}, start it again 2 s later`);
+    await broker.kill();
+    await sleep(2000);
+    await broker.start();
+    fault.end = performance.now() - state.t0;
+  }
+  await at(0.6);
+  // Both services at once, one instance after the other within each: a deploy that outlasted
+  // the load would not have been tested under it (the report counts such faults as failures).
+  await Promise.all((stateful ? ['orders', 'payments'] : []).map(async (service) => {
+    const fault = note(`rolling deploy of ${service}`);
     for (const old of shop.running(service)) {
       const fresh = await shop.start(service);
       old.child.kill('SIGTERM');
       const code = await old.exited;
       out(`           ${fresh.name} serving, ${old.name} drained and exited ${code}`);
     }
-  }
-  if (broker) {
-    await at(0.8);
-    note(`SIGKILL ${broker.what}, start it again 2 s later`);
-    await broker.kill();
-    await sleep(2000);
-    await broker.start();
-  }
+    fault.end = performance.now() - state.t0;
+  }));
   const run = await load;
   loopDelay.disable();
   out(`  the drill's own process (gateway and load generator): event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms; the generator's largest send lag ${run.maxSendLagMs.toFixed(0)} ms`);
   await Promise.allSettled(starts);
-  return report(shop, run, faults, { origin, db, runId, skipped: [
+  return report(shop, run, faults, { origin, db, runId, loadEnd: duration * 1000, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
     ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats, --kafka or --rabbitmq without a URL)']),
     'gateway pair: the shop runs one gateway',
   ] });
 }
 
-async function report(shop, run, faults, { origin, db, runId, skipped }) {
+async function report(shop, run, faults, { origin, db, runId, loadEnd, skipped }) {
   const kinds = { 'GET /catalog/items/…': [], 'POST /orders': [], 'GET /orders/<id>': [] };
   for (const r of run.results) {
     const n = Number(r.id.split('-')[1]);
@@ -165,38 +172,25 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
     const how = [...countBy(failed.map((r) => r.err ?? r.status))].map(([what, n]) => `${what} × ${n}`).join(', ') || '—';
     out(`  | ${kind} | ${results.length} | ${failed.length} | ${how} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
   }
-  // How long each fault was visible: failed requests that ended between it and the next fault.
+  // How long each fault was visible: failed requests that ended while it lasted or before the
+  // next fault began (the two rolling deploys overlap: a failure then counts for both).
   out();
-  out('  | fault | at s | failed requests after it | first–last failure after it (s, by the end of the request) |');
-  out('  |---|---:|---:|---|');
+  out('  | fault | at s | lasted s | failed requests in its window | first–last failure after it (s, by the end of the request) |');
+  out('  |---|---:|---:|---:|---|');
   const failures = run.results.filter((r) => r.t !== null && !(r.status === 200 || r.status === 201)).map((r) => r.t + r.lat).sort((a, b) => a - b);
   faults.forEach((f, k) => {
-    const end = faults[k + 1]?.t ?? Infinity;
+    const end = Math.max(f.end, faults.slice(k + 1).find((g) => g.t > f.t)?.t ?? Infinity);
     const failed = failures.filter((t) => t >= f.t && t < end);
     const span = failed.length === 0 ? '—' : `${((failed[0] - f.t) / 1000).toFixed(2)}–${((failed.at(-1) - f.t) / 1000).toFixed(2)}`;
-    out(`  | ${f.what} | ${(f.t / 1000).toFixed(1)} | ${failed.length} | ${span} |`);
+    out(`  | ${f.what} | ${(f.t / 1000).toFixed(1)} | ${((f.end - f.t) / 1000).toFixed(1)} | ${failed.length} | ${span} |`);
   });
 
   // The business: every POST's key, retried by the client with the same key when it failed.
-  const posts = kinds['POST /orders'];
-  let errorButTaken = 0;
-  let okButNotTaken = 0;
-  let neverPlaced = 0;
-  const orders = new Map(); // id → key
-  for (const r of posts) {
-    if (r.status === 201) {
-      const id = r.tag?.split('/').pop();
-      const read = await fetch(`${origin}/orders/${id}`).then((res) => (res.status === 200 ? res.json() : null));
-      if (read?.status !== 'paid') okButNotTaken++;
-      else orders.set(id, read);
-    } else {
-      const i = Number(r.id.split('-')[1]);
-      const retry = await placeWithRetries(origin, `${runId}-${i}`, SKUS[i % 3]);
-      if (retry.status === 200) errorButTaken++;
-      if (retry.order) orders.set(retry.order.id, retry.order);
-      else neverPlaced++;
-    }
-  }
+  const i = (r) => Number(r.id.split('-')[1]);
+  const { errorButTaken, okButNotTaken, neverPlaced, orders } = await checkOrderPosts(kinds['POST /orders'], {
+    read: (id) => fetch(`${origin}/orders/${id}`).then((res) => (res.status === 200 ? res.json() : null)),
+    retry: (r) => placeWithRetries(origin, `${runId}-${i(r)}`, SKUS[i(r) % 3]),
+  });
   const effects = await settle(shop, [...orders.keys()], db);
   const charged = countBy(shop.effects.filter((e) => e.msg === 'charged').map((e) => e.order));
   const chargedTwice = [...charged.values()].filter((n) => n > 1).length;
@@ -208,6 +202,7 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
     ['order POSTs answered OK although the order was not taken (not there, or not paid)', okButNotTaken],
     ['orders charged twice', chargedTwice],
     [`orders without exactly one confirmation and one shipping notice once quiet (of ${orders.size} paid)`, notOnce.length],
+    [`faults not over before the load ended at ${loadEnd / 1000} s (not wholly under traffic: a longer --duration)`, faults.filter((f) => f.end > loadEnd).length],
   ];
   out();
   for (const [what, n] of checks) out(`  ${n === 0 ? 'ok  ' : 'FAIL'}  ${n}  ${what}`);
@@ -217,6 +212,34 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
   const pass = checks.every(([, n]) => n === 0);
   out(pass ? '  PASS' : '  FAIL');
   return pass ? 0 : 1;
+}
+
+/**
+ * What the POSTs' answers were worth. An answer with the order — 201, or 200 when the gateway
+ * retried the POST (its Idempotency-Key) on another instance, which found the order the first
+ * one had placed — must name a paid order (`read(id)`); any other answer is an error, and the
+ * client's retry with the same key (`retry(r)`) must then place it (201) or find it (200: it had
+ * been taken although the answer was an error).
+ */
+export async function checkOrderPosts(posts, { read, retry }) {
+  let errorButTaken = 0;
+  let okButNotTaken = 0;
+  let neverPlaced = 0;
+  const orders = new Map(); // id → the order
+  for (const r of posts) {
+    if (r.status === 200 || r.status === 201) {
+      const id = r.tag?.split('/').pop();
+      const order = id ? await read(id) : null;
+      if (order?.status !== 'paid') okButNotTaken++;
+      else orders.set(id, order);
+    } else {
+      const again = await retry(r);
+      if (again.status === 200) errorButTaken++;
+      if (again.order) orders.set(again.order.id, again.order);
+      else neverPlaced++;
+    }
+  }
+  return { errorButTaken, okButNotTaken, neverPlaced, orders };
 }
 
 const countBy = (values) => values.reduce((m, v) => m.set(v, (m.get(v) ?? 0) + 1), new Map());
