@@ -12,6 +12,7 @@ import pg from 'pg';
 import { ROOT } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { startEtcd } from './helpers/etcd.js';
 
 const START = join(ROOT, 'examples', 'shop', 'start.js');
 
@@ -130,6 +131,27 @@ test('the shop with PostgreSQL, NATS and Redis: the same, with three orders and 
     } finally {
       await db.end();
     }
+  } finally {
+    shop.killAll();
+  }
+});
+
+test('the shop with --etcd: instances register in etcd, the gateway reads them from it, and an order goes through as before', async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.destroy());
+  const shop = await startShop([`--etcd=${etcd.endpoints.join(',')}`]);
+  try {
+    assert.match(shop.output(), /using +etcd \(ETCD_ENDPOINTS=127\.0\.0\.1:\d+\)/);
+    // Every instance is a key of etcd's (<prefix>/services/<service>/<id>), none of the embedded registry's.
+    const range = await fetch(`http://${etcd.endpoints[0]}/v3/kv/range`, {
+      method: 'POST',
+      body: JSON.stringify({ key: Buffer.from('/tandem/services/').toString('base64'), range_end: Buffer.from('/tandem/services0').toString('base64'), keys_only: true }),
+    }).then((r) => r.json()) as { kvs?: Array<{ key: string }> };
+    const services = (range.kvs ?? []).map((kv) => Buffer.from(kv.key, 'base64').toString().split('/')[3]).sort();
+    assert.deepEqual(services, ['catalog', 'catalog', 'catalog', 'notifications', 'notifications', 'orders', 'payments', 'shipping', 'shipping']);
+    const order = await orderOnce(shop);
+    await stopShop(shop);
+    assertOnce(shop, order);
   } finally {
     shop.killAll();
   }

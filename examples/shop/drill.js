@@ -7,14 +7,11 @@
 // scripts/lib/rabbit.js, a database created and dropped), never the machine's shared ones.
 // The gateway listens on free ports unless --listen/--admin say otherwise.
 /* global fetch, AbortSignal */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openLoop, percentile } from '../../dist/src/drill/open-loop.js';
 import { launch } from './start.js';
+import { privateBackends } from './drill-backends.js';
 
 const SKUS = ['apple', 'bread', 'cheese'];
 const CLIENT_TIMEOUT_MS = 10_000;
@@ -23,7 +20,7 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 export async function runDrill(flags) {
   const quick = flags.quick === true;
   const duration = Number(flags.duration ?? (quick ? 30 : 60));
-  const rate = Number(flags.rate ?? (quick ? 150 : 300));
+  const rate = Number(flags.rate ?? (quick ? 100 : 300));
   const cleanups = [];
   // Ctrl-C: the instances and the broker are this process's children and would outlive it.
   const abort = () => {
@@ -36,42 +33,15 @@ export async function runDrill(flags) {
   process.once('SIGINT', abort);
   process.once('SIGTERM', abort);
   try {
-    let broker; // one of the drill's own, which it may kill
-    if (flags.nats === true) {
-      const nats = await startNats();
-      cleanups.push(() => nats.destroy());
-      flags = { ...flags, nats: nats.url };
-      broker = { what: 'the NATS server', kill: () => nats.stop('SIGKILL'), start: () => nats.start() };
-    } else if (flags.kafka === true) {
-      const { startKafka } = await import('../../scripts/kafka.js').catch(() => {
-        throw new Error('--kafka without brokers starts a broker with scripts/kafka.js, which only a clone of tandem has: give --kafka=host:port');
-      });
-      const kafka = await startKafka();
-      cleanups.push(() => kafka.stop());
-      flags = { ...flags, kafka: kafka.bootstrap.join(',') };
-      broker = { what: 'the Kafka broker', kill: () => kafka.kill(1), start: () => kafka.restart(1) };
-    } else if (flags.rabbitmq === true) {
-      const { privateRabbit } = await import('../../scripts/lib/rabbit.js').catch(() => {
-        throw new Error('--rabbitmq without a URL starts a node with scripts/lib/rabbit.js, which only a clone of tandem has: give --rabbitmq=amqp://…');
-      });
-      const rabbit = await privateRabbit();
-      cleanups.push(() => rabbit.remove());
-      await rabbit.start();
-      flags = { ...flags, rabbitmq: rabbit.url };
-      broker = { what: 'the RabbitMQ node', kill: () => rabbit.kill(), start: () => rabbit.start() };
-    }
-    let db;
-    if (flags.postgres !== undefined) {
-      db = await privateDatabase(flags.postgres === true ? 'postgres://postgres@127.0.0.1:5432/postgres' : flags.postgres);
-      cleanups.push(() => db.drop());
-      flags = { ...flags, postgres: db.url };
-    }
+    let broker, registry, db; // of the drill's own: it may kill the first two
+    ({ flags, broker, registry, db } = await privateBackends(flags, cleanups));
     const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? `RabbitMQ ${flags.rabbitmq.replace(/\/\/[^@]*@/, '//')}` : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
-    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''})`);
+    const where = flags.etcd ? `, etcd ${flags.etcd}${registry ? ' (of its own)' : ''}` : '';
+    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''}${where})`);
     // Free ports: a drill must not collide with a shop (or another drill) running on gateway.yaml's.
     const shop = await launch({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', ...flags }, { quiet: true });
     cleanups.push(() => shop.stop());
-    return await drive(shop, { duration, rate, broker, db });
+    return await drive(shop, { duration, rate, broker, registry, db });
   } finally {
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
@@ -79,7 +49,7 @@ export async function runDrill(flags) {
   }
 }
 
-async function drive(shop, { duration, rate, broker, db }) {
+async function drive(shop, { duration, rate, broker, registry, db }) {
   const origin = `http://${shop.gateway.listenAddress}`;
   const stateful = shop.plan.orders > 1;
   out(`  drill: ${rate} req/s for ${duration} s through ${origin} — GET /catalog/items/…, POST /orders, GET /orders/<id> in turn`);
@@ -133,6 +103,14 @@ async function drive(shop, { duration, rate, broker, db }) {
     await broker.start();
     fault.end = performance.now() - state.t0;
   }
+  if (registry) {
+    await at(0.55);
+    const fault = note(`SIGKILL ${registry.what} (the registry), start it again 2 s later`);
+    await registry.kill();
+    await sleep(2000);
+    await registry.start();
+    fault.end = performance.now() - state.t0;
+  }
   await at(0.6);
   // Both services at once, one instance after the other within each: a deploy that outlasted
   // the load would not have been tested under it (the report counts such faults as failures).
@@ -153,6 +131,7 @@ async function drive(shop, { duration, rate, broker, db }) {
   return report(shop, run, faults, { origin, db, runId, loadEnd: duration * 1000, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
     ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats, --kafka or --rabbitmq without a URL)']),
+    ...(registry ? [] : ['registry restart: the registry is the gateway\'s own (--etcd without a URL: an etcd of the drill\'s own, restarted)']),
     'gateway pair: the shop runs one gateway',
   ] });
 }
@@ -291,52 +270,4 @@ async function placeWithRetries(origin, key, sku) {
     await sleep(500);
   }
   return answer;
-}
-
-/** A nats-server of the drill's own: JetStream in a temp dir, a free port; restartable on the same port. */
-async function startNats() {
-  const dir = mkdtempSync(join(tmpdir(), 'shop-drill-nats-'));
-  const bin = process.env.NATS_SERVER ?? 'nats-server';
-  let proc;
-  let port = -1;
-  const start = () => new Promise((resolve, reject) => {
-    proc = spawn(bin, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    proc.on('error', (err) => reject(new Error(`cannot run ${bin} (set NATS_SERVER to its path): ${err.message}`)));
-    proc.stderr.setEncoding('utf8').on('data', (d) => {
-      log += d;
-      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
-      if (m) port = Number(m[1]);
-      if (log.includes('Server is ready')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${log.slice(-300)}`)));
-  });
-  await start();
-  const stop = (signal = 'SIGTERM') => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill(signal);
-    return exited;
-  };
-  return { url: `nats://127.0.0.1:${port}`, start, stop, destroy: async () => { await stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); } };
-}
-
-/** A database of the drill's own on the server of `url`, dropped at the end. */
-async function privateDatabase(url) {
-  const { default: pg } = await import('pg');
-  const name = `shop_drill_${process.pid}`;
-  const admin = new pg.Pool({ connectionString: url, max: 1 });
-  await admin.query(`CREATE DATABASE ${name}`);
-  const own = new URL(url);
-  own.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: own.href, max: 2 });
-  return {
-    url: own.href,
-    pool,
-    async drop() {
-      await pool.end();
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    },
-  };
 }
