@@ -157,6 +157,27 @@ test('the shop with --etcd: instances register in etcd, the gateway reads them f
   }
 });
 
+test('the shop started while its broker is down: the instances wait for it, then serve; an order goes through', async (t) => {
+  const nats = await startNatsServer();
+  t.after(() => nats.destroy());
+  await nats.stop();
+  const proc = spawn(process.execPath, [START, '--listen=127.0.0.1:0', '--admin=127.0.0.1:0', `--nats=${nats.url}`], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  t.after(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  await waitFor(() => `an instance waiting for the broker (so far: ${out})`, () => /\[(orders|notifications)-1\] broker unreachable/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+  assert.equal(proc.exitCode, null, out);
+  await nats.start();
+  await waitFor(() => `the banner (so far: ${out})`, () => /the shop: gateway/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+  assert.equal(proc.exitCode, null, out);
+  const base = /the shop: gateway (http:\/\/\S+)\//.exec(out)![1]!;
+  const placed = await placeOrder(base, `late-broker-${Date.now()}`, { sku: 'apple', qty: 1 });
+  assert.equal(placed.status, 201);
+  const order = await placed.json() as Order;
+  await waitFor(() => `a confirmation and a shipping notice for ${order.id}:\n${out}`, () => out.includes(`Order ${order.id} is paid`) && new RegExp(`\\[shipping-\\d+\\] .*${order.id}`).test(out), { intervalMs: 50 });
+});
+
 test('npm start -- --drill with the embedded defaults: under SIGKILLs and a freeze no order is lost, charged twice or notified twice', async (t) => {
   const proc = spawn(process.execPath, [START, '--drill', '--duration=8', '--rate=60', '--listen=127.0.0.1:0', '--admin=127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

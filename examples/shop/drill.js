@@ -19,7 +19,7 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 
 export async function runDrill(flags) {
   const quick = flags.quick === true;
-  const duration = Number(flags.duration ?? (quick ? 30 : 60));
+  const duration = Number(flags.duration ?? (quick ? 40 : 60));
   const rate = Number(flags.rate ?? (quick ? 100 : 300));
   const cleanups = [];
   // Ctrl-C: the instances and the broker are this process's children and would outlive it.
@@ -88,33 +88,18 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
     replace(service);
     await sleep(1000);
   }
-  await at(0.35);
+  await at(0.3);
   const frozen = shop.running(stateful ? 'orders' : 'catalog')[0];
   note(`SIGSTOP ${frozen.name} for 4 s`);
   frozen.child.kill('SIGSTOP');
   await sleep(4000);
   frozen.child.kill('SIGCONT');
   faults.at(-1).end = performance.now() - state.t0;
-  if (broker) {
-    await at(0.5);
-    const fault = note(`SIGKILL ${broker.what}, start it again 2 s later`);
-    await broker.kill();
-    await sleep(2000);
-    await broker.start();
-    fault.end = performance.now() - state.t0;
-  }
-  if (registry) {
-    await at(0.55);
-    const fault = note(`SIGKILL ${registry.what} (the registry), start it again 2 s later`);
-    await registry.kill();
-    await sleep(2000);
-    await registry.start();
-    fault.end = performance.now() - state.t0;
-  }
-  await at(0.6);
-  // Both services at once, one instance after the other within each: a deploy that outlasted
-  // the load would not have been tested under it (the report counts such faults as failures).
-  await Promise.all((stateful ? ['orders', 'payments'] : []).map(async (service) => {
+  await at(0.45);
+  // Both services at once, one instance after the other within each, while the broker and the
+  // registry restart: a deploy that outlasted the load would not have been tested under it
+  // (the report counts such faults as failures).
+  const deploys = Promise.all((stateful ? ['orders', 'payments'] : []).map(async (service) => {
     const fault = note(`rolling deploy of ${service}`);
     for (const old of shop.running(service)) {
       const fresh = await shop.start(service);
@@ -124,6 +109,16 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
     }
     fault.end = performance.now() - state.t0;
   }));
+  for (const [fraction, what, part] of [[0.5, broker?.what, broker], [0.6, `${registry?.what} (the registry)`, registry]]) {
+    if (!part) continue;
+    await at(fraction);
+    const fault = note(`SIGKILL ${what}, start it again 2 s later`);
+    await part.kill();
+    await sleep(2000);
+    await part.start();
+    fault.end = performance.now() - state.t0;
+  }
+  await deploys;
   const run = await load;
   loopDelay.disable();
   out(`  the drill's own process (gateway and load generator): event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms; the generator's largest send lag ${run.maxSendLagMs.toFixed(0)} ms`);
