@@ -1,11 +1,10 @@
-// The full-system drill (`npm start -- --drill [--quick] [--postgres] [--nats]`, issue 18): the
-// shop under open-loop mixed traffic — browse the catalog, place orders, read them back — while
-// an instance of every service is SIGKILLed, one is frozen for 4 s, orders and payments get a
-// rolling deploy and the broker is restarted. Then it checks what clients and the business saw.
-// --nats, --kafka or --rabbitmq without a URL and --postgres use a broker and a database of the
-// drill's own (a nats-server, a Kafka node from scripts/kafka.js, a RabbitMQ node from
-// scripts/lib/rabbit.js, a database created and dropped), never the machine's shared ones.
-// The gateway listens on free ports unless --listen/--admin say otherwise.
+// The full-system drill (`npm start -- --drill [--quick] [--postgres] [--nats|--kafka|--rabbitmq]
+// [--etcd]`, issue 18): the shop under open-loop mixed traffic — browse the catalog, place orders,
+// read them back — while an instance of every service is SIGKILLed, one is frozen for 4 s, orders
+// and payments get a rolling deploy and meanwhile the broker and the registry are restarted.
+// Then it checks what clients and the business saw. Flags without a URL start a broker, etcd and
+// a database of the drill's own (drill-backends.js), never the machine's shared ones. The
+// gateway listens on free ports unless --listen/--admin say otherwise.
 /* global fetch, AbortSignal */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,8 +18,8 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 
 export async function runDrill(flags) {
   const quick = flags.quick === true;
-  const duration = Number(flags.duration ?? (quick ? 40 : 60));
-  const rate = Number(flags.rate ?? (quick ? 100 : 300));
+  const duration = Number(flags.duration ?? (quick ? 35 : 60));
+  const rate = Number(flags.rate ?? (quick ? 60 : 300));
   const cleanups = [];
   // Ctrl-C: the instances and the broker are this process's children and would outlive it.
   const abort = () => {
@@ -39,8 +38,10 @@ export async function runDrill(flags) {
     const where = flags.etcd ? `, etcd ${flags.etcd}${registry ? ' (of its own)' : ''}` : '';
     out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''}${where})`);
     // Free ports: a drill must not collide with a shop (or another drill) running on gateway.yaml's.
+    const started = performance.now();
     const shop = await launch({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', ...flags }, { quiet: true });
     cleanups.push(() => shop.stop());
+    out(`  drill: the shop serving after ${((performance.now() - started) / 1000).toFixed(1)} s`);
     return await drive(shop, { duration, rate, broker, registry, db });
   } finally {
     process.off('SIGINT', abort);
@@ -132,6 +133,7 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
 }
 
 async function report(shop, run, faults, { origin, db, runId, loadEnd, skipped }) {
+  const ended = performance.now();
   const kinds = { 'GET /catalog/items/…': [], 'POST /orders': [], 'GET /orders/<id>': [] };
   for (const r of run.results) {
     const n = Number(r.id.split('-')[1]);
@@ -165,7 +167,9 @@ async function report(shop, run, faults, { origin, db, runId, loadEnd, skipped }
     read: (id) => fetch(`${origin}/orders/${id}`).then((res) => (res.status === 200 ? res.json() : null)),
     retry: (r) => placeWithRetries(origin, `${runId}-${i(r)}`, SKUS[i(r) % 3]),
   });
+  const checked = performance.now();
   const effects = await settle(shop, [...orders.keys()], db);
+  out(`  drill: the POSTs checked in ${((checked - ended) / 1000).toFixed(1)} s, the system quiet ${((performance.now() - checked) / 1000).toFixed(1)} s later`);
   const charged = countBy(shop.effects.filter((e) => e.msg === 'charged').map((e) => e.order));
   const chargedTwice = [...charged.values()].filter((n) => n > 1).length;
   const notOnce = [...orders.keys()].filter((id) => effects.confirmations.get(id) !== 1 || effects.shipments.get(id) !== 1);
@@ -200,7 +204,7 @@ export async function checkOrderPosts(posts, { read, retry }) {
   let okButNotTaken = 0;
   let neverPlaced = 0;
   const orders = new Map(); // id → the order
-  for (const r of posts) {
+  const check = async (r) => {
     if (r.status === 200 || r.status === 201) {
       const id = r.tag?.split('/').pop();
       const order = id ? await read(id) : null;
@@ -212,7 +216,8 @@ export async function checkOrderPosts(posts, { read, retry }) {
       if (again.order) orders.set(again.order.id, again.order);
       else neverPlaced++;
     }
-  }
+  };
+  for (let i = 0; i < posts.length; i += 20) await Promise.all(posts.slice(i, i + 20).map(check));
   return { errorButTaken, okButNotTaken, neverPlaced, orders };
 }
 
