@@ -79,7 +79,9 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
   };
   const at = (fraction) => sleep(Math.max(0, state.t0 + fraction * duration * 1000 - performance.now()));
   const starts = [];
-  const replace = (service) => starts.push(shop.start(service).then((i) => out(`           ${i.name} serving`)));
+  const startFailures = [];
+  // Handled at once: an unhandled rejection would end the drill before its cleanup (orphans).
+  const replace = (service) => starts.push(shop.start(service).then((i) => out(`           ${i.name} serving`), (err) => startFailures.push(err.message)));
 
   await at(0.1);
   for (const service of ['catalog', 'notifications', 'shipping', ...(stateful ? ['orders', 'payments'] : [])]) {
@@ -110,6 +112,7 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
     }
     fault.end = performance.now() - state.t0;
   }));
+  deploys.catch(() => {}); // awaited below, after the restarts: a failure then ends the drill, with its cleanup
   for (const [fraction, what, part] of [[0.5, broker?.what, broker], [0.6, `${registry?.what} (the registry)`, registry]]) {
     if (!part) continue;
     await at(fraction);
@@ -124,7 +127,8 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
   loopDelay.disable();
   out(`  the drill's own process (gateway and load generator): event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms; the generator's largest send lag ${run.maxSendLagMs.toFixed(0)} ms`);
   await Promise.allSettled(starts);
-  return report(shop, run, faults, { origin, db, runId, loadEnd: duration * 1000, skipped: [
+  for (const failure of startFailures) out(`  a replacement instance did not start: ${failure}`);
+  return report(shop, run, faults, { origin, db, runId, loadEnd: duration * 1000, startFailures: startFailures.length, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
     ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats, --kafka or --rabbitmq without a URL)']),
     ...(registry ? [] : ['registry restart: the registry is the gateway\'s own (--etcd without a URL: an etcd of the drill\'s own, restarted)']),
@@ -132,7 +136,7 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
   ] });
 }
 
-async function report(shop, run, faults, { origin, db, runId, loadEnd, skipped }) {
+async function report(shop, run, faults, { origin, db, runId, loadEnd, startFailures, skipped }) {
   const ended = performance.now();
   const kinds = { 'GET /catalog/items/…': [], 'POST /orders': [], 'GET /orders/<id>': [] };
   for (const r of run.results) {
@@ -180,6 +184,7 @@ async function report(shop, run, faults, { origin, db, runId, loadEnd, skipped }
     ['order POSTs answered OK although the order was not taken (not there, or not paid)', okButNotTaken],
     ['orders charged twice', chargedTwice],
     [`orders without exactly one confirmation and one shipping notice once quiet (of ${orders.size} paid)`, notOnce.length],
+    ['replacement instances that did not start', startFailures],
     [`faults not over before the load ended at ${loadEnd / 1000} s (not wholly under traffic: a longer --duration)`, faults.filter((f) => f.end > loadEnd).length],
   ];
   out();
