@@ -42,13 +42,14 @@
 // flag) and those the inbox absorbed as duplicates (it died after the commit, before the ack);
 // and publish retries. Results: the table on stdout, JSON in bench/results/drill-events-latest.json.
 import { spawn, execFile, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { freePorts, sleep } from './lib/procs.js';
+import { sleep } from './lib/procs.js';
+import { privateRabbit } from './lib/rabbit.js'; // killed on exit by that module
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const args = process.argv.slice(2);
@@ -60,14 +61,9 @@ const PG = process.env.TANDEM_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/post
 const AMQP = process.env.TANDEM_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const NATS_SERVER = process.env.TANDEM_NATS_SERVER ?? '/usr/sbin/nats-server';
 const RABBITMQCTL = process.env.TANDEM_RABBITMQCTL ?? 'rabbitmqctl';
-// The server script itself, not the /usr/sbin wrapper: that one switches to the rabbitmq user
-// (su), which could read neither our temp dir nor our cookie.
-const RABBITMQ_SERVER = process.env.TANDEM_RABBITMQ_SERVER ?? '/usr/lib/rabbitmq/bin/rabbitmq-server';
 
 /** Every process this drill started, killed if the drill itself exits early. */
 const children = new Set();
-/** Private RabbitMQ nodes: pids of the rabbitmq-server scripts (the node runs as their child). */
-const rabbitScripts = new Set();
 /** Temp dirs of the brokers this drill started, removed when it exits. */
 const tempDirs = new Set();
 /** Kafka clusters (scripts/kafka.js) this drill started: their JVMs are killed by pid on exit. */
@@ -82,35 +78,11 @@ function killEverythingSync() {
   }
   kafkaClusters.clear();
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const pid of rabbitScripts) killTree(pid, 'SIGKILL');
-  rabbitScripts.clear();
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
   tempDirs.clear();
 }
 process.on('exit', killEverythingSync);
 
-/** `pid` and all its descendants (from /proc), signalled together: only ever the tree of a process this drill spawned. */
-function killTree(pid, sig) {
-  const kids = new Map();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!kids.has(ppid)) kids.set(ppid, []);
-      kids.get(ppid).push(Number(e));
-    } catch { /* exited meanwhile */ }
-  }
-  const tree = [];
-  const walk = (p) => {
-    tree.push(p);
-    for (const k of kids.get(p) ?? []) walk(k);
-  };
-  walk(pid);
-  for (const p of tree) {
-    try { process.kill(p, sig); } catch { /* gone */ }
-  }
-}
 if (args[0] !== '--consumer') {
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
     process.on(sig, () => {
@@ -221,105 +193,6 @@ function startNats(port, dir) {
       reject(new Error(`nats-server exited (${code}) before it was ready: ${log.slice(-500)}`));
     });
   });
-}
-
-/**
- * A private RabbitMQ node: its own node name, AMQP and distribution ports on 127.0.0.1, and
- * data (mnesia, quorum logs), logs, config, plugins file and Erlang cookie (HOME) in a temp dir.
- * The machine's /etc/rabbitmq/rabbitmq-env.conf (which names the shared node) is replaced by one
- * of our own. `-start_epmd false`: it registers with the machine's epmd and never starts one, so
- * nothing outlives it. stop() and start() keep the port, node name and data dir: a restart.
- */
-async function privateRabbit() {
-  const rand = randomBytes(3).toString('hex');
-  const dir = mkdtempSync(join(os.tmpdir(), 'tandem-drill-rabbit-'));
-  tempDirs.add(dir);
-  const [port, distPort] = await freePorts(2);
-  const node = `tandem-drill-${rand}@localhost`;
-  const home = join(dir, 'home');
-  mkdirSync(home);
-  mkdirSync(join(dir, 'mnesia'));
-  mkdirSync(join(dir, 'log'));
-  const cookie = join(home, '.erlang.cookie');
-  writeFileSync(cookie, randomBytes(16).toString('hex').toUpperCase(), { mode: 0o400 });
-  writeFileSync(join(dir, 'rabbitmq-env.conf'), 'ERL_EPMD_ADDRESS=127.0.0.1\n');
-  writeFileSync(join(dir, 'rabbitmq.conf'), `listeners.tcp.1 = 127.0.0.1:${port}\nloopback_users.guest = true\n`);
-  writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('RABBITMQ_') || k === 'NOTIFY_SOCKET' || k === 'ERL_FLAGS') delete env[k];
-  Object.assign(env, {
-    HOME: home,
-    RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
-    RABBITMQ_NODENAME: node,
-    RABBITMQ_NODE_PORT: String(port),
-    RABBITMQ_DIST_PORT: String(distPort),
-    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
-    RABBITMQ_LOG_BASE: join(dir, 'log'),
-    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
-    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}',
-    ERL_EPMD_ADDRESS: '127.0.0.1',
-  });
-  const url = `amqp://guest:guest@127.0.0.1:${port}`;
-  const outFile = join(dir, 'server.out');
-  let proc = null;
-  const amqplib = (await import('amqplib')).default;
-
-  async function start(timeoutMs = 60_000) {
-    const fd = openSync(outFile, 'a');
-    // Not detached: the node stays in the drill's process group, so a test that kills the
-    // drill's group (it hung) takes the node with it.
-    const child = spawn(RABBITMQ_SERVER, [], { cwd: dir, env, stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    let exited = null;
-    const gone = new Promise((resolve) => {
-      child.once('exit', (code, signal) => { exited = `exited (${code ?? signal})`; resolve(); });
-      child.once('error', (err) => { exited = `could not be started (${err.message})`; resolve(); });
-    });
-    if (child.pid) rabbitScripts.add(child.pid);
-    proc = { child, gone };
-    const t = Date.now();
-    for (;;) {
-      if (exited) {
-        let tail = '';
-        try { tail = readFileSync(outFile, 'utf8').trim().split('\n').slice(-5).join(' | '); } catch { /* none */ }
-        throw new Error(`${RABBITMQ_SERVER} ${exited}${tail ? `; its last output: ${tail}` : ''}`);
-      }
-      if (Date.now() - t > timeoutMs) {
-        await stop();
-        throw new Error(`node ${node} did not accept AMQP on 127.0.0.1:${port} within ${timeoutMs / 1000} s`);
-      }
-      try {
-        const c = await amqplib.connect(url, { timeout: 2_000 });
-        await c.close();
-        return Date.now() - t;
-      } catch {
-        await sleep(200);
-      }
-    }
-  }
-
-  /** SIGTERM to the script (it stops the node gracefully and waits for it); SIGKILL to its tree after 30 s. */
-  async function stop() {
-    if (!proc) return;
-    const { child, gone } = proc;
-    proc = null;
-    if (child.exitCode === null && child.signalCode === null && child.pid) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => killTree(child.pid, 'SIGKILL'), 30_000);
-      await gone;
-      clearTimeout(timer);
-    }
-    rabbitScripts.delete(child.pid);
-  }
-
-  async function remove() {
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
-    tempDirs.delete(dir);
-  }
-
-  return { url, port, node, dir, start, stop, remove };
 }
 
 async function closeRabbitConnections(namePart) {

@@ -68,6 +68,25 @@ test('an idle connection the server ends (restart, failover) does not take the p
   assert.equal(await store.renew('idle', 'a', (await store.acquire('idle', 'a', 60_000))!, 60_000), true);
 });
 
+test('fenced(): a transaction the server ends while it is held (idle longer than a lease: a frozen leader) fails the call, not the process', async () => {
+  const store = await postgresLeaseStore({ table: LEASES, pool });
+  const token = await store.acquire('ended', 'a', 60_000);
+  assert.ok(token !== undefined);
+  const call = store.fenced({ name: 'ended', token }, async (tx) => {
+    const { pid } = (await tx.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number };
+    // Idle in the transaction until the server ends the session (idle_in_transaction_session_timeout = the
+    // 200 ms lease); its FATAL arrives on the held client — an 'error' event with no query to fail.
+    for (;;) {
+      const gone = (await pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0;
+      if (gone) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }, 200);
+  await assert.rejects(call, (err: Error) => !(err instanceof TandemError && err.code === 'TANDEM_ERR_FENCED'), 'the commit fails: the session is gone');
+  // The client the server ended went back to the pool as broken, not as a usable one.
+  await store.fenced({ name: 'ended', token }, (tx) => tx.query('SELECT 1'));
+});
+
 test('lead() on PostgreSQL: a term starts with a greater token than any before it', async () => {
   const store = await postgresLeaseStore({ table: LEASES, pool });
   const terms: Term[] = [];

@@ -3,7 +3,8 @@
 // restarts) is in membership.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
+import { once } from 'node:events';
 import pino from 'pino';
 import { request } from 'undici';
 import { Gateway } from '../src/gateway/gateway.js';
@@ -143,4 +144,37 @@ await instance.close();`;
   assert.match(String(line.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.equal(line.pid, child.pid);
   assert.match(String(line.error), /ECONNREFUSED/);
+});
+
+test('a registration whose answer is lost (the registry slow past the 3 s timeout) is retried with its retryKey and gets the lease it made: no 409, no wait for the lease to expire', async () => {
+  const gw = await gateway();
+  const [host, port] = [gw.adminAddress.slice(0, gw.adminAddress.lastIndexOf(':')), Number(gw.adminAddress.slice(gw.adminAddress.lastIndexOf(':') + 1))];
+  // A proxy in front of the registry: the first registration reaches it and is done, but its
+  // answer is never passed on. Everything else (the keep-alive stream too) goes both ways.
+  let held = 0;
+  const proxy = createServer((req, res) => {
+    const upstream = httpRequest({ host, port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      if (req.method === 'POST' && req.url === '/registry/v1/instances' && held++ === 0) return answer.resume();
+      res.writeHead(answer.statusCode!, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  }).listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  after(() => { proxy.closeAllConnections(); proxy.close(); });
+  const warnings: Array<Record<string, unknown>> = [];
+  const instance = await serve(app(), {
+    service: 'shop', registry: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, token: gw.adminToken, handleSignals: false,
+    logger: { info: () => {}, warn: (fields: Record<string, unknown>) => warnings.push(fields) },
+  });
+  try {
+    // serve() resolves after the first attempt, answered or not: wait for the lease itself.
+    await until(() => Object.values(instance.leases()).every(Boolean), 'registered');
+    assert.equal(held, 2, 'the first attempt was held, the second answered');
+    assert.deepEqual(warnings.map((w) => [w.msg, /no answer within 3000 ms/.test(String(w.error))]), [['registration failed', true]], `only the timeout: ${JSON.stringify(warnings)}`);
+    assert.deepEqual(gw.registry.snapshotNow('shop').instances.map((i) => i.address), [instance.address], 'one instance, once');
+  } finally {
+    await instance.close();
+  }
 });

@@ -164,3 +164,27 @@ test('static registry: the config endpoints, read-only', async () => {
   await done;
   assert.deepEqual(seen, [1]);
 });
+
+test('a registration retried with its retryKey (the first answer lost) gets the lease the first attempt made, not 409; another key, peer or address still gets 409', () => {
+  const clock = new FakeClock();
+  const r = new EmbeddedRegistry({ clock, ttl: 10_000 });
+  const changes: RegistryChange[] = [];
+  r.subscribe((c) => changes.push(c));
+  const retryKey = 'k'.repeat(24);
+  const first = r.registerNow(reg('a1', { retryKey }), { peer: '10.0.0.1' });
+  clock.advance(3000); // the registrant's attempt timed out; it tries again
+  const again = r.registerNow(reg('a1', { retryKey, state: 'draining' }), { peer: '10.0.0.1' });
+  assert.equal(again.id, first.id, 'the same lease');
+  assert.equal(again.instance.state, 'draining', 'the retry\'s state applies');
+  assert.deepEqual(changes.map((c) => c.kind), ['registered', 'state'], 'no second registration, no leave');
+  clock.advance(9999);
+  assert.equal(r.size, 1, 'the retry renewed the lease');
+  const conflict = (e: unknown) => isTandemError(e) && e.code === 'TANDEM_ERR_REGISTRY_CONFLICT' && e.status === 409;
+  assert.throws(() => r.registerNow(reg('a1', { retryKey: 'x'.repeat(24) }), { peer: '10.0.0.1' }), conflict, 'another key');
+  assert.throws(() => r.registerNow(reg('a1'), { peer: '10.0.0.1' }), conflict, 'no key');
+  assert.throws(() => r.registerNow(reg('a1', { retryKey }), { peer: '10.0.0.2' }), conflict, 'another peer');
+  assert.throws(() => r.registerNow({ ...reg('a1', { retryKey }), address: '127.0.0.1:7999' }, { peer: '10.0.0.1' }), conflict, 'another address');
+  assert.equal(r.snapshotNow('shop').instances.length, 1);
+  assert.equal(JSON.stringify(r.snapshotNow('shop')).includes(retryKey), false, 'the key is never shown');
+  assert.throws(() => r.registerNow(reg('b1', { retryKey: 'short' })), (e: unknown) => isTandemError(e) && e.status === 400 && /^retryKey:/.test(e.message));
+});

@@ -7,10 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ROOT } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
 import { startNatsServer } from './helpers/nats-server.js';
+import { startEtcd } from './helpers/etcd.js';
 
 const START = join(ROOT, 'examples', 'shop', 'start.js');
 
@@ -134,6 +136,48 @@ test('the shop with PostgreSQL, NATS and Redis: the same, with three orders and 
   }
 });
 
+test('the shop with --etcd: instances register in etcd, the gateway reads them from it, and an order goes through as before', async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.destroy());
+  const shop = await startShop([`--etcd=${etcd.endpoints.join(',')}`]);
+  try {
+    assert.match(shop.output(), /using +etcd \(ETCD_ENDPOINTS=127\.0\.0\.1:\d+\)/);
+    // Every instance is a key of etcd's (<prefix>/services/<service>/<id>), none of the embedded registry's.
+    const range = await fetch(`http://${etcd.endpoints[0]}/v3/kv/range`, {
+      method: 'POST',
+      body: JSON.stringify({ key: Buffer.from('/tandem/services/').toString('base64'), range_end: Buffer.from('/tandem/services0').toString('base64'), keys_only: true }),
+    }).then((r) => r.json()) as { kvs?: Array<{ key: string }> };
+    const services = (range.kvs ?? []).map((kv) => Buffer.from(kv.key, 'base64').toString().split('/')[3]).sort();
+    assert.deepEqual(services, ['catalog', 'catalog', 'catalog', 'notifications', 'notifications', 'orders', 'payments', 'shipping', 'shipping']);
+    const order = await orderOnce(shop);
+    await stopShop(shop);
+    assertOnce(shop, order);
+  } finally {
+    shop.killAll();
+  }
+});
+
+test('the shop started while its broker is down: the instances wait for it, then serve; an order goes through', async (t) => {
+  const nats = await startNatsServer();
+  t.after(() => nats.destroy());
+  await nats.stop();
+  const proc = spawn(process.execPath, [START, '--listen=127.0.0.1:0', '--admin=127.0.0.1:0', `--nats=${nats.url}`], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  t.after(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  await waitFor(() => `an instance waiting for the broker (so far: ${out})`, () => /\[(orders|notifications)-1\] broker unreachable/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+  assert.equal(proc.exitCode, null, out);
+  await nats.start();
+  await waitFor(() => `the banner (so far: ${out})`, () => /the shop: gateway/.test(out) || proc.exitCode !== null, { intervalMs: 50 });
+  assert.equal(proc.exitCode, null, out);
+  const base = /the shop: gateway (http:\/\/\S+)\//.exec(out)![1]!;
+  const placed = await placeOrder(base, `late-broker-${Date.now()}`, { sku: 'apple', qty: 1 });
+  assert.equal(placed.status, 201);
+  const order = await placed.json() as Order;
+  await waitFor(() => `a confirmation and a shipping notice for ${order.id}:\n${out}`, () => out.includes(`Order ${order.id} is paid`) && new RegExp(`\\[shipping-\\d+\\] .*${order.id}`).test(out), { intervalMs: 50 });
+});
+
 test('npm start -- --drill with the embedded defaults: under SIGKILLs and a freeze no order is lost, charged twice or notified twice', async (t) => {
   const proc = spawn(process.execPath, [START, '--drill', '--duration=8', '--rate=60', '--listen=127.0.0.1:0', '--admin=127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -151,4 +195,34 @@ test('npm start -- --drill with the embedded defaults: under SIGKILLs and a free
   assert.match(out, /ok {4}0 {2}orders charged twice/);
   assert.match(out, /ok {4}0 {2}orders without exactly one confirmation and one shipping notice once quiet \(of 160 paid\)/);
   assert.match(out, /0 POSTs failed and their retry placed no order either/);
+});
+
+test('the drill\'s order check: a POST answered 200 (the gateway retried it by its Idempotency-Key and another instance found the order) is an order placed, not an error', async () => {
+  const { checkOrderPosts } = await import(pathToFileURL(join(ROOT, 'examples', 'shop', 'drill.js')).href) as {
+    checkOrderPosts: (posts: object[], io: { read: (id: string) => Promise<object | null>; retry: (r: { id: string }) => Promise<{ status: number; order?: { id: string } }> }) =>
+      Promise<{ errorButTaken: number; okButNotTaken: number; neverPlaced: number; orders: Map<string, object> }>;
+  };
+  const paid = (id: string) => ({ id, status: 'paid' });
+  const retried: string[] = [];
+  const posts = [
+    { id: 'drill-1', status: 201, tag: '/orders/a' },
+    { id: 'drill-4', status: 200, tag: '/orders/b' }, // placed by an instance that died answering; found by the next
+    { id: 'drill-7', status: 502 }, // an error, and the retry finds the order: taken although answered with an error
+    { id: 'drill-10', status: 0 }, // no answer, and the retry places it
+  ];
+  const result = await checkOrderPosts(posts, {
+    read: async (id) => paid(id),
+    retry: async (r) => {
+      retried.push(r.id);
+      return r.id === 'drill-7' ? { status: 200, order: paid('c') } : { status: 201, order: paid('d') };
+    },
+  });
+  assert.deepEqual(retried, ['drill-7', 'drill-10'], 'only the errors are retried');
+  assert.equal(result.errorButTaken, 1);
+  assert.equal(result.okButNotTaken, 0);
+  assert.equal(result.neverPlaced, 0);
+  assert.deepEqual([...result.orders.keys()].sort(), ['a', 'b', 'c', 'd']);
+
+  const unpaid = await checkOrderPosts([{ id: 'drill-1', status: 200, tag: '/orders/e' }], { read: async (id) => ({ id, status: 'pending' }), retry: async () => ({ status: 0 }) });
+  assert.equal(unpaid.okButNotTaken, 1, 'an OK answer must name a paid order');
 });

@@ -1,19 +1,16 @@
-// The full-system drill (`npm start -- --drill [--quick] [--postgres] [--nats]`, issue 18): the
-// shop under open-loop mixed traffic — browse the catalog, place orders, read them back — while
-// an instance of every service is SIGKILLed, one is frozen for 4 s, orders and payments get a
-// rolling deploy and the broker is restarted. Then it checks what clients and the business saw.
-// --nats or --kafka without a URL and --postgres use a broker and a database of the drill's own
-// (a nats-server, a Kafka node from scripts/kafka.js, a database created and dropped), never
-// the machine's shared ones.
+// The full-system drill (`npm start -- --drill [--quick] [--postgres] [--nats|--kafka|--rabbitmq]
+// [--etcd]`, issue 18): the shop under open-loop mixed traffic — browse the catalog, place orders,
+// read them back — while an instance of every service is SIGKILLed, one is frozen for 4 s, orders
+// and payments get a rolling deploy and meanwhile the broker and the registry are restarted.
+// Then it checks what clients and the business saw. Flags without a URL start a broker, etcd and
+// a database of the drill's own (drill-backends.js), never the machine's shared ones. The
+// gateway listens on free ports unless --listen/--admin say otherwise.
 /* global fetch, AbortSignal */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openLoop, percentile } from '../../dist/src/drill/open-loop.js';
 import { launch } from './start.js';
+import { privateBackends } from './drill-backends.js';
 
 const SKUS = ['apple', 'bread', 'cheese'];
 const CLIENT_TIMEOUT_MS = 10_000;
@@ -21,8 +18,8 @@ const out = (line = '') => process.stdout.write(`${line}\n`);
 
 export async function runDrill(flags) {
   const quick = flags.quick === true;
-  const duration = Number(flags.duration ?? (quick ? 20 : 60));
-  const rate = Number(flags.rate ?? (quick ? 150 : 300));
+  const duration = Number(flags.duration ?? (quick ? 35 : 60));
+  const rate = Number(flags.rate ?? (quick ? 60 : 300));
   const cleanups = [];
   // Ctrl-C: the instances and the broker are this process's children and would outlive it.
   const abort = () => {
@@ -35,32 +32,17 @@ export async function runDrill(flags) {
   process.once('SIGINT', abort);
   process.once('SIGTERM', abort);
   try {
-    let broker; // one of the drill's own, which it may kill
-    if (flags.nats === true) {
-      const nats = await startNats();
-      cleanups.push(() => nats.destroy());
-      flags = { ...flags, nats: nats.url };
-      broker = { what: 'the NATS server', kill: () => nats.stop('SIGKILL'), start: () => nats.start() };
-    } else if (flags.kafka === true) {
-      const { startKafka } = await import('../../scripts/kafka.js').catch(() => {
-        throw new Error('--kafka without brokers starts a broker with scripts/kafka.js, which only a clone of tandem has: give --kafka=host:port');
-      });
-      const kafka = await startKafka();
-      cleanups.push(() => kafka.stop());
-      flags = { ...flags, kafka: kafka.bootstrap.join(',') };
-      broker = { what: 'the Kafka broker', kill: () => kafka.kill(1), start: () => kafka.restart(1) };
-    }
-    let db;
-    if (flags.postgres !== undefined) {
-      db = await privateDatabase(flags.postgres === true ? 'postgres://postgres@127.0.0.1:5432/postgres' : flags.postgres);
-      cleanups.push(() => db.drop());
-      flags = { ...flags, postgres: db.url };
-    }
-    const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? 'RabbitMQ' : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
-    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''})`);
-    const shop = await launch(flags, { quiet: true });
+    let broker, registry, db; // of the drill's own: it may kill the first two
+    ({ flags, broker, registry, db } = await privateBackends(flags, cleanups));
+    const bus = flags.nats ? `NATS ${flags.nats}` : flags.rabbitmq ? `RabbitMQ ${flags.rabbitmq.replace(/\/\/[^@]*@/, '//')}` : flags.kafka ? `Kafka ${flags.kafka}` : 'the memory bus';
+    const where = flags.etcd ? `, etcd ${flags.etcd}${registry ? ' (of its own)' : ''}` : '';
+    out(`  drill: starting the shop (${db ? 'PostgreSQL (a database of its own)' : 'memory stores'}, ${bus}${broker ? ' (a broker of its own)' : ''}${where})`);
+    // Free ports: a drill must not collide with a shop (or another drill) running on gateway.yaml's.
+    const started = performance.now();
+    const shop = await launch({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', ...flags }, { quiet: true });
     cleanups.push(() => shop.stop());
-    return await drive(shop, { duration, rate, broker, db });
+    out(`  drill: the shop serving after ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return await drive(shop, { duration, rate, broker, registry, db });
   } finally {
     process.off('SIGINT', abort);
     process.off('SIGTERM', abort);
@@ -68,7 +50,7 @@ export async function runDrill(flags) {
   }
 }
 
-async function drive(shop, { duration, rate, broker, db }) {
+async function drive(shop, { duration, rate, broker, registry, db }) {
   const origin = `http://${shop.gateway.listenAddress}`;
   const stateful = shop.plan.orders > 1;
   out(`  drill: ${rate} req/s for ${duration} s through ${origin} — GET /catalog/items/…, POST /orders, GET /orders/<id> in turn`);
@@ -90,12 +72,16 @@ async function drive(shop, { duration, rate, broker, db }) {
   const load = openLoop({ origin, rate, durationS: duration, idPrefix: 'drill', timeoutMs: CLIENT_TIMEOUT_MS, request, tagHeader: 'location', state });
   const note = (what) => {
     const t = performance.now() - state.t0;
-    faults.push({ what, t });
+    const fault = { what, t, end: t };
+    faults.push(fault);
     out(`  ${(t / 1000).toFixed(1).padStart(6)} s  ${what}`);
+    return fault;
   };
   const at = (fraction) => sleep(Math.max(0, state.t0 + fraction * duration * 1000 - performance.now()));
   const starts = [];
-  const replace = (service) => starts.push(shop.start(service).then((i) => out(`           ${i.name} serving`)));
+  const startFailures = [];
+  // Handled at once: an unhandled rejection would end the drill before its cleanup (orphans).
+  const replace = (service) => starts.push(shop.start(service).then((i) => out(`           ${i.name} serving`), (err) => startFailures.push(err.message)));
 
   await at(0.1);
   for (const service of ['catalog', 'notifications', 'shipping', ...(stateful ? ['orders', 'payments'] : [])]) {
@@ -105,87 +91,89 @@ async function drive(shop, { duration, rate, broker, db }) {
     replace(service);
     await sleep(1000);
   }
-  await at(0.35);
+  await at(0.3);
   const frozen = shop.running(stateful ? 'orders' : 'catalog')[0];
   note(`SIGSTOP ${frozen.name} for 4 s`);
   frozen.child.kill('SIGSTOP');
   await sleep(4000);
   frozen.child.kill('SIGCONT');
-  await at(0.5);
-  for (const service of stateful ? ['orders', 'payments'] : []) {
-    note(`rolling deploy of ${service}`);
+  faults.at(-1).end = performance.now() - state.t0;
+  await at(0.45);
+  // Both services at once, one instance after the other within each, while the broker and the
+  // registry restart: a deploy that outlasted the load would not have been tested under it
+  // (the report counts such faults as failures).
+  const deploys = Promise.all((stateful ? ['orders', 'payments'] : []).map(async (service) => {
+    const fault = note(`rolling deploy of ${service}`);
     for (const old of shop.running(service)) {
       const fresh = await shop.start(service);
       old.child.kill('SIGTERM');
       const code = await old.exited;
       out(`           ${fresh.name} serving, ${old.name} drained and exited ${code}`);
     }
-  }
-  if (broker) {
-    await at(0.8);
-    note(`SIGKILL ${broker.what}, start it again 2 s later`);
-    await broker.kill();
+    fault.end = performance.now() - state.t0;
+  }));
+  deploys.catch(() => {}); // awaited below, after the restarts: a failure then ends the drill, with its cleanup
+  for (const [fraction, what, part] of [[0.5, broker?.what, broker], [0.6, `${registry?.what} (the registry)`, registry]]) {
+    if (!part) continue;
+    await at(fraction);
+    const fault = note(`SIGKILL ${what}, start it again 2 s later`);
+    await part.kill();
     await sleep(2000);
-    await broker.start();
+    await part.start();
+    fault.end = performance.now() - state.t0;
   }
+  await deploys;
   const run = await load;
   loopDelay.disable();
   out(`  the drill's own process (gateway and load generator): event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms; the generator's largest send lag ${run.maxSendLagMs.toFixed(0)} ms`);
   await Promise.allSettled(starts);
-  return report(shop, run, faults, { origin, db, runId, skipped: [
+  for (const failure of startFailures) out(`  a replacement instance did not start: ${failure}`);
+  return report(shop, run, faults, { origin, db, runId, loadEnd: duration * 1000, startFailures: startFailures.length, skipped: [
     ...(stateful ? [] : ['orders and payments are not killed, frozen or redeployed: without PostgreSQL their state is in their one process']),
-    ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats or --kafka without a URL)']),
+    ...(broker ? [] : ['broker restart: no broker of the drill\'s own (--nats, --kafka or --rabbitmq without a URL)']),
+    ...(registry ? [] : ['registry restart: the registry is the gateway\'s own (--etcd without a URL: an etcd of the drill\'s own, restarted)']),
     'gateway pair: the shop runs one gateway',
   ] });
 }
 
-async function report(shop, run, faults, { origin, db, runId, skipped }) {
+async function report(shop, run, faults, { origin, db, runId, loadEnd, startFailures, skipped }) {
+  const ended = performance.now();
   const kinds = { 'GET /catalog/items/…': [], 'POST /orders': [], 'GET /orders/<id>': [] };
   for (const r of run.results) {
     const n = Number(r.id.split('-')[1]);
     kinds[Object.keys(kinds)[n % 3]].push(r);
   }
   out();
-  out('  | requests | sent | failed | p50 ms | p99 ms |');
-  out('  |---|---:|---:|---:|---:|');
+  out('  | requests | sent | failed | how (status or error × count) | p50 ms | p99 ms |');
+  out('  |---|---:|---:|---|---:|---:|');
   for (const [kind, results] of Object.entries(kinds)) {
     const lat = results.map((r) => r.lat).sort((a, b) => a - b);
-    const failed = results.filter((r) => !(r.status === 200 || r.status === 201)).length;
-    out(`  | ${kind} | ${results.length} | ${failed} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
+    const failed = results.filter((r) => !(r.status === 200 || r.status === 201));
+    const how = [...countBy(failed.map((r) => r.err ?? r.status))].map(([what, n]) => `${what} × ${n}`).join(', ') || '—';
+    out(`  | ${kind} | ${results.length} | ${failed.length} | ${how} | ${percentile(lat, 50)?.toFixed(1)} | ${percentile(lat, 99)?.toFixed(1)} |`);
   }
-  // How long each fault was visible: failed requests that ended between it and the next fault.
+  // How long each fault was visible: failed requests that ended while it lasted or before the
+  // next fault began (the two rolling deploys overlap: a failure then counts for both).
   out();
-  out('  | fault | at s | failed requests after it | first–last failure after it (s, by the end of the request) |');
-  out('  |---|---:|---:|---|');
+  out('  | fault | at s | lasted s | failed requests in its window | first–last failure after it (s, by the end of the request) |');
+  out('  |---|---:|---:|---:|---|');
   const failures = run.results.filter((r) => r.t !== null && !(r.status === 200 || r.status === 201)).map((r) => r.t + r.lat).sort((a, b) => a - b);
   faults.forEach((f, k) => {
-    const end = faults[k + 1]?.t ?? Infinity;
+    const end = Math.max(f.end, faults.slice(k + 1).find((g) => g.t > f.t)?.t ?? Infinity);
     const failed = failures.filter((t) => t >= f.t && t < end);
     const span = failed.length === 0 ? '—' : `${((failed[0] - f.t) / 1000).toFixed(2)}–${((failed.at(-1) - f.t) / 1000).toFixed(2)}`;
-    out(`  | ${f.what} | ${(f.t / 1000).toFixed(1)} | ${failed.length} | ${span} |`);
+    out(`  | ${f.what} | ${(f.t / 1000).toFixed(1)} | ${((f.end - f.t) / 1000).toFixed(1)} | ${failed.length} | ${span} |`);
   });
 
   // The business: every POST's key, retried by the client with the same key when it failed.
-  const posts = kinds['POST /orders'];
-  let errorButTaken = 0;
-  let okButNotTaken = 0;
-  let neverPlaced = 0;
-  const orders = new Map(); // id → key
-  for (const r of posts) {
-    if (r.status === 201) {
-      const id = r.tag?.split('/').pop();
-      const read = await fetch(`${origin}/orders/${id}`).then((res) => (res.status === 200 ? res.json() : null));
-      if (read?.status !== 'paid') okButNotTaken++;
-      else orders.set(id, read);
-    } else {
-      const i = Number(r.id.split('-')[1]);
-      const retry = await placeWithRetries(origin, `${runId}-${i}`, SKUS[i % 3]);
-      if (retry.status === 200) errorButTaken++;
-      if (retry.order) orders.set(retry.order.id, retry.order);
-      else neverPlaced++;
-    }
-  }
+  const i = (r) => Number(r.id.split('-')[1]);
+  const { errorButTaken, okButNotTaken, neverPlaced, orders } = await checkOrderPosts(kinds['POST /orders'], {
+    read: (id) => fetch(`${origin}/orders/${id}`).then((res) => (res.status === 200 ? res.json() : null)),
+    retry: (r) => placeWithRetries(origin, `${runId}-${i(r)}`, SKUS[i(r) % 3]),
+  });
+  const checked = performance.now();
   const effects = await settle(shop, [...orders.keys()], db);
+  out(`  drill: the POSTs checked in ${((checked - ended) / 1000).toFixed(1)} s, the system quiet ${((performance.now() - checked) / 1000).toFixed(1)} s later`);
   const charged = countBy(shop.effects.filter((e) => e.msg === 'charged').map((e) => e.order));
   const chargedTwice = [...charged.values()].filter((n) => n > 1).length;
   const notOnce = [...orders.keys()].filter((id) => effects.confirmations.get(id) !== 1 || effects.shipments.get(id) !== 1);
@@ -196,6 +184,8 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
     ['order POSTs answered OK although the order was not taken (not there, or not paid)', okButNotTaken],
     ['orders charged twice', chargedTwice],
     [`orders without exactly one confirmation and one shipping notice once quiet (of ${orders.size} paid)`, notOnce.length],
+    ['replacement instances that did not start', startFailures],
+    [`faults not over before the load ended at ${loadEnd / 1000} s (not wholly under traffic: a longer --duration)`, faults.filter((f) => f.end > loadEnd).length],
   ];
   out();
   for (const [what, n] of checks) out(`  ${n === 0 ? 'ok  ' : 'FAIL'}  ${n}  ${what}`);
@@ -205,6 +195,35 @@ async function report(shop, run, faults, { origin, db, runId, skipped }) {
   const pass = checks.every(([, n]) => n === 0);
   out(pass ? '  PASS' : '  FAIL');
   return pass ? 0 : 1;
+}
+
+/**
+ * What the POSTs' answers were worth. An answer with the order — 201, or 200 when the gateway
+ * retried the POST (its Idempotency-Key) on another instance, which found the order the first
+ * one had placed — must name a paid order (`read(id)`); any other answer is an error, and the
+ * client's retry with the same key (`retry(r)`) must then place it (201) or find it (200: it had
+ * been taken although the answer was an error).
+ */
+export async function checkOrderPosts(posts, { read, retry }) {
+  let errorButTaken = 0;
+  let okButNotTaken = 0;
+  let neverPlaced = 0;
+  const orders = new Map(); // id → the order
+  const check = async (r) => {
+    if (r.status === 200 || r.status === 201) {
+      const id = r.tag?.split('/').pop();
+      const order = id ? await read(id) : null;
+      if (order?.status !== 'paid') okButNotTaken++;
+      else orders.set(id, order);
+    } else {
+      const again = await retry(r);
+      if (again.status === 200) errorButTaken++;
+      if (again.order) orders.set(again.order.id, again.order);
+      else neverPlaced++;
+    }
+  };
+  for (let i = 0; i < posts.length; i += 20) await Promise.all(posts.slice(i, i + 20).map(check));
+  return { errorButTaken, okButNotTaken, neverPlaced, orders };
 }
 
 const countBy = (values) => values.reduce((m, v) => m.set(v, (m.get(v) ?? 0) + 1), new Map());
@@ -256,52 +275,4 @@ async function placeWithRetries(origin, key, sku) {
     await sleep(500);
   }
   return answer;
-}
-
-/** A nats-server of the drill's own: JetStream in a temp dir, a free port; restartable on the same port. */
-async function startNats() {
-  const dir = mkdtempSync(join(tmpdir(), 'shop-drill-nats-'));
-  const bin = process.env.NATS_SERVER ?? 'nats-server';
-  let proc;
-  let port = -1;
-  const start = () => new Promise((resolve, reject) => {
-    proc = spawn(bin, ['-js', '-sd', dir, '-p', String(port), '-a', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    proc.on('error', (err) => reject(new Error(`cannot run ${bin} (set NATS_SERVER to its path): ${err.message}`)));
-    proc.stderr.setEncoding('utf8').on('data', (d) => {
-      log += d;
-      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
-      if (m) port = Number(m[1]);
-      if (log.includes('Server is ready')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`nats-server exited (${code}): ${log.slice(-300)}`)));
-  });
-  await start();
-  const stop = (signal = 'SIGTERM') => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill(signal);
-    return exited;
-  };
-  return { url: `nats://127.0.0.1:${port}`, start, stop, destroy: async () => { await stop('SIGKILL'); rmSync(dir, { recursive: true, force: true }); } };
-}
-
-/** A database of the drill's own on the server of `url`, dropped at the end. */
-async function privateDatabase(url) {
-  const { default: pg } = await import('pg');
-  const name = `shop_drill_${process.pid}`;
-  const admin = new pg.Pool({ connectionString: url, max: 1 });
-  await admin.query(`CREATE DATABASE ${name}`);
-  const own = new URL(url);
-  own.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: own.href, max: 2 });
-  return {
-    url: own.href,
-    pool,
-    async drop() {
-      await pool.end();
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    },
-  };
 }

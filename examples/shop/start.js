@@ -7,6 +7,8 @@
 //   --nats[=URL]       NATS_URL       the bus: NATS JetStream
 //   --rabbitmq[=URL]   RABBITMQ_URL   the bus: RabbitMQ
 //   --kafka[=BROKERS]  KAFKA_BROKERS  the bus: Kafka
+//   --etcd[=HOSTS]     ETCD_ENDPOINTS the registry: etcd (host:port,…); the gateway reads the members
+//                                     from it, instances register there (else: the gateway's own)
 //   --listen, --admin  the gateway's addresses (default those of gateway.yaml)
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -21,6 +23,7 @@ const SWITCHES = {
   nats: ['NATS_URL', 'nats://127.0.0.1:4222'],
   rabbitmq: ['RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672'],
   kafka: ['KAFKA_BROKERS', '127.0.0.1:9092'],
+  etcd: ['ETCD_ENDPOINTS', '127.0.0.1:2379'],
 };
 
 /** `--name` or `--name=value` flags. */
@@ -98,8 +101,9 @@ export async function launch(flags, { quiet = false } = {}) {
   const address = (text) => ({ host: text.slice(0, text.lastIndexOf(':')), port: Number(text.slice(text.lastIndexOf(':') + 1)) });
   if (flags.listen) config.listen = [{ ...address(flags.listen), tls: undefined }];
   if (flags.admin) config.admin = address(flags.admin);
+  if (env.ETCD_ENDPOINTS) config.registry = { ...config.registry, etcd: env.ETCD_ENDPOINTS.split(',') };
   const gateway = await Gateway.start(config, createLogger('warn'));
-  env.TANDEM_REGISTRY = `http://${gateway.adminAddress}`;
+  env.TANDEM_REGISTRY = env.ETCD_ENDPOINTS ? `etcd://${env.ETCD_ENDPOINTS}` : `http://${gateway.adminAddress}`;
   const shop = new Shop(gateway, env, { quiet });
   // State in a process's memory cannot be shared: without PostgreSQL, orders and payments run once.
   const stateful = env.DATABASE_URL ? 3 : 1;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { realClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { TandemError } from '../core/errors.js';
 import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
@@ -59,6 +59,8 @@ interface Entry {
   readonly ttl: number;
   expiresAt: number;
   readonly peer: string;
+  /** Registration.retryKey: the registrant's secret, which lets its retry have this lease. */
+  readonly retryKey: string | undefined;
   /** The keep-alive in this process, told when the lease ends. */
   lost: ((loss: LeaseLoss) => void) | undefined;
 }
@@ -120,9 +122,15 @@ export class EmbeddedRegistry implements Registry {
 
   /** register(), synchronously: throws TandemError (400, 409, 413, 429) for a bad or refused registration. */
   registerNow(registration: unknown, context: RegisterContext = {}): Lease {
-    const { instance, ttl: asked } = checkRegistration(registration, this.limits);
+    const { instance, ttl: asked, retryKey } = checkRegistration(registration, this.limits);
     const peer = context.peer ?? 'local';
     const previous = this.services.get(instance.service)?.members.get(instance.id);
+    if (previous !== undefined && previous.expiresAt > this.clock.now() && isRetry(previous, instance, peer, retryKey)) {
+      // The registrant's earlier attempt made this lease, and its answer was lost (the attempt
+      // timed out while the registry was slow): a 409 would keep it out until the lease expired.
+      this.setStateNow(previous.leaseId, instance.state);
+      return { id: previous.leaseId, ttl: previous.ttl, instance: previous.instance };
+    }
     if (previous !== undefined) {
       // Another live lease holds the id: taking it over would let one registrant evict
       // another's instance. A stale holder (a frozen process) lets go within its TTL.
@@ -141,7 +149,7 @@ export class EmbeddedRegistry implements Registry {
     }
     const service = this.serviceEntries(instance.service);
     const ttl = asked ?? this.limits.ttl;
-    const entry: Entry = { leaseId: newLeaseId(), instance, ttl, expiresAt: this.clock.now() + ttl, peer, lost: undefined };
+    const entry: Entry = { leaseId: newLeaseId(), instance, ttl, expiresAt: this.clock.now() + ttl, peer, retryKey, lost: undefined };
     this.leases.set(entry.leaseId, entry);
     service.members.set(instance.id, entry);
     this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
@@ -365,4 +373,15 @@ export class EmbeddedRegistry implements Registry {
 
 function newLeaseId(): string {
   return randomBytes(16).toString('base64url');
+}
+
+/**
+ * The same registrant asking again: its secret retryKey (compared in constant time), from the
+ * same peer, for the same address. Anything else is someone else's claim on the id.
+ */
+function isRetry(previous: Entry, instance: Instance, peer: string, retryKey: string | undefined): boolean {
+  if (retryKey === undefined || previous.retryKey === undefined || previous.peer !== peer || previous.instance.address !== instance.address) return false;
+  const a = Buffer.from(retryKey);
+  const b = Buffer.from(previous.retryKey);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -12,17 +12,18 @@ export interface RegistrationLimits {
   maxTtl: number;
 }
 
-const FIELDS = ['service', 'id', 'address', 'zone', 'weight', 'metadata', 'state', 'ttl'] as const;
+const FIELDS = ['service', 'id', 'address', 'zone', 'weight', 'metadata', 'state', 'ttl', 'retryKey'] as const;
 const SERVICE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 const ZONE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const RETRY_KEY_RE = /^[A-Za-z0-9_-]{16,128}$/;
 
 export function invalid(path: string, message: string): TandemError {
   return new TandemError('TANDEM_ERR_REGISTRY_INVALID', path ? `${path}: ${message}` : message, { status: 400 });
 }
 
 /** A registration checked field by field; throws TANDEM_ERR_REGISTRY_INVALID (400) or _LIMIT (413) naming the field. */
-export function checkRegistration(raw: unknown, limits: RegistrationLimits): { instance: Instance; ttl: number | undefined } {
+export function checkRegistration(raw: unknown, limits: RegistrationLimits): { instance: Instance; ttl: number | undefined; retryKey: string | undefined } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('', 'expected a JSON object { service, id, address, … }');
   const r = raw as Record<string, unknown>;
   for (const key of Object.keys(r)) {
@@ -57,10 +58,11 @@ export function checkRegistration(raw: unknown, limits: RegistrationLimits): { i
     }
     ttl = r.ttl;
   }
+  const retryKey = r.retryKey === undefined ? undefined : text(r.retryKey, 'retryKey', RETRY_KEY_RE, '16 to 128 letters, digits, "_" and "-"');
   // https:// stays in the address (the endpoint's id everywhere); `tls` only when set, so a
   // plaintext instance reads as it always did.
   const address = formatEndpoint(hp.host, hp.port, hp.tls);
-  return { instance: Object.freeze({ service, id, address, host: hp.host, port: hp.port, ...(hp.tls ? { tls: true } : {}), zone, weight, metadata, state }), ttl };
+  return { instance: Object.freeze({ service, id, address, host: hp.host, port: hp.port, ...(hp.tls ? { tls: true } : {}), zone, weight, metadata, state }), ttl, retryKey };
 }
 
 export function checkState(raw: unknown): InstanceState {

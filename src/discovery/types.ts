@@ -27,6 +27,14 @@ export interface Registration {
   state?: InstanceState;
   /** Lease time to live asked for (ms); the registry may clamp it. Default: the registry's. */
   ttl?: number;
+  /**
+   * A secret of the registrant's (16–128 of letters, digits, `_`, `-`), the same on every
+   * attempt: an attempt whose answer was lost (a timeout) created a lease the registrant never
+   * learnt, and the next attempt — same key, address and peer — is given that lease instead of
+   * a 409 until it expires. Never shown to readers. The embedded registry honours it; etcd
+   * ignores it.
+   */
+  retryKey?: string;
 }
 
 /** An instance as the registry holds it. */

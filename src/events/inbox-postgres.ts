@@ -20,6 +20,7 @@ export interface PgClientLike {
   release(err?: Error | boolean): void;
   on(event: 'notification', listener: () => void): unknown;
   on(event: 'error', listener: (err: Error) => void): unknown;
+  off(event: 'error', listener: (err: Error) => void): unknown;
 }
 
 /** pg's `Pool`; `C` is what `connect()` hands out (pg: `PoolClient`). */
@@ -93,6 +94,11 @@ export class PostgresInbox<Tx extends PgClientLike = PgTransaction> implements I
   async once(group: string, id: string, effect: (tx: Tx) => Promise<void> | void): Promise<'done' | 'duplicate'> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // The server may end the session while the effect runs (a restart, a terminated backend):
+    // its FATAL comes as an 'error' event of the held client, an uncaught exception unless
+    // heard. The next query fails with it; the client is then released as broken.
+    const onEnded = (err: Error) => { broken = err; };
+    client.on('error', onEnded);
     try {
       await client.query('BEGIN');
       const inserted = await client.query(`INSERT INTO ${this.table} (grp, id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [group, id]);
@@ -107,6 +113,7 @@ export class PostgresInbox<Tx extends PgClientLike = PgTransaction> implements I
       await client.query('ROLLBACK').catch((e: Error) => (broken = e));
       throw err;
     } finally {
+      client.off('error', onEnded);
       client.release(broken);
     }
   }

@@ -6,7 +6,12 @@ import { DEFAULT_LEAD_TTL_MS } from './election.js';
 
 /** The parts of pg the lease store uses (pg's Pool and PoolClient satisfy them; see events/inbox-postgres.ts). */
 interface PgResult { rows: unknown[]; rowCount: number | null }
-interface PgClient { query(text: string, values?: unknown[]): Promise<PgResult>; release(err?: Error | boolean): void }
+interface PgClient {
+  query(text: string, values?: unknown[]): Promise<PgResult>;
+  release(err?: Error | boolean): void;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  off(event: 'error', listener: (err: Error) => void): unknown;
+}
 interface PgPool { query(text: string, values?: unknown[]): Promise<PgResult>; connect(): Promise<PgClient>; end(): Promise<void> }
 
 export interface PostgresLeaseStoreOptions {
@@ -88,6 +93,12 @@ export class PostgresLeaseStore implements LeaseStore {
    */
   async fenced<T>(term: Pick<Term, 'name' | 'token'>, fn: (tx: PgClient) => Promise<T>, ttlMs = DEFAULT_LEAD_TTL_MS): Promise<T> {
     const client = await this.pool.connect();
+    // The server ends a session it finds idle in this transaction too long (below): its FATAL
+    // arrives as an 'error' event of the held client — a process frozen here gets it when it
+    // resumes — which, unheard, would be an uncaught exception. The next query fails with it.
+    let ended: Error | undefined;
+    const onEnded = (err: Error) => { ended = err; };
+    client.on('error', onEnded);
     try {
       await client.query('BEGIN');
       // A leader frozen inside this transaction would hold the row lock, and with it every
@@ -102,10 +113,11 @@ export class PostgresLeaseStore implements LeaseStore {
       await client.query('COMMIT');
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
+      await client.query('ROLLBACK').catch((e: Error) => { ended ??= e; });
       throw err;
     } finally {
-      client.release();
+      client.off('error', onEnded);
+      client.release(ended); // a broken client is discarded, not pooled
     }
   }
 

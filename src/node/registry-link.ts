@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { isTandemError } from '../core/errors.js';
 import { registryFromUrl } from '../discovery/from-url.js';
 import type { InstanceState, KeepAlive, Lease, Registration, Registry } from '../discovery/types.js';
@@ -35,6 +36,8 @@ export interface RegistryLinkOptions {
 export class RegistryLink {
   readonly url: string;
   readonly registry: Registry;
+  /** Registration.retryKey of every attempt of this link. */
+  private readonly retryKey: string;
   private lease: Lease | undefined;
   private keepAlive: KeepAlive | undefined;
   private stopped = false;
@@ -58,6 +61,9 @@ export class RegistryLink {
     this.answerTimeout = options.answerTimeout;
     this.log = options.log;
     this.registry = registryFromUrl(options.url, options.token, { timeout: 3000, clock: options.clock });
+    // One per link: an attempt that timed out may have made a lease all the same; the next
+    // attempt, with this key, is given it (Registration.retryKey) instead of a 409.
+    this.retryKey = randomBytes(18).toString('base64url');
     this.firstAttempt = new Promise((resolve) => { this.settleFirst = resolve; });
   }
 
@@ -77,7 +83,7 @@ export class RegistryLink {
       if (!this.lease) {
         const state = this.state;
         try {
-          this.lease = await this.registry.register({ ...this.registration(), state });
+          this.lease = await this.registry.register({ ...this.registration(), state, retryKey: this.retryKey });
           this.acked = state;
           this.log.info({ msg: 'registered', registry: this.url, lease: this.lease.id.slice(0, 6), ttl: this.lease.ttl, state });
           backoff = 100;

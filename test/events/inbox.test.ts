@@ -107,6 +107,26 @@ inboxContract('PostgreSQL (127.0.0.1:5432)', async (retention) => {
   count: async (key) => Number(((await pgAdmin!.pool.query(`SELECT count(*) AS n FROM ${table}_effects WHERE id = $1`, [key])).rows[0] as { n: string }).n),
 }, async (ib) => void (await (ib as PostgresInbox<PoolClient>).purge()));
 
+test('PostgreSQL inbox: a session the server ends while the effect runs fails that once(), not the process; the message can run again', async () => {
+  const ib = await PostgresInbox.connect<PoolClient>({ table });
+  try {
+    const id = `ended-${suffix}`;
+    const first = ib.once('g', id, async (tx) => {
+      const { pid } = (await tx.query('SELECT pg_backend_pid() AS pid')).rows[0] as { pid: number };
+      // Ended from outside (a restart, an operator): the FATAL arrives as the held client's 'error' event.
+      await ib.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      for (;;) {
+        if ((await ib.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount === 0) break;
+        await sleep(20);
+      }
+    });
+    await assert.rejects(first);
+    assert.equal(await ib.once('g', id, () => {}), 'done', 'nothing was committed: the redelivery runs it');
+  } finally {
+    await ib.close();
+  }
+});
+
 after(async () => {
   if (redisAdmin) {
     // An ioredis client at run time: the inbox's type promises only what tandem uses.

@@ -2,17 +2,32 @@
 import * as events from 'tandem-ha/events';
 import { createClient } from 'tandem-ha/client';
 import { send, readJson } from './http.js';
-import { settings } from './settings.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { log, settings } from './settings.js';
 
-/** Connects to the configured broker; with none, a MemoryBus (see pushTo and acceptPushed). */
+/**
+ * Connects to the configured broker; with none, a MemoryBus (see pushTo and acceptPushed). An
+ * instance started while the broker is down (a deploy during its restart) waits for it — it
+ * joins the registry only after this — and gives up after a minute (a wrong URL, say).
+ */
 export async function openBus() {
-  if (settings.nats) return events.NatsBus.connect({ servers: settings.nats });
-  if (settings.rabbitmq) return events.RabbitMqBus.connect({ url: settings.rabbitmq });
-  if (settings.kafka) {
+  const connect = () => {
+    if (settings.nats) return events.NatsBus.connect({ servers: settings.nats });
+    if (settings.rabbitmq) return events.RabbitMqBus.connect({ url: settings.rabbitmq });
     if (!events.KafkaBus) throw new Error('KAFKA_BROKERS is set but this tandem-ha has no KafkaBus');
     return events.KafkaBus.connect({ brokers: settings.kafka.split(',') });
+  };
+  if (!settings.nats && !settings.rabbitmq && !settings.kafka) return new events.MemoryBus();
+  const deadline = Date.now() + 60_000;
+  for (let delay = 250; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await connect();
+    } catch (err) {
+      if (Date.now() + delay > deadline) throw err;
+      log({ msg: 'broker unreachable', error: err.message, text: `broker unreachable (${err.message}); trying again in ${delay} ms` });
+      await sleep(delay);
+    }
   }
-  return new events.MemoryBus();
 }
 
 /**
