@@ -93,12 +93,14 @@ test('members from the registry: spread over every instance; SIGKILL of one and 
   await load;
   assert.deepEqual(results.failed, []);
   assert.ok(results.ok > 100, `${results.ok} calls`);
-  // The killed instance is gone once its hold ran out (here it is still held, and unhealthy).
+  // The killed instance is gone once its hold ran out; here it is still held, out of rotation:
+  // ejected by its failed calls, then unhealthy once two checks failed (which comes first depends
+  // on how soon the calls after the kill ran: CI on Node 24 saw it still ejected).
   const members = c.snapshot();
   const live = [instances[1]!.address, instances[2]!.address];
   for (const address of live) assert.equal(members.find((e) => e.id === address)?.state, 'healthy', `${address} in ${JSON.stringify(members)}`);
   const dead = members.find((e) => e.id === instances[0]!.address);
-  assert.ok(dead === undefined || dead.state === 'unhealthy', `the killed instance: ${JSON.stringify(dead)}`);
+  assert.ok(dead === undefined || dead.state === 'unhealthy' || dead.state === 'ejected', `the killed instance: ${JSON.stringify(dead)}`);
 });
 
 test("the caller's deadline is propagated: a call gets only the time its caller has left", async () => {
