@@ -20,6 +20,13 @@ export class PartitionProgress {
   /** Bumped by every start and finish; `durable` is the version the last successful commit carried. */
   version = 0;
   durable = 0;
+  /**
+   * Records below this offset start only once a commit carries their start: the ones the
+   * partition's previous owner may have started (at most `4 × concurrency` past the commit point
+   * it left), among them whatever killed it. Past it a handler starts at once and its start goes
+   * out with the next commit — a crash before that commit loses one count, never a record.
+   */
+  carefulUntil = -1n;
 
   constructor(
     readonly topic: string,

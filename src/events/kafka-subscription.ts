@@ -183,6 +183,7 @@ export class KafkaSubscription implements Subscription {
       if (prior === undefined || this.progress.has(pkey) || !this.owns(record.topic, record.partition)) return;
       p = new PartitionProgress(record.topic, record.partition, prior);
       p.committed = record.offset;
+      p.carefulUntil = record.offset + BigInt(this.runner.options.concurrency * 4);
       this.progress.set(pkey, p);
     }
     const retried = record.topic === this.names.retry;
@@ -361,6 +362,7 @@ export class KafkaSubscription implements Subscription {
       },
       begin: () => {
         if (!mark()) return false;
+        if (record.offset >= p.carefulUntil) return true;
         const ok = this.durable(p, version);
         if (ok === true) return true;
         if (ok === false) {
