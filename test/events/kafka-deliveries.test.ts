@@ -96,6 +96,34 @@ describe('Kafka: a delivery count that survives consumer crashes', () => {
     await kill(last);
   });
 
+  test('past a new owner\'s first 4 × concurrency records a handler starts without waiting for a commit; a poison message there is still dead-lettered, after at most maxAttempts + 1 runs, and nothing is lost', async () => {
+    const topic = `deliveries.later.${randomBytes(3).toString('hex')}`;
+    const group = 'later';
+    const limit = EVENTS_DEFAULTS.maxAttempts;
+    const consumers: Consumer[] = [await startConsumer(topic, group)];
+    // Past the careful window of the consumer that has the partition.
+    const early: string[] = [];
+    for (let i = 0; i < 4 * EVENTS_DEFAULTS.concurrency + 8; i++) early.push((await bus.publish(topic, { crash: false })).id);
+    for (const id of early) await waitFor(`${id} handled`, () => linesOf(consumers, 'handled', id).length > 0 || undefined);
+    const poison = await bus.publish(topic, { crash: true });
+    for (;;) {
+      const current = consumers.at(-1)!;
+      const outcome = await Promise.race([current.exited.then(() => 'died' as const), waitFor('the dead letter', async () => (await bus.deadLetters(topic, group)).length > 0 || undefined).then(() => 'dead-lettered' as const)]);
+      if (outcome === 'dead-lettered') break;
+      assert.ok(consumers.length <= limit + 1, `a consumer process died on the poison message ${consumers.length} times: at most ${limit + 1} runs`);
+      consumers.push(await startConsumer(topic, group));
+    }
+    const runs = linesOf(consumers, 'started', poison.id).length;
+    assert.ok(runs === limit || runs === limit + 1, `the handler ran ${runs} times (maxAttempts ${limit}, one more when the first start's commit was lost with its consumer)`);
+    const [dead] = await bus.deadLetters(topic, group);
+    assert.equal(dead?.envelope.id, poison.id);
+    assert.equal(dead?.error.name, 'DeliveryLimit');
+    // Nothing lost. (At least once: a record whose outcome had not been committed when its
+    // consumer died on the poison message comes again; the inbox makes that harmless.)
+    for (const id of early) assert.ok(linesOf(consumers, 'handled', id).length >= 1, `${id} handled`);
+    await kill(consumers.at(-1)!);
+  });
+
   test('a message whose consumer was SIGKILLed mid-handler is handled once by the next, marked redelivered', async () => {
     const topic = `deliveries.once.${randomBytes(3).toString('hex')}`;
     const group = 'once';
