@@ -44,6 +44,17 @@ async function kill(c: Consumer): Promise<void> {
   await c.exited;
 }
 
+/** Starts a consumer after each one that died, until the group's dead-letter topic has a record; at most `deaths` deaths. */
+async function untilDeadLettered(topic: string, group: string, consumers: Consumer[], deaths: number): Promise<void> {
+  for (;;) {
+    const current = consumers.at(-1)!;
+    const outcome = await Promise.race([current.exited.then(() => 'died' as const), waitFor('the dead letter', async () => (await bus.deadLetters(topic, group)).length > 0 || undefined).then(() => 'dead-lettered' as const)]);
+    if (outcome === 'dead-lettered') return;
+    assert.ok(consumers.length <= deaths, `a consumer process died on the poison message ${consumers.length} times: at most ${deaths}`);
+    consumers.push(await startConsumer(topic, group));
+  }
+}
+
 const linesOf = (cs: Consumer[], event: string, id: string) => cs.flatMap((c) => c.out.lines.filter((l) => l.event === event && l.id === id));
 
 describe('Kafka: a delivery count that survives consumer crashes', () => {
@@ -68,13 +79,7 @@ describe('Kafka: a delivery count that survives consumer crashes', () => {
     const poison = await bus.publish(topic, { crash: true });
     for (let i = 0; i < 4; i++) neighbours.push((await bus.publish(topic, { crash: false })).id);
     // Each consumer dies on it; the next one takes the partition over once the dead one's session ended.
-    for (;;) {
-      const current = consumers.at(-1)!;
-      const outcome = await Promise.race([current.exited.then(() => 'died' as const), waitFor('the dead letter', async () => (await bus.deadLetters(topic, group)).length > 0 || undefined).then(() => 'dead-lettered' as const)]);
-      if (outcome === 'dead-lettered') break;
-      assert.ok(consumers.length <= limit, `a consumer process died on the poison message ${consumers.length} times: the limit is ${limit}`);
-      consumers.push(await startConsumer(topic, group));
-    }
+    await untilDeadLettered(topic, group, consumers, limit);
     const started = linesOf(consumers, 'started', poison.id);
     assert.equal(started.length, limit, 'the handler ran maxAttempts times');
     assert.deepEqual(started.map((l) => l.attempt), Array.from({ length: limit }, (_, i) => i + 1));
@@ -106,13 +111,7 @@ describe('Kafka: a delivery count that survives consumer crashes', () => {
     for (let i = 0; i < 4 * EVENTS_DEFAULTS.concurrency + 8; i++) early.push((await bus.publish(topic, { crash: false })).id);
     for (const id of early) await waitFor(`${id} handled`, () => linesOf(consumers, 'handled', id).length > 0 || undefined);
     const poison = await bus.publish(topic, { crash: true });
-    for (;;) {
-      const current = consumers.at(-1)!;
-      const outcome = await Promise.race([current.exited.then(() => 'died' as const), waitFor('the dead letter', async () => (await bus.deadLetters(topic, group)).length > 0 || undefined).then(() => 'dead-lettered' as const)]);
-      if (outcome === 'dead-lettered') break;
-      assert.ok(consumers.length <= limit + 1, `a consumer process died on the poison message ${consumers.length} times: at most ${limit + 1} runs`);
-      consumers.push(await startConsumer(topic, group));
-    }
+    await untilDeadLettered(topic, group, consumers, limit + 1);
     const runs = linesOf(consumers, 'started', poison.id).length;
     assert.ok(runs === limit || runs === limit + 1, `the handler ran ${runs} times (maxAttempts ${limit}, one more when the first start's commit was lost with its consumer)`);
     const [dead] = await bus.deadLetters(topic, group);
