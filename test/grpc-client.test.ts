@@ -311,7 +311,10 @@ test('createGrpcClient(): the calls waiting on an instance paused for a moment (
   paused.proc.kill('SIGSTOP');
   cleanup.push(() => paused.proc.kill('SIGCONT'));
   const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => call(c, 'get', { text: `b${i}` }, { deadline: Date.now() + 10_000 })));
-  assert.deepEqual(burst.filter((o) => o.err !== null).map((o) => o.err!.message), [], 'every call was answered (by a hedge when it went to the paused instance)');
+  const unanswered = burst.filter((o) => o.err !== null).map((o) => o.err!.message);
+  // On failure, the client's own counts for the service say whether hedges went, or why not.
+  const counts = unanswered.length === 0 ? '' : (await metricsRegistry().metrics()).split('\n').filter((l) => l.includes('service="pause"')).join('\n');
+  assert.deepEqual(unanswered, [], `every call was answered (by a hedge when it went to the paused instance)\n${counts}`);
   assert.equal(burst.filter((o) => o.reply!.instance === paused.id).length, 0, 'the paused instance answered none');
   assert.equal(stateOfPaused(), 'healthy', 'one pause with many calls waiting on it did not eject the instance');
 

@@ -78,6 +78,8 @@ export const METRICS = Object.freeze({
   clientInflight: spec('client', 'gauge', 'tandem_client_requests_in_flight', ['service', 'endpoint'], 'Calls sent to an endpoint and not finished, by called service and endpoint.'),
   clientState: spec('client', 'gauge', 'tandem_client_endpoint_state', ['service', 'endpoint', 'state'], 'Health state of an endpoint as a client sees it: 1 for its current state, 0 for the others.'),
   clientRetries: spec('client', 'counter', 'tandem_client_retries_total', ['service', 'reason'], 'Retries a client sent to another endpoint, by called service and failure.'),
+  clientHedges: spec('client', 'counter', 'tandem_client_hedges_total', ['service'], 'Hedged calls: second attempts a client sent to another endpoint because the first was slower than the hedge delay.'),
+  clientHedgeWins: spec('client', 'counter', 'tandem_client_hedge_wins_total', ['service'], 'Hedges a client sent that answered before the attempt they doubled.'),
   clientBudgetExhausted: spec('client', 'counter', 'tandem_client_retry_budget_exhausted_total', ['service'], 'Retries and hedges a client did not send because the retry budget was spent.'),
   clientGrpcCalls: spec('client', 'counter', 'tandem_client_grpc_calls_total', ['service', 'method', 'status'], 'gRPC calls made through createGrpcClient(), by called service, full method name (/pkg.Service/Method) and the gRPC status code the caller got.'),
   // events (the names tandem/events uses; emitted through eventCounters(), same /metrics as the node SDK)
@@ -386,6 +388,8 @@ export function metricsRegistry(): Registry {
     new PulledMetric(M.clientInflight, () => perEndpoint(clients(), (e) => e.inflight)),
     new PulledMetric(M.clientState, () => endpointStates(clients())),
     new PulledMetric(M.clientRetries, () => retriesOf(clients())),
+    new PulledMetric(M.clientHedges, () => perService(clients(), (s) => s.hedges)),
+    new PulledMetric(M.clientHedgeWins, () => perService(clients(), (s) => s.hedgeWins)),
     new PulledMetric(M.clientBudgetExhausted, () => perService(clients(), (s) => s.budgetExhausted)),
     new PulledMetric(M.clientGrpcCalls, () => grpcCallsOf(clients())),
     new PulledMetric(M.eventsPublished, () => publishers().map((c) => ({ labels: { topic: c.topic }, value: c.published }))),
