@@ -80,9 +80,17 @@ export async function freePorts(n) {
   }
 }
 
-/** A Kafka cluster id: 16 random bytes, base64url without padding (what `kafka-storage random-uuid` prints). */
+/**
+ * A Kafka cluster id: 16 random bytes, base64url without padding (what `kafka-storage
+ * random-uuid` prints) — and, like Kafka's own Uuid.randomUuid(), never starting with '-': the
+ * storage tool's argument parser would read such an id as an option ("--cluster-id/-t: expected
+ * one argument"), which failed one run in 64.
+ */
 function clusterId() {
-  return randomBytes(16).toString('base64url');
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 function nodeProperties(node, nodes, dir) {
@@ -153,7 +161,7 @@ function javaArgs(classpath, dir, node) {
 function format(classpath, dir, node, id) {
   return new Promise((resolve, reject) => {
     const props = join(dir, `node-${node.id}`, 'server.properties');
-    const p = spawn(JAVA, [...javaArgs(classpath, dir, node), '-XX:TieredStopAtLevel=1', 'kafka.tools.StorageTool', 'format', '-t', id, '-c', props, '--ignore-formatted'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(JAVA, [...javaArgs(classpath, dir, node), '-XX:TieredStopAtLevel=1', 'kafka.tools.StorageTool', 'format', `--cluster-id=${id}`, '-c', props, '--ignore-formatted'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
     p.stderr.on('data', (d) => { out += d; });
