@@ -167,12 +167,91 @@ test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no
   assert.equal(counted('errors', 'Put', grpc.status.CANCELLED), 1);
   assert.equal(counted('refusing', 'Put', grpc.status.UNAVAILABLE), 1);
   assert.equal(counted('errors', 'Put', grpc.status.OK), 0);
-  // Streaming methods throw when called, saying why (a stream cannot be retried or hedged once its messages flowed).
-  const streams = c as unknown as Record<'watch' | 'chat', () => void>;
-  assert.throws(() => streams.watch(), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
-    && /Watch is a server-streaming method, and tandem's gRPC client makes unary calls only: .*cannot be once its messages flowed/.test(err.message));
-  assert.throws(() => streams.chat(), /Chat is a bidirectional streaming method/);
+  // Methods whose requests stream throw when called, saying why (a call sent again or hedged needs its whole request first).
+  const streams = c as unknown as Record<'watch' | 'chat', (...args: unknown[]) => void>;
+  assert.throws(() => streams.chat(), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
+    && /Chat is a bidirectional streaming method, and tandem's gRPC client makes unary and server-streaming calls only: .*whole request in hand/.test(err.message));
+  assert.throws(() => streams.watch({ text: 'x' }, () => {}), /Watch is a server-streaming method: it takes \(request, \[metadata\], \[options\]\) and returns the stream, no callback/);
   assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], idempotent: ['Gett'] }), /options\.idempotent\[0\]: no method "Gett" in the service — did you mean Get\?/);
+});
+
+type StreamOutcome = { messages: EchoReply[]; status: { code: number; details: string }; err: GrpcServiceError | undefined; metadata: boolean };
+/** Reads a server stream to its end ('status' and 'end'), `onMessage` told of each message as it is read. */
+function readStream(stream: NodeJS.EventEmitter & AsyncIterable<unknown>, onMessage?: (m: EchoReply, n: number) => unknown): Promise<StreamOutcome> {
+  return new Promise((resolve) => {
+    const messages: EchoReply[] = [];
+    let status: StreamOutcome['status'] | undefined;
+    let err: GrpcServiceError | undefined;
+    let metadata = false;
+    let ended = false;
+    const done = () => { if (status !== undefined && ended) resolve({ messages, status, err, metadata }); };
+    stream.on('metadata', (m: unknown) => { metadata = m instanceof grpc.Metadata; });
+    stream.on('error', (e: GrpcServiceError) => { err = e; });
+    stream.on('status', (s: StreamOutcome['status']) => { status = s; done(); });
+    stream.on('end', () => { ended = true; done(); });
+    stream.on('data', (m: EchoReply) => { messages.push(m); onMessage?.(m, messages.length); });
+  });
+}
+
+test('createGrpcClient(): server streams — messages as they come, read no faster than the caller reads; UNAVAILABLE before any message goes to another instance for an idempotent method; cut after messages, UNAVAILABLE; the deadline bounds the whole stream; cancel()', async () => {
+  const [a] = await instances('streams', 1);
+  const c = client('streams');
+  const watch = (req: EchoRequest, options?: { deadline?: number }) => (c as unknown as Record<string, (r: EchoRequest, o?: unknown) => NodeJS.EventEmitter & AsyncIterable<unknown> & { cancel(): void; getPeer(): string }>).watch!(req, options);
+
+  const ok = watch({ text: 'w', count: 5, delayMs: 5 }, { deadline: Date.now() + 10_000 });
+  const read = await readStream(ok);
+  assert.equal(read.err, undefined, read.err?.message);
+  assert.deepEqual(read.messages.map((m) => m.text), ['w 0', 'w 1', 'w 2', 'w 3', 'w 4']);
+  assert.equal(read.status.code, grpc.status.OK);
+  assert.ok(read.metadata, "'metadata' came, a grpc-js Metadata");
+  assert.equal(ok.getPeer(), a!.address);
+
+  // A caller slower than the instance: 300 messages sent at once, read one per turn of the event
+  // loop — the stream pauses the exchange past its buffer and resumes it as it is read.
+  const many = watch({ text: 'm', count: 300 }, { deadline: Date.now() + 20_000 });
+  const texts: string[] = [];
+  for await (const m of many) {
+    texts.push((m as EchoReply).text);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.deepEqual(texts, Array.from({ length: 300 }, (_, i) => `m ${i}`));
+
+  // The deadline bounds the whole stream, not only its start.
+  const late = await readStream(watch({ text: 'late', count: 100, delayMs: 50 }, { deadline: Date.now() + 300 }));
+  assert.equal(late.err?.code, grpc.status.DEADLINE_EXCEEDED, late.err?.message);
+  assert.ok(late.messages.length >= 1 && late.messages.length < 100, `${late.messages.length} messages before the deadline`);
+  await a!.waitForLine((l) => l.msg === 'cancelled' && l.text === 'late');
+
+  // cancel(): CANCELLED, and the instance hears of it.
+  const held = watch({ text: 'held', count: 100, delayMs: 50 }, { deadline: Date.now() + 10_000 });
+  const cancelled = await readStream(held, (_m, n) => { if (n === 2) held.cancel(); });
+  assert.equal(cancelled.err?.code, grpc.status.CANCELLED);
+  assert.equal(cancelled.messages.length, 2);
+  await a!.waitForLine((l) => l.msg === 'cancelled' && l.text === 'held');
+
+  // The instance killed after 3 messages: the caller's stream ends UNAVAILABLE with what came — never hangs.
+  const cut = await readStream(watch({ text: 'cut', count: 1000, delayMs: 20 }, { deadline: Date.now() + 10_000 }), (_m, n) => { if (n === 3) a!.proc.kill('SIGKILL'); });
+  assert.equal(cut.err?.code, grpc.status.UNAVAILABLE, cut.err?.message);
+  assert.ok(cut.messages.length >= 3 && cut.messages.length < 1000);
+
+  // An instance answering UNAVAILABLE (Trailers-Only, before any message): an idempotent stream
+  // goes to the other instance; a stream of a method not known idempotent does not.
+  const group = await instances('stream-retry', 2);
+  const [down] = await instances('stream-retry', 1, { unavailable: true, id: 'stream-retry-down' });
+  const retrying = client('stream-retry', { settings: { balancer: 'round-robin' }, idempotent: ['Watch'] });
+  const plain = client('stream-retry', { settings: { balancer: 'round-robin' } });
+  await waitFor('both clients use the three instances', () => retrying.snapshot().length === 3 && plain.snapshot().length === 3);
+  const open = (cl: GrpcClient, i: number) => readStream((cl as unknown as Record<string, (r: EchoRequest, o?: unknown) => NodeJS.EventEmitter & AsyncIterable<unknown>>).watch!({ text: `r${i}`, count: 2 }, { deadline: Date.now() + 10_000 }));
+  const retried = await Promise.all(Array.from({ length: 12 }, (_, i) => open(retrying, i)));
+  assert.deepEqual(retried.filter((r) => r.err !== undefined).map((r) => r.err!.message), [], 'every idempotent stream was served');
+  assert.ok(down!.lines.some((l) => l.msg === 'call' && l.method === 'Watch'), 'the UNAVAILABLE instance was tried');
+  assert.ok(retried.every((r) => r.messages.every((m) => group.some((g) => g.id === m.instance))), 'only the serving instances answered');
+  const refused = await Promise.all(Array.from({ length: 12 }, (_, i) => open(plain, i)));
+  assert.ok(refused.some((r) => r.err?.code === grpc.status.UNAVAILABLE), 'a stream not known idempotent is not sent again after UNAVAILABLE');
+
+  const metrics = await metricsRegistry().metrics();
+  assert.match(metrics, /^tandem_client_grpc_calls_total\{service="streams",method="\/tandem\.test\.Echo\/Watch",status="0"\} 2$/m);
+  assert.match(metrics, /^tandem_client_grpc_calls_total\{service="streams",method="\/tandem\.test\.Echo\/Watch",status="4"\} 1$/m);
 });
 
 test('createGrpcClient(): an instance drained (SIGTERM) under load of writes — 0 failed calls, none run twice', async () => {

@@ -14,7 +14,8 @@ import { upstreamSettingsOf } from '../gateway/upstream-settings.js';
 import { HEALTH_STATE_KINDS, type Endpoint, type PoolFactory } from '../upstream/endpoint.js';
 import type { UpstreamSettings } from '../upstream/settings.js';
 import { FAILURE_KINDS } from '../upstream/resilience/retry-policy.js';
-import type { ResponseHandler } from '../upstream/types.js';
+import type { Leg, ResponseHandler, Trailers, UpstreamRequest } from '../upstream/types.js';
+import type { GrpcCall } from '../upstream/grpc.js';
 import { isClientCaused } from '../upstream/classify.js';
 import type { LatencyHistogram } from '../core/histogram.js';
 import { TRACEPARENT, TRACESTATE, currentTrace, formatTraceparent, startHop, type Hop } from '../observe/trace.js';
@@ -212,6 +213,28 @@ export class ServiceClient {
 
   /** Resolves with the response (any status), or rejects with a TandemError when there is none. */
   async request(req: ClientRequest): Promise<ClientResponse> {
+    const { request, hop } = await this.prepare(req);
+    return await new Promise<ClientResponse>((resolve, reject) => {
+      this.upstream.dispatch(request, new Collector(this.service, resolve, reject, req.signal, this.upstream.stats, hop));
+    });
+  }
+
+  /**
+   * A call whose answer `handler` reads as it comes, nothing buffered (the gRPC client's server
+   * streams): the engine, deadline and membership wait of request(). With `grpc` the engine
+   * reads the answer's gRPC status (upstream/attempt.ts): a Trailers-Only UNAVAILABLE, or an
+   * UNAVAILABLE before any message, goes to another instance when the call is idempotent; once a
+   * message went up, nothing is sent again. Rejects, with nothing sent, when the client is
+   * closed or the deadline has passed; every other outcome reaches `handler`.
+   */
+  async stream(req: ClientRequest, grpc: GrpcCall, handler: ResponseHandler): Promise<void> {
+    const { request, hop } = await this.prepare(req);
+    request.grpc = grpc;
+    this.upstream.dispatch(request, new Booked(this.service, handler, this.upstream.stats, hop));
+  }
+
+  /** The engine's request for `req`, once members are known, with the trace's hop begun. */
+  private async prepare(req: ClientRequest): Promise<{ request: UpstreamRequest; hop: Hop }> {
     if (this.closed) throw new TandemError('TANDEM_ERR_CLIENT_CLOSED', `the client for ${this.service} is closed`);
     checkRequest(req);
     const timeout = this.timeoutFor(req.timeout);
@@ -228,19 +251,17 @@ export class ServiceClient {
       headers.push(TRACEPARENT, formatTraceparent(hop.context));
       if (parent?.tracestate !== undefined) headers.push(TRACESTATE, parent.tracestate);
     }
-    return await new Promise<ClientResponse>((resolve, reject) => {
-      const collector = new Collector(this.service, resolve, reject, req.signal, this.upstream.stats, hop);
-      this.upstream.dispatch({
-        method,
-        path: req.path,
-        headers,
-        body,
-        bodyLength: body === null ? -1 : body.length,
-        hashKey: undefined,
-        bodyLimit: Infinity,
-        timeoutMs: timeout,
-      }, collector);
-    });
+    const request: UpstreamRequest = {
+      method,
+      path: req.path,
+      headers,
+      body,
+      bodyLength: body === null ? -1 : body.length,
+      hashKey: undefined,
+      bodyLimit: Infinity,
+      timeoutMs: timeout,
+    };
+    return { request, hop };
   }
 
   /** What is left of the caller's deadline, capped by the service timeout; fails when none is left. */
@@ -371,7 +392,7 @@ class Collector implements ResponseHandler {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.settle(undefined, {
       status: this.status,
-      headers: headersOf(this.raw),
+      headers: headersOfRaw(this.raw),
       body,
       endpoint: this.endpoint,
       text: () => body.toString('utf8'),
@@ -386,21 +407,79 @@ class Collector implements ResponseHandler {
   private settle(error: Error | undefined, res?: ClientResponse): void {
     if (this.settled) return;
     this.settled = true;
-    this.stats.latency.observe((performance.now() - this.started) / 1000);
-    this.stats.answered[res === undefined ? 5 : Math.min(5, Math.max(0, ((res.status / 100) | 0) - 1))]!++;
-    this.hop.end(res?.status ?? 0, error === undefined ? undefined : (error as { code?: string }).code ?? error.message);
+    book(this.service, this.stats, this.hop, this.started, res?.status, error);
     if (this.onAbort !== undefined) this.signal?.removeEventListener('abort', this.onAbort);
     // A failure can be known at once (no endpoint at all): it is still reported on a later
     // turn of the event loop, so a caller retrying in a loop cannot starve timers and I/O.
-    if (error !== undefined) {
-      if (!(error instanceof TandemError && isClientCaused(error))) blameDependency(error, this.service);
-      setImmediate(this.reject, error);
-    }
+    if (error !== undefined) setImmediate(this.reject, error);
     else this.resolve(res!);
   }
 }
 
-function headersOf(raw: readonly Buffer[]): Record<string, string | string[]> {
+type CallStats = { latency: LatencyHistogram; answered: number[] };
+
+/**
+ * A finished call in the client's books: its time, its status class (`status` undefined: no
+ * response), the trace's hop ended; a failure not of the caller's making is the called
+ * service's (blameDependency).
+ */
+function book(service: string, stats: CallStats, hop: Hop, started: number, status: number | undefined, error: Error | undefined): void {
+  stats.latency.observe((performance.now() - started) / 1000);
+  stats.answered[status === undefined ? 5 : Math.min(5, Math.max(0, ((status / 100) | 0) - 1))]!++;
+  hop.end(status ?? 0, error === undefined ? undefined : (error as { code?: string }).code ?? error.message);
+  if (error !== undefined && !(error instanceof TandemError && isClientCaused(error))) blameDependency(error, service);
+}
+
+/** A streamed call's handler, with the call booked when it ends (as Collector books a buffered one). */
+class Booked implements ResponseHandler {
+  private readonly started = performance.now();
+  private status: number | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly service: string,
+    private readonly inner: ResponseHandler,
+    private readonly stats: CallStats,
+    private readonly hop: Hop,
+  ) {}
+
+  onAttempt(endpoint: Endpoint, leg?: Leg): void {
+    this.inner.onAttempt?.(endpoint, leg);
+  }
+
+  onStart(endpoint: Endpoint, abort: (reason?: Error) => void, leg?: Leg): void {
+    this.inner.onStart(endpoint, abort, leg);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
+    this.status = statusCode;
+    return this.inner.onHeaders(statusCode, rawHeaders, resume, leg);
+  }
+
+  onData(chunk: Buffer, last: boolean): boolean {
+    return this.inner.onData(chunk, last);
+  }
+
+  onComplete(trailers?: Trailers): void {
+    this.end(undefined);
+    this.inner.onComplete(trailers);
+  }
+
+  onError(error: TandemError, leg?: Leg): void {
+    this.end(error);
+    this.inner.onError(error, leg);
+  }
+
+  private end(error: TandemError | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    // Cut after its headers, a stream's status class is an error's: the caller got no whole answer.
+    book(this.service, this.stats, this.hop, this.started, error === undefined ? this.status : undefined, error);
+  }
+}
+
+/** Raw header lines as an object: lower-case names, repeats joined with ", " (set-cookie kept as a list). */
+export function headersOfRaw(raw: readonly Buffer[]): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1').toLowerCase();

@@ -1,7 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { isTandemError } from '../core/errors.js';
+import { Readable } from 'node:stream';
+import { TandemError, isTandemError } from '../core/errors.js';
 import { parseOptions, kindOf, type OptionSpec } from '../core/options.js';
-import type { ClientResponse, ServiceClient } from './client.js';
+import type { Endpoint } from '../upstream/endpoint.js';
+import type { ResponseHandler, Trailers } from '../upstream/types.js';
+import { headersOfRaw, type ClientResponse, type ServiceClient } from './client.js';
 import { GRPC_STATUS, grpcStatusName, grpcStatusOfError, grpcStatusOfHttp } from './grpc-status.js';
 
 /**
@@ -120,20 +123,46 @@ export class GrpcCaller {
     return call;
   }
 
+  /**
+   * A server-streaming call: the stream is returned at once, its messages come as the instance
+   * sends them. Like grpc-js, a malformed call throws; everything else reaches the stream.
+   */
+  serverStream(method: GrpcMethodDefinition, idempotent: boolean, request: unknown, metadata: GrpcMetadataLike | undefined, options: GrpcCallOptions): GrpcServerStream {
+    parseOptions('a gRPC call', options, CALL_OPTIONS);
+    const stream = new GrpcServerStream(method, (code) => this.client.countGrpc(method.path, code));
+    void this.open(stream, method, idempotent, request, metadata, options);
+    return stream;
+  }
+
+  private async open(stream: GrpcServerStream, method: GrpcMethodDefinition, idempotent: boolean, request: unknown, metadata: GrpcMetadataLike | undefined, options: GrpcCallOptions): Promise<void> {
+    let grpc: GrpcModule;
+    try {
+      grpc = this.module ?? (await this.grpc);
+    } catch (err) {
+      stream.destroy(err as Error);
+      return;
+    }
+    stream.grpc = grpc;
+    const start = startOf(method, request, options);
+    if ('code' in start) {
+      stream.settle(start.code, start.details);
+      return;
+    }
+    const { message, timeout } = start;
+    if (timeout !== undefined) stream.deadlineIn(timeout);
+    try {
+      await this.client.stream({ method: 'POST', path: method.path, headers: headersOf(metadata), body: frame(message), timeout }, { method: method.path, idempotent }, stream);
+    } catch (err) {
+      if (!isTandemError(err)) throw err;
+      stream.settle(grpcStatusOfError(err), err.message);
+    }
+  }
+
   private async run(method: GrpcMethodDefinition, idempotent: boolean, request: unknown, metadata: GrpcMetadataLike | undefined, options: GrpcCallOptions, signal: AbortSignal, call: GrpcUnaryCall): Promise<unknown> {
     const grpc = this.module ?? (await this.grpc);
-    let message: Buffer;
-    try {
-      message = (method.requestSerialize as (value: unknown) => Buffer)(request);
-    } catch (err) {
-      throw serviceError(grpc, GRPC_STATUS.INTERNAL, `request message serialization failure: ${(err as Error).message}`, undefined, err);
-    }
-    const deadline = options.deadline === undefined ? Infinity : Number(options.deadline);
-    let timeout: number | undefined;
-    if (Number.isFinite(deadline)) {
-      timeout = Math.floor(deadline - Date.now());
-      if (timeout <= 0) throw serviceError(grpc, GRPC_STATUS.DEADLINE_EXCEEDED, 'the deadline passed before the call started');
-    }
+    const start = startOf(method, request, options);
+    if ('code' in start) throw serviceError(grpc, start.code, start.details, undefined, start.cause);
+    const { message, timeout } = start;
     let res: ClientResponse;
     try {
       res = await this.client.request({
@@ -164,6 +193,163 @@ export class GrpcCaller {
       throw serviceError(grpc, GRPC_STATUS.INTERNAL, `response message parsing error: ${(err as Error).message}`, responseMetadata, err);
     }
   }
+}
+
+/**
+ * A server-streaming call as grpc-js has it (its ClientReadableStream): a Readable of the
+ * response messages, 'metadata' when the response headers come, then at the end 'status' —
+ * after an 'error' (a ServiceError with the call's status) when it did not end OK; cancel()
+ * ends it CANCELLED. To the engine it is the call's response handler: the messages are decoded
+ * as the frames arrive and the instance is read no faster than the caller reads the stream.
+ * The deadline bounds the whole stream, not only its start.
+ */
+export class GrpcServerStream extends Readable implements ResponseHandler {
+  /** The instance that answered (`host:port`), once known. */
+  peer = '';
+  /** grpc-js, once loaded (its Metadata and errors' shape). */
+  grpc: GrpcModule | undefined;
+  private abortExchange: ((reason?: Error) => void) | undefined;
+  private resumeExchange: (() => void) | undefined;
+  /** The caller stopped reading: the exchange is paused until _read. */
+  private waiting = false;
+  /** Bytes of a message frame not complete yet. */
+  private partial: Buffer | undefined;
+  private finished = false;
+  private timer: NodeJS.Timeout | undefined;
+  private metadata: unknown;
+
+  constructor(private readonly method: GrpcMethodDefinition, private readonly counted: (code: number) => void) {
+    super({ objectMode: true });
+  }
+
+  /** Ends the call with CANCELLED (grpc-js's cancel()). */
+  cancel(): void {
+    if (this.finished) return;
+    this.abortExchange?.(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the call was cancelled by its caller', { status: 499 }));
+    this.settle(GRPC_STATUS.CANCELLED, 'Cancelled on client');
+  }
+
+  getPeer(): string {
+    return this.peer;
+  }
+
+  /** The deadline, `ms` from now: the exchange is cut and the call ends DEADLINE_EXCEEDED. */
+  deadlineIn(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.finished) return;
+      this.abortExchange?.(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', `the call's deadline passed after ${ms} ms`, { status: 504 }));
+      this.settle(GRPC_STATUS.DEADLINE_EXCEEDED, `the call's deadline passed after ${ms} ms`);
+    }, ms);
+  }
+
+  override _read(): void {
+    if (!this.waiting) return;
+    this.waiting = false;
+    this.resumeExchange?.();
+  }
+
+  onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
+    this.peer = endpoint.id;
+    this.abortExchange = abort;
+    // Cancelled, or past its deadline, before the exchange had a connection.
+    if (this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the call ended before it was sent', { status: 499 }));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (this.finished) return true;
+    this.resumeExchange = resume;
+    const headers = headersOfRaw(rawHeaders);
+    this.metadata = metadataOf(this.grpc!, headers);
+    if (statusCode !== 200) {
+      // Not a gRPC answer (a proxy's error page): its HTTP status says what happened.
+      this.settle(grpcStatusOfHttp(statusCode), `HTTP status ${statusCode}`);
+      return true;
+    }
+    this.emit('metadata', this.metadata);
+    // Trailers-Only: the call's status came with its headers (onComplete follows).
+    const status = headers['grpc-status'];
+    if (status !== undefined) this.settle(Number(status), detailsOf(headers['grpc-message']));
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.finished) return true;
+    let bytes = this.partial === undefined ? chunk : Buffer.concat([this.partial, chunk]);
+    this.partial = undefined;
+    while (bytes.length >= 5) {
+      if (bytes[0] !== 0) {
+        this.failExchange(GRPC_STATUS.INTERNAL, 'a response message is compressed, and the call accepted no compression');
+        return true;
+      }
+      const length = bytes.readUInt32BE(1);
+      if (bytes.length < 5 + length) break;
+      let message: unknown;
+      try {
+        message = this.method.responseDeserialize(bytes.subarray(5, 5 + length));
+      } catch (err) {
+        this.failExchange(GRPC_STATUS.INTERNAL, `response message parsing error: ${(err as Error).message}`);
+        return true;
+      }
+      if (!this.push(message)) this.waiting = true;
+      bytes = bytes.subarray(5 + length);
+    }
+    if (bytes.length > 0) this.partial = bytes;
+    return !this.waiting;
+  }
+
+  onComplete(trailers?: Trailers): void {
+    if (this.finished) return;
+    if (this.partial !== undefined) {
+      this.settle(GRPC_STATUS.INTERNAL, 'the response ends inside a message frame');
+      return;
+    }
+    const own: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(trailers ?? {})) if (value !== undefined && !name.startsWith(':')) own[name] = Array.isArray(value) ? value.map(String) : String(value);
+    if (Object.keys(own).length > 0) this.metadata = metadataOf(this.grpc!, own);
+    const status = own['grpc-status'];
+    // Ended without a status: the call was cut (the engine reports that as an error).
+    if (status === undefined) this.settle(GRPC_STATUS.INTERNAL, 'the call ended without a gRPC status');
+    else this.settle(Number(status), detailsOf(own['grpc-message']));
+  }
+
+  onError(error: TandemError): void {
+    this.settle(grpcStatusOfError(error), error.message);
+  }
+
+  /** The exchange is cut and the call ends with `code`. */
+  private failExchange(code: number, details: string): void {
+    this.abortExchange?.(new TandemError('TANDEM_ERR_UPSTREAM_PROTOCOL', details));
+    this.settle(code, details);
+  }
+
+  /** The call's end, as grpc-js reports it: the stream ends, an error unless OK, then the status. */
+  settle(code: number, details: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    const c = Number.isInteger(code) && code >= 0 ? code : GRPC_STATUS.UNKNOWN;
+    const text = details;
+    this.counted(c);
+    const metadata = this.metadata ?? (this.grpc === undefined ? undefined : new this.grpc.Metadata());
+    this.push(null);
+    if (c !== GRPC_STATUS.OK) this.emit('error', this.grpc === undefined ? new GrpcCallError(c, text, metadata) : serviceError(this.grpc, c, text, metadata));
+    this.emit('status', { code: c, details: text, metadata });
+  }
+}
+
+/** A call's request message and time left (ms; undefined without a deadline), or why it cannot start. */
+function startOf(method: GrpcMethodDefinition, request: unknown, options: GrpcCallOptions): { message: Buffer; timeout: number | undefined } | { code: number; details: string; cause?: unknown } {
+  let message: Buffer;
+  try {
+    message = (method.requestSerialize as (value: unknown) => Buffer)(request);
+  } catch (err) {
+    return { code: GRPC_STATUS.INTERNAL, details: `request message serialization failure: ${(err as Error).message}`, cause: err };
+  }
+  const deadline = options.deadline === undefined ? Infinity : Number(options.deadline);
+  if (!Number.isFinite(deadline)) return { message, timeout: undefined };
+  const timeout = Math.floor(deadline - Date.now());
+  return timeout > 0 ? { message, timeout } : { code: GRPC_STATUS.DEADLINE_EXCEEDED, details: 'the deadline passed before the call started' };
 }
 
 /** A gRPC message frame: uncompressed flag, length (big-endian), bytes. */

@@ -8,11 +8,11 @@ import type { UpstreamSettings } from '../upstream/settings.js';
 import { ServiceClient, type ClientOptions } from './client.js';
 import { GrpcConnection } from './grpc-transport.js';
 import {
-  GrpcCaller, IDEMPOTENT_AS,
+  GrpcCaller, IDEMPOTENT_AS, type GrpcServerStream,
   type GrpcCallback, type GrpcCallOptions, type GrpcMetadataLike, type GrpcMethodDefinition, type GrpcServiceDefinition, type GrpcUnaryCall,
 } from './grpc-call.js';
 
-export { GrpcUnaryCall } from './grpc-call.js';
+export { GrpcUnaryCall, GrpcServerStream } from './grpc-call.js';
 export type { GrpcCallback, GrpcCallOptions, GrpcMetadataLike, GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError } from './grpc-call.js';
 
 /**
@@ -46,8 +46,20 @@ export interface GrpcClientControls {
   close(): Promise<void>;
 }
 
-/** A client made by createGrpcClient: its service's unary methods, by name and by `originalName`. */
-export type GrpcClient = GrpcClientControls & Record<string, GrpcUnaryMethod>;
+/**
+ * A server-streaming method as grpc-js clients have it: `(request, [metadata], [options])`,
+ * returning the stream of response messages.
+ */
+export interface GrpcServerStreamMethod {
+  (request: unknown, metadata?: GrpcMetadataLike, options?: GrpcCallOptions): GrpcServerStream;
+  (request: unknown, options?: GrpcCallOptions): GrpcServerStream;
+}
+
+/**
+ * A client made by createGrpcClient: its service's unary and server-streaming methods, by name
+ * and by `originalName`.
+ */
+export type GrpcClient = GrpcClientControls & Record<string, GrpcUnaryMethod & GrpcServerStreamMethod>;
 
 const GRPC_KEYS = new Set(['idempotent']);
 
@@ -83,9 +95,11 @@ export function createGrpcClient(service: string, definition: GrpcServiceDefinit
     close: () => client.close(),
   };
   for (const [name, method] of Object.entries(methods)) {
-    const call = method.requestStream || method.responseStream
-      ? streaming(where, name, method)
-      : unary(caller, method, idempotent.has(name));
+    const call = method.requestStream
+      ? clientStreaming(where, name, method)
+      : method.responseStream
+        ? serverStreaming(caller, method, idempotent.has(name))
+        : unary(caller, method, idempotent.has(name));
     out[name] = call;
     if (method.originalName !== undefined && !(method.originalName in out)) out[method.originalName] = call;
   }
@@ -159,33 +173,47 @@ function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcSe
 }
 
 /**
- * A streaming method throws when called. What this client adds over a grpc-js channel is the
- * engine's: a failed call sent again to another instance, a slow one hedged. Both need the
- * whole request in hand and the whole answer before the caller sees any of it — and a stream's
- * messages, once they flowed, cannot be sent again. A stream through tandem goes through the
+ * A method whose requests stream (client-streaming, bidirectional) throws when called. What
+ * this client adds over a grpc-js channel is the engine's: a call sent again to another
+ * instance when it failed before doing anything, a slow one hedged — both need the request in
+ * hand, and a request stream is written while the call runs. Such a stream goes through the
  * gateway, which balances each stream and ends a cut one with UNAVAILABLE.
  */
-function streaming(where: string, name: string, method: GrpcMethodDefinition): () => never {
-  const kind = method.requestStream && method.responseStream ? 'bidirectional streaming' : method.requestStream ? 'client-streaming' : 'server-streaming';
+function clientStreaming(where: string, name: string, method: GrpcMethodDefinition): () => never {
+  const kind = method.responseStream ? 'bidirectional streaming' : 'client-streaming';
   return () => {
-    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${where}: ${name} is a ${kind} method, and tandem's gRPC client makes unary calls only: `
-      + 'it retries and hedges a call on another instance, which a stream cannot be once its messages flowed. '
+    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${where}: ${name} is a ${kind} method, and tandem's gRPC client makes unary and server-streaming calls only: `
+      + 'it sends a call again to another instance or hedges it, which needs the whole request in hand before the call starts. '
       + 'Call it with a grpc-js client (through the tandem gateway to have each stream balanced).');
   };
+}
+
+/** Call options or metadata, in grpc-js's order, before the callback of a unary call or at the end of a stream's. */
+function callArguments(path: string, args: readonly unknown[]): { metadata: GrpcMetadataLike | undefined; options: GrpcCallOptions } {
+  let metadata: GrpcMetadataLike | undefined;
+  let options: GrpcCallOptions | undefined;
+  for (const arg of args) {
+    if (isMetadata(arg)) metadata = arg;
+    else if (typeof arg === 'object' && arg !== null) options = arg as GrpcCallOptions;
+    else if (arg !== undefined) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${path}: expected metadata or call options, got ${kindOf(arg)}`);
+  }
+  return { metadata, options: options ?? {} };
+}
+
+function serverStreaming(caller: GrpcCaller, method: GrpcMethodDefinition, idempotent: boolean): GrpcServerStreamMethod {
+  return ((request: unknown, ...rest: unknown[]) => {
+    if (typeof rest[rest.length - 1] === 'function') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${method.path} is a server-streaming method: it takes (request, [metadata], [options]) and returns the stream, no callback`);
+    const { metadata, options } = callArguments(method.path, rest);
+    return caller.serverStream(method, idempotent, request, metadata, options);
+  }) as GrpcServerStreamMethod;
 }
 
 function unary(caller: GrpcCaller, method: GrpcMethodDefinition, idempotent: boolean): GrpcUnaryMethod {
   return ((request: unknown, ...rest: unknown[]) => {
     const callback = rest.pop();
     if (typeof callback !== 'function') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${method.path}: the last argument must be a callback (request, [metadata], [options], callback)`);
-    let metadata: GrpcMetadataLike | undefined;
-    let options: GrpcCallOptions | undefined;
-    for (const arg of rest) {
-      if (isMetadata(arg)) metadata = arg;
-      else if (typeof arg === 'object' && arg !== null) options = arg as GrpcCallOptions;
-      else if (arg !== undefined) throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${method.path}: expected metadata or call options before the callback, got ${kindOf(arg)}`);
-    }
-    return caller.call(method, idempotent, request, metadata, options ?? {}, callback as GrpcCallback);
+    const { metadata, options } = callArguments(method.path, rest);
+    return caller.call(method, idempotent, request, metadata, options, callback as GrpcCallback);
   }) as GrpcUnaryMethod;
 }
 

@@ -8,7 +8,7 @@ import { H2cPool } from '../upstream/h2c-pool.js';
 import { GRPC_STATUS, grpcStatusOfHttp, httpStatusOfGrpc } from './grpc-status.js';
 
 /**
- * Unary gRPC calls to one instance, shaped as an endpoint pool (upstream/endpoint.ts): the
+ * gRPC calls to one instance, shaped as an endpoint pool (upstream/endpoint.ts): the
  * engine's Attempt drives it with undici's dispatch options and callbacks, so balancing,
  * retries, hedging, deadlines and health work on gRPC calls as on HTTP requests. The
  * connections are the gateway's gRPC pool's (upstream/h2c-pool.ts: h2c, calls multiplexed, a
@@ -39,9 +39,13 @@ export class GrpcConnection implements EndpointPool {
   }
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const headers = callHeaders(options.headers, this.id);
+    // A server stream (ServiceClient.stream) is a gRPC call to the engine: its Attempt reads the
+    // status from the headers or the trailers, and its messages go up as they come.
+    if ((handler as { isGrpc?: boolean }).isGrpc === true) return this.pool.dispatch({ ...options, headers }, handler);
     const call = new UnaryAnswer(this.id, handler);
     // The pool calls undici's legacy handler methods, with HTTP/2 trailers as an object (h2c-pool.ts).
-    return this.pool.dispatch({ ...options, headers: callHeaders(options.headers, this.id) }, call as unknown as Dispatcher.DispatchHandler);
+    return this.pool.dispatch({ ...options, headers }, call as unknown as Dispatcher.DispatchHandler);
   }
 
   close(): Promise<void> {

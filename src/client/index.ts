@@ -5,10 +5,10 @@ export { currentDeadline, runWithDeadline, deadlineOf, TIMEOUT_HEADER } from '..
 export { FAILED_DEPENDENCY_HEADER } from '../core/dependency.js';
 export { cacheStep, ResponseCache, RedisLevel, STALE_REASONS } from '../cache/index.js';
 export type { CacheSettingsInput, CacheStats, RedisLevelOptions, ResponseCacheOptions, StaleEvent, StaleReason } from '../cache/index.js';
-export { createGrpcClient, GrpcUnaryCall } from './grpc-client.js';
+export { createGrpcClient, GrpcUnaryCall, GrpcServerStream } from './grpc-client.js';
 export type {
   GrpcClient, GrpcClientControls, GrpcClientOptions, GrpcCallOptions, GrpcCallback, GrpcMetadataLike,
-  GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError, GrpcUnaryMethod,
+  GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError, GrpcUnaryMethod, GrpcServerStreamMethod,
 } from './grpc-client.js';
 export { GRPC_STATUS } from './grpc-status.js';
 export type { GrpcStatusName } from './grpc-status.js';

@@ -64,6 +64,11 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   stream: ExchangeStream | undefined = undefined;
   /** A gRPC call: its outcome is its grpc-status, not its HTTP status. */
   private grpc = false;
+
+  /** A gRPC call (UpstreamRequest.grpc): reads its answer's gRPC status itself, as it comes. */
+  get isGrpc(): boolean {
+    return this.grpc;
+  }
   /**
    * A gRPC call that answered 200 with headers only: the attempt steps hear of it when its
    * trailers give the status (onComplete), with this wait; -1 when nothing is pending.

@@ -1,6 +1,6 @@
 // A gRPC service instance as a real child process: a @grpc/grpc-js server with the Echo
-// service (fixtures/grpc/echo.proto: its unary Get and Put), made a member by tandem/node's
-// serveGrpc(). For tests.
+// service (fixtures/grpc/echo.proto: its unary Get and Put, and Watch: `count` replies, one
+// every delayMs), made a member by tandem/node's serveGrpc(). For tests.
 // Usage: node grpc-instance.js '<json options>'
 //   { registry: string | string[], service, id?, listen?, unavailable?: boolean, hold?: boolean,
 //     drainQuietPeriod?, drainTimeout?, heartbeatInterval? }
@@ -39,8 +39,36 @@ function handler(method: string): grpc.handleUnaryCall<EchoRequest, EchoReply> {
   };
 }
 
+/** Watch: `count` replies `<text> <n>`, one every delayMs; with `unavailable`, UNAVAILABLE before any (Trailers-Only). */
+function watch(call: grpc.ServerWritableStream<EchoRequest, EchoReply>): void {
+  const text = call.request.text ?? '';
+  out({ msg: 'call', method: 'Watch', text });
+  if (opts.unavailable) {
+    call.emit('error', { code: grpc.status.UNAVAILABLE, details: `${id} cannot serve (test)` });
+    return;
+  }
+  let n = 0;
+  let timer: NodeJS.Timeout | undefined;
+  call.on('cancelled', () => {
+    clearTimeout(timer);
+    out({ msg: 'cancelled', method: 'Watch', text, sent: n });
+  });
+  const next = () => {
+    if (call.cancelled) return;
+    if (n === (call.request.count ?? 0)) {
+      out({ msg: 'answered', method: 'Watch', text, sent: n });
+      call.end();
+      return;
+    }
+    call.write({ text: `${text} ${n++}`, instance: id, deadlineMs: -1 });
+    out({ msg: 'sent', method: 'Watch', text, n });
+    timer = setTimeout(next, call.request.delayMs ?? 0);
+  };
+  next();
+}
+
 const server = new grpc.Server();
-server.addService(echoPackage().Echo.service, { Get: handler('Get'), Put: handler('Put') });
+server.addService(echoPackage().Echo.service, { Get: handler('Get'), Put: handler('Put'), Watch: watch });
 const instance = await serveGrpc(server, {
   service: opts.service,
   registry: opts.registry,
