@@ -141,7 +141,10 @@ test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no
   assert.ok(unavailable.err!.metadata instanceof grpc.Metadata, 'metadata is a grpc-js Metadata');
 
   const [slow] = await instances('errors', 1);
-  const c = client('errors');
+  // Calls are logged with their method and status: by default those that did not end OK.
+  const logged: Array<{ level: string } & Record<string, unknown>> = [];
+  const logger = { info: (f: Record<string, unknown>) => logged.push({ level: 'info', ...f }), warn: (f: Record<string, unknown>) => logged.push({ level: 'warn', ...f }) };
+  const c = client('errors', { logger });
   const late = await call(c, 'put', { text: 'late', delayMs: 60_000 }, { deadline: Date.now() + 300 });
   assert.equal(late.err?.code, grpc.status.DEADLINE_EXCEEDED, late.err?.message);
   const past = await call(c, 'put', { text: 'past' }, { deadline: Date.now() - 1 });
@@ -167,6 +170,13 @@ test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no
   assert.equal(counted('errors', 'Put', grpc.status.CANCELLED), 1);
   assert.equal(counted('refusing', 'Put', grpc.status.UNAVAILABLE), 1);
   assert.equal(counted('errors', 'Put', grpc.status.OK), 0);
+  assert.deepEqual(logged.map((l) => [l.level, l.msg, l.service, l.method, l.grpcCode]), [
+    ['warn', 'grpc call', 'errors', '/tandem.test.Echo/Put', 'DEADLINE_EXCEEDED'],
+    ['warn', 'grpc call', 'errors', '/tandem.test.Echo/Put', 'DEADLINE_EXCEEDED'],
+    ['warn', 'grpc call', 'errors', '/tandem.test.Echo/Put', 'CANCELLED'],
+  ]);
+  assert.equal(logged[0]!.instance, null, 'no instance answered');
+  assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], logCalls: 'some' as never }), /options\.logCalls: expected one of "errors", "all", "off", got/);
   // Methods whose requests stream throw when called, saying why (a call sent again or hedged needs its whole request first).
   const streams = c as unknown as Record<'watch' | 'chat', (...args: unknown[]) => void>;
   assert.throws(() => streams.chat(), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
@@ -195,7 +205,8 @@ function readStream(stream: NodeJS.EventEmitter & AsyncIterable<unknown>, onMess
 
 test('createGrpcClient(): server streams — messages as they come, read no faster than the caller reads; UNAVAILABLE before any message goes to another instance for an idempotent method; cut after messages, UNAVAILABLE; the deadline bounds the whole stream; cancel()', async () => {
   const [a] = await instances('streams', 1);
-  const c = client('streams');
+  const logged: Array<Record<string, unknown>> = [];
+  const c = client('streams', { logger: { info: (f: Record<string, unknown>) => logged.push(f), warn: (f: Record<string, unknown>) => logged.push(f) }, logCalls: 'all' });
   const watch = (req: EchoRequest, options?: { deadline?: number }) => (c as unknown as Record<string, (r: EchoRequest, o?: unknown) => NodeJS.EventEmitter & AsyncIterable<unknown> & { cancel(): void; getPeer(): string }>).watch!(req, options);
 
   const ok = watch({ text: 'w', count: 5, delayMs: 5 }, { deadline: Date.now() + 10_000 });
@@ -205,6 +216,7 @@ test('createGrpcClient(): server streams — messages as they come, read no fast
   assert.equal(read.status.code, grpc.status.OK);
   assert.ok(read.metadata, "'metadata' came, a grpc-js Metadata");
   assert.equal(ok.getPeer(), a!.address);
+  assert.deepEqual(logged.map((l) => [l.method, l.kind, l.grpcCode, l.instance]), [['/tandem.test.Echo/Watch', 'server-stream', 'OK', a!.address]]);
 
   // A caller slower than the instance: 300 messages sent at once, read one per turn of the event
   // loop — the stream pauses the exchange past its buffer and resumes it as it is read.

@@ -94,6 +94,15 @@ export interface GrpcModule {
   };
 }
 
+/** Where a client's calls are logged (pino's shape); see GrpcCallLog. */
+export interface GrpcCallLogger {
+  info(fields: Record<string, unknown>): void;
+  warn(fields: Record<string, unknown>): void;
+}
+
+/** Which calls are logged: those that did not end OK (at `warn`), all (OK ones at `info`), or none. */
+export type GrpcCallLog = 'errors' | 'all' | 'off';
+
 /** Makes the calls of one client: encodes, sends through the ServiceClient, decodes. */
 export class GrpcCaller {
   private module: GrpcModule | undefined;
@@ -101,6 +110,8 @@ export class GrpcCaller {
   constructor(
     private readonly client: ServiceClient,
     private readonly grpc: Promise<GrpcModule>,
+    private readonly logger: GrpcCallLogger | undefined,
+    private readonly log: GrpcCallLog,
   ) {
     void grpc.then((m) => { this.module = m; }, () => {});
   }
@@ -110,17 +121,33 @@ export class GrpcCaller {
     parseOptions('a gRPC call', options, CALL_OPTIONS);
     const aborts = new AbortController();
     const call = new GrpcUnaryCall(aborts);
+    const started = performance.now();
     void this.run(method, idempotent, request, metadata, options, aborts.signal, call).then(
       (reply) => {
-        this.client.countGrpc(method.path, GRPC_STATUS.OK);
+        this.ended(method, 'unary', started, GRPC_STATUS.OK, '', call.peer);
         callback(null, reply);
       },
       (error: GrpcServiceError) => {
-        this.client.countGrpc(method.path, typeof error.code === 'number' ? error.code : -1);
+        this.ended(method, 'unary', started, typeof error.code === 'number' ? error.code : -1, error.details ?? error.message, call.peer);
         callback(error);
       },
     );
     return call;
+  }
+
+  /**
+   * A call ended: counted by method and status (tandem_client_grpc_calls_total), and logged as
+   * the client's `log` says — the method and status as the gateway's access log has them.
+   */
+  private ended(method: GrpcMethodDefinition, kind: 'unary' | 'server-stream', started: number, code: number, details: string, peer: string): void {
+    this.client.countGrpc(method.path, code);
+    if (this.logger === undefined || this.log === 'off' || (code === GRPC_STATUS.OK && this.log !== 'all')) return;
+    const fields = {
+      msg: 'grpc call', service: this.client.service, method: method.path, kind, grpcStatus: code, grpcCode: grpcStatusName(code),
+      ...(details === '' ? {} : { details }), instance: peer || null, ms: Math.round((performance.now() - started) * 10) / 10,
+    };
+    if (code === GRPC_STATUS.OK) this.logger.info(fields);
+    else this.logger.warn(fields);
   }
 
   /**
@@ -129,7 +156,8 @@ export class GrpcCaller {
    */
   serverStream(method: GrpcMethodDefinition, idempotent: boolean, request: unknown, metadata: GrpcMetadataLike | undefined, options: GrpcCallOptions): GrpcServerStream {
     parseOptions('a gRPC call', options, CALL_OPTIONS);
-    const stream = new GrpcServerStream(method, (code) => this.client.countGrpc(method.path, code));
+    const started = performance.now();
+    const stream = new GrpcServerStream(method, (code, details) => this.ended(method, 'server-stream', started, code, details, stream.peer));
     void this.open(stream, method, idempotent, request, metadata, options);
     return stream;
   }
@@ -218,7 +246,7 @@ export class GrpcServerStream extends Readable implements ResponseHandler {
   private timer: NodeJS.Timeout | undefined;
   private metadata: unknown;
 
-  constructor(private readonly method: GrpcMethodDefinition, private readonly counted: (code: number) => void) {
+  constructor(private readonly method: GrpcMethodDefinition, private readonly counted: (code: number, details: string) => void) {
     super({ objectMode: true });
   }
 
@@ -330,7 +358,7 @@ export class GrpcServerStream extends Readable implements ResponseHandler {
     if (this.timer !== undefined) clearTimeout(this.timer);
     const c = Number.isInteger(code) && code >= 0 ? code : GRPC_STATUS.UNKNOWN;
     const text = details;
-    this.counted(c);
+    this.counted(c, text);
     const metadata = this.metadata ?? (this.grpc === undefined ? undefined : new this.grpc.Metadata());
     this.push(null);
     if (c !== GRPC_STATUS.OK) this.emit('error', this.grpc === undefined ? new GrpcCallError(c, text, metadata) : serviceError(this.grpc, c, text, metadata));

@@ -9,11 +9,11 @@ import { ServiceClient, type ClientOptions } from './client.js';
 import { GrpcConnection } from './grpc-transport.js';
 import {
   GrpcCaller, IDEMPOTENT_AS, type GrpcServerStream,
-  type GrpcCallback, type GrpcCallOptions, type GrpcMetadataLike, type GrpcMethodDefinition, type GrpcServiceDefinition, type GrpcUnaryCall,
+  type GrpcCallback, type GrpcCallLog, type GrpcCallLogger, type GrpcCallOptions, type GrpcMetadataLike, type GrpcMethodDefinition, type GrpcServiceDefinition, type GrpcUnaryCall,
 } from './grpc-call.js';
 
 export { GrpcUnaryCall, GrpcServerStream } from './grpc-call.js';
-export type { GrpcCallback, GrpcCallOptions, GrpcMetadataLike, GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError } from './grpc-call.js';
+export type { GrpcCallback, GrpcCallLog, GrpcCallLogger, GrpcCallOptions, GrpcMetadataLike, GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError } from './grpc-call.js';
 
 /**
  * A unary method as grpc-js clients have it: `(request, [metadata], [options], callback)`,
@@ -35,6 +35,10 @@ export interface GrpcClientOptions extends Omit<ClientOptions, 'steps'> {
    * instance's application (refused connection, refused stream, GOAWAY before it). Default none.
    */
   idempotent?: readonly string[];
+  /** Where calls are logged (pino's shape, `{ info, warn }`): one line per call, with its method and gRPC status. Default none. */
+  logger?: GrpcCallLogger;
+  /** Which calls `logger` gets: `errors` (those not OK, at warn; the default), `all` (OK ones at info), `off`. */
+  logCalls?: GrpcCallLog;
 }
 
 /** What every client made by createGrpcClient has besides its service's methods. */
@@ -61,7 +65,7 @@ export interface GrpcServerStreamMethod {
  */
 export type GrpcClient = GrpcClientControls & Record<string, GrpcUnaryMethod & GrpcServerStreamMethod>;
 
-const GRPC_KEYS = new Set(['idempotent']);
+const GRPC_KEYS = new Set(['idempotent', 'logger', 'logCalls']);
 
 /**
  * Calls a gRPC service's instances directly, with the engine the gateway and createClient use:
@@ -80,7 +84,7 @@ const GRPC_KEYS = new Set(['idempotent']);
 export function createGrpcClient(service: string, definition: GrpcServiceDefinition | { service: GrpcServiceDefinition }, options: GrpcClientOptions = {}): GrpcClient {
   const where = `createGrpcClient(${JSON.stringify(service)})`;
   const methods = definitionOf(where, definition);
-  const { idempotent, clientOptions } = splitOptions(where, options, methods);
+  const { idempotent, logger, logCalls, clientOptions } = splitOptions(where, options, methods);
   const client = new ServiceClient(service, clientOptions, {
     pool: (endpoint, settings: PoolSettings) => new GrpcConnection(endpoint.id, settings),
     settings: grpcSettings,
@@ -88,7 +92,7 @@ export function createGrpcClient(service: string, definition: GrpcServiceDefinit
   const grpc = loadOptional('@grpc/grpc-js', 'createGrpcClient()', () => import('@grpc/grpc-js'));
   // Reported when a call needs it; unhandled until then would end the process.
   grpc.catch(() => {});
-  const caller = new GrpcCaller(client, grpc);
+  const caller = new GrpcCaller(client, grpc, logger, logCalls);
   const out: Record<string, unknown> = {
     service,
     snapshot: () => client.snapshot(),
@@ -137,7 +141,7 @@ function definitionOf(where: string, definition: unknown): GrpcServiceDefinition
   return candidate as GrpcServiceDefinition;
 }
 
-function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcServiceDefinition): { idempotent: Set<string>; clientOptions: ClientOptions } {
+function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcServiceDefinition): { idempotent: Set<string>; logger: GrpcCallLogger | undefined; logCalls: GrpcCallLog; clientOptions: ClientOptions } {
   if (typeof options !== 'object' || options === null) throw new OptionsError(where, [{ path: 'options', message: `expected an options object, got ${kindOf(options)}` }]);
   const own: Record<string, unknown> = {};
   const rest: Record<string, unknown> = {};
@@ -155,8 +159,8 @@ function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcSe
     names.set(name, name);
     if (m.originalName !== undefined) names.set(m.originalName, name);
   }
-  const spec: OptionSpec = { idempotent: rules.strings };
-  const parsed = parseOptions<{ idempotent?: readonly string[] }>(where, own, spec);
+  const spec: OptionSpec = { idempotent: rules.strings, logger: rules.methods('info', 'warn'), logCalls: rules.oneOf(['errors', 'all', 'off']) };
+  const parsed = parseOptions<{ idempotent?: readonly string[]; logger?: GrpcCallLogger; logCalls?: GrpcCallLog }>(where, own, spec);
   for (const [i, name] of (parsed.idempotent ?? []).entries()) {
     if (names.has(name)) continue;
     const hint = closest(name, [...names.keys()]);
@@ -169,7 +173,7 @@ function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcSe
     const level = m.options?.idempotency_level;
     if (level === 'IDEMPOTENT' || level === 'NO_SIDE_EFFECTS' || level === 1 || level === 2) idempotent.add(name);
   }
-  return { idempotent, clientOptions: rest as ClientOptions };
+  return { idempotent, logger: parsed.logger, logCalls: parsed.logCalls ?? 'errors', clientOptions: rest as ClientOptions };
 }
 
 /**

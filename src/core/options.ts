@@ -110,6 +110,8 @@ export const string: Rule = rule((v) => typeof v === 'string' && v.length > 0, '
 /** A string matching `re`; `what` says what is allowed. */
 export const pattern = (re: RegExp, what: string): Rule => rule((v) => typeof v === 'string' && re.test(v), what);
 export const anyString: Rule = rule((v) => typeof v === 'string', 'a string');
+/** One of a few strings. */
+export const oneOf = (choices: readonly string[]): Rule => rule((v) => typeof v === 'string' && choices.includes(v), `one of ${choices.map((c) => JSON.stringify(c)).join(', ')}`);
 /** An object with these methods (a logger, a client): checked by shape, any class. */
 export function methods(...names: string[]): Rule {
   return rule((v) => typeof v === 'object' && v !== null && names.every((n) => typeof (v as Record<string, unknown>)[n] === 'function'), `an object with ${names.join(' and ')} methods`);
