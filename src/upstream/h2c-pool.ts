@@ -152,10 +152,13 @@ class Session {
   }
 
   private open_(exchange: Exchange): void {
-    exchange.begin(this.session, () => {
-      if (--this.open === 0) this.session.unref();
-    });
+    exchange.begin(this.session, this.released);
   }
+
+  /** A stream of this connection closed (one function for all of them). */
+  private readonly released = (): void => {
+    if (--this.open === 0) this.session.unref();
+  };
 
   close(): Promise<void> {
     if (!this.session.closed) this.session.close();
@@ -209,50 +212,79 @@ class Exchange {
       return;
     }
     this.stream = stream;
-    this.handler.onConnect?.((err?: Error) => this.abort(err));
+    (stream as ExchangeStream)[kExchange] = this;
+    this.handler.onConnect?.(this.abortFn);
     if (this.done) return; // aborted in onConnect
     const headersTimeout = o.headersTimeout ?? 300_000;
     if (headersTimeout > 0) stream.setTimeout(headersTimeout);
-    stream.on('timeout', () => {
-      const body = this.responded;
-      this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', body ? 'the endpoint stalled while sending the response body' : 'the endpoint sent no response headers in time', { status: 504 }));
-    });
-    stream.once('response', (headers) => this.onResponse(headers));
-    stream.on('data', (chunk: Buffer) => {
-      if (!this.done && this.handler.onData?.(chunk) === false) stream.pause();
-    });
-    stream.once('trailers', (trailers) => { this.trailers = trailers; });
-    stream.once('end', () => {
-      if (this.done) return;
-      if (!this.responded) {
-        this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the stream without a response', { status: 502 }));
-        return;
-      }
-      // A gRPC call ends with its status: in the trailers, or in the headers (Trailers-Only).
-      // Neither came — the endpoint's connection ended under the call (a process killed, its
-      // FIN before any RST): the call was cut, not finished.
-      if (this.trailers === undefined && !this.statusInHeaders) {
-        this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the call without a gRPC status', { status: 502 }));
-        return;
-      }
-      this.finish();
-      this.handler.onComplete?.(this.trailers ?? {});
-    });
-    stream.once('close', () => {
-      this.release?.();
-      this.release = undefined;
-      if (this.done) return;
-      this.fail(streamClosedError(stream.rstCode));
-    });
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.done) return;
-      const refused = err.message.includes('NGHTTP2_REFUSED_STREAM') || err.code === 'ERR_HTTP2_GOAWAY_SESSION';
-      this.fail(refused ? streamClosedError(constants.NGHTTP2_REFUSED_STREAM) : err);
-    });
+    // The stream's events go to functions shared by every exchange (`this` is the stream, which
+    // names its exchange): no closures made per call.
+    stream.on('timeout', onStreamTimeout);
+    stream.on('response', onStreamResponse);
+    stream.on('data', onStreamData);
+    stream.on('trailers', onStreamTrailers);
+    stream.on('end', onStreamEnd);
+    stream.on('close', onStreamClose);
+    stream.on('error', onStreamError);
     this.sendBody(stream, body ?? null);
   }
 
-  private onResponse(headers: IncomingHttpHeaders): void {
+  /** The stream timed out: waiting for headers, or between two chunks of the body. */
+  timedOut(): void {
+    const body = this.responded;
+    this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', body ? 'the endpoint stalled while sending the response body' : 'the endpoint sent no response headers in time', { status: 504 }));
+  }
+
+  data(chunk: Buffer): void {
+    if (!this.done && this.handler.onData?.(chunk) === false) this.stream!.pause();
+  }
+
+  gotTrailers(trailers: IncomingHttpHeaders): void {
+    this.trailers ??= trailers;
+  }
+
+  ended(): void {
+    if (this.done) return;
+    if (!this.responded) {
+      this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the stream without a response', { status: 502 }));
+      return;
+    }
+    // A gRPC call ends with its status: in the trailers, or in the headers (Trailers-Only).
+    // Neither came — the endpoint's connection ended under the call (a process killed, its
+    // FIN before any RST): the call was cut, not finished.
+    if (this.trailers === undefined && !this.statusInHeaders) {
+      this.fail(new TandemError('TANDEM_ERR_UPSTREAM_RESET', 'the endpoint ended the call without a gRPC status', { status: 502 }));
+      return;
+    }
+    this.finish();
+    this.handler.onComplete?.(this.trailers ?? {});
+  }
+
+  closed(): void {
+    const release = this.release;
+    this.release = undefined;
+    release?.();
+    if (this.done) return;
+    this.fail(streamClosedError(this.stream!.rstCode));
+  }
+
+  errored(err: NodeJS.ErrnoException): void {
+    if (this.done) return;
+    const refused = err.message.includes('NGHTTP2_REFUSED_STREAM') || err.code === 'ERR_HTTP2_GOAWAY_SESSION';
+    this.fail(refused ? streamClosedError(constants.NGHTTP2_REFUSED_STREAM) : err);
+  }
+
+  /** Resumes a stream paused by backpressure (the handler's `resume`). */
+  private readonly resumeFn = (): void => {
+    this.stream?.resume();
+  };
+
+  /** undici's `abort` for this exchange. */
+  private readonly abortFn = (err?: Error): void => {
+    this.abort(err);
+  };
+
+  onResponse(headers: IncomingHttpHeaders): void {
     if (this.done) return;
     const status = Number(headers[':status']);
     if (status < 200) return; // an interim response
@@ -267,8 +299,7 @@ class Exchange {
       if (Array.isArray(value)) for (const v of value) raw.push(Buffer.from(name), Buffer.from(v));
       else if (value !== undefined) raw.push(Buffer.from(name), Buffer.from(String(value)));
     }
-    const stream = this.stream!;
-    if (this.handler.onHeaders?.(status, raw, () => stream.resume(), '') === false) stream.pause();
+    if (this.handler.onHeaders?.(status, raw, this.resumeFn, '') === false) this.stream!.pause();
   }
 
   private sendBody(stream: ClientHttp2Stream, body: Buffer | Readable | null): void {
@@ -325,6 +356,17 @@ class Exchange {
     this.done = true;
   }
 }
+
+const kExchange = Symbol('tandem.exchange');
+type ExchangeStream = ClientHttp2Stream & { [kExchange]: Exchange };
+
+function onStreamTimeout(this: ExchangeStream): void { this[kExchange].timedOut(); }
+function onStreamResponse(this: ExchangeStream, headers: IncomingHttpHeaders): void { this[kExchange].onResponse(headers); }
+function onStreamData(this: ExchangeStream, chunk: Buffer): void { this[kExchange].data(chunk); }
+function onStreamTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders): void { this[kExchange].gotTrailers(trailers); }
+function onStreamEnd(this: ExchangeStream): void { this[kExchange].ended(); }
+function onStreamClose(this: ExchangeStream): void { this[kExchange].closed(); }
+function onStreamError(this: ExchangeStream, err: NodeJS.ErrnoException): void { this[kExchange].errored(err); }
 
 /** The HTTP/2 request headers: the pseudo-headers from the options, the rest from the flat list. */
 function requestHeaders(o: Dispatcher.DispatchOptions): OutgoingHttpHeaders {
