@@ -22,14 +22,13 @@
 // Per fault it prints: failed requests by kind (raw, for a caller that retries once a refused
 // connection and a GET reset before any response byte, and for a caller with a 2 s timeout instead of 5 s), POSTs processed twice, the time until the address was
 // on the peer, the time from the fault to the first success after the last failure, and p99.
-import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { createProcs, ensureTools, runDrillMain, sleep, tail, which } from './lib/procs.js';
-import { GATEWAY_HOSTS, PairHosts, TandemPair, readText, waitFor } from './lib/gateway-pair.js';
+import { GATEWAY_HOSTS, PACKAGES, PairHosts, TandemPair, readText, waitFor } from './lib/gateway-pair.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill:gateways';
@@ -295,13 +294,9 @@ async function runFaults(setup, list) {
 
 async function main() {
   if (process.getuid?.() !== 0) die('needs root (network namespaces, keepalived)');
-  const missing = ensureTools(['keepalived', 'nginx', 'curl'], TAG);
-  if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y keepalived nginx curl)`);
-  if (opts.dropSyn && !which('nft')) {
-    console.log(`${TAG}: installing nftables (nft: the gateways' --handover-drop-syn)`);
-    spawnSync('sh', ['-c', 'apt-get install -y nftables || (apt-get update && apt-get install -y nftables)'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 300_000 });
-    if (!which('nft')) die('missing nft (apt-get install -y nftables), or run with --no-drop-syn');
-  }
+  // nft: the gateways' --handover-drop-syn.
+  const missing = ensureTools(['ip', 'keepalived', 'nginx', 'curl', ...(opts.dropSyn ? ['nft'] : [])], TAG, PACKAGES);
+  if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y ${missing.map((t) => PACKAGES[t] ?? t).join(' ')}${missing.includes('nft') ? ', or run with --no-drop-syn' : ''})`);
   if (!readText(join(root, 'dist', 'src', 'node', 'index.js'))) die('run npm run build first');
   const started = Date.now();
   hosts.build();

@@ -15,6 +15,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TANDEM = join(ROOT, 'bin', 'tandem.js');
 /** The two gateway hosts. */
 export const GATEWAY_HOSTS = ['g1', 'g2'];
+/** The Debian packages of the tools a pair needs, for procs.js's ensureTools. */
+export const PACKAGES = { ip: 'iproute2', nft: 'nftables' };
 
 /** Runs a command; its stdout (throws on a non-zero exit unless `check` is false). */
 export function run(cmd, args, { check = true } = {}) {
@@ -205,10 +207,17 @@ function removeNamespace(name) {
  * instances, then elect().
  */
 export class TandemPair {
-  /** @param {PairHosts} hosts @param {{ configs: Record<string, string>, adminPort: number, dropSyn?: boolean, watchdog?: boolean, deadAfter?: string }} o */
-  constructor(hosts, { configs, adminPort, dropSyn = true, watchdog = true, deadAfter }) {
+  /**
+   * @param {PairHosts} hosts
+   * @param {{ configs: Record<string, string>, adminPort: number, dropSyn?: boolean, watchdog?: boolean, deadAfter?: string, restartAfterMs?: number }} o
+   *   restartAfterMs: a gateway that ended (not by stop()) is started again this long after, as
+   *   systemd's Restart=always does; unset, the caller restarts it (restart()).
+   */
+  constructor(hosts, { configs, adminPort, dropSyn = true, watchdog = true, deadAfter, restartAfterMs }) {
     this.hosts = hosts;
     this.adminPort = adminPort;
+    this.restartAfterMs = restartAfterMs;
+    this.stopping = false;
     this.dropSyn = dropSyn;
     this.watchdog = watchdog;
     this.deadAfter = deadAfter;
@@ -244,9 +253,15 @@ export class TandemPair {
       if (hosts.procs.isCleaningUp()) return; // the namespaces and the temp dir are going
       try { writeFileSync(this.file(h, 'handover'), '1\n'); } catch { /* removed meanwhile */ }
       run('ip', ['-n', hosts.ns(h), 'addr', 'del', `${hosts.vip}/32`, 'dev', 'lo'], { check: false });
+      if (this.restartAfterMs !== undefined && !this.stopping) setTimeout(() => { if (!this.stopping) this.startGateway(h); }, this.restartAfterMs);
     });
     this.gw[h] = proc;
     return proc;
+  }
+
+  /** Resolves once both gateways answer /healthz (listening; not yet ready without members). */
+  async started() {
+    for (const h of GATEWAY_HOSTS) await waitFor(`${h} listening`, () => this.hosts.status(h, `http://${this.hosts.address(h)}:${this.adminPort}/healthz`) === 200);
   }
 
   /** Once both gateways are ready: the watchdogs and keepalived; resolves when the address is on one and both are eligible. */
@@ -294,9 +309,10 @@ export class TandemPair {
 
   /** Stops keepalived, the watchdogs and the gateways (SIGTERM: each hands over and drains), in that order. */
   async stop() {
+    this.stopping = true;
     const { procs } = this.hosts;
-    for (const h of GATEWAY_HOSTS) await procs.stop(this.ka[h]);
-    for (const h of GATEWAY_HOSTS) await procs.stop(this.dogs[h]);
+    await Promise.all(GATEWAY_HOSTS.map((h) => procs.stop(this.ka[h])));
+    await Promise.all(GATEWAY_HOSTS.map((h) => procs.stop(this.dogs[h])));
     await Promise.all(GATEWAY_HOSTS.map((h) => procs.stop(this.gw[h], { graceMs: 15_000 })));
   }
 }
