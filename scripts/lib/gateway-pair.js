@@ -58,12 +58,7 @@ export class PairHosts {
    *   procs: scripts/lib/procs.js's createProcs(); tmpName: the temp dir's name before `-<pid>-`.
    */
   constructor({ prefix, subnet, hosts, rootOctet, procs, tmpName }) {
-    this.prefix = prefix;
-    this.subnet = subnet;
-    this.hosts = hosts;
-    this.rootOctet = rootOctet;
-    this.procs = procs;
-    this.tmpName = tmpName;
+    Object.assign(this, { prefix, subnet, hosts, rootOctet, procs, tmpName });
     this.vip = `${subnet}.100`;
     this.rootLink = `${prefix}${process.pid}`;
     this.dir = undefined;
@@ -214,13 +209,8 @@ export class TandemPair {
    *   systemd's Restart=always does; unset, the caller restarts it (restart()).
    */
   constructor(hosts, { configs, adminPort, dropSyn = true, watchdog = true, deadAfter, restartAfterMs }) {
-    this.hosts = hosts;
-    this.adminPort = adminPort;
-    this.restartAfterMs = restartAfterMs;
+    Object.assign(this, { hosts, adminPort, dropSyn, watchdog, deadAfter, restartAfterMs });
     this.stopping = false;
-    this.dropSyn = dropSyn;
-    this.watchdog = watchdog;
-    this.deadAfter = deadAfter;
     /** The gateway process of each host (procs.start's). */
     this.gw = {};
     this.dogs = {};
