@@ -100,9 +100,10 @@ export class PairHosts {
     }
   }
 
-  /** Kills every process in the namespaces and deletes them (the veths, the root's one too, go with them). */
+  /** Kills every process in the namespaces and deletes them, and the root's veth (the others go with their namespace). */
   teardown() {
     for (const h of ['br', ...Object.keys(this.hosts)]) removeNamespace(this.ns(h));
+    if (this.rootOctet !== undefined) removeLink(this.rootLink);
   }
 
   /** Namespaces and temp dirs of runs whose process is gone (a crash, a SIGKILL). */
@@ -111,6 +112,12 @@ export class PairHosts {
     for (const line of run('ip', ['netns', 'list'], { check: false }).split('\n')) {
       const m = pattern.exec(line);
       if (m && (Number(m[2]) === process.pid || !exists(Number(m[2])))) removeNamespace(m[1]);
+    }
+    // A namespace goes once its last process has: a root's veth into a stale bridge may outlive the deletion above for a while.
+    const links = new RegExp(`^(${this.prefix}(\\d+))[@:\\s]`);
+    for (const line of run('ip', ['-br', 'link'], { check: false }).split('\n')) {
+      const m = links.exec(line);
+      if (m && (Number(m[2]) === process.pid || !exists(Number(m[2])))) removeLink(m[1]);
     }
     const dirs = new RegExp(`^${this.tmpName}-(\\d+)-`);
     for (const name of readdirSync(os.tmpdir())) {
@@ -185,6 +192,10 @@ export class PairHosts {
   clearKeepalivedLogs(h) {
     for (const f of ['stdout', 'stderr']) rmSync(join(this.dir, `keepalived-${h}.${f}.log`), { force: true });
   }
+}
+
+function removeLink(name) {
+  run('ip', ['link', 'del', name], { check: false });
 }
 
 function removeNamespace(name) {
