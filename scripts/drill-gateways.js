@@ -310,7 +310,7 @@ async function main() {
       JSON.stringify({ host: hosts.address('in'), port: p, id: `i${k + 1}`, token, registry: GATEWAY_HOSTS.map((h) => `http://${hosts.address(h)}:${ADMIN}`) })]);
   }
   await stack.elect();
-  await waitFor('a success through the address', () => hosts.status('cl', `http://${VIP}:${PORT}/shop/items`) === 200);
+  await waitFor('a success through the address', async () => await hosts.status('cl', `http://${VIP}:${PORT}/shop/items`) === 200);
   const q = opts.quick;
   const tandemRows = await runFaults('tandem', [['SIGTERM + restart', q ? 6 : 10], ['rolling restart', q ? 14 : 20], ['SIGKILL', q ? 6 : 10], ['SIGSTOP 5 s', q ? 10 : 14]]);
 
@@ -326,7 +326,7 @@ async function main() {
     writeFileSync(join(hosts.dir, `${h}-nginx.conf`), nginxConfig(h));
     classic.start(h);
   }
-  for (const h of GATEWAY_HOSTS) await waitFor(`nginx on ${h}`, () => hosts.status(h, `http://${hosts.address(h)}:${PORT}/shop/items`) === 200);
+  for (const h of GATEWAY_HOSTS) await waitFor(`nginx on ${h}`, async () => await hosts.status(h, `http://${hosts.address(h)}:${PORT}/shop/items`) === 200);
   for (const h of GATEWAY_HOSTS) hosts.clearKeepalivedLogs(h);
   hosts.startKeepalived('g1', classicKeepalived('g1', 110));
   hosts.startKeepalived('g2', classicKeepalived('g2', 100));

@@ -4,7 +4,7 @@
 // written when it ends), keepalived with the config of `tandem keepalived`, and `tandem
 // watchdog`. Used by `npm run drill:gateways` and the shop's `--pair` (examples/shop/start.js).
 // Needs root, iproute2, keepalived, curl and — with dropSyn — nft.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -136,9 +136,14 @@ export class PairHosts {
     return this.procs.start(name, 'ip', ['netns', 'exec', this.ns(h), cmd, ...args], { dir: this.dir });
   }
 
-  /** curl inside host `h`: the HTTP status, 0 when no answer. */
+  /**
+   * curl inside host `h`: resolves the HTTP status, 0 when no answer. Not spawnSync: the caller's
+   * event loop may be a load generator's (the shop's drill), which a blocked second would stall.
+   */
   status(h, url, timeoutS = 1) {
-    return Number(this.exec(h, 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', String(timeoutS), url], { check: false })) || 0;
+    return new Promise((resolve) => {
+      execFile('ip', ['netns', 'exec', this.ns(h), 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', String(timeoutS), url], (_err, stdout) => resolve(Number(stdout) || 0));
+    });
   }
 
   /** The gateway host whose eth0 has the virtual address now, or undefined. */
@@ -262,7 +267,7 @@ export class TandemPair {
 
   /** Resolves once both gateways answer /healthz (listening; not yet ready without members). */
   async started() {
-    for (const h of GATEWAY_HOSTS) await waitFor(`${h} listening`, () => this.hosts.status(h, `http://${this.hosts.address(h)}:${this.adminPort}/healthz`) === 200);
+    for (const h of GATEWAY_HOSTS) await waitFor(`${h} listening`, async () => await this.hosts.status(h, `http://${this.hosts.address(h)}:${this.adminPort}/healthz`) === 200);
   }
 
   /** Once both gateways are ready: the watchdogs and keepalived; resolves when the address is on one and both are eligible. */
@@ -289,7 +294,7 @@ export class TandemPair {
   }
 
   async ready(h) {
-    await waitFor(`${h} ready`, () => this.hosts.status(h, `http://${this.hosts.address(h)}:${this.adminPort}/readyz`) === 200);
+    await waitFor(`${h} ready`, async () => await this.hosts.status(h, `http://${this.hosts.address(h)}:${this.adminPort}/readyz`) === 200);
   }
 
   /** Waits until the gateway on h is ready and keepalived there in BACKUP or MASTER (not FAULT): able to take over. */
