@@ -28,7 +28,7 @@ async function resettingServer() {
 const oneRequest = (origin: string, retryUnanswered: boolean) =>
   openLoop({ origin, rate: 10, durationS: 0.1, idPrefix: 'r', timeoutMs: 2000, request: () => ({ method: 'GET', path: '/' }), retryUnanswered });
 
-test('retryUnanswered: a request reset before any answer is sent again on a new connection, and its result keeps the first error', async () => {
+test('retryUnanswered: a request reset before any answer is sent again, on a new connection, and its result keeps the first error', async () => {
   const server = await resettingServer();
   try {
     const run = await oneRequest(server.origin, true);

@@ -71,8 +71,8 @@ async function drive(shop, { duration, rate, broker, registry, db }) {
   const state = { outstanding: 0, t0: performance.now() };
   const faults = [];
   // A gateway killed with requests in flight answers them nothing: with the pair the client
-  // resends a request whose connection was reset or refused before any answer, once (a GET, or a
-  // POST with its Idempotency-Key: safe). The fault table counts the first attempts' failures.
+  // resends a request whose connection was reset or refused before any answer, once, 100 ms later
+  // (a GET, or a POST with its Idempotency-Key: safe). The fault table counts the first attempts' failures.
   const pair = shop.gateway.killHolder ? shop.gateway : undefined;
   const load = openLoop({ origin, rate, durationS: duration, idPrefix: 'drill', timeoutMs: CLIENT_TIMEOUT_MS, request, tagHeader: 'location', state, retryUnanswered: pair !== undefined });
   const note = (what) => {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Pool, type Dispatcher } from 'undici';
 
 /**
@@ -48,9 +49,9 @@ export interface OpenLoopOptions {
   /**
    * Send a request once more when its connection was refused or reset before any response —
    * what a client of an idempotent API does (a GET; a POST with its idempotency key): a gateway
-   * killed with the request in flight answers nothing at all. The second attempt goes on a new
-   * connection, and the result is its outcome, with `firstErr`. Default false: every attempt's
-   * outcome is final.
+   * killed with the request in flight answers nothing at all. The second attempt goes
+   * RESEND_AFTER_MS later on a new connection, and the result is its outcome, with `firstErr`.
+   * Default false: every attempt's outcome is final.
    */
   retryUnanswered?: boolean;
 }
@@ -62,6 +63,9 @@ export interface OpenLoopRun {
   /** True when the safety stop ended the run with requests unsettled. */
   hardStopped: boolean;
 }
+
+/** retryUnanswered's wait before the second attempt. */
+export const RESEND_AFTER_MS = 100;
 
 /** Names an error without a response the way the drill tables do. */
 export function classifyError(err: unknown): string {
@@ -130,9 +134,11 @@ export function openLoop(options: OpenLoopOptions): Promise<OpenLoopRun> {
         const kind = classifyError(e);
         if (options.retryUnanswered === true && firstErr === undefined && (kind === 'reset' || kind === 'refused')) {
           firstErr = kind;
-          // On a connection of its own: the pool's others may be as dead as the one that failed.
+          // On a connection of its own — the pool's others may be as dead as the one that failed —
+          // and after a usual retry's backoff: a connection opened in the instant of a SIGKILL is
+          // accepted by the dying process's listener and reset with it.
           const fresh = new Client(origin, { connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-          return send(fresh).finally(() => fresh.destroy().catch(() => {}));
+          return sleep(RESEND_AFTER_MS).then(() => send(fresh)).finally(() => fresh.destroy().catch(() => {}));
         }
         done(0, e);
       },
