@@ -19,7 +19,7 @@ export const GATEWAY_HOSTS = ['g1', 'g2'];
 export const PACKAGES = { ip: 'iproute2', nft: 'nftables' };
 
 /** Runs a command; its stdout (throws on a non-zero exit unless `check` is false). */
-export function run(cmd, args, { check = true } = {}) {
+function run(cmd, args, { check = true } = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (check && r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.stdout || r.error?.message || '').trim()}`);
   return r.stdout ?? '';
