@@ -16,28 +16,25 @@
 // (gateway hosts), -in (the three instances) and -br (a bridge joining them), addresses
 // 10.213.0.0/24 only, the virtual address 10.213.0.100. Everything is
 // removed at the end, on Ctrl-C/SIGTERM, and at the start of the next run when a crashed run
-// left namespaces behind (their names carry the prefix "tgd" and the pid of the run).
+// left namespaces behind (their names carry the prefix "tgd" and the pid of the run). The hosts
+// and the tandem pair on them: scripts/lib/gateway-pair.js, shared with the shop's --pair.
 //
 // Per fault it prints: failed requests by kind (raw, for a caller that retries once a refused
 // connection and a GET reset before any response byte, and for a caller with a 2 s timeout instead of 5 s), POSTs processed twice, the time until the address was
 // on the peer, the time from the fault to the first success after the last failure, and p99.
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { createProcs, ensureTools, runDrillMain, sleep, tail, which } from './lib/procs.js';
+import { GATEWAY_HOSTS, PACKAGES, PairHosts, TandemPair, readText, waitFor } from './lib/gateway-pair.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const TAG = 'drill:gateways';
-const NET = '10.213.0';
-const VIP = `${NET}.100`;
-const HOSTS = { cl: `${NET}.2`, g1: `${NET}.11`, g2: `${NET}.12`, in: `${NET}.20` };
 const PORT = 8080;
 const ADMIN = 9901;
 const INSTANCE_PORTS = [7001, 7002, 7003];
-const PREFIX = `tgd${process.pid}`;
 
 function die(msg) {
   console.error(`${TAG}: ${msg}`);
@@ -63,114 +60,15 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv.slice(2));
 const procs = createProcs({ tag: TAG, root });
-let tmp;
+const hosts = new PairHosts({ prefix: 'tgd', subnet: '10.213.0', hosts: { cl: 2, g1: 11, g2: 12, in: 20 }, procs, tmpName: 'tandem-drill-gateways' });
+const VIP = hosts.vip;
 const token = randomBytes(24).toString('hex');
-const ns = (h) => `${PREFIX}-${h}`;
-
-function run(cmd, args, { check = true } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (check && r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.stdout || '').trim()}`);
-  return r.stdout ?? '';
-}
-const ip = (...args) => run('ip', args);
-
-/** Namespaces of earlier runs whose drill process is gone (a crash, a SIGKILL): their processes and links go. */
-function removeStale() {
-  for (const line of run('ip', ['netns', 'list'], { check: false }).split('\n')) {
-    const m = /^(tgd(\d+)-\w+)/.exec(line);
-    if (!m) continue;
-    const pid = Number(m[2]);
-    let alive = pid === process.pid;
-    if (!alive) try { process.kill(pid, 0); alive = true; } catch { /* gone */ }
-    if (alive && pid !== process.pid) continue;
-    removeNamespace(m[1]);
-  }
-}
-
-/** Temp dirs of runs whose drill process is gone. */
-function removeStaleDirs() {
-  for (const name of readdirSync(os.tmpdir())) {
-    const m = /^tandem-drill-gateways-(\d+)-/.exec(name);
-    if (!m || Number(m[1]) === process.pid) continue;
-    try { process.kill(Number(m[1]), 0); continue; } catch { /* gone */ }
-    rmSync(join(os.tmpdir(), name), { recursive: true, force: true });
-  }
-}
-
-function removeNamespace(name) {
-  for (const pid of run('ip', ['netns', 'pids', name], { check: false }).split('\n').filter(Boolean)) {
-    try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
-  }
-  run('ip', ['netns', 'del', name], { check: false });
-}
-
-function teardown() {
-  for (const h of ['cl', 'g1', 'g2', 'in', 'br']) removeNamespace(ns(h));
-}
-
-function buildNetwork() {
-  for (const h of ['br', 'cl', 'g1', 'g2', 'in']) ip('netns', 'add', ns(h));
-  ip('-n', ns('br'), 'link', 'add', 'br0', 'type', 'bridge');
-  ip('-n', ns('br'), 'link', 'set', 'br0', 'up');
-  for (const h of ['cl', 'g1', 'g2', 'in']) {
-    ip('link', 'add', 'eth0', 'netns', ns(h), 'type', 'veth', 'peer', 'name', `p-${h}`, 'netns', ns('br'));
-    ip('-n', ns('br'), 'link', 'set', `p-${h}`, 'master', 'br0', 'up');
-    ip('-n', ns(h), 'addr', 'add', `${HOSTS[h]}/24`, 'dev', 'eth0');
-    ip('-n', ns(h), 'link', 'set', 'eth0', 'up');
-    ip('-n', ns(h), 'link', 'set', 'lo', 'up');
-  }
-  for (const h of ['g1', 'g2']) {
-    // The gateway's copy of the address on lo (see startTandemGateway) stays out of ARP.
-    run('ip', ['netns', 'exec', ns(h), 'sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']);
-  }
-}
-
-function inHost(h, name, cmd, args) {
-  return procs.start(name, 'ip', ['netns', 'exec', ns(h), cmd, ...args], { dir: tmp });
-}
-
-/** curl inside a namespace; the HTTP status, 0 when no answer. */
-function status(h, url, timeoutS = 1) {
-  const out = run('ip', ['netns', 'exec', ns(h), 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', String(timeoutS), url], { check: false });
-  return Number(out) || 0;
-}
-
-async function waitFor(what, pred, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await pred()) return;
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-const holder = () => ['g1', 'g2'].find((h) => / 10\.213\.0\.100\/24 /.test(ip('-n', ns(h), '-o', 'addr', 'show', 'dev', 'eth0')));
-
-/** Records when the address appears on each gateway host, from `ip monitor` (no polling). */
-function watchAddress() {
-  const events = [];
-  const watchers = ['g1', 'g2'].map((h) => {
-    const child = spawn('ip', ['-n', ns(h), '-o', 'monitor', 'address'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.includes(`${VIP}/24`)) events.push({ at: Date.now(), host: h, added: !line.startsWith('Deleted') });
-      }
-    });
-    return child;
-  });
-  return { events, stop: () => watchers.forEach((c) => c.kill('SIGKILL')) };
-}
 
 // ---------------------------------------------------------------- the pair under test
 
 function gatewayConfig(h) {
   return `listen: 0.0.0.0:${PORT}
-admin: ${HOSTS[h]}:${ADMIN}
+admin: ${hosts.address(h)}:${ADMIN}
 drainTimeout: 10s
 registry:
   token: ${token}
@@ -182,55 +80,10 @@ routes:
 `;
 }
 
-/**
- * The gateway, supervised as the systemd unit in docs/deployment.md does it: while it runs, a
- * copy of the address sits on lo (scope host), so that responses in flight when the address
- * moves can still leave this host; when the process ends, however it ends, 1 goes into the
- * handover file (keepalived moves the address) and the copy goes. With --handover-drop-syn the
- * gateway's guard (an nftables table it installs when it listens, and leaves) drops a
- * connection attempt that finds nothing listening — from the instant of a SIGKILL, before any
- * supervisor could act — so the client's SYN retransmit lands on the peer instead of failing.
- */
-function startTandemGateway(h) {
-  run('ip', ['-n', ns(h), 'addr', 'replace', `${VIP}/32`, 'dev', 'lo', 'scope', 'host']);
-  const proc = startGatewayProcess(h);
-  void proc.exited.then(() => {
-    if (procs.isCleaningUp()) return; // the namespaces and the temp dir are going
-    try { writeFileSync(join(tmp, `${h}.handover`), '1\n'); } catch { /* removed meanwhile */ }
-    run('ip', ['-n', ns(h), 'addr', 'del', `${VIP}/32`, 'dev', 'lo'], { check: false });
-  });
-  return proc;
-}
-
-function startGatewayProcess(h) {
-  return inHost(h, `tandem-${h}`, process.execPath, [join(root, 'bin', 'tandem.js'), 'gateway', '--config', join(tmp, `${h}.yaml`),
-    '--track-file', join(tmp, `${h}.handover`), '--virtual-address', VIP, '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : [])]);
-}
-
-/** `tandem watchdog` beside the gateway (docs/deployment.md): it outlives the gateway's restarts. */
-function startWatchdog(h) {
-  return inHost(h, `watchdog-${h}`, process.execPath, [join(root, 'bin', 'tandem.js'), 'watchdog', '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.watchdog`),
-    ...(opts.deadAfter ? ['--dead-after', opts.deadAfter] : [])]);
-}
-
-function startKeepalived(h, conf) {
-  writeFileSync(join(tmp, `${h}-keepalived.conf`), conf);
-  const pidArgs = ['-p', join(tmp, `${h}-ka.pid`), '-r', join(tmp, `${h}-ka-vrrp.pid`), '-c', join(tmp, `${h}-ka-chk.pid`)];
-  return inHost(h, `keepalived-${h}`, 'keepalived', ['-n', '-l', '-D', '-P', '-f', join(tmp, `${h}-keepalived.conf`), ...pidArgs]);
-}
-
-function tandemKeepalived(h, priority) {
-  const r = spawnSync(process.execPath, [join(root, 'bin', 'tandem.js'), 'keepalived', '-i', 'eth0', '-a', `${VIP}/24`, '-p', String(priority),
-    '--config', join(tmp, `${h}.yaml`), '--track-file', join(tmp, `${h}.handover`), '--process-name', `tandem-${h}`, ...(opts.dropSyn ? ['--handover-drop-syn'] : []),
-    ...(opts.watchdog ? ['--watchdog-file', join(tmp, `${h}.watchdog`)] : [])], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`tandem keepalived: ${r.stderr}`);
-  return r.stdout;
-}
-
 /** keepalived's usual settings in front of nginx: VRRPv2 adverts every second, nginx checked every 2 s, fall 2. */
 function classicKeepalived(h, priority) {
-  const check = join(tmp, `${h}-check-nginx.sh`);
-  writeFileSync(check, `#!/bin/sh\nkill -0 "$(cat ${join(tmp, `${h}-nginx.pid`)})"\n`);
+  const check = join(hosts.dir, `${h}-check-nginx.sh`);
+  writeFileSync(check, `#!/bin/sh\nkill -0 "$(cat ${join(hosts.dir, `${h}-nginx.pid`)})"\n`);
   chmodSync(check, 0o755);
   return `global_defs {
   script_user root
@@ -260,7 +113,7 @@ vrrp_instance VI_1 {
 }
 
 function nginxConfig(h) {
-  const n = (s) => join(tmp, `${h}-nginx${s}`);
+  const n = (s) => join(hosts.dir, `${h}-nginx${s}`);
   return `daemon off;
 master_process on;
 worker_processes 1;
@@ -275,7 +128,7 @@ http {
   scgi_temp_path ${n('.scgi')};
   access_log off;
   upstream shop {
-${INSTANCE_PORTS.map((p) => `    server ${HOSTS.in}:${p};`).join('\n')}
+${INSTANCE_PORTS.map((p) => `    server ${hosts.address('in')}:${p};`).join('\n')}
     keepalive 32;
   }
   server {
@@ -293,10 +146,10 @@ ${INSTANCE_PORTS.map((p) => `    server ${HOSTS.in}:${p};`).join('\n')}
 // ---------------------------------------------------------------- load and figures
 
 async function withLoad(name, seconds, fault) {
-  const out = join(tmp, `${name}.load.json`);
-  const load = inHost('cl', `load-${name}`, process.execPath, [join(root, 'scripts', 'lib', 'pair-load.mjs'),
+  const out = join(hosts.dir, `${name}.load.json`);
+  const load = hosts.start('cl', `load-${name}`, process.execPath, [join(root, 'scripts', 'lib', 'pair-load.mjs'),
     JSON.stringify({ origin: `http://${VIP}:${PORT}`, rate: opts.rate, durationS: seconds, idPrefix: name, out })]);
-  const watch = watchAddress();
+  const watch = hosts.watchAddress();
   await waitFor('the load to start', () => readText(load.outFile).includes('started'), 10_000);
   const startedAt = JSON.parse(readText(load.outFile).split('\n')[0]).at;
   let faultAt;
@@ -310,14 +163,10 @@ async function withLoad(name, seconds, fault) {
   return { name, faultAt, startedAt, results, moves: watch.events };
 }
 
-function readText(file) {
-  try { return readFileSync(file, 'utf8'); } catch { return ''; }
-}
-
 function processedPosts() {
   const counts = new Map();
   for (const p of INSTANCE_PORTS) {
-    for (const line of readText(join(tmp, `instance-${p}.stdout.log`)).split('\n')) {
+    for (const line of readText(join(hosts.dir, `instance-${p}.stdout.log`)).split('\n')) {
       if (line.startsWith('POST ')) counts.set(line.slice(5), (counts.get(line.slice(5)) ?? 0) + 1);
     }
   }
@@ -359,47 +208,33 @@ function figures(setup, run, processed) {
 
 // ---------------------------------------------------------------- faults
 
-const gw = {};
-const stack = { tandem: null };
+/** The pair under test: a TandemPair, or the classic one below; each has gw, restart(h), eligible(h), signal(h, sig). */
+let stack;
 
-function keepalivedState(h) {
-  const lines = readText(join(tmp, `keepalived-${h}.stdout.log`)).split('\n').concat(readText(join(tmp, `keepalived-${h}.stderr.log`)).split('\n'));
-  let state = 'none';
-  for (const l of lines) {
-    const m = /[Ee]ntering (\w+) (?:STATE|state)/.exec(l);
-    if (m) state = m[1];
-  }
-  return state;
-}
-
-async function ready(h) {
-  await waitFor(`${h} ready`, () => status(h, `http://${HOSTS[h]}:${ADMIN}/readyz`) === 200);
-}
-
-/** Waits until the gateway on h is back as keepalived's BACKUP (not FAULT), ready to take over. */
-async function eligible(h) {
-  if (stack.tandem) await ready(h);
-  await waitFor(`keepalived on ${h} in BACKUP`, () => ['BACKUP', 'MASTER'].includes(keepalivedState(h)));
-}
-
-async function restart(h) {
-  gw[h] = stack.tandem ? startTandemGateway(h) : startNginx(h);
-  await eligible(h);
-}
-
-function startNginx(h) {
-  return inHost(h, `nginx-${h}`, which('nginx'), ['-c', join(tmp, `${h}-nginx.conf`), '-p', tmp, '-e', join(tmp, `${h}-nginx.error.log`)]);
-}
-
-function signalGateway(h, sig) {
-  procs.signalProc(gw[h], sig);
-}
+/** nginx on both hosts, behind keepalived's usual settings (classicKeepalived). */
+const classic = {
+  gw: {},
+  start(h) {
+    this.gw[h] = hosts.start(h, `nginx-${h}`, which('nginx'), ['-c', join(hosts.dir, `${h}-nginx.conf`), '-p', hosts.dir, '-e', join(hosts.dir, `${h}-nginx.error.log`)]);
+  },
+  /** Waits until keepalived on h is back in BACKUP (not FAULT), able to take over. */
+  async eligible(h) {
+    await waitFor(`keepalived on ${h} in BACKUP`, () => ['BACKUP', 'MASTER'].includes(hosts.keepalivedState(h)));
+  },
+  async restart(h) {
+    this.start(h);
+    await this.eligible(h);
+  },
+  signal(h, sig) {
+    procs.signalProc(this.gw[h], sig);
+  },
+};
 
 async function stopActive(sig) {
-  const h = holder();
+  const h = hosts.holder();
   if (!h) throw new Error('nobody holds the address');
   const at = Date.now();
-  signalGateway(h, sig);
+  stack.signal(h, sig);
   return { h, at };
 }
 
@@ -407,35 +242,35 @@ const FAULTS = {
   async 'SIGTERM + restart'(t0, at) {
     await sleep(Math.max(0, at - (Date.now() - t0)));
     const { h, at: faultAt } = await stopActive('SIGTERM');
-    await gw[h].exited;
-    await restart(h);
+    await stack.gw[h].exited;
+    await stack.restart(h);
     return faultAt;
   },
   async 'rolling restart'(t0, at) {
     await sleep(Math.max(0, at - (Date.now() - t0)));
     const first = await stopActive('SIGTERM');
-    await gw[first.h].exited;
-    await restart(first.h);
+    await stack.gw[first.h].exited;
+    await stack.restart(first.h);
     await sleep(1000);
     const second = await stopActive('SIGTERM');
-    await gw[second.h].exited;
-    await restart(second.h);
+    await stack.gw[second.h].exited;
+    await stack.restart(second.h);
     return first.at;
   },
   async SIGKILL(t0, at) {
     await sleep(Math.max(0, at - (Date.now() - t0)));
     const { h, at: faultAt } = await stopActive('SIGKILL');
-    await gw[h].exited;
+    await stack.gw[h].exited;
     await sleep(1000);
-    await restart(h);
+    await stack.restart(h);
     return faultAt;
   },
   async 'SIGSTOP 5 s'(t0, at) {
     await sleep(Math.max(0, at - (Date.now() - t0)));
     const { h, at: faultAt } = await stopActive('SIGSTOP');
     await sleep(5000);
-    signalGateway(h, 'SIGCONT');
-    await eligible(h);
+    stack.signal(h, 'SIGCONT');
+    await stack.eligible(h);
     return faultAt;
   },
 };
@@ -443,7 +278,7 @@ const FAULTS = {
 async function runFaults(setup, list) {
   const rows = [];
   for (const [fault, seconds] of list) {
-    const h = holder();
+    const h = hosts.holder();
     if (!h) throw new Error('nobody holds the address before the fault');
     const faultAtS = 2;
     console.log(`${TAG}: ${setup}: ${fault} (${seconds} s of load, fault at ${faultAtS} s; ${h} holds the address)`);
@@ -451,7 +286,7 @@ async function runFaults(setup, list) {
     r.name = fault;
     rows.push(r);
     // The other gateway must be eligible again before the next fault.
-    for (const g of ['g1', 'g2']) await eligible(g);
+    for (const g of GATEWAY_HOSTS) await stack.eligible(g);
   }
   const processed = processedPosts();
   return rows.map((r) => figures(setup, r, processed));
@@ -459,57 +294,44 @@ async function runFaults(setup, list) {
 
 async function main() {
   if (process.getuid?.() !== 0) die('needs root (network namespaces, keepalived)');
-  const missing = ensureTools(['keepalived', 'nginx', 'curl'], TAG);
-  if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y keepalived nginx curl)`);
-  if (opts.dropSyn && !which('nft')) {
-    console.log(`${TAG}: installing nftables (nft: the gateways' --handover-drop-syn)`);
-    spawnSync('sh', ['-c', 'apt-get install -y nftables || (apt-get update && apt-get install -y nftables)'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 300_000 });
-    if (!which('nft')) die('missing nft (apt-get install -y nftables), or run with --no-drop-syn');
-  }
+  // nft: the gateways' --handover-drop-syn.
+  const missing = ensureTools(['ip', 'keepalived', 'nginx', 'curl', ...(opts.dropSyn ? ['nft'] : [])], TAG, PACKAGES);
+  if (missing.length) die(`missing ${missing.join(', ')} (apt-get install -y ${missing.map((t) => PACKAGES[t] ?? t).join(' ')}${missing.includes('nft') ? ', or run with --no-drop-syn' : ''})`);
   if (!readText(join(root, 'dist', 'src', 'node', 'index.js'))) die('run npm run build first');
-  removeStale();
-  removeStaleDirs();
-  tmp = mkdtempSync(join(os.tmpdir(), `tandem-drill-gateways-${process.pid}-`));
   const started = Date.now();
-  buildNetwork();
+  hosts.build();
 
   // The pair under test: tandem gateways, keepalived from `tandem keepalived`.
-  stack.tandem = true;
-  for (const h of ['g1', 'g2']) writeFileSync(join(tmp, `${h}.yaml`), gatewayConfig(h));
-  for (const h of ['g1', 'g2']) gw[h] = startTandemGateway(h);
+  const configs = Object.fromEntries(GATEWAY_HOSTS.map((h) => [h, gatewayConfig(h)]));
+  stack = new TandemPair(hosts, { configs, adminPort: ADMIN, dropSyn: opts.dropSyn, watchdog: opts.watchdog, deadAfter: opts.deadAfter });
+  stack.startGateways();
   for (const [k, p] of INSTANCE_PORTS.entries()) {
-    inHost('in', `instance-${p}`, process.execPath, [join(root, 'scripts', 'lib', 'pair-instance.mjs'),
-      JSON.stringify({ host: HOSTS.in, port: p, id: `i${k + 1}`, token, registry: ['g1', 'g2'].map((h) => `http://${HOSTS[h]}:${ADMIN}`) })]);
+    hosts.start('in', `instance-${p}`, process.execPath, [join(root, 'scripts', 'lib', 'pair-instance.mjs'),
+      JSON.stringify({ host: hosts.address('in'), port: p, id: `i${k + 1}`, token, registry: GATEWAY_HOSTS.map((h) => `http://${hosts.address(h)}:${ADMIN}`) })]);
   }
-  for (const h of ['g1', 'g2']) await ready(h);
-  const dogs = opts.watchdog ? { g1: startWatchdog('g1'), g2: startWatchdog('g2') } : {};
-  const ka = { g1: startKeepalived('g1', tandemKeepalived('g1', 250)), g2: startKeepalived('g2', tandemKeepalived('g2', 240)) };
-  await waitFor('the address on a gateway', () => holder() !== undefined);
-  await waitFor('a success through the address', () => status('cl', `http://${VIP}:${PORT}/shop/items`) === 200);
-  for (const h of ['g1', 'g2']) await eligible(h);
+  await stack.elect();
+  await waitFor('a success through the address', async () => await hosts.status('cl', `http://${VIP}:${PORT}/shop/items`) === 200);
   const q = opts.quick;
   const tandemRows = await runFaults('tandem', [['SIGTERM + restart', q ? 6 : 10], ['rolling restart', q ? 14 : 20], ['SIGKILL', q ? 6 : 10], ['SIGSTOP 5 s', q ? 10 : 14]]);
 
   // The classic pair: nginx on both hosts, keepalived's usual settings.
-  stack.tandem = false;
-  for (const h of ['g1', 'g2']) {
-    await procs.stop(ka[h]);
-    if (dogs[h]) await procs.stop(dogs[h]);
-    await procs.stop(gw[h]);
+  await stack.stop();
+  for (const h of GATEWAY_HOSTS) {
     // The tandem gateway's guard would spare nginx its refused connections after a SIGKILL: the
     // classic pair runs without it, as it is deployed.
-    for (const table of ['tandem_handover', 'tandem_guard']) run('ip', ['netns', 'exec', ns(h), 'nft', 'delete', 'table', 'ip', table], { check: false });
+    for (const table of ['tandem_handover', 'tandem_guard']) hosts.exec(h, 'nft', ['delete', 'table', 'ip', table], { check: false });
   }
-  for (const h of ['g1', 'g2']) {
-    writeFileSync(join(tmp, `${h}-nginx.conf`), nginxConfig(h));
-    gw[h] = startNginx(h);
+  stack = classic;
+  for (const h of GATEWAY_HOSTS) {
+    writeFileSync(join(hosts.dir, `${h}-nginx.conf`), nginxConfig(h));
+    classic.start(h);
   }
-  for (const h of ['g1', 'g2']) await waitFor(`nginx on ${h}`, () => status(h, `http://${HOSTS[h]}:${PORT}/shop/items`) === 200);
-  for (const f of ['g1.stdout', 'g1.stderr', 'g2.stdout', 'g2.stderr']) rmSync(join(tmp, `keepalived-${f}.log`), { force: true });
-  ka.g1 = startKeepalived('g1', classicKeepalived('g1', 110));
-  ka.g2 = startKeepalived('g2', classicKeepalived('g2', 100));
-  await waitFor('the address on g1', () => holder() === 'g1');
-  for (const h of ['g1', 'g2']) await eligible(h);
+  for (const h of GATEWAY_HOSTS) await waitFor(`nginx on ${h}`, async () => await hosts.status(h, `http://${hosts.address(h)}:${PORT}/shop/items`) === 200);
+  for (const h of GATEWAY_HOSTS) hosts.clearKeepalivedLogs(h);
+  hosts.startKeepalived('g1', classicKeepalived('g1', 110));
+  hosts.startKeepalived('g2', classicKeepalived('g2', 100));
+  await waitFor('the address on g1', () => hosts.holder() === 'g1');
+  for (const h of GATEWAY_HOSTS) await classic.eligible(h);
   const classicRows = await runFaults('nginx', q ? [['SIGKILL', 10]] : [['SIGTERM + restart', 10], ['rolling restart', 20], ['SIGKILL', 10], ['SIGSTOP 5 s', 14]]);
 
   console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; tandem ${opts.dropSyn ? 'with' : 'without'} --handover-drop-syn, ${opts.watchdog ? 'with' : 'without'} tandem watchdog; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
@@ -537,10 +359,10 @@ async function main() {
   return bad.length ? 1 : 0;
 }
 
-procs.installHandlers(() => { teardown(); if (tmp && !opts.keepTmp) rmSync(tmp, { recursive: true, force: true }); });
-process.on('exit', teardown);
+procs.installHandlers(() => { hosts.teardown(); if (hosts.dir && !opts.keepTmp) rmSync(hosts.dir, { recursive: true, force: true }); });
+process.on('exit', () => hosts.teardown());
 runDrillMain(() => main().catch((err) => {
   console.error(`${TAG}: ${err.message}`);
   for (const p of procs.children) if (p.errFile) { const t = tail(p.errFile, 5); if (t) console.error(`--- ${p.name}\n${t}`); }
   return 1;
-}), { tag: TAG, procs, tmpDir: () => tmp, keepTmp: () => opts.keepTmp });
+}), { tag: TAG, procs, tmpDir: () => hosts.dir, keepTmp: () => opts.keepTmp });

@@ -5,7 +5,8 @@
 // and the machine's Redis (the catalog's read cache: keys shop:product:*, 10 s).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -18,10 +19,11 @@ const START = join(ROOT, 'examples', 'shop', 'start.js');
 
 interface Order { id: string; status: string; totalCents: number; sku: string; qty: number }
 
-/** Runs the launcher; resolves once its banner is out. */
+/** Runs the launcher (on free ports, but for the pair: its own addresses); resolves once its banner is out. */
 async function startShop(args: string[] = []) {
+  const ports = args.includes('--pair') ? [] : ['--listen=127.0.0.1:0', '--admin=127.0.0.1:0'];
   // A process group of its own: a failed test kills the launcher and every instance at once.
-  const proc = spawn(process.execPath, [START, '--listen=127.0.0.1:0', '--admin=127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = spawn(process.execPath, [START, ...ports, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const killAll = () => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } };
   let out = '';
   let err = '';
@@ -176,6 +178,42 @@ test('the shop started while its broker is down: the instances wait for it, then
   assert.equal(placed.status, 201);
   const order = await placed.json() as Order;
   await waitFor(() => `a confirmation and a shipping notice for ${order.id}:\n${out}`, () => out.includes(`Order ${order.id} is paid`) && new RegExp(`\\[shipping-\\d+\\] .*${order.id}`).test(out), { intervalMs: 50 });
+});
+
+const asRoot = process.getuid?.() === 0;
+const pairTools = ['ip', 'keepalived', 'nft', 'curl'].every((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0);
+
+test('npm start -- --pair: two gateways behind 10.214.0.100, an order through the address, a SIGKILLed holder replaced by its peer, nothing left after Ctrl-C', { skip: !asRoot ? 'needs root (network namespaces)' : !pairTools ? 'needs ip, keepalived, nft and curl' : false }, async () => {
+  const shop = await startShop(['--pair']);
+  try {
+    assert.equal(shop.base, 'http://10.214.0.100:8080');
+    const prefix = /in network namespaces (tsp\d+)-g1/.exec(shop.output())![1]!;
+    const logs = /logs +(\S+)/.exec(shop.output())![1]!;
+    await orderOnce(shop);
+    // The banner names the gateway holding the address: kill it; the address moves, the peer serves.
+    const holder = Number(/kill -9 (\d+)/.exec(shop.output())![1]);
+    process.kill(holder, 'SIGKILL');
+    await waitFor(() => 'a GET through the address after the SIGKILL', async () => (await fetch(`${shop.base}/catalog/items/apple`, { signal: AbortSignal.timeout(3000) }).catch(() => null))?.status === 200);
+    const read = await fetch(`${shop.base}/catalog/items/bread`);
+    assert.equal(read.status, 200);
+    await stopShop(shop);
+    assert.doesNotMatch(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }), new RegExp(prefix), 'the namespaces are gone');
+    assert.doesNotMatch(execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' }), new RegExp(prefix), 'the root\'s link to the bridge is gone');
+    assert.equal(existsSync(logs), false, 'the temp dir is gone');
+  } finally {
+    shop.killAll();
+  }
+});
+
+test('npm start -- --pair: bad input is refused with why — a value, with --listen or --etcd, and without root', async () => {
+  const run = (args: string[], options: { uid?: number; gid?: number } = {}) => spawnSync(process.execPath, [START, ...args], { encoding: 'utf8', timeout: 30_000, ...options });
+  assert.match(run(['--pair=yes']).stderr, /--pair takes no value/);
+  assert.match(run(['--pair', '--listen=127.0.0.1:8080']).stderr, /--pair with --listen: the pair's gateways listen on the virtual address/);
+  assert.match(run(['--pair', '--etcd']).stderr, /--pair with --etcd/);
+  // As root, the same launcher as nobody.
+  const notRoot = run(['--pair'], asRoot ? { uid: 65534, gid: 65534 } : {});
+  assert.equal(notRoot.status, 1);
+  assert.match(notRoot.stderr, /--pair needs root: it builds network namespaces .* sudo npm start -- --pair/);
 });
 
 test('npm start -- --drill with the embedded defaults: under SIGKILLs and a freeze no order is lost, charged twice or notified twice', async (t) => {

@@ -71,7 +71,7 @@ const server = createServer(async (req, res) => {
     send(res, 503, { error: `catalog store: ${err.message}` });
   }
 });
-server.listen(0, '127.0.0.1');
+server.listen(0, settings.host);
 const instance = await serve(server, {
   service: 'catalog',
   registry: settings.registry,

@@ -25,6 +25,6 @@ async function confirm({ payload: order }, tx) {
 // The PostgreSQL inbox holds a pool connection per running handler: concurrency below the pool size.
 if (bus.kind !== 'memory') await bus.subscribe('orders.paid', 'notifications', confirm, { inbox, concurrency: 3, maxAttempts: 10 });
 const server = createServer(bus.kind === 'memory' ? acceptPushed('notifications', confirm, inbox) : (req, res) => res.writeHead(404).end());
-server.listen(0, '127.0.0.1');
+server.listen(0, settings.host);
 const instance = await serve(server, { service: 'notifications', registry: settings.registry, onDrain: [() => pool?.end(), () => inbox.close?.()] });
 log({ msg: 'serving', service: 'notifications', id: instance.id, address: instance.address });

@@ -111,7 +111,7 @@ const server = createServer(async (req, res) => {
     send(res, 503, { error: `try again with the same Idempotency-Key: ${err.code ?? ''} ${err.message}` });
   }
 });
-server.listen(0, '127.0.0.1');
+server.listen(0, settings.host);
 const instance = await serve(server, {
   service: 'orders',
   registry: settings.registry,

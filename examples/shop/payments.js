@@ -57,6 +57,7 @@ const server = new grpc.Server();
 server.addService(paymentsProto().service, { charge });
 const instance = await serveGrpc(server, {
   service: 'payments',
+  listen: `${settings.host}:0`,
   registry: settings.registry,
   onDrain: () => ledger.pool?.end(),
 });

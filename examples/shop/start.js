@@ -10,6 +10,8 @@
 //   --etcd[=HOSTS]     ETCD_ENDPOINTS the registry: etcd (host:port,…); the gateway reads the members
 //                                     from it, instances register there (else: the gateway's own)
 //   --listen, --admin  the gateway's addresses (default those of gateway.yaml)
+//   --pair             two gateways behind one virtual address (keepalived), each in a network
+//                      namespace of its own; as root (pair.js)
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -31,10 +33,15 @@ function parseFlags(args) {
   const flags = {};
   for (const arg of args) {
     const [, name, value] = /^--([a-z]+)(?:=(.*))?$/.exec(arg) ?? [];
-    if (name === undefined || !(name in SWITCHES || ['listen', 'admin', 'drill', 'quick', 'duration', 'rate'].includes(name))) {
-      throw new Error(`unknown argument ${arg}; flags: ${Object.keys(SWITCHES).map((n) => `--${n}[=…]`).join(' ')} --listen=host:port --admin=host:port`);
+    if (name === undefined || !(name in SWITCHES || ['listen', 'admin', 'pair', 'drill', 'quick', 'duration', 'rate'].includes(name))) {
+      throw new Error(`unknown argument ${arg}; flags: ${Object.keys(SWITCHES).map((n) => `--${n}[=…]`).join(' ')} --listen=host:port --admin=host:port --pair`);
     }
     flags[name] = value ?? true;
+  }
+  if (flags.pair !== undefined && flags.pair !== true) throw new Error('--pair takes no value');
+  for (const other of ['listen', 'admin', 'etcd']) {
+    // The gateways are in namespaces of their own: 127.0.0.1 there is not this machine's.
+    if (flags.pair && flags[other] !== undefined) throw new Error(`--pair with --${other}: the pair's gateways listen on the virtual address 10.214.0.100:8080 and their hosts' addresses, and reach only what is on the bridge (not etcd on 127.0.0.1)`);
   }
   return flags;
 }
@@ -97,13 +104,10 @@ export async function launch(flags, { quiet = false } = {}) {
   for (const [name, [variable, fallback]] of Object.entries(SWITCHES)) {
     if (flags[name] !== undefined) env[variable] = flags[name] === true ? fallback : flags[name];
   }
-  const config = await loadConfigFile(fileURLToPath(new URL('gateway.yaml', import.meta.url)));
-  const address = (text) => ({ host: text.slice(0, text.lastIndexOf(':')), port: Number(text.slice(text.lastIndexOf(':') + 1)) });
-  if (flags.listen) config.listen = [{ ...address(flags.listen), tls: undefined }];
-  if (flags.admin) config.admin = address(flags.admin);
-  if (env.ETCD_ENDPOINTS) config.registry = { ...config.registry, etcd: env.ETCD_ENDPOINTS.split(',') };
-  const gateway = await Gateway.start(config, createLogger('warn'));
-  env.TANDEM_REGISTRY = env.ETCD_ENDPOINTS ? `etcd://${env.ETCD_ENDPOINTS}` : `http://${gateway.adminAddress}`;
+  const configFile = fileURLToPath(new URL('gateway.yaml', import.meta.url));
+  const gateway = flags.pair ? await startPair(configFile) : await startGateway(configFile, flags, env);
+  if (flags.pair) Object.assign(env, { TANDEM_REGISTRY: gateway.registries.join(' '), TANDEM_TOKEN: gateway.token, SHOP_HOST: gateway.serviceHost });
+  else env.TANDEM_REGISTRY = env.ETCD_ENDPOINTS ? `etcd://${env.ETCD_ENDPOINTS}` : `http://${gateway.adminAddress}`;
   const shop = new Shop(gateway, env, { quiet });
   // State in a process's memory cannot be shared: without PostgreSQL, orders and payments run once.
   const stateful = env.DATABASE_URL ? 3 : 1;
@@ -115,11 +119,30 @@ export async function launch(flags, { quiet = false } = {}) {
     await Promise.all(first.map((service) => shop.start(service)));
     const rest = Object.entries(shop.plan).flatMap(([service, count]) => Array(count - (first.includes(service) ? 1 : 0)).fill(service));
     await Promise.all(rest.map((service) => shop.start(service)));
+    await gateway.elect?.(); // the pair: keepalived, once both gateways know every instance
   } catch (err) {
     await shop.stop();
     throw err;
   }
   return shop;
+}
+
+/** The one gateway, in this process. */
+async function startGateway(configFile, flags, env) {
+  const config = await loadConfigFile(configFile);
+  const address = (text) => ({ host: text.slice(0, text.lastIndexOf(':')), port: Number(text.slice(text.lastIndexOf(':') + 1)) });
+  if (flags.listen) config.listen = [{ ...address(flags.listen), tls: undefined }];
+  if (flags.admin) config.admin = address(flags.admin);
+  if (env.ETCD_ENDPOINTS) config.registry = { ...config.registry, etcd: env.ETCD_ENDPOINTS.split(',') };
+  return Gateway.start(config, createLogger('warn'));
+}
+
+/** The pair (pair.js), which only a clone of tandem has: it runs scripts/lib/gateway-pair.js. */
+async function startPair(configFile) {
+  const { startPair: start } = await import('./pair.js').catch((err) => {
+    throw new Error(`--pair runs the gateways with scripts/lib/gateway-pair.js, which only a clone of tandem has (${err.message})`);
+  });
+  return start(configFile);
 }
 
 async function main() {
@@ -134,7 +157,7 @@ async function main() {
   const uses = Object.entries(SWITCHES).filter(([, [variable]]) => env[variable]).map(([name, [variable]]) => `${name} (${variable}=${env[variable]})`);
   process.stdout.write(`
   the shop: gateway ${base}/  — ${Object.entries(plan).map(([s, n]) => `${s} ×${n}`).join(', ')}
-  using     ${uses.length > 0 ? uses.join(', ') : 'no database or broker: in-memory stores and the memory bus'}
+  using     ${uses.length > 0 ? uses.join(', ') : 'no database or broker: in-memory stores and the memory bus'}${gateway.pair ? pairLines(gateway) : ''}
   try       curl ${base}/catalog/items/cheese
             curl -i ${base}/orders -H 'Idempotency-Key: my-first-order' -d '{"sku":"cheese","qty":2}'
             curl ${base}/orders/<the id it returned>
@@ -146,8 +169,20 @@ async function main() {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  process.stdout.write('\n  stopping: draining every instance, then the gateway\n');
+  process.stdout.write(`\n  stopping: draining every instance, then the ${gateway.pair ? 'gateways, and removing their namespaces' : 'gateway'}\n`);
   await shop.stop();
+}
+
+/** What --pair adds to the banner: where the gateways are, who holds the address, how to see it move. */
+function pairLines({ pair, hosts, logs }) {
+  const holder = hosts.holder();
+  const gateways = ['g1', 'g2'].map((h) => `${h} ${hosts.address(h)} (pid ${pair.gw[h].child.pid}${h === holder ? ', holds the address' : ''})`).join(', ');
+  return `
+  the pair  ${hosts.vip} moves between the gateways ${gateways}: keepalived, tandem watchdog,
+            in network namespaces ${hosts.ns('g1')} and ${hosts.ns('g2')}; the services on ${hosts.address('root')}
+  failover  kill -9 ${pair.gw[holder].child.pid}   # the address is on the other within a second; the killed one restarts
+            ip -n ${hosts.ns('g1')} -br addr show dev eth0; ip -n ${hosts.ns('g2')} -br addr show dev eth0
+  logs      ${logs}`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -52,10 +52,9 @@ export function createProcs({ tag, root }) {
     if (alive(proc)) {
       if (sig !== 'SIGKILL') signalProc(proc, 'SIGCONT'); // a stopped process cannot act on SIGTERM
       signalProc(proc, sig);
-      const res = await Promise.race([proc.exited, sleep(graceMs).then(() => 'timeout')]);
-      if (res === 'timeout') {
+      if (await exitedWithin(proc, graceMs) === 'timeout') {
         signalProc(proc, 'SIGKILL');
-        await Promise.race([proc.exited, sleep(1000)]);
+        await exitedWithin(proc, 1000);
       }
     }
     try { process.kill(-proc.child.pid, 'SIGKILL'); } catch { /* group gone */ }
@@ -85,6 +84,17 @@ export function createProcs({ tag, root }) {
   }
 
   return { alive, signalProc, killAllSync, start, stop, installHandlers, fatal: onFatal, isCleaningUp: () => cleaningUp, children };
+}
+
+/** Resolves 'exited', or 'timeout' after `ms` — its timer cleared, so that it keeps no process alive. */
+async function exitedWithin(proc, ms) {
+  let timer;
+  const timeout = new Promise((resolve) => { timer = setTimeout(() => resolve('timeout'), ms); });
+  try {
+    return await Promise.race([proc.exited.then(() => 'exited'), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function freePorts(n) {
@@ -154,13 +164,17 @@ export function which(bin) {
   return null;
 }
 
-/** Installs missing tools with apt-get when root; returns the ones still missing. */
-export function ensureTools(tools, tag) {
+/**
+ * Installs missing tools with apt-get when root; returns the ones still missing. `packages`
+ * names the Debian package of a tool whose name is not its package's (`{ nft: 'nftables' }`).
+ */
+export function ensureTools(tools, tag, packages = {}) {
   const missing = tools.filter((t) => !which(t));
   if (missing.length === 0) return [];
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return missing;
-  console.log(`${tag}: installing missing tools: ${missing.join(' ')}`);
-  spawnSync('sh', ['-c', `apt-get update && apt-get install -y ${missing.join(' ')}`], {
+  const names = missing.map((t) => packages[t] ?? t).join(' ');
+  console.log(`${tag}: installing missing tools: ${names}`);
+  spawnSync('sh', ['-c', `apt-get update && apt-get install -y ${names}`], {
     stdio: 'inherit',
     env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     timeout: 300_000,

@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Pool, type Dispatcher } from 'undici';
 
 /**
  * Open-loop load for drills: request i is sent at t0 + i/rate whatever happened to the earlier
@@ -27,6 +28,8 @@ export interface LoadResult {
   err: string | null;
   /** The value of the response header named by `OpenLoopOptions.tagHeader`, when asked for and present. */
   tag?: string;
+  /** With `retryUnanswered`: the first attempt's error ('reset' or 'refused') when this result is the second attempt's. */
+  firstErr?: string;
 }
 
 export interface OpenLoopOptions {
@@ -43,6 +46,14 @@ export interface OpenLoopOptions {
   tagHeader?: string;
   /** Live counters: `outstanding` while it runs, `t0` once started. */
   state?: { outstanding: number; t0?: number };
+  /**
+   * Send a request once more when its connection was refused or reset before any response —
+   * what a client of an idempotent API does (a GET; a POST with its idempotency key): a gateway
+   * killed with the request in flight answers nothing at all. The second attempt goes
+   * RESEND_AFTER_MS later on a new connection, and the result is its outcome, with `firstErr`.
+   * Default false: every attempt's outcome is final.
+   */
+  retryUnanswered?: boolean;
 }
 
 export interface OpenLoopRun {
@@ -52,6 +63,9 @@ export interface OpenLoopRun {
   /** True when the safety stop ended the run with requests unsettled. */
   hardStopped: boolean;
 }
+
+/** retryUnanswered's wait before the second attempt. */
+export const RESEND_AFTER_MS = 100;
 
 /** Names an error without a response the way the drill tables do. */
 export function classifyError(err: unknown): string {
@@ -96,26 +110,40 @@ export function openLoop(options: OpenLoopOptions): Promise<OpenLoopRun> {
     if (lag > maxSendLagMs) maxSendLagMs = lag;
     state.outstanding++;
     const req = options.request(i, id);
+    let firstErr: string | undefined;
     const done = (status: number, err: unknown, tag?: string) => {
       results[i] = { id, method: req.method, t: Math.round(sched - t0), lat: performance.now() - sched, status, err: err ? classifyError(err) : null };
       if (tag !== undefined) results[i]!.tag = tag;
+      if (firstErr !== undefined) results[i]!.firstErr = firstErr;
       state.outstanding--;
       if (++settled === total) resolveAll();
     };
-    pool.request({
+    const send = (via: Dispatcher): Promise<void> => via.request({
       path: req.path,
       method: req.method as 'GET',
       headers: { ...req.headers, 'x-drill-id': id },
       body: req.body,
-      signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs - lag))),
+      signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs - (performance.now() - sched)))),
     }).then(
       (res) => {
         const tag = tagHeader === undefined ? undefined : res.headers[tagHeader];
         const value = typeof tag === 'string' ? tag : undefined;
         return res.body.text().then(() => done(res.statusCode, null, value), (e: unknown) => done(res.statusCode, e, value));
       },
-      (e: unknown) => done(0, e),
+      (e: unknown) => {
+        const kind = classifyError(e);
+        if (options.retryUnanswered === true && firstErr === undefined && (kind === 'reset' || kind === 'refused')) {
+          firstErr = kind;
+          // On a connection of its own — the pool's others may be as dead as the one that failed —
+          // and after a usual retry's backoff: a connection opened in the instant of a SIGKILL is
+          // accepted by the dying process's listener and reset with it.
+          const fresh = new Client(origin, { connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+          return sleep(RESEND_AFTER_MS).then(() => send(fresh)).finally(() => fresh.destroy().catch(() => {}));
+        }
+        done(0, e);
+      },
     );
+    void send(pool);
   };
 
   let i = 0;

@@ -7,6 +7,8 @@ import * as protoLoader from '@grpc/proto-loader';
 export const settings = Object.freeze({
   /** The gateways' admin listeners (their embedded registry), or `etcd://host:port`. */
   registry: (process.env.TANDEM_REGISTRY ?? 'http://127.0.0.1:9901').split(/\s+/),
+  /** The address an instance listens on and registers: one its gateways reach (start.js --pair: the bridge's). */
+  host: process.env.SHOP_HOST ?? '127.0.0.1',
   /** PostgreSQL for orders (with the outbox), payments and the consumers' inbox. */
   database: process.env.DATABASE_URL,
   /** Redis for the catalog's read cache. */
