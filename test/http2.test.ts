@@ -145,6 +145,51 @@ test('h2c with prior knowledge and HTTP/1.1 on one plaintext port; pseudo-header
   assert.equal(await gw.stop('SIGTERM'), 0);
 });
 
+test('a gRPC-typed request to a plain HTTP service takes the core-API path and is answered as any HTTP/2 request', async () => {
+  // content-type application/grpc sends the stream past Node's compatibility API
+  // (gateway/grpc-stream.ts); the service here speaks HTTP/1.1, so the answer is an HTTP one.
+  const { backend, release } = await echoBackend();
+  const { gw, port } = await gateway(backend, false);
+  const session = h2c(port);
+  const headers = { ':method': 'POST', ':path': '/shop/call', ':authority': 'shop.test', 'content-type': 'application/grpc', te: 'trailers', cookie: ['a=1', 'b=2'] };
+  const call = await h2request(session, headers, 'grpc-ish body');
+  assert.equal(call.headers[':status'], 200);
+  assert.equal(call.headers['x-answer'], 'yes');
+  // The endpoint's connection-specific headers are left out, as the compatibility API does.
+  assert.equal(call.headers.connection, undefined);
+  assert.equal(call.headers['keep-alive'], undefined);
+  const seen = JSON.parse(call.body) as { url: string; body: string; rawHeaders: string[] };
+  assert.equal(seen.url, '/shop/call');
+  assert.equal(seen.body, 'grpc-ish body');
+  const lines = pairsOf(seen.rawHeaders);
+  assert.deepEqual(lines.filter(([n]) => n === 'host'), [['host', 'shop.test']]);
+  assert.deepEqual(lines.filter(([n]) => n === 'cookie'), [['cookie', 'a=1; b=2']]);
+  // The same with Expect: 100-continue goes through the compatibility API (which answers it).
+  const expecting = await h2request(session, { ...headers, expect: '100-continue' }, 'with expect');
+  assert.equal((JSON.parse(expecting.body) as { body: string }).body, 'with expect');
+  // No route: the gateway answers in gRPC's terms, Trailers-Only UNIMPLEMENTED, on this path too.
+  const none = await h2request(session, { ...headers, ':path': '/nowhere' }, 'x');
+  assert.equal(none.headers[':status'], 200);
+  assert.equal(none.headers['grpc-status'], '12');
+  // A client that resets its call with an error code (RST_STREAM INTERNAL_ERROR) while the
+  // endpoint holds it: the stream errors at the gateway, which goes on serving.
+  const held = session.request({ ...headers, ':path': '/shop/hold' });
+  held.on('error', () => {});
+  held.end('reset me');
+  await waitFor('the endpoint holds the call', () => backend.seen.some((x) => x.url === '/shop/hold'));
+  held.close(constants.NGHTTP2_INTERNAL_ERROR);
+  const after = await h2request(session, headers, 'after the reset');
+  assert.equal((JSON.parse(after.body) as { body: string }).body, 'after the reset');
+  // A request the endpoint cannot take: the HTTP error the gateway sends, its stream only.
+  release();
+  await backend.close();
+  const down = await h2request(session, headers, 'x');
+  assert.equal(down.headers[':status'], 502);
+  assert.match(down.body, /TANDEM_ERR_UPSTREAM/);
+  session.close();
+  assert.equal(await gw.stop('SIGTERM'), 0);
+});
+
 test('TLS: ALPN h2 through node:http2 and curl --http2, HTTP/1.1 over TLS still; X-Forwarded-Proto https', async () => {
   const { backend } = await echoBackend();
   const { gw, port } = await gateway(backend, true);

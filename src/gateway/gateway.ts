@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import type { Http2ServerRequest, Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -307,7 +307,9 @@ export class Gateway {
         // until the open connections ended: the client's next request on it gets `Connection: close`
         // instead of a FIN it may cross (which resets that request).
         // An HTTP/2 connection gets a GOAWAY instead: its other streams finish.
-        res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) endConnection(req); });
+        // (Its session is taken now: an HTTP/2 stream that finished no longer knows it.)
+        const session = req.httpVersionMajor === 2 ? (req as unknown as Http2ServerRequest).stream.session : undefined;
+        res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) endConnection(req, session); });
         handleRequest(ctx(), req, res);
       },
       checkContinue: (req, res) => handleCheckContinue(ctx(), req, res),
@@ -543,8 +545,8 @@ function fromRegistry(config: GatewayConfig): string[] {
 }
 
 /** After the response: an HTTP/1.1 connection is ended, an HTTP/2 one gets a GOAWAY (its other streams finish). */
-function endConnection(req: IncomingMessage): void {
-  if (req.httpVersionMajor === 2) (req as unknown as Http2ServerRequest).stream.session?.close();
+function endConnection(req: IncomingMessage, session: Http2Session | undefined): void {
+  if (req.httpVersionMajor === 2) session?.close();
   else req.socket.end();
 }
 

@@ -112,10 +112,14 @@ export function collectGrpcBody(req: Readable, limit: number, waitMs: number, do
     if (settled) return;
     settled = true;
     if (timer !== undefined) clearTimeout(timer);
-    req.off('data', onData);
-    req.off('end', onEnd);
-    req.off('error', onError);
-    req.off('close', onClose);
+    // An ended body has nothing more to say but a late 'error' or 'close', which `settled`
+    // ignores: its listeners stay (taking them off costs more than the call's other reads).
+    if (!req.readableEnded) {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    }
     done(body, err);
   };
   const asStream = () => {

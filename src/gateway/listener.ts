@@ -1,13 +1,14 @@
 import { createServer, Server as HttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   createSecureServer, createServer as createH2Server, type Http2SecureServer, type Http2Server,
-  type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Session,
+  type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream,
 } from 'node:http2';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { LimitsConfig, ListenerConfig, TlsConfig } from '../config/types.js';
 import { peekPreface } from './h2c-preface.js';
+import { GrpcStreamRequest, GrpcStreamResponse, isGrpcCall } from './grpc-stream.js';
 
 /**
  * TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AEAD ciphers only, no CBC, no RSA
@@ -55,7 +56,8 @@ export interface ListenerEvents {
  * HTTP/2 requests come through Node's compatibility API (`Http2ServerRequest` and
  * `Http2ServerResponse`), which has the shape of HTTP/1.1's: the proxy handles both alike and
  * branches only where the protocols differ (pseudo-headers, connection-specific headers,
- * closing a connection).
+ * closing a connection). gRPC calls come as objects of the same shape made straight on the
+ * stream (grpc-stream.ts), which cost less per call.
  */
 export class ClientListener {
   /** The listening server. */
@@ -64,6 +66,13 @@ export class ClientListener {
   private readonly h2: Http2Server | Http2SecureServer;
   /** HTTP/2 connections open now: a drain sends each a GOAWAY (closeIdle) or cuts it (closeAll). */
   private readonly sessions = new Set<Http2Session>();
+  /**
+   * The sockets of connections served by the HTTP/2 server (and, on TLS, by its HTTP/1.1 side),
+   * until they close. A session that closed has ended its side of the socket; a client that
+   * never ends its own would hold the socket open, and with it the server's close: closeAll
+   * cuts them too.
+   */
+  private readonly sockets = new Set<Socket>();
   /** Certificates by name, for SNI; replaced whole on reload (handshakes under way keep theirs). */
   private byName = new Map<string, SecureContext>();
   /** An HTTP/2 connection without a stream for this long is closed (limits.keepAliveTimeout). */
@@ -92,7 +101,10 @@ export class ClientListener {
       const [http1Connection] = this.server.listeners('connection') as Array<(socket: Socket) => void>;
       this.server.removeAllListeners('connection');
       this.server.on('connection', (socket: Socket) => peekPreface(socket, limits.headersTimeout, (h2) => {
-        if (h2) this.h2.emit('connection', socket);
+        if (h2) {
+          this.keep(socket);
+          this.h2.emit('connection', socket);
+        }
         else http1Connection!.call(this.server, socket);
       }));
     } else {
@@ -113,6 +125,7 @@ export class ClientListener {
       this.server = secure as unknown as Server;
       this.byName = contextsByName(tls);
       if (on.tlsError) this.server.on('tlsClientError', on.tlsError);
+      this.server.on('secureConnection', (socket: Socket) => this.keep(socket));
     }
     // How often Node checks the HTTP/1.1 timeouts; its default (30 s) would let a slow client
     // hold a connection far past its limit. Read when the server starts listening.
@@ -127,6 +140,14 @@ export class ClientListener {
     this.server.on('upgrade', on.upgrade);
     if (tls === undefined) this.h2.on('checkContinue', on.checkContinue as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
     this.h2.on('session', (session: ServerHttp2Session) => this.track(session));
+    // gRPC calls skip the compatibility API (grpc-stream.ts): its own 'stream' listener, added
+    // with the request listener, now serves the other requests only.
+    const [compat] = this.h2.listeners('stream') as Array<(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void>;
+    this.h2.removeAllListeners('stream');
+    this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+      if (isGrpcCall(headers)) on.request(new GrpcStreamRequest(stream, headers, rawHeaders) as unknown as IncomingMessage, new GrpcStreamResponse(stream) as unknown as ServerResponse);
+      else compat!.call(this.h2, stream, headers, flags, rawHeaders);
+    });
   }
 
   get secure(): boolean {
@@ -165,6 +186,12 @@ export class ClientListener {
     // one of the two methods: http.Server's own serve both.
     HttpServer.prototype.closeAllConnections.call(this.server);
     for (const session of this.sessions) session.destroy();
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  private keep(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
   }
 
   private track(session: ServerHttp2Session): void {

@@ -9,6 +9,7 @@ import type { ResponseHandler, Trailers, UpstreamRequest } from '../upstream/typ
 import type { Upstream } from '../upstream/upstream.js';
 import { grpcCallOf, grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, parseGrpcTimeout } from '../upstream/grpc.js';
 import { collectGrpcBody, grpcStatusOfError, isGrpcRequest, sendGrpcStatus, sendTrailersOnly } from './grpc.js';
+import { GrpcStreamRequest } from './grpc-stream.js';
 import type { HashOn } from '../config/types.js';
 import type { AccessLog, AccessLogged } from './access-log.js';
 import type { ResponseCache } from '../cache/index.js';
@@ -70,10 +71,10 @@ export function peerOf(socket: Socket, ctx: ProxyContext): PeerInfo {
 
 /**
  * No further request on this connection is forwarded (its answers would be dropped anyway).
- * Never for HTTP/2 (`socket` is then the stream's proxy, which has no `kPeer`): a stream that
- * fails leaves the connection's framing intact.
+ * Never for HTTP/2: a stream that fails leaves the connection's framing intact.
  */
-function closeAfterThis(socket: Socket): void {
+function closeAfterThis(req: IncomingMessage, socket: Socket): void {
+  if (isHttp2(req)) return;
   const peer = (socket as PeerSocket)[kPeer];
   if (peer !== undefined) peer.closing = true;
 }
@@ -134,7 +135,8 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
     method: req.method!,
     path: route.stripPrefix ? stripPrefix(route.prefix, path) : path,
     headers: facts.headers,
-    body: hasBody ? req : null,
+    // A gRPC call on the core API (grpc-stream.ts) is read from its stream itself.
+    body: hasBody ? (req instanceof GrpcStreamRequest ? req.body(route.upstream.settings.protocol === 'grpc') : req) : null,
     bodyLength: hasBody && facts.contentLength !== undefined ? Number(facts.contentLength) : -1,
     hashKey: route.hash === undefined ? undefined : hashKeyOf(route.hash, req, peer.ip, facts.cookie),
     bodyLimit: ctx.maxBodySize,
@@ -296,7 +298,13 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     this.endpoint = endpoint;
     this.abort = abort;
     // A retry can start after the client left (during its backoff): nothing would abort it.
-    if (this.socket.destroyed && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
+    if (this.clientGone() && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
+  }
+
+  /** The client left: its HTTP/2 stream, or its connection, is gone. */
+  private clientGone(): boolean {
+    const stream = (this.req as { stream?: { destroyed: boolean } }).stream;
+    return stream !== undefined ? stream.destroyed : this.socket.destroyed;
   }
 
   /**
@@ -307,7 +315,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   bodyStalled(reason: string): void {
     if (this.finished) return;
     const error = new TandemError('TANDEM_ERR_REQUEST_TIMEOUT', `the request body stalled: ${reason}`, { status: 408 });
-    closeAfterThis(this.socket);
+    closeAfterThis(this.req, this.socket);
     const abort = this.abort;
     if (this.res.headersSent) {
       this.res.destroy(error);
@@ -410,7 +418,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
       // A failure of the client's making may leave its body half read: the connection cannot
       // carry another request.
       const close = isClientCaused(error);
-      if (close) closeAfterThis(this.socket);
+      if (close) closeAfterThis(this.req, this.socket);
       sendError(this.res, error.status, error.code, error.message, this.requestId, close);
     }
     this.finish(error);

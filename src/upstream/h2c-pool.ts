@@ -291,13 +291,14 @@ class Exchange {
     this.responded = true;
     this.statusInHeaders = headers['grpc-status'] !== undefined;
     const timeout = this.options.bodyTimeout ?? 300_000;
-    this.stream!.setTimeout(timeout > 0 ? timeout : 0);
+    // The headers' wait becomes the body's (one timer per stream, re-armed only if it differs).
+    if (timeout !== (this.options.headersTimeout ?? 300_000)) this.stream!.setTimeout(timeout > 0 ? timeout : 0);
     const raw: Buffer[] = [];
     for (const name in headers) {
       if (name.charCodeAt(0) === 58 /* : */) continue;
       const value = headers[name];
-      if (Array.isArray(value)) for (const v of value) raw.push(Buffer.from(name), Buffer.from(v));
-      else if (value !== undefined) raw.push(Buffer.from(name), Buffer.from(String(value)));
+      if (Array.isArray(value)) for (const v of value) raw.push(nameBytes(name), Buffer.from(v, 'latin1'));
+      else if (value !== undefined) raw.push(nameBytes(name), Buffer.from(String(value), 'latin1'));
     }
     if (this.handler.onHeaders?.(status, raw, this.resumeFn, '') === false) this.stream!.pause();
   }
@@ -355,6 +356,22 @@ class Exchange {
   private finish(): void {
     this.done = true;
   }
+}
+
+/**
+ * A response header name as bytes, made once per name: an endpoint sends the same few on every
+ * call. Bounded: past NAMES_KEPT distinct names (an endpoint inventing them) it starts over.
+ */
+const names = new Map<string, Buffer>();
+const NAMES_KEPT = 256;
+function nameBytes(name: string): Buffer {
+  let bytes = names.get(name);
+  if (bytes === undefined) {
+    if (names.size >= NAMES_KEPT) names.clear();
+    bytes = Buffer.from(name, 'latin1');
+    names.set(name, bytes);
+  }
+  return bytes;
 }
 
 const kExchange = Symbol('tandem.exchange');
