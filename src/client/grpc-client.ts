@@ -1,5 +1,4 @@
 import { TandemError } from '../core/errors.js';
-import { GRPC_CLIENT_DEFAULTS } from './defaults.js';
 import { loadOptional } from '../core/optional.js';
 import { OptionsError, kindOf, parseOptions, type OptionProblem, type OptionSpec } from '../core/options.js';
 import * as rules from '../core/options.js';
@@ -7,6 +6,7 @@ import { closest } from '../core/suggest.js';
 import type { PoolSettings } from '../upstream/endpoint.js';
 import type { UpstreamSettings } from '../upstream/settings.js';
 import { ServiceClient, type ClientOptions } from './client.js';
+import { GRPC_CLIENT_DEFAULTS } from './defaults.js';
 import { GrpcConnection } from './grpc-transport.js';
 import {
   GrpcCaller, IDEMPOTENT_AS,
