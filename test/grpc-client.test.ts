@@ -2,6 +2,7 @@
 // processes) registered with a real gateway's embedded registry, called through the engine.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { constants as h2, createServer as createH2Server, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -177,11 +178,13 @@ test('createGrpcClient(): errors carry gRPC status codes — UNAVAILABLE with no
   ]);
   assert.equal(logged[0]!.instance, null, 'no instance answered');
   assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], logCalls: 'some' as never }), /options\.logCalls: expected one of "errors", "all", "off", got/);
-  // Methods whose requests stream throw when called, saying why (a call sent again or hedged needs its whole request first).
-  const streams = c as unknown as Record<'watch' | 'chat', (...args: unknown[]) => void>;
-  assert.throws(() => streams.chat(), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
-    && /Chat is a bidirectional streaming method, and tandem's gRPC client makes unary and server-streaming calls only: .*whole request in hand/.test(err.message));
+  // A streaming method called with the wrong arguments throws, saying which it takes (as grpc-js throws).
+  const streams = c as unknown as Record<'watch' | 'chat' | 'collect', (...args: unknown[]) => void>;
+  assert.throws(() => streams.chat(() => {}), (err: { code?: string; message: string }) => err.code === 'TANDEM_ERR_INVALID_ARGUMENT'
+    && /Chat is a bidirectional streaming method: it takes \(\[metadata\], \[options\]\) and returns the stream, no callback/.test(err.message));
+  assert.throws(() => streams.collect({ deadline: Date.now() + 1000 }), /Collect is a client-streaming method: the last argument must be a callback/);
   assert.throws(() => streams.watch({ text: 'x' }, () => {}), /Watch is a server-streaming method: it takes \(request, \[metadata\], \[options\]\) and returns the stream, no callback/);
+  assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], retryBuffer: -1 }), /options\.retryBuffer: expected/);
   assert.throws(() => createGrpcClient('x', Echo.service, { endpoints: ['127.0.0.1:1'], idempotent: ['Gett'] }), /options\.idempotent\[0\]: no method "Gett" in the service — did you mean Get\?/);
 });
 
@@ -417,4 +420,316 @@ test('createGrpcClient(): the calls waiting on an instance paused for a moment (
     assert.equal(o.err, null, o.err?.message);
   }
   paused.proc.kill('SIGCONT');
+});
+
+// Client-streaming (Collect) and bidirectional (Chat) calls: helpers/grpc-instance.ts logs each
+// request message it reads ({"msg":"message","method","text"}).
+type ChatStream = NodeJS.EventEmitter & AsyncIterable<unknown> & { write(m: EchoRequest): boolean; end(): void; cancel(): void; getPeer(): string; writableNeedDrain: boolean };
+type CollectStream = NodeJS.EventEmitter & { write(m: EchoRequest): boolean; end(): void; cancel(): void; getPeer(): string };
+const chat = (c: GrpcClient, ...args: unknown[]) => (c as unknown as Record<string, (...a: unknown[]) => ChatStream>).chat!(...args);
+const messagesTo = (inst: SdkInstance, method: string) => inst.lines.filter((l) => l.msg === 'message' && l.method === method).map((l) => String(l.text));
+
+type CollectOutcome = Outcome & { events: string[]; status?: { code: number; details: string }; stream: CollectStream };
+/** A client-streaming call: `texts` written (then end()), resolved once both the callback and 'status' came. */
+function collect(c: GrpcClient, texts: readonly string[], ...args: unknown[]): Promise<CollectOutcome> {
+  return new Promise((resolve) => {
+    const events: string[] = [];
+    const out = { err: null, events } as unknown as CollectOutcome;
+    let pending = 2;
+    const done = () => { if (--pending === 0) resolve(out); };
+    const stream = (c as unknown as Record<string, (...a: unknown[]) => CollectStream>).collect!(...args, (err: GrpcServiceError | null, reply?: EchoReply) => {
+      events.push('callback');
+      out.err = err;
+      out.reply = reply;
+      done();
+    });
+    out.stream = stream;
+    stream.on('metadata', (m: unknown) => events.push(`metadata ${m instanceof grpc.Metadata}`));
+    stream.on('status', (s: { code: number; details: string }) => {
+      events.push(`status ${s.code}`);
+      out.status = s;
+      done();
+    });
+    for (const text of texts) stream.write({ text });
+    stream.end();
+  });
+}
+
+/**
+ * A conversation: `first` written at once, then each reply answered by the next of `then` (the
+ * call ended after the last), so some messages are written after the call has gone out.
+ */
+function converse(c: GrpcClient, first: readonly string[], then: readonly string[], options: Record<string, unknown> = { deadline: Date.now() + 10_000 }, firstFields: Partial<EchoRequest> = {}): Promise<StreamOutcome> {
+  const s = chat(c, options);
+  const rest = [...then];
+  let ended = false;
+  const read = readStream(s, () => {
+    const next = rest.shift();
+    if (next !== undefined) s.write({ text: next });
+    else if (rest.length === 0 && !ended) {
+      ended = true;
+      s.end();
+    }
+  });
+  first.forEach((text, i) => s.write({ text, ...(i === 0 ? firstFields : {}) }));
+  return read;
+}
+
+const counted = async (service: string, method: string, status: number) => Number(new RegExp(`^tandem_client_grpc_calls_total\\{service="${service}",method="/tandem\\.test\\.Echo/${method}",status="${status}"\\} (\\d+)$`, 'm').exec(await metricsRegistry().metrics())?.[1] ?? 0);
+const retries = async (service: string, reason: string) => Number(new RegExp(`^tandem_client_retries_total\\{service="${service}",reason="${reason}"\\} (\\d+)$`, 'm').exec(await metricsRegistry().metrics())?.[1] ?? 0);
+
+test('createGrpcClient(): client-streaming and bidirectional calls — several messages each way, grpc-js\'s signatures and events; the response side read no faster than the caller reads', async () => {
+  const [a] = await instances('rt', 1);
+  const logged: Array<Record<string, unknown>> = [];
+  const c = client('rt', { logger: { info: (f: Record<string, unknown>) => logged.push(f), warn: (f: Record<string, unknown>) => logged.push(f) }, logCalls: 'all' });
+
+  // Client streaming, in each of grpc-js's argument forms: 'metadata', the callback with the one reply, then 'status'.
+  const md = new grpc.Metadata();
+  md.set('x-caller', 'test');
+  const forms = [[], [md], [{ deadline: Date.now() + 10_000 }], [md, { deadline: Date.now() + 10_000 }]];
+  for (const [i, form] of forms.entries()) {
+    const o = await collect(c, [`a${i}`, `b${i}`, `c${i}`], ...form);
+    assert.equal(o.err, null, o.err?.message);
+    assert.equal(o.reply!.text, `a${i},b${i},c${i}`);
+    assert.equal(o.reply!.instance, a!.id);
+    assert.deepEqual(o.events, ['metadata true', 'callback', 'status 0']);
+    assert.equal(o.stream.getPeer(), a!.address);
+  }
+  const timed = await collect(c, ['t'], { deadline: Date.now() + 5000 });
+  assert.ok(timed.reply!.deadlineMs > 0 && timed.reply!.deadlineMs <= 5000, `the instance saw the call's deadline: ${timed.reply!.deadlineMs} ms`);
+
+  // Bidirectional: three written at once, then a conversation (each reply answered).
+  const talk = await converse(c, ['x', 'y', 'z'], ['u', 'v']);
+  assert.equal(talk.err, undefined, talk.err?.message);
+  assert.deepEqual(talk.messages.map((m) => m.text), ['re: x', 're: y', 're: z', 're: u', 're: v']);
+  assert.equal(talk.status.code, grpc.status.OK);
+  assert.ok(talk.metadata, "'metadata' came, a grpc-js Metadata");
+  await waitFor('the instance logged the messages', () => messagesTo(a!, 'Chat').length >= 5);
+  assert.deepEqual(messagesTo(a!, 'Chat'), ['x', 'y', 'z', 'u', 'v']);
+
+  // A caller slower than the instance: 300 replies to one message, read one per turn of the event loop.
+  const many = chat(c, { deadline: Date.now() + 20_000 });
+  many.write({ text: 'm', count: 300 });
+  many.end();
+  const texts: string[] = [];
+  for await (const m of many) {
+    texts.push((m as EchoReply).text);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.deepEqual(texts, Array.from({ length: 300 }, (_, i) => `m ${i}`));
+  assert.equal(many.getPeer(), a!.address);
+
+  assert.deepEqual(logged.map((l) => [l.kind, l.grpcCode]), [...Array.from({ length: 5 }, () => ['client-stream', 'OK']), ['bidi', 'OK'], ['bidi', 'OK']]);
+  assert.equal(await counted('rt', 'Collect', grpc.status.OK), 5);
+  assert.equal(await counted('rt', 'Chat', grpc.status.OK), 2);
+});
+
+test('createGrpcClient(): a request stream its first instance refused (closed port, REFUSED_STREAM after reading it) goes to another with every message written so far; each is read exactly once', async () => {
+  const [good] = await instances('refused-streams', 1);
+  // A closed port: the connection is refused before anything is written.
+  const closed = createH2Server();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const closedAddress = `127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  // A raw HTTP/2 peer that reads two request messages of each call, then refuses its stream unprocessed.
+  const refusedAfter: number[] = [];
+  const raw = createH2Server();
+  raw.on('stream', (stream) => {
+    stream.on('error', () => {});
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (stream.closed || bytes < 2 * (5 + 5)) return; // two frames of a three-character text (field tag, length, text: 5 bytes)
+      refusedAfter.push(bytes);
+      stream.close(h2.NGHTTP2_REFUSED_STREAM);
+    });
+  });
+  const sessions = new Set<ServerHttp2Session>();
+  raw.on('session', (session) => { sessions.add(session); session.once('close', () => sessions.delete(session)); });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise<void>((resolve) => {
+    raw.close(() => resolve());
+    for (const session of sessions) session.destroy();
+  }));
+  const rawAddress = `127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  const settings = { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } };
+  const viaClosed = createGrpcClient('refused-streams', Echo.service, { endpoints: [closedAddress, good!.address], settings });
+  const viaRaw = createGrpcClient('refused-raw', Echo.service, { endpoints: [rawAddress, good!.address], settings });
+  cleanup.push(() => viaClosed.close(), () => viaRaw.close());
+
+  // Neither method is idempotent: what was refused unprocessed goes again whatever the method.
+  const expected: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    for (const [c, tag] of [[viaClosed, 'c'], [viaRaw, 'r']] as const) {
+      const [m0, m1, m2, m3, m4] = ['a', 'b', 'c', 'd', 'e'].map((x) => `${tag}${i}${x}`) as [string, string, string, string, string];
+      const talk = await converse(c, [m0, m1], [m2]);
+      assert.equal(talk.err, undefined, talk.err?.message);
+      assert.deepEqual(talk.messages.map((m) => m.text), [`re: ${m0}`, `re: ${m1}`, `re: ${m2}`]);
+      assert.ok(talk.messages.every((m) => m.instance === good!.id));
+      const o = await collect(c, [m3, m4]);
+      assert.equal(o.err, null, o.err?.message);
+      assert.equal(o.reply!.text, `${m3},${m4}`);
+      expected.push(m0, m1, m2, m3, m4);
+    }
+  }
+  assert.ok(refusedAfter.length >= 2, `the raw peer read request messages, then refused: ${refusedAfter.length} calls`);
+  assert.ok(await retries('refused-streams', 'connect') >= 2, 'calls were refused a connection first');
+  await waitFor('every message read', () => messagesTo(good!, 'Chat').length + messagesTo(good!, 'Collect').length >= expected.length);
+  assert.deepEqual([...messagesTo(good!, 'Chat'), ...messagesTo(good!, 'Collect')].sort(), expected.sort(), 'each message read exactly once');
+});
+
+test('createGrpcClient(): a request stream answered UNAVAILABLE before any response message goes to another instance with its messages when the method is idempotent; otherwise it ends UNAVAILABLE, sent once', async () => {
+  const group = await instances('bidi-retry', 2);
+  const [down] = await instances('bidi-retry', 1, { unavailable: true, id: 'bidi-retry-down' });
+  const settings = { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } };
+  const retrying = client('bidi-retry', { settings, idempotent: ['Chat', 'Collect'] });
+  const plain = client('bidi-retry', { settings });
+  await waitFor('both clients use the three instances', () => retrying.snapshot().length === 3 && plain.snapshot().length === 3);
+  const served = () => group.flatMap((g) => [...messagesTo(g, 'Chat'), ...messagesTo(g, 'Collect')]);
+
+  // Half the calls ask the down instance for its headers first: headers, then UNAVAILABLE with no message.
+  const talks = await Promise.all(Array.from({ length: 9 }, (_, i) => converse(retrying, [`i${i}a`, `i${i}b`], [`i${i}c`], undefined, { metadataFirst: i % 2 === 1 })));
+  assert.deepEqual(talks.filter((t) => t.err !== undefined).map((t) => t.err!.message), [], 'every idempotent call was served');
+  assert.ok(talks.every((t) => t.messages.length === 3 && t.messages.every((m) => group.some((g) => g.id === m.instance))), 'by the serving instances only');
+  const collected = await Promise.all(Array.from({ length: 6 }, (_, i) => collect(retrying, [`k${i}a`, `k${i}b`])));
+  assert.deepEqual(collected.filter((o) => o.err !== null).map((o) => o.err!.message), []);
+  assert.deepEqual(collected.map((o) => o.reply!.text), Array.from({ length: 6 }, (_, i) => `k${i}a,k${i}b`));
+  assert.ok(messagesTo(down!, 'Chat').some((t) => t.startsWith('i')) && messagesTo(down!, 'Collect').some((t) => t.startsWith('k')), 'the down instance was tried first by some');
+  assert.ok(await retries('bidi-retry', 'grpc-unavailable') >= 2);
+  const sentIdempotent = [...Array.from({ length: 9 }, (_, i) => [`i${i}a`, `i${i}b`, `i${i}c`]), ...Array.from({ length: 6 }, (_, i) => [`k${i}a`, `k${i}b`])].flat();
+  await waitFor('the serving instances logged every message', () => served().length >= sentIdempotent.length);
+  assert.deepEqual(served().sort(), sentIdempotent.sort(), 'each message read exactly once by a serving instance');
+
+  // Not known idempotent: the call may have been processed, so it is not sent again.
+  const writes = await Promise.all(Array.from({ length: 9 }, (_, i) => converse(plain, [`n${i}a`], [`n${i}b`])));
+  const failed = writes.flatMap((t, i) => (t.err === undefined ? [] : [i]));
+  assert.ok(failed.length > 0, 'some calls went to the down instance');
+  assert.ok(failed.every((i) => writes[i]!.err!.code === grpc.status.UNAVAILABLE && writes[i]!.status.code === grpc.status.UNAVAILABLE && writes[i]!.messages.length === 0));
+  const downChats = () => messagesTo(down!, 'Chat').filter((t) => t.startsWith('n'));
+  await waitFor('the down instance logged the calls it failed', () => downChats().length >= failed.length);
+  assert.deepEqual(downChats().sort(), failed.map((i) => `n${i}a`).sort(), 'exactly the calls the down instance took failed');
+  for (const i of failed) assert.ok(!served().includes(`n${i}a`), `n${i} was not sent again`);
+});
+
+test('createGrpcClient(): a request stream is committed once a response message reached the caller — its instance killed then, it ends UNAVAILABLE (never hangs, never sent again); or once its messages overflow the retry buffer', async () => {
+  const pair = await instances('committed', 2);
+  const c = client('committed', { settings: { hedge: false }, idempotent: ['Chat', 'Collect'] });
+  await waitFor('the client uses both instances', () => c.snapshot().length === 2);
+  const s = chat(c, { deadline: Date.now() + 20_000 });
+  let victim: SdkInstance | undefined;
+  const cut = readStream(s, (m) => {
+    victim ??= pair.find((p) => p.id === m.instance);
+    victim!.proc.kill('SIGKILL');
+  });
+  s.write({ text: 'cut0' });
+  const ended = await cut;
+  assert.equal(ended.err?.code, grpc.status.UNAVAILABLE, ended.err?.message);
+  assert.equal(ended.status.code, grpc.status.UNAVAILABLE);
+  assert.deepEqual(ended.messages.map((m) => m.text), ['re: cut0']);
+  assert.equal(await victim!.exited, 'SIGKILL');
+  const other = pair.find((p) => p !== victim)!;
+  assert.deepEqual(messagesTo(other, 'Chat'), [], 'not sent again to the other instance');
+
+  // A retry buffer of 1 KiB: four messages of 400 bytes overflow it before any answer. On the
+  // serving instance the call goes on as usual; at the down one, UNAVAILABLE is final.
+  const [serving] = await instances('overflow', 1);
+  const [down] = await instances('overflow', 1, { unavailable: true, id: 'overflow-down' });
+  const settings = { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } };
+  const small = client('overflow', { settings, idempotent: ['Collect'], retryBuffer: 1024 });
+  const roomy = client('overflow', { settings, idempotent: ['Collect'] });
+  await waitFor('both clients use both instances', () => small.snapshot().length === 2 && roomy.snapshot().length === 2);
+  const texts = (tag: string) => ['a', 'b', 'c', 'd'].map((x) => `${tag}${x}`.padEnd(400, '.'));
+  const over: CollectOutcome[] = [];
+  for (let i = 0; i < 4; i++) over.push(await collect(small, texts(`o${i}`)));
+  const failed = over.flatMap((o, i) => (o.err === null ? [] : [i]));
+  assert.ok(failed.length > 0 && failed.length < 4, `both instances took calls first: ${failed.length} of 4 failed`);
+  assert.ok(failed.every((i) => over[i]!.err!.code === grpc.status.UNAVAILABLE));
+  for (const [i, o] of over.entries()) if (o.err === null) assert.equal(o.reply!.instance, serving!.id, `o${i}`);
+  for (const [i, o] of over.entries()) if (o.err === null) assert.equal(o.reply!.text.split(',').length, 4, `o${i}: every message, past the buffer`);
+  const shownPrefix = (tag: string) => `${tag}a`.padEnd(16, '.');
+  for (const i of failed) assert.ok(!messagesTo(serving!, 'Collect').some((t) => t.startsWith(shownPrefix(`o${i}`))), `o${i} was not sent again`);
+  // The same calls with the default buffer (256 KiB) are all served.
+  const kept: CollectOutcome[] = [];
+  for (let i = 0; i < 4; i++) kept.push(await collect(roomy, texts(`p${i}`)));
+  assert.deepEqual(kept.filter((o) => o.err !== null).map((o) => o.err!.message), []);
+  assert.ok(kept.every((o) => o.reply!.instance === serving!.id));
+  await waitFor('the down instance logged its calls', () => messagesTo(down!, 'Collect').filter((t) => t.startsWith('p')).length > 0);
+});
+
+test('createGrpcClient(): request streams — the deadline bounds the whole call (DEADLINE_EXCEEDED, grpc-timeout at the instance); cancel() ends it CANCELLED and resets the stream', async () => {
+  const [a] = await instances('stream-ends', 1);
+  const logged: Array<Record<string, unknown>> = [];
+  const c = client('stream-ends', { logger: { info: (f: Record<string, unknown>) => logged.push(f), warn: (f: Record<string, unknown>) => logged.push(f) } });
+
+  const late = chat(c, { deadline: Date.now() + 500 });
+  const lateRead = readStream(late);
+  late.write({ text: 'late' });
+  const lateEnd = await lateRead;
+  assert.equal(lateEnd.err?.code, grpc.status.DEADLINE_EXCEEDED, lateEnd.err?.message);
+  assert.equal(lateEnd.messages.length, 1, 'the reply before the deadline came');
+  assert.ok(lateEnd.messages[0]!.deadlineMs > 0 && lateEnd.messages[0]!.deadlineMs <= 500, `the instance saw the deadline: ${lateEnd.messages[0]!.deadlineMs} ms`);
+  await a!.waitForLine((l) => l.msg === 'cancelled' && l.method === 'Chat' && l.text === 'late');
+  const past = await collect(c, ['past'], { deadline: Date.now() - 1 });
+  assert.equal(past.err?.code, grpc.status.DEADLINE_EXCEEDED);
+  assert.deepEqual(past.events, ['callback', 'status 4']);
+  const slow = chat(c, { deadline: Date.now() + 300 });
+  const slowRead = readStream(slow);
+  const collecting = new Promise<GrpcServiceError | null>((resolve) => {
+    const stream = (c as unknown as Record<string, (...a: unknown[]) => CollectStream>).collect!({ deadline: Date.now() + 300 }, (err: GrpcServiceError | null) => resolve(err));
+    stream.write({ text: 'never ended' });
+  });
+  assert.equal((await collecting)?.code, grpc.status.DEADLINE_EXCEEDED);
+  assert.equal((await slowRead).err?.code, grpc.status.DEADLINE_EXCEEDED, 'a call with nothing written, nothing answered');
+
+  const held = chat(c, { deadline: Date.now() + 10_000 });
+  const heldRead = readStream(held, () => held.cancel());
+  held.write({ text: 'held' });
+  const cancelled = await heldRead;
+  assert.equal(cancelled.err?.code, grpc.status.CANCELLED);
+  assert.equal(cancelled.status.code, grpc.status.CANCELLED);
+  await a!.waitForLine((l) => l.msg === 'cancelled' && l.method === 'Chat' && l.text === 'held');
+  const dropped = await new Promise<GrpcServiceError | null>((resolve) => {
+    const s = (c as unknown as Record<string, (...a: unknown[]) => CollectStream>).collect!((err: GrpcServiceError | null) => resolve(err));
+    s.write({ text: 'dropped' });
+    void a!.waitForLine((l) => l.msg === 'message' && l.method === 'Collect' && l.text === 'dropped').then(() => s.cancel());
+  });
+  assert.equal(dropped?.code, grpc.status.CANCELLED);
+  await a!.waitForLine((l) => l.msg === 'cancelled' && l.method === 'Collect' && l.text === 'dropped');
+  assert.deepEqual(logged.map((l) => `${l.kind} ${l.grpcCode}`).sort(), [
+    'bidi CANCELLED', 'bidi DEADLINE_EXCEEDED', 'bidi DEADLINE_EXCEEDED', 'client-stream CANCELLED', 'client-stream DEADLINE_EXCEEDED', 'client-stream DEADLINE_EXCEEDED',
+  ]);
+});
+
+test('createGrpcClient(): request stream backpressure — write() returns false while the instance reads nothing, and \'drain\' comes once it reads again', async () => {
+  const [a] = await instances('backpressure', 1);
+  const c = client('backpressure');
+  // Another client (its own connection) for round trips to the instance: what a 'drain' that is
+  // only a local buffer's would come before.
+  const probe = client('backpressure');
+  const s = chat(c, { deadline: Date.now() + 60_000 });
+  const read = readStream(s);
+  s.write({ text: 'stop', delayMs: -1 });
+  await a!.waitForLine((l) => l.msg === 'message' && l.text === 'stop');
+  const big = 'x'.repeat(64 * 1024);
+  let written = 0;
+  let held = false;
+  while (written < 200 && !held) {
+    written++;
+    if (s.write({ text: `${written}`.padEnd(2, ' ') + big })) continue;
+    const drained = once(s, 'drain').then(() => true);
+    const probed = call(probe, 'get', { text: 'probe' }).then(() => call(probe, 'get', { text: 'probe' })).then(() => false);
+    held = !(await Promise.race([drained, probed]));
+  }
+  assert.ok(held, `write() returned false and no 'drain' came while the instance read nothing (${written} messages of 64 KiB written)`);
+  assert.ok(written < 200);
+  assert.equal(s.writableNeedDrain, true);
+  assert.deepEqual(messagesTo(a!, 'Chat'), ['stop'], 'the instance read nothing more');
+  const drained = once(s, 'drain');
+  a!.proc.kill('SIGUSR2');
+  await drained;
+  s.end();
+  const end = await read;
+  assert.equal(end.err, undefined, end.err?.message);
+  assert.equal(end.messages.length, 1 + written);
+  await waitFor('the instance read every message', () => messagesTo(a!, 'Chat').length === 1 + written);
 });

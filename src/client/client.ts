@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { TandemError } from '../core/errors.js';
 import { formatEndpoint } from '../core/address.js';
 import { OptionsError, kindOf, parseOptions, type OptionSpec } from '../core/options.js';
@@ -220,16 +221,23 @@ export class ServiceClient {
   }
 
   /**
-   * A call whose answer `handler` reads as it comes, nothing buffered (the gRPC client's server
-   * streams): the engine, deadline and membership wait of request(). With `grpc` the engine
+   * A call whose answer `handler` reads as it comes, nothing buffered (the gRPC client's
+   * streaming calls): the engine, deadline and membership wait of request(). With `grpc` the engine
    * reads the answer's gRPC status (upstream/attempt.ts): a Trailers-Only UNAVAILABLE, or an
    * UNAVAILABLE before any message, goes to another instance when the call is idempotent; once a
-   * message went up, nothing is sent again. Rejects, with nothing sent, when the client is
-   * closed or the deadline has passed; every other outcome reaches `handler`.
+   * message went up, nothing is sent again. `body`, when given, is sent instead of `req.body`:
+   * a request stream still being written (a retry buffer's, which the engine's retry step can
+   * send again while it keeps it: upstream/resilience/retry-buffer.ts). Rejects, with nothing
+   * sent, when the client is closed or the deadline has passed; every other outcome reaches
+   * `handler`.
    */
-  async stream(req: ClientRequest, grpc: GrpcCall, handler: ResponseHandler): Promise<void> {
+  async stream(req: ClientRequest, grpc: GrpcCall, handler: ResponseHandler, body?: Buffer | Readable): Promise<void> {
     const { request, hop } = await this.prepare(req);
     request.grpc = grpc;
+    if (body !== undefined) {
+      request.body = body;
+      request.bodyLength = Buffer.isBuffer(body) ? body.length : -1;
+    }
     this.upstream.dispatch(request, new Booked(this.service, handler, this.upstream.stats, hop));
   }
 

@@ -6,3 +6,9 @@ export const CLIENT_DEFAULTS = Object.freeze({
   holdRemoved: DISCOVERY_DEFAULTS.ttl,
   membershipTimeout: 5_000,
 });
+
+/** Every default of createGrpcClient()'s own options (GrpcClientOptions says what each does). */
+export const GRPC_CLIENT_DEFAULTS = Object.freeze({
+  /** gRPC's own per-call retry buffer (grpc.per_rpc_retry_buffer_size). */
+  retryBuffer: 256 * 1024,
+});

@@ -6,13 +6,17 @@ import { closest } from '../core/suggest.js';
 import type { PoolSettings } from '../upstream/endpoint.js';
 import type { UpstreamSettings } from '../upstream/settings.js';
 import { ServiceClient, type ClientOptions } from './client.js';
+import { GRPC_CLIENT_DEFAULTS } from './defaults.js';
 import { GrpcConnection } from './grpc-transport.js';
 import {
-  GrpcCaller, IDEMPOTENT_AS, type GrpcServerStream,
+  GrpcCaller, IDEMPOTENT_AS,
   type GrpcCallback, type GrpcCallLog, type GrpcCallLogger, type GrpcCallOptions, type GrpcMetadataLike, type GrpcMethodDefinition, type GrpcServiceDefinition, type GrpcUnaryCall,
 } from './grpc-call.js';
+import type { GrpcBidiStream, GrpcClientStream, GrpcServerStream } from './grpc-stream.js';
 
-export { GrpcUnaryCall, GrpcServerStream } from './grpc-call.js';
+export { GrpcUnaryCall } from './grpc-call.js';
+export { GrpcServerStream, GrpcClientStream, GrpcBidiStream } from './grpc-stream.js';
+export type { GrpcStatusObject } from './grpc-stream.js';
 export type { GrpcCallback, GrpcCallLog, GrpcCallLogger, GrpcCallOptions, GrpcMetadataLike, GrpcMethodDefinition, GrpcServiceDefinition, GrpcServiceError } from './grpc-call.js';
 
 /**
@@ -39,6 +43,13 @@ export interface GrpcClientOptions extends Omit<ClientOptions, 'steps'> {
   logger?: GrpcCallLogger;
   /** Which calls `logger` gets: `errors` (those not OK, at warn; the default), `all` (OK ones at info), `off`. */
   logCalls?: GrpcCallLog;
+  /**
+   * Bytes of a client-streaming or bidirectional call's request messages kept so the call can
+   * go to another instance (gRPC's per-call retry buffer). Past it the call is committed to its
+   * instance: it is never sent again, and goes on there. 0 keeps nothing: such calls are sent
+   * again only when not a byte of them went out. Default 256 KiB, gRPC's own.
+   */
+  retryBuffer?: number;
 }
 
 /** What every client made by createGrpcClient has besides its service's methods. */
@@ -60,31 +71,54 @@ export interface GrpcServerStreamMethod {
 }
 
 /**
- * A client made by createGrpcClient: its service's unary and server-streaming methods, by name
- * and by `originalName`.
+ * A client-streaming method as grpc-js clients have it: `([metadata], [options], callback)`,
+ * returning the stream the request messages are written to.
  */
-export type GrpcClient = GrpcClientControls & Record<string, GrpcUnaryMethod & GrpcServerStreamMethod>;
+export interface GrpcClientStreamMethod {
+  (callback: GrpcCallback): GrpcClientStream;
+  (metadata: GrpcMetadataLike, callback: GrpcCallback): GrpcClientStream;
+  (options: GrpcCallOptions, callback: GrpcCallback): GrpcClientStream;
+  (metadata: GrpcMetadataLike, options: GrpcCallOptions, callback: GrpcCallback): GrpcClientStream;
+}
 
-const GRPC_KEYS = new Set(['idempotent', 'logger', 'logCalls']);
+/** A bidirectional method as grpc-js clients have it: `([metadata], [options])`, returning the duplex stream. */
+export interface GrpcBidiStreamMethod {
+  (metadata?: GrpcMetadataLike, options?: GrpcCallOptions): GrpcBidiStream;
+  (options?: GrpcCallOptions): GrpcBidiStream;
+}
+
+/**
+ * A client made by createGrpcClient: its service's methods, by name and by `originalName`
+ * (typed loosely: which kind each is comes from the definition, at run time).
+ */
+export type GrpcClient = GrpcClientControls & Record<string, GrpcUnaryMethod & GrpcServerStreamMethod & GrpcClientStreamMethod & GrpcBidiStreamMethod>;
+
+const GRPC_KEYS = new Set(['idempotent', 'logger', 'logCalls', 'retryBuffer']);
+
+/** What an unset GrpcClientOptions field of its own means (the ones with a fixed default). */
+export const DEFAULT_GRPC_CLIENT_OPTIONS = rules.defaults({ ...GRPC_CLIENT_DEFAULTS });
 
 /**
  * Calls a gRPC service's instances directly, with the engine the gateway and createClient use:
  * each call picks an instance (the service's balancer: peak-EWMA by default), a failure goes
  * to another instance when that is safe, idempotent calls are hedged, the deadline bounds every
  * attempt and travels as `grpc-timeout`, and members come from the registries (serveGrpc()
- * instances) or `endpoints`. The client has the service's unary methods with grpc-js's
- * signatures, so code written for a grpc-js client keeps working:
+ * instances) or `endpoints`. The client has the service's methods — unary, server-streaming,
+ * client-streaming and bidirectional — with grpc-js's signatures, so code written for a grpc-js
+ * client keeps working:
  *
  *   const payments = createGrpcClient('payments', Payments.service, { registry });
  *   payments.charge({ amount: 5 }, { deadline: Date.now() + 1000 }, (err, reply) => …);
  *
+ * A call whose requests stream keeps the messages written so far (`retryBuffer`) until its
+ * answer begins, so it too goes to another instance when that is safe; it is never hedged.
  * Errors are grpc-js ServiceErrors with gRPC status codes (UNAVAILABLE when no instance can
  * take the call). See docs/grpc.md for why this shape and not a grpc-js channel.
  */
 export function createGrpcClient(service: string, definition: GrpcServiceDefinition | { service: GrpcServiceDefinition }, options: GrpcClientOptions = {}): GrpcClient {
   const where = `createGrpcClient(${JSON.stringify(service)})`;
   const methods = definitionOf(where, definition);
-  const { idempotent, logger, logCalls, clientOptions } = splitOptions(where, options, methods);
+  const { idempotent, logger, logCalls, retryBuffer, clientOptions } = splitOptions(where, options, methods);
   const client = new ServiceClient(service, clientOptions, {
     pool: (endpoint, settings: PoolSettings) => new GrpcConnection(endpoint.id, settings),
     settings: grpcSettings,
@@ -92,18 +126,17 @@ export function createGrpcClient(service: string, definition: GrpcServiceDefinit
   const grpc = loadOptional('@grpc/grpc-js', 'createGrpcClient()', () => import('@grpc/grpc-js'));
   // Reported when a call needs it; unhandled until then would end the process.
   grpc.catch(() => {});
-  const caller = new GrpcCaller(client, grpc, logger, logCalls);
+  const caller = new GrpcCaller(client, grpc, logger, logCalls, retryBuffer);
   const out: Record<string, unknown> = {
     service,
     snapshot: () => client.snapshot(),
     close: () => client.close(),
   };
   for (const [name, method] of Object.entries(methods)) {
+    const safe = idempotent.has(name);
     const call = method.requestStream
-      ? clientStreaming(where, name, method)
-      : method.responseStream
-        ? serverStreaming(caller, method, idempotent.has(name))
-        : unary(caller, method, idempotent.has(name));
+      ? method.responseStream ? bidiStreaming(caller, method, safe) : clientStreaming(caller, method, safe)
+      : method.responseStream ? serverStreaming(caller, method, safe) : unary(caller, method, safe);
     out[name] = call;
     if (method.originalName !== undefined && !(method.originalName in out)) out[method.originalName] = call;
   }
@@ -141,7 +174,7 @@ function definitionOf(where: string, definition: unknown): GrpcServiceDefinition
   return candidate as GrpcServiceDefinition;
 }
 
-function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcServiceDefinition): { idempotent: Set<string>; logger: GrpcCallLogger | undefined; logCalls: GrpcCallLog; clientOptions: ClientOptions } {
+function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcServiceDefinition): { idempotent: Set<string>; logger: GrpcCallLogger | undefined; logCalls: GrpcCallLog; retryBuffer: number; clientOptions: ClientOptions } {
   if (typeof options !== 'object' || options === null) throw new OptionsError(where, [{ path: 'options', message: `expected an options object, got ${kindOf(options)}` }]);
   const own: Record<string, unknown> = {};
   const rest: Record<string, unknown> = {};
@@ -159,8 +192,8 @@ function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcSe
     names.set(name, name);
     if (m.originalName !== undefined) names.set(m.originalName, name);
   }
-  const spec: OptionSpec = { idempotent: rules.strings, logger: rules.methods('info', 'warn'), logCalls: rules.oneOf(['errors', 'all', 'off']) };
-  const parsed = parseOptions<{ idempotent?: readonly string[]; logger?: GrpcCallLogger; logCalls?: GrpcCallLog }>(where, own, spec);
+  const spec: OptionSpec = { idempotent: rules.strings, logger: rules.methods('info', 'warn'), logCalls: rules.oneOf(['errors', 'all', 'off']), retryBuffer: rules.integer(0, Infinity, 'bytes') };
+  const parsed = parseOptions<{ idempotent?: readonly string[]; logger?: GrpcCallLogger; logCalls?: GrpcCallLog; retryBuffer: number }>(where, own, spec, DEFAULT_GRPC_CLIENT_OPTIONS);
   for (const [i, name] of (parsed.idempotent ?? []).entries()) {
     if (names.has(name)) continue;
     const hint = closest(name, [...names.keys()]);
@@ -173,23 +206,7 @@ function splitOptions(where: string, options: GrpcClientOptions, methods: GrpcSe
     const level = m.options?.idempotency_level;
     if (level === 'IDEMPOTENT' || level === 'NO_SIDE_EFFECTS' || level === 1 || level === 2) idempotent.add(name);
   }
-  return { idempotent, logger: parsed.logger, logCalls: parsed.logCalls ?? 'errors', clientOptions: rest as ClientOptions };
-}
-
-/**
- * A method whose requests stream (client-streaming, bidirectional) throws when called. What
- * this client adds over a grpc-js channel is the engine's: a call sent again to another
- * instance when it failed before doing anything, a slow one hedged — both need the request in
- * hand, and a request stream is written while the call runs. Such a stream goes through the
- * gateway, which balances each stream and ends a cut one with UNAVAILABLE.
- */
-function clientStreaming(where: string, name: string, method: GrpcMethodDefinition): () => never {
-  const kind = method.responseStream ? 'bidirectional streaming' : 'client-streaming';
-  return () => {
-    throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${where}: ${name} is a ${kind} method, and tandem's gRPC client makes unary and server-streaming calls only: `
-      + 'it sends a call again to another instance or hedges it, which needs the whole request in hand before the call starts. '
-      + 'Call it with a grpc-js client (through the tandem gateway to have each stream balanced).');
-  };
+  return { idempotent, logger: parsed.logger, logCalls: parsed.logCalls ?? 'errors', retryBuffer: parsed.retryBuffer, clientOptions: rest as ClientOptions };
 }
 
 /** Call options or metadata, in grpc-js's order, before the callback of a unary call or at the end of a stream's. */
@@ -210,6 +227,23 @@ function serverStreaming(caller: GrpcCaller, method: GrpcMethodDefinition, idemp
     const { metadata, options } = callArguments(method.path, rest);
     return caller.serverStream(method, idempotent, request, metadata, options);
   }) as GrpcServerStreamMethod;
+}
+
+function clientStreaming(caller: GrpcCaller, method: GrpcMethodDefinition, idempotent: boolean): GrpcClientStreamMethod {
+  return ((...args: unknown[]) => {
+    const callback = args.pop();
+    if (typeof callback !== 'function') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${method.path} is a client-streaming method: the last argument must be a callback ([metadata], [options], callback)`);
+    const { metadata, options } = callArguments(method.path, args);
+    return caller.clientStream(method, idempotent, metadata, options, callback as GrpcCallback);
+  }) as GrpcClientStreamMethod;
+}
+
+function bidiStreaming(caller: GrpcCaller, method: GrpcMethodDefinition, idempotent: boolean): GrpcBidiStreamMethod {
+  return ((...args: unknown[]) => {
+    if (typeof args[args.length - 1] === 'function') throw new TandemError('TANDEM_ERR_INVALID_ARGUMENT', `${method.path} is a bidirectional streaming method: it takes ([metadata], [options]) and returns the stream, no callback`);
+    const { metadata, options } = callArguments(method.path, args);
+    return caller.bidiStream(method, idempotent, metadata, options);
+  }) as GrpcBidiStreamMethod;
 }
 
 function unary(caller: GrpcCaller, method: GrpcMethodDefinition, idempotent: boolean): GrpcUnaryMethod {

@@ -257,6 +257,12 @@ class Exchange {
       return;
     }
     this.finish();
+    // Answered whole while its request still streams (a call the endpoint ended early): the rest
+    // of the request is moot (RFC 9113 §8.1), and the stream is let go rather than left half-open.
+    if (this.detach !== undefined) {
+      this.detach();
+      this.stream!.close(constants.NGHTTP2_NO_ERROR);
+    }
     this.handler.onComplete?.(this.trailers ?? {});
   }
 
@@ -322,6 +328,7 @@ class Exchange {
       }
     };
     const onEnd = () => {
+      this.detach = undefined;
       stream.end();
       this.handler.onRequestSent?.();
     };

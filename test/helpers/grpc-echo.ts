@@ -21,6 +21,7 @@ type EchoClient = grpc.Client & {
   Put(req: EchoRequest, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, reply?: EchoReply) => void): grpc.ClientUnaryCall;
   Watch(req: EchoRequest, opts?: grpc.CallOptions): grpc.ClientReadableStream<EchoReply>;
   Chat(opts?: grpc.CallOptions): grpc.ClientDuplexStream<EchoRequest, EchoReply>;
+  Collect(cb: (err: grpc.ServiceError | null, reply?: EchoReply) => void): grpc.ClientWritableStream<EchoRequest>;
 };
 
 function load(file: string): grpc.GrpcObject {
@@ -91,6 +92,12 @@ export async function startEchoServer(port = 0): Promise<EchoServer> {
       calls.Chat = (calls.Chat ?? 0) + 1;
       call.on('data', (r: Received) => call.write({ text: `re: ${r.text}`, instance: String(bound), deadlineMs: -1 }));
       call.on('end', () => call.end());
+    },
+    Collect: (call: grpc.ServerReadableStream<Received, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
+      calls.Collect = (calls.Collect ?? 0) + 1;
+      const texts: string[] = [];
+      call.on('data', (r: Received) => texts.push(r.text));
+      call.on('end', () => cb(null, { text: texts.join(','), instance: String(bound), deadlineMs: -1 }));
     },
   });
   server.addService((healthPackage().Health as grpc.ServiceClientConstructor).service, {

@@ -1,6 +1,7 @@
 // A gRPC service instance as a real child process: a @grpc/grpc-js server with the Echo
-// service (fixtures/grpc/echo.proto: its unary Get and Put, and Watch: `count` replies, one
-// every delayMs), made a member by tandem/node's serveGrpc(). For tests.
+// service (fixtures/grpc/echo.proto: its unary Get and Put, Watch: `count` replies, one every
+// delayMs, and the request streams Chat and Collect, below), made a member by tandem/node's
+// serveGrpc(). For tests.
 // Usage: node grpc-instance.js '<json options>'
 //   { registry: string | string[], service, id?, listen?, unavailable?: boolean, hold?: boolean,
 //     drainQuietPeriod?, drainTimeout?, heartbeatInterval? }
@@ -67,8 +68,75 @@ function watch(call: grpc.ServerWritableStream<EchoRequest, EchoReply>): void {
   next();
 }
 
+/** The deadline a call came with (ms left), -1 without one. */
+function deadlineOf(call: { getDeadline(): grpc.Deadline }): number {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date || typeof deadline === 'number' ? Math.round(Number(deadline) - Date.now()) : -1;
+  return Number.isFinite(ms) ? ms : -1;
+}
+
+/** A request's text as logged: a long one (a test's bulk) by its start and length. */
+const shown = (text: string) => (text.length > 64 ? `${text.slice(0, 16)}…(${text.length})` : text);
+
+/**
+ * Chat (bidirectional): each request is logged ({"msg":"message","method":"Chat","text"}) as it
+ * is read and answered `re: <text>` — with `count`, `<text> <n>` `count` times. A request with a
+ * negative delayMs stops the server reading until SIGUSR2 (a server that does not read). With
+ * `unavailable`, the first request is answered UNAVAILABLE before any reply: Trailers-Only, or
+ * after the response headers when it asks `metadataFirst`.
+ */
+function chat(call: grpc.ServerDuplexStream<EchoRequest, EchoReply>): void {
+  let first: string | undefined;
+  let failed = false;
+  const deadlineMs = deadlineOf(call);
+  call.on('data', (r: EchoRequest) => {
+    const text = r.text ?? '';
+    first ??= text;
+    out({ msg: 'message', method: 'Chat', text: shown(text) });
+    if (failed) return;
+    if (opts.unavailable) {
+      failed = true;
+      if (r.metadataFirst) call.sendMetadata(new grpc.Metadata());
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: `${id} cannot serve (test)` });
+      return;
+    }
+    if ((r.delayMs ?? 0) < 0) {
+      call.pause();
+      held.push(() => call.resume());
+    }
+    const count = r.count ?? 0;
+    if (count === 0) call.write({ text: `re: ${shown(text)}`, instance: id, deadlineMs });
+    for (let n = 0; n < count; n++) call.write({ text: `${text} ${n}`, instance: id, deadlineMs });
+  });
+  call.on('end', () => {
+    out({ msg: 'answered', method: 'Chat', text: first ?? '' });
+    if (!failed) call.end();
+  });
+  call.on('cancelled', () => out({ msg: 'cancelled', method: 'Chat', text: first ?? '' }));
+  call.on('error', () => {});
+}
+
+/**
+ * Collect (client streaming): each request logged as Chat's; once the client has ended, one
+ * reply with the texts joined by commas — with `unavailable`, UNAVAILABLE (Trailers-Only).
+ */
+function collect(call: grpc.ServerReadableStream<EchoRequest, EchoReply>, callback: grpc.sendUnaryData<EchoReply>): void {
+  const texts: string[] = [];
+  const deadlineMs = deadlineOf(call);
+  call.on('data', (r: EchoRequest) => {
+    texts.push(shown(r.text ?? ''));
+    out({ msg: 'message', method: 'Collect', text: shown(r.text ?? '') });
+  });
+  call.on('end', () => {
+    out({ msg: 'answered', method: 'Collect', text: texts[0] ?? '' });
+    if (opts.unavailable) callback({ code: grpc.status.UNAVAILABLE, details: `${id} cannot serve (test)` });
+    else callback(null, { text: texts.join(','), instance: id, deadlineMs });
+  });
+  call.on('cancelled', () => out({ msg: 'cancelled', method: 'Collect', text: texts[0] ?? '' }));
+}
+
 const server = new grpc.Server();
-server.addService(echoPackage().Echo.service, { Get: handler('Get'), Put: handler('Put'), Watch: watch });
+server.addService(echoPackage().Echo.service, { Get: handler('Get'), Put: handler('Put'), Watch: watch, Chat: chat, Collect: collect });
 const instance = await serveGrpc(server, {
   service: opts.service,
   registry: opts.registry,

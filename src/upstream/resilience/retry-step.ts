@@ -6,6 +6,7 @@ import type { RetrySettings } from '../settings.js';
 import type { Dispatch, Leg, ResponseHandler, Step, Trailers, UpstreamRequest } from '../types.js';
 import { isClientCaused } from '../classify.js';
 import { RecordingBody } from './replayable-body.js';
+import { RetryBufferBody } from './retry-buffer.js';
 import { MAX_STALE_RESENDS, failureOfError, failureOfStatus, isHeldStatus, mayRetry, neverSent, type FailureKind } from './retry-policy.js';
 
 /** Retries after a failure that reached the endpoint wait a random 0–25 ms (Envoy's base interval). */
@@ -145,13 +146,21 @@ class RetryLoop implements ResponseHandler {
   }
 
   /**
-   * A buffered body (or none) can always go again, and a recorded one the sender has ended. A
-   * streamed one only when the failure came before the request was written and not a byte of
-   * the body was read.
+   * A buffered body (or none) can always go again, a recorded one the sender has ended, and one
+   * written through a retry buffer while the buffer still keeps it (retry-buffer.ts: a gRPC
+   * request stream, sent again from its start though still being written). A streamed one only
+   * when the failure came before the request was written and not a byte of the body was read.
    */
   private replayable(failure: FailureKind): boolean {
     const body = this.request.body;
     if (body === null || Buffer.isBuffer(body)) return true;
+    if (body instanceof RetryBufferBody) {
+      const again = body.replay();
+      if (again !== undefined) {
+        this.request.body = again;
+        return true;
+      }
+    }
     if (body instanceof RecordingBody) {
       // Streamed, but kept: whole once the sender ended it.
       const whole = body.replay();
