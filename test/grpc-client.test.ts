@@ -4,7 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { constants as h2, createServer as createH2Server, type ServerHttp2Session } from 'node:http2';
+import { constants as h2, createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { startGateway, type RunningGateway } from './helpers/gateway.js';
 import { spawnInstance, type SdkInstance } from './helpers/sdk.js';
@@ -68,6 +68,22 @@ async function openLoop(count: number, rate: number, send: (i: number) => Promis
 /** Waits until the instances' logs (read from their stdout, which may lag behind the calls' answers) hold `n` calls of `method`. */
 const logged = (group: readonly SdkInstance[], method: string, n: number) => waitFor(`${n} ${method} calls in the instances' logs`, () => group.reduce((sum, g) => sum + callsTo(g, method).length, 0) >= n);
 const callsTo = (inst: SdkInstance, method: string) => inst.lines.filter((l) => l.msg === 'call' && l.method === method).map((l) => String(l.text));
+
+
+/**
+ * Starts a raw node:http2 server on a free port; it and its sessions end with the test (a
+ * server session whose stream was refused, never answered, would stay open).
+ */
+async function listenRaw(raw: Http2Server): Promise<string> {
+  const sessions = new Set<ServerHttp2Session>();
+  raw.on('session', (session) => { sessions.add(session); session.once('close', () => sessions.delete(session)); });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise<void>((resolve) => {
+    raw.close(() => resolve());
+    for (const session of sessions) session.destroy();
+  }));
+  return `127.0.0.1:${(raw.address() as AddressInfo).port}`;
+}
 
 test('createGrpcClient(): calls spread over the registered instances, with grpc-js\'s signatures; the deadline reaches the instance as grpc-timeout', async () => {
   const group = await instances('spread', 3);
@@ -324,15 +340,7 @@ test('createGrpcClient(): a call an instance refused unprocessed (above a GOAWAY
       }
     });
   });
-  // Its sessions end with the test: a server session whose stream was refused (never answered) stays open.
-  const sessions = new Set<ServerHttp2Session>();
-  raw.on('session', (session) => { sessions.add(session); session.once('close', () => sessions.delete(session)); });
-  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
-  cleanup.push(() => new Promise<void>((resolve) => {
-    raw.close(() => resolve());
-    for (const session of sessions) session.destroy();
-  }));
-  const rawAddress = `127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  const rawAddress = await listenRaw(raw);
   const c = createGrpcClient('refuse', Echo.service, { endpoints: [rawAddress, good!.address], settings: { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } } });
   cleanup.push(() => c.close());
   const outcomes: Outcome[] = [];
@@ -544,14 +552,7 @@ test('createGrpcClient(): a request stream its first instance refused (closed po
       stream.close(h2.NGHTTP2_REFUSED_STREAM);
     });
   });
-  const sessions = new Set<ServerHttp2Session>();
-  raw.on('session', (session) => { sessions.add(session); session.once('close', () => sessions.delete(session)); });
-  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
-  cleanup.push(() => new Promise<void>((resolve) => {
-    raw.close(() => resolve());
-    for (const session of sessions) session.destroy();
-  }));
-  const rawAddress = `127.0.0.1:${(raw.address() as AddressInfo).port}`;
+  const rawAddress = await listenRaw(raw);
   const settings = { balancer: 'round-robin', hedge: false, outlier: { consecutiveFailures: 1000 } };
   const viaClosed = createGrpcClient('refused-streams', Echo.service, { endpoints: [closedAddress, good!.address], settings });
   const viaRaw = createGrpcClient('refused-raw', Echo.service, { endpoints: [rawAddress, good!.address], settings });
