@@ -241,13 +241,19 @@ async function drill(adapter, messages, rate, events, pg, rabbitMode, backlogMs)
     cfg.amqpUrl = AMQP;
     broker = `shared RabbitMQ (${AMQP.replace(/\/\/[^@]*@/, '//')}), connections cut instead of a restart`;
   }
+  // A failed Kafka run keeps its cluster's dir: each node's server.log (group coordinator at
+  // info: members joining, failing, leaving) and stdout.log.
+  let keep = adapter === 'kafka';
   try {
-    return await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit, kafka }, backlogMs);
+    const result = await drillOn(adapter, messages, rate, events, pg, cfg, log, broker, { natsProc, natsDir, rabbit, kafka }, backlogMs);
+    keep &&= result.lost !== 0 || result.duplicateEffects !== 0;
+    return result;
   } finally {
     await rabbit?.remove();
     if (kafka) {
-      await kafka.stop();
+      await kafka.stop({ keep });
       kafkaClusters.delete(kafka);
+      if (keep) log(`the brokers' logs are kept in ${kafka.dir} (node-*/server.log, node-*/stdout.log)`);
     }
   }
 }

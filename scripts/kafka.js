@@ -145,6 +145,9 @@ rootLogger.level = warn
 rootLogger.appenderRef.file.ref = file
 logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = info
+# Members joining, failing (session expired) and leaving, rebalances: what explains a stalled group.
+logger.groups.name = org.apache.kafka.coordinator.group
+logger.groups.level = info
 `;
 
 function javaArgs(classpath, dir, node) {
@@ -290,8 +293,9 @@ export async function startKafka({ nodes: count = 1 } = {}) {
         // Asked of the restarted node itself: the others list a dead broker until it is fenced.
         await waitReady([`127.0.0.1:${node.port}`], count, new Map([[nodeId, pids.get(nodeId)]]), dir);
       },
-      async stop() {
-        await stopCluster(dir);
+      /** Kills every node and removes the temp dir; `keep`: leaves the dir (the nodes' logs) in place. */
+      async stop({ keep = false } = {}) {
+        await stopCluster(dir, { keep });
       },
     };
   } catch (err) {
@@ -300,8 +304,8 @@ export async function startKafka({ nodes: count = 1 } = {}) {
   }
 }
 
-/** Kills the JVMs recorded in a cluster dir's cluster.json (only pids still naming that dir) and removes the dir. */
-export async function stopCluster(dir) {
+/** Kills the JVMs recorded in a cluster dir's cluster.json (only pids still naming that dir) and removes the dir, unless `keep`. */
+export async function stopCluster(dir, { keep = false } = {}) {
   let state;
   try {
     state = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8'));
@@ -309,7 +313,7 @@ export async function stopCluster(dir) {
     state = { nodes: [] };
   }
   await Promise.all(state.nodes.filter((n) => n.pid).map((n) => killPid(n.pid, dir, 'SIGKILL')));
-  rmSync(dir, { recursive: true, force: true });
+  if (!keep) rmSync(dir, { recursive: true, force: true });
 }
 
 /** Clusters that `start` on the command line left running (not those a test or drill holds). */

@@ -48,9 +48,23 @@ export interface KafkaSubscriptionNames {
 const OURS = new Set(['tandem-attempt', 'tandem-due', 'tandem-error', 'tandem-attempts', 'tandem-failed-at', 'tandem-replayed-from']);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Closes a consumer (leaving its group), forcing its streams shut; never rejects. */
-export function closeConsumer(c: { close(force: boolean, callback: (err?: Error | null) => void): void }): Promise<void> {
-  return new Promise((resolve) => c.close(true, () => resolve()));
+interface Closable {
+  close(force: boolean, callback: (err?: Error | null) => void): void;
+  readonly closed: boolean;
+  memberId: string | null;
+}
+
+/**
+ * Closes a consumer (leaving its group), forcing its streams shut; never rejects. When leaving
+ * fails (its coordinator is gone or moved: the client never looks it up again) the client keeps
+ * the consumer and its connections open (@platformatic/kafka 1.35, consumer.js `close()`), so it
+ * is closed again without the LeaveGroup request, which it skips when it has no member id.
+ */
+export async function closeConsumer(c: Closable): Promise<void> {
+  const failed = await new Promise<Error | null | undefined>((resolve) => c.close(true, resolve));
+  if (!failed || c.closed) return;
+  c.memberId = null;
+  await new Promise<void>((resolve) => c.close(true, () => resolve()));
 }
 
 /**
@@ -81,6 +95,10 @@ export class KafkaSubscription implements Subscription {
   private committing: Promise<void> | undefined;
   private commitAgain = false;
   private loop: Promise<void> | undefined;
+  /** Bumped for each new member (consumer): what waits for the old one's records stops waiting. */
+  private member = 0;
+  /** Consumers that left their group for good (see watch()): never given a stream again. */
+  private readonly left = new WeakSet<Consumer>();
   /** close() began: no record starts any more, even one whose start was committed. */
   private closing = false;
   private stopped = false;
@@ -109,13 +127,10 @@ export class KafkaSubscription implements Subscription {
    */
   private async open(): Promise<Stream> {
     const current = this.consumer;
-    if (current?.isActive()) {
-      return current.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
-    }
+    if (current?.isActive() && !this.left.has(current)) return this.consume(current);
     if (current) {
       this.consumer = undefined;
-      this.progress.clear(); // a new member: what the old one had running is redelivered
-      this.wakeStarters();
+      this.forget();
       await closeConsumer(current);
     }
     const kafka = this.host.kafka as Kafka;
@@ -124,15 +139,61 @@ export class KafkaSubscription implements Subscription {
       groupId: this.names.groupId,
       deserializers: { key: kafka.stringDeserializer, headerKey: kafka.stringDeserializer, headerValue: kafka.stringDeserializer },
     } as import('@platformatic/kafka').ConsumerOptions<string, Buffer, string, string>);
-    consumer.on('consumer:group:join', (p: GroupJoin) => this.assigned(p));
+    consumer.on('consumer:group:join', (p: GroupJoin) => {
+      if (consumer === this.consumer) this.assigned(p);
+    });
+    this.watch(consumer);
     this.consumer = consumer;
     try {
-      return await consumer.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
+      return await this.consume(consumer);
     } catch (err) {
       this.consumer = undefined;
       await closeConsumer(consumer);
       throw err;
     }
+  }
+
+  private consume(consumer: Consumer): Promise<Stream> {
+    return consumer.consume({ topics: [this.names.main, this.names.retry], mode: 'committed', fallbackMode: 'earliest', autocommit: false });
+  }
+
+  /**
+   * Notices a consumer that has left its group for good. In @platformatic/kafka 1.35
+   * (consumer.js `#heartbeat`) any failed heartbeat first cancels the heartbeat timer: one
+   * that failed with anything but a rebalance (its retries used up against a coordinator that
+   * is down or moved, or one request timed out) emits 'consumer:heartbeat:error' and never
+   * schedules another, since the timer it refreshes is gone; one that asked for a rejoin whose
+   * every try failed (a JoinGroup timing out is not retried) emits 'error', an uncaught
+   * exception without a listener. Either way isActive() stays false, the group drops the
+   * member after its session timeout, and its message stream goes on fetching the old
+   * assignment, whose commits the coordinator refuses: the subscription would stall. (The first
+   * is fixed upstream by platformatic/kafka#376, which 1.35 does not have.)
+   */
+  private watch(consumer: Consumer): void {
+    consumer.on('error', (err: unknown) => this.lost(consumer, 'it could not rejoin its group', err));
+    consumer.on('consumer:heartbeat:error', (p: { error?: unknown }) => {
+      // A client that schedules the next heartbeat after a failed one is still active here.
+      if (!consumer.isActive()) this.lost(consumer, 'a heartbeat failed and the client stopped sending them', p.error);
+    });
+  }
+
+  /** Reports a consumer that left its group and has the run loop replace it (after its backoff). */
+  private lost(consumer: Consumer, why: string, cause: unknown): void {
+    if (consumer !== this.consumer || this.left.has(consumer) || this.closing) return;
+    this.left.add(consumer);
+    this.host.onError(new TandemError('TANDEM_ERR_CONSUMER_LEFT_GROUP', `Kafka consumer of group ${this.names.groupId} left the group (${why}): a new consumer joins in its place; the records it had not finished are redelivered`, { cause, retryable: true }));
+    this.forget();
+    void this.stream?.close().catch(() => {});
+  }
+
+  /** A new member: what the old one had taken is redelivered to the group, and nothing waits for it any more. */
+  private forget(): void {
+    this.member++;
+    this.progress.clear();
+    this.wakeStarters();
+    for (const w of this.progressWaiters.splice(0)) w();
+    for (const w of this.readyDone.splice(0)) w();
+    for (const w of this.waitingDone.splice(0)) w();
   }
 
   /** A new generation: forget partitions that went to another member (their running records will not be committed by us). */
@@ -144,28 +205,35 @@ export class KafkaSubscription implements Subscription {
     for (const w of this.progressWaiters.splice(0)) w();
   }
 
-  /** Reads the stream; when it fails, open() gives another (on the same member if it still is one). */
+  /**
+   * Reads the stream; when it fails, open() gives another (on the same member if it still is
+   * one), and so it does, on a new member, when its consumer left the group (lost()).
+   */
   private async run(first: Stream): Promise<void> {
     let stream: Stream | undefined = first;
     let failures = 0;
     while (!this.runner.isClosing) {
       try {
         stream ??= this.stream = await this.open();
-        for await (const record of stream as AsyncIterable<Record_>) {
-          failures = 0;
-          if (this.runner.isClosing) break;
-          await this.accept(record);
+        const consumer = this.consumer!;
+        // One that left its group (lost()), even while the stream was being opened, is replaced after the backoff.
+        if (!this.left.has(consumer)) {
+          for await (const record of stream as AsyncIterable<Record_>) {
+            failures = 0;
+            if (this.runner.isClosing || this.left.has(consumer)) break;
+            await this.accept(record);
+          }
         }
         if (this.runner.isClosing) break;
-        throw new TandemError('TANDEM_ERR_INTERNAL', 'the Kafka message stream ended while the subscription was open (it is reopened)');
+        if (!this.left.has(consumer)) throw new TandemError('TANDEM_ERR_INTERNAL', 'the Kafka message stream ended while the subscription was open (it is reopened)');
       } catch (err) {
         if (this.runner.isClosing) break;
         this.host.onError(err);
-        const failed = stream;
-        stream = undefined;
-        await failed?.close().catch(() => {});
-        await sleep(this.host.backoff.delay(++failures));
       }
+      const failed = stream;
+      stream = undefined;
+      await failed?.close().catch(() => {});
+      await sleep(this.host.backoff.delay(++failures));
     }
   }
 
@@ -176,11 +244,12 @@ export class KafkaSubscription implements Subscription {
 
   private async accept(record: Record_): Promise<void> {
     const pkey = `${record.topic}:${record.partition}`;
+    const member = this.member;
     let p = this.progress.get(pkey);
     if (!p) {
       if (!this.owns(record.topic, record.partition)) return;
       const prior = await this.priorWindow(record.topic, record.partition);
-      if (prior === undefined || this.progress.has(pkey) || !this.owns(record.topic, record.partition)) return;
+      if (prior === undefined || this.member !== member || this.progress.has(pkey) || !this.owns(record.topic, record.partition)) return;
       p = new PartitionProgress(record.topic, record.partition, prior);
       p.committed = record.offset;
       p.carefulUntil = record.offset + BigInt(this.runner.options.concurrency * 4);
@@ -190,9 +259,12 @@ export class KafkaSubscription implements Subscription {
     // Bounds what a crash or a rebalance hands to the next owner again: a partition runs at most
     // `4 × concurrency` records past its oldest unfinished one (the commit point); one slow
     // handler then pauses the subscription instead of letting thousands finish uncommittable.
+    // A partition taken away meanwhile ends the wait: its records that had not started never
+    // will here, so its commit point would never move again (the new owner has them).
     const ahead = BigInt(this.runner.options.concurrency * 4);
-    while (!retried && record.offset - p.commitPoint >= ahead && p.next >= 0n && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
-    if (this.runner.isClosing || !p.take(record.offset)) return;
+    const ours = () => this.progress.get(pkey) === p;
+    while (!retried && record.offset - p.commitPoint >= ahead && p.next >= 0n && ours() && !this.runner.isClosing) await new Promise<void>((r) => this.progressWaiters.push(r));
+    if (this.runner.isClosing || !ours() || !p.take(record.offset)) return;
     if (p.wasDone(record.offset)) {
       // It had its outcome under the partition's previous owner, which could not commit past an earlier record.
       this.finish(p, record.offset);
@@ -239,7 +311,7 @@ export class KafkaSubscription implements Subscription {
       })();
       this.ready.set(token, run);
       this.track(key, run);
-      while (this.ready.size >= this.runner.options.concurrency * 4 && !this.runner.isClosing) await new Promise<void>((r) => this.readyDone.push(r));
+      while (this.ready.size >= this.runner.options.concurrency * 4 && this.member === member && !this.runner.isClosing) await new Promise<void>((r) => this.readyDone.push(r));
       return;
     }
     // Waits for its key or its time without a handler slot; the stream pauses while too many wait.
@@ -262,7 +334,7 @@ export class KafkaSubscription implements Subscription {
       this.waitingDone.shift()?.();
     });
     this.track(key, later);
-    while (this.waiting >= this.runner.options.concurrency * 4 && !this.runner.isClosing) await new Promise<void>((r) => this.waitingDone.push(r));
+    while (this.waiting >= this.runner.options.concurrency * 4 && this.member === member && !this.runner.isClosing) await new Promise<void>((r) => this.waitingDone.push(r));
   }
 
   private track(key: string | undefined, run: Promise<void>): void {
@@ -448,8 +520,17 @@ export class KafkaSubscription implements Subscription {
     await drained;
     // Records counted but not run take their counts back before the last commit.
     await Promise.all(this.ready.values());
-    await this.committing;
-    await this.commitSoon();
+    // Tried for drainTimeout, and at least as long as a rebalance may refuse it (the consumers'
+    // rebalanceTimeout): a coordinator that never accepts it (a member that left the group, a
+    // coordinator gone) must not hold close() for ever; what it misses is redelivered.
+    const bound = Math.max(this.drainTimeout, Number(this.host.consumerOptions.rebalanceTimeout) || 0);
+    let timer: NodeJS.Timeout | undefined;
+    const last = (async () => {
+      await this.committing;
+      await this.commitSoon();
+    })();
+    await Promise.race([last, new Promise<void>((r) => (timer = setTimeout(r, bound)))]);
+    clearTimeout(timer);
     this.stopped = true;
     this.wakeStarters();
     await this.stream?.close().catch(() => {});

@@ -13,8 +13,8 @@ export interface KafkaCluster {
   kill(nodeId: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped node again on its ports and data; resolves once every broker is back. */
   restart(nodeId: number): Promise<void>;
-  /** Kills every node and removes the temp dir. */
-  stop(): Promise<void>;
+  /** Kills every node and removes the temp dir; `keep`: leaves the dir (the nodes' logs) in place. */
+  stop(options?: { keep?: boolean }): Promise<void>;
 }
 
 interface KafkaScript {
