@@ -24,7 +24,17 @@ import { freePorts, sleep, tail, versionOf, waitUntilAnswering, which } from './
 import { nginxPreamble } from './nginx-preamble.js';
 
 export const H2_TARGETS = ['tandem', 'baseline', 'nginx', 'caddy'];
-export const H2_SCENARIOS = ['h2c', 'h2-tls', 'grpc', 'h1-tls', 'tls-handshakes'];
+export const ALL_H2_SCENARIOS = ['h2c', 'h2-tls', 'grpc', 'h1-tls', 'tls-handshakes'];
+/** The scenarios run: all, or those BENCH_H2_SCENARIOS lists (comma-separated). */
+export const H2_SCENARIOS = scenariosOf(process.env.BENCH_H2_SCENARIOS);
+
+function scenariosOf(list) {
+  if (list === undefined || list.trim() === '') return ALL_H2_SCENARIOS;
+  const wanted = list.split(',').map((x) => x.trim()).filter(Boolean);
+  const unknown = wanted.filter((x) => !ALL_H2_SCENARIOS.includes(x));
+  if (unknown.length > 0) throw new Error(`BENCH_H2_SCENARIOS: unknown scenario(s) ${unknown.join(', ')} (known: ${ALL_H2_SCENARIOS.join(', ')})`);
+  return ALL_H2_SCENARIOS.filter((x) => wanted.includes(x));
+}
 /** Above this share of the machine's CPU used by other processes, a run is flagged (as in bench.js). */
 const OTHER_LOAD_WARN_PCT = 5;
 const LABELS = { tandem: 'tandem', baseline: 'tandem (baseline)', nginx: 'nginx (1 worker)', caddy: 'Caddy' };

@@ -150,7 +150,9 @@ export function collectGrpcBody(req: Readable, limit: number, waitMs: number, do
   };
   const onEnd = () => settle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
   const onError = (err: Error) => settle(undefined, err);
-  const onClose = () => settle(undefined, new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the call before its request ended', { status: 499 }));
+  const onClose = () => {
+    if (!settled) settle(undefined, new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the call before its request ended', { status: 499 }));
+  };
   req.on('data', onData);
   req.once('end', onEnd);
   req.once('error', onError);
