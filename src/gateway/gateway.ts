@@ -308,7 +308,8 @@ export class Gateway {
         // instead of a FIN it may cross (which resets that request).
         // An HTTP/2 connection gets a GOAWAY instead: its other streams finish.
         // (Its session is taken now: an HTTP/2 stream that finished no longer knows it.)
-        const session = req.httpVersionMajor === 2 ? (req as unknown as Http2ServerRequest).stream.session : undefined;
+        // (An HTTP/1.x parser's "HTTP/2.0" request line has no stream: refused as such later.)
+        const session = (req as unknown as Partial<Http2ServerRequest>).stream?.session;
         res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) endConnection(req, session); });
         handleRequest(ctx(), req, res);
       },
@@ -546,7 +547,7 @@ function fromRegistry(config: GatewayConfig): string[] {
 
 /** After the response: an HTTP/1.1 connection is ended, an HTTP/2 one gets a GOAWAY (its other streams finish). */
 function endConnection(req: IncomingMessage, session: Http2Session | undefined): void {
-  if (req.httpVersionMajor === 2) session?.close();
+  if (session !== undefined) session.close();
   else req.socket.end();
 }
 
