@@ -123,10 +123,23 @@ async function consumer(cfg) {
       return r;
     },
   };
-  await bus.subscribe(cfg.topic, 'drill', async (m, tx) => {
+  const handler = async (m, tx) => {
     if (m.attempt > 1 || m.redelivered) await notes.query(`INSERT INTO ${cfg.table}_redeliveries (id, attempt) VALUES ($1, $2)`, [m.id, m.attempt]);
     await tx.query(`INSERT INTO ${cfg.table}_effects (id) VALUES ($1)`, [m.id]);
-  }, { inbox: counting, concurrency: 16, maxAttempts: 10, backoff: { initial: 50, max: 1000 } });
+  };
+  // A consumer that starts while a broker is down may not get into its group within
+  // publishTimeout (Kafka: the group's coordinator is that broker until another takes over).
+  // subscribe() then fails with a retryable error, and the process tries again, as a
+  // supervisor restarting it would; said on stderr, so the drill's output shows it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await bus.subscribe(cfg.topic, 'drill', handler, { inbox: counting, concurrency: 16, maxAttempts: 10, backoff: { initial: 50, max: 1000 } });
+      break;
+    } catch (err) {
+      if (err?.retryable !== true || attempt >= 3) throw err;
+      console.error(`  [${cfg.adapter}] ${cfg.name}-consumer: subscribe failed (${describeError(err).slice(0, 300)}); trying again (${attempt + 1} of 3)`);
+    }
+  }
   process.stdout.write('ready\n');
   process.on('SIGTERM', async () => {
     await bus.close();
