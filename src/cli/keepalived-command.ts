@@ -1,5 +1,4 @@
 import { isIPv4 } from 'node:net';
-import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { formatHostPort } from '../core/address.js';
 import { TandemError } from '../core/errors.js';
@@ -76,6 +75,8 @@ export function parseVip(text: string): { ip: string; prefix: number } {
 
 /** The admin listener address from the gateway's config file (a wildcard bind is asked on loopback). */
 export async function adminFromConfig(file: string): Promise<string> {
+  // Loaded here: the rest of this module is what `tandem --help` reads (KEEPALIVED_DEFAULTS).
+  const { loadConfigFile } = await import('../config/load.js');
   const config = await loadConfigFile(file);
   const host = config.admin.host === '0.0.0.0' ? '127.0.0.1' : config.admin.host === '::' ? '::1' : config.admin.host;
   return formatHostPort(host, config.admin.port);

@@ -2,13 +2,21 @@ import { parseArgs } from 'node:util';
 import { CONFIG_SCHEMA } from '../config/schema.js';
 import { closest } from '../core/suggest.js';
 import { VERSION } from '../version.js';
-import { runGateway } from './gateway-command.js';
-import { runDemo } from './demo-command.js';
-import { runStatus } from './status-command.js';
 import { KEEPALIVED_DEFAULTS, runKeepalived } from './keepalived-command.js';
-import { runWatchdog } from './watchdog-command.js';
 import { WATCHDOG_DEFAULTS } from '../gateway/watchdog.js';
 import { DEFAULT_HANDOVER_TIMEOUT_MS } from '../gateway/handover.js';
+
+/**
+ * What a command runs is loaded when it runs: `tandem --help`, `--version` or a mistyped command
+ * start in a fraction of a gateway's start, which loads the proxy, the registry and their
+ * libraries.
+ */
+const load = {
+  gateway: () => import('./gateway-command.js'),
+  demo: () => import('./demo-command.js'),
+  status: () => import('./status-command.js'),
+  watchdog: () => import('./watchdog-command.js'),
+};
 
 /**
  * The `tandem` command. Each subcommand is one entry of COMMANDS: its flags (node's own
@@ -69,7 +77,7 @@ const COMMANDS: Record<string, Command> = {
       const handover = trackFile !== undefined || address !== undefined ? { trackFile, address, timeoutMs: timeout === undefined ? DEFAULT_HANDOVER_TIMEOUT_MS : timeout * 1000, dropSyn } : undefined;
       const processName = v['process-name'] as string | undefined;
       if (processName !== undefined && !/^[\w.-]{1,15}$/.test(processName)) return usageError('gateway', `--process-name wants 1–15 letters, digits, '.', '_' or '-', got "${processName}"`, false);
-      return runGateway({ config: file, check: v.check !== undefined, handover, processName });
+      return load.gateway().then((m) => m.runGateway({ config: file, check: v.check !== undefined, handover, processName }));
     },
   },
   demo: {
@@ -88,7 +96,7 @@ const COMMANDS: Record<string, Command> = {
       const duration = positive(v.duration, '--duration');
       const rate = positive(v.rate, '--rate');
       if (typeof duration === 'string' || typeof rate === 'string') return usageError('demo', (typeof duration === 'string' ? duration : rate) as string, false);
-      return runDemo({ drill: v.drill === true, duration, rate, listen: v.listen as string | undefined, admin: v.admin as string | undefined });
+      return load.demo().then((m) => m.runDemo({ drill: v.drill === true, duration, rate, listen: v.listen as string | undefined, admin: v.admin as string | undefined }));
     },
   },
   status: {
@@ -104,7 +112,7 @@ const COMMANDS: Record<string, Command> = {
     run: (v) => {
       const interval = positive(v.interval, '--interval');
       if (typeof interval === 'string') return usageError('status', interval, false);
-      return runStatus({ admin: (v.admin as string | undefined) ?? 'http://127.0.0.1:9901', once: v.once === true, intervalMs: (interval ?? 1) * 1000 });
+      return load.status().then((m) => m.runStatus({ admin: (v.admin as string | undefined) ?? 'http://127.0.0.1:9901', once: v.once === true, intervalMs: (interval ?? 1) * 1000 }));
     },
   },
   keepalived: {
@@ -159,8 +167,8 @@ const COMMANDS: Record<string, Command> = {
       const deadAfterMs = (deadAfter as number | undefined) ?? WATCHDOG_DEFAULTS.deadAfterMs;
       if (deadAfterMs <= intervalMs) return usageError('watchdog', `--dead-after (${deadAfterMs}) must be longer than --interval (${intervalMs})`, false);
       if (rise !== undefined && !Number.isInteger(rise)) return usageError('watchdog', `--rise wants a whole number, got "${String(v.rise)}"`, false);
-      return runWatchdog({ config: v.config as string | undefined, admin: v.admin as string | undefined, trackFile: (v['track-file'] as string | undefined) ?? KEEPALIVED_DEFAULTS.watchdogFile,
-        intervalMs, deadAfterMs, rise: (rise as number | undefined) ?? WATCHDOG_DEFAULTS.rise });
+      return load.watchdog().then((m) => m.runWatchdog({ config: v.config as string | undefined, admin: v.admin as string | undefined, trackFile: (v['track-file'] as string | undefined) ?? KEEPALIVED_DEFAULTS.watchdogFile,
+        intervalMs, deadAfterMs, rise: (rise as number | undefined) ?? WATCHDOG_DEFAULTS.rise }));
     },
   },
   schema: {

@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import { BlockList, isIP } from 'node:net';
 import { formatHostPort, parseEndpointAddress, parseHostPort, type HostPort } from '../core/address.js';
 import { isLoopbackHost, TOKEN_ENV, TOKEN_FILE_ENV } from '../core/secret.js';
@@ -8,18 +8,13 @@ import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
 import type { BalancerKind } from '../core/balancing.js';
 import { isIdempotent } from '../core/methods.js';
 import { isPathProblem, normalizePath } from '../core/path.js';
-import { CONFIG_SCHEMA } from './schema.js';
+import { validate as checkShape } from './config-shape.js';
 import { readTls, readUpstreamTls } from './tls.js';
 import { DEFAULTS } from './defaults.js';
 import { ConfigError, type ConfigProblem, joinPath, pointerToPath } from './problems.js';
 import type {
   AccessLogMode, CacheConfig, EndpointConfig, GatewayConfig, HashOn, HealthCheckConfig, HedgeConfig, ListenerConfig, LogLevel, OutlierConfig, RegistryConfig, RetryConfig, RouteConfig, ServiceConfig,
 } from './types.js';
-
-const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
-ajv.addFormat('duration', { type: 'string', validate: (s: string) => parseDuration(s) !== undefined });
-ajv.addFormat('size', { type: 'string', validate: (s: string) => parseSize(s) !== undefined });
-const checkShape = ajv.compile(CONFIG_SCHEMA);
 
 type Raw = Record<string, unknown>;
 
