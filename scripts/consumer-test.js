@@ -16,9 +16,11 @@
 //   - the oldest version of each optional peer that package.json allows installs cleanly, and a
 //     NATS and a RabbitMQ round trip, a PostgreSQL and a Redis inbox check run against the
 //     machine's brokers (never stopped or reconfigured); their own types fit tandem's shapes.
-// Usage: npm run test:consumer [-- --node /path/to/node ...] [--keep]
+// Usage: npm run test:consumer [-- --node /path/to/node ...] [--keep] [--no-build]
 //   --node   another Node binary for the import, app and peer checks (repeatable); this Node
 //            always runs them too. --keep leaves the temp project for a look.
+//   --no-build  packs dist/ as it is (`npm pack --ignore-scripts`) instead of letting prepack
+//            clean and rebuild it: for CI, whose `npm test` has just built it in a fresh clone.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,6 +32,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const args = process.argv.slice(2);
 const keep = args.includes('--keep');
+const noBuild = args.includes('--no-build');
 const extraNodes = args.flatMap((a, i) => (a === '--node' && args[i + 1] ? [args[i + 1]] : []));
 const started = Date.now();
 const results = [];
@@ -120,10 +123,10 @@ let packed;
 let installed;
 
 await check('pack', () => {
-  const r = ok(run('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, env: cleanEnv(), timeout: 300_000 }), 'npm pack');
+  const r = ok(run('npm', ['pack', '--json', '--pack-destination', work, ...(noBuild ? ['--ignore-scripts'] : [])], { cwd: root, env: cleanEnv(), timeout: 300_000 }), 'npm pack');
   packed = JSON.parse(r.stdout.slice(r.stdout.indexOf('[')))[0];
   const files = packed.files.map((f) => f.path);
-  const needed = ['package.json', 'README.md', 'LICENSE', 'bin/tandem.js', 'dist/dashboard/app.js', 'examples/demo.yaml', 'examples/catalog.js', 'examples/orders.js'];
+  const needed = ['package.json', 'README.md', 'LICENSE', 'bin/tandem.js', 'dist/dashboard/app.js', 'examples/demo.yaml', 'examples/catalog.js', 'examples/orders.js', 'dist/src/config/config-shape.js'];
   for (const target of Object.values(pkg.exports)) if (typeof target === 'object') needed.push(target.types.slice(2), target.default.slice(2));
   const missing = needed.filter((f) => !files.includes(f));
   const unwanted = files.filter((f) => /^(src|test|dist\/test|scripts|bench|docs|dashboard|\.ci)\//.test(f) || /\.map$/.test(f) || (/\.ts$/.test(f) && !/\.d\.ts$/.test(f)));

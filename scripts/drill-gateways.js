@@ -3,8 +3,10 @@
 // VRRP), open-loop load on that address, and the faults a pair is for — then the same faults
 // against the classic pair (nginx + keepalived with its usual settings).
 //
-// Usage (as root): npm run drill:gateways [-- [--quick] [--rate N] [--keep-tmp]]
+// Usage (as root): npm run drill:gateways [-- [--quick] [--rate N] [--only tandem] [--keep-tmp]]
 //   --quick     about 60 s: shorter windows, and only SIGKILL against the classic pair
+//   --only tandem  the tandem pair alone, without the classic pair beside it (CI: the
+//               comparison is the full drill's, docs/deployment.md)
 //   --rate N    requests per second on the virtual address (default 300)
 //   --no-drop-syn  the tandem gateways hand over without dropping new connections first
 //               (no --handover-drop-syn: the behaviour before it, for comparison)
@@ -42,7 +44,7 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const opts = { quick: false, rate: 300, keepTmp: false, dropSyn: true, watchdog: true };
+  const opts = { quick: false, rate: 300, keepTmp: false, dropSyn: true, watchdog: true, classic: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
@@ -50,10 +52,14 @@ function parseArgs(argv) {
     else if (a === '--dead-after') opts.deadAfter = argv[++i];
     else if (a === '--keep-tmp') opts.keepTmp = true;
     else if (a === '--no-drop-syn') opts.dropSyn = false;
-    else if (a === '--rate') {
+    else if (a === '--only') {
+      const v = argv[++i];
+      if (v !== 'tandem' && v !== 'tandem,nginx' && v !== 'nginx,tandem') die(`--only takes tandem (the classic pair is measured only beside it), got ${v ?? '(nothing)'}`);
+      opts.classic = v !== 'tandem';
+    } else if (a === '--rate') {
       opts.rate = Number(argv[++i]);
       if (!Number.isFinite(opts.rate) || opts.rate <= 0 || opts.rate > 2000) die(`--rate needs a number from 1 to 2000, got ${argv[i]}`);
-    } else die(`unknown argument ${a} (known: --quick, --rate N, --keep-tmp, --no-drop-syn, --no-watchdog, --dead-after MS)`);
+    } else die(`unknown argument ${a} (known: --quick, --rate N, --only tandem, --keep-tmp, --no-drop-syn, --no-watchdog, --dead-after MS)`);
   }
   return opts;
 }
@@ -292,6 +298,27 @@ async function runFaults(setup, list) {
   return rows.map((r) => figures(setup, r, processed));
 }
 
+/** The classic pair, measured the same way: nginx on both hosts, keepalived's usual settings. */
+async function runClassic(q) {
+  for (const h of GATEWAY_HOSTS) {
+    // The tandem gateway's guard would spare nginx its refused connections after a SIGKILL: the
+    // classic pair runs without it, as it is deployed.
+    for (const table of ['tandem_handover', 'tandem_guard']) hosts.exec(h, 'nft', ['delete', 'table', 'ip', table], { check: false });
+  }
+  stack = classic;
+  for (const h of GATEWAY_HOSTS) {
+    writeFileSync(join(hosts.dir, `${h}-nginx.conf`), nginxConfig(h));
+    classic.start(h);
+  }
+  for (const h of GATEWAY_HOSTS) await waitFor(`nginx on ${h}`, async () => await hosts.status(h, `http://${hosts.address(h)}:${PORT}/shop/items`) === 200);
+  for (const h of GATEWAY_HOSTS) hosts.clearKeepalivedLogs(h);
+  hosts.startKeepalived('g1', classicKeepalived('g1', 110));
+  hosts.startKeepalived('g2', classicKeepalived('g2', 100));
+  await waitFor('the address on g1', () => hosts.holder() === 'g1');
+  for (const h of GATEWAY_HOSTS) await classic.eligible(h);
+  return runFaults('nginx', q ? [['SIGKILL', 10]] : [['SIGTERM + restart', 10], ['rolling restart', 20], ['SIGKILL', 10], ['SIGSTOP 5 s', 14]]);
+}
+
 async function main() {
   if (process.getuid?.() !== 0) die('needs root (network namespaces, keepalived)');
   // nft: the gateways' --handover-drop-syn.
@@ -314,27 +341,10 @@ async function main() {
   const q = opts.quick;
   const tandemRows = await runFaults('tandem', [['SIGTERM + restart', q ? 6 : 10], ['rolling restart', q ? 14 : 20], ['SIGKILL', q ? 6 : 10], ['SIGSTOP 5 s', q ? 10 : 14]]);
 
-  // The classic pair: nginx on both hosts, keepalived's usual settings.
   await stack.stop();
-  for (const h of GATEWAY_HOSTS) {
-    // The tandem gateway's guard would spare nginx its refused connections after a SIGKILL: the
-    // classic pair runs without it, as it is deployed.
-    for (const table of ['tandem_handover', 'tandem_guard']) hosts.exec(h, 'nft', ['delete', 'table', 'ip', table], { check: false });
-  }
-  stack = classic;
-  for (const h of GATEWAY_HOSTS) {
-    writeFileSync(join(hosts.dir, `${h}-nginx.conf`), nginxConfig(h));
-    classic.start(h);
-  }
-  for (const h of GATEWAY_HOSTS) await waitFor(`nginx on ${h}`, async () => await hosts.status(h, `http://${hosts.address(h)}:${PORT}/shop/items`) === 200);
-  for (const h of GATEWAY_HOSTS) hosts.clearKeepalivedLogs(h);
-  hosts.startKeepalived('g1', classicKeepalived('g1', 110));
-  hosts.startKeepalived('g2', classicKeepalived('g2', 100));
-  await waitFor('the address on g1', () => hosts.holder() === 'g1');
-  for (const h of GATEWAY_HOSTS) await classic.eligible(h);
-  const classicRows = await runFaults('nginx', q ? [['SIGKILL', 10]] : [['SIGTERM + restart', 10], ['rolling restart', 20], ['SIGKILL', 10], ['SIGSTOP 5 s', 14]]);
+  const classicRows = opts.classic ? await runClassic(q) : [];
 
-  console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; tandem ${opts.dropSyn ? 'with' : 'without'} --handover-drop-syn, ${opts.watchdog ? 'with' : 'without'} tandem watchdog; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
+  console.log(`\n${TAG}: ${opts.rate} requests/s on ${VIP}, half GET half POST; tandem ${opts.dropSyn ? 'with' : 'without'} --handover-drop-syn, ${opts.watchdog ? 'with' : 'without'} tandem watchdog${opts.classic ? '' : '; the classic pair not run (--only tandem)'}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${Math.round((Date.now() - started) / 1000)} s`);
   console.table([...tandemRows, ...classicRows]);
   // The exit code holds tandem to what it reliably does, so that a CI gate does not flake on a
   // busy machine: no POST twice; the address on the peer within 1 s of a SIGKILL and 2 s of a
