@@ -23,10 +23,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePorts } from './lib/procs.js';
 
 export const KAFKA_VERSION = process.env.TANDEM_KAFKA_VERSION ?? '4.1.1';
 const CACHE = process.env.TANDEM_KAFKA_CACHE ?? join(os.homedir(), '.cache', 'tandem-kafka');
@@ -67,24 +67,6 @@ export function ensureKafka({ quiet = false } = {}) {
   writeFileSync(join(dir, '.complete'), `${new Date().toISOString()} ${Date.now() - started} ms\n`);
   if (!quiet) process.stderr.write(`kafka: fetched in ${Date.now() - started} ms\n`);
   return join(lib, '*');
-}
-
-/** `n` distinct free ports on 127.0.0.1 (held together while picked, then released). */
-export async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = net.createServer();
-      await new Promise((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', resolve);
-      });
-      servers.push(s);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
 }
 
 /**
@@ -295,7 +277,13 @@ async function waitReady(bootstrap, expected, pids, dir, timeout = READY_MS) {
   let last;
   for (;;) {
     for (const [id, pid] of pids) {
-      if (pid !== undefined && !alive(pid)) throw new Error(`kafka: node ${id} exited while starting: ${tail(join(dir, `node-${id}`, 'stdout.log'))}${tail(join(dir, `node-${id}`, 'server.log'))}`);
+      if (pid !== undefined && !alive(pid)) {
+        const logs = [join(dir, `node-${id}`, 'stdout.log'), join(dir, `node-${id}`, 'server.log')];
+        const err = new Error(`kafka: node ${id} exited while starting: ${logs.map((f) => tail(f)).join('')}`);
+        // Its port was taken between the pick and the bind (see startKafka).
+        if (logs.some((f) => /BindException|Address already in use/.test(tail(f, Infinity)))) err.code = 'KAFKA_PORT_TAKEN';
+        throw err;
+      }
     }
     const admin = new Admin({ clientId: 'tandem-kafka-ready', bootstrapBrokers: bootstrap, retries: 0, timeout: 2_000, connectTimeout: 1_000 });
     try {
@@ -322,6 +310,18 @@ export async function startKafka({ nodes: count = 1, cds } = {}) {
     const archive = await ensureArchive({ quiet: true });
     cds = archive === undefined ? {} : { use: archive };
   }
+  // Its ports are free when picked (freePorts), but another picker may ask for the same one
+  // before the JVM binds it: a node that found its port taken starts again on new ones.
+  for (let tries = 1; ; tries++) {
+    try {
+      return await startCluster(classpath, count, cds);
+    } catch (err) {
+      if (tries >= 3 || err.code !== 'KAFKA_PORT_TAKEN') throw err;
+    }
+  }
+}
+
+async function startCluster(classpath, count, cds) {
   const dir = mkdtempSync(join(os.tmpdir(), TMP_PREFIX));
   try {
     const ports = await freePorts(count * 2);

@@ -2,8 +2,8 @@
 // test/fixtures/grpc), a real gateway process; raw node:http2 where the frames themselves matter.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer as createH2cServer, type IncomingHttpHeaders } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { connect, constants, createServer as createH2cServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { startGateway, clusterService, metricSum, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill } from './helpers/backend.js';
@@ -68,6 +68,27 @@ function rawCall(port: number, path: string, headers: Record<string, string> = {
       resolve({ headers: first, endStream, trailers, body: Buffer.concat(chunks) });
     });
     stream.end(message);
+  });
+}
+
+/** A raw call whose `onFirstData` runs when its first bytes of answer arrive. */
+function rawStream(port: number, path: string, onFirstData: () => void): Promise<{ trailers: IncomingHttpHeaders | undefined; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    // A deadline: a message held for good ends the call DEADLINE_EXCEEDED, not a hung test.
+    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' });
+    let trailers: IncomingHttpHeaders | undefined;
+    const chunks: Buffer[] = [];
+    stream.on('trailers', (t) => { trailers = t; });
+    stream.on('data', (c: Buffer) => {
+      if (chunks.push(c) === 1) onFirstData();
+    });
+    stream.on('close', () => {
+      session.close();
+      resolve({ trailers, body: Buffer.concat(chunks) });
+    });
+    stream.end(Buffer.alloc(5));
   });
 }
 
@@ -160,6 +181,137 @@ test('an endpoint whose stream ends after a message but without a gRPC status (i
   assert.equal(raw.headers[':status'], 200);
   assert.equal(raw.trailers?.['grpc-status'], '14', JSON.stringify(raw));
   assert.match(String(raw.trailers?.['grpc-message']), /without a gRPC status/);
+});
+
+/** A gRPC message frame holding an EchoReply whose text is `text`. */
+function replyFrame(text: string): Buffer {
+  const t = Buffer.from(text);
+  const payload = Buffer.concat([Buffer.from([0x0a, t.length]), t]);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
+}
+
+/** What a scripted instance does with one call: its stream (answered 200, trailers to come), and a cut of its connection. */
+type Script = (stream: ServerHttp2Stream, cut: () => void) => void;
+
+/** Ends a call the way grpc-js's process does when it is killed between a message and its status. */
+const cutAfter = (text: string): Script => (stream, cut) => {
+  stream.write(replyFrame(text), cut);
+};
+
+/** Sends `texts`, then an OK status, as grpc-js does (the trailers after the last message). */
+function answer(stream: ServerHttp2Stream, ...texts: string[]): void {
+  for (const t of texts) stream.write(replyFrame(t));
+  stream.end();
+}
+const answerWith = (...texts: string[]): Script => (stream) => answer(stream, ...texts);
+
+/** HTTP/2 instances that play `scripts` in turn, one per call, whichever instance takes it. */
+async function scriptedInstances(n: number, scripts: Script[]): Promise<{ addresses: string[]; calls: () => number; close: () => void }> {
+  let calls = 0;
+  const list = await Promise.all(Array.from({ length: n }, async () => {
+    const server = createH2cServer();
+    // node:http2 keeps a session's socket from its user: the raw one is found by the peer's port.
+    const sockets = new Map<number, Socket>();
+    server.on('connection', (socket: Socket) => {
+      sockets.set(socket.remotePort!, socket);
+      socket.on('close', () => sockets.delete(socket.remotePort!));
+    });
+    server.on('stream', (stream) => {
+      stream.on('error', () => {});
+      const script = scripts[calls++];
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      if (script === undefined) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      else script(stream, () => sockets.get(stream.session!.socket.remotePort!)?.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return server;
+  }));
+  return {
+    addresses: list.map((s) => `127.0.0.1:${(s.address() as AddressInfo).port}`),
+    calls: () => calls,
+    close: () => { for (const s of list) s.close(); },
+  };
+}
+
+/** The texts of an answer's EchoReply frames. */
+function repliesIn(body: Buffer): string[] {
+  const out: string[] = [];
+  for (let at = 0; at + 5 <= body.length;) {
+    const length = body.readUInt32BE(at + 1);
+    const payload = body.subarray(at + 5, at + 5 + length);
+    out.push(payload.length >= 2 ? payload.subarray(2, 2 + payload[1]!).toString() : '');
+    at += 5 + length;
+  }
+  return out;
+}
+
+test('a process killed between a unary answer\'s message and its status: an idempotent call goes to another instance (the message never reached the caller), a non-idempotent one ends UNAVAILABLE', async () => {
+  const [echo] = await echoServers(1);
+  const cutter = await scriptedInstances(1, Array.from({ length: 40 }, () => cutAfter('cut')));
+  const gw = await gatewayFor([cutter.addresses[0]!, echo!.address], { healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 } });
+  const c = client(gw);
+  const gets = [];
+  for (let i = 0; i < 6; i++) gets.push(await call(c, 'Get', { text: `g${i}` }));
+  assert.deepEqual(gets.map((a) => a.error?.message), Array(6).fill(undefined));
+  assert.deepEqual(gets.map((a) => a.reply!.text), ['g0', 'g1', 'g2', 'g3', 'g4', 'g5'], 'every Get answered by the echo instance, none by the cut message');
+  const cut = cutter.calls();
+  assert.ok(cut >= 3, `round-robin sent the cutter ${cut} of the Gets`);
+
+  const puts = [];
+  for (let i = 0; i < 6; i++) puts.push(await call(c, 'Put', { text: `p${i}` }));
+  const failed = puts.filter((a) => a.error !== undefined);
+  assert.equal(failed.length, cutter.calls() - cut, 'each Put the cutter took failed, and went nowhere else');
+  assert.ok(failed.length >= 3);
+  for (const a of failed) assert.equal(a.error!.code, grpc.status.UNAVAILABLE);
+  assert.equal(echo!.calls.Put, 6 - failed.length);
+  cutter.close();
+});
+
+test('an idempotent server stream: its first message waits a moment for a status at most, the method is then known to stream, and a stream cut after a message ends UNAVAILABLE', async () => {
+  const WATCH = '/tandem.test.Echo/Watch';
+  let go: () => void = () => {};
+  const paused: Script = (stream) => {
+    stream.write(replyFrame('first'));
+    go = () => answer(stream, 'second');
+  };
+  const instances = await scriptedInstances(2, [cutAfter('lost'), answerWith('a', 'b'), paused, cutAfter('seen')]);
+  const gw = await gatewayFor(instances.addresses, { healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 }, grpc: { idempotentMethods: [GET, WATCH] } });
+
+  // Not yet known to stream: the message held for its status is dropped with the cut, and the
+  // call goes again.
+  const first = await rawCall(gw.port, WATCH);
+  assert.deepEqual([repliesIn(first.body), first.trailers?.['grpc-status']], [['a', 'b'], '0']);
+  assert.equal(instances.calls(), 2);
+
+  // A stream whose instance waits after its first message: the message still comes (here the
+  // method is known to stream; the next test has it unknown).
+  const second = rawStream(gw.port, WATCH, () => go());
+  const got = await second;
+  assert.deepEqual([repliesIn(got.body), got.trailers?.['grpc-status']], [['first', 'second'], '0']);
+
+  // Known to stream: a message goes up at once, so a cut after it cannot be replayed.
+  const third = await rawCall(gw.port, WATCH);
+  assert.deepEqual(repliesIn(third.body), ['seen']);
+  assert.equal(third.trailers?.['grpc-status'], '14', JSON.stringify(third.trailers));
+  assert.equal(instances.calls(), 4, 'not sent again');
+  instances.close();
+});
+
+test('a server stream not yet known to stream, whose instance waits after its first message: the message is not held until the next', async () => {
+  const WATCH = '/tandem.test.Echo/Watch';
+  let go: () => void = () => {};
+  const instances = await scriptedInstances(1, [(stream) => {
+    stream.write(replyFrame('first'));
+    go = () => answer(stream, 'second');
+  }]);
+  const gw = await gatewayFor(instances.addresses, { healthCheck: false, grpc: { idempotentMethods: [WATCH] } });
+  // The instance sends its second message only once the first has reached the caller.
+  const got = await rawStream(gw.port, WATCH, () => go());
+  assert.deepEqual([repliesIn(got.body), got.trailers?.['grpc-status']], [['first', 'second'], '0']);
+  instances.close();
 });
 
 test('no instance can take a call: Trailers-Only UNAVAILABLE with a message, never an HTTP error page', async () => {

@@ -97,21 +97,52 @@ async function exitedWithin(proc, ms) {
   }
 }
 
+/**
+ * `n` distinct free ports on 127.0.0.1, for a server told its port (a broker, etcd, a proxy):
+ * held together while picked, then released for it. They are taken below the kernel's
+ * ephemeral range (ip_local_port_range), which it never hands out for a port-0 listener or an
+ * outgoing connection's local end: a port found free there stays free until its server binds
+ * it, however many connections the tests open meanwhile. (A port from listen(0), released, was
+ * once taken as a connection's local port in the second before a Kafka broker bound it.) Where
+ * that range leaves no room, ports come from listen(0).
+ */
 export async function freePorts(n) {
   const servers = [];
+  const low = PORT_FLOOR;
+  const high = ephemeralFloor();
   try {
-    for (let i = 0; i < n; i++) {
-      const s = net.createServer();
-      await new Promise((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', resolve);
-      });
-      servers.push(s);
+    for (let tries = 0; servers.length < n; tries++) {
+      const port = high - low > 1000 && tries < 200 ? low + Math.floor(Math.random() * (high - low)) : 0;
+      const s = await listening(port);
+      if (s !== undefined) servers.push(s);
+      else if (port === 0) throw new Error('freePorts: no port free on 127.0.0.1');
     }
     return servers.map((s) => s.address().port);
   } finally {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   }
+}
+
+/** Ports below this are left to well-known services (RabbitMQ's 15672 and 25672 among them, below it too). */
+const PORT_FLOOR = 26000;
+
+/** The first port of the kernel's ephemeral range (32768 when it cannot be read). */
+function ephemeralFloor() {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 0 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/** A server listening on `port` of 127.0.0.1, or undefined when the port is taken. */
+function listening(port) {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', (err) => (err.code === 'EADDRINUSE' || err.code === 'EACCES' ? resolve(undefined) : reject(err)));
+    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(s));
+  });
 }
 
 /** One request to 127.0.0.1 without keep-alive; resolves {status, body} (status 0 on error). */

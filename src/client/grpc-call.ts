@@ -171,7 +171,7 @@ export class GrpcCaller {
     if (start.timeout !== undefined) call.deadlineIn(start.timeout);
     const body = start.message === undefined ? call.requests!.body : frame(start.message);
     try {
-      await this.client.stream({ method: 'POST', path: method.path, headers: headersOf(metadata), timeout: start.timeout }, { method: method.path, idempotent }, call, body);
+      await this.client.stream({ method: 'POST', path: method.path, headers: headersOf(metadata), timeout: start.timeout }, { method: method.path, idempotent, streams: method.responseStream }, call, body);
     } catch (err) {
       if (!isTandemError(err)) throw err;
       call.settle(grpcStatusOfError(err), err.message);

@@ -7,7 +7,7 @@ import { isClientCaused } from '../upstream/classify.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { ResponseHandler, Trailers, UpstreamRequest } from '../upstream/types.js';
 import type { Upstream } from '../upstream/upstream.js';
-import { grpcCallOf, grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, parseGrpcTimeout } from '../upstream/grpc.js';
+import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, parseGrpcTimeout } from '../upstream/grpc.js';
 import { collectGrpcBody, grpcStatusOfError, isGrpcRequest, sendGrpcStatus, sendTrailersOnly } from './grpc.js';
 import { GrpcStreamRequest } from './grpc-stream.js';
 import type { HashOn } from '../config/types.js';
@@ -159,7 +159,7 @@ function proceed(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, p
  * is unary (gateway/grpc.ts), so it can go again.
  */
 function dispatchGrpc(upstream: Upstream, request: UpstreamRequest, req: IncomingMessage, exchange: ProxyExchange, started: number): void {
-  request.grpc = grpcCallOf(request.path, upstream.settings.grpc);
+  request.grpc = upstream.grpcCall(request.path);
   const timeout = parseGrpcTimeout(takeHeader(request.headers, 'grpc-timeout'));
   const go = () => {
     if (timeout !== undefined) {

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import { COLD_ANSWERS, SILENCE_CHARGE_MS, type Endpoint } from './endpoint.js';
 import type { Leg, ResponseHandler, Trailers, UpstreamRequest } from './types.js';
-import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc } from './grpc.js';
+import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, type GrpcCall } from './grpc.js';
 import type { AttemptStep } from './attempt-steps.js';
 import { classifyUpstreamError, isClientCaused, isStaleConnection, unreadOnReuse } from './classify.js';
 import { refusedByGoaway, startExchange, type ConnectionLedger, type ExchangeStream, type LedgerAware, type StreamAware } from './connection.js';
@@ -81,6 +81,17 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
    */
   private heldHeaders: Buffer[] | undefined;
   private heldResume: (() => void) | undefined;
+  /**
+   * An idempotent gRPC call whose method is not known to stream: its answer's first message is
+   * held with its headers until the status comes (see holds); undefined once that is moot.
+   */
+  private unaryGuess: GrpcCall | undefined;
+  /** The answer's message bytes held (holds), and their count; the first message's length, once read. */
+  private heldData: Buffer[] | undefined;
+  private answerBytes = 0;
+  private firstLength = 0;
+  /** Bounds the hold (HOLD_MS): the status may be slow to follow, or the method may stream after all. */
+  private holdTimer: TimerHandle | undefined;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -108,7 +119,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
    * (≈ 0.5–1 s): shorter waits are timed here (timeAfter).
    */
   dispatch(request: UpstreamRequest, headersTimeoutMs: number, bodyTimeoutMs: number): void {
-    this.grpc = request.grpc !== undefined;
+    const call = request.grpc;
+    this.grpc = call !== undefined;
+    if (call !== undefined && call.idempotent && !call.streams) this.unaryGuess = call;
     if (request.body !== null && !Buffer.isBuffer(request.body)) {
       this.bodyLimit = request.bodyLimit;
       this.clientBody = request.body;
@@ -190,6 +203,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
    */
   abandon(cancelled = false): void {
     this.stopWaiting();
+    this.stopHolding();
     this.handler = DISCARD;
     this.cancelled = cancelled;
     if (this.abort === undefined) this.finish();
@@ -250,6 +264,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
       this.heldResume = resume;
       return true;
     }
+    // Trailers-Only, or not a gRPC answer (an HTTP error): no message to hold, nothing to learn.
+    this.unaryGuess = undefined;
     const more = this.handler.onHeaders(statusCode, rawHeaders, resume, this);
     if (statusCode === 204 || statusCode === 304) {
       // No content, whatever the framing headers say (RFC 9110 §15.3.5, §15.4.5): the exchange
@@ -275,15 +291,70 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
    * A pause the handler asked for and did not get is harmless: its later `resume` is a no-op.
    */
   onData(chunk: Buffer): boolean {
-    if (this.heldHeaders !== undefined) {
-      const headers = this.heldHeaders;
-      this.heldHeaders = undefined;
-      this.handler.onHeaders(200, headers, this.heldResume!, this);
-    }
+    if (this.unaryGuess !== undefined && this.holds(chunk)) return true;
+    if (this.heldHeaders !== undefined) this.release();
     if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
     const last = this.responseLeft === 0;
     const more = this.handler.onData(chunk, last);
     return more || this.unpausable || last;
+  }
+
+  /**
+   * Whether `chunk` of an idempotent call's answer is held rather than passed on. A unary answer
+   * is one message, then the status in trailers; grpc-js writes the two separately, so a
+   * process killed between them leaves a message without a status — a call cut, which the
+   * caller sees fail once the message has gone up. Held until the status comes, the message is
+   * dropped with the cut and the call goes to another instance like one cut before its answer
+   * (safe: the method is idempotent). The gateway cannot tell a unary method from a streaming
+   * one, so it learns: an answer whose second message begins marks the method as streaming
+   * (GrpcCall.streams, shared by its calls) and is passed on at once, as are the method's later
+   * answers. The hold is bounded — HOLD_BYTES of messages, HOLD_MS of waiting for the status —
+   * so a stream's first message is late by at most HOLD_MS, until the method is known.
+   */
+  private holds(chunk: Buffer): boolean {
+    const call = this.unaryGuess!;
+    // The first message's length: 4 bytes big-endian after its flag byte, seldom split.
+    const at = this.answerBytes;
+    this.answerBytes += chunk.length;
+    for (let k = 0; at + k < 5 && k < chunk.length; k++) if (at + k > 0) this.firstLength = this.firstLength * 256 + chunk[k]!;
+    if (this.answerBytes >= 5 && this.answerBytes > 5 + this.firstLength) {
+      // A second message: the method streams.
+      call.streams = true;
+      this.unaryGuess = undefined;
+      return false;
+    }
+    if (this.heldHeaders === undefined || this.answerBytes > HOLD_BYTES) return false;
+    (this.heldData ??= []).push(chunk);
+    this.holdTimer ??= this.clock.setTimeout(() => this.holdExpired(), HOLD_MS, true);
+    return true;
+  }
+
+  /** The status is slow to come: what is held goes on (the method is still watched for a second message). */
+  private holdExpired(): void {
+    this.holdTimer = undefined;
+    if (this.heldHeaders !== undefined && !this.done) this.release();
+  }
+
+  /** The held headers go to the handler, then any held messages. */
+  private release(): void {
+    const headers = this.heldHeaders!;
+    const data = this.heldData;
+    this.heldHeaders = undefined;
+    this.heldData = undefined;
+    this.stopHolding();
+    this.handler.onHeaders(200, headers, this.heldResume!, this);
+    // Little (HOLD_BYTES at most): given whole, whatever the handler says of pausing.
+    if (data === undefined) return;
+    for (const chunk of data) {
+      if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
+      this.handler.onData(chunk, false);
+    }
+  }
+
+  private stopHolding(): void {
+    if (this.holdTimer === undefined) return;
+    this.clock.clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
   }
 
   /**
@@ -297,13 +368,14 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
       if (!this.cancelled) this.tell(httpStatusOfGrpc(grpcStatusOfTrailers(t)), this.grpcWaited);
     }
     const held = this.heldHeaders;
-    if (held !== undefined) {
+    if (held !== undefined && this.heldData === undefined) {
       // No message came: the headers and trailers go on as one Trailers-Only answer.
       this.heldHeaders = undefined;
       this.handler.onHeaders(200, withTrailers(held, t), this.heldResume!, this);
       if (this.finish()) this.handler.onComplete(undefined);
       return;
     }
+    if (held !== undefined) this.release();
     if (this.finish()) this.handler.onComplete(t);
   }
 
@@ -331,6 +403,10 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   onError(err: Error): void {
     if (this.done) return; // already reported by fail(), or abandoned before it had a connection
     this.stopWaiting();
+    // Messages held for a status that never came are dropped: to the caller, this call was cut
+    // before its answer (see holds).
+    this.stopHolding();
+    this.heldData = undefined;
     const error = this.clientBodyFailed(err)
       ? new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away while sending the body', { cause: err, status: 499 })
       : classifyUpstreamError(err, this.endpoint.id, unreadOnReuse(err, this.connection, this.readAtStart), refusedByGoaway(this.stream));
@@ -403,6 +479,15 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
 
 /** undici's Request takes a `servername`; its typings leave it out. */
 type DispatchOptions = Dispatcher.DispatchOptions & { servername?: string };
+
+/** Most message bytes of an idempotent call's answer held for its status (Attempt.holds). */
+const HOLD_BYTES = 64 * 1024;
+/**
+ * Longest wait for the status after an idempotent call's message (Attempt.holds). A live
+ * process sends it at once: grpc-js writes the trailers right after the message's last DATA
+ * frame is out, so only a stream (or a process stalled at that instant) keeps the hold this long.
+ */
+const HOLD_MS = 20;
 
 /** Most bytes of an abandoned response read to keep its connection, rather than cutting it. */
 const DRAIN_LIMIT = 64 * 1024;

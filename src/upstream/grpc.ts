@@ -20,12 +20,20 @@ export interface GrpcCall {
   readonly method: string;
   /** Configured safe to run twice (`grpc.idempotentMethods`): retried after it may have been processed, and hedged. */
   readonly idempotent: boolean;
+  /**
+   * The method's answers carry more than one message (a server or bidirectional stream): known
+   * to a caller that has the method's definition, or learnt by the engine from an answer that
+   * did (Attempt). Until then an idempotent call's answer is held for its status, so a process
+   * killed between its message and its trailers costs a retry, not a failed call.
+   */
+  streams: boolean;
 }
 
+/** A call of the method at `path`, as the settings make it (a gateway shares one per method: Upstream.grpcCall). */
 export function grpcCallOf(path: string, settings: GrpcSettings | undefined): GrpcCall {
   const q = path.indexOf('?');
   const method = q < 0 ? path : path.slice(0, q);
-  return { method, idempotent: settings !== undefined && settings.idempotentMethods.includes(method) };
+  return { method, idempotent: settings !== undefined && settings.idempotentMethods.includes(method), streams: false };
 }
 
 /** The `grpc-status` in raw response headers (a Trailers-Only response), or -1 when there is none. */

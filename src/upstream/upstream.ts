@@ -15,6 +15,7 @@ import { LatencyTracker } from './resilience/latency.js';
 import { FAILURE_KINDS } from './resilience/retry-policy.js';
 import { createBalancer, type BalancerOptions } from './balancer/index.js';
 import { LatencyHistogram } from '../core/histogram.js';
+import { grpcCallOf, type GrpcCall } from './grpc.js';
 
 export { compose };
 
@@ -112,6 +113,8 @@ export class Upstream {
 
   /** gRPC calls finished, by full method name: counts by status code 0–16, then calls without one (countGrpc). */
   readonly grpcCalls = new Map<string, number[]>();
+  /** The calls of each gRPC method, by path: what is learnt of its answers stays with it (grpcCall). */
+  private readonly grpcMethods = new Map<string, GrpcCall>();
 
   constructor(config: UpstreamSettings, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
     this.name = config.name;
@@ -139,6 +142,19 @@ export class Upstream {
   setSteps(steps: readonly Step[]): void {
     this.callerSteps = steps;
     (this as { dispatch: Dispatch }).dispatch = requestPipeline(steps, this.path);
+  }
+
+  /**
+   * A call of the gRPC method at `path`: one record per method, shared by its calls, so what an
+   * answer teaches (GrpcCall.streams) holds for the next — up to GRPC_METHODS_COUNTED paths; past
+   * that, made-up names get a record each, and nothing is learnt of them.
+   */
+  grpcCall(path: string): GrpcCall {
+    let call = this.grpcMethods.get(path);
+    if (call !== undefined) return call;
+    call = grpcCallOf(path, this.config.grpc);
+    if (this.grpcMethods.size < GRPC_METHODS_COUNTED) this.grpcMethods.set(path, call);
+    return call;
   }
 
   /**
@@ -196,6 +212,8 @@ export class Upstream {
       // Recent latency is kept: it describes the endpoints, not the settings.
       this.path.hedging = hedgingOf(config, this.clock, this.path.hedging?.latency);
     }
+    // Which methods are idempotent may have changed: the records are made again, and relearn.
+    if (JSON.stringify(config.grpc) !== JSON.stringify(this.config.grpc)) this.grpcMethods.clear();
     this.config = config;
     this.path.settings = config;
     // Steps that are off are not in the chain: which are on may have changed.

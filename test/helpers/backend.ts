@@ -3,6 +3,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { AddressInfo } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
 import { ROOT } from './gateway.js';
 
@@ -94,11 +95,16 @@ export function shopConfig(endpoints: string[], service: Record<string, unknown>
 
 /** A port that was free a moment ago (for a process that must restart on the same port). */
 export async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * `n` distinct free ports on 127.0.0.1 for servers told their port: below the kernel's
+ * ephemeral range, so no connection opened meanwhile takes one (scripts/lib/procs.js).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const procs = await import(pathToFileURL(join(ROOT, 'scripts', 'lib', 'procs.js')).href) as { freePorts(n: number): Promise<number[]> };
+  return await procs.freePorts(n);
 }
 
 /** `node bench/backend.js PORT` as a real child process, resolved once it listens. */

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './backend.js';
+import { freePorts } from './backend.js';
 
 export const ETCD = process.env.TANDEM_ETCD ?? 'etcd';
 
@@ -61,7 +61,7 @@ export async function startEtcd(size = 1, tls?: TestPki): Promise<OwnEtcd> {
   const scheme = tls ? 'https' : 'http';
   const tlsArgs = tls ? ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : [];
   const probe = tls ? new Agent({ connect: { ca: readFileSync(tls.ca, 'utf8'), cert: readFileSync(tls.clientCert, 'utf8'), key: readFileSync(tls.clientKey, 'utf8') } }) : undefined;
-  const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
+  const ports = await freePorts(size * 2);
   const names = Array.from({ length: size }, (_, i) => `m${i}`);
   const peers = names.map((n, i) => `${n}=http://127.0.0.1:${ports[2 * i + 1]}`).join(',');
   const dirs: string[] = [];
