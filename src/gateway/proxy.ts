@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { TandemError } from '../core/errors.js';
 import { isClientCaused } from '../upstream/classify.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import type { ResponseHandler, Trailers, UpstreamRequest } from '../upstream/types.js';
+import type { Leg, ResponseHandler, Trailers, UpstreamRequest } from '../upstream/types.js';
 import type { Upstream } from '../upstream/upstream.js';
 import { grpcStatusOfHeaders, grpcStatusOfTrailers, httpStatusOfGrpc, parseGrpcTimeout } from '../upstream/grpc.js';
 import { collectGrpcBody, grpcStatusOfError, isGrpcRequest, sendGrpcStatus, sendTrailersOnly } from './grpc.js';
@@ -345,7 +345,12 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     }, ms);
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
+    if (this.finished) {
+      // Answered already (the call's deadline, a stalled body): a leg still out then is let go.
+      leg?.abandon(true);
+      return true;
+    }
     this.status = statusCode;
     this.resume = resume;
     const headers = rewriteResponseHeaders(rawHeaders, false, statusCode === 204);

@@ -52,7 +52,10 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   private clientBody: Readable | undefined;
   /** A streamed body is still on its way: time until now was the client's, not the endpoint's. */
   private bodyPending = false;
-  /** Still waiting for its response headers. */
+  /**
+   * Still waiting for its response headers, as its handler sees it: true while they are held
+   * (see onHeaders), so a hedge may still race it and the winner's race abandons it.
+   */
   live = false;
   /** Its per-try timer, when its wait is shorter than undici's (see timeAfter). */
   private timer: TimerHandle | undefined;
@@ -166,6 +169,11 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   /** No longer waiting for response headers: the per-try timer goes. */
   private stopWaiting(): void {
     this.live = false;
+    this.stopTimer();
+  }
+
+  /** The endpoint answered: the per-try timer goes. */
+  private stopTimer(): void {
     if (this.timer === undefined) return;
     this.clock.clearTimeout(this.timer);
     this.timer = undefined;
@@ -246,7 +254,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (statusCode < 200) return true; // 1xx interim responses are not forwarded
-    this.stopWaiting();
+    this.stopTimer();
     // An answer before the body is all sent (the endpoint did not wait for it) teaches nothing
     // about the endpoint's latency: the time so far was the client's.
     const now = this.clock.now();
@@ -264,6 +272,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
       this.heldResume = resume;
       return true;
     }
+    this.live = false;
     // Trailers-Only, or not a gRPC answer (an HTTP error): no message to hold, nothing to learn.
     this.unaryGuess = undefined;
     const more = this.handler.onHeaders(statusCode, rawHeaders, resume, this);
@@ -342,6 +351,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
     this.heldHeaders = undefined;
     this.heldData = undefined;
     this.stopHolding();
+    this.live = false;
     this.handler.onHeaders(200, headers, this.heldResume!, this);
     // Little (HOLD_BYTES at most): given whole, whatever the handler says of pausing.
     if (data === undefined) return;
@@ -371,6 +381,7 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
     if (held !== undefined && this.heldData === undefined) {
       // No message came: the headers and trailers go on as one Trailers-Only answer.
       this.heldHeaders = undefined;
+      this.live = false;
       this.handler.onHeaders(200, withTrailers(held, t), this.heldResume!, this);
       if (this.finish()) this.handler.onComplete(undefined);
       return;
