@@ -103,67 +103,111 @@ export function encodeGrpcMessage(message: string): string {
  * is in, for at most `waitMs`. Costs one setImmediate per call.
  */
 export function collectGrpcBody(req: Readable, limit: number, waitMs: number, done: (body: Buffer | Readable | undefined, err?: Error) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let settled = false;
-  let scheduled = false;
-  let timer: NodeJS.Timeout | undefined;
-  const settle = (body: Buffer | Readable | undefined, err?: Error) => {
-    if (settled) return;
-    settled = true;
-    if (timer !== undefined) clearTimeout(timer);
-    // An ended body has nothing more to say but a late 'error' or 'close', which `settled`
-    // ignores: its listeners stay (taking them off costs more than the call's other reads).
-    if (!req.readableEnded) {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('close', onClose);
+  new BodyCollector(req as CollectedReadable, limit, waitMs, done).start();
+}
+
+const kCollector = Symbol('tandem.grpcBody');
+type CollectedReadable = Readable & { [kCollector]?: BodyCollector };
+
+/**
+ * collectGrpcBody's state: one object per call, its listeners functions shared by every call
+ * (`this` is the request, which names its collector) rather than closures made per call.
+ */
+class BodyCollector {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private settled = false;
+  private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly req: CollectedReadable,
+    private readonly limit: number,
+    private readonly waitMs: number,
+    private readonly done: (body: Buffer | Readable | undefined, err?: Error) => void,
+  ) {}
+
+  start(): void {
+    const req = this.req;
+    req[kCollector] = this;
+    // `on`, not `once`: once wraps each listener in a closure of its own; `settled` makes a
+    // second 'end', 'error' or 'close' a no-op.
+    req.on('data', onBodyData);
+    req.on('end', onBodyEnd);
+    req.on('error', onBodyError);
+    req.on('close', onBodyClose);
+    if (this.limit <= 0) {
+      this.asStream();
+      return;
     }
-    done(body, err);
-  };
-  const asStream = () => {
-    if (settled) return;
-    req.pause();
-    settle(streamOf(chunks, req, limit));
-  };
-  const check = () => {
-    scheduled = false;
-    if (!settled && firstMessageIn()) asStream();
-  };
-  const firstMessageIn = (): boolean => {
+    this.scheduled = true;
+    setImmediate(checkCollector, this);
+  }
+
+  data(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > this.limit) this.asStream();
+    else if (!this.scheduled && this.firstMessageIn()) {
+      this.scheduled = true;
+      setImmediate(checkCollector, this);
+    }
+  }
+
+  ended(): void {
+    const chunks = this.chunks;
+    this.settle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.size));
+  }
+
+  closed(): void {
+    if (!this.settled) this.settle(undefined, new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the call before its request ended', { status: 499 }));
+  }
+
+  /** The end of the turn that completed the first message (or began the call). */
+  check(): void {
+    this.scheduled = false;
+    if (!this.settled && this.firstMessageIn()) this.asStream();
+  }
+
+  private firstMessageIn(): boolean {
+    const size = this.size;
     if (size === 0) return true; // nothing in the first turn: a call the client keeps open
+    const chunks = this.chunks;
     const head = chunks[0]!.length >= 5 ? chunks[0]! : Buffer.concat(chunks);
     if (head.length >= 5 && size >= 5 + head.readUInt32BE(1)) return true;
     // Still coming: not past `waitMs` (a trickling client), then it flows as a stream.
-    timer ??= setTimeout(asStream, waitMs);
+    this.timer ??= setTimeout(() => this.asStream(), this.waitMs);
     return false;
-  };
-  const onData = (chunk: Buffer) => {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size > limit) asStream();
-    else if (!scheduled && firstMessageIn()) {
-      scheduled = true;
-      setImmediate(check);
-    }
-  };
-  const onEnd = () => settle(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-  const onError = (err: Error) => settle(undefined, err);
-  const onClose = () => {
-    if (!settled) settle(undefined, new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client closed the call before its request ended', { status: 499 }));
-  };
-  req.on('data', onData);
-  req.once('end', onEnd);
-  req.once('error', onError);
-  req.once('close', onClose);
-  if (limit <= 0) {
-    asStream();
-    return;
   }
-  scheduled = true;
-  setImmediate(check);
+
+  private asStream(): void {
+    if (this.settled) return;
+    this.req.pause();
+    this.settle(streamOf(this.chunks, this.req, this.limit));
+  }
+
+  settle(body: Buffer | Readable | undefined, err?: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    const req = this.req;
+    // An ended body has nothing more to say but a late 'error' or 'close', which `settled`
+    // ignores: its listeners stay (taking them off costs more than the call's other reads).
+    if (!req.readableEnded) {
+      req.off('data', onBodyData);
+      req.off('end', onBodyEnd);
+      req.off('error', onBodyError);
+      req.off('close', onBodyClose);
+    }
+    this.done(body, err);
+  }
 }
+
+function onBodyData(this: CollectedReadable, chunk: Buffer): void { this[kCollector]!.data(chunk); }
+function onBodyEnd(this: CollectedReadable): void { this[kCollector]!.ended(); }
+function onBodyError(this: CollectedReadable, err: Error): void { this[kCollector]!.settle(undefined, err); }
+function onBodyClose(this: CollectedReadable): void { this[kCollector]!.closed(); }
+function checkCollector(collector: BodyCollector): void { collector.check(); }
 
 /**
  * The chunks already read, then the rest of `req`, as one stream; an error of `req` destroys it.

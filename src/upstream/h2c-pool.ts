@@ -203,7 +203,7 @@ class Exchange {
     const body = o.body as Buffer | Readable | null | undefined;
     let stream: ClientHttp2Stream;
     try {
-      stream = session.request(requestHeaders(o), { endStream: body == null });
+      stream = session.request(requestHeaders(o), body == null ? END_STREAM : OPEN_STREAM);
     } catch (err) {
       // The session went away between the pick and now (GOAWAY, closed): nothing went out.
       release();
@@ -394,6 +394,7 @@ function onStreamError(this: ExchangeStream, err: NodeJS.ErrnoException): void {
 
 /** The HTTP/2 request headers: the pseudo-headers from the options, the rest from the flat list. */
 function requestHeaders(o: Dispatcher.DispatchOptions): OutgoingHttpHeaders {
+  if (RAW_HEADERS) return rawRequestHeaders(o) as unknown as OutgoingHttpHeaders;
   const out: OutgoingHttpHeaders = { ':method': o.method, ':path': o.path, ':scheme': 'http' };
   const list = o.headers as string[] | null | undefined;
   if (list != null) {
@@ -410,6 +411,33 @@ function requestHeaders(o: Dispatcher.DispatchOptions): OutgoingHttpHeaders {
   }
   return out;
 }
+
+/**
+ * The same as a flat [name, value, …] list, which Node ≥ 22.17 takes as it is: no headers
+ * object built here and copied again by node:http2 on every call.
+ */
+function rawRequestHeaders(o: Dispatcher.DispatchOptions): string[] {
+  const out = [':method', o.method, ':path', o.path, ':scheme', 'http'];
+  const list = o.headers as string[] | null | undefined;
+  if (list != null) {
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!.toLowerCase();
+      if (name === 'host') out.push(':authority', list[i + 1]!);
+      else if (name !== 'connection' && name !== 'keep-alive' && name !== 'transfer-encoding' && name !== 'upgrade' && name !== 'proxy-connection') out.push(name, list[i + 1]!);
+    }
+  }
+  return out;
+}
+
+/** Whether session.request() takes a flat header list (nodejs/node#57917: Node 24.0 and 22.17). */
+const RAW_HEADERS = ((): boolean => {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  return major >= 24 || (major === 22 && minor >= 17);
+})();
+
+/** session.request()'s options (copied by node:http2, never changed). */
+const END_STREAM = Object.freeze({ endStream: true });
+const OPEN_STREAM = Object.freeze({ endStream: false });
 
 /**
  * A stream the endpoint reset. REFUSED_STREAM (RFC 9113 §8.7: "the stream was not processed")
