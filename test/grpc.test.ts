@@ -15,8 +15,12 @@ let gateways: RunningGateway[] = [];
 let servers: EchoServer[] = [];
 let procs: ChildProcess[] = [];
 let clients: grpc.Client[] = [];
+/** Closes the scripted instances of the test that just ran (scriptedInstances). */
+let closers: Array<() => void> = [];
 afterEach(async () => {
   for (const c of clients) c.close();
+  for (const close of closers) close();
+  closers = [];
   await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
   await Promise.all(servers.map((s) => s.close()));
   await Promise.all(procs.map((p) => kill(p)));
@@ -207,8 +211,11 @@ function answer(stream: ServerHttp2Stream, ...texts: string[]): void {
 }
 const answerWith = (...texts: string[]): Script => (stream) => answer(stream, ...texts);
 
-/** HTTP/2 instances that play `scripts` in turn, one per call, whichever instance takes it. */
-async function scriptedInstances(n: number, scripts: Script[]): Promise<{ addresses: string[]; calls: () => number; close: () => void }> {
+/**
+ * HTTP/2 instances that play `scripts` in turn, one per call, whichever instance takes it — or
+ * the script `scripts` picks for a call by its request headers.
+ */
+async function scriptedInstances(n: number, scripts: Script[] | ((headers: IncomingHttpHeaders) => Script)): Promise<{ addresses: string[]; calls: () => number; close: () => void }> {
   let calls = 0;
   const list = await Promise.all(Array.from({ length: n }, async () => {
     const server = createH2cServer();
@@ -218,9 +225,10 @@ async function scriptedInstances(n: number, scripts: Script[]): Promise<{ addres
       sockets.set(socket.remotePort!, socket);
       socket.on('close', () => sockets.delete(socket.remotePort!));
     });
-    server.on('stream', (stream) => {
+    server.on('stream', (stream, headers) => {
       stream.on('error', () => {});
-      const script = scripts[calls++];
+      const script = typeof scripts === 'function' ? scripts(headers) : scripts[calls];
+      calls++;
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
       if (script === undefined) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
@@ -229,11 +237,12 @@ async function scriptedInstances(n: number, scripts: Script[]): Promise<{ addres
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return server;
   }));
-  return {
-    addresses: list.map((s) => `127.0.0.1:${(s.address() as AddressInfo).port}`),
-    calls: () => calls,
-    close: () => { for (const s of list) s.close(); },
+  // Closed after the test whatever its outcome: an open server would keep the file's process alive.
+  const close = (): void => {
+    for (const s of list) s.close();
   };
+  closers.push(close);
+  return { addresses: list.map((s) => `127.0.0.1:${(s.address() as AddressInfo).port}`), calls: () => calls, close };
 }
 
 /** The texts of an answer's EchoReply frames. */
@@ -298,6 +307,36 @@ test('an idempotent server stream: its first message waits a moment for a status
   assert.equal(third.trailers?.['grpc-status'], '14', JSON.stringify(third.trailers));
   assert.equal(instances.calls(), 4, 'not sent again');
   instances.close();
+});
+
+test('a hedge answers while the first leg holds its answer (a message, no status yet): one answer reaches the caller, the first leg is let go, the gateway goes on', async (t) => {
+  let first: ServerHttp2Stream | undefined;
+  // The first leg's instance says nothing until the hedge reaches the other; then it sends a
+  // message (held by the gateway for its status) just before the hedge's whole answer.
+  const silent: Script = (stream) => { first = stream; };
+  const hedged: Script = (stream) => {
+    first!.write(replyFrame('held'), () => setImmediate(() => answer(stream, 'hedge')));
+  };
+  // Calls are told apart by a header: the warm-up's may be hedged too (its hedge delay is short).
+  let legs = 0;
+  const instances = await scriptedInstances(2, (headers) => (headers['x-test'] !== 'held' ? answerWith('warm') : ++legs === 1 ? silent : hedged));
+  const gw = await gatewayFor(instances.addresses, {
+    healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 }, hedge: { percentile: 90, minDelay: '1ms' },
+  });
+  // Enough quick answers for a hedge delay (hedging starts after 50 of them, once the gateway
+  // has looked at them again: at most every 100 ms).
+  for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 10 }, () => rawCall(gw.port, GET)));
+  await waitFor('a hedge delay', async () => (await clusterService<{ hedgeDelayMs: number | null }>(gw, 'echo')).hedgeDelayMs !== null || undefined);
+  // A deadline: a call left waiting on the held leg ends DEADLINE_EXCEEDED, not a hung test.
+  const got = await rawCall(gw.port, GET, { 'grpc-timeout': '10S', 'x-test': 'held' });
+  assert.deepEqual([repliesIn(got.body), got.trailers?.['grpc-status']], [['hedge'], '0'], JSON.stringify(got.trailers));
+  // The first leg is cancelled (its stream closes at the instance) — not left to deliver its
+  // held answer to a call already answered, which took the gateway down.
+  await waitFor('the first leg cancelled', () => first!.closed || undefined);
+  t.diagnostic(`first leg's stream closed with code ${first!.rstCode}`);
+  const after = await rawCall(gw.port, GET);
+  assert.deepEqual([repliesIn(after.body), after.trailers?.['grpc-status']], [['warm'], '0'], 'the gateway goes on');
+  assert.equal(legs, 2);
 });
 
 test('a server stream not yet known to stream, whose instance waits after its first message: the message is not held until the next', async () => {
