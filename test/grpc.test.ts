@@ -339,6 +339,24 @@ test('a hedge answers while the first leg holds its answer (a message, no status
   assert.equal(legs, 2);
 });
 
+test('a hedged call whose deadline passes with both legs out: DEADLINE_EXCEEDED, both legs cancelled, the request\'s slot given back', async () => {
+  const legs: ServerHttp2Stream[] = [];
+  // Calls marked `late` are never answered; the rest at once.
+  const instances = await scriptedInstances(2, (headers) => (headers['x-test'] === 'late' ? (stream) => { legs.push(stream); } : answerWith('warm')));
+  const gw = await gatewayFor(instances.addresses, {
+    healthCheck: false, balancer: 'round-robin', outlier: { consecutiveFailures: 1000 }, hedge: { percentile: 90, minDelay: '1ms' },
+  });
+  for (let i = 0; i < 6; i++) await Promise.all(Array.from({ length: 10 }, () => rawCall(gw.port, GET)));
+  await waitFor('a hedge delay', async () => (await clusterService<{ hedgeDelayMs: number | null }>(gw, 'echo')).hedgeDelayMs !== null || undefined);
+  const got = await rawCall(gw.port, GET, { 'grpc-timeout': '300m', 'x-test': 'late' });
+  assert.equal(got.headers['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED), JSON.stringify(got.headers));
+  assert.equal(legs.length, 2, 'the call was hedged');
+  // The leg the deadline did not cut itself (the hedge race's survivor) is cut too, and the
+  // request leaves the service's count of requests in progress (concurrencyLimit's).
+  await waitFor('both legs cancelled', () => legs.every((l) => l.closed) || undefined);
+  await waitFor('no request in progress', async () => (await clusterService<{ active: number }>(gw, 'echo')).active === 0 || undefined);
+});
+
 test('a server stream not yet known to stream, whose instance waits after its first message: the message is not held until the next', async () => {
   const WATCH = '/tandem.test.Echo/Watch';
   let go: () => void = () => {};

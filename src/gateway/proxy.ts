@@ -297,8 +297,10 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   onStart(endpoint: Endpoint, abort: (reason?: Error) => void): void {
     this.endpoint = endpoint;
     this.abort = abort;
-    // A retry can start after the client left (during its backoff): nothing would abort it.
-    if (this.clientGone() && !this.finished) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
+    // A retry can start after the client left (during its backoff), or a hedge survive its
+    // race after the call was answered (its deadline): nothing else would abort it.
+    if (this.finished) abort(LET_GO);
+    else if (this.clientGone()) abort(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
   }
 
   /** The client left: its HTTP/2 stream, or its connection, is gone. */
@@ -347,8 +349,10 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, leg?: Leg): boolean {
     if (this.finished) {
-      // Answered already (the call's deadline, a stalled body): a leg still out then is let go.
-      leg?.abandon(true);
+      // Answered already (the call's deadline, a stalled body): a leg still out then is cut,
+      // its end reported down the chain as the caller's (not retried, not the endpoint's
+      // failure), which gives the request's slot back.
+      leg?.abortFn?.(LET_GO);
       return true;
     }
     this.status = statusCode;
@@ -369,6 +373,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   }
 
   onData(chunk: Buffer, last: boolean): boolean {
+    if (this.finished) return true;
     // A gRPC response's trailers follow its last byte: the end waits for them (onComplete).
     if (last && !this.grpc) {
       // The whole body is known to be here: one end() instead of write() + end().
@@ -390,6 +395,7 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   }
 
   onComplete(trailers?: Trailers): void {
+    if (this.finished) return;
     if (this.trailersOnly !== undefined) {
       sendTrailersOnly(this.res, this.trailersOnly);
       this.finish(undefined);
@@ -456,6 +462,9 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     }
   }
 }
+
+/** Ends an exchange that outlived its call (ProxyExchange.onStart, onHeaders): the caller's doing. */
+const LET_GO = new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the call was already answered', { status: 499 });
 
 /** An HTTP/2 request whose HEADERS frame did not end its stream: a body follows. */
 function hasHttp2Body(req: IncomingMessage): boolean {

@@ -54,7 +54,8 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   private bodyPending = false;
   /**
    * Still waiting for its response headers, as its handler sees it: true while they are held
-   * (see onHeaders), so a hedge may still race it and the winner's race abandons it.
+   * with a unary answer's message (see onHeaders), so a hedge may still race it and the
+   * winner's race abandons it.
    */
   live = false;
   /** Its per-try timer, when its wait is shorter than undici's (see timeAfter). */
@@ -212,6 +213,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
   abandon(cancelled = false): void {
     this.stopWaiting();
     this.stopHolding();
+    this.unaryGuess = undefined;
+    this.heldHeaders = undefined;
+    this.heldData = undefined;
     this.handler = DISCARD;
     this.cancelled = cancelled;
     if (this.abort === undefined) this.finish();
@@ -270,6 +274,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
       // retried like one sent Trailers-Only.
       this.heldHeaders = rawHeaders;
       this.heldResume = resume;
+      // Still racing while its first message may be held for the status (a unary answer not
+      // yet whole); a stream's headers are its answer beginning: no hedge goes after it.
+      if (this.unaryGuess === undefined) this.live = false;
       return true;
     }
     this.live = false;
@@ -353,8 +360,9 @@ export class Attempt implements Dispatcher.DispatchHandler, LedgerAware, StreamA
     this.stopHolding();
     this.live = false;
     this.handler.onHeaders(200, headers, this.heldResume!, this);
-    // Little (HOLD_BYTES at most): given whole, whatever the handler says of pausing.
-    if (data === undefined) return;
+    // Little (HOLD_BYTES at most): given whole, whatever the handler says of pausing — unless
+    // the handler cut the exchange on seeing the headers.
+    if (data === undefined || this.done) return;
     for (const chunk of data) {
       if (this.responseLeft >= 0) this.responseLeft -= chunk.length;
       this.handler.onData(chunk, false);

@@ -113,7 +113,7 @@ export class Upstream {
 
   /** gRPC calls finished, by full method name: counts by status code 0–16, then calls without one (countGrpc). */
   readonly grpcCalls = new Map<string, number[]>();
-  /** The calls of each gRPC method, by path: what is learnt of its answers stays with it (grpcCall). */
+  /** The calls of each idempotent gRPC method, by path: what is learnt of its answers stays with it (grpcCall). */
   private readonly grpcMethods = new Map<string, GrpcCall>();
 
   constructor(config: UpstreamSettings, steps: readonly Step[] = [], options: UpstreamOptions = {}) {
@@ -145,15 +145,16 @@ export class Upstream {
   }
 
   /**
-   * A call of the gRPC method at `path`: one record per method, shared by its calls, so what an
-   * answer teaches (GrpcCall.streams) holds for the next — up to GRPC_METHODS_COUNTED paths; past
-   * that, made-up names get a record each, and nothing is learnt of them.
+   * A call of the gRPC method at `path`. An idempotent method has one record, shared by its
+   * calls, so what an answer teaches (GrpcCall.streams) holds for the next; the others learn
+   * nothing (their answers are never held) and get a record each — so names a client makes up
+   * never fill the table, which the configured methods bound.
    */
   grpcCall(path: string): GrpcCall {
     let call = this.grpcMethods.get(path);
     if (call !== undefined) return call;
     call = grpcCallOf(path, this.config.grpc);
-    if (this.grpcMethods.size < GRPC_METHODS_COUNTED) this.grpcMethods.set(path, call);
+    if (call.idempotent && this.grpcMethods.size < GRPC_METHODS_COUNTED) this.grpcMethods.set(path, call);
     return call;
   }
 
