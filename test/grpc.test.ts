@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { startGateway, clusterService, metricSum, type RunningGateway } from './helpers/gateway.js';
 import { freePort, kill } from './helpers/backend.js';
 import { call, echoClient, echoClientTls, grpc, spawnEchoServer, startEchoServer, type EchoServer } from './helpers/grpc-echo.js';
-import { waitFor } from './helpers/wait.js';
+import { guarded, nextEvent, waitFor } from './helpers/wait.js';
 import { makeServerPki } from './helpers/tls-pki.js';
 
 let gateways: RunningGateway[] = [];
@@ -588,14 +588,118 @@ test('gRPC over TLS to the gateway (h2 by ALPN), plaintext h2c to the instances'
   }
 });
 
-test('an idle HTTP/2 connection to an instance is closed after keepAliveTimeout; the next call opens another', async () => {
-  const [s] = await echoServers(1);
-  const gw = await gatewayFor([s!.address], { healthCheck: false, keepAliveTimeout: '100ms' });
-  const c = client(gw);
-  type Svc = { endpoints: Array<{ connections: number }> };
-  assert.equal((await call(c, 'Put', { text: 'one' })).reply?.text, 'one');
-  assert.equal((await clusterService<Svc>(gw, 'echo')).endpoints[0]!.connections, 1);
-  await waitFor('the idle connection closed', async () => (await clusterService<Svc>(gw, 'echo')).endpoints[0]!.connections === 0 || undefined);
-  assert.equal((await call(c, 'Put', { text: 'two' })).reply?.text, 'two');
-  assert.equal(s!.calls.Put, 2);
+// Below a second the wait is a timer of its own; from a second on, the coarse timers' (core/coarse-timers.ts).
+for (const keepAliveTimeout of ['100ms', '1s']) {
+  test(`an idle HTTP/2 connection to an instance is closed after keepAliveTimeout (${keepAliveTimeout}); the next call opens another`, async () => {
+    const [s] = await echoServers(1);
+    const gw = await gatewayFor([s!.address], { healthCheck: false, keepAliveTimeout });
+    const c = client(gw);
+    type Svc = { endpoints: Array<{ connections: number }> };
+    assert.equal((await call(c, 'Put', { text: 'one' })).reply?.text, 'one');
+    assert.equal((await clusterService<Svc>(gw, 'echo')).endpoints[0]!.connections, 1);
+    await waitFor('the idle connection closed', async () => (await clusterService<Svc>(gw, 'echo')).endpoints[0]!.connections === 0 || undefined);
+    assert.equal((await call(c, 'Put', { text: 'two' })).reply?.text, 'two');
+    assert.equal(s!.calls.Put, 2);
+  });
+}
+
+test('the service timeout bounds the wait for an answer from the end of the request: a mute endpoint ends the call DEADLINE_EXCEEDED, a client stream longer than the timeout is not cut', async () => {
+  // Mute to Get; to any other call, one answer once the client has ended its request (headers
+  // and all: the gateway waits for them the whole time the client streams).
+  const server = createH2cServer();
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    if (headers[':path'] === GET) return;
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(replyFrame(`got ${repliesIn(Buffer.concat(chunks)).join('+')}`));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(() => server.close());
+  const gw = await gatewayFor([`127.0.0.1:${(server.address() as AddressInfo).port}`], { healthCheck: false, timeout: '1s' });
+
+  const began = performance.now();
+  const mute = await guarded(rawCall(gw.port, GET), 'the mute endpoint\'s call to end');
+  const waited = performance.now() - began;
+  assert.equal(mute.headers['grpc-status'], '4', JSON.stringify(mute.headers));
+  assert.match(String(mute.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
+  assert.ok(waited >= 1000, `answered after ${Math.round(waited)} ms, before the service timeout (1 s)`);
+
+  // Four messages, 400 ms apart: the request streams for 1.6 s, past the timeout and its
+  // resolution (a quarter of a second).
+  const session = connect(`http://127.0.0.1:${gw.port}`);
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/tandem.test.Echo/Collect', 'content-type': 'application/grpc', te: 'trailers' });
+    const chunks: Buffer[] = [];
+    let trailers: IncomingHttpHeaders | undefined;
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('trailers', (t) => { trailers = t; });
+    const closed = new Promise<void>((resolve) => stream.on('close', resolve));
+    for (const text of ['a', 'b', 'c', 'd']) {
+      stream.write(replyFrame(text));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+    }
+    stream.end();
+    await guarded(closed, 'the client stream\'s answer');
+    assert.equal(trailers?.['grpc-status'], '0', JSON.stringify(trailers));
+    assert.deepEqual(repliesIn(Buffer.concat(chunks)), ['got a+b+c+d']);
+  } finally {
+    session.close();
+  }
+});
+
+test('an HTTP/2 client connection without a stream for limits.keepAliveTimeout gets a GOAWAY; one whose stream is open but quiet is left alone', async () => {
+  const WATCH = '/tandem.test.Echo/Watch';
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  const instances = await scriptedInstances(1, (headers) => headers[':path'] === WATCH
+    ? (stream) => { void released.then(() => stream.end(replyFrame('late'))); }
+    : (stream) => stream.end(replyFrame('now')));
+  const gw = await startGateway({
+    limits: { keepAliveTimeout: '1s' },
+    services: { echo: { protocol: 'grpc', endpoints: instances.addresses, healthCheck: false } },
+    routes: [{ prefix: '/tandem.test.Echo/', service: 'echo' }],
+  });
+  gateways.push(gw);
+  const origin = `http://127.0.0.1:${gw.port}`;
+
+  // The quiet one first: its stream is answered (headers) and then says nothing until released.
+  const quiet = connect(origin);
+  let quietGoaway = false;
+  quiet.on('goaway', () => { quietGoaway = true; });
+  const watch = quiet.request({ ':method': 'POST', ':path': WATCH, 'content-type': 'application/grpc', te: 'trailers' });
+  const watched: Buffer[] = [];
+  let watchTrailers: IncomingHttpHeaders | undefined;
+  watch.on('data', (c: Buffer) => watched.push(c));
+  watch.on('trailers', (t) => { watchTrailers = t; });
+  const watchClosed = new Promise<void>((resolve) => watch.on('close', resolve));
+  watch.end(Buffer.alloc(5));
+  await waitFor('the instance got the quiet call', () => instances.calls() === 1 || undefined);
+
+  // The idle one: one call, then nothing.
+  const idle = connect(origin);
+  try {
+    const goaway = nextEvent(idle, 'goaway');
+    const one = idle.request({ ':method': 'POST', ':path': GET, 'content-type': 'application/grpc', te: 'trailers' });
+    const got: Buffer[] = [];
+    one.on('data', (c: Buffer) => got.push(c));
+    await new Promise<void>((resolve) => { one.on('close', resolve); one.end(Buffer.alloc(5)); });
+    assert.deepEqual(repliesIn(Buffer.concat(got)), ['now']);
+    await goaway;
+    // The quiet connection has been without a frame for longer than the idle one.
+    assert.equal(quietGoaway, false, 'the connection with a stream open got a GOAWAY');
+    release();
+    await guarded(watchClosed, 'the quiet call to end');
+    assert.equal(watchTrailers?.['grpc-status'], '0', JSON.stringify(watchTrailers));
+    assert.deepEqual(repliesIn(Buffer.concat(watched)), ['late']);
+    assert.equal(quietGoaway, false);
+  } finally {
+    release();
+    idle.destroy();
+    quiet.destroy();
+  }
 });

@@ -19,7 +19,8 @@ import { GRPC_STATUS, grpcStatusOfHttp, httpStatusOfGrpc } from './grpc-status.j
  * - **the call's status as an HTTP status** (grpc-status.ts: UNAVAILABLE → 503, …), reported
  *   once the call is complete: a unary answer is one message, so it is held until its trailers
  *   say how the call ended, and the attempt's wait bounds the whole call;
- * - **the time left**: the engine's per-attempt `x-tandem-timeout-ms` becomes `grpc-timeout`.
+ * - **the time left**: the engine's per-attempt `x-tandem-timeout-ms` becomes `grpc-timeout`
+ *   (a streaming call's engine writes `grpc-timeout` itself).
  *
  * The response handed up is the response's message frames as they came, with the response
  * headers and trailers (`grpc-status`, `grpc-message`, metadata) as its headers.
@@ -62,7 +63,7 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /**
  * The request's headers as a gRPC call's: content-type and te, `:authority` the instance, the
- * engine's time left as grpc-timeout (in place of x-tandem-timeout-ms).
+ * engine's time left as grpc-timeout (in place of x-tandem-timeout-ms, or as the engine wrote it).
  */
 function callHeaders(headers: Dispatcher.DispatchOptions['headers'], id: string): string[] {
   const out = ['host', id, 'content-type', 'application/grpc', 'te', 'trailers'];
@@ -71,7 +72,8 @@ function callHeaders(headers: Dispatcher.DispatchOptions['headers'], id: string)
     const name = String(headers[i]).toLowerCase();
     const value = String(headers[i + 1]);
     if (name === TIMEOUT_HEADER) out.push('grpc-timeout', formatGrpcTimeout(Math.max(1, Number(value))));
-    else if (name !== 'host' && name !== 'content-type' && name !== 'te' && name !== 'grpc-timeout' && name !== 'content-length') out.push(name, value);
+    // grpc-timeout is the engine's own (a streaming call's; metadata never carries it).
+    else if (name !== 'host' && name !== 'content-type' && name !== 'te' && name !== 'content-length') out.push(name, value);
   }
   return out;
 }

@@ -76,6 +76,43 @@ type ResponseStream = ServerHttp2Stream & { [kResponse]?: GrpcStreamResponse };
 
 function ignoreStreamError(): void {}
 
+/** respond()'s options (only read by node:http2). */
+const WAIT_FOR_TRAILERS = Object.freeze({ waitForTrailers: true });
+
+/**
+ * Whether respond() takes a flat [name, value, …] list (nodejs/node#59455, Node 24.7): learnt
+ * from the first response — an older Node refuses the list (ERR_INVALID_ARG_TYPE) before it
+ * sends anything, and is given an object from then on.
+ */
+let listsTaken: boolean | undefined;
+
+/** The response headers, as a flat list where node:http2 takes one (no object made and copied). */
+function respondWith(stream: ServerHttp2Stream, list: string[]): void {
+  if (listsTaken !== false) {
+    try {
+      stream.respond(list as unknown as OutgoingHttpHeaders, WAIT_FOR_TRAILERS);
+      listsTaken = true;
+      return;
+    } catch (err) {
+      if (listsTaken === true || (err as NodeJS.ErrnoException).code !== 'ERR_INVALID_ARG_TYPE' || stream.headersSent) throw err;
+      listsTaken = false;
+    }
+  }
+  stream.respond(headersObject(list), WAIT_FOR_TRAILERS);
+}
+
+/** A flat header list as node:http2's object: a repeated name's values in an array. */
+function headersObject(list: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    const value = list[i + 1]!;
+    const had = out[name];
+    out[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [String(had), value];
+  }
+  return out;
+}
+
 /** After the last DATA frame: the trailers (one function for every stream). */
 function onWantTrailers(this: ResponseStream): void {
   const res = this[kResponse]!;
@@ -111,7 +148,7 @@ export class GrpcStreamResponse {
    * than refused; the proxy has already removed the hop-by-hop ones.
    */
   writeHead(status: number, headers: readonly string[]): this {
-    const out: OutgoingHttpHeaders = { ':status': status };
+    const list = [':status', status === 200 ? '200' : String(status)];
     for (let i = 0; i < headers.length; i += 2) {
       const raw = headers[i]!;
       const value = headers[i + 1]!;
@@ -121,14 +158,13 @@ export class GrpcStreamResponse {
         case H.TE:
           if (value.trim().toLowerCase() !== 'trailers') continue;
       }
-      const name = raw.toLowerCase();
-      const had = out[name];
-      out[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [String(had), value];
+      list.push(raw.toLowerCase(), value);
     }
     const stream = this.stream as ResponseStream;
     stream[kResponse] = this;
-    stream.respond(out, { waitForTrailers: true });
-    stream.once('wantTrailers', onWantTrailers);
+    respondWith(stream, list);
+    // Asked for once per stream: a plain listener does.
+    stream.on('wantTrailers', onWantTrailers);
     return this;
   }
 
@@ -152,7 +188,9 @@ export class GrpcStreamResponse {
    * compatibility API emits it); 'drain': the stream can take more.
    */
   once(event: 'close' | 'finish' | 'drain', listener: () => void): this {
-    this.stream.once(event === 'finish' ? 'close' : event, listener);
+    // A stream closes once: a plain listener does (without once()'s wrapper, made per call).
+    if (event === 'drain') this.stream.once('drain', listener);
+    else this.stream.on('close', listener);
     return this;
   }
 

@@ -100,7 +100,7 @@ export function encodeGrpcMessage(message: string): string {
  * end of the event-loop turn that completed the first message (or, with no data yet, the turn
  * the call began in). Otherwise what arrived so far and the rest flow as a stream. A unary
  * message split over several reads is still buffered: the wait runs until its declared length
- * is in, for at most `waitMs`. Costs one setImmediate per call.
+ * is in, for at most `waitMs`. Costs a share of one setImmediate per event-loop turn.
  */
 export function collectGrpcBody(req: Readable, limit: number, waitMs: number, done: (body: Buffer | Readable | undefined, err?: Error) => void): void {
   new BodyCollector(req as CollectedReadable, limit, waitMs, done).start();
@@ -141,7 +141,7 @@ class BodyCollector {
       return;
     }
     this.scheduled = true;
-    setImmediate(checkCollector, this);
+    checkAtTurnEnd(this);
   }
 
   data(chunk: Buffer): void {
@@ -150,7 +150,7 @@ class BodyCollector {
     if (this.size > this.limit) this.asStream();
     else if (!this.scheduled && this.firstMessageIn()) {
       this.scheduled = true;
-      setImmediate(checkCollector, this);
+      checkAtTurnEnd(this);
     }
   }
 
@@ -207,7 +207,22 @@ function onBodyData(this: CollectedReadable, chunk: Buffer): void { this[kCollec
 function onBodyEnd(this: CollectedReadable): void { this[kCollector]!.ended(); }
 function onBodyError(this: CollectedReadable, err: Error): void { this[kCollector]!.settle(undefined, err); }
 function onBodyClose(this: CollectedReadable): void { this[kCollector]!.closed(); }
-function checkCollector(collector: BodyCollector): void { collector.check(); }
+
+/**
+ * Collectors to check at the end of this turn: one setImmediate for all the calls that began
+ * (or completed a message) in the same turn, not one each.
+ */
+let toCheck: BodyCollector[] = [];
+
+function checkAtTurnEnd(collector: BodyCollector): void {
+  if (toCheck.push(collector) === 1) setImmediate(checkCollectors);
+}
+
+function checkCollectors(): void {
+  const due = toCheck;
+  toCheck = [];
+  for (const collector of due) collector.check();
+}
 
 /**
  * The chunks already read, then the rest of `req`, as one stream; an error of `req` destroys it.

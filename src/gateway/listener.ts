@@ -7,6 +7,8 @@ import { createSecureContext, type SecureContext, type SecureContextOptions } fr
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { LimitsConfig, ListenerConfig, TlsConfig } from '../config/types.js';
+import type { TimerHandle } from '../core/clock.js';
+import { coarseTimers, type CoarseWait } from '../core/coarse-timers.js';
 import { peekPreface } from './h2c-preface.js';
 import { GrpcStreamRequest, GrpcStreamResponse, isGrpcCall } from './grpc-stream.js';
 
@@ -145,6 +147,7 @@ export class ClientListener {
     const [compat] = this.h2.listeners('stream') as Array<(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void>;
     this.h2.removeAllListeners('stream');
     this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+      (stream.session as TrackedSession)[kIdle]?.began(stream);
       if (isGrpcCall(headers)) on.request(new GrpcStreamRequest(stream, headers, rawHeaders) as unknown as IncomingMessage, new GrpcStreamResponse(stream) as unknown as ServerResponse);
       else compat!.call(this.h2, stream, headers, flags, rawHeaders);
     });
@@ -196,18 +199,13 @@ export class ClientListener {
 
   private track(session: ServerHttp2Session): void {
     this.sessions.add(session);
-    session.once('close', () => this.sessions.delete(session));
-    const s = session as StreamCounted;
-    s[kStreams] = 0;
-    session.on('stream', (stream) => {
-      s[kStreams]!++;
-      stream.once('close', () => { s[kStreams]!--; });
+    const idle = new IdleSession(session, () => this.idleMs);
+    (session as TrackedSession)[kIdle] = idle;
+    session.once('close', () => {
+      this.sessions.delete(session);
+      coarseTimers.stop(idle);
     });
-    // Idle as an HTTP/1.1 keep-alive connection would be: closed (GOAWAY). One with streams open
-    // is left alone — a gRPC stream may be quiet for long; the timer runs again on activity.
-    session.setTimeout(this.idleMs, () => {
-      if (s[kStreams] === 0) session.close();
-    });
+    idle.streamsEnded();
   }
 
   /** The certificate for an SNI name: exact, then the wildcard one label up; else the default (undefined). */
@@ -220,8 +218,47 @@ export class ClientListener {
   }
 }
 
-const kStreams = Symbol('tandem.streams');
-type StreamCounted = ServerHttp2Session & { [kStreams]?: number };
+/**
+ * An HTTP/2 client connection's streams, counted: without one for limits.keepAliveTimeout, it
+ * is closed (GOAWAY), as an idle HTTP/1.1 keep-alive connection would be. One with streams open
+ * is left alone — a gRPC stream may be quiet for long. Timed on the coarse timers from its last
+ * stream's end, not by node:http2's session timeout, which every frame re-arms.
+ */
+class IdleSession implements CoarseWait {
+  coarseDue: number | undefined = undefined;
+  coarseTimer: TimerHandle | undefined = undefined;
+  private streams = 0;
+
+  constructor(private readonly session: ServerHttp2Session, private readonly idleMs: () => number) {}
+
+  began(stream: ServerHttp2Stream): void {
+    if (this.streams++ === 0) coarseTimers.stop(this);
+    (stream as TrackedStream)[kIdle] = this;
+    stream.on('close', onTrackedStreamClose);
+  }
+
+  streamsEnded(): void {
+    const ms = this.idleMs();
+    if (ms > 0 && !this.session.closed) coarseTimers.start(this, ms);
+  }
+
+  closed(): void {
+    if (--this.streams === 0) this.streamsEnded();
+  }
+
+  expire(): void {
+    if (this.streams === 0 && !this.session.closed) this.session.close();
+  }
+}
+
+const kIdle = Symbol('tandem.idle');
+type TrackedSession = ServerHttp2Session & { [kIdle]?: IdleSession };
+type TrackedStream = ServerHttp2Stream & { [kIdle]: IdleSession };
+
+/** A counted stream closed (one function for all of them: the stream names its connection's count). */
+function onTrackedStreamClose(this: TrackedStream): void {
+  this[kIdle].closed();
+}
 
 function contextOptions(tls: TlsConfig, cert: { cert: string; key: string }): SecureContextOptions {
   return { cert: cert.cert, key: cert.key, minVersion: tls.minVersion, ciphers: TLS_CIPHERS, honorCipherOrder: false };

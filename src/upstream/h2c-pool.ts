@@ -1,6 +1,8 @@
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { TimerHandle } from '../core/clock.js';
+import { coarseTimers, type CoarseWait } from '../core/coarse-timers.js';
 import { TandemError } from '../core/errors.js';
 import type { EndpointPool } from './endpoint.js';
 
@@ -88,7 +90,7 @@ export class H2cPool implements EndpointPool {
 }
 
 /** One HTTP/2 connection and the exchanges waiting for it to connect. */
-class Session {
+class Session implements CoarseWait {
   readonly session: ClientHttp2Session;
   connected = false;
   /** Streams open (or waiting for the connection). */
@@ -98,7 +100,12 @@ class Session {
   private waiting: Exchange[] = [];
   private readonly closed: Promise<void>;
 
+  private readonly keepAliveMs: number;
+  coarseDue: number | undefined = undefined;
+  coarseTimer: TimerHandle | undefined = undefined;
+
   constructor(origin: string, settings: H2cPoolSettings, private readonly leave: (s: Session) => void) {
+    this.keepAliveMs = settings.keepAliveTimeoutMs;
     this.session = connect(origin, {
       settings: { enablePush: false, maxHeaderListSize: settings.maxResponseHeaderSize },
       maxHeaderListPairs: 256,
@@ -129,26 +136,33 @@ class Session {
     session.on('error', (err: Error) => { failure ??= err; });
     session.once('close', () => {
       clearTimeout(timer);
+      coarseTimers.stop(this);
       this.leave(this);
       const waiting = this.waiting;
       this.waiting = [];
       const error = failure ?? new TandemError('TANDEM_ERR_UPSTREAM_REFUSED', `${origin}: the connection closed before the call went out`, { status: 502 });
       for (const e of waiting) e.fail(error);
     });
-    // Idle (no stream) for the keep-alive time: closed. Activity restarts Node's timer.
-    session.setTimeout(settings.keepAliveTimeoutMs, () => {
-      if (this.open !== 0) return;
-      this.leave(this); // no new call picks a connection that is closing
-      session.close();
-    });
     session.unref();
   }
 
   start(exchange: Exchange): void {
-    this.open++;
-    this.session.ref();
+    if (this.open++ === 0) {
+      coarseTimers.stop(this);
+      this.session.ref();
+    }
     if (this.connected) this.open_(exchange);
     else this.waiting.push(exchange);
+  }
+
+  /**
+   * Without a stream for the keep-alive time: closed. Timed from the last stream's end on the
+   * coarse timers, not by node:http2's session timeout, which is re-armed on every frame.
+   */
+  expire(): void {
+    if (this.open !== 0 || this.session.closed) return;
+    this.leave(this); // no new call picks a connection that is closing
+    this.session.close();
   }
 
   private open_(exchange: Exchange): void {
@@ -157,7 +171,9 @@ class Session {
 
   /** A stream of this connection closed (one function for all of them). */
   private readonly released = (): void => {
-    if (--this.open === 0) this.session.unref();
+    if (--this.open !== 0) return;
+    this.session.unref();
+    if (this.keepAliveMs > 0 && !this.session.closed) coarseTimers.start(this, this.keepAliveMs);
   };
 
   close(): Promise<void> {
@@ -184,7 +200,9 @@ interface ExchangeHandler {
 }
 
 /** One request/response on a stream, reported to an undici-style dispatch handler. */
-class Exchange {
+class Exchange implements CoarseWait {
+  coarseDue: number | undefined = undefined;
+  coarseTimer: TimerHandle | undefined = undefined;
   private stream: ClientHttp2Stream | undefined;
   private done = false;
   private responded = false;
@@ -215,11 +233,12 @@ class Exchange {
     (stream as ExchangeStream)[kExchange] = this;
     this.handler.onConnect?.(this.abortFn);
     if (this.done) return; // aborted in onConnect
+    // The wait for the response headers: on the coarse timers (a stream timeout would be
+    // re-armed by node:http2 on every frame of the stream).
     const headersTimeout = o.headersTimeout ?? 300_000;
-    if (headersTimeout > 0) stream.setTimeout(headersTimeout);
+    if (headersTimeout > 0) coarseTimers.start(this, headersTimeout);
     // The stream's events go to functions shared by every exchange (`this` is the stream, which
     // names its exchange): no closures made per call.
-    stream.on('timeout', onStreamTimeout);
     stream.on('response', onStreamResponse);
     stream.on('data', onStreamData);
     stream.on('trailers', onStreamTrailers);
@@ -229,10 +248,22 @@ class Exchange {
     this.sendBody(stream, body ?? null);
   }
 
-  /** The stream timed out: waiting for headers, or between two chunks of the body. */
+  /**
+   * No response headers in time (the coarse wait ran out). While the request body still
+   * streams, the endpoint may be waiting for the rest of it: the caller's pace is not the
+   * endpoint's failure (the call's deadline bounds it), and the wait is timed again from now.
+   */
+  expire(): void {
+    if (this.detach !== undefined) {
+      coarseTimers.start(this, this.options.headersTimeout ?? 300_000);
+      return;
+    }
+    this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', 'the endpoint sent no response headers in time', { status: 504 }));
+  }
+
+  /** The stream timed out between two chunks of the body (bodyTimeout). */
   timedOut(): void {
-    const body = this.responded;
-    this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', body ? 'the endpoint stalled while sending the response body' : 'the endpoint sent no response headers in time', { status: 504 }));
+    this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', 'the endpoint stalled while sending the response body', { status: 504 }));
   }
 
   data(chunk: Buffer): void {
@@ -296,9 +327,14 @@ class Exchange {
     if (status < 200) return; // an interim response
     this.responded = true;
     this.statusInHeaders = headers['grpc-status'] !== undefined;
+    coarseTimers.stop(this);
+    // The wait between two chunks of the body, if any (a gRPC call has none: its deadline
+    // bounds it): node:http2's stream timeout, which every frame re-arms.
     const timeout = this.options.bodyTimeout ?? 300_000;
-    // The headers' wait becomes the body's (one timer per stream, re-armed only if it differs).
-    if (timeout !== (this.options.headersTimeout ?? 300_000)) this.stream!.setTimeout(timeout > 0 ? timeout : 0);
+    if (timeout > 0) {
+      this.stream!.setTimeout(timeout);
+      this.stream!.on('timeout', onStreamTimeout);
+    }
     const raw: Buffer[] = [];
     for (const name in headers) {
       if (name.charCodeAt(0) === 58 /* : */) continue;
@@ -362,6 +398,7 @@ class Exchange {
 
   private finish(): void {
     this.done = true;
+    coarseTimers.stop(this);
   }
 }
 

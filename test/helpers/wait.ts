@@ -35,9 +35,18 @@ export async function waitFor<T>(what: string | (() => string), probe: () => T |
   }
 }
 
-/** Resolves with the arguments of `emitter`'s next `event`, rejecting past the guard. */
-export function nextEvent(emitter: EventEmitter, event: string, guardMs = GUARD_MS): Promise<unknown[]> {
-  return once(emitter, event, { signal: AbortSignal.timeout(guardMs) });
+/**
+ * Resolves with the arguments of `emitter`'s next `event`, rejecting past the guard. The guard
+ * is a timer of its own (guarded): an `AbortSignal.timeout()` handed to once() is held weakly
+ * and may be collected before it fires, leaving the wait to hang instead of failing.
+ */
+export async function nextEvent(emitter: EventEmitter, event: string, guardMs = GUARD_MS): Promise<unknown[]> {
+  const stop = new AbortController();
+  try {
+    return await guarded(once(emitter, event, { signal: stop.signal }), `'${event}'`, guardMs);
+  } finally {
+    stop.abort();
+  }
 }
 
 /**

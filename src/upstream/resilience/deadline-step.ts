@@ -26,21 +26,22 @@ export function deadline(clock: Clock, serviceTimeoutMs: () => number): Step {
 /**
  * How long the attempt about to go out waits for its headers: what is left of the deadline
  * (the first attempt: exactly the timeout), capped by the per-try timeout. Also written into
- * the request's timeout header — and a gRPC call's `grpc-timeout` — so the endpoint (and its own
- * calls) know how long the caller will wait.
+ * the request's timeout header (`x-tandem-timeout-ms`; a gRPC call's: `grpc-timeout`), so the
+ * endpoint (and its own calls) know how long the caller will wait.
  */
 export function attemptWait(request: UpstreamRequest, flight: Flight, perTryTimeoutMs: number | undefined, clock: Clock): number {
   const left = flight.attempts === 1 ? flight.timeoutMs : Math.max(1, Math.ceil(flight.deadline - clock.now()));
   const wait = perTryTimeoutMs === undefined ? left : Math.min(perTryTimeoutMs, left);
   const headers = request.headers;
+  // A gRPC endpoint reads its deadline from grpc-timeout (the caller's own was taken off), and
+  // only from it: one header per call, not two.
+  const grpc = request.grpc !== undefined;
+  const value = grpc ? formatGrpcTimeout(wait) : String(wait);
   if (flight.headerAt < 0) {
-    headers.push(TIMEOUT_HEADER, String(wait));
+    headers.push(grpc ? GRPC_TIMEOUT : TIMEOUT_HEADER, value);
     flight.headerAt = headers.length - 1;
-    // A gRPC endpoint reads its deadline from grpc-timeout (the caller's own was taken off).
-    if (request.grpc !== undefined) headers.push(GRPC_TIMEOUT, formatGrpcTimeout(wait));
   } else {
-    headers[flight.headerAt] = String(wait);
-    if (request.grpc !== undefined) headers[flight.headerAt + 2] = formatGrpcTimeout(wait);
+    headers[flight.headerAt] = value;
   }
   return wait;
 }
