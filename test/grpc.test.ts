@@ -603,54 +603,99 @@ for (const keepAliveTimeout of ['100ms', '1s']) {
   });
 }
 
-test('the service timeout bounds the wait for an answer from the end of the request: a mute endpoint ends the call DEADLINE_EXCEEDED, a client stream longer than the timeout is not cut', async () => {
-  // Mute to Get; to any other call, one answer once the client has ended its request (headers
-  // and all: the gateway waits for them the whole time the client streams).
-  const server = createH2cServer();
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => {});
-    if (headers[':path'] === GET) return;
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('end', () => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end(replyFrame(`got ${repliesIn(Buffer.concat(chunks)).join('+')}`));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  closers.push(() => server.close());
-  const gw = await gatewayFor([`127.0.0.1:${(server.address() as AddressInfo).port}`], { healthCheck: false, timeout: '1s' });
-
-  const began = performance.now();
-  const mute = await guarded(rawCall(gw.port, GET), 'the mute endpoint\'s call to end');
-  const waited = performance.now() - began;
-  assert.equal(mute.headers['grpc-status'], '4', JSON.stringify(mute.headers));
-  assert.match(String(mute.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
-  assert.ok(waited >= 1000, `answered after ${Math.round(waited)} ms, before the service timeout (1 s)`);
-
-  // Four messages, 400 ms apart: the request streams for 1.6 s, past the timeout and its
-  // resolution (a quarter of a second).
-  const session = connect(`http://127.0.0.1:${gw.port}`);
+/**
+ * A raw client-streaming call: each step writes a message (if `text`), then waits `waitMs`; the
+ * request ends after the last step unless `open` (then it stays open, and quiet, until the end).
+ */
+async function clientStream(port: number, path: string, steps: Array<{ text?: string; waitMs: number }>, open = false): Promise<{ headers: IncomingHttpHeaders; trailers: IncomingHttpHeaders | undefined; body: Buffer }> {
+  const session = connect(`http://127.0.0.1:${port}`);
   try {
-    const stream = session.request({ ':method': 'POST', ':path': '/tandem.test.Echo/Collect', 'content-type': 'application/grpc', te: 'trailers' });
-    const chunks: Buffer[] = [];
+    const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+    let headers: IncomingHttpHeaders = {};
     let trailers: IncomingHttpHeaders | undefined;
-    stream.on('data', (c: Buffer) => chunks.push(c));
+    const chunks: Buffer[] = [];
+    stream.on('response', (h) => { headers = h; });
     stream.on('trailers', (t) => { trailers = t; });
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('error', () => {});
     const closed = new Promise<void>((resolve) => stream.on('close', resolve));
-    for (const text of ['a', 'b', 'c', 'd']) {
-      stream.write(replyFrame(text));
-      await new Promise((resolve) => setTimeout(resolve, 400));
+    for (const step of steps) {
+      if (step.text !== undefined) stream.write(replyFrame(step.text));
+      await new Promise((resolve) => setTimeout(resolve, step.waitMs));
     }
-    stream.end();
-    await guarded(closed, 'the client stream\'s answer');
-    assert.equal(trailers?.['grpc-status'], '0', JSON.stringify(trailers));
-    assert.deepEqual(repliesIn(Buffer.concat(chunks)), ['got a+b+c+d']);
+    if (!open) stream.end();
+    await guarded(closed, `the answer to ${path}`);
+    return { headers, trailers, body: Buffer.concat(chunks) };
   } finally {
     session.close();
   }
+}
+
+test('the service timeout bounds the wait for an answer: from the request\'s last byte while it streams, and whole again from its end; a mute endpoint, or a client stream gone quiet, ends DEADLINE_EXCEEDED', async () => {
+  // Get: mute. Stall: reads the request, never answers. Collect: answers once the request
+  // ended; Slow: a second after it ended (headers and all: the gateway is still waiting for them).
+  const server = createH2cServer();
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    const path = headers[':path'];
+    stream.resume();
+    if (path === GET || path === '/tandem.test.Echo/Stall') return;
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => setTimeout(() => {
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(replyFrame(`got ${repliesIn(Buffer.concat(chunks)).join('+')}`));
+    }, path === '/tandem.test.Echo/Slow' ? 1000 : 0));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(() => server.close());
+  const gw = await gatewayFor([`127.0.0.1:${(server.address() as AddressInfo).port}`], { healthCheck: false, timeout: '2s' });
+
+  const began = performance.now();
+  const [mute, long, slow, stalled] = await Promise.all([
+    guarded(rawCall(gw.port, GET), 'the mute endpoint\'s call to end'),
+    // Seven messages 400 ms apart: the request streams for 2.8 s, past the timeout and its
+    // resolution (a quarter of a second).
+    clientStream(gw.port, '/tandem.test.Echo/Collect', ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((text) => ({ text, waitMs: 400 }))),
+    // One message, 1.8 s of quiet (under the timeout), the end; the answer a second later:
+    // 2.8 s after the call began, 1 s after the request ended.
+    clientStream(gw.port, '/tandem.test.Echo/Slow', [{ text: 'a', waitMs: 1800 }]),
+    // One message, then an open, quiet request the endpoint never answers.
+    guarded(rawStalled(gw.port), 'the stalled call to end'),
+  ]);
+  const waited = performance.now() - began;
+  assert.equal(mute.headers['grpc-status'], '4', JSON.stringify(mute.headers));
+  assert.match(String(mute.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
+  assert.ok(waited >= 2000, `answered after ${Math.round(waited)} ms, before the service timeout (2 s)`);
+  assert.equal(long.trailers?.['grpc-status'], '0', JSON.stringify(long));
+  assert.deepEqual(repliesIn(long.body), ['got a+b+c+d+e+f+g']);
+  assert.equal(slow.trailers?.['grpc-status'], '0', `the endpoint had the whole timeout from the request's end: ${JSON.stringify(slow)}`);
+  assert.deepEqual(repliesIn(slow.body), ['got a']);
+  assert.equal(stalled.headers['grpc-status'], '4', `a request gone quiet is not waited for forever: ${JSON.stringify(stalled.headers)}`);
+  assert.match(String(stalled.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
 });
+
+/** A raw call that sends one message and then keeps its request open and quiet until answered. */
+function rawStalled(port: number): Promise<{ headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const stream = session.request({ ':method': 'POST', ':path': '/tandem.test.Echo/Stall', 'content-type': 'application/grpc', te: 'trailers' });
+    let headers: IncomingHttpHeaders = {};
+    stream.on('response', (h) => { headers = h; });
+    stream.on('error', () => {});
+    stream.resume();
+    // The answer's end (Trailers-Only ends the stream's readable side); the request side is
+    // still open, so the stream itself would not close: the session is let go.
+    stream.on('end', () => {
+      session.destroy();
+      resolve({ headers });
+    });
+    stream.write(replyFrame('a'));
+  });
+}
 
 test('an HTTP/2 client connection without a stream for limits.keepAliveTimeout gets a GOAWAY; one whose stream is open but quiet is left alone', async () => {
   const WATCH = '/tandem.test.Echo/Watch';

@@ -68,13 +68,17 @@ export class CoarseTimers {
   private readonly tick = (): void => {
     this.ticking = undefined;
     const now = this.clock.now();
-    for (const wait of this.pending) {
-      if (wait.coarseDue! > now) continue;
-      this.pending.delete(wait);
-      wait.coarseDue = undefined;
-      wait.expire();
+    try {
+      for (const wait of this.pending) {
+        if (wait.coarseDue! > now) continue;
+        this.pending.delete(wait);
+        wait.coarseDue = undefined;
+        wait.expire();
+      }
+    } finally {
+      // An expiry that threw leaves the others to the next tick, not unticked.
+      if (this.pending.size > 0 && this.ticking === undefined) this.ticking = this.clock.setTimeout(this.tick, this.resolutionMs);
     }
-    if (this.pending.size > 0 && this.ticking === undefined) this.ticking = this.clock.setTimeout(this.tick, this.resolutionMs);
   };
 }
 

@@ -221,7 +221,13 @@ function checkAtTurnEnd(collector: BodyCollector): void {
 function checkCollectors(): void {
   const due = toCheck;
   toCheck = [];
-  for (const collector of due) collector.check();
+  let i = 0;
+  try {
+    for (; i < due.length; i++) due[i]!.check();
+  } finally {
+    // A check that threw leaves the rest to the next turn, not unchecked.
+    for (i++; i < due.length; i++) checkAtTurnEnd(due[i]!);
+  }
 }
 
 /**

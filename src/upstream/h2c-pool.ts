@@ -212,6 +212,8 @@ class Exchange implements CoarseWait {
   private release: (() => void) | undefined;
   /** Stops reading a streamed request body (set while one is being sent). */
   private detach: (() => void) | undefined;
+  /** When the streamed request body last moved a chunk (performance.now()); -1 before. */
+  private bodyMovedAt = -1;
 
   constructor(private readonly options: Dispatcher.DispatchOptions, private readonly handler: ExchangeHandler) {}
 
@@ -249,14 +251,20 @@ class Exchange implements CoarseWait {
   }
 
   /**
-   * No response headers in time (the coarse wait ran out). While the request body still
-   * streams, the endpoint may be waiting for the rest of it: the caller's pace is not the
-   * endpoint's failure (the call's deadline bounds it), and the wait is timed again from now.
+   * No response headers in time (the coarse wait ran out). While the request body streams,
+   * the wait counts from its last byte, as node:http2's stream timeout did: the endpoint may be
+   * waiting for the rest of it; a body that stopped moving (a quiet client, or an endpoint that
+   * stopped reading it) for the whole wait ends the exchange. From the body's end, the endpoint
+   * has the whole wait again (sendBody).
    */
   expire(): void {
-    if (this.detach !== undefined) {
-      coarseTimers.start(this, this.options.headersTimeout ?? 300_000);
-      return;
+    if (this.detach !== undefined && this.bodyMovedAt >= 0) {
+      const timeout = this.options.headersTimeout ?? 300_000;
+      const quiet = performance.now() - this.bodyMovedAt;
+      if (quiet < timeout) {
+        coarseTimers.start(this, timeout - quiet);
+        return;
+      }
     }
     this.abort(new TandemError('TANDEM_ERR_UPSTREAM_TIMEOUT', 'the endpoint sent no response headers in time', { status: 504 }));
   }
@@ -357,6 +365,7 @@ class Exchange implements CoarseWait {
       return;
     }
     const onData = (chunk: Buffer) => {
+      this.bodyMovedAt = performance.now();
       this.handler.onBodySent?.(chunk);
       if (!stream.write(chunk)) {
         body.pause();
@@ -365,6 +374,9 @@ class Exchange implements CoarseWait {
     };
     const onEnd = () => {
       this.detach = undefined;
+      // The request is all out: the endpoint has the whole wait for its answer from now.
+      const timeout = this.options.headersTimeout ?? 300_000;
+      if (!this.responded && !this.done && timeout > 0) coarseTimers.start(this, timeout);
       stream.end();
       this.handler.onRequestSent?.();
     };
