@@ -21,6 +21,7 @@ import pino from 'pino';
 import { Gateway } from '../src/gateway/gateway.js';
 import { validateConfig } from '../src/config/validate.js';
 import { spawnInstance, until } from './helpers/sdk.js';
+import { waitFor } from './helpers/wait.js';
 
 const { track, defer } = cleanupAfterAll();
 
@@ -64,23 +65,56 @@ test('etcd:// URLs: members, user, password, prefix; a bad one is refused naming
   assert.throws(() => parseServeOptions({ service: 'shop', registry: 'etcd://h:2379?colour=blue' }), (e: unknown) => isTandemError(e) && /options.registry: \?colour: unknown parameter/.test(e.message));
 });
 
-test('3 members: a frozen member, then a killed one — registrations and the watch go on through the others', async () => {
+/** The index of the member that leads (each member's status names it). */
+async function leaderOf(etcd: OwnEtcd): Promise<number> {
+  await etcd.healthy();
+  // The members agree on a leader once an election is over.
+  return await waitFor('the members to agree on a leader', async () => {
+    const status = await Promise.all(etcd.endpoints.map((e) => etcdPost(e, '/v3/maintenance/status', {})));
+    const leader = String(status[0]!.leader);
+    const at = status.findIndex((s) => String((s.header as { member_id: string }).member_id) === leader);
+    return at >= 0 && status.every((s) => String(s.leader) === leader) ? at + 1 : undefined;
+  }) - 1;
+}
+
+/**
+ * A frozen follower costs a request one requestTimeout on it, then the next member answers:
+ * one register() call succeeds. A killed leader leaves no member able to write until the others
+ * elect one (etcd's election timeout, then a vote): a register() that meets the election may
+ * fail through every member, and is registered by the next attempt, as the SDK's registry link
+ * does (same retryKey: a write that landed after its answer was lost is this registrant's).
+ */
+test('3 members: a frozen follower, then a killed leader — registrations and the watch go on through the others', async (t) => {
   const etcd = await own(3);
   const writer = new EtcdRegistry({ endpoints: etcd.endpoints, requestTimeout: 1000 });
   const watcher = new EtcdRegistry({ endpoints: etcd.endpoints, requestTimeout: 1000, checkInterval: 500 });
   defer(() => writer.close(), () => watcher.close());
   const iter = watcher.watch('shop')[Symbol.asyncIterator]();
   await nextMatching(iter, (s) => s.instances.length === 0);
-  await etcd.members[0]!.signal('SIGSTOP');
-  defer(() => etcd.members[0]!.signal('SIGCONT'));
+  const first = await leaderOf(etcd);
+  const follower = (first + 1) % 3;
+  await etcd.members[follower]!.signal('SIGSTOP');
+  defer(() => etcd.members[follower]!.signal('SIGCONT'));
   await writer.register({ service: 'shop', id: 'a', address: '127.0.0.1:7001' });
   await nextMatching(iter, (s) => s.instances.some((i) => i.id === 'a'), 10_000);
-  await etcd.members[0]!.signal('SIGCONT');
-  await etcd.healthy();
-  await etcd.members[1]!.signal('SIGKILL');
-  await writer.register({ service: 'shop', id: 'b', address: '127.0.0.1:7002' });
+  await etcd.members[follower]!.signal('SIGCONT');
+  const leader = await leaderOf(etcd);
+  await etcd.members[leader]!.signal('SIGKILL');
+  const retryKey = 'drill-retry-key-b-0123';
+  let attempts = 0;
+  await until(async () => {
+    attempts++;
+    try {
+      await writer.register({ service: 'shop', id: 'b', address: '127.0.0.1:7002', retryKey });
+      return true;
+    } catch (err) {
+      if (isTandemError(err) && err.code === 'TANDEM_ERR_REGISTRY_UNAVAILABLE') return false;
+      throw err;
+    }
+  }, 'b registered through the two members left');
   const snap = await nextMatching(iter, (s) => s.instances.some((i) => i.id === 'b'), 10_000);
   assert.deepEqual(snap.instances.map((i) => i.id).sort(), ['a', 'b']);
+  t.diagnostic(`b registered at attempt ${attempts}`);
   await iter.return?.();
 });
 
@@ -94,10 +128,7 @@ test('3 members: a frozen member, then a killed one — registrations and the wa
  */
 test('a lease kept alive through a member that freezes is renewed through the others within its TTL (a beat waits TTL/3 at most on one member)', async () => {
   const etcd = await own(3);
-  await etcd.healthy();
-  const status = await Promise.all(etcd.endpoints.map((e) => etcdPost(e, '/v3/maintenance/status', {})));
-  const leader = String(status[0]!.leader);
-  const frozen = etcd.endpoints.findIndex((_, i) => String((status[i]!.header as { member_id: string }).member_id) !== leader);
+  const frozen = ((await leaderOf(etcd)) + 1) % 3;
   const others = etcd.endpoints.filter((_, i) => i !== frozen);
   // The frozen member first: the writer's requests go there until it fails to answer.
   class CountingRegistry extends EtcdRegistry {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { TandemError } from '../core/errors.js';
 import { DISCOVERY_DEFAULTS } from '../core/defaults/discovery.js';
 import { EtcdClient } from './etcd-client.js';
@@ -73,11 +74,12 @@ export class EtcdRegistry implements Registry {
   }
 
   async register(registration: Registration): Promise<Lease> {
-    const { instance, ttl: asked } = checkRegistration(registration, LIMITS);
+    const { instance, ttl: asked, retryKey } = checkRegistration(registration, LIMITS);
     const seconds = Math.ceil((asked ?? this.ttl) / 1000);
     const grant = await this.client.call<{ ID: string; TTL: string }>('/v3/lease/grant', { TTL: seconds });
     const key = b64(this.keyOf(instance.service, instance.id));
-    const value = b64(JSON.stringify(stored(instance)));
+    const retry = retryKey === undefined ? undefined : retryDigest(retryKey);
+    const value = b64(JSON.stringify(stored(instance, retry)));
     const txn = await this.client.call<TxnResponse>('/v3/kv/txn', {
       compare: [{ target: 'CREATE', key, create_revision: '0' }],
       success: [{ request_put: { key, value, lease: grant.ID } }],
@@ -88,6 +90,9 @@ export class EtcdRegistry implements Registry {
       // Our own write, answered too late the first time and retried on another member.
       if (holder?.lease !== grant.ID) {
         await this.client.call('/v3/lease/revoke', { ID: grant.ID }).catch(() => undefined);
+        // An earlier attempt of this registrant (same retry key, same address) that timed out
+        // but was written all the same: its lease is this one's, as in the embedded registry.
+        if (retry !== undefined && holder?.lease !== undefined && isRetryOf(holder, retry, instance.address)) return await this.adopt(holder.lease, key, value, instance);
         const address = holderAddress(holder);
         throw new TandemError('TANDEM_ERR_REGISTRY_CONFLICT', `${instance.service}/${instance.id} is held by another lease${address}; deregister it or wait for its lease to expire`, { status: 409 });
       }
@@ -96,6 +101,25 @@ export class EtcdRegistry implements Registry {
     this.keys.set(leaseId, this.keyOf(instance.service, instance.id));
     this.ttls.set(leaseId, Number(grant.TTL) * 1000);
     return { id: leaseId, ttl: Number(grant.TTL) * 1000, instance };
+  }
+
+  /**
+   * The lease an earlier attempt with the same retry key was given, as this registration's; the
+   * key takes this attempt's value (its state may have changed since) if that lease still holds it.
+   */
+  private async adopt(etcdId: string, key: string, value: string, instance: Instance): Promise<Lease> {
+    const txn = await this.client.call<TxnResponse>('/v3/kv/txn', {
+      compare: [{ target: 'LEASE', key, lease: etcdId }],
+      success: [{ request_put: { key, value, lease: etcdId } }],
+    });
+    if (txn.succeeded !== true) throw new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `${instance.service}/${instance.id}: the lease of an earlier attempt ended while it was taken over; register again`, { retryable: true });
+    const left = await this.client.call<{ grantedTTL?: string }>('/v3/lease/timetolive', { ID: etcdId });
+    const leaseId = leaseIdOf(etcdId);
+    const ttl = Number(left.grantedTTL ?? 0) * 1000;
+    this.keys.set(leaseId, this.keyOf(instance.service, instance.id));
+    this.ttls.set(leaseId, ttl);
+    // A lease that ended meanwhile (grantedTTL 0) is found at the first beat: lost, registered again.
+    return { id: leaseId, ttl, instance };
   }
 
   /** `timeout`: the longest wait for one member's answer (default: the connection's requestTimeout). */
@@ -265,8 +289,26 @@ export class EtcdRegistry implements Registry {
 }
 
 /** The instance as written into etcd: a registration, checked again by whoever reads it. */
-function stored(i: Instance): Registration {
-  return { service: i.service, id: i.id, address: i.address, ...(i.zone !== undefined ? { zone: i.zone } : {}), weight: i.weight, metadata: { ...i.metadata }, state: i.state };
+/** The value of an instance's key; `retry`: the digest of its registrant's retry key. */
+function stored(i: Instance, retry: string | undefined): Registration {
+  return { service: i.service, id: i.id, address: i.address, ...(i.zone !== undefined ? { zone: i.zone } : {}), weight: i.weight, metadata: { ...i.metadata }, state: i.state, ...(retry !== undefined ? { retryKey: retry } : {}) };
+}
+
+/**
+ * What a key holds in place of a retry key: its SHA-256 (base64url, 43 characters, itself a
+ * valid retry key, so readers of earlier versions still accept the value). Whoever can read the
+ * prefix learns the digest, not the key, and cannot have the lease by retrying.
+ */
+const retryDigest = (retryKey: string): string => createHash('sha256').update(retryKey).digest('base64url');
+
+/** Whether `kv` was written by an attempt with the retry key of digest `retry`, for `address`. */
+function isRetryOf(kv: KeyValue, retry: string, address: string): boolean {
+  try {
+    const v = JSON.parse(unb64(kv.value)) as { retryKey?: unknown; address?: unknown };
+    return v.retryKey === retry && v.address === address;
+  } catch {
+    return false;
+  }
 }
 
 function holderAddress(kv: KeyValue | undefined): string {

@@ -31,8 +31,8 @@ export interface Registration {
    * A secret of the registrant's (16–128 of letters, digits, `_`, `-`), the same on every
    * attempt: an attempt whose answer was lost (a timeout) created a lease the registrant never
    * learnt, and the next attempt — same key, address and peer — is given that lease instead of
-   * a 409 until it expires. Never shown to readers. The embedded registry honours it; etcd
-   * ignores it.
+   * a 409 until it expires. Never shown to readers. Both registries honour it; etcd keeps its
+   * SHA-256 in the key's value.
    */
   retryKey?: string;
 }

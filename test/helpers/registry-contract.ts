@@ -98,6 +98,24 @@ export function registryContract(name: string, make: () => Promise<RegistryUnder
       await r.deregister(fresh.id);
     });
 
+    test('a registration repeated with the retryKey of the lease holding its id (the first answer lost) is given that lease, with its own state; another key or address still gets 409; the key is never shown', async () => {
+      const service = freshService();
+      const retryKey = `rk-${'k'.repeat(22)}`;
+      const first = await r.register({ service, id: 'x', address: '127.0.0.1:7005', retryKey });
+      const again = await r.register({ service, id: 'x', address: '127.0.0.1:7005', retryKey, state: 'draining' });
+      assert.equal(again.id, first.id);
+      assert.equal(again.ttl, first.ttl);
+      const snap = await r.snapshot(service);
+      assert.deepEqual(snap.instances.map((i) => [i.address, i.state]), [['127.0.0.1:7005', 'draining']]);
+      assert.equal(JSON.stringify(snap).includes(retryKey), false, 'the key is never shown');
+      await r.heartbeat(again.id);
+      await rejectsWith(r.register({ service, id: 'x', address: '127.0.0.1:7005', retryKey: `rk-${'x'.repeat(22)}` }), 'TANDEM_ERR_REGISTRY_CONFLICT');
+      await rejectsWith(r.register({ service, id: 'x', address: '127.0.0.1:7006', retryKey }), 'TANDEM_ERR_REGISTRY_CONFLICT');
+      await rejectsWith(r.register({ service, id: 'x', address: '127.0.0.1:7005' }), 'TANDEM_ERR_REGISTRY_CONFLICT');
+      assert.deepEqual((await r.snapshot(service)).instances.map((i) => i.state), ['draining'], 'the refused ones changed nothing');
+      await r.deregister(again.id);
+    });
+
     test('heartbeat, setState of an unknown lease → TANDEM_ERR_LEASE_NOT_FOUND; deregister of one is no error', async () => {
       await rejectsWith(r.heartbeat('no-such-lease-aaaaaaaaaa'), 'TANDEM_ERR_LEASE_NOT_FOUND');
       await rejectsWith(r.setState('no-such-lease-aaaaaaaaaa', 'draining'), 'TANDEM_ERR_LEASE_NOT_FOUND');
