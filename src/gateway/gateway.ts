@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { Http2ServerRequest, Http2Session } from 'node:http2';
+import type { Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -306,12 +306,16 @@ export class Gateway {
         // During a handover that drops new connections (--handover-drop-syn) the address stays
         // until the open connections ended: the client's next request on it gets `Connection: close`
         // instead of a FIN it may cross (which resets that request).
-        // An HTTP/2 connection gets a GOAWAY instead: its other streams finish.
-        // (Its session is taken now: an HTTP/2 stream that finished no longer knows it.)
+        // An HTTP/2 connection gets a GOAWAY instead, after any of its streams ends (streamEnded):
+        // its other streams finish.
         // (An HTTP/1.x parser's "HTTP/2.0" request line has no stream: refused as such later.)
-        const session = (req as unknown as Partial<Http2ServerRequest>).stream?.session;
-        res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) endConnection(req, session); });
+        if ((req as unknown as Partial<Http2ServerRequest>).stream === undefined) {
+          res.once('finish', () => { if (this.live.draining && !this.awaitingConnections) req.socket.end(); });
+        }
         handleRequest(ctx(), req, res);
+      },
+      streamEnded: (session) => {
+        if (this.live.draining && !this.awaitingConnections && !session.closed) session.close();
       },
       checkContinue: (req, res) => handleCheckContinue(ctx(), req, res),
       connection: (socket) => {
@@ -543,12 +547,6 @@ export class Gateway {
 /** The services whose members come from etcd: those the config gives no endpoints. */
 function fromRegistry(config: GatewayConfig): string[] {
   return [...config.services.values()].filter((s) => s.endpoints.length === 0).map((s) => s.name);
-}
-
-/** After the response: an HTTP/1.1 connection is ended, an HTTP/2 one gets a GOAWAY (its other streams finish). */
-function endConnection(req: IncomingMessage, session: Http2Session | undefined): void {
-  if (session !== undefined) session.close();
-  else req.socket.end();
 }
 
 function boundAddress(server: Server): HostPort {

@@ -116,6 +116,7 @@ function headersObject(list: readonly string[]): OutgoingHttpHeaders {
 /** After the last DATA frame: the trailers (one function for every stream). */
 function onWantTrailers(this: ResponseStream): void {
   const res = this[kResponse]!;
+  this[kResponse] = undefined; // asked once; the closed stream outlives the call (proxy.ts)
   this.sendTrailers(res.trailers ?? {});
 }
 

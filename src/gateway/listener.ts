@@ -46,6 +46,12 @@ export interface ListenerEvents {
   connection(socket: Socket): void;
   /** A TLS handshake failed (old protocol, no common cipher, not TLS at all). */
   tlsError?(err: NodeJS.ErrnoException): void;
+  /**
+   * A stream of an HTTP/2 connection closed (its response is over): the gateway sends the
+   * connection a GOAWAY when it is draining. Told here, where the connection's streams are
+   * counted, rather than by a listener made per request.
+   */
+  streamEnded?(session: ServerHttp2Session): void;
 }
 
 /**
@@ -141,7 +147,7 @@ export class ClientListener {
     this.server.on('clientError', on.clientError);
     this.server.on('upgrade', on.upgrade);
     if (tls === undefined) this.h2.on('checkContinue', on.checkContinue as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
-    this.h2.on('session', (session: ServerHttp2Session) => this.track(session));
+    this.h2.on('session', (session: ServerHttp2Session) => this.track(session, on.streamEnded));
     // gRPC calls skip the compatibility API (grpc-stream.ts): its own 'stream' listener, added
     // with the request listener, now serves the other requests only.
     const [compat] = this.h2.listeners('stream') as Array<(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void>;
@@ -197,9 +203,9 @@ export class ClientListener {
     socket.once('close', () => this.sockets.delete(socket));
   }
 
-  private track(session: ServerHttp2Session): void {
+  private track(session: ServerHttp2Session, streamEnded: ((session: ServerHttp2Session) => void) | undefined): void {
     this.sessions.add(session);
-    const idle = new IdleSession(session, () => this.idleMs);
+    const idle = new IdleSession(session, () => this.idleMs, streamEnded);
     (session as TrackedSession)[kIdle] = idle;
     session.once('close', () => {
       this.sessions.delete(session);
@@ -229,7 +235,11 @@ class IdleSession implements CoarseWait {
   coarseTimer: TimerHandle | undefined = undefined;
   private streams = 0;
 
-  constructor(private readonly session: ServerHttp2Session, private readonly idleMs: () => number) {}
+  constructor(
+    private readonly session: ServerHttp2Session,
+    private readonly idleMs: () => number,
+    private readonly streamEnded: ((session: ServerHttp2Session) => void) | undefined,
+  ) {}
 
   began(stream: ServerHttp2Stream): void {
     if (this.streams++ === 0) coarseTimers.stop(this);
@@ -243,6 +253,7 @@ class IdleSession implements CoarseWait {
   }
 
   closed(): void {
+    this.streamEnded?.(this.session);
     if (--this.streams === 0) this.streamsEnded();
   }
 

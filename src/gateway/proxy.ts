@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
@@ -229,6 +230,15 @@ function onClientSocketClose(this: ClientSocket): void {
   this[kServing]?.onClientClose();
 }
 
+/** An HTTP/2 request's stream: it names the exchange serving it until that one finishes. */
+const kExchangeOf = Symbol('tandem.exchangeOf');
+type ServedStream = Http2Stream & { [kExchangeOf]?: ProxyExchange };
+
+/** An HTTP/2 request's stream closed (one function for all of them). */
+function onServedStreamClose(this: ServedStream): void {
+  this[kExchangeOf]?.onClientClose();
+}
+
 /**
  * Streams one upstream response to the client. Backpressure is end to end: when the client
  * socket is full, undici stops reading the upstream until it drains.
@@ -280,7 +290,9 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     this.socket = socket;
     // An HTTP/2 request's socket is a proxy of its stream, shared by none: its own close is the client's.
     if (isHttp2(req)) {
-      res.once('close', () => this.onClientClose());
+      const stream = (req as unknown as { stream: ServedStream }).stream;
+      stream[kExchangeOf] = this;
+      stream.on('close', onServedStreamClose);
       return;
     }
     if (socket[kServing] === undefined) socket.once('close', onClientSocketClose);
@@ -446,7 +458,13 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
     this.finished = true;
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     if (this.grpc) this.route.upstream.countGrpc(this.req.url ?? '', this.grpcStatus);
-    if (this.socket[kServing] === this && !isHttp2(this.req)) this.socket[kServing] = null;
+    const stream = (this.req as { stream?: ServedStream }).stream;
+    if (stream !== undefined) {
+      // The stream lets go of the call: node:http2 keeps a closed stream until the next full
+      // collection, and what it holds would be copied out of the young generation at every
+      // scavenge until then (docs/benchmarks.md). Its 'close' has nothing left to do.
+      stream[kExchangeOf] = undefined;
+    } else if (this.socket[kServing] === this) this.socket[kServing] = null;
     this.ctx.live.inflight--;
     const seconds = (performance.now() - this.started) / 1000;
     this.route.upstream.stats.latency.observe(seconds);
