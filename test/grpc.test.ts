@@ -171,6 +171,36 @@ test('grpc-timeout: the endpoint is told the time left; the gateway ends a call 
   assert.match(String(raw.headers['grpc-message']), /TANDEM_ERR_UPSTREAM_TIMEOUT/);
 });
 
+test('a client that cancels its call (RST_STREAM CANCEL) after the first message: the gateway cancels the endpoint\'s stream too', async () => {
+  let seen!: (stream: ServerHttp2Stream) => void;
+  const atEndpoint = new Promise<ServerHttp2Stream>((resolve) => { seen = resolve; });
+  const server = createH2cServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    stream.write(replyFrame('first')); // and never a status
+    seen(stream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(() => server.close());
+  const gw = await gatewayFor([`127.0.0.1:${(server.address() as AddressInfo).port}`], { healthCheck: false });
+  const session = connect(`http://127.0.0.1:${gw.port}`);
+  session.on('error', () => {});
+  try {
+    const call = session.request({ ':method': 'POST', ':path': '/tandem.test.Echo/Watch', 'content-type': 'application/grpc', te: 'trailers' });
+    call.on('error', () => {});
+    call.end(Buffer.alloc(5));
+    const upstream = await guarded(atEndpoint, 'the call at the endpoint');
+    await nextEvent(call, 'data');
+    const closed = nextEvent(upstream, 'close');
+    call.close(constants.NGHTTP2_CANCEL);
+    await closed;
+    assert.equal(upstream.rstCode, constants.NGHTTP2_CANCEL);
+  } finally {
+    session.destroy();
+  }
+});
+
 test('an endpoint whose stream ends after a message but without a gRPC status (its process killed): the caller gets UNAVAILABLE in trailers, not an unfinished call', async () => {
   const cut = createH2cServer();
   cut.on('stream', (stream) => {

@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import { startGateway, tempDir, type RunningGateway } from './helpers/gateway.js';
 import { startBackend, type Backend } from './helpers/backend.js';
 import { makeServerPki } from './helpers/tls-pki.js';
-import { waitFor } from './helpers/wait.js';
+import { guarded, waitFor } from './helpers/wait.js';
 
 const run = promisify(execFile);
 const pki = makeServerPki();
@@ -211,6 +211,30 @@ test('TLS: ALPN h2 through node:http2 and curl --http2, HTTP/1.1 over TLS still;
   const plain = Number(new URL((gw.logs.find((l) => l.msg === 'listening')!.listeners as string[])[0]!).port);
   assert.match(await curl('--http2-prior-knowledge', `http://127.0.0.1:${plain}/shop/p`), /\n2 200$/);
   assert.equal(await gw.stop('SIGTERM'), 0);
+});
+
+test('a client that resets its HTTP/2 stream while the endpoint holds the request: the gateway gives up the endpoint\'s request too', async () => {
+  let endpointGone!: () => void;
+  const gone = new Promise<void>((resolve) => { endpointGone = resolve; });
+  let arrived!: () => void;
+  const atEndpoint = new Promise<void>((resolve) => { arrived = resolve; });
+  const backend = await startBackend('held', (req, res) => {
+    req.resume();
+    res.on('close', () => { if (!res.writableEnded) endpointGone(); });
+    arrived(); // never answered
+  });
+  backends.push(backend);
+  const { port } = await gateway(backend, false);
+  const session = h2c(port);
+  try {
+    const stream = session.request({ ':method': 'GET', ':path': '/shop/held', ':authority': 'a' });
+    stream.on('error', () => {});
+    await atEndpoint;
+    stream.close(constants.NGHTTP2_CANCEL);
+    await guarded(gone, 'the endpoint\'s request to be given up');
+  } finally {
+    session.destroy();
+  }
 });
 
 test('SIGTERM: an HTTP/2 connection gets a GOAWAY, its request under way finishes, the gateway exits 0', async () => {

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createServer as createNetServer, connect, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
@@ -63,6 +64,19 @@ test('etcd:// URLs: members, user, password, prefix; a bad one is refused naming
   // serve() checks an etcd URL with its other options, before the server is touched.
   assert.throws(() => parseServeOptions({ service: 'shop', registry: ['http://127.0.0.1:9901', 'etcd://bad host'] }), (e: unknown) => isTandemError(e) && /options.registry\[1\]: endpoints\[0\]: "bad host" is not host:port/.test(e.message));
   assert.throws(() => parseServeOptions({ service: 'shop', registry: 'etcd://h:2379?colour=blue' }), (e: unknown) => isTandemError(e) && /options.registry: \?colour: unknown parameter/.test(e.message));
+});
+
+test('a retry key is kept in etcd as its SHA-256, never as the key itself', async () => {
+  const etcd = await own(1);
+  const registry = new EtcdRegistry({ endpoints: etcd.endpoints });
+  defer(() => registry.close());
+  const retryKey = 'secret-retry-key-0123456789';
+  const lease = await registry.register({ service: 'keys', id: 'a', address: '127.0.0.1:7001', retryKey });
+  const range = await etcdPost(etcd.endpoints[0]!, '/v3/kv/range', { key: Buffer.from('/tandem/services/keys/a').toString('base64') });
+  const raw = Buffer.from(String((range.kvs as Array<{ value: string }>)[0]!.value), 'base64').toString('utf8');
+  assert.equal(raw.includes(retryKey), false, raw);
+  assert.equal((JSON.parse(raw) as { retryKey: string }).retryKey, createHash('sha256').update(retryKey).digest('base64url'));
+  await registry.deregister(lease.id);
 });
 
 /** The index of the member that leads (each member's status names it). */

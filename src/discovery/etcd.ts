@@ -113,12 +113,13 @@ export class EtcdRegistry implements Registry {
       success: [{ request_put: { key, value, lease: etcdId } }],
     });
     if (txn.succeeded !== true) throw new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `${instance.service}/${instance.id}: the lease of an earlier attempt ended while it was taken over; register again`, { retryable: true });
-    const left = await this.client.call<{ grantedTTL?: string }>('/v3/lease/timetolive', { ID: etcdId });
-    const leaseId = leaseIdOf(etcdId);
+    const left = await this.client.call<{ TTL?: string; grantedTTL?: string }>('/v3/lease/timetolive', { ID: etcdId });
     const ttl = Number(left.grantedTTL ?? 0) * 1000;
+    // Ended since the transaction (an expired lease says TTL -1): registered again, not kept.
+    if (!(ttl > 0) || Number(left.TTL ?? 0) < 0) throw new TandemError('TANDEM_ERR_REGISTRY_UNAVAILABLE', `${instance.service}/${instance.id}: the lease of an earlier attempt ended while it was taken over; register again`, { retryable: true });
+    const leaseId = leaseIdOf(etcdId);
     this.keys.set(leaseId, this.keyOf(instance.service, instance.id));
     this.ttls.set(leaseId, ttl);
-    // A lease that ended meanwhile (grantedTTL 0) is found at the first beat: lost, registered again.
     return { id: leaseId, ttl, instance };
   }
 
@@ -296,8 +297,9 @@ function stored(i: Instance, retry: string | undefined): Registration {
 
 /**
  * What a key holds in place of a retry key: its SHA-256 (base64url, 43 characters, itself a
- * valid retry key, so readers of earlier versions still accept the value). Whoever can read the
- * prefix learns the digest, not the key, and cannot have the lease by retrying.
+ * valid retry key, so every reader that knows the field accepts the value — `retryKey` has been
+ * a registration field since the embedded registry took it). Whoever can read the prefix learns
+ * the digest, not the key, and cannot have the lease by retrying.
  */
 const retryDigest = (retryKey: string): string => createHash('sha256').update(retryKey).digest('base64url');
 

@@ -30,9 +30,9 @@ export interface Registration {
   /**
    * A secret of the registrant's (16–128 of letters, digits, `_`, `-`), the same on every
    * attempt: an attempt whose answer was lost (a timeout) created a lease the registrant never
-   * learnt, and the next attempt — same key, address and peer — is given that lease instead of
-   * a 409 until it expires. Never shown to readers. Both registries honour it; etcd keeps its
-   * SHA-256 in the key's value.
+   * learnt, and the next attempt — same key and address (and, in the embedded registry, from
+   * the same peer) — is given that lease instead of a 409 until it expires. Never shown to
+   * readers. Both registries honour it; etcd keeps its SHA-256 in the key's value, not the key.
    */
   retryKey?: string;
 }

@@ -448,9 +448,12 @@ class ProxyExchange implements ResponseHandler, StallListener, AccessLogged, Cac
   }
 
   onClientClose(): void {
-    if (!this.res.writableFinished && !this.finished) {
-      this.abort?.(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
-    }
+    if (this.finished || this.ended) return;
+    // HTTP/1.1: a response that went out whole is no client abort when its socket closes. Not
+    // asked of an HTTP/2 stream: one the client reset reads as finished too (node:http2 ends
+    // its writable side), and a gRPC call cancelled mid-stream would go on at the endpoint.
+    if (!isHttp2(this.req) && this.res.writableFinished) return;
+    this.abort?.(new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the client went away', { status: 499 }));
   }
 
   private finish(error: TandemError | undefined): void {
