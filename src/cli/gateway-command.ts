@@ -2,6 +2,7 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../config/problems.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../observe/log.js';
+import { installLeanAsyncBind } from '../core/lean-async-bind.js';
 import { allowNewConnections, claimAddress, releaseAddress, type HandoverOptions } from '../gateway/handover.js';
 
 export interface GatewayArgs {
@@ -30,6 +31,10 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
     return 0;
   }
   const logger = createLogger(config.log.level);
+  // Before any connection to an endpoint: node:http2 binds every request it sends with
+  // AsyncResource.bind, whose own version keeps each stream alive past the scavenges
+  // (core/lean-async-bind.ts). This process is the gateway's alone; the libraries never do this.
+  logger.debug({ msg: 'AsyncResource.bind', lean: installLeanAsyncBind() });
   let gateway: Gateway | undefined;
   let finish!: (code: number) => void;
   const exitCode = new Promise<number>((resolve) => { finish = resolve; });
