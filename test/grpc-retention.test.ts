@@ -1,9 +1,10 @@
-// What a finished gRPC call leaves reachable from its HTTP/2 streams. node:http2 keeps a closed
-// stream alive until the next full collection (its native handle holds it), and a scavenge
-// copies out of the young generation whatever such a stream still reaches: everything of a
-// call that its streams point to was promoted with them, on every call (docs/benchmarks.md).
-// Here the test holds every stream itself, as the handles do, and counts what is left of the
-// calls after a full collection: nothing but the streams.
+// What a finished gRPC call leaves reachable from its HTTP/2 streams. node:http2's closed
+// streams outlive the scavenges after them until the next full collection (Node's
+// AsyncResource.bind, and node:http2's own hold — docs/benchmarks.md), and a scavenge copies
+// out of the young generation whatever such a stream still reaches: everything of a call that
+// its streams point to was promoted with them, on every call. Here the test holds every stream
+// itself, as Node does, and counts what is left of the calls after a full collection: nothing
+// but the streams.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type ClientHttp2Session, type ClientHttp2Stream, type ServerHttp2Stream } from 'node:http2';
