@@ -61,7 +61,9 @@ function boundTo(resource: AsyncResource, target: (...args: unknown[]) => unknow
   const bound = (thisArg === undefined
     ? function bound(this: unknown, ...args: unknown[]): unknown { return resource.runInAsyncScope(target, this, ...args); }
     : resource.runInAsyncScope.bind(resource, target, thisArg)) as Bound;
-  Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, value: target.length, writable: false });
+  // A function's own length has these attributes already: redefined only when the value
+  // differs (node:http2's targets have none), which keeps the function out of dictionary mode.
+  if (bound.length !== target.length) Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, value: target.length, writable: false });
   Object.defineProperty(bound, 'asyncResource', ASYNC_RESOURCE);
   Object.defineProperty(bound, kResource, { configurable: true, enumerable: false, value: resource, writable: true });
   return bound;
