@@ -19,14 +19,11 @@ import { AsyncResource } from 'node:async_hooks';
  * else the call's own `this`; keeps `fn.length` and Node's names (`bound`, `bound
  * runInAsyncScope`); has the deprecated `asyncResource` accessor, which warns DEP0172 once a
  * process, as Node's does. Its getter and setter are shared by every
- * bound function (the resource is kept under a symbol, not enumerable), so nothing of a bind
- * outlives it; a non-function is refused by Node's own bind, with Node's own error.
+ * bound function (the resource is kept in a private field of the function), so nothing of a
+ * bind outlives it; a non-function is refused by Node's own bind, with Node's own error.
  */
 
 type Bind = (this: AsyncResource, fn: unknown, thisArg?: unknown) => (...args: unknown[]) => unknown;
-
-const kResource = Symbol('tandem.asyncResource');
-type Bound = ((...args: unknown[]) => unknown) & { [kResource]: AsyncResource };
 
 let nodeBind: Bind | undefined;
 let warned = false;
@@ -39,14 +36,47 @@ function warnDeprecated(from: (...args: never[]) => unknown): void {
   process.emitWarning('The asyncResource property on bound functions is deprecated', 'DeprecationWarning', 'DEP0172', from);
 }
 
-function getAsyncResource(this: Bound): AsyncResource {
-  warnDeprecated(getAsyncResource);
-  return this[kResource];
+/** A base class whose constructor hands back the object it is given, so a subclass can put its private fields on any object. */
+class Stamped {
+  constructor(target: object) {
+    return target as Stamped;
+  }
 }
 
-function setAsyncResource(this: Bound, value: AsyncResource): void {
+/**
+ * The resource of a bound function, in a private field of the function itself: no property
+ * anyone can see (Node's bound functions have none), and adding it is a store an inline cache
+ * handles, where Object.defineProperty is a call into the runtime on every bind.
+ */
+class ResourceSlot extends Stamped {
+  #resource: AsyncResource;
+
+  private constructor(bound: object, resource: AsyncResource) {
+    super(bound);
+    this.#resource = resource;
+  }
+
+  static put(bound: object, resource: AsyncResource): void {
+    new ResourceSlot(bound, resource);
+  }
+
+  static get(bound: object): AsyncResource | undefined {
+    return #resource in bound ? (bound as ResourceSlot).#resource : undefined;
+  }
+
+  static set(bound: object, resource: AsyncResource): void {
+    if (#resource in bound) (bound as ResourceSlot).#resource = resource;
+  }
+}
+
+function getAsyncResource(this: object): AsyncResource | undefined {
+  warnDeprecated(getAsyncResource);
+  return ResourceSlot.get(this);
+}
+
+function setAsyncResource(this: object, value: AsyncResource): void {
   warnDeprecated(setAsyncResource);
-  this[kResource] = value;
+  ResourceSlot.set(this, value);
 }
 
 /** The `asyncResource` accessor of every bound function: one getter, one setter. */
@@ -58,14 +88,14 @@ function leanBind(this: AsyncResource, fn: unknown, thisArg?: unknown): (...args
 }
 
 function boundTo(resource: AsyncResource, target: (...args: unknown[]) => unknown, thisArg: unknown): (...args: unknown[]) => unknown {
-  const bound = (thisArg === undefined
+  const bound = thisArg === undefined
     ? function bound(this: unknown, ...args: unknown[]): unknown { return resource.runInAsyncScope(target, this, ...args); }
-    : resource.runInAsyncScope.bind(resource, target, thisArg)) as Bound;
+    : resource.runInAsyncScope.bind(resource, target, thisArg) as (...args: unknown[]) => unknown;
   // A function's own length has these attributes already: redefined only when the value
   // differs (node:http2's targets have none), which keeps the function out of dictionary mode.
   if (bound.length !== target.length) Object.defineProperty(bound, 'length', { configurable: true, enumerable: false, value: target.length, writable: false });
   Object.defineProperty(bound, 'asyncResource', ASYNC_RESOURCE);
-  Object.defineProperty(bound, kResource, { configurable: true, enumerable: false, value: resource, writable: true });
+  ResourceSlot.put(bound, resource);
   return bound;
 }
 
