@@ -4,7 +4,8 @@
 // Usage: npm run bench [-- [--quick] [--rounds N] [--only tandem,nginx] [--no-build] [--keep-tmp]
 //                         [--baseline DIR] [--section h1,h2]]
 //   --section:  h1 (HTTP/1.1 over plaintext, the table below), h2 (HTTP/2, gRPC and TLS: tandem,
-//               nginx, Caddy; scripts/lib/bench-h2.js); default both, h1 first
+//               a minimal node:http2 proxy, nginx, Caddy; scripts/lib/bench-h2.js); default both,
+//               h1 first. `minimal` in --only selects the minimal proxy of both sections.
 //   --baseline DIR: also measure the tandem of another checkout (built, e.g. a `git worktree` of
 //               the commit before a change) as target 'baseline', interleaved with this one:
 //               the before and after of a change in one run, under the same conditions

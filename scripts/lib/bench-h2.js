@@ -1,5 +1,7 @@
 // The HTTP/2 + gRPC section of `npm run bench` (scripts/bench.js): tandem, nginx and Caddy in
-// front of the same backends, under the same load generators, one target at a time.
+// front of the same backends, under the same load generators, one target at a time; and a
+// minimal node:http2 proxy (bench/minimal-h2-proxy.js), which shows what Node's own HTTP/2 costs
+// per call on the Node running the benchmark — the floor under any gateway built on it.
 //
 // Scenarios (each target runs all of them, from one process per round):
 //   h2c             h2load, HTTP/2 cleartext with prior knowledge, GET /; the proxy speaks HTTP/1.1
@@ -23,7 +25,7 @@ import { getRequestFrame, GET_PATH } from './grpc-drill-service.js';
 import { freePorts, sleep, tail, versionOf, waitUntilAnswering, which } from './procs.js';
 import { nginxPreamble } from './nginx-preamble.js';
 
-export const H2_TARGETS = ['tandem', 'baseline', 'nginx', 'caddy'];
+export const H2_TARGETS = ['tandem', 'baseline', 'minimal', 'nginx', 'caddy'];
 export const ALL_H2_SCENARIOS = ['h2c', 'h2-tls', 'grpc', 'h1-tls', 'tls-handshakes'];
 /** The scenarios run: all, or those BENCH_H2_SCENARIOS lists (comma-separated). */
 export const H2_SCENARIOS = scenariosOf(process.env.BENCH_H2_SCENARIOS);
@@ -37,7 +39,7 @@ function scenariosOf(list) {
 }
 /** Above this share of the machine's CPU used by other processes, a run is flagged (as in bench.js). */
 const OTHER_LOAD_WARN_PCT = 5;
-const LABELS = { tandem: 'tandem', baseline: 'tandem (baseline)', nginx: 'nginx (1 worker)', caddy: 'Caddy' };
+const LABELS = { tandem: 'tandem', baseline: 'tandem (baseline)', minimal: 'minimal node:http2 proxy', nginx: 'nginx (1 worker)', caddy: 'Caddy' };
 
 /**
  * Runs the section. `env`: { root, tmpRoot, procs, rounds, durationS, warmupS, targets (names),
@@ -238,6 +240,11 @@ async function startTarget(ctx, target) {
     if (!grpc) writeFileSync(file, tandemConfig(ctx, false));
     const proc = env.procs.start(`h2sec-${target}`, process.execPath, [join(checkout, 'bin', 'tandem.js'), 'gateway', '--config', file], { dir, cwd: checkout });
     return { proc, grpc, grpcWhyNot: grpc ? null : `its config check refused protocol: grpc (${oneLine(check.stderr || check.stdout).slice(0, 160)})` };
+  }
+  if (target === 'minimal') {
+    // What Node's own HTTP/2 costs on this Node, with none of a gateway's work (bench/minimal-h2-proxy.js).
+    const proc = env.procs.start('h2sec-minimal', process.execPath, [join(env.root, 'bench', 'minimal-h2-proxy.js'), String(ctx.plain), String(ctx.secure), ctx.tls.cert, ctx.tls.key, ctx.h1.join(','), ctx.h2.join(',')], { dir });
+    return { proc, grpc: true };
   }
   if (target === 'nginx') {
     const file = join(dir, 'nginx.conf');
@@ -461,12 +468,15 @@ function computeRatios(results) {
   const out = [];
   for (const scenario of H2_SCENARIOS) {
     const by = Object.fromEntries(results.filter((r) => r.scenario === scenario && r.requestsPerSec !== undefined).map((r) => [r.target, r]));
-    for (const other of ['caddy', 'nginx', 'baseline']) {
-      const a = by.tandem;
+    // tandem against each other target; the minimal proxy against nginx and Caddy: how near the targets
+    // a proxy on node:http2 can come on this Node at all.
+    const pairs = [['tandem', 'caddy'], ['tandem', 'nginx'], ['tandem', 'baseline'], ['tandem', 'minimal'], ['minimal', 'caddy'], ['minimal', 'nginx']];
+    for (const [one, other] of pairs) {
+      const a = by[one];
       const b = by[other];
       if (!a || !b) continue;
       out.push({
-        scenario, label: `tandem / ${other === 'baseline' ? 'baseline' : LABELS[other]}`,
+        scenario, label: `${LABELS[one]} / ${other === 'baseline' ? 'baseline' : LABELS[other]}`,
         requestsPerSec: Math.round((a.requestsPerSec / b.requestsPerSec) * 100) / 100,
         // Per core: calls per CPU-second, the inverse of CPU per call.
         perCore: a.proxyCpuUsPerReq && b.proxyCpuUsPerReq ? Math.round((b.proxyCpuUsPerReq / a.proxyCpuUsPerReq) * 100) / 100 : null,
