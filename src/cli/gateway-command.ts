@@ -3,6 +3,7 @@ import { ConfigError } from '../config/problems.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../observe/log.js';
 import { installLeanAsyncBind } from '../core/lean-async-bind.js';
+import { installStreamTableRenewal } from '../core/stream-tables.js';
 import { allowNewConnections, claimAddress, releaseAddress, type HandoverOptions } from '../gateway/handover.js';
 
 export interface GatewayArgs {
@@ -35,6 +36,9 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   // AsyncResource.bind, whose own version keeps each stream alive past the scavenges
   // (core/lean-async-bind.ts). This process is the gateway's alone; the libraries never do this.
   logger.debug({ msg: 'AsyncResource.bind', lean: installLeanAsyncBind() });
+  // Likewise node:http2's stream tables, renewed after each full collection so that an old one
+  // does not keep every stream of its session alive past the scavenges (core/stream-tables.ts).
+  logger.debug({ msg: 'stream tables', renewal: installStreamTableRenewal() });
   let gateway: Gateway | undefined;
   let finish!: (code: number) => void;
   const exitCode = new Promise<number>((resolve) => { finish = resolve; });

@@ -364,11 +364,14 @@ class Collector implements ResponseHandler {
     private readonly hop: Hop,
   ) {
     if (signal !== undefined) {
-      this.onAbort = () => {
+      // Through a local: V8 puts a function literal assigned straight to a property in the old
+      // generation, from where its scope (this call) would outlive the scavenges.
+      const onAbort = (): void => {
         const error = new TandemError('TANDEM_ERR_CLIENT_ABORTED', 'the request was aborted by its signal', { cause: signal.reason });
         this.abort?.(error);
         this.settle(error);
       };
+      this.onAbort = onAbort;
       if (signal.aborted) queueMicrotask(this.onAbort);
       else signal.addEventListener('abort', this.onAbort, { once: true });
     }

@@ -8,10 +8,18 @@ import { realClock, type Clock, type TimerHandle } from './clock.js';
 export interface CoarseWait {
   /** Called once when the wait runs out (not after `stop`). */
   expire(): void;
-  /** Bookkeeping of the timers that hold it (when it is due; its own timer): theirs alone. */
+  /**
+   * Bookkeeping of the timers that hold it (when it is due; its own timer; its neighbours in
+   * the list of waits pending): theirs alone.
+   */
   coarseDue?: number | undefined;
   coarseTimer?: TimerHandle | undefined;
+  coarsePrev?: CoarseWait | undefined;
+  coarseNext?: CoarseWait | undefined;
 }
+
+/** `coarseDue` of a wait taken off the list by a tick, to expire in it unless stopped first. */
+const EXPIRING = -1;
 
 /**
  * Timeouts of a second or more, timed to a quarter of a second: one shared tick walks the
@@ -23,9 +31,18 @@ export interface CoarseWait {
  * `resolutionMs` later (plus whatever delays the event loop); a wait shorter than `minCoarseMs`
  * gets a timer of its own, to the millisecond. The tick runs only while a wait is pending and
  * never keeps the process alive.
+ *
+ * The waits pending are a list linked through the waits themselves, not a Set: a Set that
+ * outlives many scavenges (this one lives as long as the process) holds its entries in a
+ * table that V8 replaces as entries come and go, and each table it replaces, once old, still
+ * points to the next — which keeps every wait put in the Set since the last full collection,
+ * and all a call's wait holds, alive through scavenges (measured in docs/benchmarks.md). A
+ * wait taken off the list keeps no link, and nothing links to it.
  */
 export class CoarseTimers {
-  private readonly pending = new Set<CoarseWait>();
+  private head: CoarseWait | undefined = undefined;
+  private tail: CoarseWait | undefined = undefined;
+  private count = 0;
   private ticking: TimerHandle | undefined;
 
   constructor(
@@ -45,7 +62,7 @@ export class CoarseTimers {
       return;
     }
     wait.coarseDue = this.clock.now() + ms;
-    this.pending.add(wait);
+    this.link(wait);
     if (this.ticking === undefined) this.ticking = this.clock.setTimeout(this.tick, this.resolutionMs);
   }
 
@@ -55,29 +72,71 @@ export class CoarseTimers {
       this.clock.clearTimeout(wait.coarseTimer);
       wait.coarseTimer = undefined;
     } else if (wait.coarseDue !== undefined) {
+      // A wait a tick has taken off the list already (EXPIRING) is only marked: it won't expire.
+      if (wait.coarseDue !== EXPIRING) this.unlink(wait);
       wait.coarseDue = undefined;
-      this.pending.delete(wait);
     }
   }
 
   /** Waits pending on the shared tick (not those with a timer of their own). */
   get size(): number {
-    return this.pending.size;
+    return this.count;
+  }
+
+  private link(wait: CoarseWait): void {
+    const tail = this.tail;
+    wait.coarsePrev = tail;
+    wait.coarseNext = undefined;
+    if (tail === undefined) this.head = wait;
+    else tail.coarseNext = wait;
+    this.tail = wait;
+    this.count++;
+  }
+
+  private unlink(wait: CoarseWait): void {
+    const prev = wait.coarsePrev;
+    const next = wait.coarseNext;
+    if (prev === undefined) this.head = next;
+    else prev.coarseNext = next;
+    if (next === undefined) this.tail = prev;
+    else next.coarsePrev = prev;
+    wait.coarsePrev = undefined;
+    wait.coarseNext = undefined;
+    this.count--;
   }
 
   private readonly tick = (): void => {
     this.ticking = undefined;
     const now = this.clock.now();
+    // First the waits due come off the list, in the order they were started; then each
+    // expires, unless an earlier one's expiry stopped or restarted it.
+    const due: CoarseWait[] = [];
+    for (let wait = this.head; wait !== undefined;) {
+      const next = wait.coarseNext;
+      if (wait.coarseDue! <= now) {
+        this.unlink(wait);
+        wait.coarseDue = EXPIRING;
+        due.push(wait);
+      }
+      wait = next;
+    }
+    let i = 0;
     try {
-      for (const wait of this.pending) {
-        if (wait.coarseDue! > now) continue;
-        this.pending.delete(wait);
+      for (; i < due.length; i++) {
+        const wait = due[i]!;
+        if (wait.coarseDue !== EXPIRING) continue;
         wait.coarseDue = undefined;
         wait.expire();
       }
     } finally {
       // An expiry that threw leaves the others to the next tick, not unticked.
-      if (this.pending.size > 0 && this.ticking === undefined) this.ticking = this.clock.setTimeout(this.tick, this.resolutionMs);
+      for (i++; i < due.length; i++) {
+        const wait = due[i]!;
+        if (wait.coarseDue !== EXPIRING) continue;
+        wait.coarseDue = now;
+        this.link(wait);
+      }
+      if (this.count > 0 && this.ticking === undefined) this.ticking = this.clock.setTimeout(this.tick, this.resolutionMs);
     }
   };
 }

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { LimitsConfig, ListenerConfig, TlsConfig } from '../config/types.js';
 import type { TimerHandle } from '../core/clock.js';
 import { coarseTimers, type CoarseWait } from '../core/coarse-timers.js';
+import { trackStreamTables } from '../core/stream-tables.js';
 import { peekPreface } from './h2c-preface.js';
 import { GrpcStreamRequest, GrpcStreamResponse, isGrpcCall } from './grpc-stream.js';
 
@@ -205,6 +206,7 @@ export class ClientListener {
 
   private track(session: ServerHttp2Session, streamEnded: ((session: ServerHttp2Session) => void) | undefined): void {
     this.sessions.add(session);
+    trackStreamTables(session);
     const idle = new IdleSession(session, () => this.idleMs, streamEnded);
     (session as TrackedSession)[kIdle] = idle;
     session.once('close', () => {
@@ -233,6 +235,8 @@ export class ClientListener {
 class IdleSession implements CoarseWait {
   coarseDue: number | undefined = undefined;
   coarseTimer: TimerHandle | undefined = undefined;
+  coarsePrev: CoarseWait | undefined = undefined;
+  coarseNext: CoarseWait | undefined = undefined;
   private streams = 0;
 
   constructor(

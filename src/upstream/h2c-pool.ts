@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { TimerHandle } from '../core/clock.js';
 import { coarseTimers, type CoarseWait } from '../core/coarse-timers.js';
+import { trackStreamTables } from '../core/stream-tables.js';
 import { TandemError } from '../core/errors.js';
 import type { EndpointPool } from './endpoint.js';
 
@@ -103,6 +104,8 @@ class Session implements CoarseWait {
   private readonly keepAliveMs: number;
   coarseDue: number | undefined = undefined;
   coarseTimer: TimerHandle | undefined = undefined;
+  coarsePrev: CoarseWait | undefined = undefined;
+  coarseNext: CoarseWait | undefined = undefined;
 
   constructor(origin: string, settings: H2cPoolSettings, private readonly leave: (s: Session) => void) {
     this.keepAliveMs = settings.keepAliveTimeoutMs;
@@ -111,6 +114,7 @@ class Session implements CoarseWait {
       maxHeaderListPairs: 256,
     });
     const session = this.session;
+    trackStreamTables(session);
     let failure: Error | undefined;
     this.closed = new Promise((resolve) => session.once('close', resolve));
     const timer = setTimeout(() => {
@@ -203,6 +207,8 @@ interface ExchangeHandler {
 class Exchange implements CoarseWait {
   coarseDue: number | undefined = undefined;
   coarseTimer: TimerHandle | undefined = undefined;
+  coarsePrev: CoarseWait | undefined = undefined;
+  coarseNext: CoarseWait | undefined = undefined;
   private stream: ClientHttp2Stream | undefined;
   private done = false;
   private responded = false;
@@ -387,13 +393,16 @@ class Exchange implements CoarseWait {
     body.on('data', onData);
     body.once('end', onEnd);
     body.once('error', onError);
-    // A failed exchange lets go of the body: a retry may read (or replay) it.
-    this.detach = () => {
+    // A failed exchange lets go of the body: a retry may read (or replay) it. Through a local:
+    // V8 puts a function literal assigned straight to a property in the old generation, from
+    // where its scope (this exchange, the body) would outlive the scavenges (docs/benchmarks.md).
+    const detach = (): void => {
       body.off('data', onData);
       body.off('end', onEnd);
       body.off('error', onError);
       body.pause();
     };
+    this.detach = detach;
   }
 
   /** The caller gives up (undici's `abort`): the stream is cancelled, onError reports why. */
