@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// The "node:http2 floor": the HTTP/2 and gRPC proxy a Node developer would write in an hour with
-// node:http2 and undici, for the HTTP/2 section of the benchmark (scripts/lib/bench-h2.js), as
-// bench/minimal-proxy.js is for HTTP/1.1. It shows what Node's own HTTP/2 costs per call on the
-// Node running it, with none of a gateway's work: no health checks, retries, deadlines, metrics,
-// logs, forwarding or trace headers, no header hygiene, no limits. Round robin per call.
+// A minimal node:http2 proxy: the HTTP/2 and gRPC proxy a Node developer would write in an hour
+// with node:http2 and undici, for the HTTP/2 section of the benchmark (scripts/lib/bench-h2.js),
+// as bench/minimal-proxy.js is for HTTP/1.1. Its gRPC figure is what a call through node:http2
+// costs on the Node running it with none of a gateway's work: no health checks, retries,
+// deadlines, metrics, logs, forwarding or trace headers, no header hygiene, no limits, no flow
+// control beyond node:http2's own. Round robin per call.
 //
 // Usage: node bench/minimal-h2-proxy.js PLAIN_PORT TLS_PORT CERT KEY H1_BACKENDS H2_BACKENDS
 //   PLAIN_PORT: h2c with prior knowledge;  TLS_PORT: TLS, ALPN h2 and http/1.1
@@ -46,13 +47,14 @@ function grpc(stream, headers) {
     if (stream.destroyed) return;
     if (h['grpc-status'] !== undefined) { // Trailers-Only
       stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': h['grpc-status'] }, { endStream: true });
+      up.resume();
       return;
     }
     stream.respond({ ':status': 200, 'content-type': h['content-type'] ?? 'application/grpc' }, { waitForTrailers: true });
   });
   up.on('data', (chunk) => { if (!stream.destroyed) stream.write(chunk); });
   up.on('trailers', (t) => { trailers = t; });
-  up.on('end', () => { if (!stream.destroyed && stream.headersSent) stream.end(); });
+  up.on('end', () => { if (!stream.destroyed && stream.headersSent && !stream.writableEnded) stream.end(); });
   stream.on('wantTrailers', () => {
     const out = { 'grpc-status': trailers['grpc-status'] ?? '0' };
     if (trailers['grpc-message'] !== undefined) out['grpc-message'] = trailers['grpc-message'];
@@ -78,6 +80,7 @@ function h2Plain(stream, headers) {
     const out = { ':status': statusCode };
     for (const [k, v] of Object.entries(h)) if (!HOP.has(k)) out[k] = v;
     stream.respond(out);
+    body.on('error', () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
     body.pipe(stream);
   }, () => {
     if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
@@ -94,6 +97,7 @@ function h1(req, res) {
     const out = {};
     for (const [k, v] of Object.entries(h)) if (!HOP.has(k)) out[k] = v;
     res.writeHead(statusCode, out);
+    body.on('error', () => res.destroy());
     body.pipe(res);
   }, () => {
     if (!res.headersSent) res.writeHead(502).end();

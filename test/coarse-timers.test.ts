@@ -117,3 +117,60 @@ test('a wait may start, restart or stop waits (itself too) when it expires', () 
   assert.equal(timers.size, 0);
   assert.equal(clock.pending, 0);
 });
+
+test('an expiry that throws: the waits due with it expire on the next tick, the one that threw does not come back', () => {
+  const clock = new FakeClock();
+  const timers = new CoarseTimers(clock, 250, 1000);
+  const thrower = waiter(clock, () => { throw new Error('boom'); });
+  const after = [waiter(clock), waiter(clock)];
+  timers.start(thrower, 1000);
+  for (const w of after) timers.start(w, 1000);
+  assert.throws(() => clock.advance(1000), /boom/);
+  assert.equal(thrower.fired.length, 1);
+  assert.deepEqual(after.map((w) => w.fired.length), [0, 0], 'not in the tick that threw');
+  assert.equal(timers.size, 2, 'both still pending');
+  clock.advance(250);
+  assert.deepEqual(after.map((w) => w.fired.length), [1, 1], 'on the next tick');
+  assert.equal(thrower.fired.length, 1);
+  assert.equal(timers.size, 0);
+  assert.equal(clock.pending, 0);
+});
+
+test('a wait due in a tick and restarted by an earlier expiry, shorter than the coarse minimum, fires on its own timer', () => {
+  const clock = new FakeClock();
+  const timers = new CoarseTimers(clock, 250, 1000);
+  const later = waiter(clock);
+  const first = waiter(clock, () => timers.start(later, 40));
+  timers.start(first, 1000);
+  timers.start(later, 1000);
+  const due = clock.now() + 1000;
+  clock.advance(1000);
+  assert.equal(first.fired.length, 1);
+  assert.deepEqual(later.fired, [], 'restarted, so not expired with the tick');
+  assert.equal(timers.size, 0, 'on a timer of its own, not on the tick');
+  clock.advance(40);
+  assert.deepEqual(later.fired, [due + 40]);
+  clock.advance(5000);
+  assert.equal(later.fired.length, 1);
+});
+
+test('size counts what is pending during an expiry too, and a wait stopped in the tick is neither counted nor fired', () => {
+  const clock = new FakeClock();
+  const timers = new CoarseTimers(clock, 250, 1000);
+  const sizes: number[] = [];
+  const third = waiter(clock);
+  const second = waiter(clock, () => sizes.push(timers.size));
+  const first = waiter(clock, () => {
+    sizes.push(timers.size);
+    timers.stop(third);
+    timers.stop(third);
+  });
+  const pending = waiter(clock);
+  for (const w of [first, second, third]) timers.start(w, 1000);
+  timers.start(pending, 5000);
+  clock.advance(1000);
+  // The three due came off the list before the first expired: only `pending` is left.
+  assert.deepEqual(sizes, [1, 1]);
+  assert.deepEqual(third.fired, []);
+  assert.equal(timers.size, 1);
+});

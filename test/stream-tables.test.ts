@@ -5,10 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { connect, createServer, type ServerHttp2Stream } from 'node:http2';
+import { connect, createServer, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { installStreamTableRenewal, renewStreamTables, trackStreamTables } from '../src/core/stream-tables.js';
+import { installStreamTableRenewal, renewStreamTables, streamStarted, trackStreamTables } from '../src/core/stream-tables.js';
+import { EventEmitter } from 'node:events';
 import { startGateway } from './helpers/gateway.js';
 import { GUARD_MS } from './helpers/wait.js';
 
@@ -36,6 +37,12 @@ test('a Set that outlives a full collection keeps what went through it past a sc
   // The control: with V8's tables, every wait that went through the Set is still there (8 KB each).
   assert.ok(set >= 6144, `through a long-lived Set: ${set} B per wait after a minor collection (expected the 8 KB each held)`);
   assert.ok(coarse <= 1024, `through the coarse timers: ${coarse} B per wait after a minor collection (the Set kept ${set} B)`);
+});
+
+test('a long-lived session\'s stream table keeps what went through it past a scavenge, unless it is renewed after the full collection (on every Node)', async () => {
+  const [plain, renewed] = await Promise.all([retained('tables-plain'), retained('tables-renewed')]);
+  assert.ok(plain >= 6144, `without renewal: ${plain} B per entry after a minor collection (expected the 8 KB each held)`);
+  assert.ok(renewed <= 1024, `renewed: ${renewed} B per entry after a minor collection (without: ${plain} B)`);
 });
 
 test('node:http2 keeps every stream of a long-lived session past a scavenge, unless its tables are renewed after the full collection', async () => {
@@ -114,6 +121,32 @@ test('a renewal carries over the streams in flight, in tables of node:http2\'s o
     });
   });
   assert.deepEqual(await call(), { status: 200, body: 'again', trailers: undefined });
+});
+
+test('after a scavenge, only the sessions that began a stream since their last renewal are renewed; after a full collection, all', () => {
+  assert.equal(installStreamTableRenewal(), true);
+  const sessions = [0, 1, 2].map(() => {
+    const state = { streams: new Map([[1, 'one']]), pendingStreams: new Set(['pending']) };
+    const session = Object.assign(new EventEmitter(), { destroyed: false, [Symbol('state')]: state }) as unknown as Http2Session;
+    trackStreamTables(session);
+    return { session, state };
+  });
+  // Sessions of other tests may still be tracked (closing); none closes within this test.
+  const others = renewStreamTables(true) - 3;
+  const tables = () => sessions.map((s) => s.state.streams);
+  let before = tables();
+  streamStarted(sessions[1]!.session);
+  streamStarted(sessions[1]!.session);
+  assert.equal(renewStreamTables(false), 1);
+  assert.deepEqual(tables().map((t, i) => t !== before[i]), [false, true, false], 'the one that began a stream');
+  assert.deepEqual([...sessions[1]!.state.streams], [[1, 'one']]);
+  assert.deepEqual([...sessions[1]!.state.pendingStreams], ['pending']);
+  assert.equal(renewStreamTables(false), 0, 'its mark is gone');
+  before = tables();
+  assert.equal(renewStreamTables(true), 3 + others);
+  assert.deepEqual(tables().map((t, i) => t !== before[i]), [true, true, true]);
+  sessions[2]!.session.emit('close');
+  assert.equal(renewStreamTables(true), 2 + others, 'a closed session is no longer tracked');
 });
 
 test('the gateway process renews the stream tables', async () => {

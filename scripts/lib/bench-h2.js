@@ -1,7 +1,7 @@
 // The HTTP/2 + gRPC section of `npm run bench` (scripts/bench.js): tandem, nginx and Caddy in
 // front of the same backends, under the same load generators, one target at a time; and a
-// minimal node:http2 proxy (bench/minimal-h2-proxy.js), which shows what Node's own HTTP/2 costs
-// per call on the Node running the benchmark — the floor under any gateway built on it.
+// minimal node:http2 proxy (bench/minimal-h2-proxy.js): in the gRPC scenario, what a call
+// through node:http2 costs on the Node running the benchmark with none of a gateway's work.
 //
 // Scenarios (each target runs all of them, from one process per round):
 //   h2c             h2load, HTTP/2 cleartext with prior knowledge, GET /; the proxy speaks HTTP/1.1
@@ -242,7 +242,7 @@ async function startTarget(ctx, target) {
     return { proc, grpc, grpcWhyNot: grpc ? null : `its config check refused protocol: grpc (${oneLine(check.stderr || check.stdout).slice(0, 160)})` };
   }
   if (target === 'minimal') {
-    // What Node's own HTTP/2 costs on this Node, with none of a gateway's work (bench/minimal-h2-proxy.js).
+    // A minimal node:http2 proxy, with none of a gateway's work (bench/minimal-h2-proxy.js).
     const proc = env.procs.start('h2sec-minimal', process.execPath, [join(env.root, 'bench', 'minimal-h2-proxy.js'), String(ctx.plain), String(ctx.secure), ctx.tls.cert, ctx.tls.key, ctx.h1.join(','), ctx.h2.join(',')], { dir });
     return { proc, grpc: true };
   }

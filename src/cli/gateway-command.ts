@@ -38,7 +38,7 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   logger.debug({ msg: 'AsyncResource.bind', lean: installLeanAsyncBind() });
   // Likewise node:http2's stream tables, renewed after each full collection so that an old one
   // does not keep every stream of its session alive past the scavenges (core/stream-tables.ts).
-  logger.debug({ msg: 'stream tables', renewal: installStreamTableRenewal() });
+  logger.debug({ msg: 'stream tables', renewal: installStreamTableRenewal(() => logger.warn({ msg: 'node:http2 sessions are not as expected here: their stream tables are not renewed', node: process.version })) });
   let gateway: Gateway | undefined;
   let finish!: (code: number) => void;
   const exitCode = new Promise<number>((resolve) => { finish = resolve; });

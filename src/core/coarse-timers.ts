@@ -18,8 +18,11 @@ export interface CoarseWait {
   coarseNext?: CoarseWait | undefined;
 }
 
-/** `coarseDue` of a wait taken off the list by a tick, to expire in it unless stopped first. */
-const EXPIRING = -1;
+/**
+ * `coarseDue` of a wait taken off the list by a tick, to expire in it unless stopped first: no
+ * clock reading plus a wait can equal it, whatever the clock's origin.
+ */
+const EXPIRING = Number.NEGATIVE_INFINITY;
 
 /**
  * Timeouts of a second or more, timed to a quarter of a second: one shared tick walks the
@@ -36,8 +39,8 @@ const EXPIRING = -1;
  * outlives many scavenges (this one lives as long as the process) holds its entries in a
  * table that V8 replaces as entries come and go, and each table it replaces, once old, still
  * points to the next — which keeps every wait put in the Set since the last full collection,
- * and all a call's wait holds, alive through scavenges (measured in docs/benchmarks.md). A
- * wait taken off the list keeps no link, and nothing links to it.
+ * and all a call's wait holds, alive through scavenges (docs/benchmarks.md, "What a long-lived
+ * table keeps"). A wait taken off the list keeps no link, and nothing links to it.
  */
 export class CoarseTimers {
   private head: CoarseWait | undefined = undefined;

@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import { LinkedSet } from '../core/linked-set.js';
 import type { Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
@@ -61,7 +62,7 @@ export class Gateway {
   /** The client listeners, in the config's order. */
   private readonly listeners: ClientListener[];
   private readonly admin: Server;
-  private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new Set<Duplex>() };
+  private readonly live = { inflight: 0, draining: false, unrouted: [0, 0, 0, 0, 0, 0], tunnels: new LinkedSet<Duplex>() };
   private readonly bodyGuard: BodyGuard;
   private readonly startedAt = Date.now();
   private drained: Promise<void> | undefined;

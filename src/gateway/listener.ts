@@ -9,7 +9,8 @@ import type { Socket } from 'node:net';
 import type { LimitsConfig, ListenerConfig, TlsConfig } from '../config/types.js';
 import type { TimerHandle } from '../core/clock.js';
 import { coarseTimers, type CoarseWait } from '../core/coarse-timers.js';
-import { trackStreamTables } from '../core/stream-tables.js';
+import { streamStarted, trackStreamTables } from '../core/stream-tables.js';
+import { LinkedSet } from '../core/linked-set.js';
 import { peekPreface } from './h2c-preface.js';
 import { GrpcStreamRequest, GrpcStreamResponse, isGrpcCall } from './grpc-stream.js';
 
@@ -73,15 +74,19 @@ export class ClientListener {
   readonly server: Server;
   /** Serves the HTTP/2 connections: the TLS server itself, or the h2c server fed by the plaintext one. */
   private readonly h2: Http2Server | Http2SecureServer;
-  /** HTTP/2 connections open now: a drain sends each a GOAWAY (closeIdle) or cuts it (closeAll). */
-  private readonly sessions = new Set<Http2Session>();
+  /**
+   * HTTP/2 connections open now: a drain sends each a GOAWAY (closeIdle) or cuts it (closeAll).
+   * Linked sets, as these two see a connection come and go for every connection the gateway
+   * serves (core/linked-set.ts).
+   */
+  private readonly sessions = new LinkedSet<Http2Session>();
   /**
    * The sockets of connections served by the HTTP/2 server (and, on TLS, by its HTTP/1.1 side),
    * until they close. A session that closed has ended its side of the socket; a client that
    * never ends its own would hold the socket open, and with it the server's close: closeAll
    * cuts them too.
    */
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new LinkedSet<Socket>();
   /** Certificates by name, for SNI; replaced whole on reload (handshakes under way keep theirs). */
   private byName = new Map<string, SecureContext>();
   /** An HTTP/2 connection without a stream for this long is closed (limits.keepAliveTimeout). */
@@ -155,6 +160,7 @@ export class ClientListener {
     this.h2.removeAllListeners('stream');
     this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       (stream.session as TrackedSession)[kIdle]?.began(stream);
+      streamStarted(stream.session);
       if (isGrpcCall(headers)) on.request(new GrpcStreamRequest(stream, headers, rawHeaders) as unknown as IncomingMessage, new GrpcStreamResponse(stream) as unknown as ServerResponse);
       else compat!.call(this.h2, stream, headers, flags, rawHeaders);
     });

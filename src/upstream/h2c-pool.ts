@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { TimerHandle } from '../core/clock.js';
 import { coarseTimers, type CoarseWait } from '../core/coarse-timers.js';
-import { trackStreamTables } from '../core/stream-tables.js';
+import { streamStarted, trackStreamTables } from '../core/stream-tables.js';
 import { TandemError } from '../core/errors.js';
 import type { EndpointPool } from './endpoint.js';
 
@@ -230,6 +230,7 @@ class Exchange implements CoarseWait {
     let stream: ClientHttp2Stream;
     try {
       stream = session.request(requestHeaders(o), body == null ? END_STREAM : OPEN_STREAM);
+      streamStarted(session);
     } catch (err) {
       // The session went away between the pick and now (GOAWAY, closed): nothing went out.
       release();

@@ -8,11 +8,15 @@
 //   set           the same churn through a Set that lives as long as the process (the control)
 //   http2-plain   node:http2 requests from one long-lived session to a server in this process
 //   http2-renewed the same, with the stream tables renewed after each full collection
+//   tables-plain  a stand-in for a node:http2 session (its state's stream Map and Set, under a
+//                 symbol described 'state'), long-lived, with entries going through its Map
+//   tables-renewed the same, its tables renewed after each full collection (as the gateway does)
 //   writable      bare stream.Writable objects, no table at all: whether this Node keeps every
 //                 Writable past a scavenge by itself (Node 24 does: each one's `onwrite` is a
 //                 function literal assigned to a property, which V8 allocates in the old
 //                 generation, and its scope holds the stream)
-import { connect, createServer, type ClientHttp2Stream, type ServerHttp2Stream } from 'node:http2';
+import { connect, createServer, type ClientHttp2Stream, type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { getHeapSpaceStatistics } from 'node:v8';
@@ -56,6 +60,26 @@ if (mode === 'coarse' || mode === 'set') {
       else set.delete(done);
     }
   };
+} else if (mode === 'tables-plain' || mode === 'tables-renewed') {
+  if (mode === 'tables-renewed' && !installStreamTableRenewal()) throw new Error('this Node reports no collections to observers');
+  const state = { streams: new Map<number, object>(), pendingStreams: new Set<object>() };
+  const session = Object.assign(new EventEmitter(), { destroyed: false, [Symbol('state')]: state });
+  trackStreamTables(session as unknown as Http2Session);
+  let id = 0;
+  batch = async () => {
+    for (let i = 0; i < ITEMS; i++) {
+      state.streams.set(++id, { pad: pad() });
+      if (state.streams.size > LIVE) state.streams.delete(id - LIVE);
+    }
+    for (let i = id - LIVE + 1; i <= id; i++) state.streams.delete(i);
+  };
+  if (mode === 'tables-renewed') {
+    settle = async () => {
+      const before = streamTableRenewals();
+      gc();
+      while (streamTableRenewals() === before) await turn();
+    };
+  }
 } else if (mode === 'writable') {
   batch = async () => {
     for (let i = 0; i < ITEMS; i++) {
