@@ -5,11 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AsyncResource, executionAsyncId, triggerAsyncId } from 'node:async_hooks';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { installLeanAsyncBind } from '../src/core/lean-async-bind.js';
 import { startGateway } from './helpers/gateway.js';
-import { GUARD_MS } from './helpers/wait.js';
+import { runRetentionChild } from './helpers/young-retention.js';
 
 const nodeBind = AsyncResource.prototype.bind;
 /** bind as Node has it (@types/node leaves out its thisArg). */
@@ -118,21 +116,7 @@ test('a non-function is refused with Node\'s own error', () => {
 
 /** Bytes per node:http2 request that a minor collection leaves young after they closed (helpers/bind-retention.ts). */
 function retained(mode: 'lean' | 'node'): Promise<{ installed: boolean; bytesPerRequest: number }> {
-  const script = fileURLToPath(new URL('./helpers/bind-retention.js', import.meta.url));
-  const child = spawn(process.execPath, ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64', script, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const guard = setTimeout(() => child.kill('SIGKILL'), GUARD_MS);
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(guard);
-      if (code !== 0) reject(new Error(`bind-retention ${mode} exited ${code ?? signal}: ${err}`));
-      else resolve(JSON.parse(out) as { installed: boolean; bytesPerRequest: number });
-    });
-  });
+  return runRetentionChild('bind-retention.js', mode);
 }
 
 test('node:http2 requests bound by the lean bind no longer keep, past a minor collection, what Node\'s bind kept of them (the 2 KB header block and more)', async () => {

@@ -4,32 +4,16 @@
 // (core/stream-tables.ts). Measured in child processes (helpers/table-retention.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { connect, createServer, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { installStreamTableRenewal, renewStreamTables, streamStarted, trackStreamTables } from '../src/core/stream-tables.js';
 import { EventEmitter } from 'node:events';
 import { startGateway } from './helpers/gateway.js';
-import { GUARD_MS } from './helpers/wait.js';
+import { runRetentionChild } from './helpers/young-retention.js';
 
 /** Young bytes per item a minor collection left (helpers/table-retention.ts); each item held 8 KB. */
-function retained(mode: string): Promise<number> {
-  const script = fileURLToPath(new URL('./helpers/table-retention.js', import.meta.url));
-  const child = spawn(process.execPath, ['--expose-gc', '--min-semi-space-size=64', '--max-semi-space-size=64', script, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const guard = setTimeout(() => child.kill('SIGKILL'), GUARD_MS);
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(guard);
-      if (code !== 0) reject(new Error(`table-retention ${mode} exited ${code ?? signal}: ${err}`));
-      else resolve((JSON.parse(out) as { bytesPerItem: number }).bytesPerItem);
-    });
-  });
+async function retained(mode: string): Promise<number> {
+  return (await runRetentionChild<{ bytesPerItem: number }>('table-retention.js', mode)).bytesPerItem;
 }
 
 test('a Set that outlives a full collection keeps what went through it past a scavenge; the coarse timers\' list keeps nothing', async () => {

@@ -5,10 +5,9 @@
 // collection and prints, as JSON, the bytes per request it left in the young generation — what
 // something still kept alive. Each request carries a 2 KB header, so the header block
 // node:http2 builds for it (and binds) weighs at least that much. `lean`: with tandem's bind.
-import { connect, createServer, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { installLeanAsyncBind } from '../../src/core/lean-async-bind.js';
+import { answeringPair } from './young-retention.js';
 
 const lean = process.argv[2] === 'lean';
 const installed = lean ? installLeanAsyncBind() : false;
@@ -18,16 +17,7 @@ if (gc === undefined) throw new Error('run with --expose-gc');
 const PAD = 'p'.repeat(2048);
 const PER_BATCH = 200;
 
-const server = createServer();
-server.on('stream', (stream: ServerHttp2Stream) => {
-  stream.resume();
-  stream.on('end', () => {
-    stream.respond({ ':status': 200 });
-    stream.end('ok');
-  });
-});
-await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-const session = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+const { server, session } = await answeringPair();
 
 function batch(n: number): Promise<void> {
   let closed = 0;

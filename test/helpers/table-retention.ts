@@ -15,14 +15,14 @@
 //                 Writable past a scavenge by itself (Node 24 does: each one's `onwrite` is a
 //                 function literal assigned to a property, which V8 allocates in the old
 //                 generation, and its scope holds the stream)
-import { connect, createServer, type ClientHttp2Stream, type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import type { ClientHttp2Stream, Http2Session } from 'node:http2';
 import { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { CoarseTimers, type CoarseWait } from '../../src/core/coarse-timers.js';
 import { installLeanAsyncBind } from '../../src/core/lean-async-bind.js';
 import { installStreamTableRenewal, streamTableRenewals, trackStreamTables } from '../../src/core/stream-tables.js';
+import { answeringPair } from './young-retention.js';
 
 const mode = process.argv[2] ?? '';
 const gc = (globalThis as { gc?: (options?: { type: 'minor' | 'major' }) => void }).gc;
@@ -90,17 +90,7 @@ if (mode === 'coarse' || mode === 'set') {
 } else if (mode === 'http2-plain' || mode === 'http2-renewed') {
   installLeanAsyncBind();
   if (mode === 'http2-renewed' && !installStreamTableRenewal()) throw new Error('this Node reports no collections to observers');
-  const server = createServer();
-  server.on('session', trackStreamTables);
-  server.on('stream', (stream: ServerHttp2Stream) => {
-    stream.resume();
-    stream.on('end', () => {
-      stream.respond({ ':status': 200 });
-      stream.end('ok');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const session = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  const { server, session } = await answeringPair(trackStreamTables);
   trackStreamTables(session);
   batch = () => {
     let closed = 0;
