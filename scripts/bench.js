@@ -977,7 +977,7 @@ async function main() {
     backendRestarts,
     totalSeconds: round((Date.now() - startedAt) / 1000, 1),
   };
-  const h1md = selected.length ? buildMarkdown(meta, results, ratios) : `# tandem benchmark — ${meta.date}\n\nMachine: ${meta.machine.cpuModel}, ${meta.machine.cores} cores; Node ${meta.machine.node}; nginx ${versions.nginx ?? '?'}${meta.machine.gitCommit ? `; tandem @ ${meta.machine.gitCommit}` : ''}.\n`;
+  const h1md = selected.length ? buildMarkdown(meta, results, ratios) : `# tandem benchmark — ${meta.date}\n\nMachine: ${meta.machine.cpuModel}, ${meta.machine.cores} cores; Node ${meta.machine.node}; nginx ${versions.nginx ?? '?'}${meta.machine.gitCommit ? `; tandem @ ${meta.machine.gitCommit}${meta.machine.gitDirty ? ' + uncommitted changes' : ''}` : ''}.\n`;
   const md = h2 ? `${h1md}\n${h2.markdown}` : h1md;
   console.log('\n' + md);
 

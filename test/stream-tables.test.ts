@@ -1,7 +1,7 @@
 // What a long-lived table keeps of what went through it, and what tandem does about it: its
 // coarse timers keep their waits in a list linked through the waits (core/coarse-timers.ts),
-// and the gateway renews node:http2's stream tables after each full collection
-// (core/stream-tables.ts). Measured in child processes (helpers/table-retention.ts).
+// and the gateway renews node:http2's stream tables after collections (core/stream-tables.ts).
+// Measured in child processes (helpers/table-retention.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type Http2Session, type ServerHttp2Stream } from 'node:http2';

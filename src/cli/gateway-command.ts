@@ -36,8 +36,8 @@ export async function runGateway(args: GatewayArgs): Promise<number> {
   // AsyncResource.bind, whose own version keeps each stream alive past the scavenges
   // (core/lean-async-bind.ts). This process is the gateway's alone; the libraries never do this.
   logger.debug({ msg: 'AsyncResource.bind', lean: installLeanAsyncBind() });
-  // Likewise node:http2's stream tables, renewed after each full collection so that an old one
-  // does not keep every stream of its session alive past the scavenges (core/stream-tables.ts).
+  // Likewise node:http2's stream tables, renewed after collections so that an old one does not
+  // keep every stream of its session alive past the scavenges (core/stream-tables.ts).
   logger.debug({ msg: 'stream tables', renewal: installStreamTableRenewal(() => logger.warn({ msg: 'node:http2 sessions are not as expected here: their stream tables are not renewed', node: process.version })) });
   let gateway: Gateway | undefined;
   let finish!: (code: number) => void;
